@@ -1,0 +1,103 @@
+/*
+ * Configuration: a libconfig file turned into a validated struct conf.
+ *
+ * conf_load() never stops at the first problem: it collects every one as "FILE:LINE: message"
+ * (struct conf_diag) so --check-config can print them all. Secrets may be inline, in a file
+ * (KEY_file, trailing newline trimmed) or in the environment (KEY_env = "NAME"); they are
+ * registered with log_add_secret() as soon as they are read. YTBRIDGE_YOUTRACK_URL and
+ * YTBRIDGE_YOUTRACK_TOKEN override the file. libconfig is included by conf.c only.
+ */
+#ifndef YTB_CONF_H
+#define YTB_CONF_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+#define CONF_DEFAULT_PATH "/etc/ytbridge/ytbridge.conf"
+
+enum conf_api {
+    CONF_API_AUTO = 0,
+    CONF_API_MODERN, /* /api, YouTrack 2018.3+ */
+    CONF_API_LEGACY, /* /rest, YouTrack 2017.x */
+};
+
+enum conf_first_run {
+    CONF_FIRST_RUN_BASELINE = 0,
+    CONF_FIRST_RUN_ANNOUNCE,
+};
+
+enum conf_sink_type {
+    CONF_SINK_STDOUT = 0,
+};
+
+struct conf_sink {
+    char *name;
+    enum conf_sink_type type;
+    enum log_format format; /* stdout: one text line or one JSON object per message */
+    int line;               /* where the sink was defined, for later messages */
+};
+
+struct conf {
+    char *path; /* the file it came from */
+    struct {
+        char *url;   /* service URL, no trailing '/'; "/api" or "/rest" is appended */
+        char *token; /* secret */
+        enum conf_api api;
+        int poll_interval; /* seconds, 10..86400, default 60 */
+        int page_size;     /* 1..10000, default 200 */
+        int timeout;       /* seconds per request, 1..600, default 30 */
+        char *ca_file;     /* NULL when unset or "" */
+        int allow_insecure; /* plain http:// to a non-loopback host */
+        long max_body;      /* bytes per response, default 64 MiB */
+    } youtrack;
+    char *state_dir; /* default /var/lib/ytbridge */
+    struct {
+        enum conf_first_run first_run;
+        int removal_confirmations; /* 1..100, default 2 */
+        int mass_removal_limit;    /* 0..1000000, default 10; 0 holds every removal */
+    } notify;
+    struct conf_sink *sinks; /* never empty after conf_load(): no "sinks" -> one stdout sink */
+    size_t n_sinks;
+    struct {
+        int level_set; /* the file named a level (the command line still wins) */
+        enum log_level level;
+        int format_set;
+        enum log_format format;
+    } log;
+};
+
+/* One problem found in a configuration. */
+struct conf_diag {
+    char *file;
+    int line; /* 0 when no line applies (e.g. the file cannot be opened) */
+    char *msg;
+};
+
+struct conf_diags {
+    struct conf_diag *v;
+    size_t n;
+};
+
+/*
+ * Reads and validates the file at path (environment overrides applied, every secret read).
+ * Returns 0 and *out (caller frees with conf_free()), or -EINVAL with at least one entry added
+ * to diags (caller frees with conf_diags_fini()), or -ENOMEM. No secret appears in a message.
+ */
+int conf_load(const char *path, struct conf **out, struct conf_diags *diags);
+
+/*
+ * As conf_load(), but from a buffer; name is used in messages and relative *_file paths are
+ * resolved against the current directory. For tests and the fuzz harness.
+ */
+int conf_load_buffer(const char *text, size_t len, const char *name, struct conf **out,
+                     struct conf_diags *diags);
+
+void conf_free(struct conf *conf);
+
+/* Formats one diagnostic as "FILE:LINE: message" (or "FILE: message") into buf. */
+void conf_diag_format(const struct conf_diag *d, char *buf, size_t len);
+
+void conf_diags_fini(struct conf_diags *diags);
+
+#endif

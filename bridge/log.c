@@ -1,0 +1,183 @@
+/*
+ * Logging: one line per call on stderr, text ("2026-11-28T01:02:03Z warn youtrack: ...") or JSON
+ * lines ({"time":...,"level":...,"module":...,"message":...}).
+ *
+ * Invariant: no byte of a registered secret reaches stderr. The message is formatted into a
+ * bounded buffer, redacted, then escaped for the chosen format; control characters are escaped
+ * in both formats so a hostile project name cannot forge log lines or drive a terminal.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum log_level log_threshold = LOGL_INFO;
+static enum log_format log_fmt = LOG_FORMAT_TEXT;
+
+static char **secrets;
+static size_t n_secrets;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void log_setup(enum log_level level, enum log_format format)
+{
+    log_threshold = level;
+    log_fmt = format;
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    static const struct {
+        const char *name;
+        enum log_level level;
+    } names[] = {
+        {"error", LOGL_ERR}, {"err", LOGL_ERR},   {"warn", LOGL_WARN},
+        {"warning", LOGL_WARN}, {"info", LOGL_INFO}, {"debug", LOGL_DEBUG},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].level;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int log_format_parse(const char *s, enum log_format *out)
+{
+    if (strcmp(s, "text") == 0)
+        *out = LOG_FORMAT_TEXT;
+    else if (strcmp(s, "json") == 0)
+        *out = LOG_FORMAT_JSON;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+int log_add_secret(const char *secret)
+{
+    if (!secret || strlen(secret) < 4)
+        return 0;
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (strcmp(secrets[i], secret) == 0)
+            return 0;
+    }
+    char *copy = strdup(secret);
+    if (!copy)
+        return -ENOMEM;
+    char **v = realloc(secrets, (n_secrets + 1) * sizeof(*v));
+    if (!v) {
+        free(copy);
+        return -ENOMEM;
+    }
+    secrets = v;
+    secrets[n_secrets++] = copy;
+    return 0;
+}
+
+void log_clear_secrets(void)
+{
+    for (size_t i = 0; i < n_secrets; i++)
+        free(secrets[i]);
+    free(secrets);
+    secrets = NULL;
+    n_secrets = 0;
+}
+
+void log_redact(char *dst, size_t dstlen, const char *src)
+{
+    static const char mark[] = "[REDACTED]";
+    size_t o = 0;
+
+    if (dstlen == 0)
+        return;
+    while (*src && o + 1 < dstlen) {
+        size_t hit = 0;
+        for (size_t i = 0; i < n_secrets; i++) {
+            size_t l = strlen(secrets[i]);
+            if (strncmp(src, secrets[i], l) == 0 && l > hit)
+                hit = l;
+        }
+        if (hit) {
+            for (size_t k = 0; mark[k] && o + 1 < dstlen; k++)
+                dst[o++] = mark[k];
+            src += hit;
+        } else {
+            dst[o++] = *src++;
+        }
+    }
+    dst[o] = '\0';
+    /*
+     * A message cut short by a formatting buffer may end in the first bytes of a secret, which
+     * the full-length match above cannot see: blank any such tail.
+     */
+    for (size_t i = 0; i < n_secrets; i++) {
+        size_t l = strlen(secrets[i]);
+        for (size_t k = (l - 1 < o ? l - 1 : o); k >= 4; k--) {
+            if (memcmp(dst + o - k, secrets[i], k) == 0) {
+                memset(dst + o - k, '*', k);
+                break;
+            }
+        }
+    }
+}
+
+/* Appends s to out (bounded), escaping for the format. */
+static size_t put_escaped(char *out, size_t o, size_t cap, const char *s, int json)
+{
+    for (; *s && o + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (json && (c == '"' || c == '\\')) {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\n' && json) {
+            memcpy(out + o, "\\n", 2);
+            o += 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, json ? "\\u%04x" : "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+void log_emit(enum log_level level, const char *module, const char *fmt, ...)
+{
+    char msg[2048], clean[2048], line[4608], ts[32];
+    va_list ap;
+    struct timespec now;
+    struct tm tm;
+    size_t o;
+    int json = log_fmt == LOG_FORMAT_JSON;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_redact(clean, sizeof(clean), msg);
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+
+    if (json) {
+        o = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"module\":\"",
+                             ts, level_names[level]);
+        o = put_escaped(line, o, sizeof(line), module, 1);
+        o += (size_t)snprintf(line + o, sizeof(line) - o, "\",\"message\":\"");
+        o = put_escaped(line, o, sizeof(line) - 3, clean, 1);
+        memcpy(line + o, "\"}\n", 3);
+        o += 3;
+    } else {
+        o = (size_t)snprintf(line, sizeof(line), "%s %s %s: ", ts, level_names[level], module);
+        o = put_escaped(line, o, sizeof(line) - 1, clean, 0);
+        line[o++] = '\n';
+    }
+    fwrite(line, 1, o, stderr);
+    fflush(stderr);
+}

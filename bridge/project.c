@@ -1,0 +1,410 @@
+/*
+ * Project lists and the diff with its guards.
+ *
+ * Lists keep their strings in a chunked pool so a 100,000-project list costs a handful of
+ * allocations, not half a million. The diff is a merge join over two id-sorted lists: O(n).
+ *
+ * Guards (DESIGN.md, "Delivery guarantees"): a project is reported removed only after it was
+ * missing from removal_confirmations consecutive complete polls, and a burst of confirmed
+ * removals (over mass_removal_limit, or over half the tracked list: the signature of a
+ * permission change on the service account) is held back until the projects reappear or the
+ * operator accepts the removals.
+ */
+#include "project.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_CHUNK_MIN (64 * 1024)
+
+struct pool_chunk {
+    struct pool_chunk *next;
+    size_t used, size;
+    char data[];
+};
+
+void project_list_init(struct project_list *l)
+{
+    memset(l, 0, sizeof(*l));
+}
+
+void project_list_fini(struct project_list *l)
+{
+    struct pool_chunk *c = l->chunks;
+    while (c) {
+        struct pool_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+const char *project_list_strdup(struct project_list *l, const char *s, size_t len)
+{
+    struct pool_chunk *c = l->chunks;
+    if (!c || c->size - c->used < len + 1) {
+        size_t size = len + 1 > POOL_CHUNK_MIN ? len + 1 : POOL_CHUNK_MIN;
+        c = malloc(sizeof(*c) + size);
+        if (!c)
+            return NULL;
+        c->used = 0;
+        c->size = size;
+        /* A big string gets a chunk of its own behind the current one, which stays usable. */
+        if (l->chunks && size > POOL_CHUNK_MIN) {
+            c->next = l->chunks->next;
+            l->chunks->next = c;
+        } else {
+            c->next = l->chunks;
+            l->chunks = c;
+        }
+    }
+    char *p = c->data + c->used;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    c->used += len + 1;
+    return p;
+}
+
+static int list_grow(struct project_list *l)
+{
+    if (l->n < l->cap)
+        return 0;
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    struct project *v = realloc(l->v, cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+    return 0;
+}
+
+/* Appends p as is: its strings must already belong to l's pool (or be NULL). */
+static int push_raw(struct project_list *l, const struct project *p)
+{
+    if (list_grow(l))
+        return -ENOMEM;
+    l->v[l->n] = *p;
+    l->v[l->n].seq = (uint32_t)l->n;
+    l->n++;
+    return 0;
+}
+
+/* Copies *s into l's pool; NULL stays NULL. */
+static int copy_str(struct project_list *l, const char **s)
+{
+    if (!*s)
+        return 0;
+    const char *copy = project_list_strdup(l, *s, strlen(*s));
+    if (!copy)
+        return -ENOMEM;
+    *s = copy;
+    return 0;
+}
+
+int project_list_add(struct project_list *l, const struct project *p)
+{
+    struct project q = *p;
+
+    if (!q.id)
+        return -EINVAL;
+    if (copy_str(l, &q.id) || copy_str(l, &q.short_name) || copy_str(l, &q.name) ||
+        copy_str(l, &q.description) || copy_str(l, &q.leader_login) ||
+        copy_str(l, &q.leader_name))
+        return -ENOMEM;
+    return push_raw(l, &q);
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+int project_id_cmp(const char *a, const char *b)
+{
+    const char *a0 = a, *b0 = b;
+
+    while (*a && *b) {
+        if (is_digit(*a) && is_digit(*b)) {
+            /* Compare digit runs by value: skip leading zeros, then length, then digits. */
+            while (*a == '0' && is_digit(a[1]))
+                a++;
+            while (*b == '0' && is_digit(b[1]))
+                b++;
+            size_t la = 0, lb = 0;
+            while (is_digit(a[la]))
+                la++;
+            while (is_digit(b[lb]))
+                lb++;
+            if (la != lb)
+                return la < lb ? -1 : 1;
+            int c = memcmp(a, b, la);
+            if (c)
+                return c < 0 ? -1 : 1;
+            a += la;
+            b += lb;
+            continue;
+        }
+        if (*a != *b)
+            return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++;
+        b++;
+    }
+    if (*a || *b)
+        return *a ? 1 : -1;
+    int c = strcmp(a0, b0);
+    return c < 0 ? -1 : c > 0;
+}
+
+static int cmp_project(const void *pa, const void *pb)
+{
+    const struct project *a = pa, *b = pb;
+    int c = project_id_cmp(a->id, b->id);
+    if (c)
+        return c;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+size_t project_list_finish(struct project_list *l)
+{
+    size_t w = 0, dropped = 0;
+
+    if (l->n == 0)
+        return 0;
+    qsort(l->v, l->n, sizeof(*l->v), cmp_project);
+    for (size_t r = 1; r < l->n; r++) {
+        if (strcmp(l->v[w].id, l->v[r].id) == 0) {
+            dropped++;
+            continue;
+        }
+        l->v[++w] = l->v[r];
+    }
+    l->n = w + 1;
+    for (size_t i = 0; i < l->n; i++)
+        l->v[i].seq = (uint32_t)i;
+    return dropped;
+}
+
+const struct project *project_list_find(const struct project_list *l, const char *id)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = project_id_cmp(l->v[mid].id, id);
+        if (c == 0)
+            return &l->v[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+const char *change_kind_name(enum change_kind k)
+{
+    static const char *const names[] = {"created", "renamed", "archived", "unarchived", "removed"};
+    return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
+}
+
+static int str_changed(const char *before, const char *after)
+{
+    /* Unknown is not a change: a field the server stopped sending keeps its last value. */
+    return before && after && strcmp(before, after) != 0;
+}
+
+/* A change whose "after" is named by id: diff.next still grows (and moves) while changes pile up. */
+struct pending_change {
+    enum change_kind kind;
+    const struct project *before;
+    const char *after_id; /* in diff.next's pool, which never moves; NULL for removals */
+};
+
+struct change_vec {
+    struct pending_change *v;
+    size_t n, cap;
+};
+
+static int push_change(struct change_vec *cv, enum change_kind kind, const struct project *before,
+                       const char *after_id)
+{
+    if (cv->n == cv->cap) {
+        size_t cap = cv->cap ? cv->cap * 2 : 16;
+        struct pending_change *v = realloc(cv->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        cv->v = v;
+        cv->cap = cap;
+    }
+    cv->v[cv->n++] = (struct pending_change){kind, before, after_id};
+    return 0;
+}
+
+static int cmp_change(const void *pa, const void *pb)
+{
+    const struct change *a = pa, *b = pb;
+    const char *ia = a->after ? a->after->id : a->before->id;
+    const char *ib = b->after ? b->after->id : b->before->id;
+    int c = project_id_cmp(ia, ib);
+    if (c)
+        return c;
+    return a->kind < b->kind ? -1 : a->kind > b->kind;
+}
+
+/*
+ * The fetched project (its strings already in next's pool), with the fields the server left out
+ * copied from the saved one: an absent key is unknown, so the last known value stands.
+ */
+static int merge(struct project_list *next, const struct project *saved,
+                 const struct project *fetched, struct project *m)
+{
+    *m = *fetched;
+#define KEEP(f)                                                                                    \
+    if (!m->f) {                                                                                   \
+        m->f = saved->f;                                                                           \
+        if (copy_str(next, &m->f))                                                                 \
+            return -ENOMEM;                                                                        \
+    }
+    KEEP(short_name);
+    KEEP(name);
+    KEEP(description);
+    KEEP(leader_login);
+    KEEP(leader_name);
+#undef KEEP
+    if (m->archived == TRI_UNKNOWN)
+        m->archived = saved->archived;
+    m->first_seen = saved->first_seen;
+    m->missing = 0;
+    m->held = 0;
+    return 0;
+}
+
+int project_diff(const struct project_list *saved, struct project_list *fetched,
+                 const struct diff_opts *opts, struct diff *out)
+{
+    struct diff d = {0};
+    struct change_vec cv = {0};
+    const struct project **cand = NULL;
+    size_t n_cand = 0, tracked = 0, i = 0, j = 0;
+    int r = -ENOMEM;
+
+    project_list_init(&d.next);
+    /* Fetched strings move, not copy: the diff must not triple the memory of a big list. */
+    d.next.chunks = fetched->chunks;
+    fetched->chunks = NULL;
+    cand = calloc(saved->n ? saved->n : 1, sizeof(*cand));
+    if (!cand)
+        goto out;
+
+    for (size_t k = 0; k < saved->n; k++)
+        tracked += !saved->v[k].held;
+
+    while (i < saved->n || j < fetched->n) {
+        int c;
+        if (i == saved->n)
+            c = 1;
+        else if (j == fetched->n)
+            c = -1;
+        else
+            c = project_id_cmp(saved->v[i].id, fetched->v[j].id);
+
+        if (c > 0) {
+            struct project p = fetched->v[j++];
+            p.first_seen = opts->now;
+            p.missing = 0;
+            p.held = 0;
+            if (push_raw(&d.next, &p) || push_change(&cv, CHANGE_CREATED, NULL, d.next.v[d.next.n - 1].id))
+                goto out;
+        } else if (c == 0) {
+            const struct project *s = &saved->v[i++];
+            struct project m;
+            if (s->held || s->missing)
+                d.n_reappeared++;
+            if (merge(&d.next, s, &fetched->v[j++], &m) || push_raw(&d.next, &m))
+                goto out;
+            const char *at = d.next.v[d.next.n - 1].id;
+            if (str_changed(s->name, m.name) || str_changed(s->short_name, m.short_name)) {
+                if (push_change(&cv, CHANGE_RENAMED, s, at))
+                    goto out;
+            }
+            if (s->archived != TRI_UNKNOWN && m.archived != TRI_UNKNOWN &&
+                s->archived != m.archived) {
+                enum change_kind k = m.archived == TRI_YES ? CHANGE_ARCHIVED : CHANGE_UNARCHIVED;
+                if (push_change(&cv, k, s, at))
+                    goto out;
+            }
+        } else {
+            const struct project *s = &saved->v[i++];
+            if (s->held && !opts->accept_removals) {
+                if (project_list_add(&d.next, s))
+                    goto out;
+                continue;
+            }
+            unsigned missing = (unsigned)s->missing + 1u;
+            if (missing >= (unsigned)opts->removal_confirmations || opts->accept_removals) {
+                cand[n_cand++] = s;
+                continue;
+            }
+            struct project p = *s;
+            p.missing = (uint16_t)missing;
+            if (project_list_add(&d.next, &p))
+                goto out;
+        }
+    }
+
+    /* Held projects must stay in the snapshot, so the hold check runs before the list closes. */
+    int hold = !opts->accept_removals && n_cand > 0 &&
+               (n_cand > (size_t)opts->mass_removal_limit || n_cand * 2 > tracked);
+    for (size_t k = 0; k < n_cand; k++) {
+        if (hold) {
+            struct project p = *cand[k];
+            p.held = 1;
+            p.missing = p.missing < UINT16_MAX ? (uint16_t)(p.missing + 1) : UINT16_MAX;
+            if (project_list_add(&d.next, &p))
+                goto out;
+        } else if (push_change(&cv, CHANGE_REMOVED, cand[k], NULL)) {
+            goto out;
+        }
+    }
+    d.n_held_new = hold ? n_cand : 0;
+    project_list_finish(&d.next);
+
+    for (size_t k = 0; k < d.next.n; k++) {
+        if (d.next.v[k].held)
+            d.n_held++;
+        else if (d.next.v[k].missing)
+            d.n_pending++;
+    }
+    if (cv.n) {
+        d.changes = calloc(cv.n, sizeof(*d.changes));
+        if (!d.changes)
+            goto out;
+    }
+    for (size_t k = 0; k < cv.n; k++) {
+        struct change *ch = &d.changes[d.n_changes++];
+        ch->kind = cv.v[k].kind;
+        ch->before = cv.v[k].before;
+        ch->after = cv.v[k].after_id ? project_list_find(&d.next, cv.v[k].after_id) : NULL;
+    }
+    /* By project id, then kind: several changes to one project stay together, in enum order. */
+    if (d.n_changes > 1)
+        qsort(d.changes, d.n_changes, sizeof(*d.changes), cmp_change);
+    r = 0;
+out:
+    free(cand);
+    free(cv.v);
+    if (r) {
+        diff_fini(&d);
+        return r;
+    }
+    *out = d;
+    return 0;
+}
+
+void diff_fini(struct diff *d)
+{
+    free(d->changes);
+    project_list_fini(&d->next);
+    memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,117 @@
+/*
+ * Projects, sorted project lists and the diff between a saved snapshot and a fresh poll.
+ * Pure: no I/O, no clock (the caller passes "now").
+ *
+ * A project is keyed on its database id ("0-12"); on the legacy API, which has none, the short
+ * name is the key (so a legacy rename shows as removed + created). Strings are owned by the
+ * list's string pool; a NULL field means "the server did not say" (unknown), never "empty".
+ */
+#ifndef YTB_PROJECT_H
+#define YTB_PROJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum tri {
+    TRI_UNKNOWN = -1,
+    TRI_NO = 0,
+    TRI_YES = 1,
+};
+
+struct project {
+    const char *id;         /* the key; never NULL in a list */
+    const char *short_name; /* NULL: unknown */
+    const char *name;
+    const char *description;
+    const char *leader_login;
+    const char *leader_name;
+    int64_t first_seen;  /* unix seconds when the bridge first saw it; 0: unknown */
+    uint32_t seq;        /* insertion order, to keep the first of duplicate ids */
+    uint16_t missing;    /* snapshot only: consecutive complete polls it was missing from */
+    signed char archived; /* enum tri */
+    unsigned char held;   /* snapshot only: removal held back by the mass-removal guard */
+};
+
+struct pool_chunk;
+
+struct project_list {
+    struct project *v; /* sorted by id (project_id_cmp) after project_list_finish() */
+    size_t n, cap;
+    struct pool_chunk *chunks; /* string storage */
+};
+
+/* A zeroed struct project_list is a valid empty list, as is one after project_list_init(). */
+void project_list_init(struct project_list *l);
+void project_list_fini(struct project_list *l);
+
+/* Copies len bytes of s into the list's pool, NUL-terminated. Returns NULL on ENOMEM. */
+const char *project_list_strdup(struct project_list *l, const char *s, size_t len);
+
+/* Appends a copy of p, its strings copied into l's pool. Returns 0, -EINVAL (no id) or -ENOMEM. */
+int project_list_add(struct project_list *l, const struct project *p);
+
+/*
+ * Sorts by id and removes duplicate ids, keeping the first added. Returns how many duplicates
+ * were dropped (YouTrack pages can overlap when projects are added between pages).
+ */
+size_t project_list_finish(struct project_list *l);
+
+/* Binary search in a finished list. Returns NULL when absent. */
+const struct project *project_list_find(const struct project_list *l, const char *id);
+
+/*
+ * Orders ids naturally: runs of digits compare by value, so "0-2" < "0-10". Ties between
+ * equal-valued digit runs ("0-02" vs "0-2") fall back to strcmp, so the order is total.
+ */
+int project_id_cmp(const char *a, const char *b);
+
+enum change_kind {
+    CHANGE_CREATED = 0,
+    CHANGE_RENAMED, /* name and/or short name */
+    CHANGE_ARCHIVED,
+    CHANGE_UNARCHIVED,
+    CHANGE_REMOVED,
+};
+
+/* "created", "renamed", ... */
+const char *change_kind_name(enum change_kind k);
+
+struct change {
+    enum change_kind kind;
+    const struct project *before; /* in the saved list; NULL for CHANGE_CREATED */
+    const struct project *after;  /* in diff.next; NULL for CHANGE_REMOVED */
+};
+
+struct diff_opts {
+    int removal_confirmations; /* >= 1: complete polls a project must be missing from */
+    int mass_removal_limit;    /* more confirmed removals than this in one poll are held */
+    int accept_removals;       /* operator confirmed: report held and pending removals now */
+    int64_t now;               /* unix seconds, for first_seen of new projects */
+};
+
+struct diff {
+    struct change *changes; /* by project id, then kind (enum order) */
+    size_t n_changes;
+    /*
+     * The snapshot to save: every fetched project (fields the server left out keep their last
+     * known value), plus missing projects not yet confirmed (missing > 0) or held (held = 1).
+     */
+    struct project_list next;
+    size_t n_held_new;  /* removals this poll held back: announce one alert when > 0 */
+    size_t n_held;      /* removals held in total after this poll */
+    size_t n_pending;   /* missing projects waiting for more confirmations */
+    size_t n_reappeared; /* held or pending projects that came back */
+};
+
+/*
+ * Compares a finished saved list with a finished fetched list (both from complete polls).
+ * Returns 0 and fills *out (free with diff_fini()), or -ENOMEM. saved must outlive *out.
+ * The fetched list's string pool moves into out->next (so a big list is not copied): fetched's
+ * projects stay readable while *out lives; free fetched with project_list_fini() as usual.
+ */
+int project_diff(const struct project_list *saved, struct project_list *fetched,
+                 const struct diff_opts *opts, struct diff *out);
+
+void diff_fini(struct diff *d);
+
+#endif
