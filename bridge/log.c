@@ -148,7 +148,7 @@ static size_t put_escaped(char *out, size_t o, size_t cap, const char *s, int js
 
 void log_emit(enum log_level level, const char *module, const char *fmt, ...)
 {
-    char msg[2048], clean[2048], line[4608], ts[32];
+    char msg[2048], clean[2048], line[4608], ts[64];
     va_list ap;
     struct timespec now;
     struct tm tm;

@@ -1,0 +1,41 @@
+/*
+ * The poll cycle: poll YouTrack, diff against the snapshot, apply the guards, commit the new
+ * snapshot, announce. Owns the poll timer and its back-off.
+ */
+#ifndef YTB_BRIDGE_H
+#define YTB_BRIDGE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "conf.h"
+
+struct bridge_opts {
+    int once;            /* one poll, then stop the loop */
+    int dry_run;         /* print, do not commit; implies once */
+    int accept_removals; /* the operator confirms held removals (first complete poll) */
+};
+
+struct bridge;
+
+/*
+ * Opens the state directory (locked; not with dry_run) and loads the snapshot. conf must
+ * outlive the bridge. Returns 0, or -EBUSY (another instance holds the state directory) or
+ * another -errno, with err filled.
+ */
+int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
+               const struct bridge_opts *opts, char *err, size_t errlen);
+
+/* Starts polling (the first poll right away). Returns 0 or -errno. */
+int bridge_start(struct bridge *b);
+
+/* Stops polling and closes every handle; the loop then runs dry. */
+void bridge_stop(struct bridge *b);
+
+/* With once/dry_run: 0 when the poll succeeded and its changes were committed, else 1. */
+int bridge_exit_code(const struct bridge *b);
+
+/* Frees the bridge after the loop has closed its handles (uv_run returned). NULL is fine. */
+void bridge_free(struct bridge *b);
+
+#endif

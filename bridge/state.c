@@ -1,0 +1,495 @@
+/*
+ * State directory.
+ *
+ * Invariants: snapshot.json is always either the previous or the next complete snapshot (the
+ * new one is written beside it and renamed over it, with fsyncs so a power cut cannot leave an
+ * empty file); only the lock holder writes; a corrupt snapshot is moved aside, never
+ * overwritten, so an operator can look at it.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jsonstream.h"
+#include "log.h"
+
+#define SNAPSHOT_NAME   "snapshot.json"
+#define SNAPSHOT_MAX    (1024L * 1024 * 1024)
+
+struct state {
+    char *dir;
+    int dir_fd;
+    int lock_fd;
+};
+
+void snapshot_fini(struct snapshot *s)
+{
+    project_list_fini(&s->projects);
+    free(s->youtrack);
+    memset(s, 0, sizeof(*s));
+}
+
+int state_open(struct state **out, const char *dir, char *err, size_t errlen)
+{
+    struct state *st = calloc(1, sizeof(*st));
+    char path[4096];
+    int r;
+
+    if (!st)
+        return -ENOMEM;
+    st->dir_fd = st->lock_fd = -1;
+    st->dir = strdup(dir);
+    if (!st->dir) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        r = -errno;
+        snprintf(err, errlen, "cannot create state directory %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    st->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->dir_fd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot open state directory %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/lock", dir);
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        char pid[32] = "";
+        ssize_t n = pread(st->lock_fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (r == -EBUSY)
+            snprintf(err, errlen, "state directory %s is already in use by another ytbridge%s%s",
+                     dir, pid[0] ? " (pid " : "", pid[0] ? pid : "");
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-r));
+        if (r == -EBUSY && pid[0])
+            strncat(err, ")", errlen - strlen(err) - 1);
+        goto fail;
+    }
+    /* The holder's pid, for the message above and for operators. */
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) == 0 && pwrite(st->lock_fd, buf, (size_t)n, 0) != n)
+        log_debug("state", "cannot write pid to %s", path);
+    *out = st;
+    return 0;
+fail:
+    state_close(st);
+    return r;
+}
+
+void state_close(struct state *st)
+{
+    if (!st)
+        return;
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    if (st->dir_fd >= 0)
+        close(st->dir_fd);
+    free(st->dir);
+    free(st);
+}
+
+/* ---- reading ---- */
+
+struct load_ctx {
+    struct snapshot *s;
+    int have_format;
+};
+
+static int get_str(struct project_list *l, json_t *o, const char *key, const char **out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -EPROTO;
+    const char *s = json_string_value(v);
+    *out = project_list_strdup(l, s, strnlen(s, json_string_length(v)));
+    return *out ? 0 : -ENOMEM;
+}
+
+static int on_saved_project(void *ctx, json_t *e, char *err, size_t errlen)
+{
+    struct load_ctx *c = ctx;
+    struct project_list *l = &c->s->projects;
+    struct project p = {.archived = TRI_UNKNOWN};
+    json_t *v;
+
+    if (!json_is_object(e) || !json_is_string(json_object_get(e, "id")) ||
+        json_string_length(json_object_get(e, "id")) == 0)
+        goto bad;
+    if (get_str(l, e, "id", &p.id) || get_str(l, e, "shortName", &p.short_name) ||
+        get_str(l, e, "name", &p.name) || get_str(l, e, "description", &p.description))
+        goto bad;
+    v = json_object_get(e, "leader");
+    if (json_is_object(v) &&
+        (get_str(l, v, "login", &p.leader_login) || get_str(l, v, "name", &p.leader_name)))
+        goto bad;
+    v = json_object_get(e, "archived");
+    if (json_is_boolean(v))
+        p.archived = json_is_true(v) ? TRI_YES : TRI_NO;
+    else if (v && !json_is_null(v))
+        goto bad;
+    v = json_object_get(e, "first_seen");
+    if (json_is_integer(v))
+        p.first_seen = json_integer_value(v);
+    v = json_object_get(e, "missing");
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= UINT16_MAX)
+        p.missing = (uint16_t)json_integer_value(v);
+    else if (v)
+        goto bad;
+    v = json_object_get(e, "held");
+    if (json_is_boolean(v))
+        p.held = json_is_true(v);
+    else if (v)
+        goto bad;
+    return project_list_add(l, &p);
+bad:
+    snprintf(err, errlen, "project %zu: malformed entry", l->n);
+    return -EPROTO;
+}
+
+static int on_member(void *ctx, const char *key, const char *buf, size_t len, size_t *pos,
+                     char *err, size_t errlen)
+{
+    struct load_ctx *c = ctx;
+
+    if (strcmp(key, "projects") == 0) {
+        long n = jsonstream_array(buf, len, pos, on_saved_project, c, err, errlen);
+        return n < 0 ? (int)n : 0;
+    }
+    json_t *v = jsonstream_value(buf, len, pos, err, errlen);
+    int r = 0;
+    if (!v)
+        return -EPROTO;
+    if (strcmp(key, "format") == 0) {
+        if (!json_is_integer(v)) {
+            snprintf(err, errlen, "\"format\" is not a number");
+            r = -EPROTO;
+        } else if (json_integer_value(v) != STATE_FORMAT) {
+            snprintf(err, errlen, "snapshot format %lld is not %d (written by another version)",
+                     (long long)json_integer_value(v), STATE_FORMAT);
+            r = json_integer_value(v) > STATE_FORMAT ? -EPROTONOSUPPORT : -EPROTO;
+        }
+        c->have_format = 1;
+    } else if (strcmp(key, "youtrack") == 0 && json_is_string(v)) {
+        free(c->s->youtrack);
+        c->s->youtrack = strdup(json_string_value(v));
+        if (!c->s->youtrack)
+            r = -ENOMEM;
+    } else if (strcmp(key, "flavour") == 0 && json_is_string(v)) {
+        if (youtrack_flavour_parse(json_string_value(v), &c->s->flavour) != 0)
+            c->s->flavour = YOUTRACK_UNKNOWN;
+    } else if (strcmp(key, "saved_at") == 0 && json_is_integer(v)) {
+        c->s->saved_at = json_integer_value(v);
+    }
+    json_decref(v);
+    return r;
+}
+
+int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
+                         size_t errlen)
+{
+    struct snapshot s = {0};
+    struct load_ctx c = {.s = &s};
+    size_t pos = 0;
+
+    int r = jsonstream_object(buf, len, &pos, on_member, &c, err, errlen);
+    if (!r)
+        r = jsonstream_end(buf, len, pos, err, errlen);
+    if (!r && !c.have_format) {
+        snprintf(err, errlen, "no \"format\" member");
+        r = -EPROTO;
+    }
+    if (!r) {
+        size_t dups = project_list_finish(&s.projects);
+        if (dups) {
+            snprintf(err, errlen, "%zu duplicate project ids", dups);
+            r = -EPROTO;
+        }
+    }
+    if (r) {
+        snapshot_fini(&s);
+        return r;
+    }
+    *out = s;
+    return 0;
+}
+
+static int read_file(int dir_fd, const char *name, char **out, size_t *outlen)
+{
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0;
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) != 0) {
+        r = -errno;
+        goto out;
+    }
+    if (st.st_size > SNAPSHOT_MAX) {
+        r = -EFBIG;
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        r = -ENOMEM;
+        goto out;
+    }
+    while (n < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            r = -errno;
+            goto out;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    buf = NULL;
+    r = 0;
+out:
+    free(buf);
+    close(fd);
+    return r;
+}
+
+int state_load(struct state *st, const char *dir, struct snapshot *out, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int dir_fd = st ? st->dir_fd : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r;
+
+    if (dir_fd < 0) {
+        if (errno == ENOENT)
+            return STATE_NONE;
+        snprintf(err, errlen, "cannot open state directory %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    r = read_file(dir_fd, SNAPSHOT_NAME, &buf, &len);
+    if (r == -ENOENT) {
+        r = STATE_NONE;
+        goto out;
+    }
+    if (r == -EFBIG) {
+        snprintf(err, errlen, "%s/%s is over %ld bytes", dir, SNAPSHOT_NAME, SNAPSHOT_MAX);
+    } else if (r < 0) {
+        snprintf(err, errlen, "cannot read %s/%s: %s", dir, SNAPSHOT_NAME, strerror(-r));
+        goto out;
+    } else {
+        char why[256];
+        r = state_parse_snapshot(buf, len, out, why, sizeof(why));
+        if (r == 0) {
+            r = STATE_LOADED;
+            goto out;
+        }
+        if (r == -EPROTONOSUPPORT || r == -ENOMEM) {
+            snprintf(err, errlen, "%s/%s: %s", dir, SNAPSHOT_NAME, why);
+            goto out;
+        }
+        snprintf(err, errlen, "%s/%s is corrupt: %s", dir, SNAPSHOT_NAME, why);
+    }
+    /* Corrupt (or absurdly big): keep it for the operator, start over as a first run. */
+    r = STATE_CORRUPT;
+    if (st) {
+        char aside[128];
+        size_t l = strlen(err);
+        snprintf(aside, sizeof(aside), "%s.corrupt-%lld", SNAPSHOT_NAME, (long long)time(NULL));
+        if (renameat(dir_fd, SNAPSHOT_NAME, dir_fd, aside) != 0) {
+            snprintf(err + l, errlen - l, "; cannot move it aside: %s", strerror(errno));
+            r = -EIO;
+        } else {
+            snprintf(err + l, errlen - l, "; moved to %s/%s", dir, aside);
+            fsync(dir_fd);
+        }
+    }
+out:
+    free(buf);
+    if (!st)
+        close(dir_fd);
+    return r;
+}
+
+/* ---- writing ---- */
+
+static int put_str(json_t *o, const char *key, const char *v)
+{
+    return json_object_set_new(o, key, v ? json_string(v) : json_null());
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Buffered writer: one write() per 64 KiB, not per project. */
+struct wbuf {
+    int fd;
+    int err;
+    size_t n;
+    char b[65536];
+};
+
+static void wb_put(struct wbuf *w, const char *p, size_t n)
+{
+    if (w->err)
+        return;
+    if (w->n + n > sizeof(w->b)) {
+        w->err = write_all(w->fd, w->b, w->n);
+        w->n = 0;
+        if (w->err)
+            return;
+        if (n > sizeof(w->b)) {
+            w->err = write_all(w->fd, p, n);
+            return;
+        }
+    }
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static int wb_dump(const char *buffer, size_t size, void *data)
+{
+    wb_put(data, buffer, size);
+    return ((struct wbuf *)data)->err ? -1 : 0;
+}
+
+static int write_project(struct wbuf *w, const struct project *p)
+{
+    json_t *o = json_object();
+    int r = -ENOMEM;
+    if (!o)
+        return r;
+    if (put_str(o, "id", p->id) || put_str(o, "shortName", p->short_name) ||
+        put_str(o, "name", p->name) || put_str(o, "description", p->description) ||
+        json_object_set_new(o, "archived", p->archived == TRI_UNKNOWN ? json_null()
+                                                                      : json_boolean(p->archived)))
+        goto out;
+    if (p->leader_login || p->leader_name) {
+        json_t *l = json_object();
+        if (!l || json_object_set_new(o, "leader", l) || put_str(l, "login", p->leader_login) ||
+            put_str(l, "name", p->leader_name))
+            goto out;
+    }
+    if (json_object_set_new(o, "first_seen", json_integer(p->first_seen)))
+        goto out;
+    if (p->missing && json_object_set_new(o, "missing", json_integer(p->missing)))
+        goto out;
+    if (p->held && json_object_set_new(o, "held", json_true()))
+        goto out;
+    r = json_dump_callback(o, wb_dump, w, JSON_COMPACT | JSON_PRESERVE_ORDER) ? -EIO : 0;
+out:
+    json_decref(o);
+    return r;
+}
+
+int state_save(struct state *st, const struct snapshot *s, int64_t now, char *err, size_t errlen)
+{
+    static const char tmp[] = SNAPSHOT_NAME ".tmp";
+    struct wbuf *w = malloc(sizeof(*w));
+
+    if (errlen)
+        err[0] = '\0';
+    json_t *head = NULL;
+    char *head_text = NULL;
+    int r = -ENOMEM;
+
+    if (!w)
+        goto out;
+    w->fd = openat(st->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    w->err = 0;
+    w->n = 0;
+    if (w->fd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot create %s/%s: %s", st->dir, tmp, strerror(errno));
+        goto out;
+    }
+    head = json_pack("{s:i, s:I, s:s?, s:s}", "format", STATE_FORMAT, "saved_at", (json_int_t)now,
+                     "youtrack", s->youtrack, "flavour", youtrack_flavour_name(s->flavour));
+    head_text = head ? json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (!head_text)
+        goto fail_unlink;
+    /* The header's closing brace is replaced by the projects array, one project per line. */
+    wb_put(w, head_text, strlen(head_text) - 1);
+    wb_put(w, ",\"projects\":[", 13);
+    for (size_t i = 0; i < s->projects.n; i++) {
+        wb_put(w, i ? ",\n" : "\n", i ? 2 : 1);
+        r = write_project(w, &s->projects.v[i]);
+        if (r)
+            goto fail_unlink;
+    }
+    wb_put(w, "\n]}\n", 4);
+    if (!w->err && w->n)
+        w->err = write_all(w->fd, w->b, w->n);
+    r = w->err;
+    if (!r && fsync(w->fd) != 0)
+        r = -errno;
+    if (r) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, tmp, strerror(-r));
+        goto fail_unlink;
+    }
+    close(w->fd);
+    w->fd = -1;
+    if (renameat(st->dir_fd, tmp, st->dir_fd, SNAPSHOT_NAME) != 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot rename %s/%s: %s", st->dir, tmp, strerror(errno));
+        goto fail_unlink;
+    }
+    /* The rename itself must reach the disk before we act on it. */
+    if (fsync(st->dir_fd) != 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot fsync %s: %s", st->dir, strerror(errno));
+        goto out;
+    }
+    r = 0;
+    goto out;
+fail_unlink:
+    if (r == -ENOMEM && !err[0])
+        snprintf(err, errlen, "out of memory");
+    unlinkat(st->dir_fd, tmp, 0);
+out:
+    if (w && w->fd >= 0)
+        close(w->fd);
+    free(w);
+    free(head_text);
+    json_decref(head);
+    return r;
+}

@@ -1,0 +1,603 @@
+/*
+ * YouTrack poller (reference/youtrack.md).
+ *
+ * A poll walks a small state machine: modern pages ($top/$skip until a short page), or, for the
+ * 2017.x API, the legacy list then the legacy names. Any failure ends the whole poll with one
+ * classified error and the partial list is dropped: no project may ever look removed because a
+ * fetch failed. The token goes into one header line built here and is never logged.
+ */
+#include "youtrack.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jsonstream.h"
+#include "log.h"
+
+/* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
+#define MODERN_FIELDS "id,shortName,name,archived,leader(login,name),description"
+
+#define MAX_ID_LEN          256
+#define MAX_NAME_LEN        1024
+#define MAX_DESCRIPTION_LEN 1000 /* kept for `project KEY`; longer ones are shortened */
+#define MAX_PROJECTS        2000000
+#define MAX_REDIRECTS       3
+
+enum step {
+    STEP_IDLE = 0,
+    STEP_MODERN,
+    STEP_LEGACY_LIST,
+    STEP_LEGACY_NAMES,
+};
+
+struct youtrack {
+    struct http *http;
+    const struct conf *conf;
+    enum youtrack_flavour flavour; /* detected or configured */
+    char *auth_header;
+    enum step step;
+    struct http_xfer *xfer;
+    char *url; /* of the request in flight */
+    int redirects;
+    size_t skip;
+    uint64_t started_ns;
+    youtrack_cb cb;
+    void *userdata;
+    struct youtrack_result res;
+};
+
+const char *youtrack_flavour_name(enum youtrack_flavour f)
+{
+    switch (f) {
+    case YOUTRACK_MODERN:
+        return "api";
+    case YOUTRACK_LEGACY:
+        return "legacy";
+    default:
+        return "unknown";
+    }
+}
+
+int youtrack_flavour_parse(const char *s, enum youtrack_flavour *out)
+{
+    if (strcmp(s, "api") == 0)
+        *out = YOUTRACK_MODERN;
+    else if (strcmp(s, "legacy") == 0)
+        *out = YOUTRACK_LEGACY;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *youtrack_error_name(enum youtrack_error e)
+{
+    static const char *const names[] = {"ok", "auth", "network", "server", "protocol"};
+    return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
+}
+
+enum youtrack_flavour youtrack_flavour(const struct youtrack *yt)
+{
+    return yt->flavour;
+}
+
+/* ---- parsers ---- */
+
+/* Copies a JSON string member into the list's pool, shortened to max bytes on a UTF-8
+ * boundary. Absent or null: *out stays NULL (unknown). Returns 0, or -EPROTO for another type. */
+static int take_string(struct project_list *l, json_t *obj, const char *key, size_t max,
+                       const char **out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "\"%s\" is not a string", key);
+        return -EPROTO;
+    }
+    const char *s = json_string_value(v);
+    size_t n = strnlen(s, json_string_length(v)); /* an embedded NUL ends the text */
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    *out = project_list_strdup(l, s, n);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int on_modern_project(void *ctx, json_t *e, char *err, size_t errlen)
+{
+    struct project_list *l = ctx;
+    struct project p = {.archived = TRI_UNKNOWN};
+    json_t *id = json_object_get(e, "id"), *arch, *leader;
+    int r;
+
+    if (!json_is_object(e)) {
+        snprintf(err, errlen, "project %zu: not an object", l->n);
+        return -EPROTO;
+    }
+    if (!json_is_string(id) || json_string_length(id) == 0 ||
+        json_string_length(id) > MAX_ID_LEN) {
+        snprintf(err, errlen, "project %zu: missing or invalid \"id\"", l->n);
+        return -EPROTO;
+    }
+    if (l->n >= MAX_PROJECTS) {
+        snprintf(err, errlen, "more than %d projects", MAX_PROJECTS);
+        return -EPROTO;
+    }
+    arch = json_object_get(e, "archived");
+    if (json_is_boolean(arch)) {
+        p.archived = json_is_true(arch) ? TRI_YES : TRI_NO;
+    } else if (arch && !json_is_null(arch)) {
+        snprintf(err, errlen, "project %s: \"archived\" is not a boolean", json_string_value(id));
+        return -EPROTO;
+    }
+    r = take_string(l, e, "id", MAX_ID_LEN, &p.id, err, errlen);
+    if (!r)
+        r = take_string(l, e, "shortName", MAX_NAME_LEN, &p.short_name, err, errlen);
+    if (!r)
+        r = take_string(l, e, "name", MAX_NAME_LEN, &p.name, err, errlen);
+    if (!r)
+        r = take_string(l, e, "description", MAX_DESCRIPTION_LEN, &p.description, err, errlen);
+    leader = json_object_get(e, "leader");
+    if (!r && leader && !json_is_null(leader)) {
+        if (!json_is_object(leader)) {
+            snprintf(err, errlen, "project %s: \"leader\" is not an object", p.id);
+            return -EPROTO;
+        }
+        r = take_string(l, leader, "login", MAX_NAME_LEN, &p.leader_login, err, errlen);
+        if (!r)
+            r = take_string(l, leader, "name", MAX_NAME_LEN, &p.leader_name, err, errlen);
+    }
+    if (r == -EPROTO) {
+        /* Name the project in the message: "project 0-7: "name" is not a string". */
+        char inner[160];
+        snprintf(inner, sizeof(inner), "%s", err);
+        snprintf(err, errlen, "project %s: %s", json_string_value(id), inner);
+    }
+    if (r)
+        return r;
+    /* The id in the pool is the one to keep; add() copies, so pass the pooled pointers. */
+    return project_list_add(l, &p);
+}
+
+long youtrack_parse_projects(const char *body, size_t len, struct project_list *into, char *err,
+                             size_t errlen)
+{
+    size_t pos = 0;
+    long n = jsonstream_array(body, len, &pos, on_modern_project, into, err, errlen);
+    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
+        return -EPROTO;
+    return n;
+}
+
+static int on_legacy_ref(void *ctx, json_t *e, char *err, size_t errlen)
+{
+    struct project_list *l = ctx;
+    struct project p = {.archived = TRI_UNKNOWN};
+    json_t *id = json_object_get(e, "id");
+
+    if (!json_is_object(e) || !json_is_string(id) || json_string_length(id) == 0 ||
+        json_string_length(id) > MAX_ID_LEN) {
+        snprintf(err, errlen, "project %zu: not an object with a string \"id\"", l->n);
+        return -EPROTO;
+    }
+    if (l->n >= MAX_PROJECTS) {
+        snprintf(err, errlen, "more than %d projects", MAX_PROJECTS);
+        return -EPROTO;
+    }
+    int r = take_string(l, e, "id", MAX_ID_LEN, &p.id, err, errlen);
+    if (r)
+        return r;
+    p.short_name = p.id; /* the legacy id is the short name */
+    return project_list_add(l, &p);
+}
+
+long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into,
+                                char *err, size_t errlen)
+{
+    size_t pos = 0;
+    long n = jsonstream_array(body, len, &pos, on_legacy_ref, into, err, errlen);
+    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
+        return -EPROTO;
+    return n;
+}
+
+static int on_legacy_name(void *ctx, json_t *e, char *err, size_t errlen)
+{
+    struct project_list *l = ctx;
+    json_t *key = json_object_get(e, "shortName");
+    const char *name = NULL;
+
+    if (!json_is_object(e) || !json_is_string(key)) {
+        snprintf(err, errlen, "project entry without a string \"shortName\"");
+        return -EPROTO;
+    }
+    struct project *p = (struct project *)project_list_find(l, json_string_value(key));
+    if (!p)
+        return 0; /* visible to this call but not to the admin list: the admin list rules */
+    int r = take_string(l, e, "name", MAX_NAME_LEN, &name, err, errlen);
+    if (r)
+        return r;
+    if (name)
+        p->name = name;
+    return 0;
+}
+
+long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list,
+                                 char *err, size_t errlen)
+{
+    size_t pos = 0;
+    long n = jsonstream_array(body, len, &pos, on_legacy_name, list, err, errlen);
+    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
+        return -EPROTO;
+    return n;
+}
+
+char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
+                           const struct project *p)
+{
+    char *key = http_escape(p->id);
+    char *out = NULL;
+    if (!key)
+        return NULL;
+    /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
+    if (f == YOUTRACK_LEGACY) {
+        if (asprintf(&out, "%s/issues/%s", service_url, key) < 0)
+            out = NULL;
+    } else if (asprintf(&out, "%s/projects/%s", service_url, key) < 0) {
+        out = NULL;
+    }
+    free(key);
+    return out;
+}
+
+/* ---- the poll ---- */
+
+int youtrack_new(struct youtrack **out, struct http *http, const struct conf *conf)
+{
+    struct youtrack *yt = calloc(1, sizeof(*yt));
+    if (!yt)
+        return -ENOMEM;
+    yt->http = http;
+    yt->conf = conf;
+    if (conf->youtrack.api == CONF_API_MODERN)
+        yt->flavour = YOUTRACK_MODERN;
+    else if (conf->youtrack.api == CONF_API_LEGACY)
+        yt->flavour = YOUTRACK_LEGACY;
+    if (asprintf(&yt->auth_header, "Authorization: Bearer %s", conf->youtrack.token) < 0) {
+        free(yt);
+        return -ENOMEM;
+    }
+    *out = yt;
+    return 0;
+}
+
+void youtrack_cancel(struct youtrack *yt)
+{
+    if (yt->xfer)
+        http_cancel(yt->xfer);
+    yt->xfer = NULL;
+    free(yt->url);
+    yt->url = NULL;
+    project_list_fini(&yt->res.projects);
+    yt->step = STEP_IDLE;
+}
+
+void youtrack_free(struct youtrack *yt)
+{
+    if (!yt)
+        return;
+    youtrack_cancel(yt);
+    if (yt->auth_header) {
+        /* Do not leave the token lying around in freed heap memory. */
+        memset(yt->auth_header, 0, strlen(yt->auth_header));
+        free(yt->auth_header);
+    }
+    free(yt);
+}
+
+static void on_response(void *userdata, const struct http_response *res);
+
+static int request(struct youtrack *yt, char *url)
+{
+    const char *headers[] = {yt->auth_header, "Accept: application/json", NULL};
+    struct http_request req = {
+        .url = url,
+        .headers = headers,
+        .timeout_ms = (long)yt->conf->youtrack.timeout * 1000L,
+        .max_body = (size_t)yt->conf->youtrack.max_body,
+        .ca_file = yt->conf->youtrack.ca_file,
+    };
+    free(yt->url);
+    yt->url = url;
+    yt->res.pages++;
+    log_debug("youtrack", "GET %s", url);
+    return http_start(yt->http, &req, on_response, yt, &yt->xfer);
+}
+
+static int request_modern_page(struct youtrack *yt)
+{
+    char *url = NULL;
+    char *fields = http_escape(MODERN_FIELDS);
+    if (!fields)
+        return -ENOMEM;
+    /* Always $top: without it the server silently stops at 42 projects (§5). */
+    int n = asprintf(&url, "%s/api/admin/projects?fields=%s&%%24top=%d&%%24skip=%zu",
+                     yt->conf->youtrack.url, fields, yt->conf->youtrack.page_size, yt->skip);
+    free(fields);
+    if (n < 0)
+        return -ENOMEM;
+    yt->step = STEP_MODERN;
+    yt->redirects = 0;
+    return request(yt, url);
+}
+
+static int request_legacy(struct youtrack *yt, enum step step)
+{
+    char *url = NULL;
+    const char *path = step == STEP_LEGACY_LIST ? "/rest/admin/project" : "/rest/project/all?verbose=false";
+    if (asprintf(&url, "%s%s", yt->conf->youtrack.url, path) < 0)
+        return -ENOMEM;
+    yt->step = step;
+    yt->redirects = 0;
+    return request(yt, url);
+}
+
+static void complete(struct youtrack *yt)
+{
+    youtrack_cb cb = yt->cb;
+    void *ud = yt->userdata;
+    struct youtrack_result *r = &yt->res;
+
+    yt->step = STEP_IDLE;
+    yt->xfer = NULL;
+    r->seconds = (double)(uv_hrtime() - yt->started_ns) / 1e9;
+    if (r->error != YOUTRACK_OK)
+        project_list_fini(&r->projects);
+    cb(ud, r);
+    project_list_fini(&r->projects);
+}
+
+static void failf(struct youtrack *yt, enum youtrack_error e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void failf(struct youtrack *yt, enum youtrack_error e, const char *fmt, ...)
+{
+    va_list ap;
+    yt->res.error = e;
+    va_start(ap, fmt);
+    vsnprintf(yt->res.message, sizeof(yt->res.message), fmt, ap);
+    va_end(ap);
+    complete(yt);
+}
+
+/* Copies a short, printable excerpt of YouTrack's {"error_description": ...} for the log. */
+static void error_description(const struct http_response *res, char *out, size_t outlen)
+{
+    json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+    const char *d = json_string_value(json_object_get(j, "error_description"));
+    const char *e = json_string_value(json_object_get(j, "error"));
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (!d || !*d)
+        d = e;
+    for (; d && *d && o + 1 < outlen && o < 160; d++)
+        out[o++] = (unsigned char)*d < 0x20 ? ' ' : *d;
+    out[o] = '\0';
+    json_decref(j);
+}
+
+/* scheme://host:port of url, for the same-origin redirect check. */
+static size_t origin_len(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return 0;
+    p += 3;
+    p += strcspn(p, "/?#");
+    return (size_t)(p - url);
+}
+
+static int same_origin(const char *a, const char *b)
+{
+    size_t la = origin_len(a), lb = origin_len(b);
+    return la && la == lb && strncasecmp(a, b, la) == 0;
+}
+
+static int is_json(const char *content_type)
+{
+    return content_type && strncasecmp(content_type, "application/json", 16) == 0;
+}
+
+/* Handles everything but a 200 JSON answer. Returns 1 when the poll ended (or moved on). */
+static int handle_failure(struct youtrack *yt, const struct http_response *res, const char *what)
+{
+    char desc[192];
+
+    if (res->result != HTTP_DONE) {
+        if (res->result == HTTP_ERR_TOO_BIG)
+            failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: %s", what, res->error);
+        else
+            failf(yt, YOUTRACK_ERR_NETWORK, "%s: %s", what, res->error);
+        return 1;
+    }
+    if (res->status >= 300 && res->status < 400) {
+        const char *loc = res->location ? res->location : "(no Location)";
+        if (res->location && same_origin(res->location, yt->conf->youtrack.url) &&
+            yt->redirects < MAX_REDIRECTS) {
+            char *url = strdup(res->location);
+            int redirects = yt->redirects + 1;
+            if (url && request(yt, url) == 0) {
+                yt->redirects = redirects;
+                return 1;
+            }
+            free(url);
+            failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: cannot follow redirect", what);
+            return 1;
+        }
+        failf(yt, YOUTRACK_ERR_PROTOCOL,
+              "%s: HTTP %ld redirect to %.200s (an SSO proxy or a wrong service URL? redirects to "
+              "other hosts are not followed)",
+              what, res->status, loc);
+        return 1;
+    }
+    if (res->status == 401 || res->status == 403) {
+        error_description(res, desc, sizeof(desc));
+        failf(yt, YOUTRACK_ERR_AUTH, "%s: HTTP %ld%s%s", what, res->status, desc[0] ? " " : "",
+              desc);
+        return 1;
+    }
+    if (res->status == 429 || res->status >= 500) {
+        yt->res.retry_after = res->retry_after;
+        error_description(res, desc, sizeof(desc));
+        failf(yt, YOUTRACK_ERR_SERVER, "%s: HTTP %ld%s%s", what, res->status, desc[0] ? " " : "",
+              desc);
+        return 1;
+    }
+    if (res->status != 200) {
+        error_description(res, desc, sizeof(desc));
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: HTTP %ld%s%s", what, res->status, desc[0] ? " " : "",
+              desc);
+        return 1;
+    }
+    if (!is_json(res->content_type)) {
+        failf(yt, YOUTRACK_ERR_PROTOCOL,
+              "%s: got %.80s instead of JSON (an SSO login page or a proxy in front of YouTrack?)",
+              what, res->content_type ? res->content_type : "no Content-Type");
+        return 1;
+    }
+    const char *user = http_response_header(res, "X-Youtrack-User");
+    if (user && strcmp(user, "guest") == 0) {
+        failf(yt, YOUTRACK_ERR_AUTH,
+              "%s: the request ran as the guest account (the token was not accepted)", what);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_modern_page(struct youtrack *yt, const struct http_response *res)
+{
+    char err[256], what[64];
+    size_t before = yt->res.projects.n;
+
+    snprintf(what, sizeof(what), "page %zu", yt->res.pages);
+    if (res->result == HTTP_DONE && res->status == 404 && yt->skip == 0 &&
+        yt->conf->youtrack.api == CONF_API_AUTO) {
+        log_info("youtrack", "%s/api answers 404: trying the legacy /rest API (YouTrack 2017.x)",
+                 yt->conf->youtrack.url);
+        if (request_legacy(yt, STEP_LEGACY_LIST) != 0)
+            failf(yt, YOUTRACK_ERR_PROTOCOL, "out of memory");
+        return;
+    }
+    if (handle_failure(yt, res, what))
+        return;
+    long n = youtrack_parse_projects(res->body, res->body_len, &yt->res.projects, err, sizeof(err));
+    if (n < 0) {
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: %s", what, n == -ENOMEM ? "out of memory" : err);
+        return;
+    }
+    if (n < yt->conf->youtrack.page_size) {
+        if (yt->flavour != YOUTRACK_MODERN)
+            log_info("youtrack", "using the /api REST API");
+        yt->flavour = YOUTRACK_MODERN;
+        yt->res.flavour = YOUTRACK_MODERN;
+        yt->res.duplicates = project_list_finish(&yt->res.projects);
+        complete(yt);
+        return;
+    }
+    /*
+     * A full page: ask for the next. A server that ignores $skip would send the same page
+     * forever; a full page of nothing new is that signature (pages may overlap a little when
+     * projects are added meanwhile, but never completely).
+     */
+    project_list_finish(&yt->res.projects);
+    if (yt->res.projects.n == before) {
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: a full page with no new project (the server "
+              "ignores $skip?)", what);
+        return;
+    }
+    yt->skip += (size_t)n;
+    if (request_modern_page(yt) != 0)
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "out of memory");
+}
+
+static void on_legacy(struct youtrack *yt, const struct http_response *res)
+{
+    char err[256];
+    const char *what = yt->step == STEP_LEGACY_LIST ? "/rest/admin/project" : "/rest/project/all";
+    long n;
+
+    if (yt->step == STEP_LEGACY_NAMES && res->result == HTTP_DONE && res->status == 404) {
+        /* Names are a bonus; the admin list is complete without them. */
+        log_debug("youtrack", "%s: HTTP 404, project names unknown", what);
+        goto done;
+    }
+    if (yt->step == STEP_LEGACY_LIST && res->result == HTTP_DONE && res->status == 404 &&
+        yt->conf->youtrack.api == CONF_API_AUTO) {
+        /* Upgraded past 2021.3, where /rest is gone: detect again on the next poll. */
+        yt->flavour = YOUTRACK_UNKNOWN;
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: HTTP 404 (neither /api nor /rest answers: is the "
+              "service URL right?)", what);
+        return;
+    }
+    if (handle_failure(yt, res, what))
+        return;
+    if (yt->step == STEP_LEGACY_LIST) {
+        n = youtrack_parse_legacy_list(res->body, res->body_len, &yt->res.projects, err,
+                                       sizeof(err));
+        if (n >= 0) {
+            yt->res.duplicates = project_list_finish(&yt->res.projects);
+            if (request_legacy(yt, STEP_LEGACY_NAMES) != 0)
+                failf(yt, YOUTRACK_ERR_PROTOCOL, "out of memory");
+            return;
+        }
+    } else {
+        n = youtrack_parse_legacy_names(res->body, res->body_len, &yt->res.projects, err,
+                                        sizeof(err));
+    }
+    if (n < 0) {
+        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: %s", what, n == -ENOMEM ? "out of memory" : err);
+        return;
+    }
+done:
+    if (yt->flavour != YOUTRACK_LEGACY)
+        log_info("youtrack", "using the legacy /rest API: projects are keyed by short name, so "
+                             "a rename shows as removed + created");
+    yt->flavour = YOUTRACK_LEGACY;
+    yt->res.flavour = YOUTRACK_LEGACY;
+    complete(yt);
+}
+
+static void on_response(void *userdata, const struct http_response *res)
+{
+    struct youtrack *yt = userdata;
+
+    yt->xfer = NULL;
+    if (yt->step == STEP_MODERN)
+        on_modern_page(yt, res);
+    else
+        on_legacy(yt, res);
+}
+
+int youtrack_poll(struct youtrack *yt, youtrack_cb cb, void *userdata)
+{
+    if (yt->step != STEP_IDLE)
+        return -EBUSY;
+    memset(&yt->res, 0, sizeof(yt->res));
+    yt->res.retry_after = -1;
+    yt->cb = cb;
+    yt->userdata = userdata;
+    yt->skip = 0;
+    yt->started_ns = uv_hrtime();
+    int r = yt->flavour == YOUTRACK_LEGACY ? request_legacy(yt, STEP_LEGACY_LIST)
+                                           : request_modern_page(yt);
+    if (r)
+        yt->step = STEP_IDLE;
+    return r;
+}

@@ -1,0 +1,96 @@
+/* Unit tests for logging: levels, formats, and redaction of every registered secret. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "test.h"
+
+/* Runs fn with stderr captured into buf. */
+static void capture(void (*fn)(void), char *buf, size_t len)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    dup2(fileno(tmp), 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(buf, 1, len - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+}
+
+static void emit_secret(void)
+{
+    log_err("youtrack", "GET with Authorization: Bearer %s failed", "perm:abc.def.ghijklmnop");
+    log_debug("youtrack", "invisible %s", "line");
+}
+
+static void test_redaction_and_levels(void)
+{
+    char out[4096];
+    log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
+    CHECK_INT(log_add_secret("perm:abc.def.ghijklmnop"), 0);
+    capture(emit_secret, out, sizeof(out));
+    CHECK(strstr(out, "ghijklmnop") == NULL);
+    CHECK(strstr(out, "Bearer [REDACTED] failed") != NULL);
+    CHECK(strstr(out, " error youtrack: ") != NULL);
+    CHECK(strstr(out, "invisible") == NULL);
+    log_clear_secrets();
+}
+
+static void emit_hostile(void)
+{
+    log_warn("bridge", "name \"%s\"", "evil\nforged line\x1b[2J");
+}
+
+static void test_json_lines_escape(void)
+{
+    char out[4096];
+    log_setup(LOGL_DEBUG, LOG_FORMAT_JSON);
+    capture(emit_hostile, out, sizeof(out));
+    CHECK(strncmp(out, "{\"time\":\"", 9) == 0);
+    CHECK(strstr(out, "\"level\":\"warn\",\"module\":\"bridge\"") != NULL);
+    CHECK(strstr(out, "name \\\"evil\\nforged line\\u001b[2J\\\"") != NULL);
+    CHECK(strchr(out, '\n') == out + strlen(out) - 1); /* exactly one line */
+    log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
+}
+
+static void test_redact_truncated_tail(void)
+{
+    char out[24];
+    CHECK_INT(log_add_secret("SECRETVALUE123"), 0);
+    /* The buffer cuts the secret short: its visible prefix must not survive. */
+    log_redact(out, sizeof(out), "0123456789012345SECRETVALUE123");
+    CHECK(strstr(out, "SECRET") == NULL);
+    log_redact(out, sizeof(out), "abc SECRETVALUE123 x");
+    CHECK_STR(out, "abc [REDACTED] x");
+    log_clear_secrets();
+}
+
+static void test_parsers(void)
+{
+    enum log_level l;
+    enum log_format f;
+    CHECK_INT(log_level_parse("debug", &l), 0);
+    CHECK_INT(l, LOGL_DEBUG);
+    CHECK_INT(log_level_parse("warning", &l), 0);
+    CHECK_INT(l, LOGL_WARN);
+    CHECK_INT(log_level_parse("verbose", &l), -EINVAL);
+    CHECK_INT(log_format_parse("json", &f), 0);
+    CHECK_INT(f, LOG_FORMAT_JSON);
+    CHECK_INT(log_format_parse("xml", &f), -EINVAL);
+}
+
+int main(void)
+{
+    RUN(test_redaction_and_levels);
+    RUN(test_json_lines_escape);
+    RUN(test_redact_truncated_tail);
+    RUN(test_parsers);
+    return test_done();
+}
