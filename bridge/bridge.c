@@ -222,8 +222,8 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                  b->failures == 1 ? "" : "s");
     b->failures = 0;
     b->last_error[0] = '\0';
-    log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s",
-              res->projects.n, res->pages, res->pages == 1 ? "" : "s", res->seconds,
+    log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s", res->projects.n,
+              res->pages, res->pages == 1 ? "" : "s", res->seconds,
               res->duplicates ? " (overlapping pages de-duplicated)" : "");
 
     if (project_diff(first ? &empty : &b->snap.projects, &res->projects, &o, &d) != 0) {
@@ -256,16 +256,17 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
             deliver(b, &m);
         }
         if (d.n_changes)
-            log_info("bridge", "%zu change%s announced", d.n_changes,
-                     d.n_changes == 1 ? "" : "s");
+            log_info("bridge", "%zu change%s announced", d.n_changes, d.n_changes == 1 ? "" : "s");
     }
     if (d.n_held_new) {
         char text[256];
         snprintf(text, sizeof(text),
                  "%zu projects disappeared from the service account's view at once; holding back",
                  d.n_held_new);
-        log_warn("bridge", "%s (they stay held until they reappear or you run ytbridge "
-                           "--accept-removals)", text);
+        log_warn("bridge",
+                 "%s (they stay held until they reappear or you run ytbridge "
+                 "--accept-removals)",
+                 text);
         m.kind = MESSAGE_ALERT;
         m.alert = "removals_held";
         m.text = text;

@@ -44,10 +44,10 @@ struct conf {
         char *url;   /* service URL, no trailing '/'; "/api" or "/rest" is appended */
         char *token; /* secret */
         enum conf_api api;
-        int poll_interval; /* seconds, 10..86400, default 60 */
-        int page_size;     /* 1..10000, default 200 */
-        int timeout;       /* seconds per request, 1..600, default 30 */
-        char *ca_file;     /* NULL when unset or "" */
+        int poll_interval;  /* seconds, 10..86400, default 60 */
+        int page_size;      /* 1..10000, default 200 */
+        int timeout;        /* seconds per request, 1..600, default 30 */
+        char *ca_file;      /* NULL when unset or "" */
         int allow_insecure; /* plain http:// to a non-loopback host */
         long max_body;      /* bytes per response, default 64 MiB */
     } youtrack;

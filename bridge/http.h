@@ -31,15 +31,15 @@ struct http_request {
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const char *body;           /* for POST/PUT; copied by libcurl */
     size_t body_len;
-    long timeout_ms;  /* whole transfer; 0: 30 s */
-    size_t max_body;  /* 0: 1 MiB */
+    long timeout_ms;     /* whole transfer; 0: 30 s */
+    size_t max_body;     /* 0: 1 MiB */
     const char *ca_file; /* extra CA bundle, or NULL */
 };
 
 struct http_response {
     enum http_result result;
-    long status;         /* 0 unless result == HTTP_DONE */
-    const char *body;    /* NUL-terminated (the NUL is not counted); never NULL */
+    long status;      /* 0 unless result == HTTP_DONE */
+    const char *body; /* NUL-terminated (the NUL is not counted); never NULL */
     size_t body_len;
     const char *content_type; /* NULL when absent */
     const char *location;     /* redirect target for 3xx, NULL otherwise */

@@ -35,7 +35,7 @@ int log_level_parse(const char *s, enum log_level *out)
         const char *name;
         enum log_level level;
     } names[] = {
-        {"error", LOGL_ERR}, {"err", LOGL_ERR},   {"warn", LOGL_WARN},
+        {"error", LOGL_ERR},    {"err", LOGL_ERR},   {"warn", LOGL_WARN},
         {"warning", LOGL_WARN}, {"info", LOGL_INFO}, {"debug", LOGL_DEBUG},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

@@ -54,10 +54,10 @@ void log_redact(char *dst, size_t dstlen, const char *src);
 void log_emit(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define log_at(lvl, module, ...)                                                                   \
-    do {                                                                                           \
-        if ((lvl) <= log_threshold)                                                                \
-            log_emit((lvl), (module), __VA_ARGS__);                                                \
+#define log_at(lvl, module, ...)                    \
+    do {                                            \
+        if ((lvl) <= log_threshold)                 \
+            log_emit((lvl), (module), __VA_ARGS__); \
     } while (0)
 
 #define log_err(module, ...)   log_at(LOGL_ERR, module, __VA_ARGS__)

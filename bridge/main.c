@@ -99,8 +99,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case OPT_LOG_LEVEL:
             if (log_level_parse(optarg, &a->log_level) != 0) {
-                fprintf(stderr, "ytbridge: --log-level: unknown level \"%s\" (error, warn, info, "
-                                "debug)\n", optarg);
+                fprintf(stderr,
+                        "ytbridge: --log-level: unknown level \"%s\" (error, warn, info, "
+                        "debug)\n",
+                        optarg);
                 return -EINVAL;
             }
             a->log_level_set = 1;
@@ -190,9 +192,12 @@ int main(int argc, char **argv)
         goto out;
     }
     /* The command line beats the file. */
-    log_setup(a.log_level_set ? a.log_level : conf->log.level_set ? conf->log.level : LOGL_INFO,
-              a.log_format_set ? a.log_format
-                               : conf->log.format_set ? conf->log.format : LOG_FORMAT_TEXT);
+    log_setup(a.log_level_set       ? a.log_level
+              : conf->log.level_set ? conf->log.level
+                                    : LOGL_INFO,
+              a.log_format_set       ? a.log_format
+              : conf->log.format_set ? conf->log.format
+                                     : LOG_FORMAT_TEXT);
 
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     if (http_global_init() != 0) {

@@ -80,8 +80,19 @@ static int list_grow(struct project_list *l)
     return 0;
 }
 
-/* Appends p as is: its strings must already belong to l's pool (or be NULL). */
-static int push_raw(struct project_list *l, const struct project *p)
+static int list_reserve(struct project_list *l, size_t cap)
+{
+    if (cap <= l->cap)
+        return 0;
+    struct project *v = realloc(l->v, cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+    return 0;
+}
+
+int project_list_push(struct project_list *l, const struct project *p)
 {
     if (list_grow(l))
         return -ENOMEM;
@@ -110,10 +121,9 @@ int project_list_add(struct project_list *l, const struct project *p)
     if (!q.id)
         return -EINVAL;
     if (copy_str(l, &q.id) || copy_str(l, &q.short_name) || copy_str(l, &q.name) ||
-        copy_str(l, &q.description) || copy_str(l, &q.leader_login) ||
-        copy_str(l, &q.leader_name))
+        copy_str(l, &q.description) || copy_str(l, &q.leader_login) || copy_str(l, &q.leader_name))
         return -ENOMEM;
-    return push_raw(l, &q);
+    return project_list_push(l, &q);
 }
 
 static int is_digit(char c)
@@ -157,6 +167,15 @@ int project_id_cmp(const char *a, const char *b)
     return c < 0 ? -1 : c > 0;
 }
 
+static int is_sorted(const struct project_list *l)
+{
+    for (size_t i = 1; i < l->n; i++) {
+        if (project_id_cmp(l->v[i - 1].id, l->v[i].id) >= 0)
+            return 0;
+    }
+    return 1;
+}
+
 static int cmp_project(const void *pa, const void *pb)
 {
     const struct project *a = pa, *b = pb;
@@ -172,7 +191,9 @@ size_t project_list_finish(struct project_list *l)
 
     if (l->n == 0)
         return 0;
-    qsort(l->v, l->n, sizeof(*l->v), cmp_project);
+    /* Snapshots and merged lists arrive sorted: skip the n log n sort. */
+    if (!is_sorted(l))
+        qsort(l->v, l->n, sizeof(*l->v), cmp_project);
     for (size_t r = 1; r < l->n; r++) {
         if (strcmp(l->v[w].id, l->v[r].id) == 0) {
             dropped++;
@@ -183,6 +204,14 @@ size_t project_list_finish(struct project_list *l)
     l->n = w + 1;
     for (size_t i = 0; i < l->n; i++)
         l->v[i].seq = (uint32_t)i;
+    /* Finished lists live long (the snapshot): give back the doubling slack. */
+    if (l->cap > l->n + l->n / 16) {
+        struct project *v = realloc(l->v, l->n * sizeof(*v));
+        if (v) {
+            l->v = v;
+            l->cap = l->n;
+        }
+    }
     return dropped;
 }
 
@@ -214,7 +243,8 @@ static int str_changed(const char *before, const char *after)
     return before && after && strcmp(before, after) != 0;
 }
 
-/* A change whose "after" is named by id: diff.next still grows (and moves) while changes pile up. */
+/* A change whose "after" is named by id: diff.next still grows (and moves) while changes pile up.
+ */
 struct pending_change {
     enum change_kind kind;
     const struct project *before;
@@ -260,11 +290,11 @@ static int merge(struct project_list *next, const struct project *saved,
                  const struct project *fetched, struct project *m)
 {
     *m = *fetched;
-#define KEEP(f)                                                                                    \
-    if (!m->f) {                                                                                   \
-        m->f = saved->f;                                                                           \
-        if (copy_str(next, &m->f))                                                                 \
-            return -ENOMEM;                                                                        \
+#define KEEP(f)                    \
+    if (!m->f) {                   \
+        m->f = saved->f;           \
+        if (copy_str(next, &m->f)) \
+            return -ENOMEM;        \
     }
     KEEP(short_name);
     KEEP(name);
@@ -294,7 +324,8 @@ int project_diff(const struct project_list *saved, struct project_list *fetched,
     d.next.chunks = fetched->chunks;
     fetched->chunks = NULL;
     cand = calloc(saved->n ? saved->n : 1, sizeof(*cand));
-    if (!cand)
+    /* next holds at most every fetched and every saved project: no doubling slack. */
+    if (!cand || list_reserve(&d.next, fetched->n + saved->n))
         goto out;
 
     for (size_t k = 0; k < saved->n; k++)
@@ -314,14 +345,15 @@ int project_diff(const struct project_list *saved, struct project_list *fetched,
             p.first_seen = opts->now;
             p.missing = 0;
             p.held = 0;
-            if (push_raw(&d.next, &p) || push_change(&cv, CHANGE_CREATED, NULL, d.next.v[d.next.n - 1].id))
+            if (project_list_push(&d.next, &p) ||
+                push_change(&cv, CHANGE_CREATED, NULL, d.next.v[d.next.n - 1].id))
                 goto out;
         } else if (c == 0) {
             const struct project *s = &saved->v[i++];
             struct project m;
             if (s->held || s->missing)
                 d.n_reappeared++;
-            if (merge(&d.next, s, &fetched->v[j++], &m) || push_raw(&d.next, &m))
+            if (merge(&d.next, s, &fetched->v[j++], &m) || project_list_push(&d.next, &m))
                 goto out;
             const char *at = d.next.v[d.next.n - 1].id;
             if (str_changed(s->name, m.name) || str_changed(s->short_name, m.short_name)) {

@@ -25,9 +25,9 @@ struct project {
     const char *description;
     const char *leader_login;
     const char *leader_name;
-    int64_t first_seen;  /* unix seconds when the bridge first saw it; 0: unknown */
-    uint32_t seq;        /* insertion order, to keep the first of duplicate ids */
-    uint16_t missing;    /* snapshot only: consecutive complete polls it was missing from */
+    int64_t first_seen;   /* unix seconds when the bridge first saw it; 0: unknown */
+    uint32_t seq;         /* insertion order, to keep the first of duplicate ids */
+    uint16_t missing;     /* snapshot only: consecutive complete polls it was missing from */
     signed char archived; /* enum tri */
     unsigned char held;   /* snapshot only: removal held back by the mass-removal guard */
 };
@@ -49,6 +49,12 @@ const char *project_list_strdup(struct project_list *l, const char *s, size_t le
 
 /* Appends a copy of p, its strings copied into l's pool. Returns 0, -EINVAL (no id) or -ENOMEM. */
 int project_list_add(struct project_list *l, const struct project *p);
+
+/*
+ * Appends p as it is: its strings must already live in l's pool (project_list_strdup()) or be
+ * NULL. The parsers use it to avoid a second copy. Returns 0 or -ENOMEM.
+ */
+int project_list_push(struct project_list *l, const struct project *p);
 
 /*
  * Sorts by id and removes duplicate ids, keeping the first added. Returns how many duplicates
@@ -97,9 +103,9 @@ struct diff {
      * known value), plus missing projects not yet confirmed (missing > 0) or held (held = 1).
      */
     struct project_list next;
-    size_t n_held_new;  /* removals this poll held back: announce one alert when > 0 */
-    size_t n_held;      /* removals held in total after this poll */
-    size_t n_pending;   /* missing projects waiting for more confirmations */
+    size_t n_held_new;   /* removals this poll held back: announce one alert when > 0 */
+    size_t n_held;       /* removals held in total after this poll */
+    size_t n_pending;    /* missing projects waiting for more confirmations */
     size_t n_reappeared; /* held or pending projects that came back */
 };
 

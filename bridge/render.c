@@ -132,10 +132,10 @@ char *render_text(const struct message *m)
 static json_t *project_json(const struct message *m, const struct project *p)
 {
     char *url = youtrack_project_url(m->service_url, m->flavour, p);
-    json_t *o = json_pack("{s:s, s:s?, s:s?, s:o, s:s?}", "id", p->id, "shortName", p->short_name,
-                          "name", p->name, "archived",
-                          p->archived == TRI_UNKNOWN ? json_null() : json_boolean(p->archived),
-                          "url", url);
+    json_t *o =
+        json_pack("{s:s, s:s?, s:s?, s:o, s:s?}", "id", p->id, "shortName", p->short_name, "name",
+                  p->name, "archived",
+                  p->archived == TRI_UNKNOWN ? json_null() : json_boolean(p->archived), "url", url);
     free(url);
     return o;
 }

@@ -19,11 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jsonstream.h"
+#include "jscan.h"
 #include "log.h"
 
-#define SNAPSHOT_NAME   "snapshot.json"
-#define SNAPSHOT_MAX    (1024L * 1024 * 1024)
+#define SNAPSHOT_NAME "snapshot.json"
+#define SNAPSHOT_MAX  (1024L * 1024 * 1024)
 
 struct state {
     char *dir;
@@ -111,123 +111,179 @@ void state_close(struct state *st)
 
 /* ---- reading ---- */
 
-struct load_ctx {
-    struct snapshot *s;
-    int have_format;
-};
-
-static int get_str(struct project_list *l, json_t *o, const char *key, const char **out)
+static int bad(struct jscan *js, const char *what)
 {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return -EPROTO;
-    const char *s = json_string_value(v);
-    *out = project_list_strdup(l, s, strnlen(s, json_string_length(v)));
-    return *out ? 0 : -ENOMEM;
-}
-
-static int on_saved_project(void *ctx, json_t *e, char *err, size_t errlen)
-{
-    struct load_ctx *c = ctx;
-    struct project_list *l = &c->s->projects;
-    struct project p = {.archived = TRI_UNKNOWN};
-    json_t *v;
-
-    if (!json_is_object(e) || !json_is_string(json_object_get(e, "id")) ||
-        json_string_length(json_object_get(e, "id")) == 0)
-        goto bad;
-    if (get_str(l, e, "id", &p.id) || get_str(l, e, "shortName", &p.short_name) ||
-        get_str(l, e, "name", &p.name) || get_str(l, e, "description", &p.description))
-        goto bad;
-    v = json_object_get(e, "leader");
-    if (json_is_object(v) &&
-        (get_str(l, v, "login", &p.leader_login) || get_str(l, v, "name", &p.leader_name)))
-        goto bad;
-    v = json_object_get(e, "archived");
-    if (json_is_boolean(v))
-        p.archived = json_is_true(v) ? TRI_YES : TRI_NO;
-    else if (v && !json_is_null(v))
-        goto bad;
-    v = json_object_get(e, "first_seen");
-    if (json_is_integer(v))
-        p.first_seen = json_integer_value(v);
-    v = json_object_get(e, "missing");
-    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= UINT16_MAX)
-        p.missing = (uint16_t)json_integer_value(v);
-    else if (v)
-        goto bad;
-    v = json_object_get(e, "held");
-    if (json_is_boolean(v))
-        p.held = json_is_true(v);
-    else if (v)
-        goto bad;
-    return project_list_add(l, &p);
-bad:
-    snprintf(err, errlen, "project %zu: malformed entry", l->n);
+    if (!js->failed) {
+        snprintf(js->err, sizeof(js->err), "byte %zu: %s", js->pos, what);
+        js->failed = 1;
+    }
     return -EPROTO;
 }
 
-static int on_member(void *ctx, const char *key, const char *buf, size_t len, size_t *pos,
-                     char *err, size_t errlen)
+/* A string or null into l's pool (NULL for null). */
+static int read_str(struct jscan *js, struct project_list *l, const char **out)
 {
-    struct load_ctx *c = ctx;
-
-    if (strcmp(key, "projects") == 0) {
-        long n = jsonstream_array(buf, len, pos, on_saved_project, c, err, errlen);
-        return n < 0 ? (int)n : 0;
+    const char *s;
+    size_t n;
+    if (jscan_peek(js) == JSCAN_NULL) {
+        *out = NULL;
+        return jscan_null(js);
     }
-    json_t *v = jsonstream_value(buf, len, pos, err, errlen);
-    int r = 0;
-    if (!v)
+    if (jscan_string(js, &s, &n))
         return -EPROTO;
-    if (strcmp(key, "format") == 0) {
-        if (!json_is_integer(v)) {
-            snprintf(err, errlen, "\"format\" is not a number");
-            r = -EPROTO;
-        } else if (json_integer_value(v) != STATE_FORMAT) {
-            snprintf(err, errlen, "snapshot format %lld is not %d (written by another version)",
-                     (long long)json_integer_value(v), STATE_FORMAT);
-            r = json_integer_value(v) > STATE_FORMAT ? -EPROTONOSUPPORT : -EPROTO;
-        }
-        c->have_format = 1;
-    } else if (strcmp(key, "youtrack") == 0 && json_is_string(v)) {
-        free(c->s->youtrack);
-        c->s->youtrack = strdup(json_string_value(v));
-        if (!c->s->youtrack)
-            r = -ENOMEM;
-    } else if (strcmp(key, "flavour") == 0 && json_is_string(v)) {
-        if (youtrack_flavour_parse(json_string_value(v), &c->s->flavour) != 0)
-            c->s->flavour = YOUTRACK_UNKNOWN;
-    } else if (strcmp(key, "saved_at") == 0 && json_is_integer(v)) {
-        c->s->saved_at = json_integer_value(v);
+    *out = project_list_strdup(l, s, strnlen(s, n));
+    return *out ? 0 : -ENOMEM;
+}
+
+static int read_saved_leader(struct jscan *js, struct project_list *l, struct project *p)
+{
+    const char *k;
+    size_t kl;
+    int r;
+    if (jscan_peek(js) == JSCAN_NULL)
+        return jscan_null(js);
+    if (jscan_object_begin(js))
+        return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r <= 0)
+            return r;
+        if (jscan_key_is(k, kl, "login"))
+            r = read_str(js, l, &p->leader_login);
+        else if (jscan_key_is(k, kl, "name"))
+            r = read_str(js, l, &p->leader_name);
+        else
+            r = jscan_skip(js);
+        if (r)
+            return r;
     }
-    json_decref(v);
-    return r;
+}
+
+static int read_saved_project(struct jscan *js, struct project_list *l)
+{
+    struct project p = {.archived = TRI_UNKNOWN};
+    const char *k;
+    size_t kl;
+    int64_t v;
+    int r, b;
+
+    if (jscan_object_begin(js))
+        return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        if (jscan_key_is(k, kl, "id")) {
+            r = read_str(js, l, &p.id);
+        } else if (jscan_key_is(k, kl, "shortName")) {
+            r = read_str(js, l, &p.short_name);
+        } else if (jscan_key_is(k, kl, "name")) {
+            r = read_str(js, l, &p.name);
+        } else if (jscan_key_is(k, kl, "description")) {
+            r = read_str(js, l, &p.description);
+        } else if (jscan_key_is(k, kl, "leader")) {
+            r = read_saved_leader(js, l, &p);
+        } else if (jscan_key_is(k, kl, "archived")) {
+            if (jscan_peek(js) == JSCAN_NULL) {
+                r = jscan_null(js);
+            } else {
+                r = jscan_bool(js, &b);
+                p.archived = b ? TRI_YES : TRI_NO;
+            }
+        } else if (jscan_key_is(k, kl, "first_seen")) {
+            r = jscan_int(js, &p.first_seen);
+        } else if (jscan_key_is(k, kl, "missing")) {
+            r = jscan_int(js, &v);
+            if (!r && (v < 0 || v > UINT16_MAX))
+                r = bad(js, "\"missing\" out of range");
+            p.missing = (uint16_t)v;
+        } else if (jscan_key_is(k, kl, "held")) {
+            r = jscan_bool(js, &b);
+            p.held = (unsigned char)b;
+        } else {
+            r = jscan_skip(js);
+        }
+        if (r)
+            return r;
+    }
+    if (!p.id || !p.id[0])
+        return bad(js, "a project without an id");
+    return project_list_push(l, &p);
 }
 
 int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
                          size_t errlen)
 {
     struct snapshot s = {0};
-    struct load_ctx c = {.s = &s};
-    size_t pos = 0;
+    struct jscan js;
+    const char *k, *str;
+    size_t kl, n;
+    int64_t v;
+    int have_format = 0, r;
 
-    int r = jsonstream_object(buf, len, &pos, on_member, &c, err, errlen);
-    if (!r)
-        r = jsonstream_end(buf, len, pos, err, errlen);
-    if (!r && !c.have_format) {
-        snprintf(err, errlen, "no \"format\" member");
-        r = -EPROTO;
-    }
-    if (!r) {
-        size_t dups = project_list_finish(&s.projects);
-        if (dups) {
-            snprintf(err, errlen, "%zu duplicate project ids", dups);
-            r = -EPROTO;
+    jscan_init(&js, buf, len);
+    r = jscan_object_begin(&js);
+    while (!r) {
+        r = jscan_object_next(&js, &k, &kl);
+        if (r <= 0)
+            break;
+        if (jscan_key_is(k, kl, "format")) {
+            r = jscan_int(&js, &v);
+            have_format = 1;
+            if (!r && v > STATE_FORMAT) {
+                snprintf(err, errlen, "snapshot format %lld is newer than this version's (%d)",
+                         (long long)v, STATE_FORMAT);
+                r = -EPROTONOSUPPORT;
+                goto out;
+            }
+            if (!r && v != STATE_FORMAT)
+                r = bad(&js, "unknown snapshot format");
+        } else if (jscan_key_is(k, kl, "projects")) {
+            r = jscan_array_begin(&js);
+            while (!r) {
+                r = jscan_array_next(&js);
+                if (r <= 0)
+                    break;
+                r = read_saved_project(&js, &s.projects);
+            }
+        } else if (jscan_key_is(k, kl, "youtrack") && jscan_peek(&js) == JSCAN_STRING) {
+            r = jscan_string(&js, &str, &n);
+            free(s.youtrack);
+            s.youtrack = r ? NULL : strndup(str, n);
+            if (!r && !s.youtrack)
+                r = -ENOMEM;
+        } else if (jscan_key_is(k, kl, "flavour") && jscan_peek(&js) == JSCAN_STRING) {
+            char name[16];
+            r = jscan_string(&js, &str, &n);
+            snprintf(name, sizeof(name), "%.*s", (int)(n < 15 ? n : 15), str);
+            if (!r && youtrack_flavour_parse(name, &s.flavour) != 0)
+                s.flavour = YOUTRACK_UNKNOWN;
+        } else if (jscan_key_is(k, kl, "saved_at") && jscan_peek(&js) == JSCAN_NUMBER) {
+            r = jscan_int(&js, &s.saved_at);
+        } else {
+            r = jscan_skip(&js);
         }
     }
+    if (!r)
+        r = jscan_end(&js);
+    if (r) {
+        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
+        goto out;
+    }
+    if (!have_format) {
+        snprintf(err, errlen, "no \"format\" member");
+        r = -EPROTO;
+        goto out;
+    }
+    size_t dups = project_list_finish(&s.projects);
+    if (dups) {
+        snprintf(err, errlen, "%zu duplicate project ids", dups);
+        r = -EPROTO;
+    }
+out:
+    jscan_fini(&js);
     if (r) {
         snapshot_fini(&s);
         return r;
@@ -400,8 +456,8 @@ static int write_project(struct wbuf *w, const struct project *p)
         return r;
     if (put_str(o, "id", p->id) || put_str(o, "shortName", p->short_name) ||
         put_str(o, "name", p->name) || put_str(o, "description", p->description) ||
-        json_object_set_new(o, "archived", p->archived == TRI_UNKNOWN ? json_null()
-                                                                      : json_boolean(p->archived)))
+        json_object_set_new(o, "archived",
+                            p->archived == TRI_UNKNOWN ? json_null() : json_boolean(p->archived)))
         goto out;
     if (p->leader_login || p->leader_name) {
         json_t *l = json_object();

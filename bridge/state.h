@@ -33,8 +33,8 @@ void state_close(struct state *st);
 
 enum state_load_result {
     STATE_LOADED = 0,
-    STATE_NONE,      /* no snapshot: a first run */
-    STATE_CORRUPT,   /* unreadable: moved aside (when st is writable), treat as a first run */
+    STATE_NONE,    /* no snapshot: a first run */
+    STATE_CORRUPT, /* unreadable: moved aside (when st is writable), treat as a first run */
 };
 
 /*

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "jsonstream.h"
+#include <jansson.h>
+
+#include "jscan.h"
 #include "log.h"
 
 /* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
@@ -86,20 +88,28 @@ enum youtrack_flavour youtrack_flavour(const struct youtrack *yt)
 
 /* ---- parsers ---- */
 
-/* Copies a JSON string member into the list's pool, shortened to max bytes on a UTF-8
- * boundary. Absent or null: *out stays NULL (unknown). Returns 0, or -EPROTO for another type. */
-static int take_string(struct project_list *l, json_t *obj, const char *key, size_t max,
-                       const char **out, char *err, size_t errlen)
+/*
+ * Reads a string-or-null member into the list's pool, shortened to max bytes on a UTF-8
+ * boundary and cut at an embedded NUL. null leaves *out NULL (unknown).
+ */
+static int take_string(struct jscan *js, struct project_list *l, size_t max, const char **out,
+                       const char *what)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v)) {
-        snprintf(err, errlen, "\"%s\" is not a string", key);
+    const char *s;
+    size_t n;
+
+    if (jscan_peek(js) == JSCAN_NULL) {
+        *out = NULL;
+        return jscan_null(js);
+    }
+    if (jscan_peek(js) != JSCAN_STRING) {
+        snprintf(js->err, sizeof(js->err), "byte %zu: \"%s\" is not a string", js->pos, what);
+        js->failed = 1;
         return -EPROTO;
     }
-    const char *s = json_string_value(v);
-    size_t n = strnlen(s, json_string_length(v)); /* an embedded NUL ends the text */
+    if (jscan_string(js, &s, &n))
+        return -EPROTO;
+    n = strnlen(s, n);
     if (n > max) {
         n = max;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
@@ -109,133 +119,207 @@ static int take_string(struct project_list *l, json_t *obj, const char *key, siz
     return *out ? 0 : -ENOMEM;
 }
 
-static int on_modern_project(void *ctx, json_t *e, char *err, size_t errlen)
+static int type_error(struct jscan *js, const char *what)
 {
-    struct project_list *l = ctx;
-    struct project p = {.archived = TRI_UNKNOWN};
-    json_t *id = json_object_get(e, "id"), *arch, *leader;
+    if (!js->failed) {
+        snprintf(js->err, sizeof(js->err), "byte %zu: %s", js->pos, what);
+        js->failed = 1;
+    }
+    return -EPROTO;
+}
+
+static int read_leader(struct jscan *js, struct project_list *l, struct project *p)
+{
+    const char *k;
+    size_t kl;
     int r;
 
-    if (!json_is_object(e)) {
-        snprintf(err, errlen, "project %zu: not an object", l->n);
+    if (jscan_peek(js) == JSCAN_NULL)
+        return jscan_null(js);
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return type_error(js, "\"leader\" is not an object");
+    if (jscan_object_begin(js))
         return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r <= 0)
+            return r;
+        if (jscan_key_is(k, kl, "login"))
+            r = take_string(js, l, MAX_NAME_LEN, &p->leader_login, "leader.login");
+        else if (jscan_key_is(k, kl, "name"))
+            r = take_string(js, l, MAX_NAME_LEN, &p->leader_name, "leader.name");
+        else
+            r = jscan_skip(js);
+        if (r)
+            return r;
     }
-    if (!json_is_string(id) || json_string_length(id) == 0 ||
-        json_string_length(id) > MAX_ID_LEN) {
-        snprintf(err, errlen, "project %zu: missing or invalid \"id\"", l->n);
+}
+
+/* One element of /api/admin/projects. Unknown keys ($type, anything new) are skipped. */
+static int read_modern_project(struct jscan *js, struct project_list *l)
+{
+    struct project p = {.archived = TRI_UNKNOWN};
+    const char *k;
+    size_t kl;
+    int r, b;
+
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return type_error(js, "a project is not an object");
+    if (jscan_object_begin(js))
         return -EPROTO;
-    }
-    if (l->n >= MAX_PROJECTS) {
-        snprintf(err, errlen, "more than %d projects", MAX_PROJECTS);
-        return -EPROTO;
-    }
-    arch = json_object_get(e, "archived");
-    if (json_is_boolean(arch)) {
-        p.archived = json_is_true(arch) ? TRI_YES : TRI_NO;
-    } else if (arch && !json_is_null(arch)) {
-        snprintf(err, errlen, "project %s: \"archived\" is not a boolean", json_string_value(id));
-        return -EPROTO;
-    }
-    r = take_string(l, e, "id", MAX_ID_LEN, &p.id, err, errlen);
-    if (!r)
-        r = take_string(l, e, "shortName", MAX_NAME_LEN, &p.short_name, err, errlen);
-    if (!r)
-        r = take_string(l, e, "name", MAX_NAME_LEN, &p.name, err, errlen);
-    if (!r)
-        r = take_string(l, e, "description", MAX_DESCRIPTION_LEN, &p.description, err, errlen);
-    leader = json_object_get(e, "leader");
-    if (!r && leader && !json_is_null(leader)) {
-        if (!json_is_object(leader)) {
-            snprintf(err, errlen, "project %s: \"leader\" is not an object", p.id);
-            return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        if (jscan_key_is(k, kl, "id")) {
+            r = take_string(js, l, MAX_ID_LEN + 1, &p.id, "id");
+        } else if (jscan_key_is(k, kl, "shortName")) {
+            r = take_string(js, l, MAX_NAME_LEN, &p.short_name, "shortName");
+        } else if (jscan_key_is(k, kl, "name")) {
+            r = take_string(js, l, MAX_NAME_LEN, &p.name, "name");
+        } else if (jscan_key_is(k, kl, "description")) {
+            r = take_string(js, l, MAX_DESCRIPTION_LEN, &p.description, "description");
+        } else if (jscan_key_is(k, kl, "leader")) {
+            r = read_leader(js, l, &p);
+        } else if (jscan_key_is(k, kl, "archived")) {
+            if (jscan_peek(js) == JSCAN_NULL) {
+                p.archived = TRI_UNKNOWN;
+                r = jscan_null(js);
+            } else if (jscan_peek(js) == JSCAN_BOOL) {
+                r = jscan_bool(js, &b);
+                p.archived = b ? TRI_YES : TRI_NO;
+            } else {
+                r = type_error(js, "\"archived\" is not a boolean");
+            }
+        } else {
+            r = jscan_skip(js);
         }
-        r = take_string(l, leader, "login", MAX_NAME_LEN, &p.leader_login, err, errlen);
-        if (!r)
-            r = take_string(l, leader, "name", MAX_NAME_LEN, &p.leader_name, err, errlen);
+        if (r)
+            return r;
     }
-    if (r == -EPROTO) {
-        /* Name the project in the message: "project 0-7: "name" is not a string". */
-        char inner[160];
-        snprintf(inner, sizeof(inner), "%s", err);
-        snprintf(err, errlen, "project %s: %s", json_string_value(id), inner);
+    if (!p.id || !p.id[0] || strlen(p.id) > MAX_ID_LEN)
+        return type_error(js, "a project without a valid \"id\"");
+    if (l->n >= MAX_PROJECTS)
+        return type_error(js, "too many projects");
+    /* The strings already live in l's pool; add() would copy them again, so push directly. */
+    return project_list_push(l, &p);
+}
+
+/* Walks a top-level array, calling read() per element; checks nothing follows it. */
+static long read_array(const char *body, size_t len, struct project_list *l,
+                       int (*read)(struct jscan *, struct project_list *), char *err, size_t errlen)
+{
+    struct jscan js;
+    long n = 0;
+    int r;
+
+    jscan_init(&js, body, len);
+    if (jscan_peek(&js) != JSCAN_ARRAY) {
+        r = type_error(&js, jscan_peek(&js) == JSCAN_NONE ? "empty body, expected a JSON array"
+                                                          : "expected a JSON array");
+        goto out;
     }
+    r = jscan_array_begin(&js);
+    while (!r) {
+        r = jscan_array_next(&js);
+        if (r <= 0)
+            break;
+        r = read(&js, l);
+        n++;
+    }
+    if (!r)
+        r = jscan_end(&js);
+out:
     if (r)
-        return r;
-    /* The id in the pool is the one to keep; add() copies, so pass the pooled pointers. */
-    return project_list_add(l, &p);
+        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
+    jscan_fini(&js);
+    return r ? r : n;
 }
 
 long youtrack_parse_projects(const char *body, size_t len, struct project_list *into, char *err,
                              size_t errlen)
 {
-    size_t pos = 0;
-    long n = jsonstream_array(body, len, &pos, on_modern_project, into, err, errlen);
-    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
-        return -EPROTO;
-    return n;
+    return read_array(body, len, into, read_modern_project, err, errlen);
 }
 
-static int on_legacy_ref(void *ctx, json_t *e, char *err, size_t errlen)
+/* One element of /rest/admin/project: {"id": "SHORT", "url": "..."}. */
+static int read_legacy_ref(struct jscan *js, struct project_list *l)
 {
-    struct project_list *l = ctx;
     struct project p = {.archived = TRI_UNKNOWN};
-    json_t *id = json_object_get(e, "id");
+    const char *k;
+    size_t kl;
+    int r;
 
-    if (!json_is_object(e) || !json_is_string(id) || json_string_length(id) == 0 ||
-        json_string_length(id) > MAX_ID_LEN) {
-        snprintf(err, errlen, "project %zu: not an object with a string \"id\"", l->n);
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return type_error(js, "a project is not an object");
+    if (jscan_object_begin(js))
         return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        r = jscan_key_is(k, kl, "id") ? take_string(js, l, MAX_ID_LEN + 1, &p.id, "id")
+                                      : jscan_skip(js);
+        if (r)
+            return r;
     }
-    if (l->n >= MAX_PROJECTS) {
-        snprintf(err, errlen, "more than %d projects", MAX_PROJECTS);
-        return -EPROTO;
-    }
-    int r = take_string(l, e, "id", MAX_ID_LEN, &p.id, err, errlen);
-    if (r)
-        return r;
+    if (!p.id || !p.id[0] || strlen(p.id) > MAX_ID_LEN)
+        return type_error(js, "a project without a valid \"id\"");
+    if (l->n >= MAX_PROJECTS)
+        return type_error(js, "too many projects");
     p.short_name = p.id; /* the legacy id is the short name */
-    return project_list_add(l, &p);
+    return project_list_push(l, &p);
 }
 
-long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into,
-                                char *err, size_t errlen)
+long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into, char *err,
+                                size_t errlen)
 {
-    size_t pos = 0;
-    long n = jsonstream_array(body, len, &pos, on_legacy_ref, into, err, errlen);
-    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
-        return -EPROTO;
-    return n;
+    return read_array(body, len, into, read_legacy_ref, err, errlen);
 }
 
-static int on_legacy_name(void *ctx, json_t *e, char *err, size_t errlen)
+/* One element of /rest/project/all: {"name": "...", "shortName": "..."}; fills the name. */
+static int read_legacy_name(struct jscan *js, struct project_list *l)
 {
-    struct project_list *l = ctx;
-    json_t *key = json_object_get(e, "shortName");
-    const char *name = NULL;
+    const char *k, *key = NULL, *name = NULL;
+    size_t kl;
+    int r;
 
-    if (!json_is_object(e) || !json_is_string(key)) {
-        snprintf(err, errlen, "project entry without a string \"shortName\"");
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return type_error(js, "a project is not an object");
+    if (jscan_object_begin(js))
         return -EPROTO;
+    for (;;) {
+        r = jscan_object_next(js, &k, &kl);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        if (jscan_key_is(k, kl, "shortName"))
+            r = take_string(js, l, MAX_ID_LEN, &key, "shortName");
+        else if (jscan_key_is(k, kl, "name"))
+            r = take_string(js, l, MAX_NAME_LEN, &name, "name");
+        else
+            r = jscan_skip(js);
+        if (r)
+            return r;
     }
-    struct project *p = (struct project *)project_list_find(l, json_string_value(key));
-    if (!p)
-        return 0; /* visible to this call but not to the admin list: the admin list rules */
-    int r = take_string(l, e, "name", MAX_NAME_LEN, &name, err, errlen);
-    if (r)
-        return r;
-    if (name)
+    if (!key)
+        return type_error(js, "a project without a \"shortName\"");
+    /* Visible here but not in the admin list: the admin list rules, the name is dropped. */
+    struct project *p = (struct project *)project_list_find(l, key);
+    if (p && name)
         p->name = name;
     return 0;
 }
 
-long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list,
-                                 char *err, size_t errlen)
+long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list, char *err,
+                                 size_t errlen)
 {
-    size_t pos = 0;
-    long n = jsonstream_array(body, len, &pos, on_legacy_name, list, err, errlen);
-    if (n >= 0 && jsonstream_end(body, len, pos, err, errlen) < 0)
-        return -EPROTO;
-    return n;
+    return read_array(body, len, list, read_legacy_name, err, errlen);
 }
 
 char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
@@ -340,7 +424,8 @@ static int request_modern_page(struct youtrack *yt)
 static int request_legacy(struct youtrack *yt, enum step step)
 {
     char *url = NULL;
-    const char *path = step == STEP_LEGACY_LIST ? "/rest/admin/project" : "/rest/project/all?verbose=false";
+    const char *path =
+        step == STEP_LEGACY_LIST ? "/rest/admin/project" : "/rest/project/all?verbose=false";
     if (asprintf(&url, "%s%s", yt->conf->youtrack.url, path) < 0)
         return -ENOMEM;
     yt->step = step;
@@ -518,8 +603,10 @@ static void on_modern_page(struct youtrack *yt, const struct http_response *res)
      */
     project_list_finish(&yt->res.projects);
     if (yt->res.projects.n == before) {
-        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: a full page with no new project (the server "
-              "ignores $skip?)", what);
+        failf(yt, YOUTRACK_ERR_PROTOCOL,
+              "%s: a full page with no new project (the server "
+              "ignores $skip?)",
+              what);
         return;
     }
     yt->skip += (size_t)n;
@@ -542,8 +629,10 @@ static void on_legacy(struct youtrack *yt, const struct http_response *res)
         yt->conf->youtrack.api == CONF_API_AUTO) {
         /* Upgraded past 2021.3, where /rest is gone: detect again on the next poll. */
         yt->flavour = YOUTRACK_UNKNOWN;
-        failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: HTTP 404 (neither /api nor /rest answers: is the "
-              "service URL right?)", what);
+        failf(yt, YOUTRACK_ERR_PROTOCOL,
+              "%s: HTTP 404 (neither /api nor /rest answers: is the "
+              "service URL right?)",
+              what);
         return;
     }
     if (handle_failure(yt, res, what))

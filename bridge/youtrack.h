@@ -35,12 +35,12 @@ const char *youtrack_error_name(enum youtrack_error e);
 
 struct youtrack_result {
     enum youtrack_error error;
-    char message[512];   /* for the log: what failed and where; never a secret */
-    long retry_after;    /* seconds the server asked us to wait, -1 if it did not */
+    char message[512]; /* for the log: what failed and where; never a secret */
+    long retry_after;  /* seconds the server asked us to wait, -1 if it did not */
     enum youtrack_flavour flavour;
     struct project_list projects; /* complete and finished when error == YOUTRACK_OK */
-    size_t pages;        /* requests made */
-    size_t duplicates;   /* ids seen on more than one page */
+    size_t pages;                 /* requests made */
+    size_t duplicates;            /* ids seen on more than one page */
     double seconds;
 };
 
@@ -74,11 +74,11 @@ char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
 long youtrack_parse_projects(const char *body, size_t len, struct project_list *into, char *err,
                              size_t errlen);
 /* /rest/admin/project: [{"id": "SHORT", "url": "..."}]. */
-long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into,
-                                char *err, size_t errlen);
+long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into, char *err,
+                                size_t errlen);
 /* /rest/project/all?verbose=false: [{"name": "...", "shortName": "..."}]; fills names in a
  * finished list keyed by short name. */
-long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list,
-                                 char *err, size_t errlen);
+long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list, char *err,
+                                 size_t errlen);
 
 #endif

@@ -15,42 +15,42 @@
 static int test_failures;
 static int test_checks;
 
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        test_checks++;                                                                             \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);              \
-            test_failures++;                                                                       \
-        }                                                                                          \
+#define CHECK(expr)                                                                  \
+    do {                                                                             \
+        test_checks++;                                                               \
+        if (!(expr)) {                                                               \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+            test_failures++;                                                         \
+        }                                                                            \
     } while (0)
 
-#define CHECK_INT(a, b)                                                                            \
-    do {                                                                                           \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
-        test_checks++;                                                                             \
-        if (va_ != vb_) {                                                                          \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
-                    va_, vb_);                                                                     \
-            test_failures++;                                                                       \
-        }                                                                                          \
+#define CHECK_INT(a, b)                                                                           \
+    do {                                                                                          \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                     \
+        test_checks++;                                                                            \
+        if (va_ != vb_) {                                                                         \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, \
+                    va_, vb_);                                                                    \
+            test_failures++;                                                                      \
+        }                                                                                         \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                            \
-    do {                                                                                           \
-        const char *sa_ = (a), *sb_ = (b);                                                         \
-        test_checks++;                                                                             \
-        if (!sa_ || !sb_ || strcmp(sa_, sb_) != 0) {                                               \
-            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a,  \
-                    #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                               \
-            test_failures++;                                                                       \
-        }                                                                                          \
+#define CHECK_STR(a, b)                                                                           \
+    do {                                                                                          \
+        const char *sa_ = (a), *sb_ = (b);                                                        \
+        test_checks++;                                                                            \
+        if (!sa_ || !sb_ || strcmp(sa_, sb_) != 0) {                                              \
+            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a, \
+                    #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                              \
+            test_failures++;                                                                      \
+        }                                                                                         \
     } while (0)
 
-#define RUN(fn)                                                                                    \
-    do {                                                                                           \
-        int before_ = test_failures;                                                               \
-        fn();                                                                                      \
-        fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn);               \
+#define RUN(fn)                                                                      \
+    do {                                                                             \
+        int before_ = test_failures;                                                 \
+        fn();                                                                        \
+        fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn); \
     } while (0)
 
 static inline int test_done(void)

@@ -5,15 +5,15 @@
 static void add(struct project_list *l, const char *id, const char *key, const char *name,
                 int archived)
 {
-    struct project p = {.id = id, .short_name = key, .name = name, .archived = (signed char)archived};
+    struct project p = {
+        .id = id, .short_name = key, .name = name, .archived = (signed char)archived};
     CHECK_INT(project_list_add(l, &p), 0);
 }
 
 static struct diff_opts opts(int confirmations, int limit)
 {
-    return (struct diff_opts){.removal_confirmations = confirmations,
-                              .mass_removal_limit = limit,
-                              .now = 1000};
+    return (struct diff_opts){
+        .removal_confirmations = confirmations, .mass_removal_limit = limit, .now = 1000};
 }
 
 /* Diffs saved against fetched; fetched is finished here. The caller frees both and d. */
@@ -74,7 +74,7 @@ static void test_every_change_kind(void)
     project_list_finish(&saved);
     saved.v[4].missing = 1; /* 0-5 was already missing once */
 
-    add(&fetched, "0-1", "DEV", "Development", TRI_NO);  /* unchanged */
+    add(&fetched, "0-1", "DEV", "Development", TRI_NO);    /* unchanged */
     add(&fetched, "0-2", "DOC", "Documentation", TRI_YES); /* renamed + archived */
     add(&fetched, "0-3", "OPS", "Operations", TRI_NO);     /* unarchived */
     add(&fetched, "0-4", "WEB", "Web", TRI_NO);

@@ -52,8 +52,12 @@ static void test_round_trip(void)
     struct state *st = NULL;
     struct snapshot s = {.flavour = YOUTRACK_MODERN}, back;
     char err[256];
-    struct project p1 = {.id = "0-10", .short_name = "A\"B", .name = "Имя \\ <x>",
-                         .archived = TRI_YES, .leader_login = "root", .first_seen = 42,
+    struct project p1 = {.id = "0-10",
+                         .short_name = "A\"B",
+                         .name = "Имя \\ <x>",
+                         .archived = TRI_YES,
+                         .leader_login = "root",
+                         .first_seen = 42,
                          .missing = 1};
     struct project p2 = {.id = "0-2", .archived = TRI_UNKNOWN, .held = 1, .missing = 3};
 

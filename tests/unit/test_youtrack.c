@@ -45,7 +45,7 @@ static void test_recorded_id_only_list(void)
     CHECK_INT(l.n, 3);
     CHECK_STR(l.v[0].id, "0-0");
     CHECK_STR(l.v[2].id, "0-2");
-    CHECK(l.v[0].name == NULL);           /* not requested: unknown, not empty */
+    CHECK(l.v[0].name == NULL);              /* not requested: unknown, not empty */
     CHECK_INT(l.v[0].archived, TRI_UNKNOWN); /* not sent: unknown, never false */
     project_list_fini(&l);
     free(body);

@@ -1,0 +1,1186 @@
+/*
+ * Configuration: parses a libconfig file into a validated struct conf. The only module that
+ * includes <libconfig.h>; nothing of libconfig leaks past this file.
+ *
+ * Invariants: every problem is collected as a FILE:LINE diagnostic (never only the first); every
+ * secret is passed to log_add_secret() as soon as it is read and no diagnostic ever quotes one;
+ * the result is built in a local and published only when there was no problem. The text is
+ * pre-scanned before libconfig sees it because libconfig 1.5 silently wraps integers that
+ * overflow (4294967356 reads as 60), follows @include to any file (/dev/zero would hang) and
+ * recurses on nesting.
+ */
+#include "conf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONF_MAX_SIZE    (1024 * 1024)
+#define CONF_MAX_DEPTH   32
+#define CONF_MAX_DIAGS   50
+#define CONF_MAX_SINKS   64
+#define TOKEN_FILE_MAX   (64 * 1024)
+#define SINK_NAME_MAX    64
+#define DEFAULT_MAX_BODY (64L * 1024 * 1024)
+
+struct loader {
+    const char *file; /* name used in diagnostics */
+    const char *dir;  /* base of relative paths; NULL: the current directory */
+    struct conf_diags *diags;
+    size_t first; /* index of our first diagnostic in diags */
+    size_t n_added;
+    int nomem;
+};
+
+static void diag_add(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void diag_add(struct loader *ld, int line, const char *fmt, ...)
+{
+    char raw[1024], msg[1024];
+    struct conf_diag *v;
+    va_list ap;
+
+    if (ld->n_added > CONF_MAX_DIAGS)
+        return;
+    if (ld->n_added == CONF_MAX_DIAGS) {
+        snprintf(raw, sizeof(raw), "too many problems; the rest are not shown");
+        line = INT_MAX; /* sorts last */
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(raw, sizeof(raw), fmt, ap);
+        va_end(ap);
+    }
+    /* Messages never format a secret; redaction is the second fence, not the first. */
+    log_redact(msg, sizeof(msg), raw);
+
+    v = realloc(ld->diags->v, (ld->diags->n + 1) * sizeof(*v));
+    if (!v) {
+        ld->nomem = 1;
+        return;
+    }
+    ld->diags->v = v;
+    v += ld->diags->n;
+    v->file = strdup(ld->file);
+    v->msg = strdup(msg);
+    v->line = line;
+    if (!v->file || !v->msg) {
+        free(v->file);
+        free(v->msg);
+        ld->nomem = 1;
+        return;
+    }
+    ld->diags->n++;
+    ld->n_added++;
+}
+
+/* Keeps the diagnostics of one load in file order (stable: equal lines keep their order). */
+static void diags_sort(struct loader *ld)
+{
+    struct conf_diag *v = ld->diags->v;
+
+    for (size_t i = ld->first + 1; i < ld->diags->n; i++) {
+        struct conf_diag d = v[i];
+        size_t j = i;
+        while (j > ld->first && v[j - 1].line > d.line) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = d;
+    }
+    for (size_t i = ld->first; i < ld->diags->n; i++) {
+        if (v[i].line == INT_MAX)
+            v[i].line = 0;
+    }
+}
+
+static void note_secret(struct loader *ld, const char *s)
+{
+    if (log_add_secret(s) < 0)
+        ld->nomem = 1;
+}
+
+/* A bounded, printable copy of a user-supplied (non-secret) string for a message. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; *s && o + 4 < len; s++)
+        buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    if (*s) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static int line_of(const config_setting_t *s)
+{
+    return s ? config_setting_source_line(s) : 0;
+}
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return "an integer";
+    case CONFIG_TYPE_FLOAT:
+        return "a float";
+    case CONFIG_TYPE_STRING:
+        return "a string";
+    case CONFIG_TYPE_BOOL:
+        return "a boolean";
+    case CONFIG_TYPE_GROUP:
+        return "a group";
+    case CONFIG_TYPE_ARRAY:
+        return "an array";
+    case CONFIG_TYPE_LIST:
+        return "a list";
+    default:
+        return "an unknown type";
+    }
+}
+
+static size_t min3(size_t a, size_t b, size_t c)
+{
+    size_t m = a < b ? a : b;
+    return m < c ? m : c;
+}
+
+/* Levenshtein distance, or SIZE_MAX for names too long to be a typo of ours. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            row[j] = min3(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1]));
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static void key_path(char *buf, size_t len, const char *group, const char *key)
+{
+    snprintf(buf, len, "%s%s%.64s", group, *group ? "." : "", key);
+}
+
+/* Reports every member of grp whose name is not in keys. */
+static void check_keys(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                       const char *const *keys, size_t n_keys)
+{
+    int n = grp ? config_setting_length(grp) : 0;
+
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+        const char *name = config_setting_name(s);
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+        char path[160];
+        int known = 0;
+
+        if (!name)
+            continue;
+        for (size_t k = 0; k < n_keys && !known; k++) {
+            size_t d;
+            if (strcmp(name, keys[k]) == 0) {
+                known = 1;
+                break;
+            }
+            d = edit_distance(name, keys[k]);
+            if (d < best_d) {
+                best_d = d;
+                best = keys[k];
+            }
+        }
+        if (known)
+            continue;
+        key_path(path, sizeof(path), gpath, name);
+        if (best && best_d <= 2 && best_d < strlen(best) / 2)
+            diag_add(ld, line_of(s), "%s: unknown key (did you mean %s?)", path, best);
+        else
+            diag_add(ld, line_of(s), "%s: unknown key", path);
+    }
+}
+
+/*
+ * Returns the member key of grp when it has the wanted type (CONFIG_TYPE_INT also accepts a
+ * 64-bit integer); NULL when absent or of another type (reported).
+ */
+static const config_setting_t *member(struct loader *ld, const config_setting_t *grp,
+                                      const char *gpath, const char *key, int want)
+{
+    const config_setting_t *s;
+    char path[160];
+    int type;
+
+    if (!grp)
+        return NULL;
+    s = config_setting_get_member(grp, key);
+    if (!s)
+        return NULL;
+    type = config_setting_type(s);
+    if (type == want || (want == CONFIG_TYPE_INT && type == CONFIG_TYPE_INT64))
+        return s;
+    if (want == CONFIG_TYPE_LIST && type == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0)
+        return s; /* "[]" is how many people write an empty list */
+    key_path(path, sizeof(path), gpath, key);
+    diag_add(ld, line_of(s), "%s: expected %s, got %s", path, type_name(want), type_name(type));
+    return NULL;
+}
+
+static void get_int(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                    const char *key, long long min, long long max, long long *out)
+{
+    const config_setting_t *s = member(ld, grp, gpath, key, CONFIG_TYPE_INT);
+    long long v;
+    char path[160];
+
+    if (!s)
+        return;
+    if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = config_setting_get_int64(s);
+    else
+        v = config_setting_get_int(s);
+    if (v < min || v > max) {
+        key_path(path, sizeof(path), gpath, key);
+        diag_add(ld, line_of(s), "%s: must be between %lld and %lld (got %lld)", path, min, max, v);
+        return;
+    }
+    *out = v;
+}
+
+static const char *get_string(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                              const char *key)
+{
+    const config_setting_t *s = member(ld, grp, gpath, key, CONFIG_TYPE_STRING);
+
+    return s ? config_setting_get_string(s) : NULL;
+}
+
+/* Maps a string member onto the index of one of names; *out keeps its default when absent. */
+static void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                       const char *key, const char *const *names, size_t n, int *out)
+{
+    const char *v = get_string(ld, grp, gpath, key);
+    char path[160], list[160], shown[80];
+    size_t o = 0;
+
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *out = (int)i;
+            return;
+        }
+    }
+    list[0] = '\0';
+    for (size_t i = 0; i < n && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s\"%s\"",
+                              i == 0       ? ""
+                              : i + 1 == n ? " or "
+                                           : ", ",
+                              names[i]);
+    key_path(path, sizeof(path), gpath, key);
+    diag_add(ld, line_of(config_setting_get_member(grp, key)), "%s: must be %s (got \"%s\")", path,
+             list, printable(v, shown, sizeof(shown)));
+}
+
+/* A malloc'ed path: absolute paths as given, relative ones against ld->dir. */
+static char *path_resolve(struct loader *ld, const char *p)
+{
+    char *out;
+
+    if (p[0] == '/' || !ld->dir)
+        out = strdup(p);
+    else if (asprintf(&out, "%s/%s", ld->dir, p) < 0)
+        out = NULL;
+    if (!out)
+        ld->nomem = 1;
+    return out;
+}
+
+/* Tokens travel in an HTTP header: anything that could split or corrupt it is refused. */
+static int token_ok(const char *t)
+{
+    for (; *t; t++) {
+        unsigned char c = (unsigned char)*t;
+        if (c <= 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* Reads a token file into *out (malloc'ed); 0 or -1 (reported). */
+static int token_file_read(struct loader *ld, int line, const char *setting, char **out)
+{
+    char shown[300], *path = NULL, *buf = NULL;
+    size_t n = 0;
+    struct stat st;
+    int fd = -1, r = -1;
+
+    if (!*setting) {
+        diag_add(ld, line, "youtrack.token_file: must not be empty");
+        return -1;
+    }
+    path = path_resolve(ld, setting);
+    if (!path)
+        goto out;
+    printable(path, shown, sizeof(shown));
+    /* stat before open: opening a device node (a FIFO, /dev/watchdog) can block or act. */
+    if (stat(path, &st) != 0) {
+        diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        diag_add(ld, line, "youtrack.token_file: %s is not a regular file", shown);
+        goto out;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+        goto out;
+    }
+    buf = malloc(TOKEN_FILE_MAX + 2);
+    if (!buf) {
+        ld->nomem = 1;
+        goto out;
+    }
+    while (n <= TOKEN_FILE_MAX) {
+        ssize_t k = read(fd, buf + n, TOKEN_FILE_MAX + 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+            goto out;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    if (n > TOKEN_FILE_MAX) {
+        diag_add(ld, line, "youtrack.token_file: %s is larger than %d KiB", shown,
+                 TOKEN_FILE_MAX / 1024);
+        goto out;
+    }
+    buf[n] = '\0';
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    note_secret(ld, buf);
+    if (n == 0) {
+        diag_add(ld, line, "youtrack.token_file: %s is empty", shown);
+        goto out;
+    }
+    if (memchr(buf, '\0', n) || !token_ok(buf)) {
+        diag_add(ld, line,
+                 "youtrack.token_file: the token in %s contains whitespace or control "
+                 "characters",
+                 shown);
+        goto out;
+    }
+    if (st.st_mode & 077)
+        log_warn("conf",
+                 "%s:%d: youtrack.token_file: token file %s is readable by group or "
+                 "others (chmod 600)",
+                 ld->file, line, shown);
+    *out = buf;
+    buf = NULL;
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(path);
+    return r;
+}
+
+static void token_set(struct loader *ld, struct conf *c, const char *t)
+{
+    c->youtrack.token = strdup(t);
+    if (!c->youtrack.token)
+        ld->nomem = 1;
+}
+
+static void load_token(struct loader *ld, const config_setting_t *yt, struct conf *c)
+{
+    static const char *const keys[] = {"token", "token_file", "token_env"};
+    const config_setting_t *given[3];
+    const char *env = getenv("YTBRIDGE_YOUTRACK_TOKEN");
+    const char *names[3], *v;
+    int n = 0, typed = 1, line = 0;
+    char shown[80];
+
+    for (size_t i = 0; i < 3; i++) {
+        const config_setting_t *s = yt ? config_setting_get_member(yt, keys[i]) : NULL;
+        given[i] = s;
+        if (!s)
+            continue;
+        names[n++] = keys[i];
+        if (line_of(s) > line)
+            line = line_of(s);
+        if (!member(ld, yt, "youtrack", keys[i], CONFIG_TYPE_STRING))
+            typed = 0;
+        else if (i == 0)
+            note_secret(ld, config_setting_get_string(s)); /* even when unused or refused */
+    }
+    if (n == 2)
+        diag_add(ld, line, "youtrack: %s and %s are mutually exclusive (set only one)", names[0],
+                 names[1]);
+    else if (n == 3)
+        diag_add(ld, line,
+                 "youtrack: token, token_file and token_env are mutually exclusive "
+                 "(set only one)");
+
+    if (env && *env) {
+        note_secret(ld, env);
+        if (!token_ok(env)) {
+            diag_add(ld, 0, "YTBRIDGE_YOUTRACK_TOKEN: contains whitespace or control characters");
+            return;
+        }
+        token_set(ld, c, env);
+        return;
+    }
+    if (n == 0) {
+        diag_add(ld, line_of(yt), "youtrack: missing token (set token, token_file or token_env)");
+        return;
+    }
+    if (n > 1 || !typed)
+        return;
+
+    if (given[0]) {
+        v = config_setting_get_string(given[0]);
+        if (!*v)
+            diag_add(ld, line, "youtrack.token: must not be empty");
+        else if (!token_ok(v))
+            diag_add(ld, line, "youtrack.token: contains whitespace or control characters");
+        else
+            token_set(ld, c, v);
+    } else if (given[1]) {
+        token_file_read(ld, line, config_setting_get_string(given[1]), &c->youtrack.token);
+    } else {
+        v = config_setting_get_string(given[2]);
+        const char *t = *v ? getenv(v) : NULL;
+        if (!*v) {
+            diag_add(ld, line, "youtrack.token_env: must not be empty");
+        } else if (!t || !*t) {
+            diag_add(ld, line, "youtrack.token_env: environment variable %s is not set or empty",
+                     printable(v, shown, sizeof(shown)));
+        } else {
+            note_secret(ld, t);
+            if (!token_ok(t))
+                diag_add(ld, line,
+                         "youtrack.token_env: the token in %s contains whitespace or "
+                         "control characters",
+                         printable(v, shown, sizeof(shown)));
+            else
+                token_set(ld, c, t);
+        }
+    }
+}
+
+static int host_is_loopback(const char *host, size_t len)
+{
+    char buf[64];
+    struct in_addr a;
+
+    if (len >= sizeof(buf))
+        return 0;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    if (strcasecmp(buf, "localhost") == 0 || strcasecmp(buf, "localhost.") == 0 ||
+        strcmp(buf, "[::1]") == 0)
+        return 1;
+    return inet_pton(AF_INET, buf, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Checks url (label names it in messages) and stores a copy without trailing '/' in *out. */
+static void url_check(struct loader *ld, int line, const char *label, const char *url,
+                      int allow_insecure, char **out)
+{
+    size_t scheme, auth_len, host_len, len;
+    const char *auth, *at, *p;
+    int secure;
+
+    for (p = url; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            diag_add(ld, line, "%s: contains whitespace or control characters", label);
+            return;
+        }
+    }
+    if (strncasecmp(url, "https://", 8) == 0) {
+        scheme = 8;
+        secure = 1;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        scheme = 7;
+        secure = 0;
+    } else {
+        diag_add(ld, line, "%s: must start with http:// or https://", label);
+        return;
+    }
+    auth = url + scheme;
+    auth_len = strcspn(auth, "/?#");
+    at = memchr(auth, '@', auth_len);
+    if (at) {
+        char *userinfo = strndup(auth, (size_t)(at - auth));
+        if (!userinfo) {
+            ld->nomem = 1;
+            return;
+        }
+        note_secret(ld, userinfo);
+        free(userinfo);
+        diag_add(ld, line, "%s: credentials in the URL are not allowed; use token", label);
+        return;
+    }
+    if (strpbrk(auth, "?#")) {
+        diag_add(ld, line, "%s: must not contain a query or fragment", label);
+        return;
+    }
+    if (auth[0] == '[') {
+        const char *close = memchr(auth, ']', auth_len);
+        host_len = close ? (size_t)(close - auth) + 1 : 0;
+        if (!close || host_len < 3) {
+            diag_add(ld, line, "%s: invalid IPv6 address", label);
+            return;
+        }
+    } else {
+        host_len = strcspn(auth, ":/");
+        if (host_len > auth_len)
+            host_len = auth_len;
+        for (size_t i = 0; i < host_len; i++) {
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~%",
+                        auth[i])) {
+                diag_add(ld, line, "%s: invalid character in the host name", label);
+                return;
+            }
+        }
+    }
+    if (host_len == 0) {
+        diag_add(ld, line, "%s: has no host", label);
+        return;
+    }
+    if (host_len < auth_len) {
+        const char *port = auth + host_len + 1;
+        size_t port_len = auth_len - host_len - 1;
+        long v = 0;
+        int bad = auth[host_len] != ':' || port_len == 0 || port_len > 5;
+        for (size_t i = 0; !bad && i < port_len; i++) {
+            if (port[i] < '0' || port[i] > '9')
+                bad = 1;
+            else
+                v = v * 10 + (port[i] - '0');
+        }
+        if (bad || v < 1 || v > 65535) {
+            diag_add(ld, line, "%s: invalid port", label);
+            return;
+        }
+    }
+    if (!secure && !allow_insecure && !host_is_loopback(auth, host_len)) {
+        diag_add(ld, line,
+                 "%s: plain http:// to a non-loopback host sends the token in clear text; use "
+                 "https:// or set allow_insecure = true",
+                 label);
+        return;
+    }
+    len = strlen(url);
+    while (len > scheme + auth_len && url[len - 1] == '/')
+        len--;
+    *out = strndup(url, len);
+    if (!*out)
+        ld->nomem = 1;
+}
+
+static void load_youtrack(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"url",     "token",          "token_file", "token_env",
+                                       "api",     "poll_interval",  "page_size",  "timeout",
+                                       "ca_file", "allow_insecure", "max_body"};
+    static const char *const apis[] = {"auto", "api", "legacy"};
+    const config_setting_t *yt = member(ld, root, "", "youtrack", CONFIG_TYPE_GROUP);
+    const config_setting_t *s;
+    const char *env_url = getenv("YTBRIDGE_YOUTRACK_URL");
+    const char *url, *ca;
+    long long v;
+    int api = CONF_API_AUTO;
+
+    check_keys(ld, yt, "youtrack", keys, sizeof(keys) / sizeof(keys[0]));
+
+    s = member(ld, yt, "youtrack", "allow_insecure", CONFIG_TYPE_BOOL);
+    if (s)
+        c->youtrack.allow_insecure = config_setting_get_bool(s) ? 1 : 0;
+
+    url = get_string(ld, yt, "youtrack", "url");
+    if (env_url && *env_url)
+        url_check(ld, 0, "youtrack.url (from YTBRIDGE_YOUTRACK_URL)", env_url,
+                  c->youtrack.allow_insecure, &c->youtrack.url);
+    else if (url)
+        url_check(ld, line_of(config_setting_get_member(yt, "url")), "youtrack.url", url,
+                  c->youtrack.allow_insecure, &c->youtrack.url);
+    else if (!yt || !config_setting_get_member(yt, "url"))
+        diag_add(ld, line_of(yt), "youtrack: missing url (set url or YTBRIDGE_YOUTRACK_URL)");
+
+    load_token(ld, yt, c);
+
+    get_choice(ld, yt, "youtrack", "api", apis, 3, &api);
+    c->youtrack.api = (enum conf_api)api;
+
+    v = c->youtrack.poll_interval;
+    get_int(ld, yt, "youtrack", "poll_interval", 10, 86400, &v);
+    c->youtrack.poll_interval = (int)v;
+    v = c->youtrack.page_size;
+    get_int(ld, yt, "youtrack", "page_size", 1, 10000, &v);
+    c->youtrack.page_size = (int)v;
+    v = c->youtrack.timeout;
+    get_int(ld, yt, "youtrack", "timeout", 1, 600, &v);
+    c->youtrack.timeout = (int)v;
+    v = c->youtrack.max_body;
+    get_int(ld, yt, "youtrack", "max_body", 1024, 1073741824, &v);
+    c->youtrack.max_body = (long)v;
+
+    ca = get_string(ld, yt, "youtrack", "ca_file");
+    if (ca && *ca) {
+        int line = line_of(config_setting_get_member(yt, "ca_file"));
+        char shown[300];
+        struct stat st;
+
+        c->youtrack.ca_file = path_resolve(ld, ca);
+        if (!c->youtrack.ca_file)
+            return;
+        printable(c->youtrack.ca_file, shown, sizeof(shown));
+        if (stat(c->youtrack.ca_file, &st) != 0 || access(c->youtrack.ca_file, R_OK) != 0)
+            diag_add(ld, line, "youtrack.ca_file: cannot read %s: %s", shown, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+            diag_add(ld, line, "youtrack.ca_file: %s is not a regular file", shown);
+    }
+}
+
+static void load_notify(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"first_run", "removal_confirmations", "mass_removal_limit"};
+    static const char *const first_runs[] = {"baseline", "announce"};
+    const config_setting_t *g = member(ld, root, "", "notify", CONFIG_TYPE_GROUP);
+    int first_run = CONF_FIRST_RUN_BASELINE;
+    long long v;
+
+    check_keys(ld, g, "notify", keys, sizeof(keys) / sizeof(keys[0]));
+    get_choice(ld, g, "notify", "first_run", first_runs, 2, &first_run);
+    c->notify.first_run = (enum conf_first_run)first_run;
+    v = c->notify.removal_confirmations;
+    get_int(ld, g, "notify", "removal_confirmations", 1, 100, &v);
+    c->notify.removal_confirmations = (int)v;
+    v = c->notify.mass_removal_limit;
+    get_int(ld, g, "notify", "mass_removal_limit", 0, 1000000, &v);
+    c->notify.mass_removal_limit = (int)v;
+}
+
+static int sink_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > SINK_NAME_MAX)
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+static void load_sinks(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"name", "type", "format"};
+    static const char *const formats[] = {"text", "json"};
+    const config_setting_t *list = member(ld, root, "", "sinks", CONFIG_TYPE_LIST);
+    int n = list ? config_setting_length(list) : 0;
+    char path[32], shown[80];
+
+    if (n > CONF_MAX_SINKS) {
+        diag_add(ld, line_of(list), "sinks: at most %d sinks are supported (got %d)",
+                 CONF_MAX_SINKS, n);
+        return;
+    }
+    c->sinks = calloc(n > 0 ? (size_t)n : 1, sizeof(*c->sinks));
+    if (!c->sinks) {
+        ld->nomem = 1;
+        return;
+    }
+    if (n == 0) {
+        c->sinks[0].name = strdup("stdout");
+        if (!c->sinks[0].name)
+            ld->nomem = 1;
+        c->n_sinks = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        struct conf_sink *sink = &c->sinks[c->n_sinks++];
+        const char *name, *type;
+        int format = LOG_FORMAT_TEXT;
+
+        sink->line = line_of(g);
+        snprintf(path, sizeof(path), "sinks[%d]", i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+            diag_add(ld, line_of(g), "%s: expected a group, got %s", path,
+                     type_name(config_setting_type(g)));
+            continue;
+        }
+        check_keys(ld, g, path, keys, sizeof(keys) / sizeof(keys[0]));
+
+        name = get_string(ld, g, path, "name");
+        if (!name && !config_setting_get_member(g, "name")) {
+            diag_add(ld, line_of(g), "%s: missing name", path);
+        } else if (name && !sink_name_ok(name)) {
+            diag_add(ld, line_of(config_setting_get_member(g, "name")),
+                     "%s.name: \"%s\" must be 1 to %d of A-Z a-z 0-9 _ . -", path,
+                     printable(name, shown, sizeof(shown)), SINK_NAME_MAX);
+        } else if (name) {
+            for (int j = 0; j < i; j++) {
+                if (c->sinks[j].name && strcmp(c->sinks[j].name, name) == 0) {
+                    diag_add(ld, line_of(config_setting_get_member(g, "name")),
+                             "%s.name: \"%s\" is already used by sinks[%d]", path, name, j);
+                    break;
+                }
+            }
+            sink->name = strdup(name);
+            if (!sink->name)
+                ld->nomem = 1;
+        }
+
+        type = get_string(ld, g, path, "type");
+        if (!type && !config_setting_get_member(g, "type"))
+            diag_add(ld, line_of(g), "%s: missing type", path);
+        else if (type && strcmp(type, "stdout") == 0)
+            sink->type = CONF_SINK_STDOUT;
+        else if (type)
+            diag_add(ld, line_of(config_setting_get_member(g, "type")),
+                     "%s.type: sink type \"%s\" is not supported by this version", path,
+                     printable(type, shown, sizeof(shown)));
+
+        get_choice(ld, g, path, "format", formats, 2, &format);
+        sink->format = (enum log_format)format;
+    }
+}
+
+static void load_log(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"level", "format"};
+    const config_setting_t *g = member(ld, root, "", "log", CONFIG_TYPE_GROUP);
+    const char *level = get_string(ld, g, "log", "level");
+    const char *format = get_string(ld, g, "log", "format");
+    char shown[80];
+
+    check_keys(ld, g, "log", keys, sizeof(keys) / sizeof(keys[0]));
+    if (level && log_level_parse(level, &c->log.level) == 0)
+        c->log.level_set = 1;
+    else if (level)
+        diag_add(ld, line_of(config_setting_get_member(g, "level")),
+                 "log.level: must be \"error\", \"warn\", \"info\" or \"debug\" (got \"%s\")",
+                 printable(level, shown, sizeof(shown)));
+    if (format && log_format_parse(format, &c->log.format) == 0)
+        c->log.format_set = 1;
+    else if (format)
+        diag_add(ld, line_of(config_setting_get_member(g, "format")),
+                 "log.format: must be \"text\" or \"json\" (got \"%s\")",
+                 printable(format, shown, sizeof(shown)));
+}
+
+static void load_root(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"youtrack", "state_dir", "notify", "sinks", "log"};
+    const char *state_dir;
+
+    check_keys(ld, root, "", keys, sizeof(keys) / sizeof(keys[0]));
+    load_youtrack(ld, root, c);
+
+    state_dir = get_string(ld, root, "", "state_dir");
+    if (state_dir && !*state_dir)
+        diag_add(ld, line_of(config_setting_get_member(root, "state_dir")),
+                 "state_dir: must not be empty");
+    c->state_dir = strdup(state_dir && *state_dir ? state_dir : "/var/lib/ytbridge");
+    if (!c->state_dir)
+        ld->nomem = 1;
+
+    load_notify(ld, root, c);
+    load_sinks(ld, root, c);
+    load_log(ld, root, c);
+}
+
+static int is_name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '-' || ch == '*';
+}
+
+static int is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static int is_xdigit(char ch)
+{
+    return is_digit(ch) || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/*
+ * Lexes one number starting at s (libconfig's integer, integer64, hex, hex64 and float forms)
+ * and returns its length; sets *bad when it is an integer libconfig would silently wrap.
+ */
+static size_t number_scan(const char *s, int *bad)
+{
+    size_t i = 0, digits, l = 0;
+    char buf[32];
+
+    *bad = 0;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && is_xdigit(s[2])) {
+        size_t sig = 0;
+        unsigned long long v = 0;
+        i = 2;
+        while (s[i] == '0')
+            i++;
+        for (; is_xdigit(s[i]); i++) {
+            sig++;
+            if (sig <= 16)
+                v = v * 16 +
+                    (unsigned long long)(is_digit(s[i]) ? s[i] - '0' : (s[i] | 0x20) - 'a' + 10);
+        }
+        while (s[i + l] == 'L' && l < 2)
+            l++;
+        *bad = sig > 16 || (l == 0 && v > INT_MAX);
+        return i + l;
+    }
+    if (s[i] == '+' || s[i] == '-')
+        i++;
+    digits = i;
+    while (is_digit(s[i]))
+        i++;
+    digits = i - digits;
+    if (s[i] == '.' ||
+        ((s[i] == 'e' || s[i] == 'E') &&
+         (is_digit(s[i + 1]) || ((s[i + 1] == '+' || s[i + 1] == '-') && is_digit(s[i + 2]))))) {
+        if (s[i] == '.')
+            for (i++; is_digit(s[i]); i++)
+                ;
+        if ((s[i] == 'e' || s[i] == 'E') &&
+            (is_digit(s[i + 1]) || ((s[i + 1] == '+' || s[i + 1] == '-') && is_digit(s[i + 2])))) {
+            i += 2;
+            while (is_digit(s[i]))
+                i++;
+        }
+        return i;
+    }
+    while (s[i + l] == 'L' && l < 2)
+        l++;
+    if (digits == 0)
+        return i + l;
+    if (i >= sizeof(buf)) {
+        *bad = 1;
+    } else {
+        long long v;
+        memcpy(buf, s, i);
+        buf[i] = '\0';
+        errno = 0;
+        v = strtoll(buf, NULL, 10);
+        *bad = errno == ERANGE || (l == 0 && (v < INT_MIN || v > INT_MAX));
+    }
+    return i + l;
+}
+
+/*
+ * Refuses what libconfig would mishandle: @include, nesting deeper than CONF_MAX_DEPTH,
+ * integers that overflow, and a string where no value may start (libconfig 1.5's parser leaks
+ * the string on that syntax error; "" alone is enough). Strings and comments are skipped as
+ * libconfig's scanner does. Returns 0 or -1 (reported).
+ */
+static int prescan(struct loader *ld, const char *s, size_t len)
+{
+    char open[CONF_MAX_DEPTH + 1];
+    size_t i = 0;
+    int line = 1, depth = 0, value_ok = 0;
+
+    while (i < len) {
+        char ch = s[i];
+        if (ch == '\n') {
+            line++;
+            i++;
+            continue;
+        }
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v') {
+            i++;
+            continue;
+        }
+        if (ch == '"') {
+            if (!value_ok) {
+                diag_add(ld, line, "syntax error");
+                return -1;
+            }
+            for (i++; i < len && s[i] != '"'; i++) {
+                if (s[i] == '\\' && i + 1 < len)
+                    i++;
+                if (s[i] == '\n')
+                    line++;
+            }
+            i++;
+            continue; /* adjacent strings concatenate: a string may follow */
+        }
+        if (ch == '#' || (ch == '/' && s[i + 1] == '/')) {
+            while (i < len && s[i] != '\n')
+                i++;
+            continue;
+        }
+        if (ch == '/' && s[i + 1] == '*') {
+            for (i += 2; i < len && !(s[i] == '*' && s[i + 1] == '/'); i++) {
+                if (s[i] == '\n')
+                    line++;
+            }
+            i += 2;
+            continue;
+        }
+        value_ok = 0;
+        if (ch == '=' || ch == ':') {
+            value_ok = 1;
+            i++;
+        } else if (ch == ',') {
+            value_ok = depth > 0 && open[depth - 1] != '{';
+            i++;
+        } else if (ch == '@' && strncmp(s + i + 1, "include", 7) == 0) {
+            diag_add(ld, line, "@include is not supported");
+            return -1;
+        } else if (ch == '{' || ch == '(' || ch == '[') {
+            if (depth == CONF_MAX_DEPTH) {
+                diag_add(ld, line, "nested deeper than %d levels", CONF_MAX_DEPTH);
+                return -1;
+            }
+            open[depth++] = ch;
+            value_ok = ch != '{';
+            i++;
+        } else if (ch == '}' || ch == ')' || ch == ']') {
+            if (depth > 0)
+                depth--;
+            i++;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '*') {
+            while (is_name_char(s[i]))
+                i++;
+        } else if (is_digit(ch) || ((ch == '-' || ch == '+' || ch == '.') &&
+                                    (is_digit(s[i + 1]) || s[i + 1] == '.'))) {
+            int bad;
+            size_t n = number_scan(s + i, &bad);
+            if (bad) {
+                char shown[48];
+                size_t k = n < 40 ? n : 40;
+                memcpy(shown, s + i, k);
+                strcpy(shown + k, n > k ? "..." : "");
+                diag_add(ld, line, "integer %s is out of range", shown);
+                return -1;
+            }
+            i += n ? n : 1;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
+void conf_free(struct conf *conf)
+{
+    if (!conf)
+        return;
+    free(conf->path);
+    free(conf->youtrack.url);
+    if (conf->youtrack.token) {
+        /* Not a guarantee (copies live elsewhere), but no stale token lingers in freed heap. */
+        memset(conf->youtrack.token, 0, strlen(conf->youtrack.token));
+        free(conf->youtrack.token);
+    }
+    free(conf->youtrack.ca_file);
+    free(conf->state_dir);
+    for (size_t i = 0; i < conf->n_sinks; i++)
+        free(conf->sinks[i].name);
+    free(conf->sinks);
+    free(conf);
+}
+
+/* The shared body of conf_load() and conf_load_buffer(): text is NUL-terminated at len. */
+static int load_text(struct loader *ld, const char *text, size_t len, struct conf **out)
+{
+    struct conf *c = NULL;
+    config_t cfg;
+    int r, cfg_live = 0;
+
+    if (memchr(text, '\0', len)) {
+        size_t nl = 1;
+        for (const char *p = text; *p; p++)
+            nl += *p == '\n';
+        diag_add(ld, (int)(nl > INT_MAX ? 0 : nl), "contains a NUL byte (not a text file?)");
+        goto out;
+    }
+    if (prescan(ld, text, len) < 0)
+        goto out;
+
+    config_init(&cfg);
+    cfg_live = 1;
+    if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+        /* @include is refused, so config_error_file() is always our own text: use its name. */
+        diag_add(ld, config_error_line(&cfg), "%s", config_error_text(&cfg));
+        goto out;
+    }
+
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        ld->nomem = 1;
+        goto out;
+    }
+    c->path = strdup(ld->file);
+    if (!c->path) {
+        ld->nomem = 1;
+        goto out;
+    }
+    c->youtrack.api = CONF_API_AUTO;
+    c->youtrack.poll_interval = 60;
+    c->youtrack.page_size = 200;
+    c->youtrack.timeout = 30;
+    c->youtrack.max_body = DEFAULT_MAX_BODY;
+    c->notify.first_run = CONF_FIRST_RUN_BASELINE;
+    c->notify.removal_confirmations = 2;
+    c->notify.mass_removal_limit = 10;
+    c->log.level = LOGL_INFO;
+    c->log.format = LOG_FORMAT_TEXT;
+
+    load_root(ld, config_root_setting(&cfg), c);
+
+out:
+    if (cfg_live)
+        config_destroy(&cfg);
+    diags_sort(ld);
+    if (ld->nomem) {
+        r = -ENOMEM;
+    } else if (ld->n_added > 0) {
+        r = -EINVAL;
+    } else {
+        *out = c;
+        c = NULL;
+        r = 0;
+    }
+    conf_free(c);
+    return r;
+}
+
+int conf_load_buffer(const char *text, size_t len, const char *name, struct conf **out,
+                     struct conf_diags *diags)
+{
+    struct loader ld = {.file = name ? name : "(config)", .diags = diags, .first = diags->n};
+    char *copy = NULL;
+    int r;
+
+    *out = NULL;
+    if (len > CONF_MAX_SIZE) {
+        diag_add(&ld, 0, "larger than %d KiB", CONF_MAX_SIZE / 1024);
+        return ld.nomem ? -ENOMEM : -EINVAL;
+    }
+    /* config_read_string() wants a C string; the caller's bytes may not end in a NUL. */
+    copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    if (len > 0)
+        memcpy(copy, text, len);
+    copy[len] = '\0';
+    r = load_text(&ld, copy, len, out);
+    free(copy);
+    return r;
+}
+
+int conf_load(const char *path, struct conf **out, struct conf_diags *diags)
+{
+    struct loader ld = {.file = path, .diags = diags, .first = diags->n};
+    char *buf = NULL, *dir = NULL, *slash;
+    size_t n = 0;
+    int fd = -1, r;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        diag_add(&ld, 0, "cannot open: %s", strerror(errno));
+        r = -EINVAL;
+        goto out;
+    }
+    buf = malloc(CONF_MAX_SIZE + 2);
+    dir = strdup(path);
+    if (!buf || !dir) {
+        r = -ENOMEM;
+        goto out;
+    }
+    while (n <= CONF_MAX_SIZE) {
+        ssize_t k = read(fd, buf + n, CONF_MAX_SIZE + 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            diag_add(&ld, 0, "cannot read: %s", strerror(errno));
+            r = -EINVAL;
+            goto out;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    if (n > CONF_MAX_SIZE) {
+        diag_add(&ld, 0, "larger than %d KiB", CONF_MAX_SIZE / 1024);
+        r = -EINVAL;
+        goto out;
+    }
+    buf[n] = '\0';
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    ld.dir = slash ? dir : NULL;
+    r = load_text(&ld, buf, n, out);
+out:
+    if (ld.nomem)
+        r = -ENOMEM;
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(dir);
+    return r;
+}
+
+void conf_diag_format(const struct conf_diag *d, char *buf, size_t len)
+{
+    const char *file = d->file ? d->file : "(config)";
+
+    if (len == 0)
+        return;
+    if (d->line > 0)
+        snprintf(buf, len, "%s:%d: %s", file, d->line, d->msg ? d->msg : "");
+    else
+        snprintf(buf, len, "%s: %s", file, d->msg ? d->msg : "");
+}
+
+void conf_diags_fini(struct conf_diags *diags)
+{
+    if (!diags)
+        return;
+    for (size_t i = 0; i < diags->n; i++) {
+        free(diags->v[i].file);
+        free(diags->v[i].msg);
+    }
+    free(diags->v);
+    diags->v = NULL;
+    diags->n = 0;
+}

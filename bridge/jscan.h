@@ -1,0 +1,85 @@
+/*
+ * A pull reader for big JSON documents (RFC 8259), without a DOM.
+ *
+ * Why not jansson here: the project list of a large YouTrack is the one hot parse of the
+ * bridge (100,000 projects are ~25 MB), and jansson builds a hash table per object and reads
+ * through a callback per byte, which made parse + diff 2-3x slower than the target and held
+ * 4x the text in memory (see README, "Performance"). Everything else still uses jansson.
+ *
+ * Usage is a cursor: jscan_array_next() / jscan_object_next() walk containers, jscan_string(),
+ * jscan_int(), jscan_bool() read scalars, jscan_skip() skips any value. Every function returns
+ * a negative errno (-EPROTO) on malformed input with a message in js->err (byte offset
+ * included), after which the reader stays failed. Strings are validated UTF-8; escapes,
+ * including surrogate pairs, are decoded.
+ */
+#ifndef YTB_JSCAN_H
+#define YTB_JSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSCAN_MAX_DEPTH 64
+
+enum jscan_type {
+    JSCAN_NONE = 0, /* end of input */
+    JSCAN_OBJECT,
+    JSCAN_ARRAY,
+    JSCAN_STRING,
+    JSCAN_NUMBER,
+    JSCAN_BOOL,
+    JSCAN_NULL,
+    JSCAN_INVALID,
+};
+
+struct jscan {
+    const char *buf;
+    size_t len, pos;
+    int depth;
+    unsigned char first[JSCAN_MAX_DEPTH]; /* per open container: no member read yet */
+    unsigned char kind[JSCAN_MAX_DEPTH];  /* per open container: JSCAN_ARRAY or JSCAN_OBJECT */
+    char *scratch;                        /* decoded strings with escapes */
+    size_t scratch_cap;
+    int failed;
+    char err[160];
+};
+
+void jscan_init(struct jscan *js, const char *buf, size_t len);
+void jscan_fini(struct jscan *js);
+
+/* The type of the next value (whitespace skipped); JSCAN_INVALID for a byte that starts none. */
+enum jscan_type jscan_peek(struct jscan *js);
+
+/* Consumes '[' . Returns 0 or -EPROTO. */
+int jscan_array_begin(struct jscan *js);
+/* Returns 1 when another element follows (read it next), 0 after the closing ']', or -EPROTO. */
+int jscan_array_next(struct jscan *js);
+
+/* Consumes '{'. Returns 0 or -EPROTO. */
+int jscan_object_begin(struct jscan *js);
+/*
+ * Returns 1 with the next member's key (see jscan_string() for its lifetime) and the reader
+ * before its value, 0 after the closing '}', or -EPROTO.
+ */
+int jscan_object_next(struct jscan *js, const char **key, size_t *keylen);
+
+/*
+ * Reads a string: *s points into the input or into the reader's scratch space (escapes
+ * decoded), is NOT NUL-terminated, may contain NUL bytes (\u0000), and is valid until the next
+ * call.
+ */
+int jscan_string(struct jscan *js, const char **s, size_t *len);
+/* Reads an integer number (no fraction or exponent) that fits in int64_t. */
+int jscan_int(struct jscan *js, int64_t *v);
+/* Reads true or false. */
+int jscan_bool(struct jscan *js, int *v);
+/* Reads null. */
+int jscan_null(struct jscan *js);
+/* Skips any value, however nested (up to JSCAN_MAX_DEPTH). */
+int jscan_skip(struct jscan *js);
+/* Checks that only whitespace is left. */
+int jscan_end(struct jscan *js);
+
+/* Helper: key equality for jscan_object_next() results. */
+int jscan_key_is(const char *key, size_t keylen, const char *name);
+
+#endif
