@@ -155,8 +155,13 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
     schedule(b, d);
 }
 
-/* Commits next as the snapshot (not in a dry run). Returns 0 or -errno (logged). */
-static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour)
+/*
+ * Commits next as the snapshot (saved to disk unless in a dry run) and hands the previous one
+ * to *old: the diff's changes point into it until they are announced. Returns 0 or -errno
+ * (logged).
+ */
+static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour,
+                  struct snapshot *old)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
     char err[512];
@@ -172,7 +177,7 @@ static int commit(struct bridge *b, struct project_list *next, enum youtrack_fla
             return r;
         }
     }
-    snapshot_fini(&b->snap);
+    *old = b->snap;
     b->snap = s;
     project_list_init(next);
     b->have_snapshot = 1;
@@ -204,6 +209,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
 {
     struct message m = {.service_url = b->conf->youtrack.url, .flavour = res->flavour};
     struct diff d = {0};
+    struct snapshot old = {0};
     struct project_list empty = {0};
     int first = !snapshot_matches(b, res->flavour);
     /* A mismatched or corrupt snapshot means starting over, and starting over must not flood. */
@@ -238,7 +244,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                  d.n_pending, d.n_pending == 1 ? "" : "s", o.removal_confirmations);
 
     tracked = d.next.n;
-    if (!b->opts.dry_run && commit(b, &d.next, res->flavour) != 0)
+    if (!b->opts.dry_run && commit(b, &d.next, res->flavour, &old) != 0)
         goto retry;
     b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
     b->force_baseline = 0;
@@ -275,6 +281,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     }
     b->exit_code = 0;
     diff_fini(&d);
+    snapshot_fini(&old);
     if (b->opts.once) {
         bridge_stop(b);
         return;

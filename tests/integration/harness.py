@@ -1,0 +1,499 @@
+"""Shared plumbing for ytbridge's integration tests (standard library only).
+
+Environment:
+  YTBRIDGE_BIN        the daemon under test (required; tests are skipped without it)
+  FAKE_YOUTRACK       the fake server (default: ../fakes/fake_youtrack.py)
+  YTBRIDGE_WRAPPER    optional command prefix for the daemon,
+                      e.g. "valgrind -q --error-exitcode=99"
+  YTBRIDGE_TIME_SCALE multiply every deadline by this (default 1; e.g. 10 under valgrind)
+
+Every wait is a bounded poll with a deadline; every process started here is
+killed in tearDown (and, as a last resort, at interpreter exit).
+"""
+
+import atexit
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE = os.environ.get('FAKE_YOUTRACK') or os.path.join(HERE, '..', 'fakes',
+                                                       'fake_youtrack.py')
+TOKEN = 'perm:test-token-not-real'
+SCALE = float(os.environ.get('YTBRIDGE_TIME_SCALE') or 1)
+EVENT_KINDS = {'project.created', 'project.removed', 'project.renamed',
+               'project.archived', 'project.unarchived'}
+
+_live = []  # every Popen started here, for the atexit safety net
+
+
+def _reap_all():
+    for proc in _live:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+atexit.register(_reap_all)
+
+# Never talk to the fake (or let the daemon talk to it) through a proxy.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_PROXY_VARS = ('http_proxy', 'https_proxy', 'all_proxy', 'HTTP_PROXY',
+               'HTTPS_PROXY', 'ALL_PROXY', 'no_proxy', 'NO_PROXY')
+
+
+def redact(text):
+    """Remove the test token from anything about to be printed."""
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', 'replace')
+    return (text or '').replace(TOKEN, '<TOKEN>')
+
+
+def deadline_wait(predicate, timeout, step=0.05, what='condition'):
+    """Poll predicate() until it is truthy or timeout (scaled) passes."""
+    end = time.monotonic() + timeout * SCALE
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            raise AssertionError('timed out after %.1fs waiting for %s'
+                                 % (timeout * SCALE, what))
+        time.sleep(step)
+
+
+def natural_key(project_id):
+    """'0-10' -> (0, 10): the order the daemon must announce in."""
+    return tuple(int(x) if x.isdigit() else x
+                 for x in re.split(r'(\d+)', project_id or '') if x != '')
+
+
+def project(pid, short, name=None, archived=False, **extra):
+    p = {'id': pid, 'shortName': short, 'name': name or short,
+         'archived': archived, 'description': None,
+         'leader': {'login': 'admin', 'name': 'Admin'}, 'template': False}
+    p.update(extra)
+    return p
+
+
+def many_projects(n, start=1):
+    return [project('0-%d' % i, 'P%d' % i, 'Project %d' % i)
+            for i in range(start, start + n)]
+
+
+DEFAULT_PROJECTS = [
+    project('0-1', 'DEV', 'DEVELOPMENT'),
+    project('0-2', 'DOCS', 'DOCS', description='Documentation', leader=None),
+    project('0-0', 'DEMO', 'Демопроект'),
+]
+
+
+class FakeYouTrack:
+    """The fake server as a child process, plus its control API."""
+
+    def __init__(self, *args, projects=None):
+        self.stderr_file = tempfile.TemporaryFile()
+        argv = [sys.executable, FAKE, '--port', '0', '--token', TOKEN]
+        argv += list(args)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=self.stderr_file,
+                                     stdin=subprocess.DEVNULL)
+        _live.append(self.proc)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        buf = b''
+
+        def got_port():
+            nonlocal buf
+            chunk = self.proc.stdout.read()
+            if chunk:
+                buf += chunk
+            if self.proc.poll() is not None and b'\n' not in buf:
+                raise AssertionError('fake exited early:\n' + self.log())
+            return b'\n' in buf
+
+        deadline_wait(got_port, 15, what='the fake to print PORT')
+        line = buf.split(b'\n', 1)[0].decode()
+        m = re.fullmatch(r'PORT (\d+)', line.strip())
+        if not m:
+            raise AssertionError('fake printed %r, not PORT n' % line)
+        self.port = int(m.group(1))
+        self.url = 'http://127.0.0.1:%d' % self.port
+        if projects is not None:
+            self.set_projects(projects)
+
+    def _call(self, method, path, data=None):
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        if body is not None:
+            req.add_header('Content-Type', 'application/json')
+        with _NO_PROXY.open(req, timeout=10 * SCALE) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def set_projects(self, projects):
+        self._call('PUT', '/_control/projects', list(projects))
+
+    def projects(self):
+        return self._call('GET', '/_control/projects')
+
+    def fault(self, mode, count=None, path=None, **kw):
+        data = {'mode': mode}
+        if count is not None:
+            data['count'] = count
+        if path is not None:
+            data['path'] = path
+        data.update(kw)
+        self._call('POST', '/_control/fault', data)
+
+    def clear_fault(self):
+        self._call('DELETE', '/_control/fault')
+
+    def requests(self):
+        return self._call('GET', '/_control/requests')
+
+    def clear_requests(self):
+        self._call('DELETE', '/_control/requests')
+
+    def log(self):
+        self.stderr_file.seek(0)
+        return redact(self.stderr_file.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+        self.stderr_file.close()
+
+
+class Result:
+    def __init__(self, rc, stdout, stderr, argv):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.argv = argv
+
+    @property
+    def lines(self):
+        return [ln for ln in self.stdout.splitlines() if ln.strip()]
+
+    @property
+    def messages(self):
+        """stdout parsed as one JSON object per line (fails on other lines)."""
+        out = []
+        for ln in self.lines:
+            try:
+                obj = json.loads(ln)
+            except ValueError:
+                raise AssertionError('stdout line is not JSON: %r\n%s'
+                                     % (redact(ln), self.describe()))
+            if not isinstance(obj, dict):
+                raise AssertionError('stdout line is not a JSON object: %r'
+                                     % redact(ln))
+            out.append(obj)
+        return out
+
+    @property
+    def events(self):
+        return [m for m in self.messages if m.get('event') in EVENT_KINDS]
+
+    def describe(self):
+        return ('command: %s\nexit code: %s\n--- stdout ---\n%s\n'
+                '--- stderr ---\n%s' % (
+                    ' '.join(shlex.quote(a) for a in self.argv[-6:]), self.rc,
+                    redact(self.stdout), redact(self.stderr)[-6000:]))
+
+
+def libconfig_value(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
+    raise TypeError(value)
+
+
+class Bridge:
+    """One state directory + config file, and the daemon runs against it."""
+
+    def __init__(self, tmp, fake_url, **overrides):
+        self.tmp = tmp
+        self.state_dir = os.path.join(tmp, 'state')
+        self.config_path = os.path.join(tmp, 'ytbridge.conf')
+        self.snapshot_path = os.path.join(self.state_dir, 'snapshot.json')
+        self.settings = {
+            'url': fake_url, 'token': TOKEN, 'api': 'auto',
+            'poll_interval': 10, 'page_size': 2, 'timeout': 5,
+            'first_run': 'announce', 'removal_confirmations': 2,
+            'mass_removal_limit': 10, 'sink_format': 'json',
+            'log_level': 'debug',
+        }
+        self.settings.update(overrides)
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.write_config()
+
+    def configure(self, **overrides):
+        self.settings.update(overrides)
+        self.write_config()
+
+    def config_text(self):
+        s = self.settings
+        yt = ['url = %s;' % libconfig_value(s['url'])]
+        if s.get('token') is not None:
+            yt.append('token = %s;' % libconfig_value(s['token']))
+        for key in ('api', 'poll_interval', 'page_size', 'timeout'):
+            yt.append('%s = %s;' % (key, libconfig_value(s[key])))
+        lines = [
+            'youtrack: {',
+            *('  ' + x for x in yt),
+            '};',
+            'state_dir = %s;' % libconfig_value(self.state_dir),
+            'notify: {',
+            '  first_run = %s;' % libconfig_value(s['first_run']),
+            '  removal_confirmations = %d;' % s['removal_confirmations'],
+            '  mass_removal_limit = %d;' % s['mass_removal_limit'],
+            '};',
+            'sinks = ( { name = "out"; type = "stdout"; format = %s; } );'
+            % libconfig_value(s['sink_format']),
+            'log: { level = %s; };' % libconfig_value(s['log_level']),
+        ]
+        return '\n'.join(lines) + '\n'
+
+    def write_config(self, text=None):
+        with open(self.config_path, 'w', encoding='utf-8') as f:
+            f.write(self.config_text() if text is None else text)
+
+    def argv(self, *args, config=True):
+        wrapper = shlex.split(os.environ.get('YTBRIDGE_WRAPPER', ''))
+        argv = wrapper + [os.environ['YTBRIDGE_BIN']]
+        if config:
+            argv += ['-c', self.config_path]
+        return argv + list(args)
+
+    def env(self, extra=None, drop=()):
+        env = {k: v for k, v in os.environ.items()
+               if k not in _PROXY_VARS and not k.startswith('YTBRIDGE_')}
+        # keep the sanitizer settings meson passes; drop other YTBRIDGE_* so
+        # a developer's own environment cannot change the outcome.
+        env['no_proxy'] = '*'
+        env['LC_ALL'] = env.get('LC_ALL', 'C.UTF-8')
+        for key in drop:
+            env.pop(key, None)
+        env.update(extra or {})
+        return env
+
+    def run(self, *args, timeout=60, env=None, config=True):
+        """Run the daemon to completion (e.g. with --once); bounded."""
+        argv = self.argv(*args, config=config)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=self.env(env))
+        _live.append(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout * SCALE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate(timeout=10)
+            raise AssertionError('daemon did not finish within %ss:\n%s' % (
+                timeout * SCALE, Result(None, out.decode('utf-8', 'replace'),
+                                        err.decode('utf-8', 'replace'),
+                                        argv).describe()))
+        return Result(proc.returncode, out.decode('utf-8', 'replace'),
+                      err.decode('utf-8', 'replace'), argv)
+
+    def once(self, *args, **kw):
+        return self.run('--once', *args, **kw)
+
+    def start(self, *args, env=None):
+        """Start the daemon in the background; returns a Daemon."""
+        return Daemon(self.argv(*args), self.env(env), self.tmp)
+
+    def snapshot_bytes(self):
+        try:
+            with open(self.snapshot_path, 'rb') as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def snapshot(self):
+        raw = self.snapshot_bytes()
+        return None if raw is None else json.loads(raw)
+
+    def state_listing(self):
+        """Name -> bytes of every regular file in the state dir (lock excluded)."""
+        out = {}
+        if os.path.isdir(self.state_dir):
+            for name in sorted(os.listdir(self.state_dir)):
+                path = os.path.join(self.state_dir, name)
+                if name != 'lock' and os.path.isfile(path):
+                    with open(path, 'rb') as f:
+                        out[name] = f.read()
+        return out
+
+
+class Daemon:
+    """A long-running ytbridge with stdout/stderr going to files."""
+
+    def __init__(self, argv, env, tmp):
+        self.argv = argv
+        n = len([x for x in os.listdir(tmp) if x.startswith('daemon-')])
+        self.out_path = os.path.join(tmp, 'daemon-%d.out' % n)
+        self.err_path = os.path.join(tmp, 'daemon-%d.err' % n)
+        with open(self.out_path, 'wb') as out, open(self.err_path, 'wb') as err:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, env=env)
+        _live.append(self.proc)
+
+    def _read(self, path):
+        with open(path, 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+
+    def result(self):
+        return Result(self.proc.poll(), self._read(self.out_path),
+                      self._read(self.err_path), self.argv)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Signal the daemon and wait (bounded); returns its Result."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout * SCALE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError('daemon ignored signal %d:\n%s'
+                                     % (sig, self.result().describe()))
+        return self.result()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def need_binary():
+    bin_path = os.environ.get('YTBRIDGE_BIN')
+    if not bin_path:
+        raise unittest.SkipTest('YTBRIDGE_BIN is not set')
+    if not os.access(bin_path, os.X_OK):
+        raise RuntimeError('YTBRIDGE_BIN=%s is not executable' % bin_path)
+
+
+class BridgeTest(unittest.TestCase):
+    """Base class: a fresh fake + temp dir per test, everything torn down."""
+
+    fake_args = ()
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        need_binary()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='ytbridge-it-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.fake = self.start_fake(*self.fake_args)
+        self.bridge = Bridge(self.tmp, self.fake.url)
+
+    def start_fake(self, *args, projects=None):
+        fake = FakeYouTrack(*args, projects=projects)
+        self.addCleanup(fake.stop)
+        return fake
+
+    def start_daemon(self, *args, env=None, bridge=None):
+        daemon = (bridge or self.bridge).start(*args, env=env)
+        self.addCleanup(daemon.kill)
+        return daemon
+
+    def fail_with(self, msg, result=None):
+        text = msg
+        if result is not None:
+            text += '\n' + result.describe()
+        text += '\n--- fake log (tail) ---\n' + self.fake.log()[-3000:]
+        self.fail(redact(text))
+
+    # -- assertions ----------------------------------------------------------
+
+    def check(self, cond, msg, result=None):
+        if not cond:
+            self.fail_with(msg, result)
+
+    def assert_ok(self, result, rc=0):
+        self.check(result.rc == rc, 'expected exit code %d' % rc, result)
+        self.assert_no_token(result)
+        return result
+
+    def assert_no_token(self, result):
+        # Checked without ever printing it.
+        self.check(TOKEN not in result.stdout and TOKEN not in result.stderr,
+                   'the token appears in the daemon output (redacted here)',
+                   result)
+
+    def events_summary(self, result):
+        return [(e['event'], e['project'].get('id'),
+                 e['project'].get('shortName'), e['project'].get('name'))
+                for e in result.events]
+
+    def assert_events(self, result, expected):
+        """expected: [(event, id, shortName, name), ...] in announce order."""
+        got = self.events_summary(result)
+        if got != expected:
+            self.fail_with('announced events differ:\n  expected %r\n  got      %r'
+                           % (expected, got), result)
+
+    def assert_quiet(self, result):
+        self.check(result.lines == [], 'expected nothing on stdout', result)
+
+    def assert_poll_failed(self, result, classes, before):
+        """The contract for a failed poll: rc 1, silence, state unchanged."""
+        self.check(result.rc == 1, 'a failed poll with --once must exit 1',
+                   result)
+        self.assert_quiet(result)
+        self.check(self.bridge.state_listing() == before,
+                   'the state directory changed after a failed poll', result)
+        self.assert_no_token(result)
+        pattern = re.compile(r'\b(%s)\b' % '|'.join(classes), re.I)
+        hit = [ln for ln in result.stderr.splitlines()
+               if pattern.search(ln) and re.search(r'error|fail', ln, re.I)]
+        self.check(hit, 'stderr names no error class among %r' % (classes,),
+                   result)
+
+    def baseline(self, projects=None, **settings):
+        """Establish a snapshot of `projects` quietly, restore settings."""
+        if projects is not None:
+            self.fake.set_projects(projects)
+        saved = dict(self.bridge.settings)
+        self.bridge.configure(first_run='baseline', **settings)
+        result = self.bridge.once()
+        self.assert_ok(result)
+        self.check([m.get('event') for m in result.messages] == ['baseline'],
+                   'expected exactly one baseline message', result)
+        self.bridge.settings = saved
+        self.bridge.write_config()
+        return result
+
+
+def main():
+    """unittest.main(): exits 1 on failure, 77 (meson's "skipped") when
+    YTBRIDGE_BIN is not set."""
+    if not os.environ.get('YTBRIDGE_BIN'):
+        sys.stderr.write('YTBRIDGE_BIN is not set; skipping\n')
+        sys.exit(77)
+    unittest.main(verbosity=2)

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Command line: --version, --help, --check-config, exit codes, formats."""
+
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TOKEN, BridgeTest, main  # noqa: E402
+
+# name -> (replace this line of the generated config, with this; or None to
+# drop it).  The error must point at the line of the replacement.
+BAD_CONFIGS = {
+    'unknown_key': ('  page_size = 2;', '  page_sise = 2;'),
+    'wrong_type': ('  poll_interval = 10;', '  poll_interval = "ten";'),
+    'out_of_range_page_size': ('  page_size = 2;', '  page_size = 0;'),
+    'out_of_range_interval': ('  poll_interval = 10;',
+                              '  poll_interval = -5;'),
+    'bad_api': ('  api = "auto";', '  api = "v3";'),
+    'bad_first_run': ('  first_run = "announce";',
+                      '  first_run = "everything";'),
+    'bad_confirmations': ('  removal_confirmations = 2;',
+                          '  removal_confirmations = 0;'),
+    'bad_sink_type': ('sinks = ( { name = "out"; type = "stdout"; '
+                      'format = "json"; } );',
+                      'sinks = ( { name = "out"; type = "carrier-pigeon"; } );'),
+    'bad_log_level': ('log: { level = "debug"; };',
+                      'log: { level = "chatty"; };'),
+    'syntax_error': ('  timeout = 5;', '  timeout = = 5;'),
+}
+
+
+class Cli(BridgeTest):
+
+    def test_version(self):
+        for flag in ('-V', '--version'):
+            result = self.assert_ok(self.bridge.run(flag, config=False))
+            self.assertRegex(result.stdout, r'ytbridge.*\d+\.\d+\.\d+')
+        self.assertEqual(self.fake.requests(), [])
+
+    def test_help_lists_the_options(self):
+        for flag in ('-h', '--help'):
+            result = self.assert_ok(self.bridge.run(flag, config=False))
+            for opt in ('--once', '--dry-run', '--check-config',
+                        '--accept-removals', '--log-level', '--log-format',
+                        '--version'):
+                self.assertIn(opt, result.stdout)
+        self.assertEqual(self.fake.requests(), [])
+
+    def test_unknown_option_is_a_usage_error(self):
+        for args in (('--frobnicate',), ('--log-format', 'xml', '--once'),
+                     ('--log-level', 'loud', '--once')):
+            with self.subTest(args=args):
+                result = self.bridge.run(*args)
+                self.check(result.rc == 2, 'usage errors exit 2', result)
+                self.assert_quiet(result)
+        self.assertEqual(self.fake.requests(), [])
+
+    def test_check_config_ok_is_offline(self):
+        for flag in ('-n', '--check-config'):
+            result = self.assert_ok(self.bridge.run(flag))
+            self.assertEqual(result.stdout.strip(), 'configuration OK')
+        self.assertEqual(self.fake.requests(), [])
+        self.assertIsNone(self.bridge.snapshot_bytes())
+
+    def test_check_config_reports_file_and_line(self):
+        good = self.bridge.config_text()
+        for name, (old, new) in BAD_CONFIGS.items():
+            with self.subTest(case=name):
+                lines = good.splitlines()
+                self.assertIn(old, lines)
+                lineno = lines.index(old) + 1
+                lines[lineno - 1] = new
+                self.bridge.write_config('\n'.join(lines) + '\n')
+                result = self.bridge.run('--check-config')
+                self.check(result.rc == 2, 'a bad config exits 2', result)
+                out = result.stdout + result.stderr
+                want = '%s:%d: ' % (self.bridge.config_path, lineno)
+                if name == 'syntax_error':
+                    # libconfig reports a syntax error where it notices it:
+                    # on this line or the next
+                    ok = any('%s:%d: ' % (self.bridge.config_path, n) in out
+                             for n in (lineno, lineno + 1))
+                else:
+                    ok = want in out
+                self.check(ok, 'no "%s" diagnostic' % want, result)
+                self.assertNotIn('configuration OK', out)
+                # the daemon itself refuses the same file
+                result = self.bridge.once()
+                self.check(result.rc == 2, 'running with a bad config exits 2',
+                           result)
+                self.assert_quiet(result)
+        self.assertEqual(self.fake.requests(), [])
+
+    def test_missing_token_is_a_config_error(self):
+        self.bridge.configure(token=None)
+        result = self.bridge.run('--check-config')
+        self.check(result.rc == 2, 'a missing token exits 2', result)
+        self.assertRegex(result.stdout + result.stderr,
+                         re.escape(self.bridge.config_path) + r':\d+: ')
+        # ...but the environment can supply it
+        result = self.bridge.run('--check-config',
+                                 env={'YTBRIDGE_YOUTRACK_TOKEN': TOKEN})
+        self.assert_ok(result)
+
+    def test_missing_config_file_exits_2(self):
+        os.unlink(self.bridge.config_path)
+        result = self.bridge.once()
+        self.check(result.rc == 2, 'a missing config file exits 2', result)
+        self.check(self.bridge.config_path in result.stderr,
+                   'the error names the file', result)
+
+    def test_config_path_from_environment(self):
+        result = self.bridge.run(
+            '--once', config=False,
+            env={'YTBRIDGE_CONFIG': self.bridge.config_path})
+        self.assert_ok(result)
+        self.assertEqual(len(result.events), 3)
+
+    def test_json_logs_are_json_lines_on_stderr(self):
+        result = self.assert_ok(self.bridge.once('--log-format', 'json'))
+        self.assertEqual(len(result.events), 3)
+        for line in result.stderr.splitlines():
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                self.fail_with('stderr line is not JSON: %r' % line, result)
+            self.assertIsInstance(obj, dict)
+
+    def test_log_level_error_is_quiet_on_success(self):
+        result = self.assert_ok(self.bridge.once('--log-level', 'error'))
+        self.assertEqual(len(result.events), 3)
+        self.check(result.stderr.strip() == '',
+                   'nothing to log at level error on success', result)
+
+    def test_text_sink_format(self):
+        self.bridge.configure(sink_format='text')
+        result = self.assert_ok(self.bridge.once())
+        self.assertEqual(result.lines, [
+            'project created: Демопроект (DEMO) %s/projects/0-0' % self.fake.url,
+            'project created: DEVELOPMENT (DEV) %s/projects/0-1' % self.fake.url,
+            'project created: DOCS (DOCS) %s/projects/0-2' % self.fake.url,
+        ])
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,561 @@
+/*
+ * Configuration tests. Most cases are data: tests/data/conf/NAME.conf is loaded from that
+ * directory and its diagnostics must equal NAME.expect line by line (an empty .expect means it
+ * loads). The code below covers what data cannot: values, environment overrides, file modes,
+ * buffers with NULs, and that no secret ever reaches a message.
+ */
+#include "conf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define FAKE_TOKEN "perm:test-token-not-real"
+#define ENV_TOKEN  "perm:test-env-token-not-real"
+
+static void env_reset(void)
+{
+    unsetenv("YTBRIDGE_YOUTRACK_URL");
+    unsetenv("YTBRIDGE_YOUTRACK_TOKEN");
+    unsetenv("YTB_TEST_UNSET_VARIABLE");
+    setenv("YTB_TEST_TOKEN", ENV_TOKEN, 1);
+}
+
+static int load_str(const char *text, struct conf **out, struct conf_diags *d)
+{
+    return conf_load_buffer(text, strlen(text), "t.conf", out, d);
+}
+
+static char *file_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = calloc(1, (size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static void file_write(const char *path, const char *text, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, text, len) == (ssize_t)len);
+    fchmod(fd, mode);
+    close(fd);
+}
+
+static int diags_contain(const struct conf_diags *d, const char *needle)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (strstr(d->v[i].msg, needle) || strstr(d->v[i].file, needle))
+            return 1;
+    }
+    return 0;
+}
+
+static void diags_print(const struct conf_diags *d)
+{
+    char line[1200];
+    for (size_t i = 0; i < d->n; i++) {
+        conf_diag_format(&d->v[i], line, sizeof(line));
+        fprintf(stderr, "    got: %s\n", line);
+    }
+}
+
+/* Loads NAME.conf from the current directory and compares with NAME.expect. */
+static void case_run(const char *name)
+{
+    char conf_path[300], expect_path[300], line[1200];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    char *expect, *p;
+    size_t i = 0;
+    int r, failures = test_failures;
+
+    snprintf(conf_path, sizeof(conf_path), "%s.conf", name);
+    snprintf(expect_path, sizeof(expect_path), "%s.expect", name);
+    expect = file_slurp(expect_path);
+    CHECK(expect != NULL);
+    if (!expect)
+        return;
+    r = conf_load(conf_path, &c, &d);
+    if (expect[0] == '\0') {
+        CHECK_INT(r, 0);
+        CHECK(c != NULL);
+        CHECK_INT(d.n, 0);
+    } else {
+        CHECK_INT(r, -EINVAL);
+        CHECK(c == NULL);
+        for (p = expect; *p; i++) {
+            char *nl = strchr(p, '\n');
+            if (nl)
+                *nl = '\0';
+            CHECK(i < d.n);
+            if (i < d.n) {
+                conf_diag_format(&d.v[i], line, sizeof(line));
+                CHECK_STR(line, p);
+            }
+            p = nl ? nl + 1 : p + strlen(p);
+        }
+        CHECK_INT(d.n, i);
+    }
+    if (test_failures != failures) {
+        fprintf(stderr, "  case %s failed\n", name);
+        diags_print(&d);
+    }
+    free(expect);
+    conf_free(c);
+    conf_diags_fini(&d);
+}
+
+static void test_cases(void)
+{
+    char cwd[PATH_MAX], dir[PATH_MAX];
+    struct dirent **names;
+    int n, ran = 0;
+
+    env_reset();
+    CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+    snprintf(dir, sizeof(dir), "%s/conf", TEST_DATA_DIR);
+    CHECK_INT(chdir(dir), 0);
+    /* The data files are committed 0644; token.txt's mode warning is expected noise. */
+    chmod("token.txt", 0600);
+    n = scandir(".", &names, NULL, alphasort);
+    CHECK(n > 0);
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(names[i]->d_name);
+        if (l > 5 && strcmp(names[i]->d_name + l - 5, ".conf") == 0) {
+            names[i]->d_name[l - 5] = '\0';
+            case_run(names[i]->d_name);
+            ran++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    CHECK(ran >= 30);
+    fprintf(stderr, "  %d data cases\n", ran);
+    CHECK_INT(chdir(cwd), 0);
+}
+
+static void test_defaults(void)
+{
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    CHECK_INT(load_str("youtrack: { url = \"https://yt.example.com///\"; token = \"" FAKE_TOKEN
+                       "\"; };",
+                       &c, &d),
+              0);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->path, "t.conf");
+    CHECK_STR(c->youtrack.url, "https://yt.example.com");
+    CHECK_STR(c->youtrack.token, FAKE_TOKEN);
+    CHECK_INT(c->youtrack.api, CONF_API_AUTO);
+    CHECK_INT(c->youtrack.poll_interval, 60);
+    CHECK_INT(c->youtrack.page_size, 200);
+    CHECK_INT(c->youtrack.timeout, 30);
+    CHECK(c->youtrack.ca_file == NULL);
+    CHECK_INT(c->youtrack.allow_insecure, 0);
+    CHECK_INT(c->youtrack.max_body, 64L * 1024 * 1024);
+    CHECK_STR(c->state_dir, "/var/lib/ytbridge");
+    CHECK_INT(c->notify.first_run, CONF_FIRST_RUN_BASELINE);
+    CHECK_INT(c->notify.removal_confirmations, 2);
+    CHECK_INT(c->notify.mass_removal_limit, 10);
+    CHECK_INT(c->n_sinks, 1);
+    CHECK_STR(c->sinks[0].name, "stdout");
+    CHECK_INT(c->sinks[0].type, CONF_SINK_STDOUT);
+    CHECK_INT(c->sinks[0].format, LOG_FORMAT_TEXT);
+    CHECK_INT(c->log.level_set, 0);
+    CHECK_INT(c->log.format_set, 0);
+    CHECK_INT(d.n, 0);
+    conf_free(c);
+}
+
+static void test_full(void)
+{
+    char path[PATH_MAX];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    snprintf(path, sizeof(path), "%s/conf/ok-full.conf", TEST_DATA_DIR);
+    CHECK_INT(conf_load(path, &c, &d), 0);
+    diags_print(&d);
+    if (!c)
+        return;
+    CHECK_STR(c->youtrack.url, "https://yt.example.com/youtrack");
+    CHECK_STR(c->youtrack.token, ENV_TOKEN);
+    CHECK_INT(c->youtrack.api, CONF_API_LEGACY);
+    CHECK_INT(c->youtrack.poll_interval, 120);
+    CHECK_INT(c->youtrack.page_size, 10000);
+    CHECK_INT(c->youtrack.timeout, 1);
+    /* Relative to the file's directory, not the current one. */
+    CHECK(c->youtrack.ca_file && strstr(c->youtrack.ca_file, "/conf/ca.pem"));
+    CHECK_INT(c->youtrack.allow_insecure, 1);
+    CHECK_INT(c->youtrack.max_body, 1024);
+    CHECK_STR(c->state_dir, "/tmp/ytbridge-state");
+    CHECK_INT(c->notify.first_run, CONF_FIRST_RUN_ANNOUNCE);
+    CHECK_INT(c->notify.removal_confirmations, 100);
+    CHECK_INT(c->notify.mass_removal_limit, 0);
+    CHECK_INT(c->n_sinks, 2);
+    CHECK_STR(c->sinks[0].name, "a.b-c_1");
+    CHECK_INT(c->sinks[0].format, LOG_FORMAT_JSON);
+    CHECK_INT(c->sinks[0].line, 16);
+    CHECK_STR(c->sinks[1].name, "plain");
+    CHECK_INT(c->sinks[1].format, LOG_FORMAT_TEXT);
+    CHECK_INT(c->log.level_set, 1);
+    CHECK_INT(c->log.level, LOGL_DEBUG);
+    CHECK_INT(c->log.format_set, 1);
+    CHECK_INT(c->log.format, LOG_FORMAT_JSON);
+    conf_free(c);
+    conf_diags_fini(&d);
+}
+
+static void test_example(void)
+{
+    const char *path = TEST_DATA_DIR "/../../config/ytbridge.conf.example";
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    setenv("YTBRIDGE_YOUTRACK_TOKEN", ENV_TOKEN, 1);
+    CHECK_INT(conf_load(path, &c, &d), 0);
+    diags_print(&d);
+    if (c) {
+        CHECK_STR(c->youtrack.url, "https://example.youtrack.cloud");
+        CHECK_STR(c->sinks[0].name, "console");
+    }
+    conf_free(c);
+
+    /* Without the variable the token is the only thing missing. */
+    env_reset();
+    c = NULL;
+    CHECK_INT(conf_load(path, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "missing token"));
+    conf_diags_fini(&d);
+}
+
+static void test_env_override(void)
+{
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    setenv("YTBRIDGE_YOUTRACK_URL", "https://env.example.com/", 1);
+    setenv("YTBRIDGE_YOUTRACK_TOKEN", ENV_TOKEN, 1);
+    CHECK_INT(load_str("", &c, &d), 0);
+    if (c) {
+        CHECK_STR(c->youtrack.url, "https://env.example.com");
+        CHECK_STR(c->youtrack.token, ENV_TOKEN);
+    }
+    conf_free(c);
+
+    /* The variables win over the file, and the file's token source is not read. */
+    c = NULL;
+    CHECK_INT(load_str("youtrack: { url = \"https://file.example.com\";"
+                       " token_file = \"/nonexistent/token\"; };",
+                       &c, &d),
+              0);
+    if (c) {
+        CHECK_STR(c->youtrack.url, "https://env.example.com");
+        CHECK_STR(c->youtrack.token, ENV_TOKEN);
+    }
+    conf_free(c);
+
+    /* The overriding URL is validated too, and named as coming from the environment. */
+    setenv("YTBRIDGE_YOUTRACK_URL", "http://env.example.com", 1);
+    c = NULL;
+    CHECK_INT(load_str("youtrack: { url = \"https://file.example.com\"; };", &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1);
+    CHECK(d.n == 1 && d.v[0].line == 0 &&
+          strstr(d.v[0].msg, "youtrack.url (from YTBRIDGE_YOUTRACK_URL): plain http://"));
+    conf_diags_fini(&d);
+
+    /* ... but allow_insecure from the file still applies to it. */
+    c = NULL;
+    CHECK_INT(load_str("youtrack: { allow_insecure = true; };", &c, &d), 0);
+    conf_free(c);
+
+    setenv("YTBRIDGE_YOUTRACK_TOKEN", "perm:bad token", 1);
+    c = NULL;
+    CHECK_INT(load_str("youtrack: { allow_insecure = true; };", &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "YTBRIDGE_YOUTRACK_TOKEN: contains whitespace"));
+    conf_diags_fini(&d);
+
+    /* Empty variables do not override. */
+    setenv("YTBRIDGE_YOUTRACK_URL", "", 1);
+    setenv("YTBRIDGE_YOUTRACK_TOKEN", "", 1);
+    c = NULL;
+    CHECK_INT(load_str("", &c, &d), -EINVAL);
+    CHECK_INT(d.n, 2);
+    conf_diags_fini(&d);
+    env_reset();
+}
+
+/* Runs fn with stderr captured into buf (the mode warning goes through log_warn). */
+static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg)
+{
+    char tmpl[] = "/tmp/ytb-stderr-XXXXXX";
+    int fd = mkstemp(tmpl), saved = dup(2);
+    ssize_t n;
+
+    fflush(stderr);
+    dup2(fd, 2);
+    fn(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    n = pread(fd, buf, len - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(tmpl);
+}
+
+struct load_args {
+    const char *path;
+    struct conf *c;
+    struct conf_diags d;
+    int r;
+};
+
+static void load_path(void *arg)
+{
+    struct load_args *a = arg;
+    a->r = conf_load(a->path, &a->c, &a->d);
+}
+
+static void test_token_file(void)
+{
+    char dir[] = "/tmp/ytb-conf-XXXXXX", conf_path[128], tok[128], err[4096];
+    const char *text = "youtrack: { url = \"https://yt.example.com\"; token_file = \"tok\"; };\n";
+    struct load_args a = {0};
+    char *big;
+
+    env_reset();
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(conf_path, sizeof(conf_path), "%s/y.conf", dir);
+    snprintf(tok, sizeof(tok), "%s/tok", dir);
+    file_write(conf_path, text, strlen(text), 0600);
+
+    /* Relative to the config file's directory; one CRLF and trailing blanks trimmed. */
+    file_write(tok, FAKE_TOKEN " \r\n", strlen(FAKE_TOKEN) + 3, 0600);
+    a.path = conf_path;
+    capture_stderr(err, sizeof(err), load_path, &a);
+    CHECK_INT(a.r, 0);
+    CHECK(a.c && strcmp(a.c->youtrack.token, FAKE_TOKEN) == 0);
+    CHECK(strstr(err, "chmod 600") == NULL);
+    conf_free(a.c);
+    a.c = NULL;
+
+    /* Group-readable: a warning naming the file, not an error. */
+    file_write(tok, FAKE_TOKEN "\n", strlen(FAKE_TOKEN) + 1, 0640);
+    capture_stderr(err, sizeof(err), load_path, &a);
+    CHECK_INT(a.r, 0);
+    CHECK(strstr(err, "readable by group or others (chmod 600)") != NULL);
+    CHECK(strstr(err, "/tok") != NULL);
+    CHECK(strstr(err, FAKE_TOKEN) == NULL);
+    conf_free(a.c);
+    a.c = NULL;
+
+    /* Whitespace inside: an error that names the file but never the content. */
+    file_write(tok, "perm:file-secret-xyzzy\nsecond-line\n", 35, 0600);
+    CHECK_INT(conf_load(conf_path, &a.c, &a.d), -EINVAL);
+    CHECK_INT(a.d.n, 1);
+    CHECK(diags_contain(&a.d, "contains whitespace or control characters"));
+    CHECK(!diags_contain(&a.d, "xyzzy"));
+    conf_diags_fini(&a.d);
+
+    /* An embedded NUL counts as a control character. */
+    file_write(tok, "perm:abc\0def", 12, 0600);
+    CHECK_INT(conf_load(conf_path, &a.c, &a.d), -EINVAL);
+    CHECK(diags_contain(&a.d, "contains whitespace or control characters"));
+    conf_diags_fini(&a.d);
+
+    /* Over 64 KiB. */
+    big = malloc(64 * 1024 + 1);
+    memset(big, 'a', 64 * 1024 + 1);
+    file_write(tok, big, 64 * 1024 + 1, 0600);
+    CHECK_INT(conf_load(conf_path, &a.c, &a.d), -EINVAL);
+    CHECK(diags_contain(&a.d, "larger than 64 KiB"));
+    conf_diags_fini(&a.d);
+    /* Exactly 64 KiB is fine. */
+    file_write(tok, big, 64 * 1024, 0600);
+    CHECK_INT(conf_load(conf_path, &a.c, &a.d), 0);
+    conf_free(a.c);
+    a.c = NULL;
+    free(big);
+
+    /* Unreadable (skip as root, who reads anything). */
+    if (geteuid() != 0) {
+        file_write(tok, FAKE_TOKEN, strlen(FAKE_TOKEN), 0000);
+        CHECK_INT(conf_load(conf_path, &a.c, &a.d), -EINVAL);
+        CHECK(diags_contain(&a.d, "Permission denied"));
+        conf_diags_fini(&a.d);
+    }
+
+    unlink(tok);
+    unlink(conf_path);
+    rmdir(dir);
+}
+
+static void test_no_secret_in_messages(void)
+{
+    static const char *const texts[] = {
+        "youtrack: { url = \"https://yt.example.com\"; token = \"perm:distinct-SECRET-42\";"
+        " poll_interval = 5; colour = 1; };",
+        "youtrack: { url = \"https://yt.example.com\"; token = \"perm:distinct-SECRET-42 x\"; };",
+        "youtrack: { url = \"https://yt.example.com\"; token = \"perm:distinct-SECRET-42\";"
+        " token_file = \"/nonexistent\"; };",
+        "youtrack: { url = \"https://bot:distinct-SECRET-42@yt.example.com\"; token = \"t\"; };",
+        "youtrack: { url = \"https://yt.example.com\"; token = \"perm:distinct-SECRET-42\"; };"
+        " sinks = ( { name = \"perm:distinct-SECRET-42\"; type = \"x\"; } );",
+    };
+    char line[1200];
+
+    env_reset();
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct conf_diags d = {0};
+        struct conf *c = NULL;
+        log_clear_secrets();
+        CHECK_INT(load_str(texts[i], &c, &d), -EINVAL);
+        CHECK(d.n >= 1);
+        CHECK(!diags_contain(&d, "distinct-SECRET"));
+        /* The secret was registered, so any later log line is redacted as well. */
+        log_redact(line, sizeof(line), "x perm:distinct-SECRET-42 x");
+        if (i == 3)
+            log_redact(line, sizeof(line), "x bot:distinct-SECRET-42 x");
+        CHECK(strstr(line, "distinct-SECRET") == NULL);
+        conf_diags_fini(&d);
+    }
+    log_clear_secrets();
+}
+
+static void test_buffer_edges(void)
+{
+    static const char with_nul[] = "state_dir = \"/x\";\n\0junk";
+    const char *text = "youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN
+                       "\"; }; state_dir = \"/a\";GARBAGE";
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    char *huge;
+
+    env_reset();
+    CHECK_INT(conf_load_buffer(with_nul, sizeof(with_nul) - 1, "n.conf", &c, &d), -EINVAL);
+    CHECK(d.n == 1 && d.v[0].line == 2 && strstr(d.v[0].msg, "NUL byte"));
+    conf_diags_fini(&d);
+
+    /* Not NUL-terminated at len: only len bytes are read. */
+    CHECK_INT(conf_load_buffer(text, strstr(text, "GARBAGE") - text, "b.conf", &c, &d), 0);
+    CHECK(c && strcmp(c->state_dir, "/a") == 0);
+    conf_free(c);
+    c = NULL;
+
+    huge = malloc(2 * 1024 * 1024);
+    memset(huge, '#', 2 * 1024 * 1024);
+    CHECK_INT(conf_load_buffer(huge, 2 * 1024 * 1024, "h.conf", &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "larger than"));
+    conf_diags_fini(&d);
+    free(huge);
+
+    CHECK_INT(conf_load_buffer(NULL, 0, "e.conf", &c, &d), -EINVAL);
+    CHECK_INT(d.n, 2);
+    conf_diags_fini(&d);
+}
+
+static void test_missing_file(void)
+{
+    struct conf_diags d = {0};
+    struct conf *c = (struct conf *)&d; /* must be reset to NULL */
+    char line[512];
+
+    CHECK_INT(conf_load("/nonexistent/ytbridge.conf", &c, &d), -EINVAL);
+    CHECK(c == NULL);
+    CHECK_INT(d.n, 1);
+    conf_diag_format(&d.v[0], line, sizeof(line));
+    CHECK_STR(line, "/nonexistent/ytbridge.conf: cannot open: No such file or directory");
+    conf_diags_fini(&d);
+
+    CHECK_INT(conf_load("/", &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "Is a directory"));
+    conf_diags_fini(&d);
+}
+
+static void test_diags(void)
+{
+    struct conf_diag one = {.file = "a.conf", .line = 7, .msg = "boom"};
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    char line[64], small[8], *text;
+    size_t o = 0;
+
+    conf_diag_format(&one, line, sizeof(line));
+    CHECK_STR(line, "a.conf:7: boom");
+    one.line = 0;
+    conf_diag_format(&one, line, sizeof(line));
+    CHECK_STR(line, "a.conf: boom");
+    conf_diag_format(&one, small, sizeof(small));
+    CHECK_STR(small, "a.conf:");
+
+    conf_free(NULL);
+    conf_diags_fini(&d);
+    conf_diags_fini(NULL);
+
+    /* Diagnostics are appended to what the caller already holds, and capped. */
+    env_reset();
+    CHECK_INT(load_str("youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN
+                       "\"; };\na = 1;",
+                       &c, &d),
+              -EINVAL);
+    CHECK_INT(d.n, 1);
+    CHECK_INT(d.v[0].line, 2);
+    CHECK_STR(d.v[0].msg, "a: unknown key");
+    text = malloc(200 * 16);
+    for (int i = 0; i < 200; i++)
+        o += (size_t)sprintf(text + o, "k%d = 1;\n", i);
+    CHECK_INT(load_str(text, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1 + 51);
+    CHECK_STR(d.v[0].msg, "a: unknown key");
+    CHECK_STR(d.v[d.n - 1].msg, "too many problems; the rest are not shown");
+    CHECK_INT(d.v[d.n - 1].line, 0);
+    free(text);
+    conf_diags_fini(&d);
+}
+
+int main(void)
+{
+    log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
+    RUN(test_cases);
+    RUN(test_defaults);
+    RUN(test_full);
+    RUN(test_example);
+    RUN(test_env_override);
+    RUN(test_token_file);
+    RUN(test_no_secret_in_messages);
+    RUN(test_buffer_edges);
+    RUN(test_missing_file);
+    RUN(test_diags);
+    return test_done();
+}
