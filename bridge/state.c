@@ -257,9 +257,11 @@ int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char
         } else if (jscan_key_is(k, kl, "flavour") && jscan_peek(&js) == JSCAN_STRING) {
             char name[16];
             r = jscan_string(&js, &str, &n);
-            snprintf(name, sizeof(name), "%.*s", (int)(n < 15 ? n : 15), str);
-            if (!r && youtrack_flavour_parse(name, &s.flavour) != 0)
-                s.flavour = YOUTRACK_UNKNOWN;
+            if (!r) {
+                snprintf(name, sizeof(name), "%.*s", (int)(n < 15 ? n : 15), str);
+                if (youtrack_flavour_parse(name, &s.flavour) != 0)
+                    s.flavour = YOUTRACK_UNKNOWN;
+            }
         } else if (jscan_key_is(k, kl, "saved_at") && jscan_peek(&js) == JSCAN_NUMBER) {
             r = jscan_int(&js, &s.saved_at);
         } else {

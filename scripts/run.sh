@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -n "${YTBRIDGE_YOUTRACK_URL:-}" ]; then
-  : "${YTBRIDGE_YOUTRACK_TOKEN:?set YTBRIDGE_YOUTRACK_TOKEN (the service account's permanent token)}"
+  : "${YTBRIDGE_YOUTRACK_TOKEN:?set YTBRIDGE_YOUTRACK_TOKEN (the permanent token of the service account)}"
   url="$YTBRIDGE_YOUTRACK_URL"
   echo "run: polling $url (state in $demo/state)" >&2
 else
