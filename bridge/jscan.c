@@ -487,6 +487,28 @@ int jscan_end(struct jscan *js)
     return js->pos == js->len ? 0 : fail(js, "trailing data after the JSON value");
 }
 
+int jscan_object_each(struct jscan *js, jscan_member_fn fn, void *ctx)
+{
+    const char *k;
+    size_t kl;
+
+    if (jscan_object_begin(js))
+        return -EPROTO;
+    for (;;) {
+        int r = jscan_object_next(js, &k, &kl);
+        if (r <= 0)
+            return r;
+        r = fn(js, k, kl, ctx);
+        if (r)
+            return r;
+    }
+}
+
+int jscan_fail(struct jscan *js, const char *what)
+{
+    return fail(js, "%s", what);
+}
+
 int jscan_key_is(const char *key, size_t keylen, const char *name)
 {
     return strlen(name) == keylen && memcmp(key, name, keylen) == 0;

@@ -79,6 +79,17 @@ int jscan_skip(struct jscan *js);
 /* Checks that only whitespace is left. */
 int jscan_end(struct jscan *js);
 
+/*
+ * Walks an object: fn is called per member with the reader before the value, and must consume
+ * the value (jscan_skip() for keys it does not want). Returns 0, fn's error, or -EPROTO (also
+ * when the next value is not an object).
+ */
+typedef int (*jscan_member_fn)(struct jscan *js, const char *key, size_t keylen, void *ctx);
+int jscan_object_each(struct jscan *js, jscan_member_fn fn, void *ctx);
+
+/* Records a caller's error about the current position ("what" is a short phrase); -EPROTO. */
+int jscan_fail(struct jscan *js, const char *what);
+
 /* Helper: key equality for jscan_object_next() results. */
 int jscan_key_is(const char *key, size_t keylen, const char *name);
 

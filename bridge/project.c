@@ -13,6 +13,7 @@
 #include "project.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,6 +230,127 @@ const struct project *project_list_find(const struct project_list *l, const char
             hi = mid;
     }
     return NULL;
+}
+
+int project_read_string(struct jscan *js, struct project_list *l, size_t max, const char **out,
+                        const char *what)
+{
+    const char *s;
+    size_t n;
+    char msg[64];
+
+    if (jscan_peek(js) == JSCAN_NULL) {
+        *out = NULL;
+        return jscan_null(js);
+    }
+    if (jscan_peek(js) != JSCAN_STRING) {
+        snprintf(msg, sizeof(msg), "\"%s\" is not a string", what);
+        return jscan_fail(js, msg);
+    }
+    if (jscan_string(js, &s, &n))
+        return -EPROTO;
+    n = strnlen(s, n);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    *out = project_list_strdup(l, s, n);
+    return *out ? 0 : -ENOMEM;
+}
+
+struct read_ctx {
+    struct project_list *l;
+    struct project p;
+    int with_state;
+};
+
+static int on_leader_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct read_ctx *c = ctx;
+    if (jscan_key_is(k, kl, "login"))
+        return project_read_string(js, c->l, PROJECT_MAX_NAME_LEN, &c->p.leader_login,
+                                   "leader.login");
+    if (jscan_key_is(k, kl, "name"))
+        return project_read_string(js, c->l, PROJECT_MAX_NAME_LEN, &c->p.leader_name,
+                                   "leader.name");
+    return jscan_skip(js);
+}
+
+static int read_state_member(struct jscan *js, const char *k, size_t kl, struct project *p)
+{
+    int64_t v;
+    int b, r;
+
+    if (jscan_key_is(k, kl, "first_seen"))
+        return jscan_int(js, &p->first_seen);
+    if (jscan_key_is(k, kl, "missing")) {
+        r = jscan_int(js, &v);
+        if (!r && (v < 0 || v > UINT16_MAX))
+            return jscan_fail(js, "\"missing\" out of range");
+        p->missing = (uint16_t)v;
+        return r;
+    }
+    if (jscan_key_is(k, kl, "held")) {
+        r = jscan_bool(js, &b);
+        p->held = (unsigned char)b;
+        return r;
+    }
+    return jscan_skip(js);
+}
+
+static int on_project_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct read_ctx *c = ctx;
+    struct project *p = &c->p;
+    int b, r;
+
+    if (jscan_key_is(k, kl, "id"))
+        return project_read_string(js, c->l, PROJECT_MAX_ID_LEN + 1, &p->id, "id");
+    if (jscan_key_is(k, kl, "shortName"))
+        return project_read_string(js, c->l, PROJECT_MAX_NAME_LEN, &p->short_name, "shortName");
+    if (jscan_key_is(k, kl, "name"))
+        return project_read_string(js, c->l, PROJECT_MAX_NAME_LEN, &p->name, "name");
+    if (jscan_key_is(k, kl, "description"))
+        return project_read_string(js, c->l, PROJECT_MAX_DESCRIPTION_LEN, &p->description,
+                                   "description");
+    if (jscan_key_is(k, kl, "leader")) {
+        if (jscan_peek(js) == JSCAN_NULL)
+            return jscan_null(js);
+        if (jscan_peek(js) != JSCAN_OBJECT)
+            return jscan_fail(js, "\"leader\" is not an object");
+        return jscan_object_each(js, on_leader_member, c);
+    }
+    if (jscan_key_is(k, kl, "archived")) {
+        /* Absent or null: the caller's rights may hide it. Unknown, never false (§4). */
+        if (jscan_peek(js) == JSCAN_NULL) {
+            p->archived = TRI_UNKNOWN;
+            return jscan_null(js);
+        }
+        if (jscan_peek(js) != JSCAN_BOOL)
+            return jscan_fail(js, "\"archived\" is not a boolean");
+        r = jscan_bool(js, &b);
+        p->archived = b ? TRI_YES : TRI_NO;
+        return r;
+    }
+    if (c->with_state)
+        return read_state_member(js, k, kl, p);
+    return jscan_skip(js);
+}
+
+int project_read_json(struct jscan *js, struct project_list *l, int with_state)
+{
+    struct read_ctx c = {.l = l, .p = {.archived = TRI_UNKNOWN}, .with_state = with_state};
+
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return jscan_fail(js, "a project is not an object");
+    int r = jscan_object_each(js, on_project_member, &c);
+    if (r)
+        return r;
+    if (!c.p.id || !c.p.id[0] || strlen(c.p.id) > PROJECT_MAX_ID_LEN)
+        return jscan_fail(js, "a project without a valid \"id\"");
+    /* The strings already live in l's pool: push, do not copy again. */
+    return project_list_push(l, &c.p);
 }
 
 const char *change_kind_name(enum change_kind k)

@@ -12,6 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jscan.h"
+
+/* Caps on what a server may make the bridge store per project (longer text is shortened). */
+#define PROJECT_MAX_ID_LEN          256
+#define PROJECT_MAX_NAME_LEN        1024
+#define PROJECT_MAX_DESCRIPTION_LEN 1000 /* enough for `project KEY` */
+
 enum tri {
     TRI_UNKNOWN = -1,
     TRI_NO = 0,
@@ -70,6 +77,21 @@ const struct project *project_list_find(const struct project_list *l, const char
  * equal-valued digit runs ("0-02" vs "0-2") fall back to strcmp, so the order is total.
  */
 int project_id_cmp(const char *a, const char *b);
+
+/*
+ * Reads a JSON string-or-null into l's pool: cut at an embedded NUL, shortened to max bytes on a
+ * UTF-8 boundary; null gives NULL (unknown). what names the field in the error. 0 or -errno.
+ */
+int project_read_string(struct jscan *js, struct project_list *l, size_t max, const char **out,
+                        const char *what);
+
+/*
+ * Reads one project object in the /api/admin/projects shape (id, shortName, name, archived,
+ * description, leader{login,name}; other keys skipped) and appends it to l. with_state also
+ * reads the snapshot's first_seen, missing and held. Returns 0, -EPROTO (js->err says why: a
+ * missing id, a wrong type) or -ENOMEM.
+ */
+int project_read_json(struct jscan *js, struct project_list *l, int with_state);
 
 enum change_kind {
     CHANGE_CREATED = 0,

@@ -111,108 +111,6 @@ void state_close(struct state *st)
 
 /* ---- reading ---- */
 
-static int bad(struct jscan *js, const char *what)
-{
-    if (!js->failed) {
-        snprintf(js->err, sizeof(js->err), "byte %zu: %s", js->pos, what);
-        js->failed = 1;
-    }
-    return -EPROTO;
-}
-
-/* A string or null into l's pool (NULL for null). */
-static int read_str(struct jscan *js, struct project_list *l, const char **out)
-{
-    const char *s;
-    size_t n;
-    if (jscan_peek(js) == JSCAN_NULL) {
-        *out = NULL;
-        return jscan_null(js);
-    }
-    if (jscan_string(js, &s, &n))
-        return -EPROTO;
-    *out = project_list_strdup(l, s, strnlen(s, n));
-    return *out ? 0 : -ENOMEM;
-}
-
-static int read_saved_leader(struct jscan *js, struct project_list *l, struct project *p)
-{
-    const char *k;
-    size_t kl;
-    int r;
-    if (jscan_peek(js) == JSCAN_NULL)
-        return jscan_null(js);
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r <= 0)
-            return r;
-        if (jscan_key_is(k, kl, "login"))
-            r = read_str(js, l, &p->leader_login);
-        else if (jscan_key_is(k, kl, "name"))
-            r = read_str(js, l, &p->leader_name);
-        else
-            r = jscan_skip(js);
-        if (r)
-            return r;
-    }
-}
-
-static int read_saved_project(struct jscan *js, struct project_list *l)
-{
-    struct project p = {.archived = TRI_UNKNOWN};
-    const char *k;
-    size_t kl;
-    int64_t v;
-    int r, b;
-
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r < 0)
-            return r;
-        if (r == 0)
-            break;
-        if (jscan_key_is(k, kl, "id")) {
-            r = read_str(js, l, &p.id);
-        } else if (jscan_key_is(k, kl, "shortName")) {
-            r = read_str(js, l, &p.short_name);
-        } else if (jscan_key_is(k, kl, "name")) {
-            r = read_str(js, l, &p.name);
-        } else if (jscan_key_is(k, kl, "description")) {
-            r = read_str(js, l, &p.description);
-        } else if (jscan_key_is(k, kl, "leader")) {
-            r = read_saved_leader(js, l, &p);
-        } else if (jscan_key_is(k, kl, "archived")) {
-            if (jscan_peek(js) == JSCAN_NULL) {
-                r = jscan_null(js);
-            } else {
-                r = jscan_bool(js, &b);
-                p.archived = b ? TRI_YES : TRI_NO;
-            }
-        } else if (jscan_key_is(k, kl, "first_seen")) {
-            r = jscan_int(js, &p.first_seen);
-        } else if (jscan_key_is(k, kl, "missing")) {
-            r = jscan_int(js, &v);
-            if (!r && (v < 0 || v > UINT16_MAX))
-                r = bad(js, "\"missing\" out of range");
-            p.missing = (uint16_t)v;
-        } else if (jscan_key_is(k, kl, "held")) {
-            r = jscan_bool(js, &b);
-            p.held = (unsigned char)b;
-        } else {
-            r = jscan_skip(js);
-        }
-        if (r)
-            return r;
-    }
-    if (!p.id || !p.id[0])
-        return bad(js, "a project without an id");
-    return project_list_push(l, &p);
-}
-
 int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
                          size_t errlen)
 {
@@ -239,14 +137,14 @@ int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char
                 goto out;
             }
             if (!r && v != STATE_FORMAT)
-                r = bad(&js, "unknown snapshot format");
+                r = jscan_fail(&js, "unknown snapshot format");
         } else if (jscan_key_is(k, kl, "projects")) {
             r = jscan_array_begin(&js);
             while (!r) {
                 r = jscan_array_next(&js);
                 if (r <= 0)
                     break;
-                r = read_saved_project(&js, &s.projects);
+                r = project_read_json(&js, &s.projects, 1);
             }
         } else if (jscan_key_is(k, kl, "youtrack") && jscan_peek(&js) == JSCAN_STRING) {
             r = jscan_string(&js, &str, &n);

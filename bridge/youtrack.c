@@ -23,11 +23,8 @@
 /* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
 #define MODERN_FIELDS "id,shortName,name,archived,leader(login,name),description"
 
-#define MAX_ID_LEN          256
-#define MAX_NAME_LEN        1024
-#define MAX_DESCRIPTION_LEN 1000 /* kept for `project KEY`; longer ones are shortened */
-#define MAX_PROJECTS        2000000
-#define MAX_REDIRECTS       3
+#define MAX_PROJECTS  2000000
+#define MAX_REDIRECTS 3
 
 enum step {
     STEP_IDLE = 0,
@@ -88,123 +85,15 @@ enum youtrack_flavour youtrack_flavour(const struct youtrack *yt)
 
 /* ---- parsers ---- */
 
-/*
- * Reads a string-or-null member into the list's pool, shortened to max bytes on a UTF-8
- * boundary and cut at an embedded NUL. null leaves *out NULL (unknown).
- */
-static int take_string(struct jscan *js, struct project_list *l, size_t max, const char **out,
-                       const char *what)
+/* A ceiling far above any real server, so a hostile one cannot exhaust memory page by page. */
+static int check_count(struct jscan *js, const struct project_list *l)
 {
-    const char *s;
-    size_t n;
-
-    if (jscan_peek(js) == JSCAN_NULL) {
-        *out = NULL;
-        return jscan_null(js);
-    }
-    if (jscan_peek(js) != JSCAN_STRING) {
-        snprintf(js->err, sizeof(js->err), "byte %zu: \"%s\" is not a string", js->pos, what);
-        js->failed = 1;
-        return -EPROTO;
-    }
-    if (jscan_string(js, &s, &n))
-        return -EPROTO;
-    n = strnlen(s, n);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    *out = project_list_strdup(l, s, n);
-    return *out ? 0 : -ENOMEM;
+    return l->n >= MAX_PROJECTS ? jscan_fail(js, "more than 2,000,000 projects") : 0;
 }
 
-static int type_error(struct jscan *js, const char *what)
-{
-    if (!js->failed) {
-        snprintf(js->err, sizeof(js->err), "byte %zu: %s", js->pos, what);
-        js->failed = 1;
-    }
-    return -EPROTO;
-}
-
-static int read_leader(struct jscan *js, struct project_list *l, struct project *p)
-{
-    const char *k;
-    size_t kl;
-    int r;
-
-    if (jscan_peek(js) == JSCAN_NULL)
-        return jscan_null(js);
-    if (jscan_peek(js) != JSCAN_OBJECT)
-        return type_error(js, "\"leader\" is not an object");
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r <= 0)
-            return r;
-        if (jscan_key_is(k, kl, "login"))
-            r = take_string(js, l, MAX_NAME_LEN, &p->leader_login, "leader.login");
-        else if (jscan_key_is(k, kl, "name"))
-            r = take_string(js, l, MAX_NAME_LEN, &p->leader_name, "leader.name");
-        else
-            r = jscan_skip(js);
-        if (r)
-            return r;
-    }
-}
-
-/* One element of /api/admin/projects. Unknown keys ($type, anything new) are skipped. */
 static int read_modern_project(struct jscan *js, struct project_list *l)
 {
-    struct project p = {.archived = TRI_UNKNOWN};
-    const char *k;
-    size_t kl;
-    int r, b;
-
-    if (jscan_peek(js) != JSCAN_OBJECT)
-        return type_error(js, "a project is not an object");
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r < 0)
-            return r;
-        if (r == 0)
-            break;
-        if (jscan_key_is(k, kl, "id")) {
-            r = take_string(js, l, MAX_ID_LEN + 1, &p.id, "id");
-        } else if (jscan_key_is(k, kl, "shortName")) {
-            r = take_string(js, l, MAX_NAME_LEN, &p.short_name, "shortName");
-        } else if (jscan_key_is(k, kl, "name")) {
-            r = take_string(js, l, MAX_NAME_LEN, &p.name, "name");
-        } else if (jscan_key_is(k, kl, "description")) {
-            r = take_string(js, l, MAX_DESCRIPTION_LEN, &p.description, "description");
-        } else if (jscan_key_is(k, kl, "leader")) {
-            r = read_leader(js, l, &p);
-        } else if (jscan_key_is(k, kl, "archived")) {
-            if (jscan_peek(js) == JSCAN_NULL) {
-                p.archived = TRI_UNKNOWN;
-                r = jscan_null(js);
-            } else if (jscan_peek(js) == JSCAN_BOOL) {
-                r = jscan_bool(js, &b);
-                p.archived = b ? TRI_YES : TRI_NO;
-            } else {
-                r = type_error(js, "\"archived\" is not a boolean");
-            }
-        } else {
-            r = jscan_skip(js);
-        }
-        if (r)
-            return r;
-    }
-    if (!p.id || !p.id[0] || strlen(p.id) > MAX_ID_LEN)
-        return type_error(js, "a project without a valid \"id\"");
-    if (l->n >= MAX_PROJECTS)
-        return type_error(js, "too many projects");
-    /* The strings already live in l's pool; add() would copy them again, so push directly. */
-    return project_list_push(l, &p);
+    return check_count(js, l) ? -EPROTO : project_read_json(js, l, 0);
 }
 
 /* Walks a top-level array, calling read() per element; checks nothing follows it. */
@@ -217,7 +106,7 @@ static long read_array(const char *body, size_t len, struct project_list *l,
 
     jscan_init(&js, body, len);
     if (jscan_peek(&js) != JSCAN_ARRAY) {
-        r = type_error(&js, jscan_peek(&js) == JSCAN_NONE ? "empty body, expected a JSON array"
+        r = jscan_fail(&js, jscan_peek(&js) == JSCAN_NONE ? "empty body, expected a JSON array"
                                                           : "expected a JSON array");
         goto out;
     }
@@ -244,34 +133,47 @@ long youtrack_parse_projects(const char *body, size_t len, struct project_list *
     return read_array(body, len, into, read_modern_project, err, errlen);
 }
 
+/* A legacy entry's fields, as read by the member callbacks below. */
+struct legacy {
+    struct project_list *l;
+    const char *id, *short_name, *name;
+};
+
+static int on_legacy_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct legacy *e = ctx;
+    if (jscan_key_is(k, kl, "id"))
+        return project_read_string(js, e->l, PROJECT_MAX_ID_LEN + 1, &e->id, "id");
+    if (jscan_key_is(k, kl, "shortName"))
+        return project_read_string(js, e->l, PROJECT_MAX_ID_LEN + 1, &e->short_name, "shortName");
+    if (jscan_key_is(k, kl, "name"))
+        return project_read_string(js, e->l, PROJECT_MAX_NAME_LEN, &e->name, "name");
+    return jscan_skip(js);
+}
+
+static int read_legacy(struct jscan *js, struct legacy *e)
+{
+    if (jscan_peek(js) != JSCAN_OBJECT)
+        return jscan_fail(js, "a project is not an object");
+    return jscan_object_each(js, on_legacy_member, e);
+}
+
+static int valid_key(const char *key)
+{
+    return key && key[0] && strlen(key) <= PROJECT_MAX_ID_LEN;
+}
+
 /* One element of /rest/admin/project: {"id": "SHORT", "url": "..."}. */
 static int read_legacy_ref(struct jscan *js, struct project_list *l)
 {
-    struct project p = {.archived = TRI_UNKNOWN};
-    const char *k;
-    size_t kl;
-    int r;
-
-    if (jscan_peek(js) != JSCAN_OBJECT)
-        return type_error(js, "a project is not an object");
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r < 0)
-            return r;
-        if (r == 0)
-            break;
-        r = jscan_key_is(k, kl, "id") ? take_string(js, l, MAX_ID_LEN + 1, &p.id, "id")
-                                      : jscan_skip(js);
-        if (r)
-            return r;
-    }
-    if (!p.id || !p.id[0] || strlen(p.id) > MAX_ID_LEN)
-        return type_error(js, "a project without a valid \"id\"");
-    if (l->n >= MAX_PROJECTS)
-        return type_error(js, "too many projects");
-    p.short_name = p.id; /* the legacy id is the short name */
+    struct legacy e = {.l = l};
+    int r = check_count(js, l) ? -EPROTO : read_legacy(js, &e);
+    if (r)
+        return r;
+    if (!valid_key(e.id))
+        return jscan_fail(js, "a project without a valid \"id\"");
+    /* The legacy id is the short name; the name comes from /rest/project/all. */
+    struct project p = {.id = e.id, .short_name = e.id, .archived = TRI_UNKNOWN};
     return project_list_push(l, &p);
 }
 
@@ -284,35 +186,16 @@ long youtrack_parse_legacy_list(const char *body, size_t len, struct project_lis
 /* One element of /rest/project/all: {"name": "...", "shortName": "..."}; fills the name. */
 static int read_legacy_name(struct jscan *js, struct project_list *l)
 {
-    const char *k, *key = NULL, *name = NULL;
-    size_t kl;
-    int r;
-
-    if (jscan_peek(js) != JSCAN_OBJECT)
-        return type_error(js, "a project is not an object");
-    if (jscan_object_begin(js))
-        return -EPROTO;
-    for (;;) {
-        r = jscan_object_next(js, &k, &kl);
-        if (r < 0)
-            return r;
-        if (r == 0)
-            break;
-        if (jscan_key_is(k, kl, "shortName"))
-            r = take_string(js, l, MAX_ID_LEN, &key, "shortName");
-        else if (jscan_key_is(k, kl, "name"))
-            r = take_string(js, l, MAX_NAME_LEN, &name, "name");
-        else
-            r = jscan_skip(js);
-        if (r)
-            return r;
-    }
-    if (!key)
-        return type_error(js, "a project without a \"shortName\"");
+    struct legacy e = {.l = l};
+    int r = read_legacy(js, &e);
+    if (r)
+        return r;
+    if (!valid_key(e.short_name))
+        return jscan_fail(js, "a project without a \"shortName\"");
     /* Visible here but not in the admin list: the admin list rules, the name is dropped. */
-    struct project *p = (struct project *)project_list_find(l, key);
-    if (p && name)
-        p->name = name;
+    struct project *p = (struct project *)project_list_find(l, e.short_name);
+    if (p && e.name)
+        p->name = e.name;
     return 0;
 }
 

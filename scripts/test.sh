@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, with the quality gates: clang-format, a -Dwerror=true build, every
-# test once plain and once under AddressSanitizer + UndefinedBehaviorSanitizer.
+# test once plain and once under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# integration tests once more with the daemon under valgrind.
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,14 @@ run_suite() { # run_suite NAME BUILD_DIR MESON_OPTIONS...
 }
 
 run_suite plain "$top/build-test" -Dwerror=true -Dbuildtype=debugoptimized -Db_sanitize=none
+if [ -f "$top/build-test/build.ninja" ]; then
+  echo "== valgrind (integration tests)"
+  YTBRIDGE_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+  YTBRIDGE_TIME_SCALE=10 \
+    meson test -C "$top/build-test" --suite integration --print-errorlogs --num-processes 2 || true
+  count "$top/build-test"
+fi
+
 run_suite sanitizers "$top/build-asan" -Dwerror=true -Dbuildtype=debug \
   -Db_sanitize=address,undefined -Db_lundef=false
 
