@@ -1,11 +1,12 @@
 /*
  * The poll cycle (DESIGN.md, "How data flows").
  *
- * Invariants: only a complete poll reaches the diff; the new snapshot is committed before any
- * message about it goes out, so a failing disk cannot turn one change into an announcement per
- * poll (the window this leaves, a crash between commit and print, is closed by the outbox);
- * failures back off exponentially with jitter, capped at the poll interval, and honour the
- * server's Retry-After; an error is logged when the failure changes, not on every retry.
+ * Invariants: only a complete poll reaches the diff; a poll's messages are rendered, written
+ * to the outbox journal and then committed together with the new snapshot (its rename is the
+ * commit point, state.h), and only then handed to the outbox, so a crash anywhere neither
+ * loses nor repeats an announcement; failures back off exponentially with jitter, capped at
+ * the poll interval, and honour the server's Retry-After; an error is logged when the failure
+ * changes, not on every retry.
  */
 #include "bridge.h"
 
@@ -15,10 +16,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/random.h>
+
+#include "announce.h"
 #include "http.h"
 #include "log.h"
+#include "outbox.h"
 #include "project.h"
-#include "render.h"
 #include "state.h"
 #include "youtrack.h"
 
@@ -40,12 +44,17 @@ struct bridge {
     int force_baseline; /* the snapshot was corrupt: never flood, whatever first_run says */
     unsigned failures;  /* consecutive failed polls */
     char last_error[600];
+    struct outbox *outbox;
+    int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
+    unsigned alert_seq;
 };
 
 static int64_t now_s(void)
 {
     return (int64_t)time(NULL);
 }
+
+static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason);
 
 int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
                const struct bridge_opts *opts, char *err, size_t errlen)
@@ -88,6 +97,39 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (!b->snap.epoch[0]) {
+        /* A new lineage: ids must not collide with those of a wiped state directory. */
+        uint8_t rnd[8];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            r = -EIO;
+            snprintf(err, errlen, "cannot read random bytes: %s", strerror(errno));
+            goto fail;
+        }
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            snprintf(b->snap.epoch + 2 * i, 3, "%02x", rnd[i]);
+    }
+    r = outbox_new(&b->outbox, loop, b->http, b->state, conf);
+    if (r) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    outbox_set_alert_cb(b->outbox, on_sink_alert, b);
+    if (b->state) {
+        struct outbox_entry *pending = NULL;
+        r = state_journal_load(b->state, b->snap.generation, &pending, err, errlen);
+        if (r)
+            goto fail;
+        size_t n = 0;
+        while (pending) {
+            struct outbox_entry *e = pending;
+            pending = e->next;
+            outbox_push(b->outbox, e);
+            n++;
+        }
+        if (n)
+            log_info("outbox", "%zu message%s still queued from the last run", n,
+                     n == 1 ? "" : "s");
+    }
     uv_timer_init(loop, &b->timer);
     b->timer.data = b;
     b->timer_live = 1;
@@ -98,24 +140,85 @@ fail:
     return r;
 }
 
-static void deliver(struct bridge *b, const struct message *m)
+/* A dry run shows what each sink would receive, and sends nothing. */
+static void print_dry_run(const struct bridge *b, const struct announce_batch *batch)
 {
-    for (size_t i = 0; i < b->conf->n_sinks; i++) {
-        const struct conf_sink *s = &b->conf->sinks[i];
-        char *line = s->format == LOG_FORMAT_JSON ? render_json(m) : render_text(m);
-        if (!line) {
-            log_err("sink", "%s: out of memory rendering a message", s->name);
-            continue;
+    for (size_t i = 0; i < batch->n; i++) {
+        const struct outbox_entry *e = batch->v[i];
+        const struct conf_sink *s = NULL;
+        for (size_t j = 0; j < b->conf->n_sinks; j++) {
+            if (strcmp(b->conf->sinks[j].name, e->sink) == 0)
+                s = &b->conf->sinks[j];
         }
-        /* stdout is the one sink type so far; the outbox will sit in front of the others. */
-        fputs(line, stdout);
-        fputc('\n', stdout);
-        free(line);
+        if (s && s->type == CONF_SINK_STDOUT)
+            printf("%s\n", e->body);
+        else
+            printf("[dry run] %s (%s): %s\n", e->sink, s ? conf_sink_type_name(s->type) : "?",
+                   e->body);
     }
     fflush(stdout);
 }
 
+/* Hands a durable batch to the outbox (it takes the entries). */
+static void enqueue(struct bridge *b, struct announce_batch *batch)
+{
+    for (size_t i = 0; i < batch->n; i++)
+        outbox_push(b->outbox, batch->v[i]);
+    batch->n = 0;
+}
+
+/*
+ * Queues an alert outside a poll's commit: written to the journal under the generation that is
+ * already committed, so it survives a restart as it is.
+ */
+static void raise_alert(struct bridge *b, const char *kind, const char *text, const char *skip)
+{
+    struct announce_batch batch = {0};
+    char tag[48], err[256];
+    struct announce a = {
+        .conf = b->conf,
+        .flavour = youtrack_flavour(b->yt),
+        .now = now_s(),
+        .epoch = b->snap.epoch,
+        .gen = b->snap.generation,
+        .tag = tag,
+    };
+
+    snprintf(tag, sizeof(tag), "a%lld.%u.", (long long)now_s(), ++b->alert_seq);
+    if (announce_alert(&a, kind, 0, text, skip, &batch) != 0) {
+        log_err("bridge", "out of memory queueing an alert");
+        goto out;
+    }
+    if (b->opts.dry_run) {
+        print_dry_run(b, &batch);
+        goto out;
+    }
+    if (state_journal_add(b->state, batch.v, batch.n, err, sizeof(err)) != 0) {
+        log_err("bridge", "%s; alert not queued: %s", err, text);
+        goto out;
+    }
+    enqueue(b, &batch);
+out:
+    announce_batch_fini(&batch);
+}
+
+static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason)
+{
+    struct bridge *b = userdata;
+    char text[512];
+
+    if (broken)
+        snprintf(text, sizeof(text),
+                 "sink %s stopped accepting messages (%s); its messages are kept and it is "
+                 "retried hourly",
+                 sink, reason);
+    else
+        snprintf(text, sizeof(text), "sink %s accepts messages again", sink);
+    raise_alert(b, broken ? "sink_broken" : "sink_recovered", text, sink);
+}
+
 static void schedule(struct bridge *b, uint64_t delay_ms);
+static void settle_then_stop(struct bridge *b);
 
 static void on_timer(uv_timer_t *t);
 
@@ -146,8 +249,17 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
     } else {
         log_debug("youtrack", "poll failed again (%s)", line);
     }
+    if (res->error == YOUTRACK_ERR_AUTH && !b->auth_alerted) {
+        char text[700];
+        snprintf(text, sizeof(text),
+                 "YouTrack refuses the bridge's service account (%s); "
+                 "nothing can be announced until that is fixed",
+                 res->message);
+        b->auth_alerted = 1;
+        raise_alert(b, "youtrack_auth", text, NULL);
+    }
     if (b->opts.once) {
-        bridge_stop(b);
+        settle_then_stop(b);
         return;
     }
     uint64_t d = backoff_ms(b, res->retry_after);
@@ -156,26 +268,36 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
 }
 
 /*
- * Commits next as the snapshot (saved to disk unless in a dry run) and hands the previous one
- * to *old: the diff's changes point into it until they are announced. Returns 0 or -errno
- * (logged).
+ * Commits a poll: the batch's journal lines first, then the snapshot (next) with the new
+ * generation; the snapshot's rename is the commit point. Hands the previous snapshot to *old:
+ * the diff's changes point into it until they are rendered. Returns 0 or -errno (logged).
  */
 static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour,
-                  struct snapshot *old)
+                  struct announce_batch *batch, struct snapshot *old)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
     char err[512];
+    int r;
 
+    memcpy(s.epoch, b->snap.epoch, sizeof(s.epoch));
+    s.generation = b->snap.generation + 1;
     s.youtrack = strdup(b->conf->youtrack.url);
     if (!s.youtrack)
         return -ENOMEM;
-    if (b->state) {
-        int r = state_save(b->state, &s, now_s(), err, sizeof(err));
+    r = state_journal_add(b->state, batch->v, batch->n, err, sizeof(err));
+    if (!r) {
+        r = state_save(b->state, &s, now_s(), err, sizeof(err));
         if (r) {
-            log_err("state", "%s; nothing announced, will retry next poll", err);
-            free(s.youtrack);
-            return r;
+            /* The batch is in the journal under a generation that never committed; the next
+             * commit reuses that number, so take the lines back now. */
+            for (size_t i = 0; i < batch->n; i++)
+                state_journal_done(b->state, batch->v[i]->id, "aborted");
         }
+    }
+    if (r) {
+        log_err("state", "%s; nothing announced, will retry next poll", err);
+        free(s.youtrack);
+        return r;
     }
     *old = b->snap;
     b->snap = s;
@@ -207,21 +329,29 @@ static int snapshot_matches(const struct bridge *b, enum youtrack_flavour flavou
 
 static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
 {
-    struct message m = {.service_url = b->conf->youtrack.url, .flavour = res->flavour};
     struct diff d = {0};
     struct snapshot old = {0};
     struct project_list empty = {0};
+    struct announce_batch batch = {0};
     int first = !snapshot_matches(b, res->flavour);
     /* A mismatched or corrupt snapshot means starting over, and starting over must not flood. */
     int baseline = first && (b->have_snapshot || b->force_baseline ||
                              b->conf->notify.first_run == CONF_FIRST_RUN_BASELINE);
-    size_t tracked;
     struct diff_opts o = {
         .removal_confirmations = b->conf->notify.removal_confirmations,
         .mass_removal_limit = b->conf->notify.mass_removal_limit,
         .accept_removals = b->opts.accept_removals,
         .now = now_s(),
     };
+    struct announce a = {
+        .conf = b->conf,
+        .flavour = res->flavour,
+        .now = o.now,
+        .epoch = b->snap.epoch,
+        .gen = b->snap.generation + 1,
+        .tag = "",
+    };
+    int r;
 
     if (b->failures)
         log_info("youtrack", "poll succeeded again after %u failed attempt%s", b->failures,
@@ -231,6 +361,11 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s", res->projects.n,
               res->pages, res->pages == 1 ? "" : "s", res->seconds,
               res->duplicates ? " (overlapping pages de-duplicated)" : "");
+    if (b->auth_alerted) {
+        b->auth_alerted = 0;
+        raise_alert(b, "youtrack_auth_ok", "YouTrack accepts the bridge's service account again",
+                    NULL);
+    }
 
     if (project_diff(first ? &empty : &b->snap.projects, &res->projects, &o, &d) != 0) {
         log_err("bridge", "out of memory computing the diff");
@@ -243,29 +378,16 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
         log_info("bridge", "%zu project%s missing, waiting for %d consecutive polls to confirm",
                  d.n_pending, d.n_pending == 1 ? "" : "s", o.removal_confirmations);
 
-    tracked = d.next.n;
-    if (!b->opts.dry_run && commit(b, &d.next, res->flavour, &old) != 0)
-        goto retry;
-    b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
-    b->force_baseline = 0;
-
+    /* Render everything before the commit: the batch is committed with the snapshot. */
     if (baseline) {
         log_info("bridge", "first run: now tracking %zu projects (baseline, nothing announced)",
-                 tracked);
-        m.kind = MESSAGE_BASELINE;
-        m.count = tracked;
-        deliver(b, &m);
+                 d.next.n);
+        r = announce_baseline(&a, d.next.n, &batch);
     } else {
-        m.kind = MESSAGE_CHANGE;
-        for (size_t i = 0; i < d.n_changes; i++) {
-            m.change = &d.changes[i];
-            deliver(b, &m);
-        }
-        if (d.n_changes)
-            log_info("bridge", "%zu change%s announced", d.n_changes, d.n_changes == 1 ? "" : "s");
+        r = announce_changes(&a, d.changes, d.n_changes, &batch);
     }
-    if (d.n_held_new) {
-        char text[256];
+    char text[256];
+    if (!r && d.n_held_new) {
         snprintf(text, sizeof(text),
                  "%zu projects disappeared from the service account's view at once; holding back",
                  d.n_held_new);
@@ -273,26 +395,40 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                  "%s (they stay held until they reappear or you run ytbridge "
                  "--accept-removals)",
                  text);
-        m.kind = MESSAGE_ALERT;
-        m.alert = "removals_held";
-        m.text = text;
-        m.count = d.n_held_new;
-        deliver(b, &m);
+        r = announce_alert(&a, "removals_held", d.n_held_new, text, NULL, &batch);
     }
+    if (r) {
+        log_err("bridge", "out of memory rendering the announcements");
+        goto retry;
+    }
+    if (b->opts.dry_run) {
+        print_dry_run(b, &batch);
+    } else {
+        if (commit(b, &d.next, res->flavour, &batch, &old) != 0)
+            goto retry;
+        if (!baseline && d.n_changes)
+            log_info("bridge", "%zu change%s detected, %zu message%s queued", d.n_changes,
+                     d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
+        enqueue(b, &batch);
+    }
+    b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
+    b->force_baseline = 0;
     b->exit_code = 0;
+    announce_batch_fini(&batch);
     diff_fini(&d);
     snapshot_fini(&old);
     if (b->opts.once) {
-        bridge_stop(b);
+        settle_then_stop(b);
         return;
     }
     schedule(b, (uint64_t)b->conf->youtrack.poll_interval * 1000u);
     return;
 retry:
+    announce_batch_fini(&batch);
     diff_fini(&d);
     b->failures++;
     if (b->opts.once) {
-        bridge_stop(b);
+        settle_then_stop(b);
         return;
     }
     schedule(b, backoff_ms(b, -1));
@@ -341,11 +477,13 @@ static void on_timer_closed(uv_handle_t *h)
     (void)h;
 }
 
-/* Runs from the loop, outside every HTTP and YouTrack callback, so it may free them. */
+/* Runs from the loop, outside every HTTP, YouTrack and outbox callback, so it may free them. */
 static void on_teardown(uv_timer_t *t)
 {
     struct bridge *b = t->data;
 
+    outbox_free(b->outbox);
+    b->outbox = NULL;
     youtrack_free(b->yt);
     b->yt = NULL;
     http_free(b->http);
@@ -354,13 +492,37 @@ static void on_teardown(uv_timer_t *t)
     b->timer_live = 0;
 }
 
+static void on_outbox_done(void *userdata)
+{
+    struct bridge *b = userdata;
+    if (b->timer_live)
+        uv_timer_start(&b->timer, on_teardown, 0, 0);
+}
+
+static void on_settled(void *userdata)
+{
+    bridge_stop(userdata);
+}
+
+/* --once: deliver what is due now, then stop (what waits for a retry stays queued). */
+static void settle_then_stop(struct bridge *b)
+{
+    uv_timer_stop(&b->timer);
+    outbox_when_settled(b->outbox, on_settled, b);
+}
+
 void bridge_stop(struct bridge *b)
 {
     if (!b || b->stopping)
         return;
     b->stopping = 1; /* a poll answer arriving before the teardown is dropped */
-    if (b->timer_live)
-        uv_timer_start(&b->timer, on_teardown, 0, 0);
+    if (!b->timer_live)
+        return;
+    uv_timer_stop(&b->timer);
+    if (b->yt)
+        youtrack_cancel(b->yt);
+    /* In-flight deliveries get a bounded grace period; the rest stays queued on disk. */
+    outbox_shutdown(b->outbox, (uint64_t)b->conf->notify.shutdown_grace * 1000u, on_outbox_done, b);
 }
 
 int bridge_exit_code(const struct bridge *b)
@@ -372,6 +534,7 @@ void bridge_free(struct bridge *b)
 {
     if (!b)
         return;
+    outbox_free(b->outbox);
     youtrack_free(b->yt);
     http_free(b->http);
     snapshot_fini(&b->snap);

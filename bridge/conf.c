@@ -25,13 +25,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONF_MAX_SIZE    (1024 * 1024)
-#define CONF_MAX_DEPTH   32
-#define CONF_MAX_DIAGS   50
-#define CONF_MAX_SINKS   64
-#define TOKEN_FILE_MAX   (64 * 1024)
-#define SINK_NAME_MAX    64
-#define DEFAULT_MAX_BODY (64L * 1024 * 1024)
+#include "project.h"
+
+#define CONF_MAX_SIZE       (1024 * 1024)
+#define CONF_MAX_DEPTH      32
+#define CONF_MAX_DIAGS      50
+#define CONF_MAX_SINKS      64
+#define TOKEN_FILE_MAX      (64 * 1024)
+#define SINK_NAME_MAX       64
+#define PROJECT_PATTERN_MAX 256
+#define MATRIX_ROOM_MAX     255
+#define DEFAULT_MAX_BODY    (64L * 1024 * 1024)
 
 struct loader {
     const char *file; /* name used in diagnostics */
@@ -104,17 +108,34 @@ static void diags_sort(struct loader *ld)
     }
 }
 
+/* strdup() that records running out of memory. */
+static char *str_dup(struct loader *ld, const char *s)
+{
+    char *d = strdup(s);
+
+    if (!d)
+        ld->nomem = 1;
+    return d;
+}
+
 static void note_secret(struct loader *ld, const char *s)
 {
     if (log_add_secret(s) < 0)
         ld->nomem = 1;
 }
 
-/* A bounded, printable copy of a user-supplied (non-secret) string for a message. */
+/*
+ * A bounded, printable copy of a user-supplied (non-secret) string for a message. Known secrets
+ * are redacted first: a secret pasted into the wrong setting would otherwise be cut short here
+ * and no longer match when diag_add() redacts the whole message.
+ */
 static const char *printable(const char *s, char *buf, size_t len)
 {
+    char redacted[1024];
     size_t o = 0;
 
+    log_redact(redacted, sizeof(redacted), s);
+    s = redacted;
     for (; *s && o + 4 < len; s++)
         buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
     if (*s) {
@@ -185,47 +206,71 @@ static void key_path(char *buf, size_t len, const char *group, const char *key)
     snprintf(buf, len, "%s%s%.64s", group, *group ? "." : "", key);
 }
 
-/* Reports every member of grp whose name is not in keys. */
-static void check_keys(struct loader *ld, const config_setting_t *grp, const char *gpath,
-                       const char *const *keys, size_t n_keys)
+/* The name in keys nearest to name when it is close enough to be a typo of it, or NULL. */
+static const char *key_suggest(const char *name, const char *const *keys, size_t n_keys)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+
+    for (size_t k = 0; k < n_keys; k++) {
+        size_t d = edit_distance(name, keys[k]);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[k];
+        }
+    }
+    return best && best_d <= 2 && best_d < strlen(best) / 2 ? best : NULL;
+}
+
+static int key_in(const char *name, const char *const *keys, size_t n_keys)
+{
+    for (size_t k = 0; k < n_keys; k++) {
+        if (strcmp(name, keys[k]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Reports every member of grp whose name is not in keys: "not a key of OWNER" when it is in
+ * foreign (a key of a sibling kind, e.g. another sink type), "unknown key" otherwise; both
+ * suggest the nearest of keys when one is close.
+ */
+static void check_keys_of(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                          const char *const *keys, size_t n_keys, const char *const *foreign,
+                          size_t n_foreign, const char *owner)
 {
     int n = grp ? config_setting_length(grp) : 0;
 
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
         const char *name = config_setting_name(s);
-        const char *best = NULL;
-        size_t best_d = SIZE_MAX;
-        char path[160];
-        int known = 0;
+        const char *best;
+        char path[160], hint[96] = "";
 
-        if (!name)
+        if (!name || key_in(name, keys, n_keys))
             continue;
-        for (size_t k = 0; k < n_keys && !known; k++) {
-            size_t d;
-            if (strcmp(name, keys[k]) == 0) {
-                known = 1;
-                break;
-            }
-            d = edit_distance(name, keys[k]);
-            if (d < best_d) {
-                best_d = d;
-                best = keys[k];
-            }
-        }
-        if (known)
-            continue;
+        best = key_suggest(name, keys, n_keys);
+        if (best)
+            snprintf(hint, sizeof(hint), " (did you mean %s?)", best);
         key_path(path, sizeof(path), gpath, name);
-        if (best && best_d <= 2 && best_d < strlen(best) / 2)
-            diag_add(ld, line_of(s), "%s: unknown key (did you mean %s?)", path, best);
+        if (owner && key_in(name, foreign, n_foreign))
+            diag_add(ld, line_of(s), "%s: not a key of %s%s", path, owner, hint);
         else
-            diag_add(ld, line_of(s), "%s: unknown key", path);
+            diag_add(ld, line_of(s), "%s: unknown key%s", path, hint);
     }
+}
+
+static void check_keys(struct loader *ld, const config_setting_t *grp, const char *gpath,
+                       const char *const *keys, size_t n_keys)
+{
+    check_keys_of(ld, grp, gpath, keys, n_keys, NULL, 0, NULL);
 }
 
 /*
  * Returns the member key of grp when it has the wanted type (CONFIG_TYPE_INT also accepts a
- * 64-bit integer); NULL when absent or of another type (reported).
+ * 64-bit integer; CONFIG_TYPE_ARRAY also a list); NULL when absent or of another type
+ * (reported).
  */
 static const config_setting_t *member(struct loader *ld, const config_setting_t *grp,
                                       const char *gpath, const char *key, int want)
@@ -244,6 +289,8 @@ static const config_setting_t *member(struct loader *ld, const config_setting_t 
         return s;
     if (want == CONFIG_TYPE_LIST && type == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0)
         return s; /* "[]" is how many people write an empty list */
+    if (want == CONFIG_TYPE_ARRAY && type == CONFIG_TYPE_LIST)
+        return s; /* ("a", "b") for ["a", "b"]: libconfig's two spellings of a list of strings */
     key_path(path, sizeof(path), gpath, key);
     diag_add(ld, line_of(s), "%s: expected %s, got %s", path, type_name(want), type_name(type));
     return NULL;
@@ -278,13 +325,27 @@ static const char *get_string(struct loader *ld, const config_setting_t *grp, co
     return s ? config_setting_get_string(s) : NULL;
 }
 
+/* Formats names as "a", "b" or "c" into buf. */
+static const char *choice_list(const char *const *names, size_t n, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s\"%s\"",
+                              i == 0       ? ""
+                              : i + 1 == n ? " or "
+                                           : ", ",
+                              names[i]);
+    return buf;
+}
+
 /* Maps a string member onto the index of one of names; *out keeps its default when absent. */
 static void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpath,
                        const char *key, const char *const *names, size_t n, int *out)
 {
     const char *v = get_string(ld, grp, gpath, key);
     char path[160], list[160], shown[80];
-    size_t o = 0;
 
     if (!v)
         return;
@@ -294,16 +355,39 @@ static void get_choice(struct loader *ld, const config_setting_t *grp, const cha
             return;
         }
     }
-    list[0] = '\0';
-    for (size_t i = 0; i < n && o < sizeof(list); i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s\"%s\"",
-                              i == 0       ? ""
-                              : i + 1 == n ? " or "
-                                           : ", ",
-                              names[i]);
     key_path(path, sizeof(path), gpath, key);
     diag_add(ld, line_of(config_setting_get_member(grp, key)), "%s: must be %s (got \"%s\")", path,
-             list, printable(v, shown, sizeof(shown)));
+             choice_list(names, n, list, sizeof(list)), printable(v, shown, sizeof(shown)));
+}
+
+/*
+ * Returns the array (or list) member key of grp when it has at least one element; NULL when
+ * absent or refused (reported; empty: "must name at least one WHAT"). Elements that are not
+ * strings are reported here; callers skip them (config_setting_get_string() gives NULL).
+ */
+static const config_setting_t *get_strings(struct loader *ld, const config_setting_t *grp,
+                                           const char *gpath, const char *key, const char *what)
+{
+    const config_setting_t *s = member(ld, grp, gpath, key, CONFIG_TYPE_ARRAY);
+    char path[160];
+    int n;
+
+    if (!s)
+        return NULL;
+    key_path(path, sizeof(path), gpath, key);
+    n = config_setting_length(s);
+    if (n == 0) {
+        diag_add(ld, line_of(s), "%s: must name at least one %s", path, what);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        int type = config_setting_type(e);
+        if (type != CONFIG_TYPE_STRING)
+            diag_add(ld, line_of(e) > 0 ? line_of(e) : line_of(s),
+                     "%s[%d]: expected a string, got %s", path, i, type_name(type));
+    }
+    return s;
 }
 
 /* A malloc'ed path: absolute paths as given, relative ones against ld->dir. */
@@ -331,16 +415,127 @@ static int token_ok(const char *t)
     return 1;
 }
 
-/* Reads a token file into *out (malloc'ed); 0 or -1 (reported). */
-static int token_file_read(struct loader *ld, int line, const char *setting, char **out)
+/* How a secret's value is checked once read. */
+enum secret_kind {
+    SECRET_TOKEN, /* sent in an HTTP header: token_ok() */
+    SECRET_URL,   /* url_check() by the caller */
+    SECRET_KEY,   /* any bytes but NUL (an HMAC key) */
+};
+
+/*
+ * One secret setting KEY of a group, given inline (KEY), in a file (KEY_file) or in the
+ * environment (KEY_env). Filled by secret_find(); read by secret_fetch().
+ */
+struct secret_src {
+    const char *gpath; /* "youtrack", "sinks[2]" */
+    const char *key;   /* "token", "webhook_url" */
+    const char *noun;  /* "token", "URL": "the token in FILE contains ..." */
+    enum secret_kind kind;
+    const config_setting_t *given; /* the one of the three that is set */
+    int which;                     /* 0: inline, 1: _file, 2: _env */
+    int line;
+    char label[160]; /* the setting given, "sinks[2].webhook_url_file", for messages */
+};
+
+static void secret_free(char *s)
 {
+    if (!s)
+        return;
+    /* Not a guarantee (copies live elsewhere), but no stale secret lingers in freed heap. */
+    memset(s, 0, strlen(s));
+    free(s);
+}
+
+/*
+ * Finds which of KEY, KEY_file and KEY_env grp sets; an inline value is registered with the
+ * logger at once, even when it is refused or unused. Returns 1 (src->given set), 0 when none
+ * is set, -1 when more than one is or one is not a string (reported).
+ */
+static int secret_find(struct loader *ld, const config_setting_t *grp, struct secret_src *src)
+{
+    char keys[3][64];
+    const config_setting_t *given[3];
+    const char *names[3];
+    int n = 0, typed = 1;
+
+    snprintf(keys[0], sizeof(keys[0]), "%s", src->key);
+    snprintf(keys[1], sizeof(keys[1]), "%s_file", src->key);
+    snprintf(keys[2], sizeof(keys[2]), "%s_env", src->key);
+    src->line = 0;
+    for (int i = 0; i < 3; i++) {
+        const config_setting_t *s = grp ? config_setting_get_member(grp, keys[i]) : NULL;
+        given[i] = s;
+        if (!s)
+            continue;
+        names[n++] = keys[i];
+        if (line_of(s) > src->line)
+            src->line = line_of(s);
+        if (!member(ld, grp, src->gpath, keys[i], CONFIG_TYPE_STRING))
+            typed = 0;
+        else if (i == 0)
+            note_secret(ld, config_setting_get_string(s));
+    }
+    if (n == 2)
+        diag_add(ld, src->line, "%s: %s and %s are mutually exclusive (set only one)", src->gpath,
+                 names[0], names[1]);
+    else if (n == 3)
+        diag_add(ld, src->line, "%s: %s, %s and %s are mutually exclusive (set only one)",
+                 src->gpath, keys[0], keys[1], keys[2]);
+    if (n == 0)
+        return 0;
+    if (n > 1 || !typed)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        if (given[i]) {
+            src->given = given[i];
+            src->which = i;
+            key_path(src->label, sizeof(src->label), src->gpath, keys[i]);
+        }
+    }
+    return 1;
+}
+
+static void secret_missing(struct loader *ld, int line, const struct secret_src *src)
+{
+    diag_add(ld, line, "%s: missing %s (set %s, %s_file or %s_env)", src->gpath, src->key, src->key,
+             src->key, src->key);
+}
+
+/*
+ * Checks a secret read from where (a file or variable name for messages; NULL: inline) by its
+ * kind and stores a copy in *out. 0 or -1 (reported).
+ */
+static int secret_accept(struct loader *ld, const struct secret_src *src, const char *v,
+                         const char *where, char **out)
+{
+    if (src->kind == SECRET_TOKEN && !token_ok(v)) {
+        if (where)
+            diag_add(ld, src->line, "%s: the %s in %s contains whitespace or control characters",
+                     src->label, src->noun, where);
+        else
+            diag_add(ld, src->line, "%s: contains whitespace or control characters", src->label);
+        return -1;
+    }
+    *out = strdup(v);
+    if (!*out) {
+        ld->nomem = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the file named by setting into *out (malloc'ed); 0 or -1 (reported). */
+static int secret_file_read(struct loader *ld, const struct secret_src *src, const char *setting,
+                            char **out)
+{
+    const char *label = src->label;
     char shown[300], *path = NULL, *buf = NULL;
+    int line = src->line, fd = -1, r = -1;
     size_t n = 0;
     struct stat st;
-    int fd = -1, r = -1;
 
     if (!*setting) {
-        diag_add(ld, line, "youtrack.token_file: must not be empty");
+        diag_add(ld, line, "%s: must not be empty", label);
         return -1;
     }
     path = path_resolve(ld, setting);
@@ -349,16 +544,16 @@ static int token_file_read(struct loader *ld, int line, const char *setting, cha
     printable(path, shown, sizeof(shown));
     /* stat before open: opening a device node (a FIFO, /dev/watchdog) can block or act. */
     if (stat(path, &st) != 0) {
-        diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+        diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        diag_add(ld, line, "youtrack.token_file: %s is not a regular file", shown);
+        diag_add(ld, line, "%s: %s is not a regular file", label, shown);
         goto out;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+        diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
         goto out;
     }
     buf = malloc(TOKEN_FILE_MAX + 2);
@@ -371,7 +566,7 @@ static int token_file_read(struct loader *ld, int line, const char *setting, cha
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
-            diag_add(ld, line, "youtrack.token_file: cannot read %s: %s", shown, strerror(errno));
+            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
             goto out;
         }
         if (k == 0)
@@ -379,8 +574,7 @@ static int token_file_read(struct loader *ld, int line, const char *setting, cha
         n += (size_t)k;
     }
     if (n > TOKEN_FILE_MAX) {
-        diag_add(ld, line, "youtrack.token_file: %s is larger than %d KiB", shown,
-                 TOKEN_FILE_MAX / 1024);
+        diag_add(ld, line, "%s: %s is larger than %d KiB", label, shown, TOKEN_FILE_MAX / 1024);
         goto out;
     }
     buf[n] = '\0';
@@ -389,68 +583,66 @@ static int token_file_read(struct loader *ld, int line, const char *setting, cha
         buf[--n] = '\0';
     note_secret(ld, buf);
     if (n == 0) {
-        diag_add(ld, line, "youtrack.token_file: %s is empty", shown);
+        diag_add(ld, line, "%s: %s is empty", label, shown);
         goto out;
     }
-    if (memchr(buf, '\0', n) || !token_ok(buf)) {
-        diag_add(ld, line,
-                 "youtrack.token_file: the token in %s contains whitespace or control "
-                 "characters",
-                 shown);
+    /* A NUL would silently cut the secret short. */
+    if (memchr(buf, '\0', n)) {
+        diag_add(ld, line, "%s: the %s in %s contains whitespace or control characters", label,
+                 src->noun, shown);
         goto out;
     }
+    if (secret_accept(ld, src, buf, shown, out) < 0)
+        goto out;
     if (st.st_mode & 077)
-        log_warn("conf",
-                 "%s:%d: youtrack.token_file: token file %s is readable by group or "
-                 "others (chmod 600)",
-                 ld->file, line, shown);
-    *out = buf;
-    buf = NULL;
+        log_warn("conf", "%s:%d: %s: %s file %s is readable by group or others (chmod 600)",
+                 ld->file, line, label, src->noun, shown);
     r = 0;
 out:
     if (fd >= 0)
         close(fd);
-    free(buf);
+    if (buf) {
+        memset(buf, 0, n); /* not NUL-terminated on every path: not secret_free() */
+        free(buf);
+    }
     free(path);
     return r;
 }
 
-static void token_set(struct loader *ld, struct conf *c, const char *t)
+/*
+ * Reads the secret secret_find() found into *out (malloc'ed; registered with the logger).
+ * 0 or -1 (reported).
+ */
+static int secret_fetch(struct loader *ld, const struct secret_src *src, char **out)
 {
-    c->youtrack.token = strdup(t);
-    if (!c->youtrack.token)
-        ld->nomem = 1;
+    const char *v = config_setting_get_string(src->given), *t;
+    char shown[80];
+
+    if (src->which == 1)
+        return secret_file_read(ld, src, v, out);
+    if (!*v) {
+        diag_add(ld, src->line, "%s: must not be empty", src->label);
+        return -1;
+    }
+    if (src->which == 0)
+        return secret_accept(ld, src, v, NULL, out);
+    printable(v, shown, sizeof(shown));
+    t = getenv(v);
+    if (!t || !*t) {
+        diag_add(ld, src->line, "%s: environment variable %s is not set or empty", src->label,
+                 shown);
+        return -1;
+    }
+    note_secret(ld, t);
+    return secret_accept(ld, src, t, shown, out);
 }
 
 static void load_token(struct loader *ld, const config_setting_t *yt, struct conf *c)
 {
-    static const char *const keys[] = {"token", "token_file", "token_env"};
-    const config_setting_t *given[3];
+    struct secret_src src = {
+        .gpath = "youtrack", .key = "token", .noun = "token", .kind = SECRET_TOKEN};
     const char *env = getenv("YTBRIDGE_YOUTRACK_TOKEN");
-    const char *names[3], *v;
-    int n = 0, typed = 1, line = 0;
-    char shown[80];
-
-    for (size_t i = 0; i < 3; i++) {
-        const config_setting_t *s = yt ? config_setting_get_member(yt, keys[i]) : NULL;
-        given[i] = s;
-        if (!s)
-            continue;
-        names[n++] = keys[i];
-        if (line_of(s) > line)
-            line = line_of(s);
-        if (!member(ld, yt, "youtrack", keys[i], CONFIG_TYPE_STRING))
-            typed = 0;
-        else if (i == 0)
-            note_secret(ld, config_setting_get_string(s)); /* even when unused or refused */
-    }
-    if (n == 2)
-        diag_add(ld, line, "youtrack: %s and %s are mutually exclusive (set only one)", names[0],
-                 names[1]);
-    else if (n == 3)
-        diag_add(ld, line,
-                 "youtrack: token, token_file and token_env are mutually exclusive "
-                 "(set only one)");
+    int found = secret_find(ld, yt, &src);
 
     if (env && *env) {
         note_secret(ld, env);
@@ -458,45 +650,15 @@ static void load_token(struct loader *ld, const config_setting_t *yt, struct con
             diag_add(ld, 0, "YTBRIDGE_YOUTRACK_TOKEN: contains whitespace or control characters");
             return;
         }
-        token_set(ld, c, env);
+        c->youtrack.token = strdup(env);
+        if (!c->youtrack.token)
+            ld->nomem = 1;
         return;
     }
-    if (n == 0) {
-        diag_add(ld, line_of(yt), "youtrack: missing token (set token, token_file or token_env)");
-        return;
-    }
-    if (n > 1 || !typed)
-        return;
-
-    if (given[0]) {
-        v = config_setting_get_string(given[0]);
-        if (!*v)
-            diag_add(ld, line, "youtrack.token: must not be empty");
-        else if (!token_ok(v))
-            diag_add(ld, line, "youtrack.token: contains whitespace or control characters");
-        else
-            token_set(ld, c, v);
-    } else if (given[1]) {
-        token_file_read(ld, line, config_setting_get_string(given[1]), &c->youtrack.token);
-    } else {
-        v = config_setting_get_string(given[2]);
-        const char *t = *v ? getenv(v) : NULL;
-        if (!*v) {
-            diag_add(ld, line, "youtrack.token_env: must not be empty");
-        } else if (!t || !*t) {
-            diag_add(ld, line, "youtrack.token_env: environment variable %s is not set or empty",
-                     printable(v, shown, sizeof(shown)));
-        } else {
-            note_secret(ld, t);
-            if (!token_ok(t))
-                diag_add(ld, line,
-                         "youtrack.token_env: the token in %s contains whitespace or "
-                         "control characters",
-                         printable(v, shown, sizeof(shown)));
-            else
-                token_set(ld, c, t);
-        }
-    }
+    if (found == 0)
+        secret_missing(ld, line_of(yt), &src);
+    else if (found == 1)
+        secret_fetch(ld, &src, &c->youtrack.token);
 }
 
 static int host_is_loopback(const char *host, size_t len)
@@ -514,9 +676,18 @@ static int host_is_loopback(const char *host, size_t len)
     return inet_pton(AF_INET, buf, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
-/* Checks url (label names it in messages) and stores a copy without trailing '/' in *out. */
+enum {
+    URL_ENDPOINT = 1,    /* posted to as given: a query is allowed, a trailing '/' kept */
+    URL_INSECURE_OK = 2, /* allow_insecure: plain http:// to any host */
+};
+
+/*
+ * Checks url (label names it in messages; the URL itself never appears there, it may be a
+ * secret) and stores a copy in *out, without trailing '/' unless URL_ENDPOINT. cred names the
+ * setting that carries this host's credential ("token"), or is NULL when the URL is the secret.
+ */
 static void url_check(struct loader *ld, int line, const char *label, const char *url,
-                      int allow_insecure, char **out)
+                      unsigned flags, const char *cred, char **out)
 {
     size_t scheme, auth_len, host_len, len;
     const char *auth, *at, *p;
@@ -535,7 +706,7 @@ static void url_check(struct loader *ld, int line, const char *label, const char
         scheme = 7;
         secure = 0;
     } else {
-        diag_add(ld, line, "%s: must start with http:// or https://", label);
+        diag_add(ld, line, "%s: must be an https:// or http:// URL", label);
         return;
     }
     auth = url + scheme;
@@ -549,11 +720,15 @@ static void url_check(struct loader *ld, int line, const char *label, const char
         }
         note_secret(ld, userinfo);
         free(userinfo);
-        diag_add(ld, line, "%s: credentials in the URL are not allowed; use token", label);
+        if (cred)
+            diag_add(ld, line, "%s: credentials in the URL are not allowed; use %s", label, cred);
+        else
+            diag_add(ld, line, "%s: credentials in the URL are not allowed", label);
         return;
     }
-    if (strpbrk(auth, "?#")) {
-        diag_add(ld, line, "%s: must not contain a query or fragment", label);
+    if (flags & URL_ENDPOINT ? strchr(auth, '#') != NULL : strpbrk(auth, "?#") != NULL) {
+        diag_add(ld, line, "%s: must not contain a %s", label,
+                 flags & URL_ENDPOINT ? "fragment" : "query or fragment");
         return;
     }
     if (auth[0] == '[') {
@@ -595,15 +770,15 @@ static void url_check(struct loader *ld, int line, const char *label, const char
             return;
         }
     }
-    if (!secure && !allow_insecure && !host_is_loopback(auth, host_len)) {
+    if (!secure && !(flags & URL_INSECURE_OK) && !host_is_loopback(auth, host_len)) {
         diag_add(ld, line,
-                 "%s: plain http:// to a non-loopback host sends the token in clear text; use "
+                 "%s: plain http:// to a non-loopback host sends the %s in clear text; use "
                  "https:// or set allow_insecure = true",
-                 label);
+                 label, cred ? cred : "secret URL");
         return;
     }
     len = strlen(url);
-    while (len > scheme + auth_len && url[len - 1] == '/')
+    while (!(flags & URL_ENDPOINT) && len > scheme + auth_len && url[len - 1] == '/')
         len--;
     *out = strndup(url, len);
     if (!*out)
@@ -622,6 +797,7 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
     const char *url, *ca;
     long long v;
     int api = CONF_API_AUTO;
+    unsigned insecure;
 
     check_keys(ld, yt, "youtrack", keys, sizeof(keys) / sizeof(keys[0]));
 
@@ -629,13 +805,14 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
     if (s)
         c->youtrack.allow_insecure = config_setting_get_bool(s) ? 1 : 0;
 
+    insecure = c->youtrack.allow_insecure ? URL_INSECURE_OK : 0;
     url = get_string(ld, yt, "youtrack", "url");
     if (env_url && *env_url)
-        url_check(ld, 0, "youtrack.url (from YTBRIDGE_YOUTRACK_URL)", env_url,
-                  c->youtrack.allow_insecure, &c->youtrack.url);
+        url_check(ld, 0, "youtrack.url (from YTBRIDGE_YOUTRACK_URL)", env_url, insecure, "token",
+                  &c->youtrack.url);
     else if (url)
-        url_check(ld, line_of(config_setting_get_member(yt, "url")), "youtrack.url", url,
-                  c->youtrack.allow_insecure, &c->youtrack.url);
+        url_check(ld, line_of(config_setting_get_member(yt, "url")), "youtrack.url", url, insecure,
+                  "token", &c->youtrack.url);
     else if (!yt || !config_setting_get_member(yt, "url"))
         diag_add(ld, line_of(yt), "youtrack: missing url (set url or YTBRIDGE_YOUTRACK_URL)");
 
@@ -676,7 +853,9 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
 
 static void load_notify(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
-    static const char *const keys[] = {"first_run", "removal_confirmations", "mass_removal_limit"};
+    static const char *const keys[] = {
+        "first_run", "removal_confirmations", "mass_removal_limit", "digest_threshold",
+        "max_age",   "shutdown_grace"};
     static const char *const first_runs[] = {"baseline", "announce"};
     const config_setting_t *g = member(ld, root, "", "notify", CONFIG_TYPE_GROUP);
     int first_run = CONF_FIRST_RUN_BASELINE;
@@ -691,6 +870,83 @@ static void load_notify(struct loader *ld, const config_setting_t *root, struct 
     v = c->notify.mass_removal_limit;
     get_int(ld, g, "notify", "mass_removal_limit", 0, 1000000, &v);
     c->notify.mass_removal_limit = (int)v;
+    v = c->notify.digest_threshold;
+    get_int(ld, g, "notify", "digest_threshold", 1, 1000, &v);
+    c->notify.digest_threshold = (int)v;
+    v = c->notify.max_age;
+    get_int(ld, g, "notify", "max_age", 60, 2592000, &v);
+    c->notify.max_age = (int)v;
+    v = c->notify.shutdown_grace;
+    get_int(ld, g, "notify", "shutdown_grace", 0, 300, &v);
+    c->notify.shutdown_grace = (int)v;
+}
+
+/* Indexed by enum conf_sink_type. */
+static const char *const sink_types[] = {"stdout", "slack", "matrix", "webhook", "hookshot"};
+
+const char *conf_sink_type_name(enum conf_sink_type t)
+{
+    if ((unsigned)t >= sizeof(sink_types) / sizeof(sink_types[0]))
+        return "unknown";
+    return sink_types[t];
+}
+
+#define SINK_T(t)   (1u << (t))
+#define SINK_ANY    0x1fu
+#define SINK_REMOTE (SINK_ANY & ~SINK_T(CONF_SINK_STDOUT))
+
+/* Every key of a sink group and the types that accept it. */
+static const struct {
+    const char *key;
+    unsigned types; /* SINK_T(enum conf_sink_type) bits */
+} sink_keys[] = {
+    {"name", SINK_ANY},
+    {"type", SINK_ANY},
+    {"events", SINK_ANY},
+    {"projects", SINK_ANY},
+    {"alerts", SINK_ANY},
+    {"format", SINK_T(CONF_SINK_STDOUT)},
+    {"webhook_url", SINK_T(CONF_SINK_SLACK)},
+    {"webhook_url_file", SINK_T(CONF_SINK_SLACK)},
+    {"webhook_url_env", SINK_T(CONF_SINK_SLACK)},
+    {"homeserver", SINK_T(CONF_SINK_MATRIX)},
+    {"room", SINK_T(CONF_SINK_MATRIX)},
+    {"access_token", SINK_T(CONF_SINK_MATRIX)},
+    {"access_token_file", SINK_T(CONF_SINK_MATRIX)},
+    {"access_token_env", SINK_T(CONF_SINK_MATRIX)},
+    {"url", SINK_T(CONF_SINK_WEBHOOK) | SINK_T(CONF_SINK_HOOKSHOT)},
+    {"url_file", SINK_T(CONF_SINK_WEBHOOK) | SINK_T(CONF_SINK_HOOKSHOT)},
+    {"url_env", SINK_T(CONF_SINK_WEBHOOK) | SINK_T(CONF_SINK_HOOKSHOT)},
+    {"secret", SINK_T(CONF_SINK_WEBHOOK)},
+    {"secret_file", SINK_T(CONF_SINK_WEBHOOK)},
+    {"secret_env", SINK_T(CONF_SINK_WEBHOOK)},
+    {"allow_insecure", SINK_REMOTE},
+};
+
+#define SINK_N_TYPES (sizeof(sink_types) / sizeof(sink_types[0]))
+#define SINK_N_KEYS  (sizeof(sink_keys) / sizeof(sink_keys[0]))
+
+_Static_assert(sizeof(sink_types) / sizeof(sink_types[0]) == CONF_SINK_HOOKSHOT + 1,
+               "sink_types follows enum conf_sink_type");
+_Static_assert(CONF_EVENTS_ALL == (1u << (CHANGE_REMOVED + 1)) - 1,
+               "CONF_EVENTS_ALL has one bit per enum change_kind");
+
+/* Unknown keys and keys of another type; type < 0 (missing or invalid): any sink key is fine. */
+static void check_sink_keys(struct loader *ld, const config_setting_t *g, const char *path,
+                            int type)
+{
+    const char *valid[SINK_N_KEYS], *foreign[SINK_N_KEYS];
+    size_t n_valid = 0, n_foreign = 0;
+    char owner[32];
+
+    for (size_t i = 0; i < SINK_N_KEYS; i++) {
+        if (type < 0 || (sink_keys[i].types & SINK_T(type)))
+            valid[n_valid++] = sink_keys[i].key;
+        else
+            foreign[n_foreign++] = sink_keys[i].key;
+    }
+    snprintf(owner, sizeof(owner), "a %s sink", type < 0 ? "" : sink_types[type]);
+    check_keys_of(ld, g, path, valid, n_valid, foreign, n_foreign, type < 0 ? NULL : owner);
 }
 
 static int sink_name_ok(const char *s)
@@ -702,13 +958,255 @@ static int sink_name_ok(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
+static void load_sink_name(struct loader *ld, const config_setting_t *g, const char *path,
+                           struct conf *c, int i)
+{
+    const config_setting_t *s = config_setting_get_member(g, "name");
+    const char *name = get_string(ld, g, path, "name");
+    char shown[80];
+
+    if (!s) {
+        diag_add(ld, line_of(g), "%s: missing name", path);
+        return;
+    }
+    if (!name)
+        return;
+    if (!sink_name_ok(name)) {
+        diag_add(ld, line_of(s), "%s.name: \"%s\" must be 1 to %d of A-Z a-z 0-9 _ . -", path,
+                 printable(name, shown, sizeof(shown)), SINK_NAME_MAX);
+        return;
+    }
+    for (int j = 0; j < i; j++) {
+        if (c->sinks[j].name && strcmp(c->sinks[j].name, name) == 0) {
+            diag_add(ld, line_of(s), "%s.name: \"%s\" is already used by sinks[%d]", path, name, j);
+            break;
+        }
+    }
+    c->sinks[i].name = str_dup(ld, name);
+}
+
+static void load_sink_events(struct loader *ld, const config_setting_t *g, const char *path,
+                             struct conf_sink *sink)
+{
+    /* In the order the documentation lists them. */
+    static const char *const names[] = {"created", "removed", "renamed", "archived", "unarchived"};
+    static const enum change_kind kinds[] = {CHANGE_CREATED, CHANGE_REMOVED, CHANGE_RENAMED,
+                                             CHANGE_ARCHIVED, CHANGE_UNARCHIVED};
+    const config_setting_t *s = get_strings(ld, g, path, "events", "event");
+    char list[160], shown[80];
+    unsigned events = 0;
+    int n = s ? config_setting_length(s) : 0;
+
+    if (!s)
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        size_t k = 0;
+
+        if (!v)
+            continue;
+        while (k < 5 && strcmp(v, names[k]) != 0)
+            k++;
+        if (k < 5)
+            events |= 1u << kinds[k];
+        else
+            diag_add(ld, line_of(e) > 0 ? line_of(e) : line_of(s),
+                     "%s.events[%d]: must be %s (got \"%s\")", path, i,
+                     choice_list(names, 5, list, sizeof(list)), printable(v, shown, sizeof(shown)));
+    }
+    sink->events = events;
+}
+
+/* sink->projects has room for it. 0 or -1 (out of memory). */
+static int sink_add_project(struct loader *ld, struct conf_sink *sink, const char *pattern)
+{
+    char *p = str_dup(ld, pattern);
+
+    if (!p)
+        return -1;
+    sink->projects[sink->n_projects++] = p;
+    return 0;
+}
+
+/* The default of projects: every project. */
+static void sink_all_projects(struct loader *ld, struct conf_sink *sink)
+{
+    sink->projects = calloc(1, sizeof(*sink->projects));
+    if (!sink->projects)
+        ld->nomem = 1;
+    else
+        sink_add_project(ld, sink, "*");
+}
+
+static void load_sink_projects(struct loader *ld, const config_setting_t *g, const char *path,
+                               struct conf_sink *sink)
+{
+    const config_setting_t *s;
+    int n;
+
+    if (!config_setting_get_member(g, "projects")) {
+        sink_all_projects(ld, sink);
+        return;
+    }
+    s = get_strings(ld, g, path, "projects", "pattern");
+    n = s ? config_setting_length(s) : 0;
+    if (!s)
+        return;
+    sink->projects = calloc((size_t)n, sizeof(*sink->projects));
+    if (!sink->projects) {
+        ld->nomem = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        int line = line_of(e) > 0 ? line_of(e) : line_of(s);
+
+        if (!v)
+            continue;
+        if (!*v)
+            diag_add(ld, line, "%s.projects[%d]: must not be empty", path, i);
+        else if (strlen(v) > PROJECT_PATTERN_MAX)
+            diag_add(ld, line, "%s.projects[%d]: longer than %d bytes", path, i,
+                     PROJECT_PATTERN_MAX);
+        else if (strcmp(v, "!") == 0)
+            diag_add(ld, line, "%s.projects[%d]: \"!\" must be followed by a pattern", path, i);
+        else if (sink_add_project(ld, sink, v) < 0)
+            return;
+    }
+}
+
+/* A URL that is itself a secret (Slack, webhook, hookshot): KEY, KEY_file or KEY_env. */
+static void load_sink_url(struct loader *ld, const config_setting_t *g, const char *path,
+                          const char *key, struct conf_sink *sink)
+{
+    struct secret_src src = {.gpath = path, .key = key, .noun = "URL", .kind = SECRET_URL};
+    char *raw = NULL;
+    int found = secret_find(ld, g, &src);
+
+    if (found == 0)
+        secret_missing(ld, line_of(g), &src);
+    if (found != 1 || secret_fetch(ld, &src, &raw) < 0)
+        return;
+    url_check(ld, src.line, src.label, raw,
+              URL_ENDPOINT | (sink->allow_insecure ? URL_INSECURE_OK : 0u), NULL, &sink->url);
+    secret_free(raw);
+}
+
+static void load_sink_matrix(struct loader *ld, const config_setting_t *g, const char *path,
+                             struct conf_sink *sink)
+{
+    struct secret_src src = {
+        .gpath = path, .key = "access_token", .noun = "access token", .kind = SECRET_TOKEN};
+    const char *hs = get_string(ld, g, path, "homeserver");
+    const char *room = get_string(ld, g, path, "room");
+    int line = line_of(config_setting_get_member(g, "room"));
+    char label[160], shown[80];
+    int found;
+
+    if (!config_setting_get_member(g, "homeserver")) {
+        diag_add(ld, line_of(g), "%s: missing homeserver", path);
+    } else if (hs) {
+        key_path(label, sizeof(label), path, "homeserver");
+        url_check(ld, line_of(config_setting_get_member(g, "homeserver")), label, hs,
+                  sink->allow_insecure ? URL_INSECURE_OK : 0u, "access_token", &sink->homeserver);
+    }
+
+    if (!config_setting_get_member(g, "room")) {
+        diag_add(ld, line_of(g), "%s: missing room", path);
+    } else if (room) {
+        const char *colon = strchr(room, ':');
+        if ((room[0] != '!' && room[0] != '#') || room[1] == '\0')
+            diag_add(ld, line,
+                     "%s.room: must be a room id \"!id:server\" or an alias \"#alias:server\" "
+                     "(got \"%s\")",
+                     path, printable(room, shown, sizeof(shown)));
+        else if (strlen(room) > MATRIX_ROOM_MAX)
+            diag_add(ld, line, "%s.room: longer than %d bytes", path, MATRIX_ROOM_MAX);
+        else if (!token_ok(room))
+            diag_add(ld, line, "%s.room: contains whitespace or control characters", path);
+        else if (room[0] == '#' && (!colon || colon == room + 1 || colon[1] == '\0'))
+            /* Room ids need not name a server (room version 12); aliases always do. */
+            diag_add(ld, line, "%s.room: an alias must be \"#alias:server\" (got \"%s\")", path,
+                     printable(room, shown, sizeof(shown)));
+        else
+            sink->room = str_dup(ld, room);
+    }
+
+    found = secret_find(ld, g, &src);
+    if (found == 0)
+        secret_missing(ld, line_of(g), &src);
+    else if (found == 1)
+        secret_fetch(ld, &src, &sink->access_token);
+}
+
+static void load_sink(struct loader *ld, const config_setting_t *g, const char *path,
+                      struct conf *c, int i)
+{
+    static const char *const formats[] = {"text", "json"};
+    struct conf_sink *sink = &c->sinks[i];
+    const config_setting_t *s;
+    int type = -1, format = LOG_FORMAT_TEXT;
+
+    if (!config_setting_get_member(g, "type"))
+        diag_add(ld, line_of(g), "%s: missing type", path);
+    else
+        get_choice(ld, g, path, "type", sink_types, SINK_N_TYPES, &type);
+    check_sink_keys(ld, g, path, type);
+    load_sink_name(ld, g, path, c, i);
+    load_sink_events(ld, g, path, sink);
+    load_sink_projects(ld, g, path, sink);
+    s = member(ld, g, path, "alerts", CONFIG_TYPE_BOOL);
+    if (s)
+        sink->alerts = config_setting_get_bool(s) ? 1 : 0;
+    if (type < 0)
+        return; /* reported; its type's keys cannot be checked */
+    sink->type = (enum conf_sink_type)type;
+    if (type != CONF_SINK_STDOUT) {
+        s = member(ld, g, path, "allow_insecure", CONFIG_TYPE_BOOL);
+        if (s)
+            sink->allow_insecure = config_setting_get_bool(s) ? 1 : 0;
+    }
+
+    switch (sink->type) {
+    case CONF_SINK_STDOUT:
+        get_choice(ld, g, path, "format", formats, 2, &format);
+        sink->format = (enum log_format)format;
+        break;
+    case CONF_SINK_SLACK:
+        load_sink_url(ld, g, path, "webhook_url", sink);
+        break;
+    case CONF_SINK_MATRIX:
+        load_sink_matrix(ld, g, path, sink);
+        break;
+    case CONF_SINK_WEBHOOK: {
+        struct secret_src src = {
+            .gpath = path, .key = "secret", .noun = "secret", .kind = SECRET_KEY};
+        load_sink_url(ld, g, path, "url", sink);
+        if (secret_find(ld, g, &src) == 1)
+            secret_fetch(ld, &src, &sink->secret);
+        break;
+    }
+    case CONF_SINK_HOOKSHOT:
+        load_sink_url(ld, g, path, "url", sink);
+        break;
+    }
+}
+
+/* What every sink starts with (projects is filled by load_sink_projects()). */
+static void sink_defaults(struct conf_sink *sink)
+{
+    sink->events = CONF_EVENTS_ALL;
+    sink->alerts = 1;
+    sink->format = LOG_FORMAT_TEXT;
+}
+
 static void load_sinks(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
-    static const char *const keys[] = {"name", "type", "format"};
-    static const char *const formats[] = {"text", "json"};
     const config_setting_t *list = member(ld, root, "", "sinks", CONFIG_TYPE_LIST);
     int n = list ? config_setting_length(list) : 0;
-    char path[32], shown[80];
+    char path[32];
 
     if (n > CONF_MAX_SINKS) {
         diag_add(ld, line_of(list), "sinks: at most %d sinks are supported (got %d)",
@@ -721,18 +1219,17 @@ static void load_sinks(struct loader *ld, const config_setting_t *root, struct c
         return;
     }
     if (n == 0) {
-        c->sinks[0].name = strdup("stdout");
-        if (!c->sinks[0].name)
-            ld->nomem = 1;
-        c->n_sinks = 1;
+        struct conf_sink *sink = &c->sinks[c->n_sinks++];
+        sink_defaults(sink);
+        sink->name = str_dup(ld, "stdout");
+        sink_all_projects(ld, sink);
         return;
     }
     for (int i = 0; i < n; i++) {
         const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
         struct conf_sink *sink = &c->sinks[c->n_sinks++];
-        const char *name, *type;
-        int format = LOG_FORMAT_TEXT;
 
+        sink_defaults(sink);
         sink->line = line_of(g);
         snprintf(path, sizeof(path), "sinks[%d]", i);
         if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
@@ -740,40 +1237,7 @@ static void load_sinks(struct loader *ld, const config_setting_t *root, struct c
                      type_name(config_setting_type(g)));
             continue;
         }
-        check_keys(ld, g, path, keys, sizeof(keys) / sizeof(keys[0]));
-
-        name = get_string(ld, g, path, "name");
-        if (!name && !config_setting_get_member(g, "name")) {
-            diag_add(ld, line_of(g), "%s: missing name", path);
-        } else if (name && !sink_name_ok(name)) {
-            diag_add(ld, line_of(config_setting_get_member(g, "name")),
-                     "%s.name: \"%s\" must be 1 to %d of A-Z a-z 0-9 _ . -", path,
-                     printable(name, shown, sizeof(shown)), SINK_NAME_MAX);
-        } else if (name) {
-            for (int j = 0; j < i; j++) {
-                if (c->sinks[j].name && strcmp(c->sinks[j].name, name) == 0) {
-                    diag_add(ld, line_of(config_setting_get_member(g, "name")),
-                             "%s.name: \"%s\" is already used by sinks[%d]", path, name, j);
-                    break;
-                }
-            }
-            sink->name = strdup(name);
-            if (!sink->name)
-                ld->nomem = 1;
-        }
-
-        type = get_string(ld, g, path, "type");
-        if (!type && !config_setting_get_member(g, "type"))
-            diag_add(ld, line_of(g), "%s: missing type", path);
-        else if (type && strcmp(type, "stdout") == 0)
-            sink->type = CONF_SINK_STDOUT;
-        else if (type)
-            diag_add(ld, line_of(config_setting_get_member(g, "type")),
-                     "%s.type: sink type \"%s\" is not supported by this version", path,
-                     printable(type, shown, sizeof(shown)));
-
-        get_choice(ld, g, path, "format", formats, 2, &format);
-        sink->format = (enum log_format)format;
+        load_sink(ld, g, path, c, i);
     }
 }
 
@@ -800,11 +1264,53 @@ static void load_log(struct loader *ld, const config_setting_t *root, struct con
                  printable(format, shown, sizeof(shown)));
 }
 
+/* Registers the secret given inline or through KEY_env of grp, if any, without checking it. */
+static void note_secret_early(struct loader *ld, const config_setting_t *grp, const char *key)
+{
+    const config_setting_t *s = config_setting_get_member(grp, key);
+    const char *v, *env;
+    char env_key[64];
+
+    v = s ? config_setting_get_string(s) : NULL;
+    if (v)
+        note_secret(ld, v);
+    snprintf(env_key, sizeof(env_key), "%s_env", key);
+    s = config_setting_get_member(grp, env_key);
+    v = s ? config_setting_get_string(s) : NULL;
+    env = v && *v ? getenv(v) : NULL;
+    if (env && *env)
+        note_secret(ld, env);
+}
+
+/*
+ * Registers every inline and environment secret before any message is made: a secret pasted
+ * into another setting, or read after the setting that quotes it, is then redacted as well.
+ * Secrets in files are registered when read.
+ */
+static void note_secrets_early(struct loader *ld, const config_setting_t *root)
+{
+    static const char *const sink_secrets[] = {"webhook_url", "url", "secret", "access_token"};
+    const config_setting_t *yt = config_setting_get_member(root, "youtrack");
+    const config_setting_t *list = config_setting_get_member(root, "sinks");
+    int n = list && config_setting_is_list(list) ? config_setting_length(list) : 0;
+
+    if (yt && config_setting_is_group(yt))
+        note_secret_early(ld, yt, "token");
+    for (int i = 0; i < n && i < CONF_MAX_SINKS; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        if (!config_setting_is_group(g))
+            continue;
+        for (size_t k = 0; k < sizeof(sink_secrets) / sizeof(sink_secrets[0]); k++)
+            note_secret_early(ld, g, sink_secrets[k]);
+    }
+}
+
 static void load_root(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
     static const char *const keys[] = {"youtrack", "state_dir", "notify", "sinks", "log"};
     const char *state_dir;
 
+    note_secrets_early(ld, root);
     check_keys(ld, root, "", keys, sizeof(keys) / sizeof(keys[0]));
     load_youtrack(ld, root, c);
 
@@ -1002,15 +1508,21 @@ void conf_free(struct conf *conf)
         return;
     free(conf->path);
     free(conf->youtrack.url);
-    if (conf->youtrack.token) {
-        /* Not a guarantee (copies live elsewhere), but no stale token lingers in freed heap. */
-        memset(conf->youtrack.token, 0, strlen(conf->youtrack.token));
-        free(conf->youtrack.token);
-    }
+    secret_free(conf->youtrack.token);
     free(conf->youtrack.ca_file);
     free(conf->state_dir);
-    for (size_t i = 0; i < conf->n_sinks; i++)
-        free(conf->sinks[i].name);
+    for (size_t i = 0; i < conf->n_sinks; i++) {
+        struct conf_sink *s = &conf->sinks[i];
+        free(s->name);
+        for (size_t j = 0; j < s->n_projects; j++)
+            free(s->projects[j]);
+        free(s->projects);
+        secret_free(s->url);
+        secret_free(s->secret);
+        free(s->homeserver);
+        free(s->room);
+        secret_free(s->access_token);
+    }
     free(conf->sinks);
     free(conf);
 }
@@ -1058,6 +1570,9 @@ static int load_text(struct loader *ld, const char *text, size_t len, struct con
     c->notify.first_run = CONF_FIRST_RUN_BASELINE;
     c->notify.removal_confirmations = 2;
     c->notify.mass_removal_limit = 10;
+    c->notify.digest_threshold = 5;
+    c->notify.max_age = 86400;
+    c->notify.shutdown_grace = 10;
     c->log.level = LOGL_INFO;
     c->log.format = LOG_FORMAT_TEXT;
 

@@ -29,13 +29,38 @@ enum conf_first_run {
 
 enum conf_sink_type {
     CONF_SINK_STDOUT = 0,
+    CONF_SINK_SLACK,    /* Slack incoming webhook */
+    CONF_SINK_MATRIX,   /* Matrix room, client-server API */
+    CONF_SINK_WEBHOOK,  /* generic signed webhook */
+    CONF_SINK_HOOKSHOT, /* matrix-hookshot generic webhook */
 };
+
+/* "stdout", "slack", ... */
+const char *conf_sink_type_name(enum conf_sink_type t);
+
+/* Bits of conf_sink.events: 1u << enum change_kind (project.h), in that enum's order. */
+#define CONF_EVENTS_ALL 0x1fu
 
 struct conf_sink {
     char *name;
     enum conf_sink_type type;
-    enum log_format format; /* stdout: one text line or one JSON object per message */
-    int line;               /* where the sink was defined, for later messages */
+    int line; /* where the sink was defined, for later messages */
+    /* Routing (every type). */
+    unsigned events;   /* bit (1u << CHANGE_x); default CONF_EVENTS_ALL */
+    char **projects;   /* shortName glob patterns (fnmatch, case-insensitive); "!P" excludes; */
+    size_t n_projects; /* default one pattern "*" */
+    int alerts;        /* receives alerts (mass-removal hold, auth, broken sinks); default 1 */
+    /* stdout */
+    enum log_format format; /* one text line or one JSON object per message */
+    /* slack: webhook_url; webhook, hookshot: url. A secret (registered with the logger). */
+    char *url;
+    /* webhook: the HMAC-SHA256 key for X-Ytbridge-Signature-256; NULL: unsigned. A secret. */
+    char *secret;
+    /* matrix */
+    char *homeserver;   /* base URL, no trailing '/' */
+    char *room;         /* "!id:server" or "#alias:server" */
+    char *access_token; /* a secret */
+    int allow_insecure; /* plain http:// to a non-loopback host */
 };
 
 struct conf {
@@ -56,6 +81,12 @@ struct conf {
         enum conf_first_run first_run;
         int removal_confirmations; /* 1..100, default 2 */
         int mass_removal_limit;    /* 0..1000000, default 10; 0 holds every removal */
+        int digest_threshold;      /* 1..1000, default 5: more changes per sink and poll -> one
+                                      summary message */
+        int max_age;               /* seconds, 60..2592000, default 86400: older undelivered
+                                      messages are dead-lettered */
+        int shutdown_grace;        /* seconds, 0..300, default 10: in-flight deliveries on
+                                      SIGTERM */
     } notify;
     struct conf_sink *sinks; /* never empty after conf_load(): no "sinks" -> one stdout sink */
     size_t n_sinks;

@@ -88,6 +88,25 @@ void log_clear_secrets(void)
     n_secrets = 0;
 }
 
+/*
+ * A text cut short may end in the first bytes of a secret, which the full-length match cannot
+ * see: blank any such tail. Only for cut text, or every line ending in "https://" would be
+ * blanked once a secret URL is registered.
+ */
+static void blank_secret_prefix_tail(char *buf)
+{
+    size_t o = strlen(buf);
+    for (size_t i = 0; i < n_secrets; i++) {
+        size_t l = strlen(secrets[i]);
+        for (size_t k = (l - 1 < o ? l - 1 : o); k >= 4; k--) {
+            if (memcmp(buf + o - k, secrets[i], k) == 0) {
+                memset(buf + o - k, '*', k);
+                break;
+            }
+        }
+    }
+}
+
 void log_redact(char *dst, size_t dstlen, const char *src)
 {
     static const char mark[] = "[REDACTED]";
@@ -111,19 +130,8 @@ void log_redact(char *dst, size_t dstlen, const char *src)
         }
     }
     dst[o] = '\0';
-    /*
-     * A message cut short by a formatting buffer may end in the first bytes of a secret, which
-     * the full-length match above cannot see: blank any such tail.
-     */
-    for (size_t i = 0; i < n_secrets; i++) {
-        size_t l = strlen(secrets[i]);
-        for (size_t k = (l - 1 < o ? l - 1 : o); k >= 4; k--) {
-            if (memcmp(dst + o - k, secrets[i], k) == 0) {
-                memset(dst + o - k, '*', k);
-                break;
-            }
-        }
-    }
+    if (*src)
+        blank_secret_prefix_tail(dst);
 }
 
 /* Appends s to out (bounded), escaping for the format. */
@@ -156,8 +164,10 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...)
     int json = log_fmt == LOG_FORMAT_JSON;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof(msg))
+        blank_secret_prefix_tail(msg);
     log_redact(clean, sizeof(clean), msg);
 
     clock_gettime(CLOCK_REALTIME, &now);

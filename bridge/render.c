@@ -1,13 +1,46 @@
 /*
- * Rendering. Text output escapes control characters (a project name must not be able to move a
- * terminal's cursor or forge a second line); JSON output is built with jansson, which escapes.
+ * Rendering: a message -> the bytes one target receives. Every piece of YouTrack text (names,
+ * short names, ids, the URLs built from them) is hostile input, and this is the only module that
+ * escapes it (DESIGN.md, "Safety"):
+ *
+ * - stdout text: control characters, invalid UTF-8 and bidi overrides are shown as \xNN / \uNNNN,
+ *   so a name can neither drive a terminal nor forge a second line;
+ * - chat (Slack, Matrix, hookshot): the same characters become U+FFFD; Slack text is entity-escaped
+ *   (& first, then < >) inside mrkdwn objects with "verbatim": true, never with link_names;
+ *   Matrix HTML escapes & < > " ' and links only http(s) URLs; Matrix always sends
+ *   "m.mentions": {} and m.notice. Names are shortened for chat (CHAT_NAME_MAX) and every target
+ *   limit is enforced after escaping, cutting visibly on a character boundary;
+ * - JSON (stdout json, webhook): jansson escapes; invalid UTF-8 (which jansson refuses) becomes
+ *   U+FFFD, valid text passes through unchanged.
  */
 #include "render.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* reference/slack.md §5 and §17 rule 4: counted in code points, after escaping. */
+#define SLACK_TEXT_MAX     3000 /* per text object */
+#define SLACK_FALLBACK_MAX 4000 /* top-level "text" */
+#define SLACK_BLOCKS_MAX   50
+/* reference/matrix.md §6: hookshot's budget under the 64 KiB event limit, in bytes of JSON. */
+#define MATRIX_CONTENT_MAX 61440
+
+#define CHAT_NAME_MAX   250  /* code points of a name in chat (Slack: after escaping) */
+#define CHAT_KEY_MAX    50   /* code points of a short name in chat */
+#define CHAT_URL_MAX    1000 /* bytes; a longer project URL is not linked */
+#define DIGEST_LIST_MAX 100  /* changes listed in a chat digest; the rest is "… and N more" */
+#define TEXT_DIGEST_MAX 2000 /* bytes of a stdout text digest before "and N more" */
+
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
+#define INVALID  0x110000       /* utf8_decode(): not a valid sequence; one byte consumed */
+
+/* ---- a growing string ---- */
 
 struct sbuf {
     char *p;
@@ -41,132 +74,1078 @@ static void sb_puts(struct sbuf *b, const char *s)
     sb_putn(b, s, strlen(s));
 }
 
-/* Untrusted text: C0 controls, DEL and the C1 range (as UTF-8, U+0080..U+009F) are escaped. */
-static void sb_put_untrusted(struct sbuf *b, const char *s)
+static void sb_putz(struct sbuf *b, size_t v)
 {
-    char esc[8];
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\x%02x", *p);
-            sb_puts(b, esc);
-        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", p[1]);
-            sb_puts(b, esc);
-            p++;
-        } else {
-            sb_putn(b, (const char *)p, 1);
-        }
+    char num[32];
+    snprintf(num, sizeof(num), "%zu", v);
+    sb_puts(b, num);
+}
+
+/* Shortens to n bytes (n <= b->n). */
+static void sb_cut(struct sbuf *b, size_t n)
+{
+    if (b->p && n < b->n) {
+        b->n = n;
+        b->p[n] = '\0';
     }
 }
 
+/* Never NULL unless out of memory; the caller frees. */
 static char *sb_take(struct sbuf *b)
 {
     if (b->oom) {
         free(b->p);
+        b->p = NULL;
         return NULL;
     }
-    return b->p ? b->p : strdup("");
+    char *s = b->p ? b->p : strdup("");
+    b->p = NULL;
+    return s;
 }
 
-/* "Name (KEY)", with unknown parts left out. */
-static void put_project(struct sbuf *b, const struct project *p)
+static void sb_fini(struct sbuf *b)
 {
-    const char *name = p->name ? p->name : p->short_name ? p->short_name : p->id;
-    sb_put_untrusted(b, name);
-    if (p->short_name && p->name) {
-        sb_puts(b, " (");
-        sb_put_untrusted(b, p->short_name);
-        sb_puts(b, ")");
+    free(b->p);
+    *b = (struct sbuf){0};
+}
+
+/* ---- UTF-8 ---- */
+
+/*
+ * Decodes the code point at s (NUL-terminated). An invalid, overlong or truncated sequence, a
+ * surrogate or a value past U+10FFFF gives INVALID and consumes one byte. Returns bytes consumed.
+ */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+    unsigned c = s[0];
+    size_t n;
+    uint32_t v, min;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, v = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, v = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        *cp = INVALID;
+        return 1;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) { /* also stops at the NUL */
+            *cp = INVALID;
+            return 1;
+        }
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
+        *cp = INVALID;
+        return 1;
+    }
+    *cp = v;
+    return n;
+}
+
+/* Code points in s[0..n), n on a character boundary (text this module built: valid UTF-8). */
+static size_t utf8_count(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return k;
+}
+
+/*
+ * Characters a name must not carry into a message: C0 controls (a newline would forge a line),
+ * DEL, C1, the line/paragraph separators, and the bidi embeddings, overrides and isolates
+ * (U+202E would reverse the rest of the line). Plain right-to-left letters are fine.
+ */
+static int cp_unsafe(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == INVALID;
+}
+
+/* ---- escaping untrusted text ---- */
+
+enum esc {
+    ESC_TEXT,  /* stdout text: unsafe characters and invalid bytes as \xNN / \uNNNN */
+    ESC_PLAIN, /* chat plain text: unsafe characters as U+FFFD */
+    ESC_SLACK, /* Slack mrkdwn: & < > as entities, unsafe as U+FFFD */
+    ESC_HTML,  /* HTML text and attributes: & < > " ' as entities, unsafe as U+FFFD */
+};
+
+/*
+ * The escaped form of the character at s into out (>= 12 bytes). Returns its length in bytes;
+ * *in gets the bytes consumed, *cps the code points written.
+ */
+static size_t esc_one(enum esc e, const unsigned char *s, char *out, size_t *in, size_t *cps)
+{
+    uint32_t cp;
+    size_t n = utf8_decode(s, &cp);
+    const char *ent = NULL;
+
+    *in = n;
+    *cps = 1;
+    if (cp_unsafe(cp)) {
+        if (e == ESC_TEXT) {
+            int len = cp == INVALID || cp < 0x80
+                          ? snprintf(out, 12, "\\x%02x", cp == INVALID ? s[0] : (unsigned)cp)
+                          : snprintf(out, 12, "\\u%04x", (unsigned)cp);
+            *cps = (size_t)len;
+            return (size_t)len;
+        }
+        memcpy(out, "\xef\xbf\xbd", 3); /* U+FFFD */
+        return 3;
+    }
+    if (e == ESC_SLACK || e == ESC_HTML) {
+        if (cp == '&')
+            ent = "&amp;";
+        else if (cp == '<')
+            ent = "&lt;";
+        else if (cp == '>')
+            ent = "&gt;";
+        else if (e == ESC_HTML && cp == '"')
+            ent = "&quot;";
+        else if (e == ESC_HTML && cp == '\'')
+            ent = "&#39;";
+    }
+    if (ent) {
+        size_t len = strlen(ent);
+        memcpy(out, ent, len);
+        *cps = len;
+        return len;
+    }
+    memcpy(out, s, n);
+    return n;
+}
+
+/*
+ * Appends s escaped for e. With max > 0, at most max code points are written, counted after
+ * escaping for Slack (its limits are) and before escaping otherwise; a longer text is cut
+ * between characters and ends in "…". NULL appends nothing.
+ */
+static void put_esc(struct sbuf *b, const char *s, enum esc e, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char out[12];
+    size_t in, cps, total = 0, used = 0;
+
+    if (!s)
+        return;
+    if (max) {
+        for (size_t i = 0; p[i]; i += in) {
+            esc_one(e, p + i, out, &in, &cps);
+            total += e == ESC_SLACK ? cps : 1;
+        }
+    }
+    for (size_t i = 0; p[i]; i += in) {
+        size_t len = esc_one(e, p + i, out, &in, &cps);
+        size_t w = e == ESC_SLACK ? cps : 1;
+        if (max && total > max && used + w > max - 1) {
+            sb_puts(b, ELLIPSIS);
+            return;
+        }
+        sb_putn(b, out, len);
+        used += w;
     }
 }
 
-static void put_link(struct sbuf *b, const struct message *m, const struct project *p)
+/* Like put_esc() (no limit), but each '\n' of s becomes sep: for the bridge's own alert text. */
+static void put_esc_lines(struct sbuf *b, const char *s, enum esc e, const char *sep)
 {
-    char *url = youtrack_project_url(m->service_url, m->flavour, p);
+    for (const char *nl; s && *s; s = nl + 1) {
+        nl = strchr(s, '\n');
+        char *line = nl ? strndup(s, (size_t)(nl - s)) : strdup(s);
+        if (!line) {
+            b->oom = 1;
+            return;
+        }
+        put_esc(b, line, e, 0);
+        free(line);
+        if (!nl)
+            return;
+        sb_puts(b, sep);
+    }
+}
+
+/* A valid-UTF-8 copy of s for jansson (invalid bytes -> U+FFFD); caller frees. */
+static char *utf8_repair(const char *s)
+{
+    struct sbuf b = {0};
+    uint32_t cp;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_decode(p, &cp);
+        if (cp == INVALID)
+            sb_puts(&b, "\xef\xbf\xbd");
+        else
+            sb_putn(&b, (const char *)p, n);
+        p += n;
+    }
+    return sb_take(&b);
+}
+
+/* ---- what to show of a project ---- */
+
+static int nonempty(const char *s)
+{
+    return s && *s;
+}
+
+/* The name, else the short name, else the id: never NULL in a list. */
+static const char *shown_name(const struct project *p)
+{
+    return nonempty(p->name) ? p->name : nonempty(p->short_name) ? p->short_name : p->id;
+}
+
+/* The short name to show after the name, or NULL when unknown or already shown as the name. */
+static const char *shown_key(const struct project *p)
+{
+    return nonempty(p->name) && nonempty(p->short_name) ? p->short_name : NULL;
+}
+
+/*
+ * url made safe for Slack's <url|text> and an HTML attribute: only http(s), bytes outside the
+ * printable ASCII URL set (and | < > " ' \ ^ ` { }) percent-encoded. NULL when it is not
+ * linkable (or on ENOMEM, when b->oom is set).
+ */
+static char *safe_url(struct sbuf *oom, const char *url)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct sbuf b = {0};
+
+    if (!url || (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0))
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || strchr("|<>\"'\\^`{}", *p)) {
+            char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            sb_putn(&b, enc, 3);
+        } else {
+            sb_putn(&b, (const char *)p, 1);
+        }
+    }
+    if (b.oom)
+        oom->oom = 1;
+    if (b.oom || b.n > CHAT_URL_MAX) {
+        sb_fini(&b);
+        return NULL;
+    }
+    return sb_take(&b);
+}
+
+/* The project's page as safe_url() makes it, or NULL. */
+static char *project_link(struct sbuf *b, const struct message *m, const struct project *p)
+{
+    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
     if (!url) {
         b->oom = 1;
-        return;
+        return NULL;
     }
-    sb_puts(b, " ");
-    sb_put_untrusted(b, url);
+    char *safe = safe_url(b, url);
+    free(url);
+    return safe;
+}
+
+/* ---- one change, in each target's words ---- */
+
+enum style {
+    ST_TEXT,           /* stdout: "project created: Name (KEY) URL" */
+    ST_PLAIN,          /* Matrix body, hookshot text: "Project created: Name (KEY) URL" */
+    ST_SLACK,          /* Slack mrkdwn: ":new: *Project created*: <url|Name> (`KEY`)" */
+    ST_SLACK_FALLBACK, /* Slack top-level text: "Project created: Name (KEY)" */
+    ST_HTML, /* Matrix HTML: "<b>Project created</b>: <a href=…>Name</a> (<code>KEY</code>)" */
+};
+
+static const char *const kind_title[] = {"Project created", "Project renamed", "Project archived",
+                                         "Project unarchived", "Project removed"};
+static const char *const kind_short[] = {"Created", "Renamed", "Archived", "Unarchived", "Removed"};
+static const char *const kind_emoji[] = {
+    ":new:", ":pencil2:", ":file_cabinet:", ":outbox_tray:", ":wastebasket:"};
+
+static enum esc style_esc(enum style st)
+{
+    switch (st) {
+    case ST_TEXT:
+        return ESC_TEXT;
+    case ST_PLAIN:
+        return ESC_PLAIN;
+    case ST_SLACK:
+    case ST_SLACK_FALLBACK:
+        return ESC_SLACK;
+    case ST_HTML:
+        return ESC_HTML;
+    }
+    return ESC_TEXT;
+}
+
+/* "Name (KEY)", linked where the style links and url is not NULL. */
+static void put_project(struct sbuf *b, enum style st, const struct project *p, const char *url)
+{
+    enum esc e = style_esc(st);
+    size_t name_max = st == ST_TEXT ? 0 : CHAT_NAME_MAX;
+    size_t key_max = st == ST_TEXT ? 0 : CHAT_KEY_MAX;
+    const char *key = shown_key(p);
+
+    if (url && st == ST_SLACK) {
+        sb_puts(b, "<");
+        put_esc(b, url, ESC_SLACK, 0);
+        sb_puts(b, "|");
+        put_esc(b, shown_name(p), e, name_max);
+        sb_puts(b, ">");
+    } else if (url && st == ST_HTML) {
+        sb_puts(b, "<a href=\"");
+        put_esc(b, url, ESC_HTML, 0);
+        sb_puts(b, "\">");
+        put_esc(b, shown_name(p), e, name_max);
+        sb_puts(b, "</a>");
+    } else {
+        put_esc(b, shown_name(p), e, name_max);
+    }
+    if (!key)
+        return;
+    sb_puts(b, st == ST_SLACK ? " (`" : st == ST_HTML ? " (<code>" : " (");
+    put_esc(b, key, e, key_max);
+    sb_puts(b, st == ST_SLACK ? "`)" : st == ST_HTML ? "</code>)" : ")");
+}
+
+/*
+ * One change. digest: the shorter form used for a line of a digest. Renames link the new name
+ * only (a legacy project's old page is gone); removals link nothing.
+ */
+static void put_change(struct sbuf *b, const struct message *m, const struct change *c,
+                       enum style st, int digest)
+{
+    const struct project *shown = c->after ? c->after : c->before;
+    char *url = NULL;
+
+    switch (st) {
+    case ST_TEXT:
+        if (!digest)
+            sb_puts(b, "project ");
+        sb_puts(b, change_kind_name(c->kind));
+        sb_puts(b, ": ");
+        break;
+    case ST_SLACK:
+        sb_puts(b, kind_emoji[c->kind]);
+        sb_puts(b, digest ? " " : " *");
+        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        sb_puts(b, digest ? ": " : "*: ");
+        break;
+    case ST_HTML:
+        sb_puts(b, digest ? "" : "<b>");
+        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        sb_puts(b, digest ? ": " : "</b>: ");
+        break;
+    case ST_PLAIN:
+    case ST_SLACK_FALLBACK:
+        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        sb_puts(b, ": ");
+        break;
+    }
+
+    if (c->kind != CHANGE_REMOVED && c->after && st != ST_TEXT && st != ST_SLACK_FALLBACK)
+        url = project_link(b, m, c->after);
+
+    if (c->kind == CHANGE_RENAMED && c->before && c->after) {
+        put_project(b, st, c->before, NULL);
+        sb_puts(b, st == ST_TEXT ? " -> " : " \xe2\x86\x92 "); /* U+2192 */
+        put_project(b, st, c->after, url);
+    } else {
+        put_project(b, st, shown, url);
+    }
+
+    if (st == ST_TEXT && c->after) {
+        /* Today's stdout format: the raw link, escaped like the rest of the line. */
+        char *raw =
+            youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, c->after);
+        if (!raw) {
+            b->oom = 1;
+        } else {
+            sb_puts(b, " ");
+            put_esc(b, raw, ESC_TEXT, 0);
+            free(raw);
+        }
+    } else if (st == ST_PLAIN && url) {
+        sb_puts(b, " ");
+        sb_puts(b, url);
+    }
     free(url);
 }
 
-char *render_text(const struct message *m)
+/* "2 created, 1 renamed, 4 removed" (kinds with no change are left out). */
+static void put_counts(struct sbuf *b, const struct message *m)
+{
+    size_t n[5] = {0};
+    int first = 1;
+    for (size_t i = 0; i < m->n_changes; i++)
+        if ((unsigned)m->digest[i]->kind < 5)
+            n[m->digest[i]->kind]++;
+    for (int k = 0; k < 5; k++) {
+        if (!n[k])
+            continue;
+        sb_puts(b, first ? "" : ", ");
+        sb_putz(b, n[k]);
+        sb_puts(b, " ");
+        sb_puts(b, change_kind_name((enum change_kind)k));
+        first = 0;
+    }
+}
+
+/* "7 project changes" */
+static void put_digest_title(struct sbuf *b, const struct message *m)
+{
+    sb_putz(b, m->n_changes);
+    sb_puts(b, m->n_changes == 1 ? " project change" : " project changes");
+}
+
+/* "Now tracking 12 projects on " (now: "Now" or "now"; pre/post around the number). */
+static void put_tracking(struct sbuf *b, const struct message *m, const char *now, const char *pre,
+                         const char *post)
+{
+    sb_puts(b, now);
+    sb_puts(b, " tracking ");
+    sb_puts(b, pre);
+    sb_putz(b, m->count);
+    sb_puts(b, post);
+    sb_puts(b, m->count == 1 ? " project on " : " projects on ");
+}
+
+/* How many digest lines a chat target lists. */
+static size_t digest_listed(const struct message *m)
+{
+    return m->n_changes < DIGEST_LIST_MAX ? m->n_changes : DIGEST_LIST_MAX;
+}
+
+/* ---- RENDER_TEXT ---- */
+
+static char *render_text(const struct message *m)
 {
     struct sbuf b = {0};
-    char num[32];
 
     switch (m->kind) {
     case MESSAGE_BASELINE:
-        snprintf(num, sizeof(num), "%zu", m->count);
-        sb_puts(&b, "now tracking ");
-        sb_puts(&b, num);
-        sb_puts(&b, m->count == 1 ? " project on " : " projects on ");
-        sb_put_untrusted(&b, m->service_url);
+        put_tracking(&b, m, "now", "", "");
+        put_esc(&b, m->service_url, ESC_TEXT, 0);
         break;
     case MESSAGE_ALERT:
         sb_puts(&b, "alert: ");
-        sb_put_untrusted(&b, m->text);
+        put_esc(&b, m->text, ESC_TEXT, 0);
         break;
-    case MESSAGE_CHANGE: {
-        const struct change *c = m->change;
-        sb_puts(&b, "project ");
-        sb_puts(&b, change_kind_name(c->kind));
-        sb_puts(&b, ": ");
-        if (c->kind == CHANGE_RENAMED) {
-            put_project(&b, c->before);
-            sb_puts(&b, " -> ");
-            put_project(&b, c->after);
-        } else {
-            put_project(&b, c->after ? c->after : c->before);
+    case MESSAGE_CHANGE:
+        put_change(&b, m, m->change, ST_TEXT, 0);
+        break;
+    case MESSAGE_DIGEST: {
+        size_t i;
+        sb_putz(&b, m->n_changes);
+        sb_puts(&b, m->n_changes == 1 ? " change: " : " changes: ");
+        put_counts(&b, m);
+        sb_puts(&b, " \xe2\x80\x94 "); /* U+2014 */
+        for (i = 0; i < m->n_changes; i++) {
+            size_t mark = b.n;
+            if (i)
+                sb_puts(&b, "; ");
+            put_change(&b, m, m->digest[i], ST_TEXT, 1);
+            /* Room is kept for "; and N more"; the first change is always shown whole. */
+            if (i && b.n + 32 > TEXT_DIGEST_MAX) {
+                sb_cut(&b, mark);
+                break;
+            }
         }
-        if (c->after)
-            put_link(&b, m, c->after);
+        if (i < m->n_changes) {
+            sb_puts(&b, "; and ");
+            sb_putz(&b, m->n_changes - i);
+            sb_puts(&b, " more");
+        }
         break;
     }
     }
     return sb_take(&b);
 }
 
-static json_t *project_json(const struct message *m, const struct project *p)
+/* ---- JSON helpers ---- */
+
+/* A JSON string of untrusted text, null for NULL; NULL on ENOMEM. */
+static json_t *jstr(const char *s)
 {
-    char *url = youtrack_project_url(m->service_url, m->flavour, p);
-    json_t *o =
-        json_pack("{s:s, s:s?, s:s?, s:o, s:s?}", "id", p->id, "shortName", p->short_name, "name",
-                  p->name, "archived",
-                  p->archived == TRI_UNKNOWN ? json_null() : json_boolean(p->archived), "url", url);
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    /* jansson refuses invalid UTF-8: keep what can be kept. */
+    char *fixed = utf8_repair(s);
+    if (!fixed)
+        return NULL;
+    j = json_string(fixed);
+    free(fixed);
+    return j;
+}
+
+/* Sets o[key] = v, stealing v; a NULL v or o records ENOMEM in *err. */
+static void jset(int *err, json_t *o, const char *key, json_t *v)
+{
+    if (!v || !o || json_object_set_new(o, key, v) != 0)
+        *err = 1;
+}
+
+static json_t *jtri(signed char t)
+{
+    return t == TRI_UNKNOWN ? json_null() : json_boolean(t == TRI_YES);
+}
+
+/* Serialises and frees o; NULL on ENOMEM (or when o is NULL or err is set). */
+static char *jdump(json_t *o, int err)
+{
+    char *s = NULL;
+    if (o && !err)
+        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+/* ---- RENDER_JSON (stdout) ---- */
+
+/* {"id","shortName","name","archived","url"}: the stdout shape integration tests read. */
+static json_t *stdout_project(int *err, const struct message *m, const struct project *p)
+{
+    json_t *o = json_object();
+    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    jset(err, o, "id", jstr(p->id));
+    jset(err, o, "shortName", jstr(p->short_name));
+    jset(err, o, "name", jstr(p->name));
+    jset(err, o, "archived", jtri(p->archived));
+    jset(err, o, "url", url ? jstr(url) : NULL);
     free(url);
     return o;
 }
 
-char *render_json(const struct message *m)
+static json_t *stdout_change(int *err, const struct message *m, const struct change *c)
 {
-    json_t *o = NULL;
-    char event[32];
+    json_t *o = json_object();
+    jset(err, o, "event", json_string(render_event_name(&(struct message){.change = c})));
+    jset(err, o, "project", stdout_project(err, m, c->after ? c->after : c->before));
+    if (c->before)
+        jset(err, o, "previous", stdout_project(err, m, c->before));
+    return o;
+}
+
+static char *render_json(const struct message *m)
+{
+    json_t *o = json_object();
+    int err = 0;
 
     switch (m->kind) {
     case MESSAGE_BASELINE:
-        o = json_pack("{s:s, s:I, s:s}", "event", "baseline", "count", (json_int_t)m->count,
-                      "youtrack", m->service_url);
+        jset(&err, o, "event", json_string("baseline"));
+        jset(&err, o, "count", json_integer((json_int_t)m->count));
+        jset(&err, o, "youtrack", jstr(m->service_url));
         break;
     case MESSAGE_ALERT:
-        o = json_pack("{s:s, s:s, s:I, s:s}", "event", "alert", "kind", m->alert, "count",
-                      (json_int_t)m->count, "message", m->text);
+        jset(&err, o, "event", json_string("alert"));
+        jset(&err, o, "kind", jstr(m->alert));
+        jset(&err, o, "count", json_integer((json_int_t)m->count));
+        jset(&err, o, "message", jstr(m->text));
         break;
-    case MESSAGE_CHANGE: {
-        const struct change *c = m->change;
-        snprintf(event, sizeof(event), "project.%s", change_kind_name(c->kind));
-        o = json_pack("{s:s, s:o}", "event", event, "project",
-                      project_json(m, c->after ? c->after : c->before));
-        if (o && c->before)
-            json_object_set_new(o, "previous", project_json(m, c->before));
+    case MESSAGE_CHANGE:
+        json_decref(o);
+        o = stdout_change(&err, m, m->change);
+        break;
+    case MESSAGE_DIGEST: {
+        json_t *a = json_array();
+        jset(&err, o, "event", json_string("digest"));
+        jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
+        for (size_t i = 0; i < m->n_changes && !err; i++)
+            if (json_array_append_new(a, stdout_change(&err, m, m->digest[i])) != 0)
+                err = 1;
+        jset(&err, o, "changes", a);
         break;
     }
     }
-    if (!o)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return s;
+    return jdump(o, err);
+}
+
+/* ---- RENDER_WEBHOOK ---- */
+
+static json_t *webhook_project(int *err, const struct message *m, const struct project *p)
+{
+    json_t *o = json_object();
+    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    jset(err, o, "id", jstr(p->id));
+    jset(err, o, "shortName", jstr(p->short_name));
+    jset(err, o, "name", jstr(p->name));
+    jset(err, o, "archived", jtri(p->archived));
+    jset(err, o, "description", jstr(p->description));
+    if (p->leader_login || p->leader_name) {
+        json_t *l = json_object();
+        jset(err, l, "login", jstr(p->leader_login));
+        jset(err, l, "name", jstr(p->leader_name));
+        jset(err, o, "leader", l);
+    } else {
+        jset(err, o, "leader", json_null());
+    }
+    jset(err, o, "url", url ? jstr(url) : NULL);
+    free(url);
+    return o;
+}
+
+/* Into o: "project" (the current values; the last known ones for a removal) and "previous"
+ * (the values before a rename, archive or unarchive). */
+static void webhook_change(int *err, json_t *o, const struct message *m, const struct change *c)
+{
+    if (c->after) {
+        jset(err, o, "project", webhook_project(err, m, c->after));
+        if (c->before)
+            jset(err, o, "previous", webhook_project(err, m, c->before));
+    } else if (c->before) {
+        jset(err, o, "project", webhook_project(err, m, c->before));
+    }
+}
+
+static char *render_webhook(const struct message *m)
+{
+    json_t *o = json_object();
+    int err = 0;
+    char when[32];
+    struct tm tm;
+    time_t t = (time_t)m->occurred_at;
+
+    jset(&err, o, "id", jstr(m->id));
+    jset(&err, o, "event", json_string(render_event_name(m)));
+    if (gmtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+        jset(&err, o, "occurred_at", json_string(when));
+    else
+        jset(&err, o, "occurred_at", json_null());
+    jset(&err, o, "youtrack", jstr(m->service_url));
+
+    switch (m->kind) {
+    case MESSAGE_CHANGE:
+        webhook_change(&err, o, m, m->change);
+        break;
+    case MESSAGE_DIGEST: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < m->n_changes && !err; i++) {
+            const struct change *c = m->digest[i];
+            json_t *e = json_object();
+            jset(&err, e, "event", json_string(render_event_name(&(struct message){.change = c})));
+            webhook_change(&err, e, m, c);
+            if (json_array_append_new(a, e) != 0)
+                err = 1;
+        }
+        jset(&err, o, "changes", a);
+        break;
+    }
+    case MESSAGE_BASELINE:
+        jset(&err, o, "count", json_integer((json_int_t)m->count));
+        break;
+    case MESSAGE_ALERT:
+        jset(&err, o, "kind", jstr(m->alert));
+        jset(&err, o, "count", json_integer((json_int_t)m->count));
+        jset(&err, o, "message", jstr(m->text));
+        break;
+    }
+    return jdump(o, err);
+}
+
+/* ---- RENDER_SLACK ---- */
+
+/*
+ * Cuts Slack mrkdwn that this module built to at most max code points, ending in "…". The cut
+ * never falls inside an entity (&amp;) or a link (<url|text>): in our text every '&' starts an
+ * entity and every '<' a link, because YouTrack's own are escaped.
+ */
+static void slack_fit(struct sbuf *b, size_t max)
+{
+    size_t cps = 0, safe = 0;
+    int in_ent = 0, in_link = 0;
+
+    if (!b->p || utf8_count(b->p, b->n) <= max)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        unsigned char c = (unsigned char)b->p[i];
+        if ((c & 0xc0) == 0x80)
+            continue;
+        if (!in_ent && !in_link) {
+            if (cps + 1 > max) /* room for the "…" */
+                break;
+            safe = i;
+        }
+        cps++;
+        if (c == '&')
+            in_ent = 1;
+        else if (c == ';')
+            in_ent = 0;
+        else if (c == '<')
+            in_link = 1;
+        else if (c == '>')
+            in_link = 0;
+    }
+    sb_cut(b, safe);
+    sb_puts(b, ELLIPSIS);
+}
+
+/* Appends {"type":"section","text":{"type":"mrkdwn","text":…,"verbatim":true}}. */
+static void slack_section(int *err, json_t *blocks, struct sbuf *text)
+{
+    if (text->oom) {
+        *err = 1;
+        return;
+    }
+    slack_fit(text, SLACK_TEXT_MAX);
+    json_t *t = json_pack("{s:s, s:s%, s:b}", "type", "mrkdwn", "text", text->p ? text->p : "",
+                          text->n, "verbatim", 1);
+    json_t *s = t ? json_pack("{s:s, s:o}", "type", "section", "text", t) : NULL;
+    if (!s || json_array_append_new(blocks, s) != 0)
+        *err = 1;
+}
+
+static char *render_slack(const struct message *m)
+{
+    struct sbuf text = {0}, fb = {0};
+    json_t *blocks = json_array();
+    int err = 0;
+
+    switch (m->kind) {
+    case MESSAGE_CHANGE:
+        put_change(&text, m, m->change, ST_SLACK, 0);
+        slack_section(&err, blocks, &text);
+        put_change(&fb, m, m->change, ST_SLACK_FALLBACK, 0);
+        break;
+    case MESSAGE_DIGEST: {
+        size_t listed = digest_listed(m), i, nblocks = 1;
+        sb_puts(&text, "*");
+        put_digest_title(&text, m);
+        sb_puts(&text, "*: ");
+        put_counts(&text, m);
+        slack_section(&err, blocks, &text);
+        put_digest_title(&fb, m);
+        sb_puts(&fb, ": ");
+        put_counts(&fb, m);
+
+        /* Lines packed into sections of <= SLACK_TEXT_MAX code points; one block is kept for
+         * "… and N more". A line itself stays far below the limit (names are capped). */
+        sb_cut(&text, 0);
+        for (i = 0; i < listed && !err; i++) {
+            struct sbuf line = {0};
+            put_change(&line, m, m->digest[i], ST_SLACK, 1);
+            if (line.oom) {
+                err = 1;
+            } else if (text.n && utf8_count(text.p, text.n) + 1 + utf8_count(line.p, line.n) >
+                                     SLACK_TEXT_MAX) {
+                if (nblocks + 1 >= SLACK_BLOCKS_MAX - 1) {
+                    sb_fini(&line);
+                    break;
+                }
+                slack_section(&err, blocks, &text);
+                nblocks++;
+                sb_cut(&text, 0);
+            }
+            if (text.n)
+                sb_puts(&text, "\n");
+            sb_putn(&text, line.p, line.n);
+            sb_fini(&line);
+        }
+        if (text.n) {
+            slack_section(&err, blocks, &text);
+            nblocks++;
+        }
+        if (i < m->n_changes) {
+            sb_cut(&text, 0);
+            sb_puts(&text, ELLIPSIS " and ");
+            sb_putz(&text, m->n_changes - i);
+            sb_puts(&text, " more");
+            slack_section(&err, blocks, &text);
+        }
+        break;
+    }
+    case MESSAGE_BASELINE: {
+        char *url = safe_url(&text, m->service_url);
+        put_tracking(&text, m, ":eyes: Now", "*", "*");
+        if (url) {
+            sb_puts(&text, "<");
+            put_esc(&text, url, ESC_SLACK, 0);
+            sb_puts(&text, ">");
+        } else {
+            put_esc(&text, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
+        }
+        slack_section(&err, blocks, &text);
+        put_tracking(&fb, m, "Now", "", "");
+        put_esc(&fb, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
+        free(url);
+        break;
+    }
+    case MESSAGE_ALERT:
+        sb_puts(&text, ":warning: ");
+        put_esc_lines(&text, m->text, ESC_SLACK, "\n");
+        slack_section(&err, blocks, &text);
+        sb_puts(&fb, "Alert: ");
+        put_esc_lines(&fb, m->text, ESC_SLACK, "\n");
+        break;
+    }
+
+    json_t *o = NULL;
+    if (!err && !fb.oom) {
+        slack_fit(&fb, SLACK_FALLBACK_MAX);
+        /* Never link_names: "@here" and "#general" must stay text (reference/slack.md §4). */
+        o = json_pack("{s:s%, s:O, s:b, s:b}", "text", fb.p ? fb.p : "", fb.n, "blocks", blocks,
+                      "unfurl_links", 0, "unfurl_media", 0);
+    }
+    json_decref(blocks);
+    sb_fini(&text);
+    sb_fini(&fb);
+    return jdump(o, err);
+}
+
+/* ---- RENDER_MATRIX, RENDER_HOOKSHOT ---- */
+
+/* The plain text (Matrix body, hookshot text) and the HTML of a chat message. */
+static void render_chat(const struct message *m, size_t listed, struct sbuf *plain,
+                        struct sbuf *html)
+{
+    switch (m->kind) {
+    case MESSAGE_CHANGE:
+        put_change(plain, m, m->change, ST_PLAIN, 0);
+        put_change(html, m, m->change, ST_HTML, 0);
+        break;
+    case MESSAGE_DIGEST: {
+        put_digest_title(plain, m);
+        sb_puts(plain, ": ");
+        put_counts(plain, m);
+        sb_puts(html, "<p><b>");
+        put_digest_title(html, m);
+        sb_puts(html, "</b>: ");
+        put_counts(html, m);
+        sb_puts(html, "</p><ul>");
+        for (size_t i = 0; i < listed; i++) {
+            sb_puts(plain, "\n\xe2\x80\xa2 "); /* U+2022 */
+            put_change(plain, m, m->digest[i], ST_PLAIN, 1);
+            sb_puts(html, "<li>");
+            put_change(html, m, m->digest[i], ST_HTML, 1);
+            sb_puts(html, "</li>");
+        }
+        sb_puts(html, "</ul>");
+        if (listed < m->n_changes) {
+            sb_puts(plain, "\n" ELLIPSIS " and ");
+            sb_putz(plain, m->n_changes - listed);
+            sb_puts(plain, " more");
+            sb_puts(html, "<p>" ELLIPSIS " and ");
+            sb_putz(html, m->n_changes - listed);
+            sb_puts(html, " more</p>");
+        }
+        break;
+    }
+    case MESSAGE_BASELINE: {
+        char *url = safe_url(plain, m->service_url);
+        put_tracking(plain, m, "Now", "", "");
+        put_esc(plain, m->service_url, ESC_PLAIN, 0);
+        put_tracking(html, m, "Now", "<b>", "</b>");
+        if (url) {
+            sb_puts(html, "<a href=\"");
+            put_esc(html, url, ESC_HTML, 0);
+            sb_puts(html, "\">");
+            put_esc(html, m->service_url, ESC_HTML, 0);
+            sb_puts(html, "</a>");
+        } else {
+            put_esc(html, m->service_url, ESC_HTML, 0);
+        }
+        free(url);
+        break;
+    }
+    case MESSAGE_ALERT:
+        /* Trusted, but it may quote names: escaped like the rest; its newlines are kept. */
+        sb_puts(plain, "Alert: ");
+        put_esc_lines(plain, m->text, ESC_PLAIN, "\n");
+        sb_puts(html, "<b>Alert</b>: ");
+        put_esc_lines(html, m->text, ESC_HTML, "<br>");
+        break;
+    }
+}
+
+/* The content object: Matrix (with or without the HTML) or hookshot. */
+static json_t *chat_json(int hookshot, const struct sbuf *plain, const struct sbuf *html)
+{
+    const char *p = plain->p ? plain->p : "", *h = html && html->p ? html->p : "";
+    size_t pn = plain->p ? plain->n : 0, hn = html && html->p ? html->n : 0;
+    if (hookshot)
+        return json_pack("{s:s%, s:s%}", "text", p, pn, "html", h, hn);
+    if (html)
+        return json_pack("{s:s, s:s%, s:s, s:s%, s:{}}", "msgtype", "m.notice", "body", p, pn,
+                         "format", "org.matrix.custom.html", "formatted_body", h, hn, "m.mentions");
+    return json_pack("{s:s, s:s%, s:{}}", "msgtype", "m.notice", "body", p, pn, "m.mentions");
+}
+
+/*
+ * Bytes the character at s (n bytes, from text render_chat() made: valid UTF-8, no control
+ * character but '\n') adds to the serialized plain text, plus, with html, to its HTML copy.
+ */
+static size_t chat_cost(const char *s, size_t n, int html)
+{
+    size_t c = *s == '"' || *s == '\\' || *s == '\n' ? 2 : (unsigned char)*s < 0x20 ? 6 : n;
+    if (html) {
+        switch (*s) {
+        case '\n':
+            return c + 4; /* <br> */
+        case '&':
+        case '\'':
+            return c + 5;
+        case '<':
+        case '>':
+            return c + 4;
+        case '"':
+            return c + 6;
+        default:
+            return c + c;
+        }
+    }
+    return c;
+}
+
+/*
+ * Shortens plain so that the content fits in MATRIX_CONTENT_MAX bytes with "… (truncated)"
+ * appended; for hookshot html becomes the escaped copy of the shortened text. budget_cut lowers
+ * the budget further (for a retry). Returns 0 or -ENOMEM.
+ */
+static const char truncated_mark[] = ELLIPSIS " (truncated)";
+
+static int chat_cut(int hookshot, struct sbuf *plain, struct sbuf *html, size_t budget_cut)
+{
+    const size_t mark_len = sizeof(truncated_mark) - 1;
+    struct sbuf empty = {0};
+    json_t *o = chat_json(hookshot, &empty, hookshot ? &empty : NULL);
+    char *skel = jdump(o, !o);
+    if (!skel)
+        return -ENOMEM;
+    /* The mark has no character either escaping changes. */
+    size_t fixed = strlen(skel) + (hookshot ? 2 : 1) * mark_len + budget_cut;
+    size_t budget = MATRIX_CONTENT_MAX > fixed ? MATRIX_CONTENT_MAX - fixed : 0, used = 0, i = 0;
+    free(skel);
+
+    while (i < plain->n) {
+        size_t n = 1;
+        while (i + n < plain->n && ((unsigned char)plain->p[i + n] & 0xc0) == 0x80)
+            n++;
+        size_t c = chat_cost(plain->p + i, n, hookshot);
+        if (used + c > budget)
+            break;
+        used += c;
+        i += n;
+    }
+    sb_cut(plain, i);
+    sb_puts(plain, truncated_mark);
+    if (hookshot) {
+        sb_fini(html);
+        put_esc_lines(html, plain->p, ESC_HTML, "<br>");
+    }
+    return plain->oom || html->oom ? -ENOMEM : 0;
+}
+
+/* The content as JSON; NULL on ENOMEM. */
+static char *chat_dump(int hookshot, const struct sbuf *plain, const struct sbuf *html)
+{
+    json_t *o = chat_json(hookshot, plain, html);
+    return jdump(o, !o);
+}
+
+/*
+ * Builds the content and shrinks it to MATRIX_CONTENT_MAX bytes of JSON (reference/matrix.md §6).
+ * A digest first lists fewer changes ("… and N more" grows), keeping the HTML. Then, as hookshot
+ * does: the HTML goes, then the plain text is cut. For hookshot, a body without "html" would be
+ * rendered as Markdown (a name like [x](https://evil) would become a link), so there the HTML is
+ * replaced by the escaped plain text rather than left out.
+ */
+static char *render_matrix_like(const struct message *m, int hookshot)
+{
+    struct sbuf plain = {0}, html = {0};
+    size_t listed = digest_listed(m), budget_cut = 0, len = 0;
+    char *out = NULL;
+    int with_html = 1, cut = 0;
+
+    for (;;) {
+        render_chat(m, listed, &plain, &html);
+        if (plain.oom || html.oom)
+            goto out;
+        out = chat_dump(hookshot, &plain, &html);
+        if (!out)
+            goto out;
+        len = strlen(out);
+        if (len <= MATRIX_CONTENT_MAX || m->kind != MESSAGE_DIGEST || listed <= 1)
+            break;
+        /* Scale the list down to what fits (at least one fewer); a few rounds at most. */
+        size_t fit = (size_t)((double)listed * MATRIX_CONTENT_MAX / (double)len);
+        listed = fit < listed ? (fit ? fit : 1) : listed - 1;
+        free(out);
+        out = NULL;
+        sb_fini(&plain);
+        sb_fini(&html);
+    }
+    for (int round = 0; round < 8 && len > MATRIX_CONTENT_MAX; round++) {
+        size_t over = len - MATRIX_CONTENT_MAX;
+        free(out);
+        out = NULL;
+        if (!hookshot && with_html) {
+            with_html = 0;
+        } else {
+            /* chat_cost() is exact for text render_chat() made; a retry is a safety net. */
+            if (cut) {
+                budget_cut += over;
+                sb_cut(&plain, plain.n - (sizeof(truncated_mark) - 1));
+            }
+            cut = 1;
+            if (chat_cut(hookshot, &plain, &html, budget_cut) != 0)
+                goto out;
+        }
+        out = chat_dump(hookshot, &plain, with_html ? &html : NULL);
+        if (!out)
+            goto out;
+        len = strlen(out);
+    }
+    if (len > MATRIX_CONTENT_MAX) { /* cannot happen: chat_cut() leaves room */
+        free(out);
+        out = NULL;
+    }
+out:
+    sb_fini(&plain);
+    sb_fini(&html);
+    return out;
+}
+
+/* ---- entry points ---- */
+
+const char *render_event_name(const struct message *m)
+{
+    static const char *const changes[] = {"project.created", "project.renamed", "project.archived",
+                                          "project.unarchived", "project.removed"};
+    switch (m->kind) {
+    case MESSAGE_CHANGE:
+        return changes[m->change->kind];
+    case MESSAGE_DIGEST:
+        return "digest";
+    case MESSAGE_BASELINE:
+        return "baseline";
+    case MESSAGE_ALERT:
+        return "alert";
+    }
+    return "unknown";
+}
+
+char *render(enum render_target t, const struct message *m)
+{
+    switch (t) {
+    case RENDER_TEXT:
+        return render_text(m);
+    case RENDER_JSON:
+        return render_json(m);
+    case RENDER_SLACK:
+        return render_slack(m);
+    case RENDER_MATRIX:
+        return render_matrix_like(m, 0);
+    case RENDER_WEBHOOK:
+        return render_webhook(m);
+    case RENDER_HOOKSHOT:
+        return render_matrix_like(m, 1);
+    }
+    return NULL;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "jscan.h"
+#include "outbox.h"
 #include "log.h"
 
 #define SNAPSHOT_NAME "snapshot.json"
@@ -29,7 +30,11 @@ struct state {
     char *dir;
     int dir_fd;
     int lock_fd;
+    int journal_fd; /* outbox.jsonl, O_APPEND; -1 until state_journal_load() */
 };
+
+#define JOURNAL_NAME    "outbox.jsonl"
+#define DEADLETTER_NAME "deadletter.jsonl"
 
 void snapshot_fini(struct snapshot *s)
 {
@@ -46,7 +51,7 @@ int state_open(struct state **out, const char *dir, char *err, size_t errlen)
 
     if (!st)
         return -ENOMEM;
-    st->dir_fd = st->lock_fd = -1;
+    st->dir_fd = st->lock_fd = st->journal_fd = -1;
     st->dir = strdup(dir);
     if (!st->dir) {
         r = -ENOMEM;
@@ -101,6 +106,8 @@ void state_close(struct state *st)
 {
     if (!st)
         return;
+    if (st->journal_fd >= 0)
+        close(st->journal_fd);
     if (st->lock_fd >= 0)
         close(st->lock_fd);
     if (st->dir_fd >= 0)
@@ -160,6 +167,14 @@ int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char
                 if (youtrack_flavour_parse(name, &s.flavour) != 0)
                     s.flavour = YOUTRACK_UNKNOWN;
             }
+        } else if (jscan_key_is(k, kl, "epoch") && jscan_peek(&js) == JSCAN_STRING) {
+            r = jscan_string(&js, &str, &n);
+            if (!r)
+                snprintf(s.epoch, sizeof(s.epoch), "%.*s", (int)(n < 16 ? n : 16), str);
+        } else if (jscan_key_is(k, kl, "generation") && jscan_peek(&js) == JSCAN_NUMBER) {
+            int64_t g;
+            r = jscan_int(&js, &g);
+            s.generation = g > 0 ? (uint64_t)g : 0;
         } else if (jscan_key_is(k, kl, "saved_at") && jscan_peek(&js) == JSCAN_NUMBER) {
             r = jscan_int(&js, &s.saved_at);
         } else {
@@ -398,8 +413,10 @@ int state_save(struct state *st, const struct snapshot *s, int64_t now, char *er
         snprintf(err, errlen, "cannot create %s/%s: %s", st->dir, tmp, strerror(errno));
         goto out;
     }
-    head = json_pack("{s:i, s:I, s:s?, s:s}", "format", STATE_FORMAT, "saved_at", (json_int_t)now,
-                     "youtrack", s->youtrack, "flavour", youtrack_flavour_name(s->flavour));
+    head = json_pack("{s:i, s:I, s:s?, s:s, s:s, s:I}", "format", STATE_FORMAT, "saved_at",
+                     (json_int_t)now, "youtrack", s->youtrack, "flavour",
+                     youtrack_flavour_name(s->flavour), "epoch", s->epoch, "generation",
+                     (json_int_t)s->generation);
     head_text = head ? json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (!head_text)
         goto fail_unlink;
@@ -447,5 +464,290 @@ out:
     free(w);
     free(head_text);
     json_decref(head);
+    return r;
+}
+
+/* ---- the outbox journal ---- */
+
+/* Appends to the journal, creating it on first use (a bridge that never queued has none). */
+static int append_durably(struct state *st, const char *buf, size_t len)
+{
+    if (st->journal_fd < 0) {
+        st->journal_fd =
+            openat(st->dir_fd, JOURNAL_NAME, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (st->journal_fd < 0)
+            return -errno;
+        if (fsync(st->dir_fd) != 0)
+            return -errno;
+    }
+    int r = write_all(st->journal_fd, buf, len);
+    if (!r && fdatasync(st->journal_fd) != 0)
+        r = -errno;
+    return r;
+}
+
+/* One "add" line (with its newline) for e; NULL on ENOMEM. */
+static char *add_line(const struct outbox_entry *e)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I, s:s}", "op", "add", "gen",
+                          (json_int_t)e->gen, "id", e->id, "sink", e->sink, "event", e->event,
+                          "created", (json_int_t)e->created, "body", e->body);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
+    json_decref(o);
+    char *line = NULL;
+    if (text && asprintf(&line, "%s\n", text) < 0)
+        line = NULL;
+    free(text);
+    return line;
+}
+
+/* Writes n entries as "add" lines into the already open fd. */
+static int write_adds(int fd, struct outbox_entry *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *line = add_line(v[i]);
+        if (!line)
+            return -ENOMEM;
+        int r = write_all(fd, line, strlen(line));
+        free(line);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int state_journal_clear(struct state *st)
+{
+    /* Safe without a rename: cut short or not, the file holds no pending entry. */
+    if (st->journal_fd < 0)
+        return 0;
+    if (ftruncate(st->journal_fd, 0) != 0 || fdatasync(st->journal_fd) != 0)
+        return -errno;
+    return 0;
+}
+
+int state_journal_compact(struct state *st, struct outbox_entry *const *v, size_t n)
+{
+    static const char tmp[] = JOURNAL_NAME ".tmp";
+    int fd = openat(st->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    r = write_adds(fd, v, n);
+    if (!r && fsync(fd) != 0)
+        r = -errno;
+    close(fd);
+    if (!r && renameat(st->dir_fd, tmp, st->dir_fd, JOURNAL_NAME) != 0)
+        r = -errno;
+    if (!r && fsync(st->dir_fd) != 0)
+        r = -errno;
+    if (r) {
+        unlinkat(st->dir_fd, tmp, 0);
+        return r;
+    }
+    if (st->journal_fd >= 0)
+        close(st->journal_fd);
+    st->journal_fd = openat(st->dir_fd, JOURNAL_NAME, O_WRONLY | O_APPEND | O_CLOEXEC);
+    return st->journal_fd < 0 ? -errno : 0;
+}
+
+/* A parsed journal line. */
+struct jline {
+    int add; /* 1: add, 0: done */
+    struct outbox_entry *e;
+    char *done_id;
+};
+
+static int parse_line(const char *line, size_t len, struct jline *out)
+{
+    json_t *o = json_loadb(line, len, 0, NULL);
+    const char *op = json_string_value(json_object_get(o, "op"));
+    const char *id = json_string_value(json_object_get(o, "id"));
+    int r = -EPROTO;
+
+    memset(out, 0, sizeof(*out));
+    if (!op || !id)
+        goto out;
+    if (strcmp(op, "done") == 0) {
+        out->done_id = strdup(id);
+        r = out->done_id ? 0 : -ENOMEM;
+    } else if (strcmp(op, "add") == 0) {
+        const char *sink = json_string_value(json_object_get(o, "sink"));
+        const char *event = json_string_value(json_object_get(o, "event"));
+        const char *body = json_string_value(json_object_get(o, "body"));
+        json_t *gen = json_object_get(o, "gen"), *created = json_object_get(o, "created");
+        if (!sink || !event || !body || !json_is_integer(gen) || !json_is_integer(created))
+            goto out;
+        out->add = 1;
+        out->e = outbox_entry_new(id, sink, event, body, json_integer_value(created),
+                                  (uint64_t)json_integer_value(gen));
+        r = out->e ? 0 : -ENOMEM;
+    }
+out:
+    json_decref(o);
+    return r;
+}
+
+int state_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
+                       char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0, n = 0, cap = 0, bad = 0, uncommitted = 0, done = 0;
+    struct outbox_entry **v = NULL;
+    int r = read_file(st->dir_fd, JOURNAL_NAME, &buf, &len);
+
+    *head = NULL;
+    if (r == -ENOENT) {
+        len = 0;
+        r = 0;
+    } else if (r) {
+        snprintf(err, errlen, "cannot read %s/%s: %s", st->dir, JOURNAL_NAME, strerror(-r));
+        return r;
+    }
+    int buf_had_tail = len && buf[len - 1] != '\n'; /* a torn last line */
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t l = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+        struct jline jl;
+        int pr = parse_line(buf + pos, l, &jl);
+        pos += l + (nl ? 1 : 0);
+        if (pr == -ENOMEM) {
+            r = -ENOMEM;
+            break;
+        }
+        if (pr) {
+            /* A torn last line is a crash mid-append: that add or done never completed. */
+            if (nl)
+                bad++;
+            continue;
+        }
+        if (jl.add) {
+            if (jl.e->gen > committed_gen) {
+                uncommitted++;
+                outbox_entry_free(jl.e);
+                continue;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                struct outbox_entry **nv = realloc(v, cap * sizeof(*v));
+                if (!nv) {
+                    outbox_entry_free(jl.e);
+                    r = -ENOMEM;
+                    break;
+                }
+                v = nv;
+            }
+            v[n++] = jl.e;
+            continue;
+        }
+        /* done: drop the matching add (linear: journals are compacted and short). */
+        done++;
+        for (size_t i = n; i-- > 0;) {
+            if (v[i] && strcmp(v[i]->id, jl.done_id) == 0) {
+                outbox_entry_free(v[i]);
+                v[i] = NULL;
+                break;
+            }
+        }
+        free(jl.done_id);
+    }
+    free(buf);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i])
+            v[w++] = v[i];
+    }
+    n = w;
+    if (bad)
+        log_warn("state", "%s/%s: skipped %zu damaged line%s", st->dir, JOURNAL_NAME, bad,
+                 bad == 1 ? "" : "s");
+    if (uncommitted)
+        log_info("state",
+                 "dropped %zu queued message%s of a commit that did not finish (the "
+                 "next poll finds the same changes again)",
+                 uncommitted, uncommitted == 1 ? "" : "s");
+    /* Rewrite only when there is something to drop: a run that changes nothing leaves the
+     * state directory as it was. */
+    if (!r && (done || bad || uncommitted || (len && buf_had_tail))) {
+        r = state_journal_compact(st, v, n);
+        if (r)
+            snprintf(err, errlen, "cannot rewrite %s/%s: %s", st->dir, JOURNAL_NAME, strerror(-r));
+    }
+    if (r) {
+        for (size_t i = 0; i < n; i++)
+            outbox_entry_free(v[i]);
+        free(v);
+        return r;
+    }
+    for (size_t i = n; i-- > 0;) {
+        v[i]->next = *head;
+        *head = v[i];
+    }
+    free(v);
+    return 0;
+}
+
+int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
+                      size_t errlen)
+{
+    char *all = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&all, &len);
+    int r = 0;
+
+    if (!mem)
+        return -ENOMEM;
+    for (size_t i = 0; i < n && !r; i++) {
+        char *line = add_line(v[i]);
+        if (!line)
+            r = -ENOMEM;
+        else
+            fputs(line, mem);
+        free(line);
+    }
+    fclose(mem);
+    /* One write for the whole batch, then one fdatasync: the batch lands before the commit. */
+    if (!r)
+        r = append_durably(st, all, len);
+    if (r)
+        snprintf(err, errlen, "cannot append to %s/%s: %s", st->dir, JOURNAL_NAME, strerror(-r));
+    free(all);
+    return r;
+}
+
+int state_journal_done(struct state *st, const char *id, const char *result)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "op", "done", "id", id, "result", result);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *line = NULL;
+    int r = -ENOMEM;
+
+    json_decref(o);
+    if (text && asprintf(&line, "%s\n", text) >= 0)
+        r = append_durably(st, line, strlen(line));
+    free(text);
+    free(line);
+    return r;
+}
+
+int state_deadletter(struct state *st, const struct outbox_entry *e, const char *reason)
+{
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:s}", "at", (json_int_t)time(NULL),
+                          "reason", reason, "id", e->id, "sink", e->sink, "event", e->event,
+                          "created", (json_int_t)e->created, "body", e->body);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int fd = openat(st->dir_fd, DEADLETTER_NAME, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int r = fd < 0 ? -errno : -ENOMEM;
+
+    json_decref(o);
+    if (fd >= 0 && text) {
+        r = write_all(fd, text, strlen(text));
+        if (!r)
+            r = write_all(fd, "\n", 1);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(text);
     return r;
 }

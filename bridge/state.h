@@ -17,7 +17,9 @@ struct snapshot {
     struct project_list projects; /* finished */
     char *youtrack;               /* the service URL it was taken from */
     enum youtrack_flavour flavour;
-    int64_t saved_at; /* unix seconds */
+    int64_t saved_at;    /* unix seconds */
+    char epoch[17];      /* random hex naming this state's lineage ("" before the first save) */
+    uint64_t generation; /* commits so far: outbox entries carry the one that committed them */
 };
 
 void snapshot_fini(struct snapshot *s);
@@ -46,6 +48,39 @@ int state_load(struct state *st, const char *dir, struct snapshot *out, char *er
 
 /* Writes the snapshot atomically: temp file, fsync, rename, fsync of the directory. */
 int state_save(struct state *st, const struct snapshot *s, int64_t now, char *err, size_t errlen);
+
+/*
+ * The outbox journal (outbox.jsonl): "add" lines for queued messages and "done" lines for
+ * delivered or dead-lettered ones, appended and fdatasync'ed. A commit writes its "add" lines
+ * first and then the snapshot with their generation: the snapshot's rename is the commit point,
+ * so at start-up "add" lines of a generation newer than the snapshot's are a batch whose commit
+ * never happened, and are dropped (the next poll recomputes the same changes).
+ */
+struct outbox_entry;
+
+/*
+ * Reads the journal: returns the pending entries (committed, not done) as a list in journal
+ * order in *head (caller frees each with outbox_entry_free()), and rewrites the journal to
+ * hold just them. Damaged lines are skipped with a warning. 0 or -errno (err filled).
+ */
+int state_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
+                       char *err, size_t errlen);
+
+/* Appends "add" lines for n entries, durably. 0 or -errno (err filled). */
+int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
+                      size_t errlen);
+
+/* Appends a "done" line (result "delivered" or "dead"), durably. 0 or -errno. */
+int state_journal_done(struct state *st, const char *id, const char *result);
+
+/* Empties the journal once nothing is pending (every line is then history). 0 or -errno. */
+int state_journal_clear(struct state *st);
+
+/* Rewrites the journal to hold exactly the n pending entries (atomically). 0 or -errno. */
+int state_journal_compact(struct state *st, struct outbox_entry *const *v, size_t n);
+
+/* Appends the entry and why it failed to deadletter.jsonl (for the operator). 0 or -errno. */
+int state_deadletter(struct state *st, const struct outbox_entry *e, const char *reason);
 
 /* Parses a snapshot file's content (pure; for state_load() and the fuzz harness). */
 int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,

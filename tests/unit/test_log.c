@@ -70,6 +70,13 @@ static void test_redact_truncated_tail(void)
     log_redact(out, sizeof(out), "abc SECRETVALUE123 x");
     CHECK_STR(out, "abc [REDACTED] x");
     log_clear_secrets();
+
+    /* A whole message that merely ends like a secret begins is left alone. */
+    char line[128];
+    CHECK_INT(log_add_secret("https://hooks.example/services/T0/B0/x"), 0);
+    log_redact(line, sizeof(line), "url: must start with https://");
+    CHECK_STR(line, "url: must start with https://");
+    log_clear_secrets();
 }
 
 static void test_parsers(void)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "outbox.h"
 #include "state.h"
 #include "test.h"
 
@@ -125,6 +126,47 @@ static void test_newer_format_stops_the_bridge(void)
     state_close(st);
 }
 
+static void test_journal(void)
+{
+    struct state *st = NULL;
+    struct outbox_entry *v[3], *head = NULL;
+    char err[256], path[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    v[0] = outbox_entry_new("e-1-0", "team", "project.created", "{\"a\":\"\u00e9\"}", 10, 1);
+    v[1] = outbox_entry_new("e-1-1", "room", "project.removed", "{}", 10, 1);
+    v[2] = outbox_entry_new("e-2-0", "team", "digest", "{}", 11, 2);
+    CHECK_INT(state_journal_add(st, v, 2, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_done(st, "e-1-0", "delivered"), 0);
+    /* Generation 2 was written but its snapshot never committed (a crash in between). */
+    CHECK_INT(state_journal_add(st, v + 2, 1, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/outbox.jsonl", dir);
+    FILE *f = fopen(path, "a"); /* and a torn last line */
+    fputs("{\"op\":\"done\",\"id\":\"e-1-", f);
+    fclose(f);
+    CHECK_INT(state_journal_load(st, 1, &head, err, sizeof(err)), 0);
+    CHECK(head != NULL);
+    CHECK_STR(head->id, "e-1-1");
+    CHECK_STR(head->sink, "room");
+    CHECK_STR(head->event, "project.removed");
+    CHECK_INT(head->gen, 1);
+    CHECK_INT(head->created, 10);
+    CHECK(head->next == NULL);
+    outbox_entry_free(head);
+    /* Loading rewrote the journal to just the pending entry. */
+    CHECK_INT(state_journal_load(st, 5, &head, err, sizeof(err)), 0);
+    CHECK_STR(head->id, "e-1-1");
+    CHECK(head->next == NULL);
+    outbox_entry_free(head);
+    CHECK_INT(state_journal_done(st, "e-1-1", "dead"), 0);
+    CHECK_INT(state_journal_clear(st), 0);
+    CHECK_INT(state_journal_load(st, 5, &head, err, sizeof(err)), 0);
+    CHECK(head == NULL);
+    for (int i = 0; i < 3; i++)
+        outbox_entry_free(v[i]);
+    state_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ytbridge-test-state-XXXXXX");
@@ -134,6 +176,7 @@ int main(void)
     RUN(test_round_trip);
     RUN(test_corrupt_snapshot_is_moved_aside);
     RUN(test_newer_format_stops_the_bridge);
+    RUN(test_journal);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)

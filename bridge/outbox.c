@@ -1,0 +1,539 @@
+/*
+ * Outbox: per-sink FIFO delivery (see outbox.h).
+ *
+ * Invariants: a queue has at most one request in flight, and only its head is ever sent, so
+ * order per sink is the journal's order; an entry leaves its queue only after its "done" line
+ * is durable (the one duplicate window: a crash between the target's answer and that fsync);
+ * queues never wait on one another; every timer belongs to one queue and is closed, never
+ * freed, when the outbox goes away.
+ */
+#include "outbox.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sink.h"
+#include "state.h"
+
+#define BACKOFF_FIRST_MS   1000u
+#define BACKOFF_MAX_MS     (5u * 60u * 1000u)
+#define RETRY_AFTER_MAX_S  86400L
+#define BROKEN_PROBE_MS    (60u * 60u * 1000u)
+#define REQUEST_TIMEOUT_MS 30000L
+#define ANSWER_MAX         (64u * 1024u)
+#define COMPACT_EVERY      256u
+
+enum qstate {
+    Q_IDLE = 0,
+    Q_INFLIGHT,
+    Q_PACING,  /* waiting out the sink's minimum interval: due soon */
+    Q_BACKOFF, /* waiting to retry the head */
+    Q_BROKEN,  /* waiting for the hourly probe */
+};
+
+struct queue {
+    struct outbox *ob;
+    struct sink sink;
+    struct outbox_entry *head, *tail;
+    size_t depth;
+    enum qstate state;
+    uv_timer_t timer;
+    uint64_t last_start_ms;
+    unsigned failures;
+    struct http_xfer *xfer;
+    struct sink_request req;
+    char reason[256];
+    int broken_announced;
+    uint64_t delivered, retried, dead;
+};
+
+struct outbox {
+    uv_loop_t *loop;
+    struct http *http;
+    struct state *st;
+    const struct conf *conf;
+    struct queue *q;
+    size_t n;
+    size_t open_handles;
+    int stopping, freeing;
+    unsigned done_since_compact;
+    outbox_alert_cb alert_cb;
+    void *alert_ud;
+    outbox_settled_cb settled_cb;
+    void *settled_ud;
+    uv_timer_t grace;
+    int grace_live;
+    outbox_settled_cb shutdown_cb;
+    void *shutdown_ud;
+};
+
+struct outbox_entry *outbox_entry_new(const char *id, const char *sink, const char *event,
+                                      const char *body, int64_t created, uint64_t gen)
+{
+    struct outbox_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->id = strdup(id);
+    e->sink = strdup(sink);
+    e->event = strdup(event);
+    e->body = strdup(body);
+    e->created = created;
+    e->gen = gen;
+    if (!e->id || !e->sink || !e->event || !e->body) {
+        outbox_entry_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void outbox_entry_free(struct outbox_entry *e)
+{
+    if (!e)
+        return;
+    free(e->id);
+    free(e->sink);
+    free(e->event);
+    free(e->body);
+    free(e);
+}
+
+static void kick(struct queue *q);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct outbox *ob = h->data;
+    if (--ob->open_handles == 0 && ob->freeing) {
+        free(ob->q);
+        free(ob);
+    }
+}
+
+int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct state *st,
+               const struct conf *conf)
+{
+    struct outbox *ob = calloc(1, sizeof(*ob));
+    if (!ob)
+        return -ENOMEM;
+    ob->loop = loop;
+    ob->http = http;
+    ob->st = st;
+    ob->conf = conf;
+    ob->q = calloc(conf->n_sinks ? conf->n_sinks : 1, sizeof(*ob->q));
+    if (!ob->q) {
+        free(ob);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < conf->n_sinks; i++) {
+        struct queue *q = &ob->q[i];
+        q->ob = ob;
+        if (sink_init(&q->sink, &conf->sinks[i]) != 0) {
+            for (size_t j = 0; j < i; j++)
+                sink_fini(&ob->q[j].sink);
+            free(ob->q);
+            free(ob);
+            return -ENOMEM;
+        }
+        uv_timer_init(loop, &q->timer);
+        q->timer.data = q;
+        ob->open_handles++;
+        ob->n++;
+    }
+    *out = ob;
+    return 0;
+}
+
+void outbox_free(struct outbox *ob)
+{
+    if (!ob)
+        return;
+    for (size_t i = 0; i < ob->n; i++) {
+        struct queue *q = &ob->q[i];
+        if (q->xfer)
+            http_cancel(q->xfer);
+        sink_request_fini(&q->req);
+        sink_fini(&q->sink);
+        while (q->head) {
+            struct outbox_entry *e = q->head;
+            q->head = e->next;
+            outbox_entry_free(e);
+        }
+        uv_timer_stop(&q->timer);
+        q->timer.data = ob;
+        uv_close((uv_handle_t *)&q->timer, on_handle_closed);
+    }
+    if (ob->grace_live) {
+        uv_timer_stop(&ob->grace);
+        ob->grace.data = ob;
+        uv_close((uv_handle_t *)&ob->grace, on_handle_closed);
+        ob->grace_live = 0;
+    }
+    ob->freeing = 1;
+    if (ob->open_handles == 0) {
+        free(ob->q);
+        free(ob);
+    }
+}
+
+void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata)
+{
+    ob->alert_cb = cb;
+    ob->alert_ud = userdata;
+}
+
+static struct queue *find_queue(struct outbox *ob, const char *name)
+{
+    for (size_t i = 0; i < ob->n; i++) {
+        if (strcmp(ob->q[i].sink.conf->name, name) == 0)
+            return &ob->q[i];
+    }
+    return NULL;
+}
+
+static int settled(const struct outbox *ob)
+{
+    for (size_t i = 0; i < ob->n; i++) {
+        const struct queue *q = &ob->q[i];
+        if (q->state == Q_INFLIGHT || q->state == Q_PACING)
+            return 0;
+        if (q->state == Q_IDLE && q->head && !ob->stopping)
+            return 0;
+    }
+    return 1;
+}
+
+static void check_settled(struct outbox *ob)
+{
+    if (ob->settled_cb && settled(ob)) {
+        outbox_settled_cb cb = ob->settled_cb;
+        ob->settled_cb = NULL;
+        cb(ob->settled_ud);
+    }
+    if (ob->stopping && ob->shutdown_cb) {
+        for (size_t i = 0; i < ob->n; i++) {
+            if (ob->q[i].state == Q_INFLIGHT)
+                return;
+        }
+        outbox_settled_cb cb = ob->shutdown_cb;
+        ob->shutdown_cb = NULL;
+        if (ob->grace_live)
+            uv_timer_stop(&ob->grace);
+        cb(ob->shutdown_ud);
+    }
+}
+
+void outbox_when_settled(struct outbox *ob, outbox_settled_cb cb, void *userdata)
+{
+    ob->settled_cb = cb;
+    ob->settled_ud = userdata;
+    check_settled(ob);
+}
+
+/* Removes the head after its fate is durable. */
+static void pop(struct queue *q, const char *result)
+{
+    struct outbox *ob = q->ob;
+    struct outbox_entry *e = q->head;
+
+    if (ob->st) {
+        int r = state_journal_done(ob->st, e->id, result);
+        if (r)
+            log_err("outbox",
+                    "sink %s: cannot record message %s as %s: %s (it may be sent "
+                    "again after a restart)",
+                    q->sink.conf->name, e->id, result, strerror(-r));
+    }
+    q->head = e->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->depth--;
+    outbox_entry_free(e);
+    if (!ob->st)
+        return;
+    size_t pending = 0;
+    for (size_t i = 0; i < ob->n; i++)
+        pending += ob->q[i].depth;
+    if (pending == 0) {
+        if (state_journal_clear(ob->st) == 0)
+            ob->done_since_compact = 0;
+        return;
+    }
+    if (++ob->done_since_compact >= COMPACT_EVERY) {
+        /* Keep the journal short: rewrite it with just what is still queued. */
+        size_t k = 0;
+        struct outbox_entry **v = calloc(pending, sizeof(*v));
+        if (v) {
+            for (size_t i = 0; i < ob->n; i++) {
+                for (struct outbox_entry *x = ob->q[i].head; x; x = x->next)
+                    v[k++] = x;
+            }
+            if (state_journal_compact(ob->st, v, k) == 0)
+                ob->done_since_compact = 0;
+            free(v);
+        }
+    }
+}
+
+static void dead_letter(struct queue *q, const char *why)
+{
+    struct outbox_entry *e = q->head;
+    log_err("outbox", "sink %s: message %s (%s) dead-lettered: %s", q->sink.conf->name, e->id,
+            e->event, why);
+    if (q->ob->st) {
+        int r = state_deadletter(q->ob->st, e, why);
+        if (r)
+            log_err("outbox", "cannot write the dead-letter file: %s", strerror(-r));
+    }
+    q->dead++;
+    pop(q, "dead");
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct queue *q = t->data;
+    q->state = Q_IDLE;
+    kick(q);
+    check_settled(q->ob);
+}
+
+static void wait_for(struct queue *q, enum qstate state, uint64_t ms)
+{
+    q->state = state;
+    uv_timer_start(&q->timer, on_timer, ms, 0);
+}
+
+static uint64_t backoff_ms(unsigned failures, long retry_after)
+{
+    uint64_t d = BACKOFF_FIRST_MS;
+    for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
+        d *= 2;
+    if (d > BACKOFF_MAX_MS)
+        d = BACKOFF_MAX_MS;
+    d = d * (80u + (uint64_t)(rand() % 41)) / 100u;
+    if (retry_after > RETRY_AFTER_MAX_S)
+        retry_after = RETRY_AFTER_MAX_S;
+    /* A server-given delay wins over our guess, even past our cap. */
+    if (retry_after >= 0 && (uint64_t)retry_after * 1000u > d)
+        d = (uint64_t)retry_after * 1000u;
+    return d;
+}
+
+static void on_answer(void *userdata, const struct http_response *res)
+{
+    struct queue *q = userdata;
+    struct outbox *ob = q->ob;
+    char why[256];
+    long retry_after;
+    enum sink_verdict v;
+
+    q->xfer = NULL;
+    q->state = Q_IDLE;
+    sink_request_fini(&q->req);
+    v = sink_classify(&q->sink, res, &retry_after, why, sizeof(why));
+    switch (v) {
+    case SINK_DELIVERED:
+        log_debug("outbox", "sink %s: delivered %s (%s)", q->sink.conf->name, q->head->id,
+                  q->head->event);
+        q->delivered++;
+        q->failures = 0;
+        q->reason[0] = '\0';
+        pop(q, "delivered");
+        if (q->broken_announced) {
+            q->broken_announced = 0;
+            log_info("outbox", "sink %s: works again", q->sink.conf->name);
+            if (ob->alert_cb)
+                ob->alert_cb(ob->alert_ud, q->sink.conf->name, 0, "");
+        }
+        break;
+    case SINK_AGAIN:
+        break;
+    case SINK_RETRY: {
+        uint64_t d = backoff_ms(++q->failures, retry_after);
+        q->retried++;
+        snprintf(q->reason, sizeof(q->reason), "%s", why);
+        if (q->failures == 1)
+            log_warn("outbox", "sink %s: %s; retrying in %.1f s", q->sink.conf->name, why,
+                     (double)d / 1000.0);
+        else
+            log_debug("outbox", "sink %s: %s (attempt %u); retrying in %.1f s", q->sink.conf->name,
+                      why, q->failures, (double)d / 1000.0);
+        if (!ob->stopping)
+            wait_for(q, Q_BACKOFF, d);
+        else
+            q->state = Q_BACKOFF;
+        break;
+    }
+    case SINK_DEAD:
+        dead_letter(q, why);
+        break;
+    case SINK_BROKEN:
+        snprintf(q->reason, sizeof(q->reason), "%s", why);
+        log_err("outbox",
+                "sink %s is broken (%s): holding its %zu queued message%s, next try "
+                "in an hour",
+                q->sink.conf->name, why, q->depth, q->depth == 1 ? "" : "s");
+        if (!q->broken_announced) {
+            q->broken_announced = 1;
+            if (ob->alert_cb)
+                ob->alert_cb(ob->alert_ud, q->sink.conf->name, 1, why);
+        }
+        if (!ob->stopping)
+            wait_for(q, Q_BROKEN, BROKEN_PROBE_MS);
+        else
+            q->state = Q_BROKEN;
+        break;
+    }
+    kick(q);
+    check_settled(ob);
+}
+
+static void send_head(struct queue *q)
+{
+    struct outbox *ob = q->ob;
+    const char *headers[7];
+    struct http_request hr = {0};
+    int r = sink_request(&q->sink, q->head, &q->req);
+
+    if (r) {
+        log_err("outbox", "sink %s: cannot build a request: %s", q->sink.conf->name, strerror(-r));
+        wait_for(q, Q_BACKOFF, backoff_ms(++q->failures, -1));
+        return;
+    }
+    size_t i = 0;
+    for (; q->req.headers[i]; i++)
+        headers[i] = q->req.headers[i];
+    headers[i] = NULL;
+    hr.method = q->req.method;
+    hr.url = q->req.url;
+    hr.headers = headers;
+    hr.body = q->req.body;
+    hr.body_len = q->req.body_len;
+    hr.timeout_ms = REQUEST_TIMEOUT_MS;
+    hr.max_body = ANSWER_MAX;
+    r = http_start(ob->http, &hr, on_answer, q, &q->xfer);
+    if (r) {
+        sink_request_fini(&q->req);
+        log_err("outbox", "sink %s: cannot start a request: %s", q->sink.conf->name, strerror(-r));
+        wait_for(q, Q_BACKOFF, backoff_ms(++q->failures, -1));
+        return;
+    }
+    q->state = Q_INFLIGHT;
+    q->last_start_ms = uv_now(ob->loop);
+}
+
+static void kick(struct queue *q)
+{
+    struct outbox *ob = q->ob;
+
+    while (q->state == Q_IDLE && q->head && !ob->stopping) {
+        struct outbox_entry *e = q->head;
+        int64_t age = (int64_t)time(NULL) - e->created;
+        if (age > ob->conf->notify.max_age) {
+            char why[96];
+            snprintf(why, sizeof(why), "older than notify.max_age (%lld s)", (long long)age);
+            dead_letter(q, why);
+            continue;
+        }
+        if (q->sink.conf->type == CONF_SINK_STDOUT) {
+            fputs(e->body, stdout);
+            fputc('\n', stdout);
+            fflush(stdout);
+            q->delivered++;
+            pop(q, "delivered");
+            continue;
+        }
+        uint64_t now = uv_now(ob->loop), pace = sink_pace_ms(&q->sink);
+        if (q->last_start_ms && pace && now < q->last_start_ms + pace) {
+            wait_for(q, Q_PACING, q->last_start_ms + pace - now);
+            return;
+        }
+        send_head(q);
+    }
+}
+
+void outbox_push(struct outbox *ob, struct outbox_entry *e)
+{
+    struct queue *q = find_queue(ob, e->sink);
+
+    e->next = NULL;
+    if (!q) {
+        /* A sink removed from the configuration: its messages have nowhere to go. */
+        log_err("outbox",
+                "message %s is for sink \"%s\", which is not configured: "
+                "dead-lettered",
+                e->id, e->sink);
+        if (ob->st) {
+            state_deadletter(ob->st, e, "sink not configured");
+            state_journal_done(ob->st, e->id, "dead");
+        }
+        outbox_entry_free(e);
+        return;
+    }
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->depth++;
+    kick(q);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    struct outbox *ob = t->data;
+    for (size_t i = 0; i < ob->n; i++) {
+        struct queue *q = &ob->q[i];
+        if (q->xfer) {
+            log_warn("outbox",
+                     "sink %s: giving up on a request in flight at shutdown; the "
+                     "message stays queued",
+                     q->sink.conf->name);
+            http_cancel(q->xfer);
+            q->xfer = NULL;
+            sink_request_fini(&q->req);
+            q->state = Q_IDLE;
+        }
+    }
+    check_settled(ob);
+}
+
+void outbox_shutdown(struct outbox *ob, uint64_t grace_ms, outbox_settled_cb cb, void *userdata)
+{
+    ob->stopping = 1;
+    ob->shutdown_cb = cb;
+    ob->shutdown_ud = userdata;
+    for (size_t i = 0; i < ob->n; i++) {
+        struct queue *q = &ob->q[i];
+        if (q->state != Q_INFLIGHT) {
+            uv_timer_stop(&q->timer);
+            if (q->state == Q_PACING)
+                q->state = Q_IDLE;
+        }
+    }
+    uv_timer_init(ob->loop, &ob->grace);
+    ob->grace.data = ob;
+    ob->grace_live = 1;
+    ob->open_handles++;
+    uv_timer_start(&ob->grace, on_grace_over, grace_ms, 0);
+    check_settled(ob);
+}
+
+size_t outbox_status(const struct outbox *ob, struct outbox_sink_status *v, size_t max)
+{
+    for (size_t i = 0; i < ob->n && i < max; i++) {
+        const struct queue *q = &ob->q[i];
+        v[i] = (struct outbox_sink_status){
+            .name = q->sink.conf->name,
+            .depth = q->depth,
+            .broken = q->state == Q_BROKEN || q->broken_announced,
+            .reason = q->reason,
+            .delivered = q->delivered,
+            .retried = q->retried,
+            .dead = q->dead,
+        };
+    }
+    return ob->n;
+}

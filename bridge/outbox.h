@@ -1,0 +1,81 @@
+/*
+ * The durable delivery queue (DESIGN.md, "Delivery guarantees"): one FIFO per sink, each entry
+ * already rendered for its sink and already in the state directory's journal before it gets
+ * here. Delivery is in order per sink, paced, retried with capped jittered back-off that
+ * honours every server-given delay; permanent failures are dead-lettered; a sink whose
+ * credentials or target are gone is marked broken, keeps its queue, and is probed hourly.
+ */
+#ifndef YTB_OUTBOX_H
+#define YTB_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "http.h"
+
+struct state;
+
+struct outbox_entry {
+    struct outbox_entry *next; /* queue link */
+    char *id;    /* deterministic delivery id: Matrix txnId, webhook X-Ytbridge-Delivery */
+    char *sink;  /* the sink's name */
+    char *event; /* "project.created", ..., "digest", "baseline", "alert" */
+    char *body;  /* what the sink receives (JSON, or a text line for stdout text) */
+    int64_t created;
+    uint64_t gen; /* the snapshot generation that committed it */
+};
+
+/* Builds an entry (copies every string). Returns NULL on ENOMEM. */
+struct outbox_entry *outbox_entry_new(const char *id, const char *sink, const char *event,
+                                      const char *body, int64_t created, uint64_t gen);
+void outbox_entry_free(struct outbox_entry *e);
+
+struct outbox;
+
+/* Called when a sink breaks (broken = 1) or works again (0); reason has no secret. */
+typedef void (*outbox_alert_cb)(void *userdata, const char *sink, int broken, const char *reason);
+
+/* Called once when nothing more can be delivered right now (see outbox_when_settled()). */
+typedef void (*outbox_settled_cb)(void *userdata);
+
+/* st may be NULL (dry run: nothing is delivered anyway). conf must outlive the outbox. */
+int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct state *st,
+               const struct conf *conf);
+
+/* Releases everything; entries still queued stay in the journal for the next start. */
+void outbox_free(struct outbox *ob);
+
+void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata);
+
+/*
+ * Queues e (already durable) at the end of its sink's queue and starts delivering. Takes
+ * ownership. An entry for a sink that is not configured is dead-lettered.
+ */
+void outbox_push(struct outbox *ob, struct outbox_entry *e);
+
+/*
+ * Calls cb once the outbox is settled: no request in flight and every non-empty queue is
+ * waiting for a retry (back-off, Retry-After) or belongs to a broken sink. Used by --once.
+ */
+void outbox_when_settled(struct outbox *ob, outbox_settled_cb cb, void *userdata);
+
+/*
+ * Stops starting deliveries, lets requests in flight finish for at most grace_ms, then cancels
+ * the rest (their entries stay queued on disk) and calls cb.
+ */
+void outbox_shutdown(struct outbox *ob, uint64_t grace_ms, outbox_settled_cb cb, void *userdata);
+
+struct outbox_sink_status {
+    const char *name;
+    size_t depth;
+    int broken;
+    const char *reason; /* why it is broken, or the last failure; "" if none */
+    uint64_t delivered, retried, dead;
+};
+
+/* Number of sinks; fills up to max statuses. */
+size_t outbox_status(const struct outbox *ob, struct outbox_sink_status *v, size_t max);
+
+#endif

@@ -1,0 +1,188 @@
+/* Unit tests for sink requests and the classification of every documented answer. */
+#include <string.h>
+
+#include "conf.h"
+#include "http.h"
+#include "outbox.h"
+#include "sink.h"
+#include "test.h"
+
+static struct http_response answer(long status, const char *body, long retry_after)
+{
+    return (struct http_response){.result = HTTP_DONE,
+                                  .status = status,
+                                  .body = body,
+                                  .body_len = strlen(body),
+                                  .retry_after = retry_after};
+}
+
+static enum sink_verdict classify(struct sink *s, long status, const char *body, long ra,
+                                  long *delay)
+{
+    char why[256];
+    struct http_response res = answer(status, body, ra);
+    return sink_classify(s, &res, delay, why, sizeof(why));
+}
+
+static void test_slack_verdicts(void)
+{
+    struct conf_sink c = {.name = "team", .type = CONF_SINK_SLACK, .url = "http://x/slack"};
+    struct sink s;
+    long d;
+    static const struct {
+        long status;
+        const char *body;
+        enum sink_verdict want;
+    } cases[] = {
+        {200, "ok", SINK_DELIVERED},
+        {400, "invalid_payload", SINK_DEAD},
+        {400, "invalid_blocks", SINK_DEAD},
+        {400, "no_text", SINK_DEAD},
+        {404, "no_service", SINK_BROKEN},
+        {403, "no_active_hooks", SINK_BROKEN},
+        {403, "invalid_token", SINK_BROKEN},
+        {400, "invalid_token", SINK_BROKEN}, /* classified by body first */
+        {410, "channel_is_archived", SINK_BROKEN},
+        {404, "channel_not_found", SINK_BROKEN},
+        {403, "action_prohibited", SINK_BROKEN},
+        {403, "team_disabled", SINK_BROKEN},
+        {500, "<html><title>Server Error | Slack</title></html>", SINK_RETRY},
+        {503, "", SINK_RETRY},
+        {403, "", SINK_BROKEN},
+        {410, "", SINK_BROKEN},
+        {400, "something_new", SINK_DEAD},
+    };
+    CHECK_INT(sink_init(&s, &c), 0);
+    CHECK_INT(sink_pace_ms(&s), 1000);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum sink_verdict v = classify(&s, cases[i].status, cases[i].body, -1, &d);
+        if (v != cases[i].want)
+            fprintf(stderr, "slack %ld %s: got %s\n", cases[i].status, cases[i].body,
+                    sink_verdict_name(v));
+        CHECK(v == cases[i].want);
+    }
+    CHECK_INT(classify(&s, 429, "rate_limited", 30, &d), SINK_RETRY);
+    CHECK_INT(d, 30);
+    sink_fini(&s);
+}
+
+static void test_matrix_requests_and_verdicts(void)
+{
+    struct conf_sink c = {.name = "room",
+                          .type = CONF_SINK_MATRIX,
+                          .homeserver = "http://hs",
+                          .room = "#yt:hs.example",
+                          .access_token = "syt_not_a_real_token"};
+    struct outbox_entry *e = outbox_entry_new("ab12-7-3", "room", "project.created", "{}", 1, 7);
+    struct sink_request req;
+    struct sink s;
+    long d;
+
+    CHECK_INT(sink_init(&s, &c), 0);
+    /* First the alias is resolved, escaped as a path segment. */
+    CHECK_INT(sink_request(&s, e, &req), 0);
+    CHECK_STR(req.method, "GET");
+    CHECK_STR(req.url, "http://hs/_matrix/client/v3/directory/room/%23yt%3Ahs.example");
+    CHECK_STR(req.headers[0], "Authorization: Bearer syt_not_a_real_token");
+    sink_request_fini(&req);
+    CHECK_INT(classify(&s, 200, "{\"room_id\":\"!abc:hs.example\",\"servers\":[]}", -1, &d),
+              SINK_AGAIN);
+    /* Then the send, the txnId being the entry's id. */
+    CHECK_INT(sink_request(&s, e, &req), 0);
+    CHECK_STR(req.method, "PUT");
+    CHECK_STR(req.url,
+              "http://hs/_matrix/client/v3/rooms/%21abc%3Ahs.example/send/m.room.message/ab12-7-3");
+    CHECK_STR(req.body, "{}");
+    sink_request_fini(&req);
+
+    CHECK_INT(classify(&s, 200, "{\"event_id\":\"$x\"}", -1, &d), SINK_DELIVERED);
+    CHECK_INT(
+        classify(&s, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":2500}", -1, &d),
+        SINK_RETRY);
+    CHECK_INT(d, 3); /* rounded up */
+    CHECK_INT(
+        classify(&s, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":2500}", 7, &d),
+        SINK_RETRY);
+    CHECK_INT(d, 7); /* the header wins */
+    CHECK_INT(classify(&s, 403, "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"not in room\"}", -1, &d),
+              SINK_BROKEN);
+    CHECK_INT(classify(&s, 401, "{\"errcode\":\"M_UNKNOWN_TOKEN\",\"soft_logout\":false}", -1, &d),
+              SINK_BROKEN);
+    CHECK_INT(classify(&s, 413, "{\"errcode\":\"M_TOO_LARGE\"}", -1, &d), SINK_DEAD);
+    CHECK_INT(classify(&s, 502, "<html>bad gateway</html>", -1, &d), SINK_RETRY);
+    CHECK_INT(classify(&s, 400, "{\"errcode\":\"M_UNRECOGNIZED\"}", -1, &d), SINK_DEAD);
+    sink_fini(&s);
+    outbox_entry_free(e);
+}
+
+static void test_unknown_alias_breaks_the_sink(void)
+{
+    struct conf_sink c = {.name = "room",
+                          .type = CONF_SINK_MATRIX,
+                          .homeserver = "http://hs",
+                          .room = "#gone:hs",
+                          .access_token = "syt_not_a_real_token"};
+    struct sink s;
+    long d;
+    CHECK_INT(sink_init(&s, &c), 0);
+    CHECK_INT(classify(&s, 404, "{\"errcode\":\"M_NOT_FOUND\"}", -1, &d), SINK_BROKEN);
+    sink_fini(&s);
+}
+
+static void test_webhook_signature_and_verdicts(void)
+{
+    struct conf_sink c = {.name = "ci",
+                          .type = CONF_SINK_WEBHOOK,
+                          .url = "http://x/hook",
+                          .secret = "It's a Secret to Everybody"};
+    struct outbox_entry *e =
+        outbox_entry_new("id-1", "ci", "project.created", "Hello, World!", 1, 1);
+    struct sink_request req;
+    struct sink s;
+    long d;
+
+    CHECK_INT(sink_init(&s, &c), 0);
+    CHECK_INT(sink_request(&s, e, &req), 0);
+    CHECK_STR(req.method, "POST");
+    CHECK_STR(req.headers[0], "Content-Type: application/json");
+    CHECK_STR(req.headers[1], "X-Ytbridge-Event: project.created");
+    CHECK_STR(req.headers[2], "X-Ytbridge-Delivery: id-1");
+    /* GitHub's documented example of the same scheme (key and body above). */
+    CHECK_STR(req.headers[3],
+              "X-Ytbridge-Signature-256: "
+              "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+    CHECK(req.headers[4] == NULL);
+    sink_request_fini(&req);
+    CHECK_INT(classify(&s, 204, "", -1, &d), SINK_DELIVERED);
+    CHECK_INT(classify(&s, 429, "", 9, &d), SINK_RETRY);
+    CHECK_INT(d, 9);
+    CHECK_INT(classify(&s, 500, "", -1, &d), SINK_RETRY);
+    CHECK_INT(classify(&s, 400, "", -1, &d), SINK_DEAD);
+    CHECK_INT(classify(&s, 410, "", -1, &d), SINK_DEAD);
+    sink_fini(&s);
+    outbox_entry_free(e);
+}
+
+static void test_network_errors_are_retried(void)
+{
+    struct conf_sink c = {.name = "hs", .type = CONF_SINK_HOOKSHOT, .url = "http://x/h"};
+    struct http_response res = {.result = HTTP_ERR_CONNECT, .body = "", .error = "refused"};
+    struct sink s;
+    char why[64];
+    long d;
+    CHECK_INT(sink_init(&s, &c), 0);
+    CHECK_INT(sink_classify(&s, &res, &d, why, sizeof(why)), SINK_RETRY);
+    CHECK_STR(why, "refused");
+    CHECK_INT(classify(&s, 404, "", -1, &d), SINK_BROKEN);
+    sink_fini(&s);
+}
+
+int main(void)
+{
+    RUN(test_slack_verdicts);
+    RUN(test_matrix_requests_and_verdicts);
+    RUN(test_unknown_alias_breaks_the_sink);
+    RUN(test_webhook_signature_and_verdicts);
+    RUN(test_network_errors_are_retried);
+    return test_done();
+}
