@@ -55,6 +55,7 @@ static int64_t now_s(void)
 }
 
 static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason);
+static void enqueue(struct bridge *b, struct announce_batch *batch);
 
 int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
                const struct bridge_opts *opts, char *err, size_t errlen)
@@ -119,16 +120,28 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         r = state_journal_load(b->state, b->snap.generation, &pending, err, errlen);
         if (r)
             goto fail;
-        size_t n = 0;
-        while (pending) {
-            struct outbox_entry *e = pending;
-            pending = e->next;
-            outbox_push(b->outbox, e);
-            n++;
+        struct announce_batch kept = {0};
+        for (struct outbox_entry *e = pending; e; e = e->next)
+            kept.n++;
+        kept.v = calloc(kept.n ? kept.n : 1, sizeof(*kept.v));
+        if (!kept.v) {
+            r = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            while (pending) {
+                struct outbox_entry *e = pending;
+                pending = e->next;
+                outbox_entry_free(e);
+            }
+            goto fail;
         }
-        if (n)
-            log_info("outbox", "%zu message%s still queued from the last run", n,
-                     n == 1 ? "" : "s");
+        kept.n = 0;
+        for (struct outbox_entry *e = pending; e; e = e->next)
+            kept.v[kept.n++] = e;
+        if (kept.n)
+            log_info("outbox", "%zu message%s still queued from the last run", kept.n,
+                     kept.n == 1 ? "" : "s");
+        enqueue(b, &kept);
+        announce_batch_fini(&kept);
     }
     uv_timer_init(loop, &b->timer);
     b->timer.data = b;
@@ -162,8 +175,7 @@ static void print_dry_run(const struct bridge *b, const struct announce_batch *b
 /* Hands a durable batch to the outbox (it takes the entries). */
 static void enqueue(struct bridge *b, struct announce_batch *batch)
 {
-    for (size_t i = 0; i < batch->n; i++)
-        outbox_push(b->outbox, batch->v[i]);
+    outbox_push(b->outbox, batch->v, batch->n);
     batch->n = 0;
 }
 

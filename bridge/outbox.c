@@ -375,15 +375,16 @@ static void on_answer(void *userdata, const struct http_response *res)
                 "sink %s is broken (%s): holding its %zu queued message%s, next try "
                 "in an hour",
                 q->sink.conf->name, why, q->depth, q->depth == 1 ? "" : "s");
+        /* The state first: the alert queues messages, which kicks every queue. */
+        if (!ob->stopping)
+            wait_for(q, Q_BROKEN, BROKEN_PROBE_MS);
+        else
+            q->state = Q_BROKEN;
         if (!q->broken_announced) {
             q->broken_announced = 1;
             if (ob->alert_cb)
                 ob->alert_cb(ob->alert_ud, q->sink.conf->name, 1, why);
         }
-        if (!ob->stopping)
-            wait_for(q, Q_BROKEN, BROKEN_PROBE_MS);
-        else
-            q->state = Q_BROKEN;
         break;
     }
     kick(q);
@@ -454,31 +455,35 @@ static void kick(struct queue *q)
     }
 }
 
-void outbox_push(struct outbox *ob, struct outbox_entry *e)
+void outbox_push(struct outbox *ob, struct outbox_entry *const *v, size_t n)
 {
-    struct queue *q = find_queue(ob, e->sink);
-
-    e->next = NULL;
-    if (!q) {
-        /* A sink removed from the configuration: its messages have nowhere to go. */
-        log_err("outbox",
-                "message %s is for sink \"%s\", which is not configured: "
-                "dead-lettered",
-                e->id, e->sink);
-        if (ob->st) {
-            state_deadletter(ob->st, e, "sink not configured");
-            state_journal_done(ob->st, e->id, "dead");
+    for (size_t i = 0; i < n; i++) {
+        struct outbox_entry *e = v[i];
+        struct queue *q = find_queue(ob, e->sink);
+        e->next = NULL;
+        if (!q) {
+            /* A sink removed from the configuration: its messages have nowhere to go. */
+            log_err("outbox",
+                    "message %s is for sink \"%s\", which is not configured: "
+                    "dead-lettered",
+                    e->id, e->sink);
+            if (ob->st) {
+                state_deadletter(ob->st, e, "sink not configured");
+                state_journal_done(ob->st, e->id, "dead");
+            }
+            outbox_entry_free(e);
+            continue;
         }
-        outbox_entry_free(e);
-        return;
+        if (q->tail)
+            q->tail->next = e;
+        else
+            q->head = e;
+        q->tail = e;
+        q->depth++;
     }
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->depth++;
-    kick(q);
+    for (size_t i = 0; i < ob->n; i++)
+        kick(&ob->q[i]);
+    check_settled(ob);
 }
 
 static void on_grace_over(uv_timer_t *t)

@@ -50,10 +50,12 @@ void outbox_free(struct outbox *ob);
 void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata);
 
 /*
- * Queues e (already durable) at the end of its sink's queue and starts delivering. Takes
- * ownership. An entry for a sink that is not configured is dead-lettered.
+ * Queues the n entries (already durable) at the end of their sinks' queues, then starts
+ * delivering: all are queued before any is sent, so the journal is never emptied while one of
+ * them is still unqueued. Takes ownership of the entries (not of v). An entry for a sink that
+ * is not configured is dead-lettered.
  */
-void outbox_push(struct outbox *ob, struct outbox_entry *e);
+void outbox_push(struct outbox *ob, struct outbox_entry *const *v, size_t n);
 
 /*
  * Calls cb once the outbox is settled: no request in flight and every non-empty queue is

@@ -3,6 +3,8 @@
 Environment:
   YTBRIDGE_BIN        the daemon under test (required; tests are skipped without it)
   FAKE_YOUTRACK       the fake server (default: ../fakes/fake_youtrack.py)
+  FAKE_RECEIVERS      the fake Slack/Matrix/webhook receivers
+                      (default: ../fakes/fake_receivers.py)
   YTBRIDGE_WRAPPER    optional command prefix for the daemon,
                       e.g. "valgrind -q --error-exitcode=99"
   YTBRIDGE_TIME_SCALE multiply every deadline by this (default 1; e.g. 10 under valgrind)
@@ -28,7 +30,15 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.environ.get('FAKE_YOUTRACK') or os.path.join(HERE, '..', 'fakes',
                                                        'fake_youtrack.py')
+FAKE_RECEIVERS = os.environ.get('FAKE_RECEIVERS') or os.path.join(
+    HERE, '..', 'fakes', 'fake_receivers.py')
 TOKEN = 'perm:test-token-not-real'
+# Delivery secrets (sink URLs and tokens are secrets: never printed).
+SLACK_HOOK = 'services/T000/B000/fakehooksecret0001'
+MATRIX_TOKEN = 'syt_fake_token_not_real'
+WEBHOOK_SECRET = 'fake-signing-secret'
+HOOKSHOT_NAME = 'hs-fakehooksecret-hookshot'
+SECRETS = (TOKEN, MATRIX_TOKEN, WEBHOOK_SECRET, 'fakehooksecret')
 SCALE = float(os.environ.get('YTBRIDGE_TIME_SCALE') or 1)
 EVENT_KINDS = {'project.created', 'project.removed', 'project.renamed',
                'project.archived', 'project.unarchived'}
@@ -55,10 +65,13 @@ _PROXY_VARS = ('http_proxy', 'https_proxy', 'all_proxy', 'HTTP_PROXY',
 
 
 def redact(text):
-    """Remove the test token from anything about to be printed."""
+    """Remove the test token and sink secrets from anything to be printed."""
     if isinstance(text, bytes):
         text = text.decode('utf-8', 'replace')
-    return (text or '').replace(TOKEN, '<TOKEN>')
+    text = (text or '').replace(TOKEN, '<TOKEN>')
+    text = text.replace(MATRIX_TOKEN, '<MATRIX_TOKEN>')
+    text = text.replace(WEBHOOK_SECRET, '<WEBHOOK_SECRET>')
+    return re.sub(r'[\w-]*fakehooksecret[\w-]*', '<HOOK_SECRET>', text)
 
 
 def deadline_wait(predicate, timeout, step=0.05, what='condition'):
@@ -100,13 +113,11 @@ DEFAULT_PROJECTS = [
 ]
 
 
-class FakeYouTrack:
-    """The fake server as a child process, plus its control API."""
+class _FakeProcess:
+    """A fake server child process that prints PORT n, plus control calls."""
 
-    def __init__(self, *args, projects=None):
+    def _spawn(self, argv):
         self.stderr_file = tempfile.TemporaryFile()
-        argv = [sys.executable, FAKE, '--port', '0', '--token', TOKEN]
-        argv += list(args)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                      stderr=self.stderr_file,
                                      stdin=subprocess.DEVNULL)
@@ -130,8 +141,6 @@ class FakeYouTrack:
             raise AssertionError('fake printed %r, not PORT n' % line)
         self.port = int(m.group(1))
         self.url = 'http://127.0.0.1:%d' % self.port
-        if projects is not None:
-            self.set_projects(projects)
 
     def _call(self, method, path, data=None):
         body = None if data is None else json.dumps(data).encode()
@@ -141,6 +150,31 @@ class FakeYouTrack:
         with _NO_PROXY.open(req, timeout=10 * SCALE) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
+
+    def log(self):
+        self.stderr_file.seek(0)
+        return redact(self.stderr_file.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+        self.stderr_file.close()
+
+
+class FakeYouTrack(_FakeProcess):
+    """The fake server as a child process, plus its control API."""
+
+    def __init__(self, *args, projects=None):
+        argv = [sys.executable, FAKE, '--port', '0', '--token', TOKEN]
+        self._spawn(argv + list(args))
+        if projects is not None:
+            self.set_projects(projects)
 
     def set_projects(self, projects):
         self._call('PUT', '/_control/projects', list(projects))
@@ -166,20 +200,87 @@ class FakeYouTrack:
     def clear_requests(self):
         self._call('DELETE', '/_control/requests')
 
-    def log(self):
-        self.stderr_file.seek(0)
-        return redact(self.stderr_file.read())
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc.stdout.close()
-        self.stderr_file.close()
+class Receivers(_FakeProcess):
+    """tests/fakes/fake_receivers.py: fake Slack webhook, Matrix homeserver,
+    signed webhooks and hookshot, plus helpers that build sink configs
+    pointing at it (see Bridge: sinks=[...])."""
+
+    def __init__(self):
+        self._spawn([sys.executable, FAKE_RECEIVERS, '--port', '0'])
+
+    # -- sink configurations (dicts for Bridge(sinks=[...])) ---------------
+
+    def slack_sink(self, name='team', hook=SLACK_HOOK, **opts):
+        return dict(name=name, type='slack',
+                    webhook_url='%s/slack/%s' % (self.url, hook), **opts)
+
+    def matrix_sink(self, name='room', room='#yt:localhost', **opts):
+        return dict(name=name, type='matrix', homeserver=self.url, room=room,
+                    access_token=MATRIX_TOKEN, **opts)
+
+    def webhook_sink(self, name='ci', hook='ci', secret=WEBHOOK_SECRET, **opts):
+        sink = dict(name=name, type='webhook',
+                    url='%s/hook/%s' % (self.url, hook), **opts)
+        if secret is not None:
+            sink['secret'] = secret
+            self.set_hook_secret(hook, secret)
+        return sink
+
+    def hookshot_sink(self, name='hs', hook=HOOKSHOT_NAME, **opts):
+        return dict(name=name, type='hookshot',
+                    url='%s/hookshot/%s' % (self.url, hook), **opts)
+
+    # -- control API --------------------------------------------------------
+
+    def fault(self, receiver, mode, count=None, path=None, **kw):
+        """count=None: until cleared. path: a request-path prefix."""
+        data = {'receiver': receiver, 'mode': str(mode)}
+        if count is not None:
+            data['count'] = count
+        if path is not None:
+            data['path'] = path
+        data.update(kw)
+        self._call('POST', '/_control/fault', data)
+
+    def clear_faults(self, receiver=None):
+        self._call('DELETE', '/_control/fault'
+                   + ('?receiver=' + receiver if receiver else ''))
+
+    def received(self, receiver, min_gap=0.95):
+        """{"accepted", "rejected", "duplicates", "lookups",
+        "pacing_violations", "attempt_pacing_violations"}; records have
+        seq, t (monotonic), wall, path, headers, body, json, status, ...
+        Secrets (hook URLs, tokens) are redacted, so records can be printed."""
+        got = self._call('GET', '/_control/received?receiver=%s&min_gap=%s'
+                         % (receiver, min_gap))
+        return json.loads(redact(json.dumps(got)))
+
+    def accepted(self, receiver):
+        return self.received(receiver)['accepted']
+
+    def clear_received(self, receiver=None):
+        self._call('DELETE', '/_control/received'
+                   + ('?receiver=' + receiver if receiver else ''))
+
+    def set_matrix(self, **kw):
+        """rooms=[...], aliases={...}, token=..., ratelimit={...}|None."""
+        self._call('PUT', '/_control/matrix', kw)
+
+    def set_hook_secret(self, name, secret):
+        self._call('PUT', '/_control/hook', {'name': name, 'secret': secret})
+
+    def wait_accepted(self, receiver, n, timeout=30, what=None):
+        """Wait until `receiver` has accepted at least n messages."""
+        got = []
+
+        def enough():
+            got[:] = self.accepted(receiver)
+            return len(got) >= n
+        deadline_wait(enough, timeout, step=0.1,
+                      what=what or '%d messages at %s (have %d)'
+                      % (n, receiver, len(got)))
+        return list(got)
 
 
 class Result:
@@ -227,7 +328,20 @@ def libconfig_value(value):
         return str(value)
     if isinstance(value, str):
         return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
+    if isinstance(value, (list, tuple)):
+        return '[%s]' % ', '.join(libconfig_value(v) for v in value)
     raise TypeError(value)
+
+
+def libconfig_sink(sink):
+    """{'name': 'x', 'type': 'slack', ...} -> '{ name = "x"; ... }'."""
+    keys = ['name', 'type'] + [k for k in sink if k not in ('name', 'type')]
+    return '{ %s }' % ' '.join('%s = %s;' % (k, libconfig_value(sink[k]))
+                               for k in keys if k in sink)
+
+
+STDOUT_SINK = {'name': 'out', 'type': 'stdout', 'format': 'json'}
+NOTIFY_EXTRAS = ('digest_threshold', 'max_age', 'shutdown_grace')
 
 
 class Bridge:
@@ -243,6 +357,8 @@ class Bridge:
             'poll_interval': 10, 'page_size': 2, 'timeout': 5,
             'first_run': 'announce', 'removal_confirmations': 2,
             'mass_removal_limit': 10, 'sink_format': 'json',
+            # One message per change unless a test is about digests.
+            'digest_threshold': 1000,
             'log_level': 'debug',
         }
         self.settings.update(overrides)
@@ -269,11 +385,17 @@ class Bridge:
             '  first_run = %s;' % libconfig_value(s['first_run']),
             '  removal_confirmations = %d;' % s['removal_confirmations'],
             '  mass_removal_limit = %d;' % s['mass_removal_limit'],
+            *('  %s = %s;' % (k, libconfig_value(s[k]))
+              for k in NOTIFY_EXTRAS if s.get(k) is not None),
             '};',
-            'sinks = ( { name = "out"; type = "stdout"; format = %s; } );'
-            % libconfig_value(s['sink_format']),
-            'log: { level = %s; };' % libconfig_value(s['log_level']),
         ]
+        if s.get('sinks') is None:
+            lines.append('sinks = ( { name = "out"; type = "stdout"; '
+                         'format = %s; } );' % libconfig_value(s['sink_format']))
+        else:
+            lines.append('sinks = (\n%s\n);' % ',\n'.join(
+                '  ' + libconfig_sink(x) for x in s['sinks']))
+        lines.append('log: { level = %s; };' % libconfig_value(s['log_level']))
         return '\n'.join(lines) + '\n'
 
     def write_config(self, text=None):
@@ -388,6 +510,27 @@ class Daemon:
             self.proc.wait(10)
 
 
+def message_text(rec):
+    """Everything human-readable in one received message, for matching:
+    Slack text + block texts, Matrix body, hookshot text, webhook JSON."""
+    j = rec.get('json')
+    if not isinstance(j, dict):
+        return rec.get('body') or ''
+    parts = []
+    for key in ('text', 'body'):
+        if isinstance(j.get(key), str):
+            parts.append(j[key])
+    for block in j.get('blocks') or []:
+        if isinstance(block, dict):
+            for obj in [block.get('text')] + list(block.get('fields') or []) \
+                    + list(block.get('elements') or []):
+                if isinstance(obj, dict) and isinstance(obj.get('text'), str):
+                    parts.append(obj['text'])
+    if not parts:
+        parts.append(json.dumps(j, ensure_ascii=False))
+    return '\n'.join(parts)
+
+
 def need_binary():
     bin_path = os.environ.get('YTBRIDGE_BIN')
     if not bin_path:
@@ -442,9 +585,11 @@ class BridgeTest(unittest.TestCase):
 
     def assert_no_token(self, result):
         # Checked without ever printing it.
-        self.check(TOKEN not in result.stdout and TOKEN not in result.stderr,
-                   'the token appears in the daemon output (redacted here)',
-                   result)
+        for secret in SECRETS:
+            self.check(secret not in result.stdout
+                       and secret not in result.stderr,
+                       'a secret appears in the daemon output (redacted here)',
+                       result)
 
     def events_summary(self, result):
         return [(e['event'], e['project'].get('id'),
@@ -465,8 +610,20 @@ class BridgeTest(unittest.TestCase):
         """The contract for a failed poll: rc 1, silence, state unchanged."""
         self.check(result.rc == 1, 'a failed poll with --once must exit 1',
                    result)
-        self.assert_quiet(result)
-        self.check(self.bridge.state_listing() == before,
+        # Nothing about projects; an auth failure raises exactly one operator
+        # alert, through the outbox (whose journal is empty again afterwards).
+        alerts = [m for m in result.messages if m.get('event') == 'alert'
+                  and m.get('kind') == 'youtrack_auth']
+        self.check(len(result.lines) == len(alerts),
+                   'expected nothing on stdout but an auth alert', result)
+        self.check(not alerts or ('auth' in classes and len(alerts) == 1),
+                   'an alert for a failure that is not about credentials',
+                   result)
+
+        def settled(listing):
+            return {k: v for k, v in listing.items()
+                    if not (k == 'outbox.jsonl' and v == b'')}
+        self.check(settled(self.bridge.state_listing()) == settled(before),
                    'the state directory changed after a failed poll', result)
         self.assert_no_token(result)
         pattern = re.compile(r'\b(%s)\b' % '|'.join(classes), re.I)
@@ -488,6 +645,48 @@ class BridgeTest(unittest.TestCase):
         self.bridge.settings = saved
         self.bridge.write_config()
         return result
+
+
+class DeliveryTest(BridgeTest):
+    """BridgeTest plus fake receivers (self.rx) and sink helpers."""
+
+    def setUp(self):
+        super().setUp()
+        self.rx = Receivers()
+        self.addCleanup(self.rx.stop)
+        self.bridge.configure(removal_confirmations=1)
+
+    def fail_with(self, msg, result=None):
+        msg += '\n--- receivers log (tail) ---\n' + self.rx.log()[-2000:]
+        super().fail_with(msg, result)
+
+    def use_sinks(self, *sinks, **settings):
+        self.bridge.configure(sinks=list(sinks), **settings)
+
+    def quiet_baseline(self, projects):
+        """Snapshot `projects` with a stdout-only config: no sink sees it."""
+        sinks = self.bridge.settings.get('sinks')
+        self.bridge.settings['sinks'] = None
+        try:
+            self.baseline(projects)
+        finally:
+            self.bridge.configure(sinks=sinks)
+
+    def deliver_once(self, timeout=60):
+        """One --once run (poll, commit, deliver what is due); rc 0."""
+        return self.assert_ok(self.bridge.once(timeout=timeout))
+
+    def daemon_until(self, predicate, timeout=30, what='delivery'):
+        """Run the daemon until predicate() holds, then SIGTERM it (rc 0)."""
+        daemon = self.start_daemon()
+        try:
+            deadline_wait(predicate, timeout, step=0.1, what=what)
+        except AssertionError as e:
+            self.fail_with(str(e), daemon.stop(timeout=20))
+        return self.assert_ok(daemon.stop(timeout=20))
+
+    def texts(self, receiver):
+        return [message_text(r) for r in self.rx.accepted(receiver)]
 
 
 def main():

@@ -1,0 +1,716 @@
+#!/usr/bin/env python3
+"""Fake delivery targets for ytbridge's integration tests: a Slack incoming
+webhook, a Matrix homeserver, generic signed webhooks and matrix-hookshot
+generic webhooks, all in one process (standard library only).
+
+Wire formats follow ../shared/reference/slack.md §1-3 and matrix.md §1-7:
+
+  POST /slack/<hook path>        200 text/plain "ok"; errors are bare strings
+  PUT  /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}
+                                 Bearer token, joined rooms, Synapse-like txnId
+                                 dedup (failed requests are not cached), events
+                                 over 65536 bytes -> 413 M_TOO_LARGE
+  GET  /_matrix/client/v3/directory/room/{roomAlias}
+  GET  /_matrix/client/v3/account/whoami
+  POST /hook/<name>              records X-Ytbridge-* headers, checks
+                                 X-Ytbridge-Signature-256 when a secret is set
+  POST /hookshot/<name>          expects {"text": ..., "html": ...}
+
+Control API (unauthenticated):
+
+  POST   /_control/fault     {"receiver": "slack"|"matrix"|"hook"|"hookshot",
+                              "mode": M, "count": n (omit: until cleared),
+                              "path": request-path prefix (optional),
+                              "retry_after": s, "delay": s, "status": code,
+                              "body": text (Slack errors: replaces the body)}
+                             A fault replaces an earlier one with the same
+                             receiver and path; several may be active.
+  DELETE /_control/fault     clear all faults (?receiver=R: only R's)
+  GET    /_control/faults    the active faults
+  GET    /_control/received?receiver=R[&min_gap=0.95]
+                             {"accepted": [...], "rejected": [...],
+                              "duplicates": [...] (matrix), "lookups": [...]
+                              (matrix directory/whoami), "pacing_violations":
+                              [...] (accepted posts to one path closer than
+                              min_gap s), "attempt_pacing_violations": [...]
+                              (the same over every attempt)}
+                             Without receiver: {R: that object, ...}.
+  DELETE /_control/received  forget everything received (?receiver=R)
+  PUT    /_control/matrix    {"rooms": [joined room ids], "aliases": {alias:
+                              room id}, "token": "...", "user_id": "...",
+                              "ratelimit": {"per_second": r, "burst": n} | null,
+                              "forget_txns": true}
+  PUT    /_control/hook      {"name": ..., "secret": "..." | null}
+
+Every record has seq (global arrival order), t (time.monotonic() at arrival,
+comparable with the test process on Linux), wall (time.time()), method, path
+(decoded), raw_path, headers, body (text) and json (parsed or null).
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RECEIVERS = ('slack', 'matrix', 'hook', 'hookshot')
+
+# fixtures/slack/webhook_500_html_error_body__python-slack-sdk_tests_slack_sdk_webhook_mock_web_api_server.py.html
+SLACK_500_HTML = (
+    b'<!DOCTYPE html>\n'
+    b'<html lang="en">\n'
+    b'<head>\n'
+    b'\t<meta charset="utf-8">\n'
+    b'\t<title>Server Error | Slack</title>\n'
+    b'\t<meta name="author" content="Slack">\n'
+    b'\t<style></style>\n'
+    b'</head>\n'
+    b'<body>\n'
+    b'\t<nav class="top persistent">\n'
+    b'\t\t<a href="https://status.slack.com/" class="logo" data-qa="logo"></a>\n'
+    b'\t</nav>\n'
+    b'\t<div id="page">\n'
+    b'\t\t<div id="page_contents">\n'
+    b'\t\t\t<h1>\n'
+    b'\t\t\t\t<svg width="30px" height="27px" viewBox="0 0 60 54" class="warning_icon"><path d="" fill="#D94827"/></svg>\n'
+    b'\t\t\t\tServer Error\n'
+    b'\t\t\t</h1>\n'
+    b'\t\t\t<div class="card">\n'
+    b'\t\t\t\t<p>It seems like there\xe2\x80\x99s a problem connecting to our servers, and we\xe2\x80\x99re investigating the issue.</p>\n'
+    b'\t\t\t\t<p>Please <a href="https://status.slack.com/">check our Status page for updates</a>.</p>\n'
+    b'\t\t\t</div>\n'
+    b'\t\t</div>\n'
+    b'\t</div>\n'
+    b'\t<script type="text/javascript">\n'
+    b'\t\tif (window.desktop) {\n'
+    b"\t\t\tdocument.documentElement.className = 'desktop';\n"
+    b'\t\t}\n'
+    b'\n'
+    b'\t\tvar FIVE_MINS = 5 * 60 * 1000;\n'
+    b'\t\tvar TEN_MINS = 10 * 60 * 1000;\n'
+    b'\n'
+    b'\t\tfunction randomBetween(min, max) {\n'
+    b'\t\t\treturn Math.floor(Math.random() * (max - (min + 1))) + min;\n'
+    b'\t\t}\n'
+    b'\n'
+    b'\t\twindow.setTimeout(function () {\n'
+    b'\t\t\twindow.location.reload(true);\n'
+    b'\t\t}, randomBetween(FIVE_MINS, TEN_MINS));\n'
+    b'\t</script>\n'
+    b'</body>\n'
+    b'</html>')
+
+NGINX_502 = (b'<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n'
+             b'<center><h1>502 Bad Gateway</h1></center>\r\n'
+             b'<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n')
+
+# Slack webhook error strings -> default HTTP status (slack.md §2; the ones
+# the changelog does not give are guesses, overridable with "status").
+SLACK_ERRORS = {
+    'invalid_payload': 400, 'invalid_blocks': 400, 'no_text': 400,
+    'user_not_found': 400, 'too_many_attachments': 400,
+    'no_service': 404, 'no_service_id': 400, 'no_team': 400,
+    'no_active_hooks': 403, 'invalid_token': 403,
+    'channel_is_archived': 410, 'channel_not_found': 404,
+    'action_prohibited': 403, 'team_disabled': 403,
+    'posting_to_general_channel_denied': 403, 'rollup_error': 500,
+}
+# Common modes: "slow" (answer normally after "delay" s, default 2),
+# "disconnect" (read the request, close without answering, record nothing
+# as accepted), "ok_then_disconnect" (accept and record the message, then
+# close without answering: the sender cannot know it arrived).
+COMMON_MODES = {'slow', 'disconnect', 'ok_then_disconnect'}
+SLACK_MODES = set(SLACK_ERRORS) | {'429', '500'} | COMMON_MODES
+MATRIX_MODES = {'429_header', '429_body_only', '500', '502_html', 'forbidden',
+                'unknown_token', 'too_large'} | COMMON_MODES
+HOOK_MODES = COMMON_MODES  # plus any HTTP status code as a string
+
+MATRIX_PREFIX = '/_matrix/client/v3'
+MAX_EVENT = 65536
+EVENT_OVERHEAD = 400  # what a homeserver adds around the content (approx.)
+
+
+def log(msg):
+    sys.stderr.write('fake_receivers: %s\n' % msg)
+    sys.stderr.flush()
+
+
+def dumps(value):
+    return json.dumps(value, ensure_ascii=False,
+                      separators=(',', ':')).encode('utf-8')
+
+
+def valid_mode(receiver, mode):
+    if receiver == 'slack':
+        return mode in SLACK_MODES
+    if receiver == 'matrix':
+        return mode in MATRIX_MODES
+    if receiver in ('hook', 'hookshot'):
+        return mode in HOOK_MODES or (mode.isdigit() and 200 <= int(mode) < 600)
+    return False
+
+
+def pacing(records, min_gap):
+    """Pairs of consecutive records to one path closer than min_gap s."""
+    last = {}
+    out = []
+    for rec in sorted(records, key=lambda r: r['seq']):
+        prev = last.get(rec['path'])
+        if prev is not None and rec['t'] - prev['t'] < min_gap:
+            out.append({'path': rec['path'], 'gap': rec['t'] - prev['t'],
+                        'seq': [prev['seq'], rec['seq']]})
+        last[rec['path']] = rec
+    return out
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.faults = []
+        self.received = {r: self.empty_log() for r in RECEIVERS}
+        self.hook_secrets = {}
+        self.matrix_token = 'syt_fake_token_not_real'
+        self.matrix_user = '@bot:localhost'
+        self.rooms = {'!room1:localhost'}
+        self.aliases = {'#yt:localhost': '!room1:localhost'}
+        self.txns = {}  # (room, txnId) -> event_id, successes only
+        self.ratelimit = None  # {"per_second": r, "burst": n}
+        self.bucket = [0.0, time.monotonic()]  # level, last update
+
+    @staticmethod
+    def empty_log():
+        return {'accepted': [], 'rejected': [], 'duplicates': [],
+                'lookups': []}
+
+    def next_seq(self):
+        with self.lock:
+            self.seq += 1
+            return self.seq
+
+    def take_fault(self, receiver, path):
+        with self.lock:
+            for fault in self.faults:
+                if fault['receiver'] != receiver:
+                    continue
+                prefix = fault.get('path')
+                if prefix and not path.startswith(prefix):
+                    continue
+                if fault.get('count') is not None:
+                    fault['count'] -= 1
+                    if fault['count'] <= 0:
+                        self.faults.remove(fault)
+                return dict(fault)
+        return None
+
+    def add(self, receiver, kind, rec):
+        with self.lock:
+            self.received[receiver][kind].append(rec)
+
+    def ratelimited(self):
+        """Synapse-like leaky bucket; returns seconds to wait or 0."""
+        with self.lock:
+            rl = self.ratelimit
+            if not rl:
+                return 0
+            now = time.monotonic()
+            rate = float(rl.get('per_second', 0.2))
+            burst = float(rl.get('burst', 10))
+            level = max(0.0, self.bucket[0] - (now - self.bucket[1]) * rate)
+            self.bucket = [level, now]
+            if level + 1 > burst:
+                return (level + 1 - burst) / rate if rate > 0 else 60
+            self.bucket[0] = level + 1
+            return 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    server_version = 'fake-receivers'
+    sys_version = ''
+
+    @property
+    def state(self):
+        return self.server.state
+
+    def log_message(self, fmt, *args):
+        # Never log request paths: they carry the webhook secrets.
+        pass
+
+    # -- plumbing -------------------------------------------------------------
+
+    def send_fixed(self, status, body, ctype='application/json', extra=()):
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        self.send_response_only(status)
+        self.send_header('Date', self.date_time_string())
+        self.send_header('Server', 'fake-receivers')
+        if ctype:
+            self.send_header('Content-Type', ctype)
+        for name, value in extra:
+            self.send_header(name, value)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if self.command != 'HEAD':
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def send_json(self, status, obj, extra=()):
+        self.send_fixed(status, dumps(obj), 'application/json', extra)
+
+    def drop_connection(self):
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def read_body(self):
+        length = int(self.headers.get('Content-Length') or 0)
+        return self.rfile.read(length) if length else b''
+
+    def do_GET(self):
+        self.dispatch()
+
+    def do_POST(self):
+        self.dispatch()
+
+    def do_PUT(self):
+        self.dispatch()
+
+    def do_DELETE(self):
+        self.dispatch()
+
+    def dispatch(self):
+        self.t_arrival = time.monotonic()
+        self.wall_arrival = time.time()
+        url = urllib.parse.urlsplit(self.path)
+        self.raw_path = url.path
+        path = url.path
+        try:
+            if path.startswith('/_control/'):
+                self.control(path, url.query)
+            elif path.startswith('/slack/'):
+                self.slack(path)
+            elif path.startswith(MATRIX_PREFIX + '/'):
+                self.matrix(path)
+            elif path.startswith('/hook/'):
+                self.hook(path, 'hook')
+            elif path.startswith('/hookshot/'):
+                self.hook(path, 'hookshot')
+            else:
+                self.read_body()
+                self.send_fixed(404, 'not found', 'text/plain')
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def record(self, path, body):
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        return {'seq': self.state.next_seq(), 't': self.t_arrival,
+                'wall': self.wall_arrival, 'method': self.command,
+                'path': path, 'raw_path': self.raw_path,
+                'headers': dict(self.headers.items()),
+                'body': body.decode('utf-8', 'replace'), 'json': parsed}
+
+    def pre_fault(self, fault):
+        """Apply delay/disconnect; True when the request is finished."""
+        if fault is None:
+            return False
+        if fault.get('delay'):
+            time.sleep(float(fault['delay']))
+        if fault['mode'] == 'disconnect':
+            self.drop_connection()
+            return True
+        return False
+
+    # -- Slack ----------------------------------------------------------------
+
+    def slack(self, path):
+        body = self.read_body()
+        rec = self.record(path, body)
+        if self.command != 'POST':
+            self.send_fixed(405, 'invalid_method', 'text/html')
+            return
+        fault = self.state.take_fault('slack', path)
+        if fault and fault['mode'] == 'slow' and not fault.get('delay'):
+            fault['delay'] = 2
+        if self.pre_fault(fault):
+            rec.update(status=None, reason='disconnect')
+            self.state.add('slack', 'rejected', rec)
+            return
+        mode = fault['mode'] if fault else None
+        if mode in (None, 'slow', 'ok_then_disconnect'):
+            ctype = (self.headers.get('Content-Type') or '').split(';')[0]
+            if rec['json'] is None or ctype.strip().lower() != 'application/json':
+                status, text = 400, 'invalid_payload'
+            elif not isinstance(rec['json'], dict) or (
+                    not rec['json'].get('text') and not rec['json'].get('blocks')):
+                status, text = 400, 'no_text'
+            else:
+                rec['status'] = 200
+                self.state.add('slack', 'accepted', rec)
+                if mode == 'ok_then_disconnect':
+                    rec['dropped_answer'] = True
+                    self.drop_connection()
+                    return
+                self.send_fixed(200, 'ok', 'text/plain;charset=utf-8')
+                return
+            rec.update(status=status, reason=text)
+            self.state.add('slack', 'rejected', rec)
+            self.send_fixed(status, text, 'text/html')
+            return
+        extra = ()
+        if mode == '429':
+            status, text, ctype = 429, 'rate_limited', 'text/plain'
+            extra = [('Retry-After', str(fault.get('retry_after', 1)))]
+        elif mode == '500':
+            status, text, ctype = 500, SLACK_500_HTML, 'text/html; charset=utf-8'
+        else:
+            status, text, ctype = SLACK_ERRORS[mode], mode, 'text/html'
+        status = int(fault.get('status') or status)
+        if fault.get('body') is not None:
+            text = fault['body']
+        rec.update(status=status, reason=mode)
+        self.state.add('slack', 'rejected', rec)
+        self.send_fixed(status, text, ctype, extra)
+
+    # -- Matrix ---------------------------------------------------------------
+
+    def matrix_error(self, status, errcode, error, rec=None, extra=(), **more):
+        obj = {'errcode': errcode, 'error': error}
+        obj.update(more)
+        if rec is not None:
+            rec.update(status=status, reason=errcode)
+            self.state.add('matrix', 'rejected', rec)
+        self.send_json(status, obj, extra)
+
+    def matrix(self, path):
+        body = self.read_body()
+        parts = [urllib.parse.unquote(p)
+                 for p in path[len(MATRIX_PREFIX) + 1:].split('/')]
+        decoded = MATRIX_PREFIX + '/' + '/'.join(parts)
+        rec = self.record(decoded, body)
+        st = self.state
+        auth = self.headers.get('Authorization')
+        if auth is None:
+            self.matrix_error(401, 'M_MISSING_TOKEN', 'Missing access token',
+                              rec)
+            return
+        if auth != 'Bearer ' + st.matrix_token:
+            self.matrix_error(401, 'M_UNKNOWN_TOKEN',
+                              'Unrecognised access token', rec,
+                              soft_logout=False)
+            return
+        if self.command == 'GET' and parts == ['account', 'whoami']:
+            st.add('matrix', 'lookups', rec)
+            self.send_json(200, {'user_id': st.matrix_user,
+                                 'device_id': 'DEV1', 'is_guest': False})
+            return
+        if self.command == 'GET' and len(parts) == 3 and \
+                parts[:2] == ['directory', 'room']:
+            alias = parts[2]
+            rec['alias'] = alias
+            st.add('matrix', 'lookups', rec)
+            with st.lock:
+                room = st.aliases.get(alias)
+            if not alias.startswith('#') or ':' not in alias:
+                self.matrix_error(400, 'M_INVALID_PARAM', 'Room alias invalid')
+            elif room is None:
+                self.matrix_error(404, 'M_NOT_FOUND',
+                                  'Room alias %s not found' % alias)
+            else:
+                self.send_json(200, {'room_id': room,
+                                     'servers': ['localhost']})
+            return
+        if not (len(parts) == 5 and parts[0] == 'rooms'
+                and parts[2] == 'send'):
+            self.matrix_error(404, 'M_UNRECOGNIZED', 'Unrecognized request',
+                              rec)
+            return
+        if self.command != 'PUT':
+            self.matrix_error(405, 'M_UNRECOGNIZED', 'Unrecognized request',
+                              rec)
+            return
+        room, etype, txn = parts[1], parts[3], parts[4]
+        rec.update(room=room, event_type=etype, txn_id=txn)
+        fault = st.take_fault('matrix', decoded)
+        if fault and fault['mode'] == 'slow' and not fault.get('delay'):
+            fault['delay'] = 2
+        if self.pre_fault(fault):
+            rec.update(status=None, reason='disconnect')
+            st.add('matrix', 'rejected', rec)
+            return
+        mode = fault['mode'] if fault else None
+        retry = float(fault.get('retry_after', 1)) if fault else 1
+        if mode == '429_header':
+            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
+                              rec, [('Retry-After',
+                                     '%d' % math.ceil(retry))],
+                              retry_after_ms=int(retry * 1000))
+            return
+        if mode == '429_body_only':
+            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
+                              rec, retry_after_ms=int(retry * 1000))
+            return
+        if mode == '500':
+            self.matrix_error(500, 'M_UNKNOWN', 'Internal server error', rec)
+            return
+        if mode == '502_html':
+            rec.update(status=502, reason='502_html')
+            st.add('matrix', 'rejected', rec)
+            self.send_fixed(502, NGINX_502, 'text/html')
+            return
+        if mode == 'unknown_token':
+            self.matrix_error(401, 'M_UNKNOWN_TOKEN',
+                              'Unrecognised access token', rec,
+                              soft_logout=False)
+            return
+        if mode == 'too_large':
+            self.matrix_error(413, 'M_TOO_LARGE', 'Event too large', rec)
+            return
+        with st.lock:
+            joined = room in st.rooms
+        if mode == 'forbidden' or not joined:
+            self.matrix_error(403, 'M_FORBIDDEN', 'User %s not in room %s'
+                              % (st.matrix_user, room), rec)
+            return
+        if len(body) + EVENT_OVERHEAD > MAX_EVENT:
+            self.matrix_error(413, 'M_TOO_LARGE', 'Event too large', rec)
+            return
+        if not isinstance(rec['json'], dict):
+            self.matrix_error(400, 'M_NOT_JSON', 'Content not JSON.', rec)
+            return
+        content = rec['json']
+        if not isinstance(content.get('msgtype'), str) or \
+                not isinstance(content.get('body'), str):
+            self.matrix_error(400, 'M_BAD_JSON', 'Missing msgtype or body', rec)
+            return
+        wait = st.ratelimited()
+        if wait:
+            ms = int(wait * 1000) + 1
+            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
+                              rec, [('Retry-After', str(-(-ms // 1000)))],
+                              retry_after_ms=ms)
+            return
+        with st.lock:
+            event_id = st.txns.get((room, txn))
+            dup = event_id is not None
+            if not dup:
+                event_id = '$' + secrets.token_urlsafe(18)
+                st.txns[(room, txn)] = event_id
+            rec.update(status=200, event_id=event_id)
+            st.received['matrix']['duplicates' if dup else 'accepted'].append(rec)
+        if mode == 'ok_then_disconnect':
+            rec['dropped_answer'] = True
+            self.drop_connection()
+            return
+        self.send_json(200, {'event_id': event_id})
+
+    # -- generic webhooks and hookshot ----------------------------------------
+
+    def hook(self, path, receiver):
+        body = self.read_body()
+        name = path.split('/', 2)[2]
+        rec = self.record(path, body)
+        rec['name'] = name
+        st = self.state
+        if receiver == 'hook':
+            with st.lock:
+                secret = st.hook_secrets.get(name)
+            rec['event'] = self.headers.get('X-Ytbridge-Event')
+            rec['delivery'] = self.headers.get('X-Ytbridge-Delivery')
+            sig = self.headers.get('X-Ytbridge-Signature-256')
+            if secret is None:
+                rec['signature_valid'] = None
+            else:
+                want = 'sha256=' + hmac.new(secret.encode('utf-8'), body,
+                                            hashlib.sha256).hexdigest()
+                rec['signature_valid'] = bool(sig) and hmac.compare_digest(
+                    sig, want)
+        else:
+            j = rec['json']
+            rec['shape_ok'] = (isinstance(j, dict)
+                               and isinstance(j.get('text'), str)
+                               and isinstance(j.get('html'), str))
+        if self.command != 'POST':
+            rec.update(status=405, reason='method')
+            st.add(receiver, 'rejected', rec)
+            self.send_fixed(405, 'method not allowed', 'text/plain')
+            return
+        fault = st.take_fault(receiver, path)
+        if fault and fault['mode'] == 'slow' and not fault.get('delay'):
+            fault['delay'] = 2
+        if self.pre_fault(fault):
+            rec.update(status=None, reason='disconnect')
+            st.add(receiver, 'rejected', rec)
+            return
+        mode = fault['mode'] if fault else 'slow'
+        status = int(mode) if mode.isdigit() else 200
+        rec['status'] = status
+        extra = []
+        if status == 429:
+            extra.append(('Retry-After', str(fault.get('retry_after', 1))))
+        if 200 <= status < 300:
+            st.add(receiver, 'accepted', rec)
+        else:
+            rec['reason'] = mode
+            st.add(receiver, 'rejected', rec)
+        if mode == 'ok_then_disconnect':
+            rec['dropped_answer'] = True
+            self.drop_connection()
+            return
+        if status == 204:
+            self.send_fixed(204, b'', None)
+        elif receiver == 'hookshot':
+            self.send_json(status, {'ok': True} if status < 300 else
+                           {'ok': False, 'error': 'fault %s' % mode}, extra)
+        else:
+            self.send_json(status, {'ok': status < 300}, extra)
+
+    # -- control --------------------------------------------------------------
+
+    def control(self, path, query):
+        body = self.read_body()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            self.send_json(400, {'error': 'bad json'})
+            return
+        q = urllib.parse.parse_qs(query)
+        receiver = q.get('receiver', [None])[-1]
+        if receiver is not None and receiver not in RECEIVERS:
+            self.send_json(400, {'error': 'unknown receiver'})
+            return
+        st = self.state
+        m = self.command
+        if path == '/_control/fault' and m == 'POST':
+            if not isinstance(data, dict) or data.get('receiver') not in RECEIVERS \
+                    or not valid_mode(data['receiver'], str(data.get('mode'))):
+                self.send_json(400, {'error': 'unknown receiver or mode'})
+                return
+            fault = dict(data)
+            fault['mode'] = str(data['mode'])
+            with st.lock:
+                st.faults = [f for f in st.faults
+                             if (f['receiver'], f.get('path')) !=
+                             (fault['receiver'], fault.get('path'))]
+                st.faults.append(fault)
+            log('fault %s %s count=%s' % (fault['receiver'], fault['mode'],
+                                          fault.get('count')))
+            self.send_fixed(204, b'', None)
+        elif path == '/_control/fault' and m == 'DELETE':
+            with st.lock:
+                st.faults = [f for f in st.faults
+                             if receiver is not None and f['receiver'] != receiver]
+            self.send_fixed(204, b'', None)
+        elif path == '/_control/faults' and m == 'GET':
+            with st.lock:
+                out = dumps(st.faults)
+            self.send_fixed(200, out)
+        elif path == '/_control/received' and m == 'GET':
+            try:
+                gap = float(q.get('min_gap', ['0.95'])[-1])
+            except ValueError:
+                gap = 0.95
+            with st.lock:
+                snap = {r: {k: list(v) for k, v in st.received[r].items()}
+                        for r in RECEIVERS}
+            for r in RECEIVERS:
+                snap[r]['pacing_violations'] = pacing(snap[r]['accepted'], gap)
+                snap[r]['attempt_pacing_violations'] = pacing(
+                    snap[r]['accepted'] + snap[r]['rejected']
+                    + snap[r]['duplicates'], gap)
+            self.send_fixed(200, dumps(snap[receiver] if receiver else snap))
+        elif path == '/_control/received' and m == 'DELETE':
+            with st.lock:
+                for r in RECEIVERS:
+                    if receiver is None or r == receiver:
+                        st.received[r] = st.empty_log()
+            self.send_fixed(204, b'', None)
+        elif path == '/_control/matrix' and m == 'PUT':
+            if not isinstance(data, dict):
+                self.send_json(400, {'error': 'want an object'})
+                return
+            with st.lock:
+                if 'rooms' in data:
+                    st.rooms = set(data['rooms'])
+                if 'aliases' in data:
+                    st.aliases = dict(data['aliases'])
+                if 'token' in data:
+                    st.matrix_token = data['token']
+                if 'user_id' in data:
+                    st.matrix_user = data['user_id']
+                if 'ratelimit' in data:
+                    st.ratelimit = data['ratelimit']
+                    st.bucket = [0.0, time.monotonic()]
+                if data.get('forget_txns'):
+                    st.txns = {}
+            self.send_fixed(204, b'', None)
+        elif path == '/_control/hook' and m == 'PUT':
+            if not isinstance(data, dict) or not isinstance(data.get('name'), str):
+                self.send_json(400, {'error': 'want {"name":..., "secret":...}'})
+                return
+            with st.lock:
+                if data.get('secret') is None:
+                    st.hook_secrets.pop(data['name'], None)
+                else:
+                    st.hook_secrets[data['name']] = str(data['secret'])
+            self.send_fixed(204, b'', None)
+        else:
+            self.send_json(404, {'error': 'no such control resource'})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description='Fake Slack/Matrix/webhook receivers.')
+    ap.add_argument('--port', type=int, default=0)
+    ap.add_argument('--bind', default='127.0.0.1')
+    args = ap.parse_args(argv)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = Server((args.bind, args.port), Handler)
+    server.state = State()
+    sys.stdout.write('PORT %d\n' % server.server_address[1])
+    sys.stdout.flush()
+    log('listening on http://%s:%d/' % (args.bind, server.server_address[1]))
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        log('stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

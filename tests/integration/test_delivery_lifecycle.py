@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Delivery across the daemon's life: SIGTERM in the middle of a burst, and
+messages that wait longer than notify.max_age (about 65 s, the minimum
+max_age being 60)."""
+
+import os
+import re
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (SCALE, DeliveryTest, deadline_wait, main,  # noqa: E402
+                     message_text, project)
+
+BASE = [project('0-1', 'DEV', 'Development'), project('0-2', 'OPS', 'Ops')]
+
+
+def new_projects(*nums):
+    return [project('0-%d' % n, 'N%d' % n, 'Nw%d' % n) for n in nums]
+
+
+def names(recs):
+    return [list(dict.fromkeys(re.findall(r'\bNw\d+\b', message_text(r))))
+            for r in recs]
+
+
+class Sigterm(DeliveryTest):
+
+    def test_sigterm_during_a_burst_then_restart_delivers_the_rest(self):
+        rx = self.rx
+        self.use_sinks(rx.slack_sink(), rx.hookshot_sink(), rx.matrix_sink(),
+                       digest_threshold=50, shutdown_grace=10)
+        self.quiet_baseline(BASE)
+        nums = list(range(10, 18))
+        self.fake.set_projects(BASE + new_projects(*nums))
+        rx.fault('hookshot', 'slow', delay=2)   # a request is in flight at TERM
+        daemon = self.start_daemon()
+        deadline_wait(lambda: len(rx.accepted('slack')) >= 2, 20,
+                      what='the burst to start')
+        t0 = time.monotonic()
+        result = daemon.stop(signal.SIGTERM, timeout=20)
+        took = time.monotonic() - t0
+        self.assert_ok(result)
+        self.check(took <= (10 + 3) * SCALE,
+                   'exit within shutdown_grace (took %.1fs)' % took, result)
+        slack_then = len(rx.accepted('slack'))
+        self.check(slack_then < len(nums),
+                   'SIGTERM came mid-burst (slack had %d)' % slack_then, result)
+        rx.clear_faults()
+        want = [['Nw%d' % n] for n in nums]
+        self.daemon_until(lambda: all(len(rx.accepted(r)) >= len(nums)
+                                      for r in ('slack', 'hookshot', 'matrix')),
+                          timeout=40, what='the rest after restart')
+        time.sleep(1.5)  # room for an unwanted extra message to show up
+        for r in ('slack', 'hookshot', 'matrix'):
+            self.assertEqual(names(rx.accepted(r)), want,
+                             '%s: all, in order, once' % r)
+        self.assertEqual(rx.received('matrix')['duplicates'], [])
+
+
+class MaxAge(DeliveryTest):
+
+    MAX_AGE = 60
+
+    def test_messages_older_than_max_age_are_dead_lettered(self):
+        rx = self.rx
+        self.use_sinks(rx.slack_sink(), digest_threshold=50,
+                       max_age=self.MAX_AGE)
+        self.quiet_baseline(BASE)
+        self.fake.set_projects(BASE + new_projects(10))
+        rx.fault('slack', 'disconnect')     # network errors: retried later
+        committed = time.monotonic()
+        self.deliver_once()
+        self.assertEqual(rx.accepted('slack'), [])
+        self.assertTrue(rx.received('slack')['rejected'],
+                        'the first attempt was made')
+        time.sleep(max(0.0, committed + self.MAX_AGE + 3 - time.monotonic()))
+        rx.clear_faults()
+        rx.clear_received()
+        self.fake.set_projects(BASE + new_projects(10, 11))
+        result = self.deliver_once()
+        got = rx.received('slack')
+        self.check(names(got['accepted']) == [['Nw11']] and not got['rejected'],
+                   'the stale message is not sent, the fresh one is: %r'
+                   % names(got['accepted']), result)
+        self.check(re.search(r'dead|max_age|too old|expired|stale',
+                             result.stderr, re.I),
+                   'the dropped message is logged', result)
+
+
+if __name__ == '__main__':
+    main()
