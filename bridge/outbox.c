@@ -42,7 +42,7 @@ struct queue {
     size_t depth;
     enum qstate state;
     uv_timer_t timer;
-    uint64_t last_start_ms;
+    uint64_t last_done_ms; /* when the last answer arrived: pacing counts from there */
     unsigned failures;
     struct http_xfer *xfer;
     struct sink_request req;
@@ -331,6 +331,9 @@ static void on_answer(void *userdata, const struct http_response *res)
 
     q->xfer = NULL;
     q->state = Q_IDLE;
+    /* Counting from the answer, not the request, keeps arrivals a full interval apart even
+     * when a request is slow to connect. */
+    q->last_done_ms = uv_now(ob->loop);
     sink_request_fini(&q->req);
     v = sink_classify(&q->sink, res, &retry_after, why, sizeof(why));
     switch (v) {
@@ -422,7 +425,6 @@ static void send_head(struct queue *q)
         return;
     }
     q->state = Q_INFLIGHT;
-    q->last_start_ms = uv_now(ob->loop);
 }
 
 static void kick(struct queue *q)
@@ -447,8 +449,8 @@ static void kick(struct queue *q)
             continue;
         }
         uint64_t now = uv_now(ob->loop), pace = sink_pace_ms(&q->sink);
-        if (q->last_start_ms && pace && now < q->last_start_ms + pace) {
-            wait_for(q, Q_PACING, q->last_start_ms + pace - now);
+        if (q->last_done_ms && pace && now < q->last_done_ms + pace) {
+            wait_for(q, Q_PACING, q->last_done_ms + pace - now);
             return;
         }
         send_head(q);
