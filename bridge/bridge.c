@@ -18,7 +18,10 @@
 
 #include <sys/random.h>
 
+#include <jansson.h>
+
 #include "announce.h"
+#include "metrics.h"
 #include "http.h"
 #include "log.h"
 #include "outbox.h"
@@ -47,6 +50,10 @@ struct bridge {
     struct outbox *outbox;
     int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
     unsigned alert_seq;
+    int64_t started_at;
+    int64_t last_poll_ok; /* unix seconds of the last complete poll; 0: none yet */
+    void (*stopped_cb)(void *);
+    void *stopped_ud;
 };
 
 static int64_t now_s(void)
@@ -71,6 +78,7 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     if (b->opts.dry_run)
         b->opts.once = 1;
     b->exit_code = 1;
+    b->started_at = now_s();
     if (!opts->dry_run) {
         r = state_open(&b->state, conf->state_dir, err, errlen);
         if (r)
@@ -87,6 +95,7 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     if (b->have_snapshot)
         log_info("state", "loaded snapshot: %zu projects from %s", b->snap.projects.n,
                  b->snap.youtrack ? b->snap.youtrack : "(unknown)");
+    metrics_projects(b->snap.projects.n);
     err[0] = '\0';
     r = http_new(&b->http, loop);
     if (r) {
@@ -254,6 +263,7 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
     char line[600];
 
     b->failures++;
+    metrics_poll(youtrack_error_name(res->error), res->seconds, now_s());
     snprintf(line, sizeof(line), "%s: %s", youtrack_error_name(res->error), res->message);
     if (strcmp(line, b->last_error) != 0) {
         log_err("youtrack", "poll failed (%s); nothing announced, snapshot unchanged", line);
@@ -365,6 +375,8 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     };
     int r;
 
+    metrics_poll("ok", res->seconds, o.now);
+    b->last_poll_ok = o.now;
     if (b->failures)
         log_info("youtrack", "poll succeeded again after %u failed attempt%s", b->failures,
                  b->failures == 1 ? "" : "s");
@@ -418,6 +430,11 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     } else {
         if (commit(b, &d.next, res->flavour, &batch, &old) != 0)
             goto retry;
+        if (!baseline) {
+            for (size_t i = 0; i < d.n_changes; i++)
+                metrics_change(d.changes[i].kind);
+        }
+        metrics_projects(b->snap.projects.n);
         if (!baseline && d.n_changes)
             log_info("bridge", "%zu change%s detected, %zu message%s queued", d.n_changes,
                      d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
@@ -484,9 +501,12 @@ int bridge_start(struct bridge *b)
     return 0;
 }
 
+/* The last handle of the bridge is closed: only now may its owner free it. */
 static void on_timer_closed(uv_handle_t *h)
 {
-    (void)h;
+    struct bridge *b = h->data;
+    if (b->stopped_cb)
+        b->stopped_cb(b->stopped_ud);
 }
 
 /* Runs from the loop, outside every HTTP, YouTrack and outbox callback, so it may free them. */
@@ -502,6 +522,76 @@ static void on_teardown(uv_timer_t *t)
     b->http = NULL;
     uv_close((uv_handle_t *)&b->timer, on_timer_closed);
     b->timer_live = 0;
+}
+
+void bridge_on_stopped(struct bridge *b, void (*cb)(void *userdata), void *userdata)
+{
+    b->stopped_cb = cb;
+    b->stopped_ud = userdata;
+}
+
+int bridge_readiness(const struct bridge *b, int64_t now, char **json)
+{
+    struct outbox_sink_status st[64];
+    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+    json_t *checks = json_object(), *doc;
+    int64_t window = 2 * (int64_t)b->conf->youtrack.poll_interval;
+    int ready = 1;
+    char text[700];
+
+    if (!checks)
+        return *json = NULL, 0;
+    /* YouTrack: a complete poll within two poll intervals. */
+    if (b->last_poll_ok && now - b->last_poll_ok <= window && !b->last_error[0]) {
+        snprintf(text, sizeof(text), "ok");
+    } else {
+        ready = 0;
+        if (b->last_error[0])
+            snprintf(text, sizeof(text), "%s", b->last_error);
+        else if (b->last_poll_ok)
+            snprintf(text, sizeof(text), "last complete poll %lld s ago",
+                     (long long)(now - b->last_poll_ok));
+        else
+            snprintf(text, sizeof(text), "no complete poll yet");
+    }
+    json_object_set_new(checks, "youtrack", json_string(text));
+    for (size_t i = 0; i < n && i < 64; i++) {
+        char key[96];
+        snprintf(key, sizeof(key), "sink:%s", st[i].name);
+        if (st[i].broken) {
+            ready = 0;
+            snprintf(text, sizeof(text), "broken: %s", st[i].reason);
+        } else {
+            snprintf(text, sizeof(text), "ok");
+        }
+        json_object_set_new(checks, key, json_string(text));
+    }
+    doc = json_pack("{s:b, s:o}", "ready", ready, "checks", checks);
+    *json = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    return ready;
+}
+
+char *bridge_metrics(const struct bridge *b)
+{
+    struct outbox_sink_status st[64];
+    struct metrics_sink ms[64];
+    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+
+    if (n > 64)
+        n = 64;
+    for (size_t i = 0; i < n; i++) {
+        const struct conf_sink *cs = NULL;
+        for (size_t j = 0; j < b->conf->n_sinks; j++) {
+            if (strcmp(b->conf->sinks[j].name, st[i].name) == 0)
+                cs = &b->conf->sinks[j];
+        }
+        ms[i] = (struct metrics_sink){.name = st[i].name,
+                                      .type = cs ? conf_sink_type_name(cs->type) : "unknown",
+                                      .depth = st[i].depth,
+                                      .broken = st[i].broken};
+    }
+    return metrics_render(ms, n, b->started_at);
 }
 
 static void on_outbox_done(void *userdata)

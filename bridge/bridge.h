@@ -32,6 +32,18 @@ int bridge_start(struct bridge *b);
 /* Stops polling and closes every handle; the loop then runs dry. */
 void bridge_stop(struct bridge *b);
 
+/* Called once the bridge has stopped and released its handles (bridge_free() is then safe). */
+void bridge_on_stopped(struct bridge *b, void (*cb)(void *userdata), void *userdata);
+
+/*
+ * The readiness answer for /readyz: returns 1 when ready, and a JSON document naming each check
+ * and its state in *json (caller frees; NULL on ENOMEM). No secrets.
+ */
+int bridge_readiness(const struct bridge *b, int64_t now, char **json);
+
+/* The metrics exposition (caller frees), with the bridge's per-sink gauges. */
+char *bridge_metrics(const struct bridge *b);
+
 /* With once/dry_run: 0 when the poll succeeded and its changes were committed, else 1. */
 int bridge_exit_code(const struct bridge *b);
 

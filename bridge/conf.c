@@ -1305,9 +1305,41 @@ static void note_secrets_early(struct loader *ld, const config_setting_t *root)
     }
 }
 
+/* "HOST:PORT" or "[V6]:PORT" with PORT 0..65535; "" disables. */
+static int listen_ok(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    if (!colon || colon == v)
+        return 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || port < 0 || port > 65535)
+        return 0;
+    if (v[0] == '[')
+        return colon[-1] == ']' && colon - v > 2;
+    return memchr(v, ':', (size_t)(colon - v)) == NULL; /* bare IPv6 needs brackets */
+}
+
+static void load_http(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"listen"};
+    const config_setting_t *g = member(ld, root, "", "http", CONFIG_TYPE_GROUP);
+    const char *listen = get_string(ld, g, "http", "listen");
+    char shown[80];
+
+    check_keys(ld, g, "http", keys, sizeof(keys) / sizeof(keys[0]));
+    if (listen && *listen && !listen_ok(listen))
+        diag_add(ld, line_of(config_setting_get_member(g, "listen")),
+                 "http.listen: must be HOST:PORT or [IPV6]:PORT, or \"\" to disable (got \"%s\")",
+                 printable(listen, shown, sizeof(shown)));
+    c->http.listen = strdup(listen ? listen : "127.0.0.1:9464");
+    if (!c->http.listen)
+        ld->nomem = 1;
+}
+
 static void load_root(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
-    static const char *const keys[] = {"youtrack", "state_dir", "notify", "sinks", "log"};
+    static const char *const keys[] = {"youtrack", "state_dir", "notify", "sinks", "http", "log"};
     const char *state_dir;
 
     note_secrets_early(ld, root);
@@ -1324,6 +1356,7 @@ static void load_root(struct loader *ld, const config_setting_t *root, struct co
 
     load_notify(ld, root, c);
     load_sinks(ld, root, c);
+    load_http(ld, root, c);
     load_log(ld, root, c);
 }
 
@@ -1510,6 +1543,7 @@ void conf_free(struct conf *conf)
     free(conf->youtrack.url);
     secret_free(conf->youtrack.token);
     free(conf->youtrack.ca_file);
+    free(conf->http.listen);
     free(conf->state_dir);
     for (size_t i = 0; i < conf->n_sinks; i++) {
         struct conf_sink *s = &conf->sinks[i];

@@ -91,6 +91,9 @@ struct conf {
     struct conf_sink *sinks; /* never empty after conf_load(): no "sinks" -> one stdout sink */
     size_t n_sinks;
     struct {
+        char *listen; /* "HOST:PORT" for /healthz, /readyz, /metrics; "" disables it */
+    } http;
+    struct {
         int level_set; /* the file named a level (the command line still wins) */
         enum log_level level;
         int format_set;

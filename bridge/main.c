@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "config.h"
 #include "http.h"
+#include "httpd.h"
 #include "log.h"
 
 #define EXIT_RUNTIME 1
@@ -37,10 +38,12 @@ static const char usage_text[] =
     "                        complete poll announces them\n"
     "      --log-level LEVEL error, warn, info (default) or debug\n"
     "      --log-format FMT  text (default) or json (one JSON object per line)\n"
+    "      --allow-root      run even as root (it refuses otherwise)\n"
     "  -V, --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
     "\n"
     "Environment: YTBRIDGE_CONFIG, YTBRIDGE_YOUTRACK_URL, YTBRIDGE_YOUTRACK_TOKEN.\n"
+    "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP re-reads the configuration.\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
     "See ytbridge(8).\n";
 
@@ -50,6 +53,7 @@ enum {
     OPT_ACCEPT_REMOVALS,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
+    OPT_ALLOW_ROOT,
 };
 
 struct args {
@@ -60,6 +64,7 @@ struct args {
     enum log_level log_level;
     int log_format_set;
     enum log_format log_format;
+    int allow_root;
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -72,6 +77,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"accept-removals", no_argument, NULL, OPT_ACCEPT_REMOVALS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -115,6 +121,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             }
             a->log_format_set = 1;
             break;
+        case OPT_ALLOW_ROOT:
+            a->allow_root = 1;
+            break;
         case 'V':
             printf("ytbridge %s\n", YTB_VERSION);
             exit(0);
@@ -140,10 +149,88 @@ static int parse_args(int argc, char **argv, struct args *a)
 
 struct run {
     uv_loop_t *loop;
+    const char *config_path;
+    struct args *args;
+    struct conf *conf;    /* the running configuration */
+    struct conf *pending; /* a validated configuration waiting for the bridge to stop */
     struct bridge *bridge;
-    uv_signal_t sigint, sigterm;
+    struct httpd *httpd;
+    uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t swap;
     int signals;
+    int stopping;
+    int failed;
 };
+
+static void apply_log_settings(const struct args *a, const struct conf *conf)
+{
+    /* The command line beats the file. */
+    log_setup(a->log_level_set      ? a->log_level
+              : conf->log.level_set ? conf->log.level
+                                    : LOGL_INFO,
+              a->log_format_set      ? a->log_format
+              : conf->log.format_set ? conf->log.format
+                                     : LOG_FORMAT_TEXT);
+}
+
+static int on_http_request(void *userdata, const char *path, int *status, const char **content_type,
+                           char **body)
+{
+    struct run *run = userdata;
+
+    if (strcmp(path, "/healthz") == 0) {
+        *status = 200;
+        *body = strdup("ok\n");
+    } else if (strcmp(path, "/readyz") == 0) {
+        *content_type = "application/json";
+        if (run->bridge) {
+            *status = bridge_readiness(run->bridge, (int64_t)time(NULL), body) ? 200 : 503;
+        } else {
+            *status = 503;
+            *body = strdup("{\"ready\":false,\"checks\":{\"bridge\":\"reloading\"}}");
+        }
+    } else if (strcmp(path, "/metrics") == 0 && run->bridge) {
+        *status = 200;
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        *body = bridge_metrics(run->bridge);
+    } else {
+        *status = 404;
+        *body = strdup("not found\n");
+    }
+    return *body ? 0 : -ENOMEM;
+}
+
+static int start_httpd(struct run *run)
+{
+    char err[256];
+    if (!run->conf->http.listen[0])
+        return 0;
+    int r = httpd_new(&run->httpd, run->loop, run->conf->http.listen, on_http_request, run, err,
+                      sizeof(err));
+    if (r)
+        log_err("main", "%s", err);
+    return r;
+}
+
+static void close_signals(struct run *run)
+{
+    uv_handle_t *h[] = {(uv_handle_t *)&run->sigint, (uv_handle_t *)&run->sigterm,
+                        (uv_handle_t *)&run->sighup, (uv_handle_t *)&run->swap};
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
+        if (!uv_is_closing(h[i]))
+            uv_close(h[i], NULL);
+    }
+}
+
+static void shut_down(struct run *run)
+{
+    run->stopping = 1;
+    httpd_free(run->httpd);
+    run->httpd = NULL;
+    if (run->bridge)
+        bridge_stop(run->bridge);
+    close_signals(run);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -154,26 +241,102 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(EXIT_RUNTIME);
     }
     log_info("main", "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shut_down(run);
+}
+
+/* Runs on the loop after the old bridge's handles are closed: swap in the new one. */
+static void on_swap(uv_timer_t *t)
+{
+    struct run *run = t->data;
+    char err[1024] = "";
+    struct conf *old = run->conf;
+    int relisten = strcmp(old->http.listen, run->pending->http.listen) != 0;
+
+    bridge_free(run->bridge);
+    run->bridge = NULL;
+    run->conf = run->pending;
+    run->pending = NULL;
+    apply_log_settings(run->args, run->conf);
+    if (relisten) {
+        httpd_free(run->httpd);
+        run->httpd = NULL;
+        start_httpd(run);
+    }
+    if (bridge_new(&run->bridge, run->loop, run->conf, &run->args->bridge, err, sizeof(err))) {
+        log_err("main", "reload: %s; going back to the previous configuration", err);
+        conf_free(run->conf);
+        run->conf = old;
+        old = NULL;
+        apply_log_settings(run->args, run->conf);
+        if (bridge_new(&run->bridge, run->loop, run->conf, &run->args->bridge, err, sizeof(err))) {
+            log_err("main", "%s; exiting", err);
+            run->bridge = NULL;
+            run->failed = 1;
+            shut_down(run);
+            return;
+        }
+    } else {
+        log_info("main", "reload: new configuration in effect");
+    }
+    conf_free(old);
+    bridge_start(run->bridge);
+}
+
+static void on_bridge_stopped_for_reload(void *userdata)
+{
+    struct run *run = userdata;
+    uv_timer_start(&run->swap, on_swap, 0, 0);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct run *run = h->data;
+    struct conf_diags diags = {0};
+    struct conf *next = NULL;
+    (void)signum;
+
+    if (run->stopping || run->pending) {
+        log_warn("main", "SIGHUP: a reload or shutdown is already under way");
+        return;
+    }
+    log_info("main", "SIGHUP: reading %s", run->config_path);
+    int r = conf_load(run->config_path, &next, &diags);
+    if (r) {
+        log_err("main", "reload: %s has %zu problem%s; keeping the running configuration",
+                run->config_path, diags.n, diags.n == 1 ? "" : "s");
+        for (size_t i = 0; i < diags.n; i++) {
+            char line[1024];
+            conf_diag_format(&diags.v[i], line, sizeof(line));
+            log_err("main", "reload: %s", line);
+        }
+        conf_diags_fini(&diags);
+        return;
+    }
+    conf_diags_fini(&diags);
+    /* Stop the bridge (deliveries in flight get their grace period), then swap. */
+    run->pending = next;
+    bridge_on_stopped(run->bridge, on_bridge_stopped_for_reload, run);
     bridge_stop(run->bridge);
-    uv_close((uv_handle_t *)&run->sigint, NULL);
-    uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
 int main(int argc, char **argv)
 {
     struct args a = {0};
-    struct conf *conf = NULL;
     struct conf_diags diags = {0};
     struct run run = {0};
     char err[1024] = "";
     int rc = EXIT_RUNTIME, r;
+    int oneshot;
 
     if (parse_args(argc, argv, &a) != 0)
         return EXIT_USAGE;
     log_setup(a.log_level_set ? a.log_level : LOGL_INFO,
               a.log_format_set ? a.log_format : LOG_FORMAT_TEXT);
+    oneshot = a.bridge.once || a.bridge.dry_run;
+    run.args = &a;
+    run.config_path = a.config;
 
-    r = conf_load(a.config, &conf, &diags);
+    r = conf_load(a.config, &run.conf, &diags);
     if (r) {
         for (size_t i = 0; i < diags.n; i++) {
             char line[1024];
@@ -191,13 +354,14 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    /* The command line beats the file. */
-    log_setup(a.log_level_set       ? a.log_level
-              : conf->log.level_set ? conf->log.level
-                                    : LOGL_INFO,
-              a.log_format_set       ? a.log_format
-              : conf->log.format_set ? conf->log.format
-                                     : LOG_FORMAT_TEXT);
+    if (geteuid() == 0 && !a.allow_root) {
+        /* Nothing here needs root; a compromised parser must not get it. */
+        fprintf(stderr, "ytbridge: refusing to run as root: run it as an unprivileged user (see "
+                        "contrib/), or pass --allow-root\n");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    apply_log_settings(&a, run.conf);
 
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     if (http_global_init() != 0) {
@@ -205,31 +369,46 @@ int main(int argc, char **argv)
         goto out;
     }
     run.loop = uv_default_loop();
-    r = bridge_new(&run.bridge, run.loop, conf, &a.bridge, err, sizeof(err));
+    r = bridge_new(&run.bridge, run.loop, run.conf, &a.bridge, err, sizeof(err));
     if (r) {
         log_err("main", "%s", err);
         goto out_curl;
     }
     uv_signal_init(run.loop, &run.sigint);
     uv_signal_init(run.loop, &run.sigterm);
-    run.sigint.data = run.sigterm.data = &run;
+    uv_signal_init(run.loop, &run.sighup);
+    uv_timer_init(run.loop, &run.swap);
+    run.sigint.data = run.sigterm.data = run.sighup.data = run.swap.data = &run;
     uv_signal_start(&run.sigint, on_signal, SIGINT);
     uv_signal_start(&run.sigterm, on_signal, SIGTERM);
-    if (a.bridge.once || a.bridge.dry_run) {
+    if (oneshot) {
         /* One-shot runs end when the bridge stops, not on a signal. */
         uv_unref((uv_handle_t *)&run.sigint);
         uv_unref((uv_handle_t *)&run.sigterm);
+        uv_unref((uv_handle_t *)&run.sighup);
+        uv_unref((uv_handle_t *)&run.swap);
+    } else {
+        uv_signal_start(&run.sighup, on_sighup, SIGHUP);
+        if (start_httpd(&run) != 0) {
+            bridge_stop(run.bridge);
+            close_signals(&run);
+            uv_run(run.loop, UV_RUN_DEFAULT);
+            uv_loop_close(run.loop);
+            bridge_free(run.bridge);
+            goto out_curl;
+        }
     }
-    log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, conf->youtrack.url,
-             conf->youtrack.poll_interval);
+    log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run.conf->youtrack.url,
+             run.conf->youtrack.poll_interval);
     bridge_start(run.bridge);
     uv_run(run.loop, UV_RUN_DEFAULT);
 
-    rc = (a.bridge.once || a.bridge.dry_run) ? bridge_exit_code(run.bridge) : 0;
-    if (!uv_is_closing((uv_handle_t *)&run.sigint)) {
-        uv_close((uv_handle_t *)&run.sigint, NULL);
-        uv_close((uv_handle_t *)&run.sigterm, NULL);
-    }
+    rc = oneshot && run.bridge ? bridge_exit_code(run.bridge) : run.failed ? EXIT_RUNTIME : 0;
+    httpd_free(run.httpd);
+    run.httpd = NULL;
+    close_signals(&run);
+    uv_run(run.loop, UV_RUN_DEFAULT);
+    httpd_reap();
     uv_run(run.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(run.loop) != 0)
         log_warn("main", "event loop closed with handles still open");
@@ -237,7 +416,8 @@ int main(int argc, char **argv)
 out_curl:
     http_global_cleanup();
 out:
-    conf_free(conf);
+    conf_free(run.pending);
+    conf_free(run.conf);
     log_clear_secrets();
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sink.h"
 #include "state.h"
 
@@ -288,6 +289,7 @@ static void dead_letter(struct queue *q, const char *why)
             log_err("outbox", "cannot write the dead-letter file: %s", strerror(-r));
     }
     q->dead++;
+    metrics_delivery(q->sink.conf->name, "dead");
     pop(q, "dead");
 }
 
@@ -341,6 +343,7 @@ static void on_answer(void *userdata, const struct http_response *res)
         log_debug("outbox", "sink %s: delivered %s (%s)", q->sink.conf->name, q->head->id,
                   q->head->event);
         q->delivered++;
+        metrics_delivery(q->sink.conf->name, "delivered");
         q->failures = 0;
         q->reason[0] = '\0';
         pop(q, "delivered");
@@ -356,6 +359,7 @@ static void on_answer(void *userdata, const struct http_response *res)
     case SINK_RETRY: {
         uint64_t d = backoff_ms(++q->failures, retry_after);
         q->retried++;
+        metrics_delivery(q->sink.conf->name, "retried");
         snprintf(q->reason, sizeof(q->reason), "%s", why);
         if (q->failures == 1)
             log_warn("outbox", "sink %s: %s; retrying in %.1f s", q->sink.conf->name, why,
@@ -445,6 +449,7 @@ static void kick(struct queue *q)
             fputc('\n', stdout);
             fflush(stdout);
             q->delivered++;
+            metrics_delivery(q->sink.conf->name, "delivered");
             pop(q, "delivered");
             continue;
         }

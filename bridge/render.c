@@ -25,20 +25,21 @@
 #include <time.h>
 
 /* reference/slack.md §5 and §17 rule 4: counted in code points, after escaping. */
-#define SLACK_TEXT_MAX     3000 /* per text object */
-#define SLACK_FALLBACK_MAX 4000 /* top-level "text" */
-#define SLACK_BLOCKS_MAX   50
+#define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* per text object */
+#define SLACK_FALLBACK_MAX RENDER_SLACK_FALLBACK_MAX /* top-level "text" */
+#define SLACK_BLOCKS_MAX   RENDER_SLACK_BLOCKS_MAX
 /* reference/matrix.md §6: hookshot's budget under the 64 KiB event limit, in bytes of JSON. */
-#define MATRIX_CONTENT_MAX 61440
+#define MATRIX_CONTENT_MAX RENDER_MATRIX_CONTENT_MAX
 
-#define CHAT_NAME_MAX   250  /* code points of a name in chat (Slack: after escaping) */
-#define CHAT_KEY_MAX    50   /* code points of a short name in chat */
+/* Code points of a name / a short name in chat (Slack: after escaping). */
+#define CHAT_NAME_MAX   RENDER_CHAT_NAME_MAX
+#define CHAT_KEY_MAX    RENDER_CHAT_KEY_MAX
 #define CHAT_URL_MAX    1000 /* bytes; a longer project URL is not linked */
 #define DIGEST_LIST_MAX 100  /* changes listed in a chat digest; the rest is "… and N more" */
 #define TEXT_DIGEST_MAX 2000 /* bytes of a stdout text digest before "and N more" */
 
-#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
-#define INVALID  0x110000       /* utf8_decode(): not a valid sequence; one byte consumed */
+#define ELLIPSIS "\xe2\x80\xa6"      /* U+2026 */
+#define INVALID  RENDER_UTF8_INVALID /* utf8_decode(): not a valid sequence; one byte consumed */
 
 /* ---- a growing string ---- */
 
@@ -178,6 +179,9 @@ enum esc {
     ESC_SLACK, /* Slack mrkdwn: & < > as entities, unsafe as U+FFFD */
     ESC_HTML,  /* HTML text and attributes: & < > " ' as entities, unsafe as U+FFFD */
 };
+_Static_assert((int)ESC_TEXT == RENDER_ESC_TEXT && (int)ESC_PLAIN == RENDER_ESC_PLAIN &&
+                   (int)ESC_SLACK == RENDER_ESC_SLACK && (int)ESC_HTML == RENDER_ESC_HTML,
+               "enum esc mirrors enum render_esc");
 
 /*
  * The escaped form of the character at s into out (>= 12 bytes). Returns its length in bytes;
@@ -1050,6 +1054,44 @@ static char *chat_dump(int hookshot, const struct sbuf *plain, const struct sbuf
 }
 
 /*
+ * Takes out (the content as JSON, len bytes) and shrinks it to MATRIX_CONTENT_MAX bytes: for
+ * Matrix the HTML goes first, then (for both) the plain text is cut. Returns the content or NULL
+ * on ENOMEM (out is freed then).
+ */
+static char *chat_shrink(int hookshot, struct sbuf *plain, struct sbuf *html, char *out, size_t len)
+{
+    size_t budget_cut = 0;
+    int with_html = 1, cut = 0;
+
+    for (int round = 0; round < 8 && len > MATRIX_CONTENT_MAX; round++) {
+        size_t over = len - MATRIX_CONTENT_MAX;
+        free(out);
+        out = NULL;
+        if (!hookshot && with_html) {
+            with_html = 0;
+        } else {
+            /* chat_cost() is exact for text render_chat() made; a retry is a safety net. */
+            if (cut) {
+                budget_cut += over;
+                sb_cut(plain, plain->n - (sizeof(truncated_mark) - 1));
+            }
+            cut = 1;
+            if (chat_cut(hookshot, plain, html, budget_cut) != 0)
+                return NULL;
+        }
+        out = chat_dump(hookshot, plain, with_html ? html : NULL);
+        if (!out)
+            return NULL;
+        len = strlen(out);
+    }
+    if (len > MATRIX_CONTENT_MAX) { /* cannot happen: chat_cut() leaves room */
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/*
  * Builds the content and shrinks it to MATRIX_CONTENT_MAX bytes of JSON (reference/matrix.md §6).
  * A digest first lists fewer changes ("… and N more" grows), keeping the HTML. Then, as hookshot
  * does: the HTML goes, then the plain text is cut. For hookshot, a body without "html" would be
@@ -1059,9 +1101,8 @@ static char *chat_dump(int hookshot, const struct sbuf *plain, const struct sbuf
 static char *render_matrix_like(const struct message *m, int hookshot)
 {
     struct sbuf plain = {0}, html = {0};
-    size_t listed = digest_listed(m), budget_cut = 0, len = 0;
+    size_t listed = digest_listed(m), len = 0;
     char *out = NULL;
-    int with_html = 1, cut = 0;
 
     for (;;) {
         render_chat(m, listed, &plain, &html);
@@ -1081,31 +1122,7 @@ static char *render_matrix_like(const struct message *m, int hookshot)
         sb_fini(&plain);
         sb_fini(&html);
     }
-    for (int round = 0; round < 8 && len > MATRIX_CONTENT_MAX; round++) {
-        size_t over = len - MATRIX_CONTENT_MAX;
-        free(out);
-        out = NULL;
-        if (!hookshot && with_html) {
-            with_html = 0;
-        } else {
-            /* chat_cost() is exact for text render_chat() made; a retry is a safety net. */
-            if (cut) {
-                budget_cut += over;
-                sb_cut(&plain, plain.n - (sizeof(truncated_mark) - 1));
-            }
-            cut = 1;
-            if (chat_cut(hookshot, &plain, &html, budget_cut) != 0)
-                goto out;
-        }
-        out = chat_dump(hookshot, &plain, with_html ? &html : NULL);
-        if (!out)
-            goto out;
-        len = strlen(out);
-    }
-    if (len > MATRIX_CONTENT_MAX) { /* cannot happen: chat_cut() leaves room */
-        free(out);
-        out = NULL;
-    }
+    out = chat_shrink(hookshot, &plain, &html, out, len);
 out:
     sb_fini(&plain);
     sb_fini(&html);
@@ -1148,4 +1165,82 @@ char *render(enum render_target t, const struct message *m)
         return render_matrix_like(m, 1);
     }
     return NULL;
+}
+
+/* ---- helpers for other chat answers (render.h) ---- */
+
+char *render_escape(enum render_esc e, const char *s, size_t max)
+{
+    struct sbuf b = {0};
+    put_esc(&b, s, (enum esc)e, max);
+    return sb_take(&b);
+}
+
+int render_safe_url(const char *url, char **out)
+{
+    struct sbuf oom = {0};
+    *out = safe_url(&oom, url);
+    return oom.oom ? -ENOMEM : 0;
+}
+
+size_t render_utf8_decode(const char *s, uint32_t *cp)
+{
+    return utf8_decode((const unsigned char *)s, cp);
+}
+
+size_t render_utf8_count(const char *s, size_t n)
+{
+    return utf8_count(s, n);
+}
+
+char *render_slack_answer(const char *fallback, const char *const *sections, size_t n)
+{
+    struct sbuf fb = {0};
+    json_t *blocks = json_array(), *o = NULL;
+    int err = !blocks;
+
+    for (size_t i = 0, used = 0; i < n && used < SLACK_BLOCKS_MAX && !err; i++) {
+        struct sbuf text = {0};
+        if (!sections[i] || !*sections[i])
+            continue; /* an empty text object is invalid_blocks */
+        sb_puts(&text, sections[i]);
+        slack_section(&err, blocks, &text);
+        sb_fini(&text);
+        used++;
+    }
+    sb_puts(&fb, fallback ? fallback : "");
+    if (!err && !fb.oom) {
+        slack_fit(&fb, SLACK_FALLBACK_MAX);
+        /* Never link_names: "@here" and "#general" must stay text (reference/slack.md §4). */
+        o = json_pack("{s:s, s:s%, s:O}", "response_type", "ephemeral", "text", fb.p ? fb.p : "",
+                      fb.n, "blocks", blocks);
+    }
+    json_decref(blocks);
+    sb_fini(&fb);
+    return jdump(o, err || fb.oom);
+}
+
+char *render_matrix_answer(const char *body, const char *html, int *cut)
+{
+    struct sbuf plain = {0}, h = {0};
+    char *out = NULL;
+    size_t len;
+
+    *cut = 0;
+    sb_puts(&plain, body ? body : "");
+    sb_puts(&h, html ? html : "");
+    if (plain.oom || h.oom)
+        goto out;
+    out = chat_dump(0, &plain, &h);
+    if (!out)
+        goto out;
+    len = strlen(out);
+    if (len > MATRIX_CONTENT_MAX) {
+        *cut = 1;
+        out = chat_shrink(0, &plain, &h, out, len);
+    }
+out:
+    sb_fini(&plain);
+    sb_fini(&h);
+    return out;
 }

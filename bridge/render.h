@@ -52,4 +52,64 @@ const char *render_event_name(const struct message *m);
  */
 char *render(enum render_target t, const struct message *m);
 
+/*
+ * Helpers for other chat answers (command.c): the same escaping, links and limits as the
+ * notifications above, so there is one mechanism for each.
+ */
+#define RENDER_SLACK_TEXT_MAX     3000  /* code points per text object (reference/slack.md §5) */
+#define RENDER_SLACK_FALLBACK_MAX 4000  /* code points of the top-level "text" */
+#define RENDER_SLACK_BLOCKS_MAX   50    /* blocks per message */
+#define RENDER_MATRIX_CONTENT_MAX 61440 /* bytes of content JSON (reference/matrix.md §6) */
+#define RENDER_CHAT_NAME_MAX      250   /* code points of a name in chat */
+#define RENDER_CHAT_KEY_MAX       50    /* code points of a short name in chat */
+#define RENDER_UTF8_INVALID       0x110000
+
+enum render_esc {
+    RENDER_ESC_TEXT = 0, /* stdout text: unsafe characters and invalid bytes as \xNN / \uNNNN */
+    RENDER_ESC_PLAIN,    /* chat plain text (Matrix body): unsafe characters as U+FFFD */
+    RENDER_ESC_SLACK,    /* Slack mrkdwn: & < > as entities, unsafe as U+FFFD */
+    RENDER_ESC_HTML,     /* HTML text and attributes: & < > " ' as entities, unsafe as U+FFFD */
+};
+
+/*
+ * s (untrusted; NULL gives "") escaped for e. With max > 0 at most max code points, counted after
+ * escaping for Slack and before otherwise; longer text is cut between characters and ends in
+ * "…". Returns a string the caller frees, or NULL on ENOMEM.
+ */
+char *render_escape(enum render_esc e, const char *s, size_t max);
+
+/*
+ * url made safe for Slack's <url|text> and an HTML attribute (http(s) only, unsafe bytes
+ * percent-encoded, at most 1000 bytes). Returns 0 and *out (caller frees; NULL when url is not
+ * linkable), or -ENOMEM.
+ */
+int render_safe_url(const char *url, char **out);
+
+/*
+ * Decodes the code point at s (NUL-terminated): an invalid, overlong or truncated sequence, a
+ * surrogate or a value past U+10FFFF gives RENDER_UTF8_INVALID and consumes one byte. Returns
+ * the bytes consumed.
+ */
+size_t render_utf8_decode(const char *s, uint32_t *cp);
+
+/* Code points in s[0..n) (valid UTF-8, n on a character boundary). */
+size_t render_utf8_count(const char *s, size_t n);
+
+/*
+ * A Slack slash-command answer: {"response_type":"ephemeral","text":fallback,"blocks":[one
+ * mrkdwn section with "verbatim": true per non-empty section]}. fallback and sections are
+ * mrkdwn built from render_escape() text; each is cut to Slack's limits without splitting an
+ * entity or a link, and at most RENDER_SLACK_BLOCKS_MAX sections are used. Never link_names.
+ * Returns the JSON (caller frees) or NULL on ENOMEM.
+ */
+char *render_slack_answer(const char *fallback, const char *const *sections, size_t n);
+
+/*
+ * Matrix m.notice content {"msgtype","body","format","formatted_body","m.mentions":{}} within
+ * RENDER_MATRIX_CONTENT_MAX bytes: if it does not fit, the HTML goes, then body is cut, as for
+ * notifications; *cut is set to 1 then, else 0. body is valid UTF-8 without control characters
+ * but '\n' (render_escape() text). Returns the JSON (caller frees) or NULL on ENOMEM.
+ */
+char *render_matrix_answer(const char *body, const char *html, int *cut);
+
 #endif

@@ -60,7 +60,9 @@ state_dir = "$demo/state";
 notify: { first_run = "baseline"; };
 sinks = ( { name = "console"; type = "stdout"; format = "text"; } );
 CONF
-"$bin" -c "$demo/ytbridge.conf" "$@" &
+root_flag=""
+[ "$(id -u)" -eq 0 ] && root_flag="--allow-root"   # the demo runs as whoever started it
+"$bin" $root_flag -c "$demo/ytbridge.conf" "$@" &
 bridge_pid=$!
 trap 'kill -TERM $bridge_pid 2>/dev/null || true' INT TERM
 wait "$bridge_pid" || true

@@ -395,6 +395,10 @@ class Bridge:
         else:
             lines.append('sinks = (\n%s\n);' % ',\n'.join(
                 '  ' + libconfig_sink(x) for x in s['sinks']))
+        # Port 0: the kernel picks one, so daemons of parallel tests never
+        # collide; the daemon logs the port it got.
+        lines.append('http: { listen = %s; };'
+                     % libconfig_value(s.get('http_listen', '127.0.0.1:0')))
         lines.append('log: { level = %s; };' % libconfig_value(s['log_level']))
         return '\n'.join(lines) + '\n'
 
@@ -405,6 +409,9 @@ class Bridge:
     def argv(self, *args, config=True):
         wrapper = shlex.split(os.environ.get('YTBRIDGE_WRAPPER', ''))
         argv = wrapper + [os.environ['YTBRIDGE_BIN']]
+        if os.geteuid() == 0:
+            # The daemon refuses root without it; CI runs as root.
+            argv.append('--allow-root')
         if config:
             argv += ['-c', self.config_path]
         return argv + list(args)

@@ -1,0 +1,68 @@
+/*
+ * Chat commands: `projects [filter]`, `project KEY`, `changes [N]`, `status`, `help`. Text in,
+ * answer out, for one platform; answers come from the in-memory snapshot, never from YouTrack.
+ * Pure: no I/O, no clock (the caller passes "now").
+ */
+#ifndef YTB_COMMAND_H
+#define YTB_COMMAND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "project.h"
+#include "youtrack.h"
+
+#define COMMAND_MAX_INPUT 200 /* bytes of command text considered; longer input is refused */
+
+enum command_platform {
+    COMMAND_SLACK = 0, /* a Socket Mode ack payload: {"response_type","text","blocks"} */
+    COMMAND_MATRIX,    /* m.room.message content: m.notice, body, formatted_body, m.mentions */
+    COMMAND_TEXT,      /* plain text (tests, the command line) */
+};
+
+/* One detected change, as kept in the state directory's bounded history. */
+struct history_entry {
+    int64_t at; /* unix seconds */
+    enum change_kind kind;
+    const char *id;
+    const char *short_name;     /* after the change (before it, for a removal); may be NULL */
+    const char *name;           /* likewise */
+    const char *old_short_name; /* renames: before; else NULL */
+    const char *old_name;
+};
+
+struct command_sink {
+    const char *name;
+    const char *type; /* "slack", "matrix", ... */
+    size_t depth;     /* queued messages */
+    int broken;
+    const char *reason; /* "" when fine */
+};
+
+struct command_context {
+    const struct project_list *projects; /* the snapshot: finished, may be empty */
+    const struct history_entry *history; /* oldest first */
+    size_t n_history;
+    const char *service_url;
+    enum youtrack_flavour flavour;
+    int64_t now;
+    /* status */
+    const char *version;
+    int64_t started_at;     /* the bridge's start */
+    int64_t last_poll_ok;   /* 0: none yet */
+    const char *last_error; /* the last poll failure, "" if the last poll succeeded */
+    const struct command_sink *sinks;
+    size_t n_sinks;
+};
+
+/*
+ * Runs the command in text (the words after "/youtrack" or "!youtrack"; may be empty: help).
+ * Returns 0 and a NUL-terminated answer in *out (caller frees), or -ENOMEM.
+ */
+int command_run(const char *text, size_t len, const struct command_context *ctx,
+                enum command_platform platform, char **out);
+
+/* The command's name for metrics ("projects", "project", "changes", "status", "help"). */
+const char *command_name(const char *text, size_t len);
+
+#endif

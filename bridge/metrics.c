@@ -1,0 +1,188 @@
+/*
+ * Metrics: a few fixed families plus per-sink counters kept by name (so a reload that keeps a
+ * sink keeps its counts). Rendering escapes label values as the text format requires.
+ */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define MAX_SINKS 64
+
+static const char *const poll_results[] = {"ok", "auth", "network", "server", "protocol"};
+#define N_RESULTS (sizeof(poll_results) / sizeof(poll_results[0]))
+
+/* Poll duration histogram buckets, seconds. */
+static const double buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct sink_counts {
+    char name[72];
+    uint64_t delivered, retried, dead;
+};
+
+static struct {
+    uint64_t polls[N_RESULTS];
+    uint64_t bucket[N_BUCKETS];
+    uint64_t duration_count;
+    double duration_sum;
+    int64_t last_success;
+    size_t projects;
+    uint64_t changes[5];
+    struct sink_counts sinks[MAX_SINKS];
+    size_t n_sinks;
+} m;
+
+void metrics_reset(void)
+{
+    memset(&m, 0, sizeof(m));
+}
+
+void metrics_poll(const char *result, double seconds, int64_t now)
+{
+    for (size_t i = 0; i < N_RESULTS; i++) {
+        if (strcmp(result, poll_results[i]) == 0)
+            m.polls[i]++;
+    }
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        if (seconds <= buckets[i])
+            m.bucket[i]++;
+    }
+    m.duration_count++;
+    m.duration_sum += seconds;
+    if (strcmp(result, "ok") == 0)
+        m.last_success = now;
+}
+
+void metrics_projects(size_t n)
+{
+    m.projects = n;
+}
+
+void metrics_change(enum change_kind kind)
+{
+    if ((unsigned)kind < 5)
+        m.changes[kind]++;
+}
+
+static struct sink_counts *sink_counts(const char *name)
+{
+    for (size_t i = 0; i < m.n_sinks; i++) {
+        if (strcmp(m.sinks[i].name, name) == 0)
+            return &m.sinks[i];
+    }
+    if (m.n_sinks == MAX_SINKS)
+        return NULL;
+    struct sink_counts *s = &m.sinks[m.n_sinks++];
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    return s;
+}
+
+void metrics_delivery(const char *sink, const char *result)
+{
+    struct sink_counts *s = sink_counts(sink);
+    if (!s)
+        return;
+    if (strcmp(result, "delivered") == 0)
+        s->delivered++;
+    else if (strcmp(result, "retried") == 0)
+        s->retried++;
+    else if (strcmp(result, "dead") == 0)
+        s->dead++;
+}
+
+/* Label values: backslash, double quote and newline are escaped (exposition format). */
+static void put_label(FILE *f, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            fprintf(f, "\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*v, f);
+    }
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+
+    family(f, "ytbridge_build_info", "gauge", "Build information; always 1.");
+    fprintf(f, "ytbridge_build_info{version=\"%s\"} 1\n", YTB_VERSION);
+    family(f, "ytbridge_start_time_seconds", "gauge", "When the process started (unix time).");
+    fprintf(f, "ytbridge_start_time_seconds %lld\n", (long long)started_at);
+
+    family(f, "ytbridge_polls_total", "counter", "YouTrack polls by result.");
+    for (size_t i = 0; i < N_RESULTS; i++)
+        fprintf(f, "ytbridge_polls_total{result=\"%s\"} %llu\n", poll_results[i],
+                (unsigned long long)m.polls[i]);
+    family(f, "ytbridge_poll_duration_seconds", "histogram", "Duration of YouTrack polls.");
+    for (size_t i = 0; i < N_BUCKETS; i++)
+        fprintf(f, "ytbridge_poll_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
+                (unsigned long long)m.bucket[i]);
+    fprintf(f, "ytbridge_poll_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)m.duration_count);
+    fprintf(f, "ytbridge_poll_duration_seconds_sum %.6f\n", m.duration_sum);
+    fprintf(f, "ytbridge_poll_duration_seconds_count %llu\n", (unsigned long long)m.duration_count);
+    family(f, "ytbridge_last_successful_poll_timestamp_seconds", "gauge",
+           "Unix time of the last complete poll; 0 before the first.");
+    fprintf(f, "ytbridge_last_successful_poll_timestamp_seconds %lld\n", (long long)m.last_success);
+    family(f, "ytbridge_projects", "gauge", "Projects tracked in the snapshot.");
+    fprintf(f, "ytbridge_projects %zu\n", m.projects);
+
+    static const char *const kinds[] = {"created", "renamed", "archived", "unarchived", "removed"};
+    family(f, "ytbridge_changes_total", "counter", "Project changes detected, by kind.");
+    for (size_t i = 0; i < 5; i++)
+        fprintf(f, "ytbridge_changes_total{kind=\"%s\"} %llu\n", kinds[i],
+                (unsigned long long)m.changes[i]);
+
+    family(f, "ytbridge_deliveries_total", "counter",
+           "Delivery attempts by sink and result (delivered, retried, dead).");
+    for (size_t i = 0; i < m.n_sinks; i++) {
+        static const char *const results[] = {"delivered", "retried", "dead"};
+        const uint64_t v[] = {m.sinks[i].delivered, m.sinks[i].retried, m.sinks[i].dead};
+        for (size_t k = 0; k < 3; k++) {
+            fputs("ytbridge_deliveries_total{sink=\"", f);
+            put_label(f, m.sinks[i].name);
+            fprintf(f, "\",result=\"%s\"} %llu\n", results[k], (unsigned long long)v[k]);
+        }
+    }
+    family(f, "ytbridge_dead_letters_total", "counter", "Messages dead-lettered, by sink.");
+    for (size_t i = 0; i < m.n_sinks; i++) {
+        fputs("ytbridge_dead_letters_total{sink=\"", f);
+        put_label(f, m.sinks[i].name);
+        fprintf(f, "\"} %llu\n", (unsigned long long)m.sinks[i].dead);
+    }
+    family(f, "ytbridge_outbox_depth", "gauge", "Messages queued, by sink.");
+    for (size_t i = 0; i < n_sinks; i++) {
+        fputs("ytbridge_outbox_depth{sink=\"", f);
+        put_label(f, sinks[i].name);
+        fputs("\",type=\"", f);
+        put_label(f, sinks[i].type);
+        fprintf(f, "\"} %zu\n", sinks[i].depth);
+    }
+    family(f, "ytbridge_sink_broken", "gauge", "1 while a sink refuses messages, by sink.");
+    for (size_t i = 0; i < n_sinks; i++) {
+        fputs("ytbridge_sink_broken{sink=\"", f);
+        put_label(f, sinks[i].name);
+        fprintf(f, "\"} %d\n", sinks[i].broken ? 1 : 0);
+    }
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
