@@ -525,6 +525,28 @@ static int secret_accept(struct loader *ld, const struct secret_src *src, const 
 }
 
 /* Reads the file named by setting into *out (malloc'ed); 0 or -1 (reported). */
+
+/*
+ * Whether a secret file is readable by someone else. Group read is fine when the group is one
+ * of ours and others cannot read: that is how Kubernetes mounts secrets with fsGroup.
+ */
+static int exposed(const struct stat *st)
+{
+    if (st->st_mode & 007)
+        return 1;
+    if (!(st->st_mode & 070))
+        return 0;
+    if (st->st_gid == getegid())
+        return 0;
+    gid_t groups[256];
+    int n = getgroups(256, groups);
+    for (int i = 0; i < n; i++) {
+        if (groups[i] == st->st_gid)
+            return 0;
+    }
+    return 1;
+}
+
 static int secret_file_read(struct loader *ld, const struct secret_src *src, const char *setting,
                             char **out)
 {
@@ -594,7 +616,7 @@ static int secret_file_read(struct loader *ld, const struct secret_src *src, con
     }
     if (secret_accept(ld, src, buf, shown, out) < 0)
         goto out;
-    if (st.st_mode & 077)
+    if (exposed(&st))
         log_warn("conf", "%s:%d: %s: %s file %s is readable by group or others (chmod 600)",
                  ld->file, line, label, src->noun, shown);
     r = 0;

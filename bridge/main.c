@@ -16,6 +16,7 @@
 #include "bridge.h"
 #include "conf.h"
 #include "config.h"
+#include "doctor.h"
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
@@ -38,6 +39,9 @@ static const char usage_text[] =
     "                        complete poll announces them\n"
     "      --log-level LEVEL error, warn, info (default) or debug\n"
     "      --log-format FMT  text (default) or json (one JSON object per line)\n"
+    "      --doctor          check the YouTrack URL, the token (whose it is, whether it is an\n"
+    "                        administrator's), the visible projects and each sink's\n"
+    "                        credentials, without posting anything; exit 0 when all pass\n"
     "      --allow-root      run even as root (it refuses otherwise)\n"
     "  -V, --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
@@ -54,6 +58,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_ALLOW_ROOT,
+    OPT_DOCTOR,
 };
 
 struct args {
@@ -65,6 +70,7 @@ struct args {
     int log_format_set;
     enum log_format log_format;
     int allow_root;
+    int doctor;
 };
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -78,6 +84,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+        {"doctor", no_argument, NULL, OPT_DOCTOR},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -123,6 +130,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case OPT_ALLOW_ROOT:
             a->allow_root = 1;
+            break;
+        case OPT_DOCTOR:
+            a->doctor = 1;
             break;
         case 'V':
             printf("ytbridge %s\n", YTB_VERSION);
@@ -352,6 +362,17 @@ int main(int argc, char **argv)
     if (a.check_config) {
         printf("configuration OK\n");
         rc = 0;
+        goto out;
+    }
+    if (a.doctor) {
+        apply_log_settings(&a, run.conf);
+        if (http_global_init() != 0) {
+            fprintf(stderr, "ytbridge: cannot initialise libcurl\n");
+            goto out;
+        }
+        rc = doctor_run(uv_default_loop(), run.conf);
+        uv_loop_close(uv_default_loop());
+        http_global_cleanup();
         goto out;
     }
     if (geteuid() == 0 && !a.allow_root) {

@@ -436,6 +436,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json(200, {'room_id': room,
                                      'servers': ['localhost']})
             return
+        if self.command == 'GET' and len(parts) == 3 and \
+                parts[0] == 'rooms' and parts[2] == 'joined_members':
+            # Membership check (ytbridge --doctor): only members may ask.
+            st.add('matrix', 'lookups', rec)
+            with st.lock:
+                joined = parts[1] in st.rooms
+            if joined:
+                self.send_json(200, {'joined': {st.matrix_user: {
+                    'display_name': 'bot', 'avatar_url': None}}})
+            else:
+                self.matrix_error(403, 'M_FORBIDDEN', 'User %s not in room %s'
+                                  % (st.matrix_user, parts[1]))
+            return
         if not (len(parts) == 5 and parts[0] == 'rooms'
                 and parts[2] == 'send'):
             self.matrix_error(404, 'M_UNRECOGNIZED', 'Unrecognized request',

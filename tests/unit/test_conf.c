@@ -542,8 +542,8 @@ static void test_token_file(void)
     conf_free(a.c);
     a.c = NULL;
 
-    /* Group-readable: a warning naming the file, not an error. */
-    file_write(tok, FAKE_TOKEN "\n", strlen(FAKE_TOKEN) + 1, 0640);
+    /* Readable by others: a warning naming the file, not an error. */
+    file_write(tok, FAKE_TOKEN "\n", strlen(FAKE_TOKEN) + 1, 0644);
     capture_stderr(err, sizeof(err), load_path, &a);
     CHECK_INT(a.r, 0);
     CHECK(strstr(err, "readable by group or others (chmod 600)") != NULL);
@@ -551,6 +551,25 @@ static void test_token_file(void)
     CHECK(strstr(err, FAKE_TOKEN) == NULL);
     conf_free(a.c);
     a.c = NULL;
+
+    /* Group-readable by our own group only (Kubernetes' fsGroup mounts): no warning. */
+    file_write(tok, FAKE_TOKEN "\n", strlen(FAKE_TOKEN) + 1, 0640);
+    if (chown(tok, (uid_t)-1, getegid()) == 0) {
+        capture_stderr(err, sizeof(err), load_path, &a);
+        CHECK_INT(a.r, 0);
+        CHECK(strstr(err, "chmod 600") == NULL);
+        conf_free(a.c);
+        a.c = NULL;
+    }
+
+    /* Group-readable by a group we are not in: a warning. */
+    if (geteuid() == 0 && chown(tok, (uid_t)-1, 65533) == 0 && getegid() != 65533) {
+        capture_stderr(err, sizeof(err), load_path, &a);
+        CHECK_INT(a.r, 0);
+        CHECK(strstr(err, "readable by group or others (chmod 600)") != NULL);
+        conf_free(a.c);
+        a.c = NULL;
+    }
 
     /* Whitespace inside: an error that names the file but never the content. */
     file_write(tok, "perm:file-secret-xyzzy\nsecond-line\n", 35, 0600);

@@ -1,0 +1,1195 @@
+/*
+ * Chat commands: parses the words a user typed after "/youtrack" or "!youtrack" and answers from
+ * the in-memory snapshot, for Slack (an ephemeral Socket Mode ack payload), Matrix (m.notice
+ * content) or plain text.
+ *
+ * Invariants: every piece of YouTrack text and every echo of the user's words goes through
+ * render_escape() for its target, exactly like notifications (render.c owns escaping, links and
+ * the Slack/Matrix size limits); trusted literals here contain no character any target escapes.
+ * Every answer is one document (a head, a list of items, "N more") laid out per platform, so
+ * the limits are enforced in one place: Slack <= 50 blocks of <= 3000 code points, Matrix
+ * content <= 61440 bytes. Input is bounded (COMMAND_MAX_INPUT) and must be valid UTF-8.
+ *
+ * Case-insensitive matching and the name order use simple case folding on code points for ASCII,
+ * Latin-1, Latin Extended-A, Greek and Cyrillic (fold_cp()); other scripts compare as they are.
+ * Names sort by folded code point (so "ёж" after "Яблоко": no locale collation).
+ */
+#include "command.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "render.h"
+
+#define PROJECTS_LIST_MAX 100 /* projects listed in one answer; the rest is "N more" */
+#define CHANGES_DEFAULT   10
+#define CHANGES_MAX       50
+#define DESCRIPTION_MAX   300 /* code points of a description in `project KEY` */
+#define ECHO_MAX          40  /* code points of the user's words echoed back */
+#define ERROR_MAX         300 /* code points of the last poll error in `status` */
+#define MATRIX_TARGET     (RENDER_MATRIX_CONTENT_MAX / 10 * 9) /* estimate, see matrix_layout() */
+
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
+#define LQUOTE   "\xe2\x80\x9c" /* U+201C */
+#define RQUOTE   "\xe2\x80\x9d" /* U+201D */
+#define MDASH    "\xe2\x80\x94" /* U+2014 */
+#define ARROW    "\xe2\x86\x92" /* U+2192 */
+#define BULLET   "\xe2\x80\xa2" /* U+2022 */
+
+/* ---- a growing string ---- */
+
+struct buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+};
+
+static void putn(struct buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void put(struct buf *b, const char *s)
+{
+    putn(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void putf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* Appends s and frees it; NULL means ENOMEM. */
+static void put_owned(struct buf *b, char *s)
+{
+    if (!s) {
+        b->oom = 1;
+        return;
+    }
+    put(b, s);
+    free(s);
+}
+
+static void buf_reset(struct buf *b)
+{
+    b->n = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+static void buf_fini(struct buf *b)
+{
+    free(b->p);
+    *b = (struct buf){0};
+}
+
+/* ---- formats: the markup of each part of an answer ---- */
+
+enum fmt {
+    F_TEXT,     /* COMMAND_TEXT */
+    F_PLAIN,    /* Matrix body */
+    F_SLACK,    /* Slack mrkdwn in blocks */
+    F_SLACK_FB, /* Slack top-level "text": escaped, no markup */
+    F_HTML,     /* Matrix formatted_body */
+};
+
+static enum render_esc fmt_esc(enum fmt f)
+{
+    switch (f) {
+    case F_TEXT:
+        return RENDER_ESC_TEXT;
+    case F_PLAIN:
+        return RENDER_ESC_PLAIN;
+    case F_SLACK:
+    case F_SLACK_FB:
+        return RENDER_ESC_SLACK;
+    case F_HTML:
+        return RENDER_ESC_HTML;
+    }
+    return RENDER_ESC_TEXT;
+}
+
+/* Untrusted text (YouTrack's, the user's), escaped for f; max code points as render_escape(). */
+static void put_esc(struct buf *b, enum fmt f, const char *s, size_t max)
+{
+    put_owned(b, render_escape(fmt_esc(f), s, max));
+}
+
+/* Trusted text in bold. */
+static void put_bold(struct buf *b, enum fmt f, const char *s)
+{
+    put(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    put(b, s);
+    put(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+}
+
+/* Untrusted text as code (short names, times). */
+static void put_code(struct buf *b, enum fmt f, const char *s, size_t max)
+{
+    put(b, f == F_SLACK ? "`" : f == F_HTML ? "<code>" : "");
+    put_esc(b, f, s, max);
+    put(b, f == F_SLACK ? "`" : f == F_HTML ? "</code>" : "");
+}
+
+/* “s”, escaped and shortened: the user's words echoed back. */
+static void put_quoted(struct buf *b, enum fmt f, const char *s)
+{
+    put(b, LQUOTE);
+    put_esc(b, f, s, ECHO_MAX);
+    put(b, RQUOTE);
+}
+
+static void put_nl(struct buf *b, enum fmt f)
+{
+    put(b, f == F_HTML ? "<br>" : "\n");
+}
+
+/*
+ * label linked to url where the format links (url from render_safe_url(); NULL: not linked);
+ * plain and text formats show the label only. label is untrusted, at most max.
+ */
+static void put_link(struct buf *b, enum fmt f, const char *url, const char *label, size_t max)
+{
+    if (url && f == F_SLACK) {
+        put(b, "<");
+        put_esc(b, f, url, 0);
+        put(b, "|");
+        put_esc(b, f, label, max);
+        put(b, ">");
+    } else if (url && f == F_HTML) {
+        put(b, "<a href=\"");
+        put_esc(b, f, url, 0);
+        put(b, "\">");
+        put_esc(b, f, label, max);
+        put(b, "</a>");
+    } else {
+        put_esc(b, f, label, max);
+    }
+}
+
+/* "YYYY-MM-DD HH:MM" (with_time) or "YYYY-MM-DD", UTC; "unknown" for 0 or an absurd value. */
+static void fmt_time(char *out, size_t len, int64_t t, int with_time)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (t <= 0 || (int64_t)tt != t || !gmtime_r(&tt, &tm) ||
+        strftime(out, len, with_time ? "%Y-%m-%d %H:%M" : "%Y-%m-%d", &tm) == 0)
+        snprintf(out, len, "unknown");
+}
+
+/* "3 min", "2 h 5 min", "4 d 1 h": a duration for people. */
+static void put_duration(struct buf *b, int64_t secs)
+{
+    long long s = secs > 0 ? (long long)secs : 0;
+    if (s < 60)
+        putf(b, "%lld s", s);
+    else if (s < 3600)
+        putf(b, "%lld min", s / 60);
+    else if (s < 86400)
+        putf(b, "%lld h %lld min", s / 3600, s % 3600 / 60);
+    else
+        putf(b, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+}
+
+/* ---- case folding (see the top of the file) ---- */
+
+static uint32_t fold_cp(uint32_t c)
+{
+    if (c < 0x80)
+        return c >= 'A' && c <= 'Z' ? c + 0x20 : c;
+    if (c >= 0xc0 && c <= 0xde && c != 0xd7)
+        return c + 0x20;
+    /* Latin Extended-A: upper/lower pairs, except the dotted/dotless i (0x130, 0x131). */
+    if ((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177))
+        return c | 1;
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e))
+        return c & 1 ? c + 1 : c;
+    if (c == 0x178)
+        return 0xff;
+    if (c == 0x17f) /* long s */
+        return 's';
+    /* Greek capitals (0x3a2 is unassigned); final sigma folds to sigma. */
+    if (c >= 0x391 && c <= 0x3ab && c != 0x3a2)
+        return c + 0x20;
+    if (c == 0x3c2)
+        return 0x3c3;
+    /* Cyrillic: Ѐ-Џ, А-Я, then the pairs of the extended blocks. */
+    if (c >= 0x400 && c <= 0x40f)
+        return c + 0x50;
+    if (c >= 0x410 && c <= 0x42f)
+        return c + 0x20;
+    if ((c >= 0x460 && c <= 0x481) || (c >= 0x48a && c <= 0x4bf) || (c >= 0x4d0 && c <= 0x52f))
+        return c | 1;
+    if (c == 0x4c0)
+        return 0x4cf;
+    if (c >= 0x4c1 && c <= 0x4ce)
+        return c & 1 ? c + 1 : c;
+    return c;
+}
+
+static size_t utf8_encode(uint32_t c, char *out)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xc0 | c >> 6);
+        out[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | c >> 12);
+        out[1] = (char)(0x80 | (c >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | c >> 18);
+    out[1] = (char)(0x80 | (c >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (c >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+/* The next code point of *s, folded; advances *s. */
+static uint32_t next_folded(const char **s)
+{
+    const unsigned char *p = (const unsigned char *)*s;
+    uint32_t cp;
+    if (p[0] < 0x80) { /* the common cases without a call: ASCII, Latin and Cyrillic */
+        (*s)++;
+        return fold_cp(p[0]);
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf && (p[1] & 0xc0) == 0x80) {
+        *s += 2;
+        return fold_cp((uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f));
+    }
+    *s += render_utf8_decode(*s, &cp);
+    return fold_cp(cp);
+}
+
+/*
+ * Writes the folded copy of s to out, NUL-terminated; never more bytes than s has (every
+ * mapping above keeps or shrinks the encoded length; anything else is copied as it is), so out
+ * needs strlen(s) + 1 bytes. Returns the bytes written, without the NUL.
+ */
+static size_t fold_into(char *out, const char *s)
+{
+    size_t o = 0;
+    char enc[4];
+
+    for (const char *p = s; *p;) {
+        const char *at = p;
+        if ((unsigned char)*p < 0x80) { /* the common case */
+            out[o++] = (char)fold_cp((unsigned char)*p++);
+            continue;
+        }
+        uint32_t cp = next_folded(&p);
+        size_t n = (size_t)(p - at);
+        size_t k = cp == RENDER_UTF8_INVALID ? 0 : utf8_encode(cp, enc);
+        if (k && k <= n) {
+            memcpy(out + o, enc, k);
+            o += k;
+        } else {
+            memcpy(out + o, at, n);
+            o += n;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* A folded copy of s (caller frees), or NULL on ENOMEM. */
+static char *fold_dup(const char *s)
+{
+    char *out = malloc(strlen(s) + 1);
+    if (out)
+        fold_into(out, s);
+    return out;
+}
+
+/* a and b compared by their folded code points (invalid bytes sort last). */
+static int fold_cmp(const char *a, const char *b)
+{
+    const char *a0 = a, *same;
+
+    /* Skip the bytes they share, back to just after an ASCII byte: a character boundary even
+     * in invalid UTF-8, so the comparison is the same as from the start (and stays a total
+     * order for qsort). */
+    while (*a && *a == *b)
+        a++, b++;
+    same = a;
+    while (a > a0 && (unsigned char)a[-1] >= 0x80)
+        a--;
+    b -= same - a;
+    while (*a && *b) {
+        uint32_t x = next_folded(&a), y = next_folded(&b);
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    return (*a != '\0') - (*b != '\0');
+}
+
+/* ---- what to show of a project (as render.c shows it) ---- */
+
+static int nonempty(const char *s)
+{
+    return s && *s;
+}
+
+/* The name, else the short name, else the id. */
+static const char *shown_name(const struct project *p)
+{
+    return nonempty(p->name) ? p->name : nonempty(p->short_name) ? p->short_name : p->id;
+}
+
+/* The project's page, safe for links (NULL: not linkable); sets b->oom on ENOMEM. */
+static char *project_url(struct buf *b, const struct command_context *ctx, const struct project *p)
+{
+    char *raw = youtrack_project_url(ctx->service_url ? ctx->service_url : "", ctx->flavour, p);
+    char *safe = NULL;
+    if (!raw || render_safe_url(raw, &safe) != 0)
+        b->oom = 1;
+    free(raw);
+    return safe;
+}
+
+/* ---- an answer: a head, items, "N more"; laid out per platform ---- */
+
+struct doc;
+typedef void (*doc_writer)(struct buf *b, enum fmt f, const struct doc *d, size_t i);
+
+struct doc {
+    const struct command_context *ctx;
+    doc_writer head; /* i unused; lines separated by put_nl() */
+    doc_writer item; /* item i of n_items, one line */
+    size_t n_items;  /* offered for listing (already capped) */
+    size_t n_total;  /* in all: the ones not listed are "N more" */
+    const char *more_hint;
+    /* the command's data */
+    const char *arg;                     /* the filter, key, word, ... as typed */
+    const struct project *const *list;   /* `projects`: sorted matches */
+    const struct project *proj;          /* `project` */
+    const struct history_entry *history; /* `changes`: the last n_items, oldest first */
+    int unknown;                         /* `help`: arg was not a command */
+};
+
+static void put_more(struct buf *b, enum fmt f, const struct doc *d, size_t listed)
+{
+    put(b, ELLIPSIS " ");
+    putf(b, "%zu", d->n_total - listed);
+    put(b, " more");
+    if (d->more_hint)
+        put(b, d->more_hint);
+    (void)f;
+}
+
+static int layout_text(const struct doc *d, char **out)
+{
+    struct buf b = {0};
+    d->head(&b, F_TEXT, d, 0);
+    for (size_t i = 0; i < d->n_items; i++) {
+        put(&b, "\n- ");
+        d->item(&b, F_TEXT, d, i);
+    }
+    if (d->n_items < d->n_total) {
+        put(&b, "\n");
+        put_more(&b, F_TEXT, d, d->n_items);
+    }
+    if (b.oom || !b.p) {
+        buf_fini(&b);
+        return -ENOMEM;
+    }
+    *out = b.p;
+    return 0;
+}
+
+/*
+ * Slack: the head in one section, the items packed into sections of at most 3000 code points,
+ * "N more" in the last; at most 50 blocks. Items beyond that count as "more".
+ */
+static int layout_slack(const struct doc *d, char **out)
+{
+    struct buf sec[RENDER_SLACK_BLOCKS_MAX] = {{0}}, line = {0}, fb = {0};
+    const char *texts[RENDER_SLACK_BLOCKS_MAX];
+    size_t ns = 1, listed = 0, cps = 0;
+    int err = 0;
+
+    d->head(&sec[0], F_SLACK, d, 0);
+    d->head(&fb, F_SLACK_FB, d, 0);
+    for (; listed < d->n_items; listed++) {
+        buf_reset(&line);
+        put(&line, BULLET " ");
+        d->item(&line, F_SLACK, d, listed);
+        if (line.oom)
+            break;
+        size_t lc = render_utf8_count(line.p, line.n);
+        struct buf *cur = &sec[ns - 1];
+        if (ns == 1 || cps + 1 + lc > RENDER_SLACK_TEXT_MAX) {
+            if (ns + 1 > RENDER_SLACK_BLOCKS_MAX - 1) /* one block is kept for "N more" */
+                break;
+            cur = &sec[ns++];
+            cps = 0;
+        }
+        if (cur->n) {
+            put(cur, "\n");
+            cps++;
+        }
+        putn(cur, line.p, line.n);
+        cps += lc;
+    }
+    if (listed < d->n_total)
+        put_more(&sec[ns++], F_SLACK, d, listed);
+    for (size_t i = 0; i < ns; i++) {
+        err |= sec[i].oom;
+        texts[i] = sec[i].p ? sec[i].p : "";
+    }
+    err |= line.oom || fb.oom;
+    if (!err) {
+        *out = render_slack_answer(fb.p ? fb.p : "", texts, ns);
+        err = !*out;
+    }
+    for (size_t i = 0; i < ns; i++)
+        buf_fini(&sec[i]);
+    buf_fini(&line);
+    buf_fini(&fb);
+    return err ? -ENOMEM : 0;
+}
+
+static void matrix_build(const struct doc *d, size_t listed, struct buf *body, struct buf *html)
+{
+    buf_reset(body);
+    buf_reset(html);
+    d->head(body, F_PLAIN, d, 0);
+    put(html, "<p>");
+    d->head(html, F_HTML, d, 0);
+    put(html, "</p>");
+    if (listed)
+        put(html, "<ul>");
+    for (size_t i = 0; i < listed; i++) {
+        put(body, "\n" BULLET " ");
+        d->item(body, F_PLAIN, d, i);
+        put(html, "<li>");
+        d->item(html, F_HTML, d, i);
+        put(html, "</li>");
+    }
+    if (listed)
+        put(html, "</ul>");
+    if (listed < d->n_total) {
+        put(body, "\n");
+        put_more(body, F_PLAIN, d, listed);
+        put(html, "<p>");
+        put_more(html, F_HTML, d, listed);
+        put(html, "</p>");
+    }
+}
+
+/*
+ * Matrix: body and HTML with as many items as fit in the content budget. When render.c has to
+ * cut, fewer items are listed (scaled down by the estimated size, at least one fewer) so the
+ * answer ends in "N more" instead of a cut; with none left, render.c's cut is the safety net.
+ */
+static int layout_matrix(const struct doc *d, char **out)
+{
+    struct buf body = {0}, html = {0};
+    size_t listed = d->n_items;
+    char *res = NULL;
+    int cut = 0;
+
+    for (;;) {
+        matrix_build(d, listed, &body, &html);
+        if (body.oom || html.oom)
+            break;
+        res = render_matrix_answer(body.p ? body.p : "", html.p ? html.p : "", &cut);
+        if (!res || !cut || listed == 0)
+            break;
+        free(res);
+        res = NULL;
+        /* The JSON is a little bigger than body + html (quotes, \n): hence MATRIX_TARGET. */
+        size_t est = body.n + html.n;
+        size_t fit = (size_t)((double)listed * MATRIX_TARGET / (double)(est ? est : 1));
+        listed = fit < listed ? fit : listed - 1;
+    }
+    buf_fini(&body);
+    buf_fini(&html);
+    if (!res)
+        return -ENOMEM;
+    *out = res;
+    return 0;
+}
+
+static int layout(const struct doc *d, enum command_platform pf, char **out)
+{
+    switch (pf) {
+    case COMMAND_SLACK:
+        return layout_slack(d, out);
+    case COMMAND_MATRIX:
+        return layout_matrix(d, out);
+    case COMMAND_TEXT:
+        break;
+    }
+    return layout_text(d, out);
+}
+
+/* ---- help, errors ---- */
+
+static const char *const help_lines[][2] = {
+    {"projects [filter]", "the projects by name; filter by short name or name"},
+    {"project KEY", "one project, by short name or id"},
+    {"changes [N]", "the last N changes detected (default 10, at most 50)"},
+    {"status", "the bridge's health"},
+    {"help", "this list"},
+};
+
+static void help_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)i;
+    if (d->unknown) {
+        put(b, "Unknown command ");
+        put_quoted(b, f, d->arg);
+        put(b, ".");
+        put_nl(b, f);
+    }
+    put(b, "YouTrack bridge commands:");
+}
+
+static void help_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)d;
+    put_code(b, f, help_lines[i][0], 0);
+    put(b, " " MDASH " ");
+    put(b, help_lines[i][1]);
+}
+
+static int run_help(const struct command_context *ctx, enum command_platform pf, const char *word,
+                    char **out)
+{
+    size_t n = sizeof(help_lines) / sizeof(help_lines[0]);
+    struct doc d = {.ctx = ctx, .head = help_head, .item = help_item, .n_items = n, .n_total = n};
+    d.arg = word;
+    d.unknown = word != NULL;
+    return layout(&d, pf, out);
+}
+
+/* A one-line answer of trusted text (arg: unused). */
+static void line_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)f, (void)i;
+    put(b, d->arg);
+}
+
+static int run_line(const struct command_context *ctx, enum command_platform pf, const char *text,
+                    char **out)
+{
+    struct doc d = {.ctx = ctx, .head = line_head, .arg = text};
+    return layout(&d, pf, out);
+}
+
+/* ---- projects [filter] ---- */
+
+/* The listing order: folded shown name, then the name as it is, then the id (a total order). */
+static int project_order(const struct project *x, const struct project *y)
+{
+    const char *a = shown_name(x), *b = shown_name(y);
+    int c = fold_cmp(a, b);
+    if (!c)
+        c = strcmp(a, b);
+    return c ? c : project_id_cmp(x->id, y->id);
+}
+
+static int project_order_q(const void *a, const void *b)
+{
+    return project_order(*(const struct project *const *)a, *(const struct project *const *)b);
+}
+
+/* Restores the max-heap property below h[i] (the heap's root is the last in listing order). */
+static void heap_down(const struct project **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && project_order(h[l], h[top]) > 0)
+            top = l;
+        if (r < n && project_order(h[r], h[top]) > 0)
+            top = r;
+        if (top == i)
+            return;
+        const struct project *t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
+}
+
+/*
+ * Moves the first k of v[0..n) in listing order to v[0..k), sorted. With a 10,000-project
+ * snapshot a full sort costs more than the rest of the answer, so only k are kept in a heap.
+ */
+static void select_first(const struct project **v, size_t n, size_t k)
+{
+    if (n > k) {
+        for (size_t i = k / 2; i-- > 0;)
+            heap_down(v, k, i);
+        for (size_t i = k; i < n; i++) {
+            if (project_order(v[i], v[0]) < 0) {
+                v[0] = v[i];
+                heap_down(v, k, 0);
+            }
+        }
+        n = k;
+    }
+    qsort(v, n, sizeof(*v), project_order_q);
+}
+
+static void projects_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)i;
+    if (!d->n_total) {
+        if (d->arg) {
+            put(b, "No project matches ");
+            put_quoted(b, f, d->arg);
+            put(b, ".");
+        } else {
+            put(b, "No projects known yet.");
+        }
+        return;
+    }
+    char num[64];
+    snprintf(num, sizeof(num), "%zu %s", d->n_total, d->n_total == 1 ? "project" : "projects");
+    put_bold(b, f, num);
+    if (d->arg) {
+        put(b, d->n_total == 1 ? " matches " : " match ");
+        put_quoted(b, f, d->arg);
+    }
+}
+
+/* "`KEY` <url|Name> (archived)": the short name, the linked name, the archived mark; plain and
+ * text formats end with the URL instead. */
+static void project_line(struct buf *b, enum fmt f, const struct command_context *ctx,
+                         const struct project *p)
+{
+    char *url = project_url(b, ctx, p);
+    int named = nonempty(p->name);
+
+    if (named && nonempty(p->short_name)) {
+        put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
+        put(b, f == F_SLACK || f == F_HTML ? " " : ": ");
+    }
+    put_link(b, f, url, shown_name(p), named ? RENDER_CHAT_NAME_MAX : RENDER_CHAT_KEY_MAX);
+    if (p->archived == TRI_YES)
+        put(b, f == F_SLACK ? " _(archived)_" : f == F_HTML ? " <i>(archived)</i>" : " (archived)");
+    if (url && (f == F_TEXT || f == F_PLAIN)) {
+        put(b, " ");
+        put_esc(b, f, url, 0);
+    }
+    free(url);
+}
+
+static void projects_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    project_line(b, f, d->ctx, d->list[i]);
+}
+
+static int run_projects(const struct command_context *ctx, enum command_platform pf,
+                        const char *filter, char **out)
+{
+    const struct project_list *l = ctx->projects;
+    size_t n = l ? l->n : 0, m = 0, longest = 0;
+    const struct project **list = calloc(n ? n : 1, sizeof(*list));
+    char *ffilter = filter ? fold_dup(filter) : NULL, *scratch = NULL;
+    int r = -ENOMEM;
+
+    if (!list || (filter && !ffilter))
+        goto out;
+    for (size_t i = 0; filter && i < n; i++) {
+        const struct project *p = &l->v[i];
+        size_t a = p->name ? strlen(p->name) : 0, b = p->short_name ? strlen(p->short_name) : 0;
+        longest = a > longest ? a : b > longest ? b : longest;
+    }
+    scratch = malloc(longest + 1);
+    if (!scratch)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const struct project *p = &l->v[i];
+        if (p->held) /* presumed gone: its removal is only held back */
+            continue;
+        if (ffilter) {
+            int hit = 0;
+            if (p->name) {
+                fold_into(scratch, p->name);
+                hit = strstr(scratch, ffilter) != NULL;
+            }
+            if (!hit && p->short_name) {
+                fold_into(scratch, p->short_name);
+                hit = strstr(scratch, ffilter) != NULL;
+            }
+            if (!hit)
+                continue;
+        }
+        list[m++] = p;
+    }
+
+    struct doc d = {.ctx = ctx, .head = projects_head, .item = projects_item};
+    d.n_total = m;
+    d.n_items = m < PROJECTS_LIST_MAX ? m : PROJECTS_LIST_MAX;
+    select_first(list, m, d.n_items);
+    d.more_hint = " " MDASH " narrow it with a filter";
+    d.arg = filter;
+    d.list = list;
+    r = layout(&d, pf, out);
+out:
+    free(scratch);
+    free(ffilter);
+    free(list);
+    return r;
+}
+
+/* ---- project KEY ---- */
+
+/* The listed project whose short name or id is key: exactly first, then case-insensitively. */
+static const struct project *find_project(const struct project_list *l, const char *key)
+{
+    const struct project *folded = NULL;
+
+    for (size_t i = 0; l && i < l->n; i++) {
+        const struct project *p = &l->v[i];
+        if (p->held)
+            continue;
+        if ((p->short_name && strcmp(p->short_name, key) == 0) || strcmp(p->id, key) == 0)
+            return p;
+        if (!folded && ((p->short_name && !fold_cmp(p->short_name, key)) || !fold_cmp(p->id, key)))
+            folded = p;
+    }
+    return folded;
+}
+
+static void put_field(struct buf *b, enum fmt f, const char *label)
+{
+    put_nl(b, f);
+    put_bold(b, f, label);
+    put(b, ": ");
+}
+
+/* Whitespace runs (newlines, tabs) as one space: a description on one line. */
+static char *flatten(const char *s)
+{
+    char *out = strdup(s), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        if (strchr(" \t\r\n\v\f", *p)) {
+            if (o > out && o[-1] != ' ')
+                *o++ = ' ';
+        } else {
+            *o++ = *p;
+        }
+    }
+    while (o > out && o[-1] == ' ')
+        o--;
+    *o = '\0';
+    return out;
+}
+
+static void project_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    const struct project *p = d->proj;
+    char when[32];
+    (void)i;
+
+    if (!p) {
+        put(b, "No project with the short name or id ");
+        put_quoted(b, f, d->arg);
+        put(b, ". Try ");
+        put_code(b, f, "projects <filter>", 0);
+        put(b, " to search by name.");
+        return;
+    }
+    project_line(b, f, d->ctx, p);
+    put_field(b, f, "Short name");
+    if (p->short_name)
+        put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
+    else
+        put(b, "unknown");
+    put_field(b, f, "ID");
+    put_code(b, f, p->id, RENDER_CHAT_KEY_MAX);
+    put_field(b, f, "Leader");
+    if (nonempty(p->leader_name)) {
+        put_esc(b, f, p->leader_name, RENDER_CHAT_NAME_MAX);
+        if (nonempty(p->leader_login)) {
+            put(b, " (");
+            put_esc(b, f, p->leader_login, RENDER_CHAT_NAME_MAX);
+            put(b, ")");
+        }
+    } else if (nonempty(p->leader_login)) {
+        put_esc(b, f, p->leader_login, RENDER_CHAT_NAME_MAX);
+    } else {
+        put(b, p->leader_name || p->leader_login ? "none" : "unknown");
+    }
+    put_field(b, f, "Archived");
+    put(b, p->archived == TRI_YES ? "yes" : p->archived == TRI_NO ? "no" : "unknown");
+    put_field(b, f, "First seen");
+    fmt_time(when, sizeof(when), p->first_seen, 0);
+    put(b, when);
+    put_field(b, f, "Description");
+    if (!p->description) {
+        put(b, "unknown");
+    } else if (!*p->description) {
+        put(b, "none");
+    } else {
+        char *flat = flatten(p->description);
+        if (!flat)
+            b->oom = 1;
+        put_esc(b, f, flat, DESCRIPTION_MAX);
+        free(flat);
+    }
+}
+
+static int run_project(const struct command_context *ctx, enum command_platform pf, const char *key,
+                       char **out)
+{
+    struct doc d = {.ctx = ctx, .head = project_head, .arg = key};
+    d.proj = find_project(ctx->projects, key);
+    return layout(&d, pf, out);
+}
+
+/* ---- changes [N] ---- */
+
+static const char *const kind_word[] = {"Created", "Renamed", "Archived", "Unarchived", "Removed"};
+
+/* "Name (`KEY`)" of a history entry's strings, as render.c shows a project. */
+static void put_named(struct buf *b, enum fmt f, const char *name, const char *key, const char *id)
+{
+    if (nonempty(name)) {
+        put_esc(b, f, name, RENDER_CHAT_NAME_MAX);
+        if (nonempty(key)) {
+            put(b, " (");
+            put_code(b, f, key, RENDER_CHAT_KEY_MAX);
+            put(b, ")");
+        }
+    } else {
+        put_esc(b, f, nonempty(key) ? key : id, RENDER_CHAT_KEY_MAX);
+    }
+}
+
+static void changes_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)i;
+    if (!d->n_items) {
+        put(b, "No changes detected yet.");
+        return;
+    }
+    char title[64];
+    if (d->n_items == 1)
+        snprintf(title, sizeof(title), "The last change");
+    else
+        snprintf(title, sizeof(title), "The last %zu changes", d->n_items);
+    put_bold(b, f, title);
+    put(b, " (newest first, UTC)");
+}
+
+static void changes_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    const struct history_entry *h = &d->history[d->n_items - 1 - i]; /* newest first */
+    char when[32];
+
+    fmt_time(when, sizeof(when), h->at, 1);
+    put_code(b, f, when, 0);
+    put(b, " ");
+    put(b, (unsigned)h->kind < sizeof(kind_word) / sizeof(kind_word[0]) ? kind_word[h->kind]
+                                                                        : "Changed");
+    put(b, ": ");
+    if (h->kind == CHANGE_RENAMED) {
+        put_named(b, f, h->old_name ? h->old_name : h->name,
+                  h->old_short_name ? h->old_short_name : h->short_name, h->id);
+        put(b, " " ARROW " ");
+    }
+    put_named(b, f, h->name, h->short_name, h->id);
+}
+
+static int run_changes(const struct command_context *ctx, enum command_platform pf, const char *arg,
+                       char **out)
+{
+    size_t n = CHANGES_DEFAULT;
+
+    if (arg) {
+        if (strspn(arg, "0123456789") != strlen(arg))
+            return run_line(ctx, pf, "Usage: changes [N], N from 1 to 50.", out);
+        /* Clamp without overflow: any long run of digits is "many". */
+        n = strlen(arg) > 3 ? CHANGES_MAX : (size_t)strtoul(arg, NULL, 10);
+        n = n < 1 ? 1 : n > CHANGES_MAX ? CHANGES_MAX : n;
+    }
+    if (!ctx->history || n > ctx->n_history)
+        n = ctx->history ? ctx->n_history : 0;
+
+    struct doc d = {.ctx = ctx, .head = changes_head, .item = changes_item};
+    d.n_items = d.n_total = n;
+    d.history = n ? ctx->history + (ctx->n_history - n) : NULL;
+    return layout(&d, pf, out);
+}
+
+/* ---- status ---- */
+
+static size_t count_projects(const struct project_list *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; l && i < l->n; i++)
+        n += !l->v[i].held;
+    return n;
+}
+
+static void status_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    const struct command_context *ctx = d->ctx;
+    char when[32], *url = NULL;
+    (void)i;
+
+    put(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    put(b, "ytbridge ");
+    put_esc(b, f, ctx->version ? ctx->version : "unknown", ECHO_MAX);
+    put(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+
+    put_field(b, f, "YouTrack");
+    if (render_safe_url(ctx->service_url, &url) != 0)
+        b->oom = 1;
+    if (url && (f == F_SLACK || f == F_HTML))
+        put_link(b, f, url, ctx->service_url, RENDER_CHAT_NAME_MAX);
+    else
+        put_esc(b, f, ctx->service_url ? ctx->service_url : "unknown", RENDER_CHAT_NAME_MAX);
+    free(url);
+    put(b, ctx->flavour == YOUTRACK_MODERN   ? " (API: /api)"
+           : ctx->flavour == YOUTRACK_LEGACY ? " (API: legacy /rest)"
+                                             : " (API: not detected yet)");
+
+    put_field(b, f, "Last successful poll");
+    if (ctx->last_poll_ok > 0) {
+        fmt_time(when, sizeof(when), ctx->last_poll_ok, 1);
+        put(b, when);
+        put(b, " UTC, ");
+        put_duration(b, ctx->now - ctx->last_poll_ok);
+        put(b, " ago");
+    } else {
+        put(b, "never");
+    }
+    if (nonempty(ctx->last_error)) {
+        put_field(b, f, "Last error");
+        put_esc(b, f, ctx->last_error, ERROR_MAX);
+    }
+    put_field(b, f, "Projects");
+    putf(b, "%zu", count_projects(ctx->projects));
+    put_field(b, f, "Uptime");
+    if (ctx->started_at > 0)
+        put_duration(b, ctx->now - ctx->started_at);
+    else
+        put(b, "unknown");
+    put_field(b, f, "Sinks");
+    if (!ctx->n_sinks)
+        put(b, "none");
+    else
+        putf(b, "%zu", ctx->n_sinks);
+}
+
+static void status_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    const struct command_sink *s = &d->ctx->sinks[i];
+    put_code(b, f, s->name ? s->name : "?", RENDER_CHAT_KEY_MAX);
+    put(b, " (");
+    put_esc(b, f, s->type ? s->type : "?", RENDER_CHAT_KEY_MAX);
+    putf(b, "): queue %zu, ", s->depth);
+    if (!s->broken) {
+        put(b, "ok");
+    } else if (nonempty(s->reason)) {
+        put(b, "broken: ");
+        put_esc(b, f, s->reason, ERROR_MAX);
+    } else {
+        put(b, "broken");
+    }
+}
+
+static int run_status(const struct command_context *ctx, enum command_platform pf, char **out)
+{
+    struct doc d = {.ctx = ctx, .head = status_head, .item = status_item};
+    d.n_items = d.n_total = ctx->sinks ? ctx->n_sinks : 0;
+    return layout(&d, pf, out);
+}
+
+/* ---- parsing ---- */
+
+enum cmd {
+    CMD_HELP = 0,
+    CMD_PROJECTS,
+    CMD_PROJECT,
+    CMD_CHANGES,
+    CMD_STATUS,
+    CMD_UNKNOWN,
+    CMD_TOO_LONG,
+    CMD_INVALID,
+};
+
+static const char *const cmd_names[] = {"help", "projects", "project", "changes", "status"};
+
+struct parsed {
+    enum cmd cmd;
+    char word[COMMAND_MAX_INPUT + 1]; /* the first word as typed */
+    char args[COMMAND_MAX_INPUT + 1]; /* the rest, whitespace runs as one space; "" if none */
+};
+
+/* Whitespace between words: ASCII spaces and U+00A0 (some clients type it). Returns its bytes. */
+static size_t space_len(const char *s)
+{
+    if (*s == ' ' || (*s >= '\t' && *s <= '\r'))
+        return 1;
+    if ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xa0)
+        return 2;
+    return 0;
+}
+
+/* Slack sends & < > of slash-command text as entities (reference/slack.md §4); undo that. */
+static void slack_unescape(char *s)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}};
+    char *o = s;
+    for (const char *p = s; *p;) {
+        size_t i;
+        for (i = 0; i < 3; i++)
+            if (strncmp(p, ents[i].ent, strlen(ents[i].ent)) == 0)
+                break;
+        if (i < 3) {
+            *o++ = ents[i].c;
+            p += strlen(ents[i].ent);
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+}
+
+static void parse(const char *text, size_t len, int slack, struct parsed *out)
+{
+    char in[COMMAND_MAX_INPUT + 1];
+    uint32_t cp;
+    const char *p;
+    size_t n, o = 0;
+
+    out->word[0] = out->args[0] = '\0';
+    if (len > COMMAND_MAX_INPUT) {
+        out->cmd = CMD_TOO_LONG;
+        return;
+    }
+    if (len)
+        memcpy(in, text, len);
+    in[len] = '\0';
+    for (size_t i = 0; i < len; i += n) {
+        n = render_utf8_decode(in + i, &cp);
+        if (cp == RENDER_UTF8_INVALID || cp == 0) { /* NUL: the text stops early */
+            out->cmd = CMD_INVALID;
+            return;
+        }
+    }
+    if (slack)
+        slack_unescape(in);
+
+    for (p = in; (n = space_len(p)) > 0;)
+        p += n;
+    while (*p && !space_len(p))
+        out->word[o++] = *p++;
+    out->word[o] = '\0';
+    o = 0;
+    while (*p) {
+        n = space_len(p);
+        if (!n) {
+            out->args[o++] = *p++;
+            continue;
+        }
+        while ((n = space_len(p)) > 0)
+            p += n;
+        if (*p && o)
+            out->args[o++] = ' ';
+    }
+    out->args[o] = '\0';
+
+    out->cmd = out->word[0] ? CMD_UNKNOWN : CMD_HELP;
+    for (size_t i = 0; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
+        if (strcasecmp(out->word, cmd_names[i]) == 0)
+            out->cmd = (enum cmd)i;
+}
+
+int command_run(const char *text, size_t len, const struct command_context *ctx,
+                enum command_platform platform, char **out)
+{
+    struct parsed ps;
+    const char *arg;
+    int r;
+
+    parse(text ? text : "", text ? len : 0, platform == COMMAND_SLACK, &ps);
+    arg = ps.args[0] ? ps.args : NULL;
+    switch (ps.cmd) {
+    case CMD_PROJECTS:
+        r = run_projects(ctx, platform, arg, out);
+        break;
+    case CMD_PROJECT:
+        r = arg ? run_project(ctx, platform, arg, out)
+                : run_line(ctx, platform, "Usage: project KEY (a short name or an id).", out);
+        break;
+    case CMD_CHANGES:
+        r = run_changes(ctx, platform, arg, out);
+        break;
+    case CMD_STATUS:
+        r = run_status(ctx, platform, out);
+        break;
+    case CMD_UNKNOWN:
+        r = run_help(ctx, platform, ps.word, out);
+        break;
+    case CMD_TOO_LONG:
+        r = run_line(ctx, platform,
+                     "Sorry, that command is too long. Try help for the list of commands.", out);
+        break;
+    case CMD_INVALID:
+        r = run_line(ctx, platform,
+                     "Sorry, that command is not valid UTF-8 text. Try help for the list of "
+                     "commands.",
+                     out);
+        break;
+    case CMD_HELP:
+    default:
+        r = run_help(ctx, platform, NULL, out);
+        break;
+    }
+    return r;
+}
+
+const char *command_name(const char *text, size_t len)
+{
+    struct parsed ps;
+    parse(text ? text : "", text ? len : 0, 0, &ps);
+    return ps.cmd < CMD_UNKNOWN ? cmd_names[ps.cmd] : "help";
+}

@@ -1,0 +1,800 @@
+/* Chat commands: every command on every platform, parsed back and checked against the limits. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "command.h"
+#include "render.h"
+#include "test.h"
+
+#define NOW 1717243200 /* 2024-06-01 12:00:00 UTC */
+
+static struct project_list plist;
+static struct history_entry hist[60];
+static size_t n_hist;
+static char *last_html; /* the formatted_body of the last Matrix answer() */
+
+static void add(const char *id, const char *shortn, const char *name, signed char archived)
+{
+    struct project p = {.id = id, .short_name = shortn, .name = name, .archived = archived};
+    CHECK_INT(project_list_add(&plist, &p), 0);
+}
+
+static void add_full(const struct project *p)
+{
+    CHECK_INT(project_list_add(&plist, p), 0);
+}
+
+static void reset(void)
+{
+    project_list_fini(&plist);
+    project_list_init(&plist);
+    n_hist = 0;
+}
+
+static const struct command_sink sinks[] = {
+    {.name = "team-slack", .type = "slack", .depth = 0, .broken = 0, .reason = ""},
+    {.name = "ops-room",
+     .type = "matrix",
+     .depth = 7,
+     .broken = 1,
+     .reason = "M_FORBIDDEN <b>x</b>"},
+};
+
+static struct command_context ctx(void)
+{
+    return (struct command_context){
+        .projects = &plist,
+        .history = hist,
+        .n_history = n_hist,
+        .service_url = "https://yt.example.com",
+        .flavour = YOUTRACK_MODERN,
+        .now = NOW,
+        .version = "1.2.3",
+        .started_at = NOW - 2 * 3600 - 5 * 60,
+        .last_poll_ok = NOW - 3 * 60,
+        .last_error = "",
+        .sinks = sinks,
+        .n_sinks = 2,
+    };
+}
+
+static size_t cps(const char *s)
+{
+    return render_utf8_count(s, strlen(s));
+}
+
+/* Runs text; returns the answer (caller frees). */
+static char *run_ctx(const struct command_context *c, const char *text, enum command_platform pf)
+{
+    char *out = NULL;
+    CHECK_INT(command_run(text, strlen(text), c, pf, &out), 0);
+    CHECK(out != NULL);
+    return out;
+}
+
+/*
+ * The answer's visible text for checks: Slack: fallback + "\n" + every section; Matrix: body +
+ * "\n" + formatted_body; text: as is. Validates the platform's shape and limits on the way.
+ */
+static char *answer(const char *text, enum command_platform pf)
+{
+    struct command_context c = ctx();
+    char *out = run_ctx(&c, text, pf), *res = NULL;
+    json_error_t err;
+    json_t *o;
+
+    if (!out || pf == COMMAND_TEXT)
+        return out;
+    CHECK(strlen(out) > 0);
+    o = json_loads(out, 0, &err);
+    CHECK(o != NULL);
+    if (!o) {
+        fprintf(stderr, "bad JSON: %s: %.200s\n", err.text, out);
+        free(out);
+        return strdup("");
+    }
+    if (pf == COMMAND_SLACK) {
+        json_t *blocks = json_object_get(o, "blocks");
+        CHECK_STR(json_string_value(json_object_get(o, "response_type")), "ephemeral");
+        CHECK(json_object_get(o, "link_names") == NULL);
+        CHECK(json_is_string(json_object_get(o, "text")));
+        CHECK(cps(json_string_value(json_object_get(o, "text"))) <= RENDER_SLACK_FALLBACK_MAX);
+        CHECK(json_is_array(blocks));
+        CHECK(json_array_size(blocks) >= 1 && json_array_size(blocks) <= RENDER_SLACK_BLOCKS_MAX);
+        size_t total = strlen(json_string_value(json_object_get(o, "text"))) + 2;
+        for (size_t i = 0; i < json_array_size(blocks); i++) {
+            json_t *t = json_object_get(json_array_get(blocks, i), "text");
+            CHECK_STR(json_string_value(json_object_get(json_array_get(blocks, i), "type")),
+                      "section");
+            CHECK_STR(json_string_value(json_object_get(t, "type")), "mrkdwn");
+            CHECK(json_is_true(json_object_get(t, "verbatim")));
+            const char *s = json_string_value(json_object_get(t, "text"));
+            CHECK(s && cps(s) >= 1 && cps(s) <= RENDER_SLACK_TEXT_MAX);
+            total += s ? strlen(s) + 1 : 0;
+        }
+        res = calloc(1, total + 1);
+        strcat(res, json_string_value(json_object_get(o, "text")));
+        for (size_t i = 0; i < json_array_size(blocks); i++) {
+            json_t *t = json_object_get(json_array_get(blocks, i), "text");
+            strcat(res, "\n");
+            strcat(res, json_string_value(json_object_get(t, "text")));
+        }
+    } else {
+        const char *body = json_string_value(json_object_get(o, "body"));
+        const char *html = json_string_value(json_object_get(o, "formatted_body"));
+        json_t *mentions = json_object_get(o, "m.mentions");
+        CHECK(strlen(out) <= RENDER_MATRIX_CONTENT_MAX);
+        CHECK_STR(json_string_value(json_object_get(o, "msgtype")), "m.notice");
+        CHECK(json_is_object(mentions) && json_object_size(mentions) == 0);
+        CHECK(body != NULL);
+        if (html)
+            CHECK_STR(json_string_value(json_object_get(o, "format")), "org.matrix.custom.html");
+        free(last_html);
+        last_html = strdup(html ? html : "");
+        res = calloc(1, strlen(body ? body : "") + strlen(html ? html : "") + 2);
+        strcat(res, body ? body : "");
+        strcat(res, "\n");
+        strcat(res, html ? html : "");
+    }
+    json_decref(o);
+    free(out);
+    return res;
+}
+
+static int contains(const char *hay, const char *needle)
+{
+    return hay && strstr(hay, needle) != NULL;
+}
+
+#define CHECK_HAS(hay, needle)                                                                  \
+    do {                                                                                        \
+        test_checks++;                                                                          \
+        if (!contains((hay), (needle))) {                                                       \
+            fprintf(stderr, "%s:%d: missing \"%s\" in:\n%.2000s\n", __FILE__, __LINE__, needle, \
+                    (hay) ? (hay) : "(null)");                                                  \
+            test_failures++;                                                                    \
+        }                                                                                       \
+    } while (0)
+#define CHECK_NOT(hay, needle) CHECK(!contains((hay), (needle)))
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static const enum command_platform all_pf[] = {COMMAND_SLACK, COMMAND_MATRIX, COMMAND_TEXT};
+
+static void demo_projects(void)
+{
+    reset();
+    add("0-1", "DEMO", "Демопроект", TRI_NO);
+    add("0-2", "BETA", "beta", TRI_YES);
+    add("0-3", "ALPHA", "Alpha", TRI_UNKNOWN);
+    add("0-4", "YOLKA", "Ёлка", TRI_NO);
+    add("0-5", "EZH", "ёж", TRI_NO);
+    add("0-10", "APF", "ÄPFEL", TRI_NO);
+    add("0-11", "RND", "R&D Lab", TRI_NO);
+    struct project held = {.id = "0-6", .short_name = "GONE", .name = "Gone project", .held = 1};
+    struct project missing = {
+        .id = "0-7", .short_name = "MISS", .name = "Missing one", .missing = 2};
+    add_full(&held);
+    add_full(&missing);
+    project_list_finish(&plist);
+}
+
+/* ---- help and unknown ---- */
+
+static void test_help(void)
+{
+    demo_projects();
+    const char *inputs[] = {"", "help", "HELP", "  Help  me "};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *a = answer(inputs[i], all_pf[k]);
+            CHECK_HAS(a, "projects [filter]");
+            CHECK_HAS(a, "project KEY");
+            CHECK_HAS(a, "changes [N]");
+            CHECK_HAS(a, "status");
+            CHECK_NOT(a, "Unknown command");
+            free(a);
+        }
+    }
+    char *a = answer("help", COMMAND_SLACK);
+    CHECK_HAS(a, "`projects [filter]`");
+    free(a);
+    a = answer("help", COMMAND_MATRIX);
+    CHECK_HAS(a, "<code>projects [filter]</code>");
+    CHECK_HAS(a, "<ul><li>");
+    free(a);
+}
+
+static void test_unknown(void)
+{
+    demo_projects();
+    char *a = answer("frobnicate now", COMMAND_TEXT);
+    CHECK_HAS(a, "Unknown command \xe2\x80\x9c"
+                 "frobnicate\xe2\x80\x9d");
+    CHECK_HAS(a, "projects [filter]");
+    free(a);
+
+    a = answer("<!channel>@here", COMMAND_SLACK);
+    CHECK_HAS(a, "Unknown command \xe2\x80\x9c&lt;!channel&gt;@here\xe2\x80\x9d");
+    CHECK_NOT(a, "<!channel>");
+    free(a);
+    /* Slack sends & < > as entities: the echo escapes the unescaped text again, once. */
+    a = answer("&lt;!here&gt;", COMMAND_SLACK);
+    CHECK_HAS(a, "&lt;!here&gt;");
+    CHECK_NOT(a, "<!here>");
+    CHECK_NOT(a, "&amp;lt;");
+    free(a);
+
+    a = answer("<b>@room</b>", COMMAND_MATRIX);
+    CHECK_HAS(a, "&lt;b&gt;@room&lt;/b&gt;");
+    CHECK_NOT(last_html, "<b>@room");
+    free(a);
+
+    /* A long word is echoed shortened. */
+    char word[120];
+    memset(word, 'x', sizeof(word) - 1);
+    word[sizeof(word) - 1] = '\0';
+    a = answer(word, COMMAND_TEXT);
+    CHECK_HAS(a, "xxx\xe2\x80\xa6\xe2\x80\x9d");
+    CHECK_NOT(a, word);
+    free(a);
+
+    /* Control and bidi characters in the echo. */
+    a = answer("a\xe2\x80\xae"
+               "b",
+               COMMAND_MATRIX);
+    CHECK_NOT(a, "\xe2\x80\xae");
+    free(a);
+    a = answer("a\xe2\x80\xae"
+               "b",
+               COMMAND_TEXT);
+    CHECK_HAS(a, "a\\u202eb");
+    free(a);
+}
+
+/* ---- bad input ---- */
+
+static void test_bad_input(void)
+{
+    demo_projects();
+    char text[COMMAND_MAX_INPUT + 2];
+    memset(text, ' ', sizeof(text));
+    memcpy(text, "projects", 8);
+    text[COMMAND_MAX_INPUT] = '\0'; /* exactly the limit: accepted */
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer(text, all_pf[k]);
+        CHECK_HAS(a, "Alpha");
+        free(a);
+    }
+    text[COMMAND_MAX_INPUT] = 'x';
+    text[COMMAND_MAX_INPUT + 1] = '\0';
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer(text, all_pf[k]);
+        CHECK_HAS(a, "too long");
+        CHECK_NOT(a, "Alpha");
+        free(a);
+    }
+    CHECK_STR(command_name(text, strlen(text)), "help");
+
+    const char *bad[] = {"projects \xff", "\xc0\xaf", "projects \xed\xa0\x80", "\xe2\x82"};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *a = answer(bad[i], all_pf[k]);
+            CHECK_HAS(a, "not valid UTF-8");
+            free(a);
+        }
+        CHECK_STR(command_name(bad[i], strlen(bad[i])), "help");
+    }
+    /* An embedded NUL. */
+    struct command_context c = ctx();
+    char *out = NULL;
+    CHECK_INT(command_run("projects\0x", 10, &c, COMMAND_TEXT, &out), 0);
+    CHECK_HAS(out, "not valid UTF-8");
+    free(out);
+    /* NULL text is help. */
+    CHECK_INT(command_run(NULL, 0, &c, COMMAND_TEXT, &out), 0);
+    CHECK_HAS(out, "commands");
+    free(out);
+}
+
+static void test_names(void)
+{
+    const struct {
+        const char *in, *name;
+    } cases[] = {
+        {"", "help"},
+        {"help", "help"},
+        {"projects", "projects"},
+        {"PROJECTS x", "projects"},
+        {" project KEY", "project"},
+        {"Changes 5", "changes"},
+        {"status", "status"},
+        {"statuses", "help"},
+        {"projectsx", "help"},
+        {"\t\nstatus\n", "status"},
+        {"\xc2\xa0status", "status"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        CHECK_STR(command_name(cases[i].in, strlen(cases[i].in)), cases[i].name);
+}
+
+/* ---- projects ---- */
+
+static void test_projects_sorted(void)
+{
+    demo_projects();
+    char *a = answer("projects", COMMAND_TEXT);
+    const char *order[] = {"Alpha", "beta",       "Missing one", "R&D Lab",
+                           "ÄPFEL", "Демопроект", "ёж",          "Ёлка"};
+    const char *prev = a;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *at = strstr(a, order[i]);
+        CHECK(at != NULL);
+        if (at) {
+            CHECK(at > prev);
+            prev = at;
+        }
+    }
+    CHECK_HAS(a, "8 projects");
+    CHECK_NOT(a, "Gone project"); /* held */
+    CHECK_HAS(a, "BETA: beta (archived) https://yt.example.com/projects/0-2");
+    CHECK_HAS(a, "ALPHA: Alpha https://yt.example.com/projects/0-3\n");
+    free(a);
+
+    a = answer("projects", COMMAND_SLACK);
+    CHECK_HAS(a, "*8 projects*");
+    CHECK_HAS(a, "`BETA` <https://yt.example.com/projects/0-2|beta> _(archived)_");
+    CHECK_HAS(a, "<https://yt.example.com/projects/0-11|R&amp;D Lab>");
+    free(a);
+
+    a = answer("projects", COMMAND_MATRIX);
+    CHECK_HAS(a, "<code>BETA</code> <a href=\"https://yt.example.com/projects/0-2\">beta</a> "
+                 "<i>(archived)</i>");
+    CHECK_HAS(a, "R&amp;D Lab</a>");
+    CHECK_HAS(a, "\xe2\x80\xa2 BETA: beta (archived) https://yt.example.com/projects/0-2");
+    free(a);
+}
+
+/* Shared prefixes in different case, and invalid bytes: still one consistent order. */
+static void test_projects_order_prefix(void)
+{
+    reset();
+    add("0-1", "C", "PROJECT c", TRI_NO);
+    add("0-2", "A", "project A", TRI_NO);
+    add("0-3", "B", "Project b", TRI_NO);
+    add("0-4", "D", "Project \xff", TRI_NO);
+    add("0-5", "E", "Проект б", TRI_NO);
+    add("0-6", "F", "ПРОЕКТ А", TRI_NO);
+    add("0-7", "G", "project a", TRI_NO);
+    project_list_finish(&plist);
+    char *a = answer("projects", COMMAND_TEXT);
+    const char *order[] = {"A: project A",     "G: project a", "B: Project b", "C: PROJECT c",
+                           "D: Project \\xff", "F: ПРОЕКТ А",  "E: Проект б"};
+    const char *prev = a;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *at = strstr(a, order[i]);
+        CHECK_HAS(a, order[i]);
+        CHECK(at && at > prev);
+        prev = at ? at : prev;
+    }
+    free(a);
+}
+
+static void test_projects_filter(void)
+{
+    demo_projects();
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer("projects демо", all_pf[k]);
+        CHECK_HAS(a, "Демопроект");
+        CHECK_HAS(a, "1 project");
+        CHECK_NOT(a, "Alpha");
+        free(a);
+
+        a = answer("projects ДЕМОПРОЕКТ", all_pf[k]);
+        CHECK_HAS(a, "Демопроект");
+        free(a);
+
+        a = answer("projects alp", all_pf[k]); /* by name, case-insensitively */
+        CHECK_HAS(a, "Alpha");
+        CHECK_NOT(a, "beta");
+        free(a);
+
+        a = answer("projects yolk", all_pf[k]); /* by short name */
+        CHECK_HAS(a, "Ёлка");
+        CHECK_NOT(a, "ёж");
+        free(a);
+
+        a = answer("projects ЁЛ", all_pf[k]);
+        CHECK_HAS(a, "Ёлка");
+        CHECK_NOT(a, "Демо");
+        free(a);
+
+        a = answer("projects äpf", all_pf[k]); /* Latin-1 */
+        CHECK_HAS(a, "ÄPFEL");
+        free(a);
+
+        a = answer("projects gone", all_pf[k]); /* held projects are not listed */
+        CHECK_HAS(a, "No project matches \xe2\x80\x9cgone\xe2\x80\x9d.");
+        free(a);
+
+        a = answer("projects zzz", all_pf[k]);
+        CHECK_HAS(a, "No project matches \xe2\x80\x9czzz\xe2\x80\x9d.");
+        free(a);
+    }
+    /* Slack sends "&" as "&amp;". */
+    char *a = answer("projects r&amp;d", COMMAND_SLACK);
+    CHECK_HAS(a, "R&amp;D Lab");
+    CHECK_HAS(a, "1 project");
+    free(a);
+    a = answer("projects r&d", COMMAND_MATRIX);
+    CHECK_HAS(a, "R&amp;D Lab");
+    free(a);
+
+    /* A hostile filter, echoed. */
+    a = answer("projects <!channel> @here", COMMAND_SLACK);
+    CHECK_HAS(a, "No project matches \xe2\x80\x9c&lt;!channel&gt; @here\xe2\x80\x9d.");
+    CHECK_NOT(a, "<!channel>");
+    free(a);
+    a = answer("projects <b>x</b>", COMMAND_MATRIX);
+    CHECK_HAS(a, "&lt;b&gt;x&lt;/b&gt;");
+    CHECK_NOT(last_html, "<b>x");
+    free(a);
+    /* Spaces in a filter: runs collapse. */
+    a = answer("projects   r&d    lab ", COMMAND_TEXT);
+    CHECK_HAS(a, "1 project matches \xe2\x80\x9cr&d lab\xe2\x80\x9d");
+    free(a);
+
+    /* An empty list. */
+    reset();
+    project_list_finish(&plist);
+    a = answer("projects", COMMAND_MATRIX);
+    CHECK_HAS(a, "No projects known yet.");
+    free(a);
+}
+
+static void test_projects_many(void)
+{
+    char ids[500][16], names[500][32];
+    reset();
+    for (int i = 0; i < 500; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "0-%d", i);
+        snprintf(names[i], sizeof(names[i]), "Project %03d", i);
+        add(ids[i], ids[i], names[i], i % 2 ? TRI_YES : TRI_NO);
+    }
+    project_list_finish(&plist);
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer("projects", all_pf[k]);
+        CHECK_HAS(a, "500 projects");
+        CHECK_HAS(a, "400 more \xe2\x80\x94 narrow it with a filter");
+        CHECK_HAS(a, "Project 099");
+        CHECK_NOT(a, "Project 100");
+        free(a);
+    }
+    char *a = answer("projects 4", COMMAND_TEXT); /* "0-4", "Project 4xx", ... */
+    CHECK_HAS(a, "more \xe2\x80\x94 narrow it with a filter");
+    free(a);
+    a = answer("projects project 12", COMMAND_TEXT);
+    CHECK_HAS(a, "10 projects match"); /* 120-129 */
+    CHECK_NOT(a, "more");
+    free(a);
+}
+
+/* Names that blow up under escaping: every platform still within its limits, cut with "more". */
+static void test_projects_huge(void)
+{
+    static char names[120][1001], ids[120][16];
+    const char *unit[] = {"\"", "<", "&", "\xe2\x80\xae", "\xf0\x9f\x98\x80"};
+    reset();
+    for (int i = 0; i < 120; i++) {
+        const char *u = unit[i % 5];
+        size_t ul = strlen(u), n = 0;
+        while (n + ul < 1000) {
+            memcpy(names[i] + n, u, ul);
+            n += ul;
+        }
+        names[i][n] = '\0';
+        snprintf(ids[i], sizeof(ids[i]), "0-%d", i);
+        add(ids[i], ids[i], names[i], TRI_YES);
+    }
+    project_list_finish(&plist);
+    for (size_t k = 0; k < 2; k++) {
+        char *a = answer("projects", all_pf[k]); /* answer() checks the limits */
+        CHECK_HAS(a, "120 projects");
+        CHECK_HAS(a, " more \xe2\x80\x94 narrow it with a filter");
+        CHECK_NOT(a, "\xe2\x80\xae");
+        free(a);
+    }
+}
+
+static void test_hostile_names(void)
+{
+    reset();
+    struct project p = {
+        .id = "0-1",
+        .short_name = "<!here>",
+        .name = "<!channel> @here @room <b>bold</b> <a href=\"x\">l</a> & \xe2\x80\xae"
+                "evil\n<@U123>",
+        .description = "<!everyone> <script>x</script>",
+        .leader_name = "<@U999>",
+        .leader_login = "@room",
+        .archived = TRI_YES,
+    };
+    add_full(&p);
+    project_list_finish(&plist);
+    const char *cmds[] = {"projects", "projects here", "project <!here>", "project 0-1"};
+    for (size_t i = 0; i < 4; i++) {
+        char *a = answer(cmds[i], COMMAND_SLACK);
+        CHECK_HAS(a, "&lt;!channel&gt;");
+        CHECK_NOT(a, "<!channel>");
+        CHECK_NOT(a, "<!here>");
+        CHECK_NOT(a, "<@U");
+        CHECK_NOT(a, "<!everyone>");
+        CHECK_NOT(a, "\xe2\x80\xae");
+        CHECK_NOT(a, "evil\n");
+        free(a);
+
+        a = answer(cmds[i], COMMAND_MATRIX);
+        CHECK_HAS(a, "&lt;b&gt;bold&lt;/b&gt;");
+        CHECK_NOT(last_html, "<b>bold");
+        CHECK_NOT(last_html, "<a href=\"x\"");
+        CHECK_NOT(last_html, "<script>");
+        CHECK_NOT(a, "\xe2\x80\xae");
+        free(a);
+
+        a = answer(cmds[i], COMMAND_TEXT);
+        CHECK_HAS(a, "\\u202eevil\\x0a");
+        free(a);
+    }
+}
+
+/* ---- project KEY ---- */
+
+static void test_project(void)
+{
+    char desc[2000];
+    reset();
+    for (size_t i = 0; i < sizeof(desc) - 1; i++)
+        desc[i] = i % 10 == 9 ? '\n' : 'd';
+    desc[sizeof(desc) - 1] = '\0';
+    struct project p = {.id = "0-42",
+                        .short_name = "DEMO",
+                        .name = "Demo project",
+                        .description = desc,
+                        .leader_name = "Jane Doe",
+                        .leader_login = "jdoe",
+                        .first_seen = NOW - 86400,
+                        .archived = TRI_NO};
+    struct project q = {
+        .id = "0-43", .short_name = "ЁЖ", .name = "Hedgehog", .archived = TRI_UNKNOWN};
+    struct project h = {.id = "0-44", .short_name = "OLD", .name = "Held", .held = 1};
+    add_full(&p);
+    add_full(&q);
+    add_full(&h);
+    project_list_finish(&plist);
+
+    const char *keys[] = {"project DEMO", "project demo", "PROJECT DeMo", "project 0-42"};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *a = answer(keys[i], all_pf[k]);
+            CHECK_HAS(a, "Demo project");
+            CHECK_HAS(a, "Jane Doe (jdoe)");
+            CHECK_HAS(a, "2024-05-31");
+            CHECK_HAS(a, "https://yt.example.com/projects/0-42");
+            CHECK_HAS(a, "dddd dddd");
+            CHECK_HAS(a, "d\xe2\x80\xa6");
+            CHECK_NOT(a, "ddd\nddd");
+            CHECK(count(a, "d") < 400 * (all_pf[k] == COMMAND_TEXT ? 1 : 3));
+            free(a);
+        }
+    }
+    char *a = answer("project DEMO", COMMAND_TEXT);
+    CHECK_HAS(a, "Archived: no");
+    CHECK_HAS(a, "Short name: DEMO");
+    free(a);
+    a = answer("project DEMO", COMMAND_SLACK);
+    CHECK_HAS(a, "*Archived*: no");
+    CHECK_HAS(a, "*Leader*: Jane Doe (jdoe)");
+    free(a);
+    a = answer("project DEMO", COMMAND_MATRIX);
+    CHECK_HAS(a, "<br><b>Archived</b>: no");
+    free(a);
+
+    a = answer("project ёж", COMMAND_TEXT); /* Cyrillic short name, case-insensitively */
+    CHECK_HAS(a, "Hedgehog");
+    CHECK_HAS(a, "Archived: unknown");
+    CHECK_HAS(a, "First seen: unknown");
+    CHECK_HAS(a, "Leader: unknown");
+    CHECK_HAS(a, "Description: unknown");
+    free(a);
+
+    for (size_t k = 0; k < 3; k++) {
+        a = answer("project NOPE", all_pf[k]);
+        CHECK_HAS(a, "No project with the short name or id \xe2\x80\x9cNOPE\xe2\x80\x9d");
+        CHECK_HAS(a, "projects ");
+        free(a);
+        a = answer("project OLD", all_pf[k]); /* held: presumed gone */
+        CHECK_HAS(a, "No project");
+        free(a);
+        a = answer("project", all_pf[k]);
+        CHECK_HAS(a, "Usage: project KEY");
+        free(a);
+    }
+    a = answer("project <!here>", COMMAND_SLACK);
+    CHECK_HAS(a, "\xe2\x80\x9c&lt;!here&gt;\xe2\x80\x9d");
+    CHECK_HAS(a, "`projects &lt;filter&gt;`");
+    free(a);
+}
+
+/* ---- changes [N] ---- */
+
+static char hnames[60][32];
+
+static void fill_history(size_t n)
+{
+    n_hist = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(hnames[i], sizeof(hnames[i]), "Change%02zu", i);
+        hist[i] = (struct history_entry){
+            .at = NOW - (int64_t)(n - i) * 60,
+            .kind = (enum change_kind)(i % 5),
+            .id = "0-1",
+            .short_name = "KEY",
+            .name = hnames[i],
+        };
+        if (hist[i].kind == CHANGE_RENAMED) {
+            hist[i].old_name = "Old <!channel>";
+            hist[i].old_short_name = "OLDKEY";
+        }
+    }
+}
+
+static void test_changes(void)
+{
+    demo_projects();
+    fill_history(0);
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer("changes", all_pf[k]);
+        CHECK_HAS(a, "No changes detected yet.");
+        free(a);
+    }
+    fill_history(60);
+    char *a = answer("changes", COMMAND_TEXT);
+    CHECK_HAS(a, "The last 10 changes");
+    CHECK_INT(count(a, "\n- "), 10);
+    CHECK(strstr(a, "Change59") && strstr(a, "Change50") && !strstr(a, "Change49"));
+    CHECK(strstr(a, "Change59") < strstr(a, "Change58")); /* newest first */
+    CHECK_HAS(a, "2024-06-01 11:55 Created: Change55 (KEY)");
+    CHECK_HAS(a, "Renamed: Old <!channel> (OLDKEY) \xe2\x86\x92 Change56 (KEY)");
+    free(a);
+
+    const struct {
+        const char *in;
+        int n;
+    } bounds[] = {{"changes 3", 3},    {"changes 1", 1},   {"changes 0", 1},
+                  {"changes 50", 50},  {"changes 51", 50}, {"changes 99999999999999999999999", 50},
+                  {"CHANGES   007", 7}};
+    for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        a = answer(bounds[i].in, COMMAND_TEXT);
+        CHECK_INT(count(a, "\n- "), bounds[i].n);
+        free(a);
+    }
+    for (size_t k = 0; k < 3; k++) {
+        a = answer("changes -1", all_pf[k]);
+        CHECK_HAS(a, "Usage: changes [N]");
+        free(a);
+        a = answer("changes many", all_pf[k]);
+        CHECK_HAS(a, "Usage: changes [N]");
+        free(a);
+    }
+    fill_history(2);
+    a = answer("changes 50", COMMAND_TEXT);
+    CHECK_INT(count(a, "\n- "), 2);
+    free(a);
+
+    fill_history(60);
+    a = answer("changes 50", COMMAND_SLACK);
+    CHECK_HAS(a, "`2024-06-01 11:55` Created: Change55 (`KEY`)");
+    CHECK_HAS(a, "Old &lt;!channel&gt; (`OLDKEY`) \xe2\x86\x92 Change56");
+    CHECK_NOT(a, "<!channel>");
+    free(a);
+    a = answer("changes 50", COMMAND_MATRIX);
+    CHECK_HAS(a, "<li><code>2024-06-01 11:55</code> Created: Change55 (<code>KEY</code>)</li>");
+    CHECK_INT(count(a, "<li>"), 50);
+    free(a);
+}
+
+/* ---- status ---- */
+
+static void test_status(void)
+{
+    demo_projects();
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer("status", all_pf[k]);
+        CHECK_HAS(a, "ytbridge 1.2.3");
+        CHECK_HAS(a, "https://yt.example.com");
+        CHECK_HAS(a, "(API: /api)");
+        CHECK_HAS(a, "2024-06-01 11:57 UTC, 3 min ago");
+        CHECK_HAS(a, "Projects");
+        CHECK_HAS(a, "8"); /* the held project is not counted */
+        CHECK_HAS(a, "2 h 5 min");
+        CHECK_HAS(a, "team-slack");
+        CHECK_HAS(a, "(slack): queue 0, ok");
+        CHECK_HAS(a, "(matrix): queue 7, broken: M_FORBIDDEN");
+        CHECK_NOT(a, "Last error");
+        free(a);
+    }
+    char *a = answer("status", COMMAND_TEXT);
+    CHECK_HAS(a, "Projects: 8\n");
+    CHECK_HAS(a, "broken: M_FORBIDDEN <b>x</b>");
+    free(a);
+    a = answer("status", COMMAND_MATRIX);
+    CHECK_HAS(a, "broken: M_FORBIDDEN &lt;b&gt;x&lt;/b&gt;");
+    CHECK_NOT(last_html, "<b>x</b>");
+    free(a);
+    a = answer("status", COMMAND_SLACK);
+    CHECK_HAS(a, "<https://yt.example.com|https://yt.example.com>");
+    free(a);
+
+    struct command_context c = ctx();
+    c.last_poll_ok = 0;
+    c.last_error = "HTTP 502 from <!channel>";
+    c.n_sinks = 0;
+    c.flavour = YOUTRACK_LEGACY;
+    char *out = run_ctx(&c, "status", COMMAND_SLACK);
+    CHECK_HAS(out, "never");
+    CHECK_HAS(out, "HTTP 502 from &lt;!channel&gt;");
+    CHECK_HAS(out, "(API: legacy /rest)");
+    CHECK_HAS(out, "Sinks*: none");
+    free(out);
+    out = run_ctx(&c, "status", COMMAND_TEXT);
+    CHECK_HAS(out, "Last successful poll: never");
+    CHECK_HAS(out, "Last error: HTTP 502 from <!channel>");
+    free(out);
+}
+
+/* Every command on every platform with an empty context (no list, no history, no sinks). */
+static void test_empty_context(void)
+{
+    struct command_context c = {0};
+    const char *cmds[] = {"projects", "projects x", "project x", "changes", "status", "help", "x"};
+    for (size_t i = 0; i < 7; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *out = run_ctx(&c, cmds[i], all_pf[k]);
+            if (all_pf[k] != COMMAND_TEXT) {
+                json_t *o = json_loads(out, 0, NULL);
+                CHECK(o != NULL);
+                json_decref(o);
+            }
+            free(out);
+        }
+    }
+}
+
+int main(void)
+{
+    project_list_init(&plist);
+    RUN(test_help);
+    RUN(test_unknown);
+    RUN(test_bad_input);
+    RUN(test_names);
+    RUN(test_projects_sorted);
+    RUN(test_projects_order_prefix);
+    RUN(test_projects_filter);
+    RUN(test_projects_many);
+    RUN(test_projects_huge);
+    RUN(test_hostile_names);
+    RUN(test_project);
+    RUN(test_changes);
+    RUN(test_status);
+    RUN(test_empty_context);
+    project_list_fini(&plist);
+    free(last_html);
+    return test_done();
+}
