@@ -78,7 +78,11 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     if (b->opts.dry_run)
         b->opts.once = 1;
     b->exit_code = 1;
-    b->started_at = now_s();
+    /* The process's start, not this bridge's: a reload makes a new bridge. */
+    static int64_t process_started;
+    if (!process_started)
+        process_started = now_s();
+    b->started_at = process_started;
     if (!opts->dry_run) {
         r = state_open(&b->state, conf->state_dir, err, errlen);
         if (r)

@@ -33,6 +33,7 @@ struct http_xfer {
     char *body;
     size_t len, cap, max;
     int over_cap;
+    int truncate;
     http_cb cb;
     void *userdata;
     char errbuf[CURL_ERROR_SIZE];
@@ -190,6 +191,13 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     size_t n = size * nmemb;
 
     if (n > x->max - x->len) {
+        if (x->truncate) {
+            /* The status is what matters (a chatty webhook receiver): drop the excess. */
+            size_t keep = x->max - x->len;
+            if (keep && on_write(data, 1, keep, userp) != keep)
+                return 0;
+            return n;
+        }
         x->over_cap = 1;
         return 0; /* curl aborts the transfer with CURLE_WRITE_ERROR */
     }
@@ -323,6 +331,7 @@ int http_start(struct http *h, const struct http_request *req, http_cb cb, void 
     x->cb = cb;
     x->userdata = userdata;
     x->max = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    x->truncate = req->truncate;
     e = x->easy = curl_easy_init();
     if (!e)
         goto fail;
@@ -349,7 +358,8 @@ int http_start(struct http *h, const struct http_request *req, http_cb cb, void 
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      req->timeout_ms ? req->timeout_ms : DEFAULT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max);
+    if (!x->truncate)
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (req->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);

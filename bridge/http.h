@@ -33,6 +33,7 @@ struct http_request {
     size_t body_len;
     long timeout_ms;     /* whole transfer; 0: 30 s */
     size_t max_body;     /* 0: 1 MiB */
+    int truncate;        /* keep the first max_body bytes of a longer body instead of failing */
     const char *ca_file; /* extra CA bundle, or NULL */
 };
 

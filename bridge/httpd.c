@@ -73,7 +73,9 @@ static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
         memset(ss, 0, sizeof(*ss));
         if (!is_get && !is_head) {
-            body = strdup("method not allowed\n");
+            /* No body: the answer is complete at once, whatever request body is still on its
+             * way (lws never asks to write the body of such a request). */
+            body = strdup("");
             status = 405;
         } else if (s->handler(s->userdata, (const char *)in, &status, &type, &body) != 0 || !body) {
             free(body);
@@ -122,6 +124,7 @@ static int on_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     }
     case LWS_CALLBACK_HTTP_BODY:
         return 0; /* a request body is read and ignored (it only gets a 405) */
+
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (ss) {

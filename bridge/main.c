@@ -395,6 +395,8 @@ int main(int argc, char **argv)
         log_err("main", "%s", err);
         goto out_curl;
     }
+    /* The confirmation covers the first poll only, not the first poll after each reload. */
+    a.bridge.accept_removals = 0;
     uv_signal_init(run.loop, &run.sigint);
     uv_signal_init(run.loop, &run.sigterm);
     uv_signal_init(run.loop, &run.sighup);

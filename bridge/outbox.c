@@ -421,6 +421,7 @@ static void send_head(struct queue *q)
     hr.body_len = q->req.body_len;
     hr.timeout_ms = REQUEST_TIMEOUT_MS;
     hr.max_body = ANSWER_MAX;
+    hr.truncate = 1; /* a delivered message must not be resent because the answer was long */
     r = http_start(ob->http, &hr, on_answer, q, &q->xfer);
     if (r) {
         sink_request_fini(&q->req);

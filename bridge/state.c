@@ -446,12 +446,9 @@ int state_save(struct state *st, const struct snapshot *s, int64_t now, char *er
         snprintf(err, errlen, "cannot rename %s/%s: %s", st->dir, tmp, strerror(errno));
         goto fail_unlink;
     }
-    /* The rename itself must reach the disk before we act on it. */
-    if (fsync(st->dir_fd) != 0) {
-        r = -errno;
-        snprintf(err, errlen, "cannot fsync %s: %s", st->dir, strerror(errno));
-        goto out;
-    }
+    /* The rename is the commit: it happened, whatever the directory fsync says next. */
+    if (fsync(st->dir_fd) != 0)
+        log_warn("state", "cannot fsync %s: %s", st->dir, strerror(errno));
     r = 0;
     goto out;
 fail_unlink:
