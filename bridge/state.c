@@ -36,11 +36,138 @@ struct state {
 #define JOURNAL_NAME    "outbox.jsonl"
 #define DEADLETTER_NAME "deadletter.jsonl"
 
+/* ---- the change history ---- */
+
+static void history_entry_fini(struct history_entry *e)
+{
+    free(e->id);
+    free(e->short_name);
+    free(e->name);
+    free(e->old_short_name);
+    free(e->old_name);
+    memset(e, 0, sizeof(*e));
+}
+
+static void history_free(struct history_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        history_entry_fini(&v[i]);
+    free(v);
+}
+
+/*
+ * Copies s (len bytes, or up to its NUL) into *out, cut at an embedded NUL and to max bytes on a
+ * UTF-8 boundary, as project_read_string() bounds a project's strings. NULL stays NULL. 0 or
+ * -ENOMEM.
+ */
+static int dup_bounded(char **out, const char *s, size_t len, size_t max)
+{
+    *out = NULL;
+    if (!s)
+        return 0;
+    len = strnlen(s, len);
+    if (len > max) {
+        len = max;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--;
+    }
+    *out = strndup(s, len);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int dup_name(char **out, const char *s)
+{
+    return dup_bounded(out, s, SIZE_MAX, PROJECT_MAX_NAME_LEN);
+}
+
 void snapshot_fini(struct snapshot *s)
 {
     project_list_fini(&s->projects);
     free(s->youtrack);
+    history_free(s->history, s->n_history);
     memset(s, 0, sizeof(*s));
+}
+
+int snapshot_history_add(struct snapshot *s, const struct change *changes, size_t n, int64_t now)
+{
+    /* Of a poll with more changes than the bound, only the newest can be kept. */
+    size_t first = n > STATE_HISTORY_MAX ? n - STATE_HISTORY_MAX : 0, n_add = 0;
+    struct history_entry *add = NULL, *v = NULL;
+
+    if (n == 0)
+        return 0;
+    add = calloc(n - first, sizeof(*add));
+    if (!add)
+        return -ENOMEM;
+    for (size_t i = first; i < n; i++) {
+        const struct change *c = &changes[i];
+        /* The project as it is now, or as it was for a removal (which has no "after"). */
+        const struct project *p = c->after ? c->after : c->before;
+        if (!p || !p->id)
+            continue; /* not a change project_diff() makes */
+        struct history_entry *e = &add[n_add++];
+        e->at = now;
+        e->kind = c->kind;
+        if (dup_bounded(&e->id, p->id, SIZE_MAX, PROJECT_MAX_ID_LEN) ||
+            dup_name(&e->short_name, p->short_name) || dup_name(&e->name, p->name))
+            goto fail;
+        if (c->kind == CHANGE_RENAMED && c->before &&
+            (dup_name(&e->old_short_name, c->before->short_name) ||
+             dup_name(&e->old_name, c->before->name)))
+            goto fail;
+    }
+    if (n_add == 0) {
+        free(add);
+        return 0;
+    }
+    size_t keep =
+        s->n_history < STATE_HISTORY_MAX - n_add ? s->n_history : STATE_HISTORY_MAX - n_add;
+    v = malloc((keep + n_add) * sizeof(*v));
+    if (!v)
+        goto fail;
+    /* Nothing can fail from here on: s changes only now. */
+    size_t drop = s->n_history - keep;
+    for (size_t i = 0; i < drop; i++)
+        history_entry_fini(&s->history[i]);
+    if (keep)
+        memcpy(v, s->history + drop, keep * sizeof(*v));
+    memcpy(v + keep, add, n_add * sizeof(*v));
+    free(s->history);
+    free(add);
+    s->history = v;
+    s->n_history = keep + n_add;
+    return 0;
+fail:
+    history_free(add, n_add);
+    return -ENOMEM;
+}
+
+int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src)
+{
+    struct history_entry *v = NULL;
+    size_t n = src->n_history;
+
+    if (n) {
+        v = calloc(n, sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct history_entry *e = &src->history[i];
+        v[i].at = e->at;
+        v[i].kind = e->kind;
+        /* Already bounded: these copy as they are. */
+        if (dup_name(&v[i].id, e->id) || dup_name(&v[i].short_name, e->short_name) ||
+            dup_name(&v[i].name, e->name) || dup_name(&v[i].old_short_name, e->old_short_name) ||
+            dup_name(&v[i].old_name, e->old_name)) {
+            history_free(v, i + 1);
+            return -ENOMEM;
+        }
+    }
+    history_free(dst->history, dst->n_history);
+    dst->history = v;
+    dst->n_history = n;
+    return 0;
 }
 
 int state_open(struct state **out, const char *dir, char *err, size_t errlen)
@@ -118,6 +245,146 @@ void state_close(struct state *st)
 
 /* ---- reading ---- */
 
+/* One "history" element being read; bad: a member of the wrong type (the element is dropped). */
+struct entry_ctx {
+    struct history_entry e;
+    int bad, have_at, have_kind;
+};
+
+static int read_entry_string(struct jscan *js, char **out, size_t max, int *bad)
+{
+    const char *str;
+    size_t n;
+    int r;
+
+    if (jscan_peek(js) == JSCAN_NULL) {
+        free(*out);
+        *out = NULL;
+        return jscan_null(js);
+    }
+    if (jscan_peek(js) != JSCAN_STRING) {
+        *bad = 1;
+        return jscan_skip(js);
+    }
+    r = jscan_string(js, &str, &n);
+    if (r)
+        return r;
+    free(*out);
+    return dup_bounded(out, str, n, max);
+}
+
+static int on_entry_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct entry_ctx *c = ctx;
+    struct history_entry *e = &c->e;
+    const char *str;
+    size_t n;
+    int r;
+
+    if (jscan_key_is(k, kl, "at")) {
+        if (jscan_peek(js) != JSCAN_NUMBER) {
+            c->bad = 1;
+            return jscan_skip(js);
+        }
+        r = jscan_int(js, &e->at);
+        c->have_at = !r;
+        return r;
+    }
+    if (jscan_key_is(k, kl, "kind")) {
+        if (jscan_peek(js) != JSCAN_STRING) {
+            c->bad = 1;
+            return jscan_skip(js);
+        }
+        r = jscan_string(js, &str, &n);
+        if (r)
+            return r;
+        c->have_kind = 0;
+        for (int i = CHANGE_CREATED; i <= CHANGE_REMOVED; i++) {
+            const char *name = change_kind_name((enum change_kind)i);
+            if (n == strlen(name) && memcmp(str, name, n) == 0) {
+                e->kind = (enum change_kind)i;
+                c->have_kind = 1;
+            }
+        }
+        return 0;
+    }
+    /* One byte over the bound, so that a longer id is refused below, as a project's is. */
+    if (jscan_key_is(k, kl, "id"))
+        return read_entry_string(js, &e->id, PROJECT_MAX_ID_LEN + 1, &c->bad);
+    if (jscan_key_is(k, kl, "shortName"))
+        return read_entry_string(js, &e->short_name, PROJECT_MAX_NAME_LEN, &c->bad);
+    if (jscan_key_is(k, kl, "name"))
+        return read_entry_string(js, &e->name, PROJECT_MAX_NAME_LEN, &c->bad);
+    if (jscan_key_is(k, kl, "oldShortName"))
+        return read_entry_string(js, &e->old_short_name, PROJECT_MAX_NAME_LEN, &c->bad);
+    if (jscan_key_is(k, kl, "oldName"))
+        return read_entry_string(js, &e->old_name, PROJECT_MAX_NAME_LEN, &c->bad);
+    return jscan_skip(js);
+}
+
+/*
+ * Reads the "history" array into s, replacing what an earlier "history" member gave. Only the
+ * newest STATE_HISTORY_MAX entries are kept: the array grows to twice that and then drops its
+ * oldest half, so a long history costs neither memory nor quadratic time.
+ */
+static int read_history(struct jscan *js, struct snapshot *s)
+{
+    size_t cap = 0;
+    int r;
+
+    history_free(s->history, s->n_history);
+    s->history = NULL;
+    s->n_history = 0;
+    r = jscan_array_begin(js);
+    while (!r) {
+        r = jscan_array_next(js);
+        if (r <= 0)
+            break;
+        if (jscan_peek(js) != JSCAN_OBJECT) {
+            r = jscan_skip(js);
+            continue;
+        }
+        struct entry_ctx c = {0};
+        r = jscan_object_each(js, on_entry_member, &c);
+        if (r || c.bad || !c.have_at || !c.have_kind || !c.e.id || !c.e.id[0] ||
+            strlen(c.e.id) > PROJECT_MAX_ID_LEN) {
+            history_entry_fini(&c.e);
+            continue;
+        }
+        if (c.e.kind != CHANGE_RENAMED) {
+            free(c.e.old_short_name);
+            free(c.e.old_name);
+            c.e.old_short_name = c.e.old_name = NULL;
+        }
+        if (s->n_history == 2 * STATE_HISTORY_MAX) {
+            for (size_t i = 0; i < STATE_HISTORY_MAX; i++)
+                history_entry_fini(&s->history[i]);
+            memmove(s->history, s->history + STATE_HISTORY_MAX,
+                    STATE_HISTORY_MAX * sizeof(*s->history));
+            s->n_history = STATE_HISTORY_MAX;
+        }
+        if (s->n_history == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            struct history_entry *v = realloc(s->history, ncap * sizeof(*v));
+            if (!v) {
+                history_entry_fini(&c.e);
+                return -ENOMEM;
+            }
+            s->history = v;
+            cap = ncap;
+        }
+        s->history[s->n_history++] = c.e;
+    }
+    if (!r && s->n_history > STATE_HISTORY_MAX) {
+        size_t drop = s->n_history - STATE_HISTORY_MAX;
+        for (size_t i = 0; i < drop; i++)
+            history_entry_fini(&s->history[i]);
+        memmove(s->history, s->history + drop, STATE_HISTORY_MAX * sizeof(*s->history));
+        s->n_history = STATE_HISTORY_MAX;
+    }
+    return r;
+}
+
 int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
                          size_t errlen)
 {
@@ -153,6 +420,8 @@ int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char
                     break;
                 r = project_read_json(&js, &s.projects, 1);
             }
+        } else if (jscan_key_is(k, kl, "history") && jscan_peek(&js) == JSCAN_ARRAY) {
+            r = read_history(&js, &s);
         } else if (jscan_key_is(k, kl, "youtrack") && jscan_peek(&js) == JSCAN_STRING) {
             r = jscan_string(&js, &str, &n);
             free(s.youtrack);
@@ -392,6 +661,24 @@ out:
     return r;
 }
 
+static int write_history_entry(struct wbuf *w, const struct history_entry *e)
+{
+    json_t *o = json_pack("{s:I, s:s}", "at", (json_int_t)e->at, "kind", change_kind_name(e->kind));
+    int r = -ENOMEM;
+    if (!o)
+        return r;
+    if (put_str(o, "id", e->id) || put_str(o, "shortName", e->short_name) ||
+        put_str(o, "name", e->name))
+        goto out;
+    if (e->kind == CHANGE_RENAMED &&
+        (put_str(o, "oldShortName", e->old_short_name) || put_str(o, "oldName", e->old_name)))
+        goto out;
+    r = json_dump_callback(o, wb_dump, w, JSON_COMPACT | JSON_PRESERVE_ORDER) ? -EIO : 0;
+out:
+    json_decref(o);
+    return r;
+}
+
 int state_save(struct state *st, const struct snapshot *s, int64_t now, char *err, size_t errlen)
 {
     static const char tmp[] = SNAPSHOT_NAME ".tmp";
@@ -426,6 +713,14 @@ int state_save(struct state *st, const struct snapshot *s, int64_t now, char *er
     for (size_t i = 0; i < s->projects.n; i++) {
         wb_put(w, i ? ",\n" : "\n", i ? 2 : 1);
         r = write_project(w, &s->projects.v[i]);
+        if (r)
+            goto fail_unlink;
+    }
+    /* Then the change history, oldest first, one entry per line. */
+    wb_put(w, "\n],\"history\":[", 14);
+    for (size_t i = 0; i < s->n_history; i++) {
+        wb_put(w, i ? ",\n" : "\n", i ? 2 : 1);
+        r = write_history_entry(w, &s->history[i]);
         if (r)
             goto fail_unlink;
     }
@@ -477,7 +772,11 @@ static int append_durably(struct state *st, const char *buf, size_t len)
         if (fsync(st->dir_fd) != 0)
             return -errno;
     }
+    /* A write cut short (ENOSPC) is taken back, so the next line starts on a line of its own. */
+    off_t end = lseek(st->journal_fd, 0, SEEK_END);
     int r = write_all(st->journal_fd, buf, len);
+    if (r && end >= 0 && ftruncate(st->journal_fd, end) != 0)
+        log_warn("state", "cannot take back a partial journal write: %s", strerror(errno));
     if (!r && fdatasync(st->journal_fd) != 0)
         r = -errno;
     return r;

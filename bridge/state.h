@@ -1,6 +1,7 @@
 /*
  * The state directory: an exclusive lock, and snapshot.json (the project list as last seen,
- * with the removal guards' counters), written atomically.
+ * with the removal guards' counters and the bounded history of announced changes), written
+ * atomically.
  */
 #ifndef YTB_STATE_H
 #define YTB_STATE_H
@@ -13,6 +14,22 @@
 
 #define STATE_FORMAT 1
 
+#define STATE_HISTORY_MAX 200 /* changes kept for `changes [N]`; older ones are dropped */
+
+/*
+ * One announced change, as kept in the snapshot's bounded history. The strings are owned
+ * (malloc'ed) by the entry and bounded like a project's (PROJECT_MAX_*_LEN).
+ */
+struct history_entry {
+    int64_t at; /* unix seconds */
+    enum change_kind kind;
+    char *id;             /* never NULL in a snapshot's history */
+    char *short_name;     /* after the change (before it, for a removal); NULL: unknown */
+    char *name;           /* likewise */
+    char *old_short_name; /* renames: before the change; else NULL */
+    char *old_name;
+};
+
 struct snapshot {
     struct project_list projects; /* finished */
     char *youtrack;               /* the service URL it was taken from */
@@ -20,9 +37,27 @@ struct snapshot {
     int64_t saved_at;    /* unix seconds */
     char epoch[17];      /* random hex naming this state's lineage ("" before the first save) */
     uint64_t generation; /* commits so far: outbox entries carry the one that committed them */
+    struct history_entry *history; /* oldest first, at most STATE_HISTORY_MAX; owned */
+    size_t n_history;
 };
 
+/* Frees the projects, strings and history; a zeroed snapshot is fine. */
 void snapshot_fini(struct snapshot *s);
+
+/*
+ * Appends the n changes (as project_diff() reports them: renames keep the names from before,
+ * removals the names the project had) to s's history with time now, dropping the oldest entries
+ * beyond STATE_HISTORY_MAX. Returns 0, or -ENOMEM with s unchanged. The strings are copied: the
+ * changes' projects need not outlive the call.
+ */
+int snapshot_history_add(struct snapshot *s, const struct change *changes, size_t n, int64_t now);
+
+/*
+ * Replaces dst's history with a deep copy of src's (a commit builds the next snapshot's history
+ * from the current one, which must survive a failed save). Returns 0, or -ENOMEM with dst
+ * unchanged.
+ */
+int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src);
 
 struct state;
 
@@ -82,7 +117,14 @@ int state_journal_compact(struct state *st, struct outbox_entry *const *v, size_
 /* Appends the entry and why it failed to deadletter.jsonl (for the operator). 0 or -errno. */
 int state_deadletter(struct state *st, const struct outbox_entry *e, const char *reason);
 
-/* Parses a snapshot file's content (pure; for state_load() and the fuzz harness). */
+/*
+ * Parses a snapshot file's content (pure; for state_load() and the fuzz harness). The "history"
+ * member is auxiliary, read as leniently as the header's members: when it is not an array it is
+ * ignored, an element that is not a valid entry (not an object, no or an over-long id, an
+ * unknown kind, no numeric "at", a string field of another type) is dropped, and only the newest
+ * STATE_HISTORY_MAX entries are kept. Text that is not JSON, or an "at" that is a number but not
+ * an int64 (as for "saved_at"), fails the whole parse, as anywhere in the file.
+ */
 int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
                          size_t errlen);
 

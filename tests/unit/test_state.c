@@ -1,5 +1,10 @@
-/* Unit tests for the state directory: lock, atomic snapshot round trip, corrupt files. */
+/*
+ * Unit tests for the state directory: lock, atomic snapshot round trip, corrupt files, the
+ * bounded change history.
+ */
 #include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +131,287 @@ static void test_newer_format_stops_the_bridge(void)
     state_close(st);
 }
 
+/* ---- the change history ---- */
+
+static void test_history_round_trip(void)
+{
+    struct state *st = NULL;
+    struct snapshot s = {.flavour = YOUTRACK_MODERN}, back;
+    char err[256];
+    struct project made = {.id = "0-1", .short_name = "NEW", .name = "Новый \"проект\""};
+    struct project was = {.id = "0-2", .short_name = "OLD\\K", .name = "Ancien \\ nom\t\"q\""};
+    struct project is = {
+        .id = "0-2", .short_name = "NK", .name = "Nouveau nom \xe2\x86\x92 \xf0\x9f\x9a\x80"};
+    struct project arch = {.id = "0-3", .short_name = "AR", .name = "Archive me"};
+    struct project gone = {.id = "0-4", .short_name = "GONE", .name = "Gone \"for\" good"};
+    struct project bare = {.id = "0-5"}; /* the server never said its names */
+    const struct change ch[] = {
+        {.kind = CHANGE_CREATED, .after = &made},
+        {.kind = CHANGE_RENAMED, .before = &was, .after = &is},
+        {.kind = CHANGE_ARCHIVED, .before = &arch, .after = &arch},
+        {.kind = CHANGE_UNARCHIVED, .before = &bare, .after = &bare},
+        {.kind = CHANGE_REMOVED, .before = &gone},
+    };
+
+    s.youtrack = strdup("https://yt.example");
+    CHECK_INT(snapshot_history_add(&s, ch, 1, 100), 0);
+    CHECK_INT(snapshot_history_add(&s, ch + 1, 4, 200), 0);
+    CHECK_INT(snapshot_history_add(&s, ch, 0, 300), 0); /* nothing: no entry */
+    CHECK_INT(s.n_history, 5);
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_save(st, &s, 1000, err, sizeof(err)), 0);
+    CHECK_INT(state_load(st, dir, &back, err, sizeof(err)), STATE_LOADED);
+    CHECK_INT(back.n_history, 5);
+    if (back.n_history == 5) {
+        const struct history_entry *h = back.history;
+        CHECK_INT(h[0].at, 100);
+        CHECK_INT(h[0].kind, CHANGE_CREATED);
+        CHECK_STR(h[0].id, "0-1");
+        CHECK_STR(h[0].short_name, "NEW");
+        CHECK_STR(h[0].name, "Новый \"проект\"");
+        CHECK(!h[0].old_short_name && !h[0].old_name);
+        CHECK_INT(h[1].at, 200);
+        CHECK_INT(h[1].kind, CHANGE_RENAMED);
+        CHECK_STR(h[1].id, "0-2");
+        CHECK_STR(h[1].short_name, "NK");
+        CHECK_STR(h[1].name, "Nouveau nom \xe2\x86\x92 \xf0\x9f\x9a\x80");
+        CHECK_STR(h[1].old_short_name, "OLD\\K");
+        CHECK_STR(h[1].old_name, "Ancien \\ nom\t\"q\"");
+        CHECK_INT(h[2].kind, CHANGE_ARCHIVED);
+        CHECK_STR(h[2].name, "Archive me");
+        CHECK(!h[2].old_short_name && !h[2].old_name);
+        CHECK_INT(h[3].kind, CHANGE_UNARCHIVED);
+        CHECK_STR(h[3].id, "0-5");
+        CHECK(!h[3].short_name && !h[3].name);
+        /* A removal keeps the names the project had. */
+        CHECK_INT(h[4].kind, CHANGE_REMOVED);
+        CHECK_STR(h[4].id, "0-4");
+        CHECK_STR(h[4].short_name, "GONE");
+        CHECK_STR(h[4].name, "Gone \"for\" good");
+        CHECK_INT(h[4].at, 200);
+    }
+    /* The file itself: kinds by name, old names only for the rename. */
+    char path[256], text[8192];
+    snprintf(path, sizeof(path), "%s/snapshot.json", dir);
+    FILE *f = fopen(path, "r");
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    CHECK(strstr(text, "\"history\":[") != NULL);
+    CHECK(strstr(text, "\"kind\":\"unarchived\"") != NULL);
+    CHECK(strstr(text, "\"oldShortName\":\"OLD\\\\K\"") != NULL);
+    CHECK(strstr(strstr(text, "oldName") + 1, "oldName") == NULL);
+    snapshot_fini(&back);
+
+    /* A copy is deep: the original can go. */
+    struct snapshot c = {0};
+    CHECK_INT(snapshot_history_copy(&c, &s), 0);
+    snapshot_fini(&s);
+    CHECK_INT(c.n_history, 5);
+    CHECK_STR(c.history[1].old_name, "Ancien \\ nom\t\"q\"");
+    CHECK_INT(snapshot_history_copy(&c, &s), 0); /* s is empty now */
+    CHECK_INT(c.n_history, 0);
+    CHECK(c.history == NULL);
+    snapshot_fini(&c);
+    state_close(st);
+}
+
+/* Strings are bounded as a project's are: cut on a UTF-8 boundary, and at an embedded NUL. */
+static void test_history_strings_are_bounded(void)
+{
+    struct snapshot s = {0}, back;
+    char name[3 * 700 + 1], err[256];
+    for (size_t i = 0; i < 700; i++)
+        memcpy(name + 3 * i, "\xe2\x82\xac", 3); /* a euro sign */
+    name[sizeof(name) - 1] = '\0';
+    struct project p = {.id = "0-1", .name = name};
+    struct change c = {.kind = CHANGE_CREATED, .after = &p};
+
+    CHECK_INT(snapshot_history_add(&s, &c, 1, 1), 0);
+    CHECK_INT(strlen(s.history[0].name), PROJECT_MAX_NAME_LEN / 3 * 3);
+    snapshot_fini(&s);
+
+    const char *doc = "{\"format\":1,\"projects\":[],\"history\":[{\"at\":1,\"kind\":"
+                      "\"created\",\"id\":\"0-1\",\"name\":\"cut\\u0000here\"}]}";
+    CHECK_INT(state_parse_snapshot(doc, strlen(doc), &back, err, sizeof(err)), 0);
+    CHECK_INT(back.n_history, 1);
+    CHECK_STR(back.history[0].name, "cut");
+    CHECK(back.history[0].short_name == NULL);
+    snapshot_fini(&back);
+}
+
+static void check_order(const struct snapshot *s, int first)
+{
+    char want[16];
+    CHECK_INT(s->n_history, STATE_HISTORY_MAX);
+    for (size_t i = 0; i < s->n_history; i++) {
+        snprintf(want, sizeof(want), "P%03d", first + (int)i);
+        if (strcmp(s->history[i].name, want) != 0) {
+            CHECK_STR(s->history[i].name, want);
+            break;
+        }
+    }
+}
+
+static void test_history_bound(void)
+{
+    static char names[250][8];
+    static struct project p[250];
+    static struct change c[250];
+    struct snapshot one = {0}, many = {0};
+
+    for (int i = 0; i < 250; i++) {
+        snprintf(names[i], sizeof(names[i]), "P%03d", i);
+        p[i] = (struct project){.id = "0-1", .name = names[i]};
+        c[i] = (struct change){.kind = CHANGE_CREATED, .after = &p[i]};
+    }
+    /* One change per poll: the oldest go first. */
+    for (int i = 0; i < 250; i++)
+        CHECK_INT(snapshot_history_add(&one, &c[i], 1, i), 0);
+    check_order(&one, 50);
+    CHECK_INT(one.history[0].at, 50);
+    CHECK_INT(one.history[STATE_HISTORY_MAX - 1].at, 249);
+    /* One poll with more changes than the bound keeps its newest; a later one pushes on. */
+    CHECK_INT(snapshot_history_add(&many, c, 250, 7), 0);
+    check_order(&many, 50);
+    CHECK_INT(snapshot_history_add(&many, c, 10, 8), 0);
+    CHECK_INT(many.n_history, STATE_HISTORY_MAX);
+    CHECK_STR(many.history[0].name, "P060");
+    CHECK_STR(many.history[STATE_HISTORY_MAX - 11].name, "P249");
+    CHECK_STR(many.history[STATE_HISTORY_MAX - 10].name, "P000");
+    CHECK_INT(many.history[STATE_HISTORY_MAX - 1].at, 8);
+    snapshot_fini(&one);
+    snapshot_fini(&many);
+}
+
+static void test_history_absent(void)
+{
+    struct snapshot back;
+    char err[256];
+    const char *doc = "{\"format\":1,\"projects\":[{\"id\":\"0-1\",\"first_seen\":3}]}";
+
+    CHECK_INT(state_parse_snapshot(doc, strlen(doc), &back, err, sizeof(err)), 0);
+    CHECK_INT(back.projects.n, 1);
+    CHECK_INT(back.n_history, 0);
+    CHECK(back.history == NULL);
+    snapshot_fini(&back);
+}
+
+/* Builds {"format":1,"projects":[],"history":[<n valid entries>]}; caller frees. */
+static char *history_doc(int n)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fputs("{\"format\":1,\"projects\":[],\"history\":[", f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s{\"at\":%d,\"kind\":\"created\",\"id\":\"0-%d\",\"name\":\"P%03d\"}",
+                i ? "," : "", i, i, i);
+    fputs("]}", f);
+    fclose(f);
+    return buf;
+}
+
+static void test_history_malformed(void)
+{
+    struct snapshot back;
+    char err[256], longid[400];
+    char doc[2048];
+    /* Auxiliary: a wrong type is ignored, a bad element dropped, the rest kept. */
+    static const char *const lenient[] = {
+        "\"history\":\"x\"",
+        "\"history\":{\"at\":1}",
+        "\"history\":null",
+        "\"history\":[]",
+        "\"history\":[1,null,[],\"s\",{}]",
+        "\"history\":[{\"at\":1,\"kind\":\"created\"}]",
+        "\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":\"\"}]",
+        "\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":null}]",
+        "\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":7}]",
+        "\"history\":[{\"at\":1,\"kind\":\"exploded\",\"id\":\"0-1\"}]",
+        "\"history\":[{\"at\":1,\"kind\":3,\"id\":\"0-1\"}]",
+        "\"history\":[{\"kind\":\"created\",\"id\":\"0-1\"}]",
+        "\"history\":[{\"at\":\"1\",\"kind\":\"created\",\"id\":\"0-1\"}]",
+        "\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":\"0-1\",\"name\":[\"x\"]}]",
+        "\"history\":[{\"at\":1,\"kind\":\"renamed\",\"id\":\"0-1\",\"oldName\":{}}]",
+    };
+    for (size_t i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++) {
+        snprintf(doc, sizeof(doc), "{\"format\":1,\"projects\":[{\"id\":\"0-1\"}],%s}", lenient[i]);
+        int r = state_parse_snapshot(doc, strlen(doc), &back, err, sizeof(err));
+        CHECK_INT(r, 0);
+        if (r) {
+            fprintf(stderr, "  in %s: %s\n", lenient[i], err);
+            continue;
+        }
+        CHECK_INT(back.projects.n, 1);
+        CHECK_INT(back.n_history, 0);
+        snapshot_fini(&back);
+    }
+    /* Good entries around bad ones survive, in order; old names only for renames. */
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    snprintf(doc, sizeof(doc),
+             "{\"format\":1,\"history\":[{\"at\":1,\"kind\":\"archived\",\"id\":\"0-1\","
+             "\"oldName\":\"stray\",\"extra\":{\"a\":[1]}},"
+             "{\"at\":2,\"kind\":\"created\",\"id\":\"%s\"},7,"
+             "{\"at\":-3,\"kind\":\"renamed\",\"id\":\"0-2\",\"name\":null,"
+             "\"oldShortName\":\"O\",\"oldName\":null}],\"projects\":[]}",
+             longid);
+    CHECK_INT(state_parse_snapshot(doc, strlen(doc), &back, err, sizeof(err)), 0);
+    CHECK_INT(back.n_history, 2);
+    if (back.n_history == 2) {
+        CHECK_STR(back.history[0].id, "0-1");
+        CHECK(back.history[0].old_name == NULL);
+        CHECK_INT(back.history[1].at, -3);
+        CHECK_STR(back.history[1].old_short_name, "O");
+        CHECK(back.history[1].name == NULL && back.history[1].old_name == NULL);
+    }
+    snapshot_fini(&back);
+    /* A second "history" member replaces the first. */
+    const char *twice = "{\"format\":1,\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":"
+                        "\"0-1\"}],\"history\":[{\"at\":2,\"kind\":\"removed\",\"id\":\"0-2\"}]}";
+    CHECK_INT(state_parse_snapshot(twice, strlen(twice), &back, err, sizeof(err)), 0);
+    CHECK_INT(back.n_history, 1);
+    if (back.n_history == 1)
+        CHECK_STR(back.history[0].id, "0-2");
+    snapshot_fini(&back);
+    /* Not JSON, or a number "at" cannot hold (as for "saved_at"): the file is corrupt. */
+    static const char *const corrupt[] = {
+        "{\"format\":1,\"history\":[{\"at\":1,",
+        "{\"format\":1,\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":\"0-1\"},]}",
+        "{\"format\":1,\"history\":[{\"at\":1.5,\"kind\":\"created\",\"id\":\"0-1\"}]}",
+        "{\"format\":1,\"history\":[{\"at\":99999999999999999999,\"kind\":\"created\"}]}",
+        "{\"format\":1,\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":\"0-1\"}] x",
+        "{\"history\":[{\"at\":1,\"kind\":\"created\",\"id\":\"0-1\"}]}", /* no format */
+    };
+    for (size_t i = 0; i < sizeof(corrupt) / sizeof(corrupt[0]); i++) {
+        int r = state_parse_snapshot(corrupt[i], strlen(corrupt[i]), &back, err, sizeof(err));
+        CHECK_INT(r, -EPROTO);
+        if (!r)
+            snapshot_fini(&back);
+    }
+
+    /* Over the bound: loads, keeping the newest, oldest first. */
+    char *big = history_doc(1000);
+    CHECK_INT(state_parse_snapshot(big, strlen(big), &back, err, sizeof(err)), 0);
+    check_order(&back, 800);
+    CHECK_INT(back.history[0].at, 800);
+    snapshot_fini(&back);
+    free(big);
+    big = history_doc(250);
+    write_file("snapshot.json", big);
+    free(big);
+    CHECK_INT(state_load(NULL, dir, &back, err, sizeof(err)), STATE_LOADED);
+    check_order(&back, 50);
+    snapshot_fini(&back);
+    big = history_doc(7);
+    CHECK_INT(state_parse_snapshot(big, strlen(big), &back, err, sizeof(err)), 0);
+    CHECK_INT(back.n_history, 7);
+    CHECK_STR(back.history[6].name, "P006");
+    snapshot_fini(&back);
+    free(big);
+}
+
 static void test_journal(void)
 {
     struct state *st = NULL;
@@ -167,6 +453,52 @@ static void test_journal(void)
     state_close(st);
 }
 
+/* A journal write cut short (here by RLIMIT_FSIZE, as ENOSPC would) leaves no torn line. */
+static void test_journal_short_write(void)
+{
+    struct state *st = NULL;
+    struct outbox_entry *v[2], *head = NULL;
+    char err[256], path[256], big[4096];
+    struct rlimit old, lim;
+    struct stat sb;
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_clear(st), 0);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    v[0] = outbox_entry_new("s-1-0", "team", "project.created", "{}", 10, 1);
+    v[1] = outbox_entry_new("s-1-1", "team", "project.created", big, 10, 1);
+    CHECK_INT(state_journal_add(st, v, 1, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/outbox.jsonl", dir);
+    CHECK_INT(stat(path, &sb), 0);
+    off_t before = sb.st_size;
+
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before + 100; /* room for part of the next line only */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    CHECK(state_journal_add(st, v + 1, 1, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "outbox.jsonl") != NULL);
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK_INT(stat(path, &sb), 0);
+    CHECK_INT((long long)sb.st_size, (long long)before);
+
+    /* The journal goes on cleanly once there is room again. */
+    CHECK_INT(state_journal_add(st, v + 1, 1, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_load(st, 1, &head, err, sizeof(err)), 0);
+    CHECK(head && strcmp(head->id, "s-1-0") == 0);
+    CHECK(head && head->next && strcmp(head->next->id, "s-1-1") == 0);
+    while (head) {
+        struct outbox_entry *e = head;
+        head = e->next;
+        outbox_entry_free(e);
+    }
+    outbox_entry_free(v[0]);
+    outbox_entry_free(v[1]);
+    state_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ytbridge-test-state-XXXXXX");
@@ -176,7 +508,13 @@ int main(void)
     RUN(test_round_trip);
     RUN(test_corrupt_snapshot_is_moved_aside);
     RUN(test_newer_format_stops_the_bridge);
+    RUN(test_history_round_trip);
+    RUN(test_history_strings_are_bounded);
+    RUN(test_history_bound);
+    RUN(test_history_absent);
+    RUN(test_history_malformed);
     RUN(test_journal);
+    RUN(test_journal_short_write);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
