@@ -4,7 +4,7 @@
  * websockets. lws logs go through our logger.
  *
  * Ownership: the lws context lives on the shared loop (LWS_SERVER_OPTION_LIBUV with a foreign
- * loop); httpd_free() destroys it and lws closes its handles as the loop goes on.
+ * loop); httpd_free() retires it (lwsctx.h): lws closes its handles as the loop goes on.
  */
 #include "httpd.h"
 
@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "log.h"
+#include "lwsctx.h"
 
 #define MAX_HEADER_DATA 2048 /* request line + headers: probes and scrapers are small */
 #define TIMEOUT_SECS    10
 
 struct httpd {
-    struct httpd *next_dying;
     struct lws_context *ctx; /* lws writes NULL here once the context is fully gone */
     httpd_handler handler;
     void *userdata;
@@ -218,29 +218,8 @@ int httpd_port(const struct httpd *s)
     return s->port;
 }
 
-/*
- * On a foreign loop lws destroys a context in two steps: the first call closes its handles,
- * and only a call after the loop has run them down frees the rest. Contexts wait here for that.
- */
-static struct httpd *dying;
-
 void httpd_free(struct httpd *s)
 {
-    if (!s)
-        return;
-    if (s->ctx)
-        lws_context_destroy(s->ctx);
-    s->next_dying = dying;
-    dying = s;
-}
-
-void httpd_reap(void)
-{
-    while (dying) {
-        struct httpd *s = dying;
-        dying = s->next_dying;
-        if (s->ctx)
-            lws_context_destroy(s->ctx);
-        free(s);
-    }
+    if (s)
+        lwsctx_retire(&s->ctx, s);
 }

@@ -28,12 +28,9 @@ int httpd_new(struct httpd **out, uv_loop_t *loop, const char *listen, httpd_han
 int httpd_port(const struct httpd *s);
 
 /*
- * Stops listening and closes every connection; the loop finishes the job, and httpd_reap()
+ * Stops listening and closes every connection; the loop finishes the job, and lwsctx_reap()
  * releases the rest once the loop has stopped. NULL is fine.
  */
 void httpd_free(struct httpd *s);
-
-/* After the loop has run dry: releases every freed server. */
-void httpd_reap(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "doctor.h"
 #include "http.h"
 #include "httpd.h"
+#include "lwsctx.h"
 #include "log.h"
 
 #define EXIT_RUNTIME 1
@@ -232,6 +233,19 @@ static void close_signals(struct run *run)
     }
 }
 
+/*
+ * The signal handles stay installed until the loop has ended (a second SIGTERM during the
+ * shutdown grace must not kill the process with the default action); they just stop keeping
+ * the loop alive.
+ */
+static void unref_signals(struct run *run)
+{
+    uv_handle_t *h[] = {(uv_handle_t *)&run->sigint, (uv_handle_t *)&run->sigterm,
+                        (uv_handle_t *)&run->sighup, (uv_handle_t *)&run->swap};
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
+        uv_unref(h[i]);
+}
+
 static void shut_down(struct run *run)
 {
     run->stopping = 1;
@@ -239,7 +253,7 @@ static void shut_down(struct run *run)
     run->httpd = NULL;
     if (run->bridge)
         bridge_stop(run->bridge);
-    close_signals(run);
+    unref_signals(run);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -249,6 +263,10 @@ static void on_signal(uv_signal_t *h, int signum)
         /* A second Ctrl-C means now; the state directory is consistent at every instant. */
         log_warn("main", "second SIGINT: exiting at once");
         exit(EXIT_RUNTIME);
+    }
+    if (run->stopping) {
+        log_info("main", "%s: already shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
     }
     log_info("main", "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     shut_down(run);
@@ -406,10 +424,7 @@ int main(int argc, char **argv)
     uv_signal_start(&run.sigterm, on_signal, SIGTERM);
     if (oneshot) {
         /* One-shot runs end when the bridge stops, not on a signal. */
-        uv_unref((uv_handle_t *)&run.sigint);
-        uv_unref((uv_handle_t *)&run.sigterm);
-        uv_unref((uv_handle_t *)&run.sighup);
-        uv_unref((uv_handle_t *)&run.swap);
+        unref_signals(&run);
     } else {
         uv_signal_start(&run.sighup, on_sighup, SIGHUP);
         if (start_httpd(&run) != 0) {
@@ -431,7 +446,7 @@ int main(int argc, char **argv)
     run.httpd = NULL;
     close_signals(&run);
     uv_run(run.loop, UV_RUN_DEFAULT);
-    httpd_reap();
+    lwsctx_reap();
     uv_run(run.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(run.loop) != 0)
         log_warn("main", "event loop closed with handles still open");

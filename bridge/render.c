@@ -24,6 +24,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "strbuf.h"
+
 /* reference/slack.md §5 and §17 rule 4: counted in code points, after escaping. */
 #define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* per text object */
 #define SLACK_FALLBACK_MAX RENDER_SLACK_FALLBACK_MAX /* top-level "text" */
@@ -42,73 +44,6 @@
 #define INVALID  RENDER_UTF8_INVALID /* utf8_decode(): not a valid sequence; one byte consumed */
 
 /* ---- a growing string ---- */
-
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-static void sb_putz(struct sbuf *b, size_t v)
-{
-    char num[32];
-    snprintf(num, sizeof(num), "%zu", v);
-    sb_puts(b, num);
-}
-
-/* Shortens to n bytes (n <= b->n). */
-static void sb_cut(struct sbuf *b, size_t n)
-{
-    if (b->p && n < b->n) {
-        b->n = n;
-        b->p[n] = '\0';
-    }
-}
-
-/* Never NULL unless out of memory; the caller frees. */
-static char *sb_take(struct sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        b->p = NULL;
-        return NULL;
-    }
-    char *s = b->p ? b->p : strdup("");
-    b->p = NULL;
-    return s;
-}
-
-static void sb_fini(struct sbuf *b)
-{
-    free(b->p);
-    *b = (struct sbuf){0};
-}
 
 /* ---- UTF-8 ---- */
 
@@ -233,7 +168,7 @@ static size_t esc_one(enum esc e, const unsigned char *s, char *out, size_t *in,
  * escaping for Slack (its limits are) and before escaping otherwise; a longer text is cut
  * between characters and ends in "…". NULL appends nothing.
  */
-static void put_esc(struct sbuf *b, const char *s, enum esc e, size_t max)
+static void put_esc(struct strbuf *b, const char *s, enum esc e, size_t max)
 {
     const unsigned char *p = (const unsigned char *)s;
     char out[12];
@@ -251,16 +186,16 @@ static void put_esc(struct sbuf *b, const char *s, enum esc e, size_t max)
         size_t len = esc_one(e, p + i, out, &in, &cps);
         size_t w = e == ESC_SLACK ? cps : 1;
         if (max && total > max && used + w > max - 1) {
-            sb_puts(b, ELLIPSIS);
+            strbuf_puts(b, ELLIPSIS);
             return;
         }
-        sb_putn(b, out, len);
+        strbuf_putn(b, out, len);
         used += w;
     }
 }
 
 /* Like put_esc() (no limit), but each '\n' of s becomes sep: for the bridge's own alert text. */
-static void put_esc_lines(struct sbuf *b, const char *s, enum esc e, const char *sep)
+static void put_esc_lines(struct strbuf *b, const char *s, enum esc e, const char *sep)
 {
     for (const char *nl; s && *s; s = nl + 1) {
         nl = strchr(s, '\n');
@@ -273,24 +208,24 @@ static void put_esc_lines(struct sbuf *b, const char *s, enum esc e, const char 
         free(line);
         if (!nl)
             return;
-        sb_puts(b, sep);
+        strbuf_puts(b, sep);
     }
 }
 
 /* A valid-UTF-8 copy of s for jansson (invalid bytes -> U+FFFD); caller frees. */
 static char *utf8_repair(const char *s)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     uint32_t cp;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         size_t n = utf8_decode(p, &cp);
         if (cp == INVALID)
-            sb_puts(&b, "\xef\xbf\xbd");
+            strbuf_puts(&b, "\xef\xbf\xbd");
         else
-            sb_putn(&b, (const char *)p, n);
+            strbuf_putn(&b, (const char *)p, n);
         p += n;
     }
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 /* ---- what to show of a project ---- */
@@ -317,32 +252,32 @@ static const char *shown_key(const struct project *p)
  * printable ASCII URL set (and | < > " ' \ ^ ` { }) percent-encoded. NULL when it is not
  * linkable (or on ENOMEM, when b->oom is set).
  */
-static char *safe_url(struct sbuf *oom, const char *url)
+static char *safe_url(struct strbuf *oom, const char *url)
 {
     static const char hex[] = "0123456789ABCDEF";
-    struct sbuf b = {0};
+    struct strbuf b = {0};
 
     if (!url || (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0))
         return NULL;
     for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
         if (*p <= 0x20 || *p >= 0x7f || strchr("|<>\"'\\^`{}", *p)) {
             char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            sb_putn(&b, enc, 3);
+            strbuf_putn(&b, enc, 3);
         } else {
-            sb_putn(&b, (const char *)p, 1);
+            strbuf_putn(&b, (const char *)p, 1);
         }
     }
     if (b.oom)
         oom->oom = 1;
     if (b.oom || b.n > CHAT_URL_MAX) {
-        sb_fini(&b);
+        strbuf_fini(&b);
         return NULL;
     }
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 /* The project's page as safe_url() makes it, or NULL. */
-static char *project_link(struct sbuf *b, const struct message *m, const struct project *p)
+static char *project_link(struct strbuf *b, const struct message *m, const struct project *p)
 {
     char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
     if (!url) {
@@ -387,7 +322,7 @@ static enum esc style_esc(enum style st)
 }
 
 /* "Name (KEY)", linked where the style links and url is not NULL. */
-static void put_project(struct sbuf *b, enum style st, const struct project *p, const char *url)
+static void put_project(struct strbuf *b, enum style st, const struct project *p, const char *url)
 {
     enum esc e = style_esc(st);
     size_t name_max = st == ST_TEXT ? 0 : CHAT_NAME_MAX;
@@ -395,32 +330,32 @@ static void put_project(struct sbuf *b, enum style st, const struct project *p, 
     const char *key = shown_key(p);
 
     if (url && st == ST_SLACK) {
-        sb_puts(b, "<");
+        strbuf_puts(b, "<");
         put_esc(b, url, ESC_SLACK, 0);
-        sb_puts(b, "|");
+        strbuf_puts(b, "|");
         put_esc(b, shown_name(p), e, name_max);
-        sb_puts(b, ">");
+        strbuf_puts(b, ">");
     } else if (url && st == ST_HTML) {
-        sb_puts(b, "<a href=\"");
+        strbuf_puts(b, "<a href=\"");
         put_esc(b, url, ESC_HTML, 0);
-        sb_puts(b, "\">");
+        strbuf_puts(b, "\">");
         put_esc(b, shown_name(p), e, name_max);
-        sb_puts(b, "</a>");
+        strbuf_puts(b, "</a>");
     } else {
         put_esc(b, shown_name(p), e, name_max);
     }
     if (!key)
         return;
-    sb_puts(b, st == ST_SLACK ? " (`" : st == ST_HTML ? " (<code>" : " (");
+    strbuf_puts(b, st == ST_SLACK ? " (`" : st == ST_HTML ? " (<code>" : " (");
     put_esc(b, key, e, key_max);
-    sb_puts(b, st == ST_SLACK ? "`)" : st == ST_HTML ? "</code>)" : ")");
+    strbuf_puts(b, st == ST_SLACK ? "`)" : st == ST_HTML ? "</code>)" : ")");
 }
 
 /*
  * One change. digest: the shorter form used for a line of a digest. Renames link the new name
  * only (a legacy project's old page is gone); removals link nothing.
  */
-static void put_change(struct sbuf *b, const struct message *m, const struct change *c,
+static void put_change(struct strbuf *b, const struct message *m, const struct change *c,
                        enum style st, int digest)
 {
     const struct project *shown = c->after ? c->after : c->before;
@@ -429,25 +364,25 @@ static void put_change(struct sbuf *b, const struct message *m, const struct cha
     switch (st) {
     case ST_TEXT:
         if (!digest)
-            sb_puts(b, "project ");
-        sb_puts(b, change_kind_name(c->kind));
-        sb_puts(b, ": ");
+            strbuf_puts(b, "project ");
+        strbuf_puts(b, change_kind_name(c->kind));
+        strbuf_puts(b, ": ");
         break;
     case ST_SLACK:
-        sb_puts(b, kind_emoji[c->kind]);
-        sb_puts(b, digest ? " " : " *");
-        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
-        sb_puts(b, digest ? ": " : "*: ");
+        strbuf_puts(b, kind_emoji[c->kind]);
+        strbuf_puts(b, digest ? " " : " *");
+        strbuf_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        strbuf_puts(b, digest ? ": " : "*: ");
         break;
     case ST_HTML:
-        sb_puts(b, digest ? "" : "<b>");
-        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
-        sb_puts(b, digest ? ": " : "</b>: ");
+        strbuf_puts(b, digest ? "" : "<b>");
+        strbuf_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        strbuf_puts(b, digest ? ": " : "</b>: ");
         break;
     case ST_PLAIN:
     case ST_SLACK_FALLBACK:
-        sb_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
-        sb_puts(b, ": ");
+        strbuf_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
+        strbuf_puts(b, ": ");
         break;
     }
 
@@ -456,7 +391,7 @@ static void put_change(struct sbuf *b, const struct message *m, const struct cha
 
     if (c->kind == CHANGE_RENAMED && c->before && c->after) {
         put_project(b, st, c->before, NULL);
-        sb_puts(b, st == ST_TEXT ? " -> " : " \xe2\x86\x92 "); /* U+2192 */
+        strbuf_puts(b, st == ST_TEXT ? " -> " : " \xe2\x86\x92 "); /* U+2192 */
         put_project(b, st, c->after, url);
     } else {
         put_project(b, st, shown, url);
@@ -469,19 +404,19 @@ static void put_change(struct sbuf *b, const struct message *m, const struct cha
         if (!raw) {
             b->oom = 1;
         } else {
-            sb_puts(b, " ");
+            strbuf_puts(b, " ");
             put_esc(b, raw, ESC_TEXT, 0);
             free(raw);
         }
     } else if (st == ST_PLAIN && url) {
-        sb_puts(b, " ");
-        sb_puts(b, url);
+        strbuf_puts(b, " ");
+        strbuf_puts(b, url);
     }
     free(url);
 }
 
 /* "2 created, 1 renamed, 4 removed" (kinds with no change are left out). */
-static void put_counts(struct sbuf *b, const struct message *m)
+static void put_counts(struct strbuf *b, const struct message *m)
 {
     size_t n[5] = {0};
     int first = 1;
@@ -491,31 +426,31 @@ static void put_counts(struct sbuf *b, const struct message *m)
     for (int k = 0; k < 5; k++) {
         if (!n[k])
             continue;
-        sb_puts(b, first ? "" : ", ");
-        sb_putz(b, n[k]);
-        sb_puts(b, " ");
-        sb_puts(b, change_kind_name((enum change_kind)k));
+        strbuf_puts(b, first ? "" : ", ");
+        strbuf_printf(b, "%zu", n[k]);
+        strbuf_puts(b, " ");
+        strbuf_puts(b, change_kind_name((enum change_kind)k));
         first = 0;
     }
 }
 
 /* "7 project changes" */
-static void put_digest_title(struct sbuf *b, const struct message *m)
+static void put_digest_title(struct strbuf *b, const struct message *m)
 {
-    sb_putz(b, m->n_changes);
-    sb_puts(b, m->n_changes == 1 ? " project change" : " project changes");
+    strbuf_printf(b, "%zu", m->n_changes);
+    strbuf_puts(b, m->n_changes == 1 ? " project change" : " project changes");
 }
 
 /* "Now tracking 12 projects on " (now: "Now" or "now"; pre/post around the number). */
-static void put_tracking(struct sbuf *b, const struct message *m, const char *now, const char *pre,
-                         const char *post)
+static void put_tracking(struct strbuf *b, const struct message *m, const char *now,
+                         const char *pre, const char *post)
 {
-    sb_puts(b, now);
-    sb_puts(b, " tracking ");
-    sb_puts(b, pre);
-    sb_putz(b, m->count);
-    sb_puts(b, post);
-    sb_puts(b, m->count == 1 ? " project on " : " projects on ");
+    strbuf_puts(b, now);
+    strbuf_puts(b, " tracking ");
+    strbuf_puts(b, pre);
+    strbuf_printf(b, "%zu", m->count);
+    strbuf_puts(b, post);
+    strbuf_puts(b, m->count == 1 ? " project on " : " projects on ");
 }
 
 /* How many digest lines a chat target lists. */
@@ -528,7 +463,7 @@ static size_t digest_listed(const struct message *m)
 
 static char *render_text(const struct message *m)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
 
     switch (m->kind) {
     case MESSAGE_BASELINE:
@@ -536,7 +471,7 @@ static char *render_text(const struct message *m)
         put_esc(&b, m->service_url, ESC_TEXT, 0);
         break;
     case MESSAGE_ALERT:
-        sb_puts(&b, "alert: ");
+        strbuf_puts(&b, "alert: ");
         put_esc(&b, m->text, ESC_TEXT, 0);
         break;
     case MESSAGE_CHANGE:
@@ -544,30 +479,30 @@ static char *render_text(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         size_t i;
-        sb_putz(&b, m->n_changes);
-        sb_puts(&b, m->n_changes == 1 ? " change: " : " changes: ");
+        strbuf_printf(&b, "%zu", m->n_changes);
+        strbuf_puts(&b, m->n_changes == 1 ? " change: " : " changes: ");
         put_counts(&b, m);
-        sb_puts(&b, " \xe2\x80\x94 "); /* U+2014 */
+        strbuf_puts(&b, " \xe2\x80\x94 "); /* U+2014 */
         for (i = 0; i < m->n_changes; i++) {
             size_t mark = b.n;
             if (i)
-                sb_puts(&b, "; ");
+                strbuf_puts(&b, "; ");
             put_change(&b, m, m->digest[i], ST_TEXT, 1);
             /* Room is kept for "; and N more"; the first change is always shown whole. */
             if (i && b.n + 32 > TEXT_DIGEST_MAX) {
-                sb_cut(&b, mark);
+                strbuf_cut(&b, mark);
                 break;
             }
         }
         if (i < m->n_changes) {
-            sb_puts(&b, "; and ");
-            sb_putz(&b, m->n_changes - i);
-            sb_puts(&b, " more");
+            strbuf_puts(&b, "; and ");
+            strbuf_printf(&b, "%zu", m->n_changes - i);
+            strbuf_puts(&b, " more");
         }
         break;
     }
     }
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 /* ---- JSON helpers ---- */
@@ -761,7 +696,7 @@ static char *render_webhook(const struct message *m)
  * never falls inside an entity (&amp;) or a link (<url|text>): in our text every '&' starts an
  * entity and every '<' a link, because YouTrack's own are escaped.
  */
-static void slack_fit(struct sbuf *b, size_t max)
+static void slack_fit(struct strbuf *b, size_t max)
 {
     size_t cps = 0, safe = 0;
     int in_ent = 0, in_link = 0;
@@ -787,12 +722,12 @@ static void slack_fit(struct sbuf *b, size_t max)
         else if (c == '>')
             in_link = 0;
     }
-    sb_cut(b, safe);
-    sb_puts(b, ELLIPSIS);
+    strbuf_cut(b, safe);
+    strbuf_puts(b, ELLIPSIS);
 }
 
 /* Appends {"type":"section","text":{"type":"mrkdwn","text":…,"verbatim":true}}. */
-static void slack_section(int *err, json_t *blocks, struct sbuf *text)
+static void slack_section(int *err, json_t *blocks, struct strbuf *text)
 {
     if (text->oom) {
         *err = 1;
@@ -808,7 +743,7 @@ static void slack_section(int *err, json_t *blocks, struct sbuf *text)
 
 static char *render_slack(const struct message *m)
 {
-    struct sbuf text = {0}, fb = {0};
+    struct strbuf text = {0}, fb = {0};
     json_t *blocks = json_array();
     int err = 0;
 
@@ -820,47 +755,47 @@ static char *render_slack(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         size_t listed = digest_listed(m), i, nblocks = 1;
-        sb_puts(&text, "*");
+        strbuf_puts(&text, "*");
         put_digest_title(&text, m);
-        sb_puts(&text, "*: ");
+        strbuf_puts(&text, "*: ");
         put_counts(&text, m);
         slack_section(&err, blocks, &text);
         put_digest_title(&fb, m);
-        sb_puts(&fb, ": ");
+        strbuf_puts(&fb, ": ");
         put_counts(&fb, m);
 
         /* Lines packed into sections of <= SLACK_TEXT_MAX code points; one block is kept for
          * "… and N more". A line itself stays far below the limit (names are capped). */
-        sb_cut(&text, 0);
+        strbuf_cut(&text, 0);
         for (i = 0; i < listed && !err; i++) {
-            struct sbuf line = {0};
+            struct strbuf line = {0};
             put_change(&line, m, m->digest[i], ST_SLACK, 1);
             if (line.oom) {
                 err = 1;
             } else if (text.n && utf8_count(text.p, text.n) + 1 + utf8_count(line.p, line.n) >
                                      SLACK_TEXT_MAX) {
                 if (nblocks + 1 >= SLACK_BLOCKS_MAX - 1) {
-                    sb_fini(&line);
+                    strbuf_fini(&line);
                     break;
                 }
                 slack_section(&err, blocks, &text);
                 nblocks++;
-                sb_cut(&text, 0);
+                strbuf_cut(&text, 0);
             }
             if (text.n)
-                sb_puts(&text, "\n");
-            sb_putn(&text, line.p, line.n);
-            sb_fini(&line);
+                strbuf_puts(&text, "\n");
+            strbuf_putn(&text, line.p, line.n);
+            strbuf_fini(&line);
         }
         if (text.n) {
             slack_section(&err, blocks, &text);
             nblocks++;
         }
         if (i < m->n_changes) {
-            sb_cut(&text, 0);
-            sb_puts(&text, ELLIPSIS " and ");
-            sb_putz(&text, m->n_changes - i);
-            sb_puts(&text, " more");
+            strbuf_cut(&text, 0);
+            strbuf_puts(&text, ELLIPSIS " and ");
+            strbuf_printf(&text, "%zu", m->n_changes - i);
+            strbuf_puts(&text, " more");
             slack_section(&err, blocks, &text);
         }
         break;
@@ -869,9 +804,9 @@ static char *render_slack(const struct message *m)
         char *url = safe_url(&text, m->service_url);
         put_tracking(&text, m, ":eyes: Now", "*", "*");
         if (url) {
-            sb_puts(&text, "<");
+            strbuf_puts(&text, "<");
             put_esc(&text, url, ESC_SLACK, 0);
-            sb_puts(&text, ">");
+            strbuf_puts(&text, ">");
         } else {
             put_esc(&text, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
         }
@@ -882,10 +817,10 @@ static char *render_slack(const struct message *m)
         break;
     }
     case MESSAGE_ALERT:
-        sb_puts(&text, ":warning: ");
+        strbuf_puts(&text, ":warning: ");
         put_esc_lines(&text, m->text, ESC_SLACK, "\n");
         slack_section(&err, blocks, &text);
-        sb_puts(&fb, "Alert: ");
+        strbuf_puts(&fb, "Alert: ");
         put_esc_lines(&fb, m->text, ESC_SLACK, "\n");
         break;
     }
@@ -898,16 +833,16 @@ static char *render_slack(const struct message *m)
                       "unfurl_links", 0, "unfurl_media", 0);
     }
     json_decref(blocks);
-    sb_fini(&text);
-    sb_fini(&fb);
+    strbuf_fini(&text);
+    strbuf_fini(&fb);
     return jdump(o, err);
 }
 
 /* ---- RENDER_MATRIX, RENDER_HOOKSHOT ---- */
 
 /* The plain text (Matrix body, hookshot text) and the HTML of a chat message. */
-static void render_chat(const struct message *m, size_t listed, struct sbuf *plain,
-                        struct sbuf *html)
+static void render_chat(const struct message *m, size_t listed, struct strbuf *plain,
+                        struct strbuf *html)
 {
     switch (m->kind) {
     case MESSAGE_CHANGE:
@@ -916,28 +851,28 @@ static void render_chat(const struct message *m, size_t listed, struct sbuf *pla
         break;
     case MESSAGE_DIGEST: {
         put_digest_title(plain, m);
-        sb_puts(plain, ": ");
+        strbuf_puts(plain, ": ");
         put_counts(plain, m);
-        sb_puts(html, "<p><b>");
+        strbuf_puts(html, "<p><b>");
         put_digest_title(html, m);
-        sb_puts(html, "</b>: ");
+        strbuf_puts(html, "</b>: ");
         put_counts(html, m);
-        sb_puts(html, "</p><ul>");
+        strbuf_puts(html, "</p><ul>");
         for (size_t i = 0; i < listed; i++) {
-            sb_puts(plain, "\n\xe2\x80\xa2 "); /* U+2022 */
+            strbuf_puts(plain, "\n\xe2\x80\xa2 "); /* U+2022 */
             put_change(plain, m, m->digest[i], ST_PLAIN, 1);
-            sb_puts(html, "<li>");
+            strbuf_puts(html, "<li>");
             put_change(html, m, m->digest[i], ST_HTML, 1);
-            sb_puts(html, "</li>");
+            strbuf_puts(html, "</li>");
         }
-        sb_puts(html, "</ul>");
+        strbuf_puts(html, "</ul>");
         if (listed < m->n_changes) {
-            sb_puts(plain, "\n" ELLIPSIS " and ");
-            sb_putz(plain, m->n_changes - listed);
-            sb_puts(plain, " more");
-            sb_puts(html, "<p>" ELLIPSIS " and ");
-            sb_putz(html, m->n_changes - listed);
-            sb_puts(html, " more</p>");
+            strbuf_puts(plain, "\n" ELLIPSIS " and ");
+            strbuf_printf(plain, "%zu", m->n_changes - listed);
+            strbuf_puts(plain, " more");
+            strbuf_puts(html, "<p>" ELLIPSIS " and ");
+            strbuf_printf(html, "%zu", m->n_changes - listed);
+            strbuf_puts(html, " more</p>");
         }
         break;
     }
@@ -947,11 +882,11 @@ static void render_chat(const struct message *m, size_t listed, struct sbuf *pla
         put_esc(plain, m->service_url, ESC_PLAIN, 0);
         put_tracking(html, m, "Now", "<b>", "</b>");
         if (url) {
-            sb_puts(html, "<a href=\"");
+            strbuf_puts(html, "<a href=\"");
             put_esc(html, url, ESC_HTML, 0);
-            sb_puts(html, "\">");
+            strbuf_puts(html, "\">");
             put_esc(html, m->service_url, ESC_HTML, 0);
-            sb_puts(html, "</a>");
+            strbuf_puts(html, "</a>");
         } else {
             put_esc(html, m->service_url, ESC_HTML, 0);
         }
@@ -960,16 +895,16 @@ static void render_chat(const struct message *m, size_t listed, struct sbuf *pla
     }
     case MESSAGE_ALERT:
         /* Trusted, but it may quote names: escaped like the rest; its newlines are kept. */
-        sb_puts(plain, "Alert: ");
+        strbuf_puts(plain, "Alert: ");
         put_esc_lines(plain, m->text, ESC_PLAIN, "\n");
-        sb_puts(html, "<b>Alert</b>: ");
+        strbuf_puts(html, "<b>Alert</b>: ");
         put_esc_lines(html, m->text, ESC_HTML, "<br>");
         break;
     }
 }
 
 /* The content object: Matrix (with or without the HTML) or hookshot. */
-static json_t *chat_json(int hookshot, const struct sbuf *plain, const struct sbuf *html)
+static json_t *chat_json(int hookshot, const struct strbuf *plain, const struct strbuf *html)
 {
     const char *p = plain->p ? plain->p : "", *h = html && html->p ? html->p : "";
     size_t pn = plain->p ? plain->n : 0, hn = html && html->p ? html->n : 0;
@@ -1014,10 +949,10 @@ static size_t chat_cost(const char *s, size_t n, int html)
  */
 static const char truncated_mark[] = ELLIPSIS " (truncated)";
 
-static int chat_cut(int hookshot, struct sbuf *plain, struct sbuf *html, size_t budget_cut)
+static int chat_cut(int hookshot, struct strbuf *plain, struct strbuf *html, size_t budget_cut)
 {
     const size_t mark_len = sizeof(truncated_mark) - 1;
-    struct sbuf empty = {0};
+    struct strbuf empty = {0};
     json_t *o = chat_json(hookshot, &empty, hookshot ? &empty : NULL);
     char *skel = jdump(o, !o);
     if (!skel)
@@ -1037,17 +972,17 @@ static int chat_cut(int hookshot, struct sbuf *plain, struct sbuf *html, size_t 
         used += c;
         i += n;
     }
-    sb_cut(plain, i);
-    sb_puts(plain, truncated_mark);
+    strbuf_cut(plain, i);
+    strbuf_puts(plain, truncated_mark);
     if (hookshot) {
-        sb_fini(html);
+        strbuf_fini(html);
         put_esc_lines(html, plain->p, ESC_HTML, "<br>");
     }
     return plain->oom || html->oom ? -ENOMEM : 0;
 }
 
 /* The content as JSON; NULL on ENOMEM. */
-static char *chat_dump(int hookshot, const struct sbuf *plain, const struct sbuf *html)
+static char *chat_dump(int hookshot, const struct strbuf *plain, const struct strbuf *html)
 {
     json_t *o = chat_json(hookshot, plain, html);
     return jdump(o, !o);
@@ -1058,7 +993,8 @@ static char *chat_dump(int hookshot, const struct sbuf *plain, const struct sbuf
  * Matrix the HTML goes first, then (for both) the plain text is cut. Returns the content or NULL
  * on ENOMEM (out is freed then).
  */
-static char *chat_shrink(int hookshot, struct sbuf *plain, struct sbuf *html, char *out, size_t len)
+static char *chat_shrink(int hookshot, struct strbuf *plain, struct strbuf *html, char *out,
+                         size_t len)
 {
     size_t budget_cut = 0;
     int with_html = 1, cut = 0;
@@ -1073,7 +1009,7 @@ static char *chat_shrink(int hookshot, struct sbuf *plain, struct sbuf *html, ch
             /* chat_cost() is exact for text render_chat() made; a retry is a safety net. */
             if (cut) {
                 budget_cut += over;
-                sb_cut(plain, plain->n - (sizeof(truncated_mark) - 1));
+                strbuf_cut(plain, plain->n - (sizeof(truncated_mark) - 1));
             }
             cut = 1;
             if (chat_cut(hookshot, plain, html, budget_cut) != 0)
@@ -1100,7 +1036,7 @@ static char *chat_shrink(int hookshot, struct sbuf *plain, struct sbuf *html, ch
  */
 static char *render_matrix_like(const struct message *m, int hookshot)
 {
-    struct sbuf plain = {0}, html = {0};
+    struct strbuf plain = {0}, html = {0};
     size_t listed = digest_listed(m), len = 0;
     char *out = NULL;
 
@@ -1119,13 +1055,13 @@ static char *render_matrix_like(const struct message *m, int hookshot)
         listed = fit < listed ? (fit ? fit : 1) : listed - 1;
         free(out);
         out = NULL;
-        sb_fini(&plain);
-        sb_fini(&html);
+        strbuf_fini(&plain);
+        strbuf_fini(&html);
     }
     out = chat_shrink(hookshot, &plain, &html, out, len);
 out:
-    sb_fini(&plain);
-    sb_fini(&html);
+    strbuf_fini(&plain);
+    strbuf_fini(&html);
     return out;
 }
 
@@ -1171,14 +1107,14 @@ char *render(enum render_target t, const struct message *m)
 
 char *render_escape(enum render_esc e, const char *s, size_t max)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     put_esc(&b, s, (enum esc)e, max);
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 int render_safe_url(const char *url, char **out)
 {
-    struct sbuf oom = {0};
+    struct strbuf oom = {0};
     *out = safe_url(&oom, url);
     return oom.oom ? -ENOMEM : 0;
 }
@@ -1195,20 +1131,20 @@ size_t render_utf8_count(const char *s, size_t n)
 
 char *render_slack_answer(const char *fallback, const char *const *sections, size_t n)
 {
-    struct sbuf fb = {0};
+    struct strbuf fb = {0};
     json_t *blocks = json_array(), *o = NULL;
     int err = !blocks;
 
     for (size_t i = 0, used = 0; i < n && used < SLACK_BLOCKS_MAX && !err; i++) {
-        struct sbuf text = {0};
+        struct strbuf text = {0};
         if (!sections[i] || !*sections[i])
             continue; /* an empty text object is invalid_blocks */
-        sb_puts(&text, sections[i]);
+        strbuf_puts(&text, sections[i]);
         slack_section(&err, blocks, &text);
-        sb_fini(&text);
+        strbuf_fini(&text);
         used++;
     }
-    sb_puts(&fb, fallback ? fallback : "");
+    strbuf_puts(&fb, fallback ? fallback : "");
     if (!err && !fb.oom) {
         slack_fit(&fb, SLACK_FALLBACK_MAX);
         /* Never link_names: "@here" and "#general" must stay text (reference/slack.md §4). */
@@ -1216,19 +1152,19 @@ char *render_slack_answer(const char *fallback, const char *const *sections, siz
                       fb.n, "blocks", blocks);
     }
     json_decref(blocks);
-    sb_fini(&fb);
+    strbuf_fini(&fb);
     return jdump(o, err || fb.oom);
 }
 
 char *render_matrix_answer(const char *body, const char *html, int *cut)
 {
-    struct sbuf plain = {0}, h = {0};
+    struct strbuf plain = {0}, h = {0};
     char *out = NULL;
     size_t len;
 
     *cut = 0;
-    sb_puts(&plain, body ? body : "");
-    sb_puts(&h, html ? html : "");
+    strbuf_puts(&plain, body ? body : "");
+    strbuf_puts(&h, html ? html : "");
     if (plain.oom || h.oom)
         goto out;
     out = chat_dump(0, &plain, &h);
@@ -1240,7 +1176,7 @@ char *render_matrix_answer(const char *body, const char *html, int *cut)
         out = chat_shrink(0, &plain, &h, out, len);
     }
 out:
-    sb_fini(&plain);
-    sb_fini(&h);
+    strbuf_fini(&plain);
+    strbuf_fini(&h);
     return out;
 }

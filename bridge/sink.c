@@ -255,8 +255,15 @@ static enum sink_verdict matrix_classify(struct sink *s, const struct http_respo
     if (errcode && strcmp(errcode, "M_LIMIT_EXCEEDED") == 0) {
         json_t *ms = json_object_get(j, "retry_after_ms");
         *retry_after = res->retry_after;
-        if (*retry_after < 0 && json_is_integer(ms))
-            *retry_after = (long)((json_integer_value(ms) + 999) / 1000);
+        if (*retry_after < 0 && json_is_integer(ms)) {
+            /* Clamped before rounding up: a hostile value must not overflow. */
+            json_int_t v_ms = json_integer_value(ms);
+            if (v_ms < 0)
+                v_ms = 0;
+            if (v_ms > (json_int_t)86400 * 1000)
+                v_ms = (json_int_t)86400 * 1000;
+            *retry_after = (long)((v_ms + 999) / 1000);
+        }
         v = SINK_RETRY;
     } else if (errcode &&
                (strcmp(errcode, "M_FORBIDDEN") == 0 || strcmp(errcode, "M_UNKNOWN_TOKEN") == 0 ||

@@ -55,7 +55,8 @@ if [ -f "$top/build-test/build.ninja" ]; then
   echo "== valgrind (integration tests)"
   YTBRIDGE_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
   YTBRIDGE_TIME_SCALE=10 \
-    meson test -C "$top/build-test" --suite integration --print-errorlogs --num-processes 2 || true
+    meson test -C "$top/build-test" --suite integration --print-errorlogs --num-processes 2 \
+      --timeout-multiplier 3 || true
   count "$top/build-test"
 fi
 

@@ -892,9 +892,14 @@ class Sigterm(OpsMixin, DeliveryTest):
                          type='webhook')
         self.assertGreaterEqual(depth, 1, 'the slow sink has a backlog')
         t0 = time.monotonic()
+        self.daemon.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # A second SIGTERM during the grace (an impatient supervisor) changes nothing.
         result = self.daemon.stop(signal.SIGTERM, timeout=grace + 10)
         took = time.monotonic() - t0
         self.assert_ok(result)
+        self.check('SIGTERM: already shutting down' in result.stderr,
+                   'the second SIGTERM was not handled', result)
         self.check(took <= (grace + 3) * SCALE,
                    'exit within shutdown_grace (took %.1fs)' % took, result)
         then = {r: len(rx.accepted(r)) for r in ('matrix', 'hook')}

@@ -104,6 +104,16 @@ static void test_matrix_requests_and_verdicts(void)
         classify(&s, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":2500}", 7, &d),
         SINK_RETRY);
     CHECK_INT(d, 7); /* the header wins */
+    /* Hostile values neither overflow nor go negative: clamped to a day, or zero. */
+    CHECK_INT(classify(&s, 429,
+                       "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":9223372036854775807}",
+                       -1, &d),
+              SINK_RETRY);
+    CHECK_INT(d, 86400);
+    CHECK_INT(
+        classify(&s, 429, "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":-5000}", -1, &d),
+        SINK_RETRY);
+    CHECK_INT(d, 0);
     CHECK_INT(classify(&s, 403, "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"not in room\"}", -1, &d),
               SINK_BROKEN);
     CHECK_INT(classify(&s, 401, "{\"errcode\":\"M_UNKNOWN_TOKEN\",\"soft_logout\":false}", -1, &d),
