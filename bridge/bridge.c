@@ -20,11 +20,16 @@
 
 #include <jansson.h>
 
+#include "config.h"
+
 #include "announce.h"
+#include "command.h"
 #include "metrics.h"
 #include "http.h"
 #include "log.h"
+#include "matrix_sync.h"
 #include "outbox.h"
+#include "slack_socket.h"
 #include "project.h"
 #include "state.h"
 #include "youtrack.h"
@@ -51,7 +56,10 @@ struct bridge {
     int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
     unsigned alert_seq;
     int64_t started_at;
-    int64_t last_poll_ok; /* unix seconds of the last complete poll; 0: none yet */
+    int64_t last_poll_ok;       /* unix seconds of the last complete poll; 0: none yet */
+    struct slack_socket *slack; /* chat.slack, when configured (not in one-shot runs) */
+    struct matrix_sync *matrix; /* chat.matrix, likewise */
+    int stop_waits;             /* parts still stopping before the teardown */
     void (*stopped_cb)(void *);
     void *stopped_ud;
 };
@@ -62,6 +70,7 @@ static int64_t now_s(void)
 }
 
 static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason);
+static int start_chat(struct bridge *b, char *err, size_t errlen);
 static void enqueue(struct bridge *b, struct announce_batch *batch);
 
 int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
@@ -156,6 +165,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         enqueue(b, &kept);
         announce_batch_fini(&kept);
     }
+    r = start_chat(b, err, errlen);
+    if (r)
+        goto fail;
     uv_timer_init(loop, &b->timer);
     b->timer.data = b;
     b->timer_live = 1;
@@ -171,11 +183,7 @@ static void print_dry_run(const struct bridge *b, const struct announce_batch *b
 {
     for (size_t i = 0; i < batch->n; i++) {
         const struct outbox_entry *e = batch->v[i];
-        const struct conf_sink *s = NULL;
-        for (size_t j = 0; j < b->conf->n_sinks; j++) {
-            if (strcmp(b->conf->sinks[j].name, e->sink) == 0)
-                s = &b->conf->sinks[j];
-        }
+        const struct conf_sink *s = conf_find_sink(b->conf, e->sink);
         if (s && s->type == CONF_SINK_STDOUT)
             printf("%s\n", e->body);
         else
@@ -295,13 +303,16 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
 
 /*
  * Commits a poll: the batch's journal lines first, then the snapshot (next) with the new
- * generation; the snapshot's rename is the commit point. Hands the previous snapshot to *old:
- * the diff's changes point into it until they are rendered. Returns 0 or -errno (logged).
+ * generation and the announced changes added to its history; the snapshot's rename is the commit
+ * point for both. Hands the previous snapshot to *old: the diff's changes point into it until
+ * they are rendered. Returns 0 or -errno (logged).
  */
 static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour,
-                  struct announce_batch *batch, struct snapshot *old)
+                  const struct change *changes, size_t n_changes, struct announce_batch *batch,
+                  struct snapshot *old)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
+    int64_t now = now_s();
     char err[512];
     int r;
 
@@ -310,9 +321,16 @@ static int commit(struct bridge *b, struct project_list *next, enum youtrack_fla
     s.youtrack = strdup(b->conf->youtrack.url);
     if (!s.youtrack)
         return -ENOMEM;
+    /* A copy: the current history must stay as it is if this commit fails. */
+    if (snapshot_history_copy(&s, &b->snap) != 0 ||
+        snapshot_history_add(&s, changes, n_changes, now) != 0) {
+        log_err("bridge", "out of memory recording the change history; will retry next poll");
+        r = -ENOMEM;
+        goto fail;
+    }
     r = state_journal_add(b->state, batch->v, batch->n, err, sizeof(err));
     if (!r) {
-        r = state_save(b->state, &s, now_s(), err, sizeof(err));
+        r = state_save(b->state, &s, now, err, sizeof(err));
         if (r) {
             /* The batch is in the journal under a generation that never committed; the next
              * commit reuses that number, so take the lines back now. */
@@ -322,14 +340,17 @@ static int commit(struct bridge *b, struct project_list *next, enum youtrack_fla
     }
     if (r) {
         log_err("state", "%s; nothing announced, will retry next poll", err);
-        free(s.youtrack);
-        return r;
+        goto fail;
     }
     *old = b->snap;
     b->snap = s;
     project_list_init(next);
     b->have_snapshot = 1;
     return 0;
+fail:
+    project_list_init(&s.projects); /* next's, not ours to free */
+    snapshot_fini(&s);
+    return r;
 }
 
 /* A snapshot taken from another server or API flavour cannot be diffed: ids mean other things. */
@@ -432,7 +453,9 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     if (b->opts.dry_run) {
         print_dry_run(b, &batch);
     } else {
-        if (commit(b, &d.next, res->flavour, &batch, &old) != 0)
+        /* A baseline announces no change, and held removals are not in d.changes. */
+        size_t n_announced = baseline ? 0 : d.n_changes;
+        if (commit(b, &d.next, res->flavour, d.changes, n_announced, &batch, &old) != 0)
             goto retry;
         if (!baseline) {
             for (size_t i = 0; i < d.n_changes; i++)
@@ -502,6 +525,10 @@ static void schedule(struct bridge *b, uint64_t delay_ms)
 int bridge_start(struct bridge *b)
 {
     schedule(b, 0);
+    if (b->slack)
+        slack_socket_start(b->slack);
+    if (b->matrix)
+        matrix_sync_start(b->matrix);
     return 0;
 }
 
@@ -520,6 +547,10 @@ static void on_teardown(uv_timer_t *t)
 
     outbox_free(b->outbox);
     b->outbox = NULL;
+    slack_socket_free(b->slack);
+    b->slack = NULL;
+    matrix_sync_free(b->matrix);
+    b->matrix = NULL;
     youtrack_free(b->yt);
     b->yt = NULL;
     http_free(b->http);
@@ -570,6 +601,16 @@ int bridge_readiness(const struct bridge *b, int64_t now, char **json)
         }
         json_object_set_new(checks, key, json_string(text));
     }
+    if (b->slack) {
+        if (!slack_socket_ready(b->slack, text, sizeof(text)))
+            ready = 0;
+        json_object_set_new(checks, "slack", json_string(text));
+    }
+    if (b->matrix) {
+        if (!matrix_sync_ready(b->matrix, text, sizeof(text)))
+            ready = 0;
+        json_object_set_new(checks, "matrix", json_string(text));
+    }
     doc = json_pack("{s:b, s:o}", "ready", ready, "checks", checks);
     *json = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
@@ -585,11 +626,7 @@ char *bridge_metrics(const struct bridge *b)
     if (n > 64)
         n = 64;
     for (size_t i = 0; i < n; i++) {
-        const struct conf_sink *cs = NULL;
-        for (size_t j = 0; j < b->conf->n_sinks; j++) {
-            if (strcmp(b->conf->sinks[j].name, st[i].name) == 0)
-                cs = &b->conf->sinks[j];
-        }
+        const struct conf_sink *cs = conf_find_sink(b->conf, st[i].name);
         ms[i] = (struct metrics_sink){.name = st[i].name,
                                       .type = cs ? conf_sink_type_name(cs->type) : "unknown",
                                       .depth = st[i].depth,
@@ -598,10 +635,11 @@ char *bridge_metrics(const struct bridge *b)
     return metrics_render(ms, n, b->started_at);
 }
 
+/* One part of the bridge has stopped; the last one starts the teardown. */
 static void on_outbox_done(void *userdata)
 {
     struct bridge *b = userdata;
-    if (b->timer_live)
+    if (--b->stop_waits == 0 && b->timer_live)
         uv_timer_start(&b->timer, on_teardown, 0, 0);
 }
 
@@ -627,6 +665,15 @@ void bridge_stop(struct bridge *b)
     uv_timer_stop(&b->timer);
     if (b->yt)
         youtrack_cancel(b->yt);
+    b->stop_waits = 1;
+    if (b->slack) {
+        b->stop_waits++;
+        slack_socket_stop(b->slack, on_outbox_done, b);
+    }
+    if (b->matrix) {
+        b->stop_waits++;
+        matrix_sync_stop(b->matrix, on_outbox_done, b);
+    }
     /* In-flight deliveries get a bounded grace period; the rest stays queued on disk. */
     outbox_shutdown(b->outbox, (uint64_t)b->conf->notify.shutdown_grace * 1000u, on_outbox_done, b);
 }
@@ -641,9 +688,108 @@ void bridge_free(struct bridge *b)
     if (!b)
         return;
     outbox_free(b->outbox);
+    slack_socket_free(b->slack);
+    matrix_sync_free(b->matrix);
     youtrack_free(b->yt);
     http_free(b->http);
     snapshot_fini(&b->snap);
     state_close(b->state);
     free(b);
+}
+
+int bridge_command(const struct bridge *b, const char *text, size_t len,
+                   enum command_platform platform, char **out)
+{
+    struct outbox_sink_status st[64];
+    struct command_sink cs[64];
+    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+
+    if (n > 64)
+        n = 64;
+    for (size_t i = 0; i < n; i++) {
+        const struct conf_sink *c = conf_find_sink(b->conf, st[i].name);
+        cs[i] = (struct command_sink){.name = st[i].name,
+                                      .type = c ? conf_sink_type_name(c->type) : "unknown",
+                                      .depth = st[i].depth,
+                                      .broken = st[i].broken,
+                                      .reason = st[i].reason};
+    }
+    struct command_context ctx = {
+        .projects = &b->snap.projects,
+        .history = b->snap.history,
+        .n_history = b->snap.n_history,
+        .service_url = b->conf->youtrack.url,
+        .flavour = b->snap.flavour,
+        .now = now_s(),
+        .version = YTB_VERSION,
+        .started_at = b->started_at,
+        .last_poll_ok = b->last_poll_ok,
+        .last_error = b->last_error,
+        .sinks = cs,
+        .n_sinks = n,
+    };
+    metrics_command(platform == COMMAND_MATRIX ? "matrix" : "slack", command_name(text, len));
+    return command_run(text, len, &ctx, platform, out);
+}
+
+void bridge_reply(struct bridge *b, struct outbox_entry *e)
+{
+    e->transient = 1;
+    if (b->outbox && !b->stopping)
+        outbox_push(b->outbox, &e, 1);
+    else
+        outbox_entry_free(e);
+}
+
+static int slack_answer(void *userdata, const char *text, size_t len, char **payload)
+{
+    return bridge_command(userdata, text, len, COMMAND_SLACK, payload);
+}
+
+static void chat_alert(void *userdata, const char *kind, const char *text)
+{
+    raise_alert(userdata, kind, text, NULL);
+}
+
+static int matrix_answer(void *userdata, const char *text, size_t len, char **content)
+{
+    return bridge_command(userdata, text, len, COMMAND_MATRIX, content);
+}
+
+/* A Matrix reply goes to the room's reply sink (conf_chat_matrix), not journaled. */
+static void matrix_reply(void *userdata, const char *room_id, const char *txn_id,
+                         const char *content)
+{
+    struct outbox_entry *e;
+    char sink[300];
+
+    snprintf(sink, sizeof(sink), "chat:%s", room_id);
+    e = outbox_entry_new(txn_id, sink, "reply", content, now_s(), 0);
+    if (!e) {
+        log_err("bridge", "out of memory queueing a reply in %s", room_id);
+        return;
+    }
+    bridge_reply(userdata, e);
+}
+
+/* The chat listeners, for a daemon (one-shot runs answer nobody). */
+static int start_chat(struct bridge *b, char *err, size_t errlen)
+{
+    if (b->opts.once)
+        return 0;
+    if (b->conf->chat.slack.enabled) {
+        struct slack_socket_hooks h = {.answer = slack_answer, .alert = chat_alert, .userdata = b};
+        int r = slack_socket_new(&b->slack, b->loop, &b->conf->chat.slack, &h, err, errlen);
+        if (r)
+            return r;
+    }
+    if (b->conf->chat.matrix.enabled) {
+        struct matrix_sync_hooks h = {
+            .answer = matrix_answer, .reply = matrix_reply, .alert = chat_alert, .userdata = b};
+        int r = matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->conf->state_dir, &h,
+                                err, errlen);
+        if (r)
+            return r;
+    }
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "command.h"
 #include "conf.h"
 
 struct bridge_opts {
@@ -46,6 +47,20 @@ char *bridge_metrics(const struct bridge *b);
 
 /* With once/dry_run: 0 when the poll succeeded and its changes were committed, else 1. */
 int bridge_exit_code(const struct bridge *b);
+
+/*
+ * Answers a chat command (the text after "/youtrack" or "!youtrack") from the current snapshot
+ * for platform. 0 and *out (caller frees), or -ENOMEM. Counted in the metrics.
+ */
+int bridge_command(const struct bridge *b, const char *text, size_t len,
+                   enum command_platform platform, char **out);
+
+/*
+ * Sends a chat reply through the outbox (paced, retried like a notification, never journaled).
+ * Takes e; e->sink names a reply sink (conf_chat_matrix).
+ */
+struct outbox_entry;
+void bridge_reply(struct bridge *b, struct outbox_entry *e);
 
 /* Frees the bridge after the loop has closed its handles (uv_run returned). NULL is fine. */
 void bridge_free(struct bridge *b);

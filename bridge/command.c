@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "render.h"
+#include "strbuf.h"
 
 #define PROJECTS_LIST_MAX 100 /* projects listed in one answer; the rest is "N more" */
 #define CHANGES_DEFAULT   10
@@ -41,73 +42,17 @@
 #define ARROW    "\xe2\x86\x92" /* U+2192 */
 #define BULLET   "\xe2\x80\xa2" /* U+2022 */
 
-/* ---- a growing string ---- */
-
-struct buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void putn(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void put(struct buf *b, const char *s)
-{
-    putn(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void putf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        putn(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
+/* ---- building answers (strbuf.h) ---- */
 
 /* Appends s and frees it; NULL means ENOMEM. */
-static void put_owned(struct buf *b, char *s)
+static void put_owned(struct strbuf *b, char *s)
 {
     if (!s) {
         b->oom = 1;
         return;
     }
-    put(b, s);
+    strbuf_puts(b, s);
     free(s);
-}
-
-static void buf_reset(struct buf *b)
-{
-    b->n = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-static void buf_fini(struct buf *b)
-{
-    free(b->p);
-    *b = (struct buf){0};
 }
 
 /* ---- formats: the markup of each part of an answer ---- */
@@ -137,58 +82,58 @@ static enum render_esc fmt_esc(enum fmt f)
 }
 
 /* Untrusted text (YouTrack's, the user's), escaped for f; max code points as render_escape(). */
-static void put_esc(struct buf *b, enum fmt f, const char *s, size_t max)
+static void put_esc(struct strbuf *b, enum fmt f, const char *s, size_t max)
 {
     put_owned(b, render_escape(fmt_esc(f), s, max));
 }
 
 /* Trusted text in bold. */
-static void put_bold(struct buf *b, enum fmt f, const char *s)
+static void put_bold(struct strbuf *b, enum fmt f, const char *s)
 {
-    put(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
-    put(b, s);
-    put(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    strbuf_puts(b, s);
+    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
 }
 
 /* Untrusted text as code (short names, times). */
-static void put_code(struct buf *b, enum fmt f, const char *s, size_t max)
+static void put_code(struct strbuf *b, enum fmt f, const char *s, size_t max)
 {
-    put(b, f == F_SLACK ? "`" : f == F_HTML ? "<code>" : "");
+    strbuf_puts(b, f == F_SLACK ? "`" : f == F_HTML ? "<code>" : "");
     put_esc(b, f, s, max);
-    put(b, f == F_SLACK ? "`" : f == F_HTML ? "</code>" : "");
+    strbuf_puts(b, f == F_SLACK ? "`" : f == F_HTML ? "</code>" : "");
 }
 
 /* “s”, escaped and shortened: the user's words echoed back. */
-static void put_quoted(struct buf *b, enum fmt f, const char *s)
+static void put_quoted(struct strbuf *b, enum fmt f, const char *s)
 {
-    put(b, LQUOTE);
+    strbuf_puts(b, LQUOTE);
     put_esc(b, f, s, ECHO_MAX);
-    put(b, RQUOTE);
+    strbuf_puts(b, RQUOTE);
 }
 
-static void put_nl(struct buf *b, enum fmt f)
+static void put_nl(struct strbuf *b, enum fmt f)
 {
-    put(b, f == F_HTML ? "<br>" : "\n");
+    strbuf_puts(b, f == F_HTML ? "<br>" : "\n");
 }
 
 /*
  * label linked to url where the format links (url from render_safe_url(); NULL: not linked);
  * plain and text formats show the label only. label is untrusted, at most max.
  */
-static void put_link(struct buf *b, enum fmt f, const char *url, const char *label, size_t max)
+static void put_link(struct strbuf *b, enum fmt f, const char *url, const char *label, size_t max)
 {
     if (url && f == F_SLACK) {
-        put(b, "<");
+        strbuf_puts(b, "<");
         put_esc(b, f, url, 0);
-        put(b, "|");
+        strbuf_puts(b, "|");
         put_esc(b, f, label, max);
-        put(b, ">");
+        strbuf_puts(b, ">");
     } else if (url && f == F_HTML) {
-        put(b, "<a href=\"");
+        strbuf_puts(b, "<a href=\"");
         put_esc(b, f, url, 0);
-        put(b, "\">");
+        strbuf_puts(b, "\">");
         put_esc(b, f, label, max);
-        put(b, "</a>");
+        strbuf_puts(b, "</a>");
     } else {
         put_esc(b, f, label, max);
     }
@@ -206,17 +151,17 @@ static void fmt_time(char *out, size_t len, int64_t t, int with_time)
 }
 
 /* "3 min", "2 h 5 min", "4 d 1 h": a duration for people. */
-static void put_duration(struct buf *b, int64_t secs)
+static void put_duration(struct strbuf *b, int64_t secs)
 {
     long long s = secs > 0 ? (long long)secs : 0;
     if (s < 60)
-        putf(b, "%lld s", s);
+        strbuf_printf(b, "%lld s", s);
     else if (s < 3600)
-        putf(b, "%lld min", s / 60);
+        strbuf_printf(b, "%lld min", s / 60);
     else if (s < 86400)
-        putf(b, "%lld h %lld min", s / 3600, s % 3600 / 60);
+        strbuf_printf(b, "%lld h %lld min", s / 3600, s % 3600 / 60);
     else
-        putf(b, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+        strbuf_printf(b, "%lld d %lld h", s / 86400, s % 86400 / 3600);
 }
 
 /* ---- case folding (see the top of the file) ---- */
@@ -372,7 +317,8 @@ static const char *shown_name(const struct project *p)
 }
 
 /* The project's page, safe for links (NULL: not linkable); sets b->oom on ENOMEM. */
-static char *project_url(struct buf *b, const struct command_context *ctx, const struct project *p)
+static char *project_url(struct strbuf *b, const struct command_context *ctx,
+                         const struct project *p)
 {
     char *raw = youtrack_project_url(ctx->service_url ? ctx->service_url : "", ctx->flavour, p);
     char *safe = NULL;
@@ -385,7 +331,7 @@ static char *project_url(struct buf *b, const struct command_context *ctx, const
 /* ---- an answer: a head, items, "N more"; laid out per platform ---- */
 
 struct doc;
-typedef void (*doc_writer)(struct buf *b, enum fmt f, const struct doc *d, size_t i);
+typedef void (*doc_writer)(struct strbuf *b, enum fmt f, const struct doc *d, size_t i);
 
 struct doc {
     const struct command_context *ctx;
@@ -402,30 +348,30 @@ struct doc {
     int unknown;                         /* `help`: arg was not a command */
 };
 
-static void put_more(struct buf *b, enum fmt f, const struct doc *d, size_t listed)
+static void put_more(struct strbuf *b, enum fmt f, const struct doc *d, size_t listed)
 {
-    put(b, ELLIPSIS " ");
-    putf(b, "%zu", d->n_total - listed);
-    put(b, " more");
+    strbuf_puts(b, ELLIPSIS " ");
+    strbuf_printf(b, "%zu", d->n_total - listed);
+    strbuf_puts(b, " more");
     if (d->more_hint)
-        put(b, d->more_hint);
+        strbuf_puts(b, d->more_hint);
     (void)f;
 }
 
 static int layout_text(const struct doc *d, char **out)
 {
-    struct buf b = {0};
+    struct strbuf b = {0};
     d->head(&b, F_TEXT, d, 0);
     for (size_t i = 0; i < d->n_items; i++) {
-        put(&b, "\n- ");
+        strbuf_puts(&b, "\n- ");
         d->item(&b, F_TEXT, d, i);
     }
     if (d->n_items < d->n_total) {
-        put(&b, "\n");
+        strbuf_puts(&b, "\n");
         put_more(&b, F_TEXT, d, d->n_items);
     }
     if (b.oom || !b.p) {
-        buf_fini(&b);
+        strbuf_fini(&b);
         return -ENOMEM;
     }
     *out = b.p;
@@ -438,7 +384,7 @@ static int layout_text(const struct doc *d, char **out)
  */
 static int layout_slack(const struct doc *d, char **out)
 {
-    struct buf sec[RENDER_SLACK_BLOCKS_MAX] = {{0}}, line = {0}, fb = {0};
+    struct strbuf sec[RENDER_SLACK_BLOCKS_MAX] = {{0}}, line = {0}, fb = {0};
     const char *texts[RENDER_SLACK_BLOCKS_MAX];
     size_t ns = 1, listed = 0, cps = 0;
     int err = 0;
@@ -446,13 +392,13 @@ static int layout_slack(const struct doc *d, char **out)
     d->head(&sec[0], F_SLACK, d, 0);
     d->head(&fb, F_SLACK_FB, d, 0);
     for (; listed < d->n_items; listed++) {
-        buf_reset(&line);
-        put(&line, BULLET " ");
+        strbuf_cut(&line, 0);
+        strbuf_puts(&line, BULLET " ");
         d->item(&line, F_SLACK, d, listed);
         if (line.oom)
             break;
         size_t lc = render_utf8_count(line.p, line.n);
-        struct buf *cur = &sec[ns - 1];
+        struct strbuf *cur = &sec[ns - 1];
         if (ns == 1 || cps + 1 + lc > RENDER_SLACK_TEXT_MAX) {
             if (ns + 1 > RENDER_SLACK_BLOCKS_MAX - 1) /* one block is kept for "N more" */
                 break;
@@ -460,10 +406,10 @@ static int layout_slack(const struct doc *d, char **out)
             cps = 0;
         }
         if (cur->n) {
-            put(cur, "\n");
+            strbuf_puts(cur, "\n");
             cps++;
         }
-        putn(cur, line.p, line.n);
+        strbuf_putn(cur, line.p, line.n);
         cps += lc;
     }
     if (listed < d->n_total)
@@ -478,37 +424,38 @@ static int layout_slack(const struct doc *d, char **out)
         err = !*out;
     }
     for (size_t i = 0; i < ns; i++)
-        buf_fini(&sec[i]);
-    buf_fini(&line);
-    buf_fini(&fb);
+        strbuf_fini(&sec[i]);
+    strbuf_fini(&line);
+    strbuf_fini(&fb);
     return err ? -ENOMEM : 0;
 }
 
-static void matrix_build(const struct doc *d, size_t listed, struct buf *body, struct buf *html)
+static void matrix_build(const struct doc *d, size_t listed, struct strbuf *body,
+                         struct strbuf *html)
 {
-    buf_reset(body);
-    buf_reset(html);
+    strbuf_cut(body, 0);
+    strbuf_cut(html, 0);
     d->head(body, F_PLAIN, d, 0);
-    put(html, "<p>");
+    strbuf_puts(html, "<p>");
     d->head(html, F_HTML, d, 0);
-    put(html, "</p>");
+    strbuf_puts(html, "</p>");
     if (listed)
-        put(html, "<ul>");
+        strbuf_puts(html, "<ul>");
     for (size_t i = 0; i < listed; i++) {
-        put(body, "\n" BULLET " ");
+        strbuf_puts(body, "\n" BULLET " ");
         d->item(body, F_PLAIN, d, i);
-        put(html, "<li>");
+        strbuf_puts(html, "<li>");
         d->item(html, F_HTML, d, i);
-        put(html, "</li>");
+        strbuf_puts(html, "</li>");
     }
     if (listed)
-        put(html, "</ul>");
+        strbuf_puts(html, "</ul>");
     if (listed < d->n_total) {
-        put(body, "\n");
+        strbuf_puts(body, "\n");
         put_more(body, F_PLAIN, d, listed);
-        put(html, "<p>");
+        strbuf_puts(html, "<p>");
         put_more(html, F_HTML, d, listed);
-        put(html, "</p>");
+        strbuf_puts(html, "</p>");
     }
 }
 
@@ -519,7 +466,7 @@ static void matrix_build(const struct doc *d, size_t listed, struct buf *body, s
  */
 static int layout_matrix(const struct doc *d, char **out)
 {
-    struct buf body = {0}, html = {0};
+    struct strbuf body = {0}, html = {0};
     size_t listed = d->n_items;
     char *res = NULL;
     int cut = 0;
@@ -538,8 +485,8 @@ static int layout_matrix(const struct doc *d, char **out)
         size_t fit = (size_t)((double)listed * MATRIX_TARGET / (double)(est ? est : 1));
         listed = fit < listed ? fit : listed - 1;
     }
-    buf_fini(&body);
-    buf_fini(&html);
+    strbuf_fini(&body);
+    strbuf_fini(&html);
     if (!res)
         return -ENOMEM;
     *out = res;
@@ -569,24 +516,24 @@ static const char *const help_lines[][2] = {
     {"help", "this list"},
 };
 
-static void help_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void help_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)i;
     if (d->unknown) {
-        put(b, "Unknown command ");
+        strbuf_puts(b, "Unknown command ");
         put_quoted(b, f, d->arg);
-        put(b, ".");
+        strbuf_puts(b, ".");
         put_nl(b, f);
     }
-    put(b, "YouTrack bridge commands:");
+    strbuf_puts(b, "YouTrack bridge commands:");
 }
 
-static void help_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void help_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)d;
     put_code(b, f, help_lines[i][0], 0);
-    put(b, " " MDASH " ");
-    put(b, help_lines[i][1]);
+    strbuf_puts(b, " " MDASH " ");
+    strbuf_puts(b, help_lines[i][1]);
 }
 
 static int run_help(const struct command_context *ctx, enum command_platform pf, const char *word,
@@ -600,10 +547,10 @@ static int run_help(const struct command_context *ctx, enum command_platform pf,
 }
 
 /* A one-line answer of trusted text (arg: unused). */
-static void line_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void line_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)f, (void)i;
-    put(b, d->arg);
+    strbuf_puts(b, d->arg);
 }
 
 static int run_line(const struct command_context *ctx, enum command_platform pf, const char *text,
@@ -611,6 +558,12 @@ static int run_line(const struct command_context *ctx, enum command_platform pf,
 {
     struct doc d = {.ctx = ctx, .head = line_head, .arg = text};
     return layout(&d, pf, out);
+}
+
+int command_say(enum command_platform platform, const char *literal, char **out)
+{
+    static const struct command_context none;
+    return run_line(&none, platform, literal, out);
 }
 
 /* ---- projects [filter] ---- */
@@ -668,16 +621,16 @@ static void select_first(const struct project **v, size_t n, size_t k)
     qsort(v, n, sizeof(*v), project_order_q);
 }
 
-static void projects_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void projects_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)i;
     if (!d->n_total) {
         if (d->arg) {
-            put(b, "No project matches ");
+            strbuf_puts(b, "No project matches ");
             put_quoted(b, f, d->arg);
-            put(b, ".");
+            strbuf_puts(b, ".");
         } else {
-            put(b, "No projects known yet.");
+            strbuf_puts(b, "No projects known yet.");
         }
         return;
     }
@@ -685,14 +638,14 @@ static void projects_head(struct buf *b, enum fmt f, const struct doc *d, size_t
     snprintf(num, sizeof(num), "%zu %s", d->n_total, d->n_total == 1 ? "project" : "projects");
     put_bold(b, f, num);
     if (d->arg) {
-        put(b, d->n_total == 1 ? " matches " : " match ");
+        strbuf_puts(b, d->n_total == 1 ? " matches " : " match ");
         put_quoted(b, f, d->arg);
     }
 }
 
 /* "`KEY` <url|Name> (archived)": the short name, the linked name, the archived mark; plain and
  * text formats end with the URL instead. */
-static void project_line(struct buf *b, enum fmt f, const struct command_context *ctx,
+static void project_line(struct strbuf *b, enum fmt f, const struct command_context *ctx,
                          const struct project *p)
 {
     char *url = project_url(b, ctx, p);
@@ -700,19 +653,21 @@ static void project_line(struct buf *b, enum fmt f, const struct command_context
 
     if (named && nonempty(p->short_name)) {
         put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
-        put(b, f == F_SLACK || f == F_HTML ? " " : ": ");
+        strbuf_puts(b, f == F_SLACK || f == F_HTML ? " " : ": ");
     }
     put_link(b, f, url, shown_name(p), named ? RENDER_CHAT_NAME_MAX : RENDER_CHAT_KEY_MAX);
     if (p->archived == TRI_YES)
-        put(b, f == F_SLACK ? " _(archived)_" : f == F_HTML ? " <i>(archived)</i>" : " (archived)");
+        strbuf_puts(b, f == F_SLACK  ? " _(archived)_"
+                       : f == F_HTML ? " <i>(archived)</i>"
+                                     : " (archived)");
     if (url && (f == F_TEXT || f == F_PLAIN)) {
-        put(b, " ");
+        strbuf_puts(b, " ");
         put_esc(b, f, url, 0);
     }
     free(url);
 }
 
-static void projects_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void projects_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     project_line(b, f, d->ctx, d->list[i]);
 }
@@ -790,11 +745,11 @@ static const struct project *find_project(const struct project_list *l, const ch
     return folded;
 }
 
-static void put_field(struct buf *b, enum fmt f, const char *label)
+static void put_field(struct strbuf *b, enum fmt f, const char *label)
 {
     put_nl(b, f);
     put_bold(b, f, label);
-    put(b, ": ");
+    strbuf_puts(b, ": ");
 }
 
 /* Whitespace runs (newlines, tabs) as one space: a description on one line. */
@@ -817,18 +772,18 @@ static char *flatten(const char *s)
     return out;
 }
 
-static void project_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void project_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct project *p = d->proj;
     char when[32];
     (void)i;
 
     if (!p) {
-        put(b, "No project with the short name or id ");
+        strbuf_puts(b, "No project with the short name or id ");
         put_quoted(b, f, d->arg);
-        put(b, ". Try ");
+        strbuf_puts(b, ". Try ");
         put_code(b, f, "projects <filter>", 0);
-        put(b, " to search by name.");
+        strbuf_puts(b, " to search by name.");
         return;
     }
     project_line(b, f, d->ctx, p);
@@ -836,32 +791,32 @@ static void project_head(struct buf *b, enum fmt f, const struct doc *d, size_t 
     if (p->short_name)
         put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
     else
-        put(b, "unknown");
+        strbuf_puts(b, "unknown");
     put_field(b, f, "ID");
     put_code(b, f, p->id, RENDER_CHAT_KEY_MAX);
     put_field(b, f, "Leader");
     if (nonempty(p->leader_name)) {
         put_esc(b, f, p->leader_name, RENDER_CHAT_NAME_MAX);
         if (nonempty(p->leader_login)) {
-            put(b, " (");
+            strbuf_puts(b, " (");
             put_esc(b, f, p->leader_login, RENDER_CHAT_NAME_MAX);
-            put(b, ")");
+            strbuf_puts(b, ")");
         }
     } else if (nonempty(p->leader_login)) {
         put_esc(b, f, p->leader_login, RENDER_CHAT_NAME_MAX);
     } else {
-        put(b, p->leader_name || p->leader_login ? "none" : "unknown");
+        strbuf_puts(b, p->leader_name || p->leader_login ? "none" : "unknown");
     }
     put_field(b, f, "Archived");
-    put(b, p->archived == TRI_YES ? "yes" : p->archived == TRI_NO ? "no" : "unknown");
+    strbuf_puts(b, p->archived == TRI_YES ? "yes" : p->archived == TRI_NO ? "no" : "unknown");
     put_field(b, f, "First seen");
     fmt_time(when, sizeof(when), p->first_seen, 0);
-    put(b, when);
+    strbuf_puts(b, when);
     put_field(b, f, "Description");
     if (!p->description) {
-        put(b, "unknown");
+        strbuf_puts(b, "unknown");
     } else if (!*p->description) {
-        put(b, "none");
+        strbuf_puts(b, "none");
     } else {
         char *flat = flatten(p->description);
         if (!flat)
@@ -884,25 +839,26 @@ static int run_project(const struct command_context *ctx, enum command_platform 
 static const char *const kind_word[] = {"Created", "Renamed", "Archived", "Unarchived", "Removed"};
 
 /* "Name (`KEY`)" of a history entry's strings, as render.c shows a project. */
-static void put_named(struct buf *b, enum fmt f, const char *name, const char *key, const char *id)
+static void put_named(struct strbuf *b, enum fmt f, const char *name, const char *key,
+                      const char *id)
 {
     if (nonempty(name)) {
         put_esc(b, f, name, RENDER_CHAT_NAME_MAX);
         if (nonempty(key)) {
-            put(b, " (");
+            strbuf_puts(b, " (");
             put_code(b, f, key, RENDER_CHAT_KEY_MAX);
-            put(b, ")");
+            strbuf_puts(b, ")");
         }
     } else {
         put_esc(b, f, nonempty(key) ? key : id, RENDER_CHAT_KEY_MAX);
     }
 }
 
-static void changes_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void changes_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)i;
     if (!d->n_items) {
-        put(b, "No changes detected yet.");
+        strbuf_puts(b, "No changes detected yet.");
         return;
     }
     char title[64];
@@ -911,24 +867,24 @@ static void changes_head(struct buf *b, enum fmt f, const struct doc *d, size_t 
     else
         snprintf(title, sizeof(title), "The last %zu changes", d->n_items);
     put_bold(b, f, title);
-    put(b, " (newest first, UTC)");
+    strbuf_puts(b, " (newest first, UTC)");
 }
 
-static void changes_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void changes_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct history_entry *h = &d->history[d->n_items - 1 - i]; /* newest first */
     char when[32];
 
     fmt_time(when, sizeof(when), h->at, 1);
     put_code(b, f, when, 0);
-    put(b, " ");
-    put(b, (unsigned)h->kind < sizeof(kind_word) / sizeof(kind_word[0]) ? kind_word[h->kind]
-                                                                        : "Changed");
-    put(b, ": ");
+    strbuf_puts(b, " ");
+    strbuf_puts(b, (unsigned)h->kind < sizeof(kind_word) / sizeof(kind_word[0]) ? kind_word[h->kind]
+                                                                                : "Changed");
+    strbuf_puts(b, ": ");
     if (h->kind == CHANGE_RENAMED) {
         put_named(b, f, h->old_name ? h->old_name : h->name,
                   h->old_short_name ? h->old_short_name : h->short_name, h->id);
-        put(b, " " ARROW " ");
+        strbuf_puts(b, " " ARROW " ");
     }
     put_named(b, f, h->name, h->short_name, h->id);
 }
@@ -964,16 +920,16 @@ static size_t count_projects(const struct project_list *l)
     return n;
 }
 
-static void status_head(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct command_context *ctx = d->ctx;
     char when[32], *url = NULL;
     (void)i;
 
-    put(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
-    put(b, "ytbridge ");
+    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    strbuf_puts(b, "ytbridge ");
     put_esc(b, f, ctx->version ? ctx->version : "unknown", ECHO_MAX);
-    put(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
 
     put_field(b, f, "YouTrack");
     if (render_safe_url(ctx->service_url, &url) != 0)
@@ -983,52 +939,52 @@ static void status_head(struct buf *b, enum fmt f, const struct doc *d, size_t i
     else
         put_esc(b, f, ctx->service_url ? ctx->service_url : "unknown", RENDER_CHAT_NAME_MAX);
     free(url);
-    put(b, ctx->flavour == YOUTRACK_MODERN   ? " (API: /api)"
-           : ctx->flavour == YOUTRACK_LEGACY ? " (API: legacy /rest)"
-                                             : " (API: not detected yet)");
+    strbuf_puts(b, ctx->flavour == YOUTRACK_MODERN   ? " (API: /api)"
+                   : ctx->flavour == YOUTRACK_LEGACY ? " (API: legacy /rest)"
+                                                     : " (API: not detected yet)");
 
     put_field(b, f, "Last successful poll");
     if (ctx->last_poll_ok > 0) {
         fmt_time(when, sizeof(when), ctx->last_poll_ok, 1);
-        put(b, when);
-        put(b, " UTC, ");
+        strbuf_puts(b, when);
+        strbuf_puts(b, " UTC, ");
         put_duration(b, ctx->now - ctx->last_poll_ok);
-        put(b, " ago");
+        strbuf_puts(b, " ago");
     } else {
-        put(b, "never");
+        strbuf_puts(b, "never");
     }
     if (nonempty(ctx->last_error)) {
         put_field(b, f, "Last error");
         put_esc(b, f, ctx->last_error, ERROR_MAX);
     }
     put_field(b, f, "Projects");
-    putf(b, "%zu", count_projects(ctx->projects));
+    strbuf_printf(b, "%zu", count_projects(ctx->projects));
     put_field(b, f, "Uptime");
     if (ctx->started_at > 0)
         put_duration(b, ctx->now - ctx->started_at);
     else
-        put(b, "unknown");
+        strbuf_puts(b, "unknown");
     put_field(b, f, "Sinks");
     if (!ctx->n_sinks)
-        put(b, "none");
+        strbuf_puts(b, "none");
     else
-        putf(b, "%zu", ctx->n_sinks);
+        strbuf_printf(b, "%zu", ctx->n_sinks);
 }
 
-static void status_item(struct buf *b, enum fmt f, const struct doc *d, size_t i)
+static void status_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct command_sink *s = &d->ctx->sinks[i];
     put_code(b, f, s->name ? s->name : "?", RENDER_CHAT_KEY_MAX);
-    put(b, " (");
+    strbuf_puts(b, " (");
     put_esc(b, f, s->type ? s->type : "?", RENDER_CHAT_KEY_MAX);
-    putf(b, "): queue %zu, ", s->depth);
+    strbuf_printf(b, "): queue %zu, ", s->depth);
     if (!s->broken) {
-        put(b, "ok");
+        strbuf_puts(b, "ok");
     } else if (nonempty(s->reason)) {
-        put(b, "broken: ");
+        strbuf_puts(b, "broken: ");
         put_esc(b, f, s->reason, ERROR_MAX);
     } else {
-        put(b, "broken");
+        strbuf_puts(b, "broken");
     }
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "project.h"
+#include "state.h" /* struct history_entry */
 #include "youtrack.h"
 
 #define COMMAND_MAX_INPUT 200 /* bytes of command text considered; longer input is refused */
@@ -18,17 +19,6 @@ enum command_platform {
     COMMAND_SLACK = 0, /* a Socket Mode ack payload: {"response_type","text","blocks"} */
     COMMAND_MATRIX,    /* m.room.message content: m.notice, body, formatted_body, m.mentions */
     COMMAND_TEXT,      /* plain text (tests, the command line) */
-};
-
-/* One detected change, as kept in the state directory's bounded history. */
-struct history_entry {
-    int64_t at; /* unix seconds */
-    enum change_kind kind;
-    const char *id;
-    const char *short_name;     /* after the change (before it, for a removal); may be NULL */
-    const char *name;           /* likewise */
-    const char *old_short_name; /* renames: before; else NULL */
-    const char *old_name;
 };
 
 struct command_sink {
@@ -41,7 +31,7 @@ struct command_sink {
 
 struct command_context {
     const struct project_list *projects; /* the snapshot: finished, may be empty */
-    const struct history_entry *history; /* oldest first */
+    const struct history_entry *history; /* oldest first (the snapshot's) */
     size_t n_history;
     const char *service_url;
     enum youtrack_flavour flavour;
@@ -61,6 +51,12 @@ struct command_context {
  */
 int command_run(const char *text, size_t len, const struct command_context *ctx,
                 enum command_platform platform, char **out);
+
+/*
+ * An answer that is one trusted line (no character any target escapes), e.g. a refusal, laid
+ * out for platform like every answer. 0 and *out (caller frees), or -ENOMEM.
+ */
+int command_say(enum command_platform platform, const char *literal, char **out);
 
 /* The command's name for metrics ("projects", "project", "changes", "status", "help"). */
 const char *command_name(const char *text, size_t len);

@@ -63,6 +63,39 @@ struct conf_sink {
     int allow_insecure; /* plain http:// to a non-loopback host */
 };
 
+/* chat.slack: /youtrack over Socket Mode. */
+struct conf_chat_slack {
+    int enabled;
+    char *app_token;         /* xapp-...; a secret */
+    char *command;           /* "/youtrack" */
+    char **allowed_channels; /* channel ids; none: every channel */
+    size_t n_allowed_channels;
+    char **allowed_users; /* user ids; none: everyone in the workspace */
+    size_t n_allowed_users;
+    char *api_url;      /* Web API base, default "https://slack.com/api"; no trailing '/' */
+    int allow_insecure; /* plain http:// / ws:// to a non-loopback host */
+};
+
+/* chat.matrix: !youtrack in rooms, read with /sync. */
+struct conf_chat_matrix {
+    int enabled;
+    char *homeserver;   /* base URL, no trailing '/' */
+    char *access_token; /* a secret */
+    char **rooms;       /* "!id:server": the rooms it answers in */
+    size_t n_rooms;
+    char *prefix; /* "!youtrack" */
+    char **allowed_users;
+    size_t n_allowed_users;
+    int allow_insecure;
+    /*
+     * One internal matrix sink per room, for the replies: they go through the outbox like
+     * notifications (paced, Retry-After honoured) but are never journaled. Named
+     * "chat:<room id>"; not in struct conf's sinks, so nothing is ever routed to them.
+     */
+    struct conf_sink *reply_sinks;
+    size_t n_reply_sinks;
+};
+
 struct conf {
     char *path; /* the file it came from */
     struct {
@@ -94,12 +127,21 @@ struct conf {
         char *listen; /* "HOST:PORT" for /healthz, /readyz, /metrics; "" disables it */
     } http;
     struct {
+        struct conf_chat_slack slack;
+        struct conf_chat_matrix matrix;
+    } chat;
+    struct {
         int level_set; /* the file named a level (the command line still wins) */
         enum log_level level;
         int format_set;
         enum log_format format;
     } log;
 };
+
+/*
+ * The sink called name: a configured one or a chat reply sink. NULL when there is none.
+ */
+const struct conf_sink *conf_find_sink(const struct conf *conf, const char *name);
 
 /* One problem found in a configuration. */
 struct conf_diag {

@@ -24,6 +24,8 @@ enum step {
     STEP_ADMIN,
     STEP_PROJECTS,
     STEP_SINKS,
+    STEP_CHAT_SLACK,
+    STEP_CHAT_MATRIX,
     STEP_DONE,
 };
 
@@ -80,7 +82,9 @@ static int get(struct doctor *d, const char *url, const char *method, const char
         .body_len = body ? strlen(body) : 0,
         .timeout_ms = (long)d->conf->youtrack.timeout * 1000L,
         .max_body = 256 * 1024,
-        .ca_file = d->conf->youtrack.ca_file,
+        /* youtrack.ca_file is for YouTrack only: the sinks and chat use the system store, as
+         * the daemon does. */
+        .ca_file = d->step < STEP_SINKS ? d->conf->youtrack.ca_file : NULL,
     };
     return http_start(d->http, &req, cb, d, NULL);
 }
@@ -332,6 +336,47 @@ static void check_sink(struct doctor *d)
     }
 }
 
+/* chat.slack: apps.connections.open issues a URL (left unused) when the app token works. */
+static void on_chat_slack(void *userdata, const struct http_response *res)
+{
+    struct doctor *d = userdata;
+    char err[64];
+
+    if (res->result != HTTP_DONE)
+        report(d, "FAIL", "chat.slack: slack.com unreachable: %s", res->error);
+    else if (res->status == 429)
+        report(d, "WARN", "chat.slack: apps.connections.open is rate limited; try again later");
+    else if (!is_json(res) || res->status != 200)
+        report(d, "FAIL", "chat.slack: apps.connections.open answered HTTP %ld", res->status);
+    else if (json_str(res, "url", err, sizeof(err)))
+        report(d, "OK",
+               "chat.slack: the app token can open Socket Mode connections (a connection URL "
+               "was issued and left unused)");
+    else
+        report(d, "FAIL", "chat.slack: apps.connections.open refused the app token: %s",
+               json_str(res, "error", err, sizeof(err)) ? err : "no reason given");
+    d->step = STEP_CHAT_MATRIX;
+    next(d);
+}
+
+/* chat.matrix: whoami with the bot's token. */
+static void on_chat_matrix(void *userdata, const struct http_response *res)
+{
+    struct doctor *d = userdata;
+    char who[256], err[64];
+
+    if (res->result != HTTP_DONE)
+        report(d, "FAIL", "chat.matrix: homeserver unreachable: %s", res->error);
+    else if (res->status == 200 && json_str(res, "user_id", who, sizeof(who)))
+        report(d, "OK", "chat.matrix: the access token is %s; answering in %zu room%s", who,
+               d->conf->chat.matrix.n_rooms, d->conf->chat.matrix.n_rooms == 1 ? "" : "s");
+    else
+        report(d, "FAIL", "chat.matrix: whoami answered HTTP %ld %s", res->status,
+               json_str(res, "errcode", err, sizeof(err)) ? err : "");
+    d->step = STEP_DONE;
+    next(d);
+}
+
 static void next(struct doctor *d)
 {
     char *url = NULL;
@@ -370,7 +415,37 @@ static void next(struct doctor *d)
             check_sink(d);
             return;
         }
-        d->step = STEP_DONE;
+        d->step = STEP_CHAT_SLACK;
+        next(d);
+        return;
+    case STEP_CHAT_SLACK:
+        if (!d->conf->chat.slack.enabled) {
+            d->step = STEP_CHAT_MATRIX;
+            next(d);
+            return;
+        }
+        set_auth(d, d->conf->chat.slack.app_token);
+        if (asprintf(&url, "%s/apps.connections.open", d->conf->chat.slack.api_url) < 0 ||
+            get(d, url, "POST", "", on_chat_slack) != 0) {
+            report(d, "FAIL", "chat.slack: cannot start a request");
+            d->step = STEP_CHAT_MATRIX;
+            free(url);
+            next(d);
+            return;
+        }
+        break;
+    case STEP_CHAT_MATRIX:
+        if (!d->conf->chat.matrix.enabled) {
+            d->step = STEP_DONE;
+            break;
+        }
+        set_auth(d, d->conf->chat.matrix.access_token);
+        if (asprintf(&url, "%s/_matrix/client/v3/account/whoami", d->conf->chat.matrix.homeserver) <
+                0 ||
+            get(d, url, "GET", NULL, on_chat_matrix) != 0) {
+            report(d, "FAIL", "chat.matrix: cannot start a request");
+            d->step = STEP_DONE;
+        }
         break;
     case STEP_DONE:
         break;

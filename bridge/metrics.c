@@ -19,6 +19,17 @@ static const char *const poll_results[] = {"ok", "auth", "network", "server", "p
 static const double buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
+/* Chat counters: one label, a fixed set of values (unknown values count under the last). */
+static const char *const cmd_platforms[] = {"slack", "matrix"};
+static const char *const cmd_names[] = {"projects", "project", "changes", "status", "help"};
+static const char *const slack_disc[] = {
+    "warning", "refresh_requested", "link_disabled", "too_many_websockets", "silent", "lost",
+    "other"};
+static const char *const slack_env[] = {"answered", "duplicate", "refused", "ignored"};
+static const char *const slack_open[] = {"ok", "error"};
+static const char *const matrix_sync[] = {"ok", "error"};
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 struct sink_counts {
     char name[72];
     uint64_t delivered, retried, dead;
@@ -34,7 +45,58 @@ static struct {
     uint64_t changes[5];
     struct sink_counts sinks[MAX_SINKS];
     size_t n_sinks;
+    uint64_t commands[N_OF(cmd_platforms)][N_OF(cmd_names)];
+    uint64_t slack_disc[N_OF(slack_disc)], slack_env[N_OF(slack_env)], slack_open[N_OF(slack_open)],
+        matrix_sync[N_OF(matrix_sync)];
+    int slack_enabled, slack_sockets, slack_connected, matrix_enabled;
+    int64_t matrix_last_sync;
 } m;
+
+/* The index of v in names; unknown values map to the last one. */
+static size_t index_of(const char *const *names, size_t n, const char *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], v) == 0)
+            return i;
+    }
+    return n - 1;
+}
+
+void metrics_command(const char *platform, const char *command)
+{
+    m.commands[index_of(cmd_platforms, N_OF(cmd_platforms), platform)]
+              [index_of(cmd_names, N_OF(cmd_names), command)]++;
+}
+
+void metrics_slack_sockets(int open, int connected)
+{
+    m.slack_enabled = 1;
+    m.slack_sockets = open;
+    m.slack_connected = connected;
+}
+
+void metrics_slack_disconnect(const char *reason)
+{
+    m.slack_disc[index_of(slack_disc, N_OF(slack_disc), reason)]++;
+}
+
+void metrics_slack_envelope(const char *result)
+{
+    m.slack_env[index_of(slack_env, N_OF(slack_env), result)]++;
+}
+
+void metrics_slack_open(int ok)
+{
+    m.slack_open[ok ? 0 : 1]++;
+}
+
+void metrics_matrix_sync(int ok, int64_t now)
+{
+    m.matrix_enabled = 1;
+    m.matrix_sync[ok ? 0 : 1]++;
+    if (ok)
+        m.matrix_last_sync = now;
+}
 
 void metrics_reset(void)
 {
@@ -179,6 +241,45 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
         fputs("ytbridge_sink_broken{sink=\"", f);
         put_label(f, sinks[i].name);
         fprintf(f, "\"} %d\n", sinks[i].broken ? 1 : 0);
+    }
+    family(f, "ytbridge_commands_total", "counter",
+           "Chat commands answered, by platform and command.");
+    for (size_t i = 0; i < N_OF(cmd_platforms); i++) {
+        for (size_t k = 0; k < N_OF(cmd_names); k++)
+            fprintf(f, "ytbridge_commands_total{platform=\"%s\",command=\"%s\"} %llu\n",
+                    cmd_platforms[i], cmd_names[k], (unsigned long long)m.commands[i][k]);
+    }
+    if (m.slack_enabled) {
+        family(f, "ytbridge_slack_sockets", "gauge", "Socket Mode websockets held open.");
+        fprintf(f, "ytbridge_slack_sockets %d\n", m.slack_sockets);
+        family(f, "ytbridge_slack_connected", "gauge",
+               "1 while a Socket Mode connection has said hello.");
+        fprintf(f, "ytbridge_slack_connected %d\n", m.slack_connected);
+        family(f, "ytbridge_slack_disconnects_total", "counter",
+               "Socket Mode connections ended, by reason.");
+        for (size_t i = 0; i < N_OF(slack_disc); i++)
+            fprintf(f, "ytbridge_slack_disconnects_total{reason=\"%s\"} %llu\n", slack_disc[i],
+                    (unsigned long long)m.slack_disc[i]);
+        family(f, "ytbridge_slack_envelopes_total", "counter",
+               "Socket Mode envelopes received, by what became of them.");
+        for (size_t i = 0; i < N_OF(slack_env); i++)
+            fprintf(f, "ytbridge_slack_envelopes_total{result=\"%s\"} %llu\n", slack_env[i],
+                    (unsigned long long)m.slack_env[i]);
+        family(f, "ytbridge_slack_connection_opens_total", "counter",
+               "apps.connections.open calls, by result.");
+        for (size_t i = 0; i < N_OF(slack_open); i++)
+            fprintf(f, "ytbridge_slack_connection_opens_total{result=\"%s\"} %llu\n", slack_open[i],
+                    (unsigned long long)m.slack_open[i]);
+    }
+    if (m.matrix_enabled) {
+        family(f, "ytbridge_matrix_syncs_total", "counter", "Matrix /sync requests, by result.");
+        for (size_t i = 0; i < N_OF(matrix_sync); i++)
+            fprintf(f, "ytbridge_matrix_syncs_total{result=\"%s\"} %llu\n", matrix_sync[i],
+                    (unsigned long long)m.matrix_sync[i]);
+        family(f, "ytbridge_matrix_last_sync_timestamp_seconds", "gauge",
+               "Unix time of the last successful Matrix /sync; 0 before the first.");
+        fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n",
+                (long long)m.matrix_last_sync);
     }
     if (fclose(f) != 0) {
         free(out);

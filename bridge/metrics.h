@@ -20,6 +20,21 @@ void metrics_change(enum change_kind kind);
 /* A delivery attempt ended: result "delivered", "retried", "dead". */
 void metrics_delivery(const char *sink, const char *result);
 
+/* A chat command was answered: platform "slack"/"matrix", command as command_name(). */
+void metrics_command(const char *platform, const char *command);
+
+/* Slack Socket Mode: sockets held and whether one has said hello; why one ended ("warning",
+ * "refresh_requested", "link_disabled", "too_many_websockets", "silent", "lost", "other");
+ * what became of an envelope ("answered", "duplicate", "refused", "ignored"); an
+ * apps.connections.open result. */
+void metrics_slack_sockets(int open, int connected);
+void metrics_slack_disconnect(const char *reason);
+void metrics_slack_envelope(const char *result);
+void metrics_slack_open(int ok);
+
+/* A Matrix /sync ended. */
+void metrics_matrix_sync(int ok, int64_t now);
+
 /* Per-sink gauges, refreshed by the caller before each render. */
 struct metrics_sink {
     const char *name;

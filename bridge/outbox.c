@@ -123,15 +123,18 @@ int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct s
     ob->http = http;
     ob->st = st;
     ob->conf = conf;
-    ob->q = calloc(conf->n_sinks ? conf->n_sinks : 1, sizeof(*ob->q));
+    size_t n_all = conf->n_sinks + conf->chat.matrix.n_reply_sinks;
+    ob->q = calloc(n_all ? n_all : 1, sizeof(*ob->q));
     if (!ob->q) {
         free(ob);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < conf->n_sinks; i++) {
+    for (size_t i = 0; i < n_all; i++) {
         struct queue *q = &ob->q[i];
+        const struct conf_sink *cs =
+            i < conf->n_sinks ? &conf->sinks[i] : &conf->chat.matrix.reply_sinks[i - conf->n_sinks];
         q->ob = ob;
-        if (sink_init(&q->sink, &conf->sinks[i]) != 0) {
+        if (sink_init(&q->sink, cs) != 0) {
             for (size_t j = 0; j < i; j++)
                 sink_fini(&ob->q[j].sink);
             free(ob->q);
@@ -239,7 +242,7 @@ static void pop(struct queue *q, const char *result)
     struct outbox *ob = q->ob;
     struct outbox_entry *e = q->head;
 
-    if (ob->st) {
+    if (ob->st && !e->transient) {
         int r = state_journal_done(ob->st, e->id, result);
         if (r)
             log_err("outbox",
@@ -251,12 +254,15 @@ static void pop(struct queue *q, const char *result)
     if (!q->head)
         q->tail = NULL;
     q->depth--;
+    int transient = e->transient;
     outbox_entry_free(e);
-    if (!ob->st)
+    if (!ob->st || transient)
         return;
     size_t pending = 0;
-    for (size_t i = 0; i < ob->n; i++)
-        pending += ob->q[i].depth;
+    for (size_t i = 0; i < ob->n; i++) {
+        for (struct outbox_entry *x = ob->q[i].head; x; x = x->next)
+            pending += !x->transient;
+    }
     if (pending == 0) {
         if (state_journal_clear(ob->st) == 0)
             ob->done_since_compact = 0;
@@ -268,8 +274,10 @@ static void pop(struct queue *q, const char *result)
         struct outbox_entry **v = calloc(pending, sizeof(*v));
         if (v) {
             for (size_t i = 0; i < ob->n; i++) {
-                for (struct outbox_entry *x = ob->q[i].head; x; x = x->next)
-                    v[k++] = x;
+                for (struct outbox_entry *x = ob->q[i].head; x; x = x->next) {
+                    if (!x->transient)
+                        v[k++] = x;
+                }
             }
             if (state_journal_compact(ob->st, v, k) == 0)
                 ob->done_since_compact = 0;
@@ -283,7 +291,7 @@ static void dead_letter(struct queue *q, const char *why)
     struct outbox_entry *e = q->head;
     log_err("outbox", "sink %s: message %s (%s) dead-lettered: %s", q->sink.conf->name, e->id,
             e->event, why);
-    if (q->ob->st) {
+    if (q->ob->st && !e->transient) {
         int r = state_deadletter(q->ob->st, e, why);
         if (r)
             log_err("outbox", "cannot write the dead-letter file: %s", strerror(-r));

@@ -24,7 +24,8 @@ struct outbox_entry {
     char *event; /* "project.created", ..., "digest", "baseline", "alert" */
     char *body;  /* what the sink receives (JSON, or a text line for stdout text) */
     int64_t created;
-    uint64_t gen; /* the snapshot generation that committed it */
+    uint64_t gen;  /* the snapshot generation that committed it */
+    int transient; /* a chat reply: never journaled, lost with the process (see README) */
 };
 
 /* Builds an entry (copies every string). Returns NULL on ENOMEM. */

@@ -12,6 +12,18 @@ Wire formats follow ../shared/reference/slack.md §1-3 and matrix.md §1-7:
                                  over 65536 bytes -> 413 M_TOO_LARGE
   GET  /_matrix/client/v3/directory/room/{roomAlias}
   GET  /_matrix/client/v3/account/whoami
+  GET  /_matrix/client/v3/sync   matrix.md §8-9: answers queued batches (see
+                                 PUT /_control/matrix_sync) in order; with
+                                 nothing queued it holds the request up to
+                                 `timeout` ms, then answers {"next_batch":
+                                 since, "rooms": {}}. A `since` older than the
+                                 newest token replays the batch served after
+                                 it, as a homeserver would. Each request is
+                                 recorded in "syncs" (since, timeout, filter,
+                                 set_presence, served next_batch).
+  POST /_matrix/client/v3/join/{roomIdOrAlias}   {"room_id"}; joins the room
+  POST /_matrix/client/v3/rooms/{roomId}/leave   {}; leaves it
+                                 (both recorded in "memberships")
   POST /hook/<name>              records X-Ytbridge-* headers, checks
                                  X-Ytbridge-Signature-256 when a secret is set
   POST /hookshot/<name>          expects {"text": ..., "html": ...}
@@ -30,7 +42,8 @@ Control API (unauthenticated):
   GET    /_control/received?receiver=R[&min_gap=0.95]
                              {"accepted": [...], "rejected": [...],
                               "duplicates": [...] (matrix), "lookups": [...]
-                              (matrix directory/whoami), "pacing_violations":
+                              (matrix directory/whoami), "syncs": [...] and
+                              "memberships": [...] (matrix), "pacing_violations":
                               [...] (accepted posts to one path closer than
                               min_gap s), "attempt_pacing_violations": [...]
                               (the same over every attempt)}
@@ -39,7 +52,15 @@ Control API (unauthenticated):
   PUT    /_control/matrix    {"rooms": [joined room ids], "aliases": {alias:
                               room id}, "token": "...", "user_id": "...",
                               "ratelimit": {"per_second": r, "burst": n} | null,
-                              "forget_txns": true}
+                              "forget_txns": true, "echo": bool (accepted
+                              messages come back in the next /sync, sent by
+                              user_id, with unsigned.transaction_id)}
+  PUT    /_control/matrix_sync {"batches": [sync bodies], "reset": bool}
+                             Appends batches (after dropping the queue and
+                             the served history with "reset"); a batch
+                             without next_batch gets "s<N>".
+  GET    /_control/matrix_sync {"head": newest token, "queued": n,
+                              "served": [tokens in order]}
   PUT    /_control/hook      {"name": ..., "secret": "..." | null}
 
 Every record has seq (global arrival order), t (time.monotonic() at arrival,
@@ -53,7 +74,9 @@ import hmac
 import json
 import math
 import secrets
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -130,6 +153,7 @@ COMMON_MODES = {'slow', 'disconnect', 'ok_then_disconnect'}
 SLACK_MODES = set(SLACK_ERRORS) | {'429', '500'} | COMMON_MODES
 MATRIX_MODES = {'429_header', '429_body_only', '500', '502_html', 'forbidden',
                 'unknown_token', 'too_large'} | COMMON_MODES
+SYNC_TIMEOUT_MAX = 60.0  # s a /sync is ever held, whatever it asks for
 HOOK_MODES = COMMON_MODES  # plus any HTTP status code as a string
 
 MATRIX_PREFIX = '/_matrix/client/v3'
@@ -184,11 +208,19 @@ class State:
         self.txns = {}  # (room, txnId) -> event_id, successes only
         self.ratelimit = None  # {"per_second": r, "burst": n}
         self.bucket = [0.0, time.monotonic()]  # level, last update
+        # /sync: batches not yet served, and the stream served so far as
+        # [(since token, batch with next_batch)], oldest first.
+        self.sync_cond = threading.Condition(self.lock)
+        self.sync_queue = []
+        self.sync_served = []
+        self.sync_head = 's0'
+        self.sync_n = 0
+        self.echo = False
 
     @staticmethod
     def empty_log():
         return {'accepted': [], 'rejected': [], 'duplicates': [],
-                'lookups': []}
+                'lookups': [], 'syncs': [], 'memberships': []}
 
     def next_seq(self):
         with self.lock:
@@ -213,6 +245,38 @@ class State:
     def add(self, receiver, kind, rec):
         with self.lock:
             self.received[receiver][kind].append(rec)
+
+    def queue_sync(self, batches):
+        """Append sync bodies (caller holds the lock)."""
+        for batch in batches:
+            batch = dict(batch)
+            if 'next_batch' not in batch:
+                self.sync_n += 1
+                batch['next_batch'] = 's%d' % self.sync_n
+            batch.setdefault('rooms', {})
+            self.sync_queue.append(batch)
+        self.sync_cond.notify_all()
+
+    def next_sync(self, since, timeout, gone):
+        """The body for a /sync with since (None: the first) held at most
+        timeout s; (body, replayed), or (None, False) when gone() says the
+        client hung up meanwhile (its batch stays queued for the next)."""
+        end = time.monotonic() + timeout
+        with self.lock:
+            if since is not None and since != self.sync_head:
+                for before, batch in self.sync_served:
+                    if before == since:
+                        return batch, True
+            while not self.sync_queue and time.monotonic() < end:
+                self.sync_cond.wait(min(0.2, end - time.monotonic()))
+                if gone():
+                    return None, False
+            if not self.sync_queue:
+                return {'next_batch': since or self.sync_head, 'rooms': {}}, False
+            batch = self.sync_queue.pop(0)
+            self.sync_served.append((self.sync_head, batch))
+            self.sync_head = batch['next_batch']
+            return batch, False
 
     def ratelimited(self):
         """Synapse-like leaky bucket; returns seconds to wait or 0."""
@@ -275,6 +339,16 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
         except OSError:
             pass
+
+    def client_gone(self):
+        """True when the client closed its end (a held /sync)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b''
+        except OSError:
+            return True
 
     def read_body(self):
         length = int(self.headers.get('Content-Length') or 0)
@@ -449,6 +523,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.matrix_error(403, 'M_FORBIDDEN', 'User %s not in room %s'
                                   % (st.matrix_user, parts[1]))
             return
+        if self.command == 'GET' and parts == ['sync']:
+            self.matrix_sync(rec, decoded)
+            return
+        if (len(parts) == 2 and parts[0] == 'join') or \
+                (len(parts) == 3 and parts[0] == 'rooms' and parts[2] == 'leave'):
+            self.matrix_membership(rec, decoded, parts)
+            return
         if not (len(parts) == 5 and parts[0] == 'rooms'
                 and parts[2] == 'send'):
             self.matrix_error(404, 'M_UNRECOGNIZED', 'Unrecognized request',
@@ -468,32 +549,7 @@ class Handler(BaseHTTPRequestHandler):
             st.add('matrix', 'rejected', rec)
             return
         mode = fault['mode'] if fault else None
-        retry = float(fault.get('retry_after', 1)) if fault else 1
-        if mode == '429_header':
-            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
-                              rec, [('Retry-After',
-                                     '%d' % math.ceil(retry))],
-                              retry_after_ms=int(retry * 1000))
-            return
-        if mode == '429_body_only':
-            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
-                              rec, retry_after_ms=int(retry * 1000))
-            return
-        if mode == '500':
-            self.matrix_error(500, 'M_UNKNOWN', 'Internal server error', rec)
-            return
-        if mode == '502_html':
-            rec.update(status=502, reason='502_html')
-            st.add('matrix', 'rejected', rec)
-            self.send_fixed(502, NGINX_502, 'text/html')
-            return
-        if mode == 'unknown_token':
-            self.matrix_error(401, 'M_UNKNOWN_TOKEN',
-                              'Unrecognised access token', rec,
-                              soft_logout=False)
-            return
-        if mode == 'too_large':
-            self.matrix_error(413, 'M_TOO_LARGE', 'Event too large', rec)
+        if self.matrix_fault(fault, rec):
             return
         with st.lock:
             joined = room in st.rooms
@@ -527,11 +583,140 @@ class Handler(BaseHTTPRequestHandler):
                 st.txns[(room, txn)] = event_id
             rec.update(status=200, event_id=event_id)
             st.received['matrix']['duplicates' if dup else 'accepted'].append(rec)
+            if st.echo and not dup:
+                # The homeserver hands our own message back in /sync.
+                st.queue_sync([{'rooms': {'join': {room: {'timeline': {
+                    'events': [{'type': etype, 'event_id': event_id,
+                                'sender': st.matrix_user,
+                                'origin_server_ts': int(time.time() * 1000),
+                                'content': content,
+                                'unsigned': {'age': 0,
+                                             'transaction_id': txn}}],
+                    'limited': False}}}}}])
         if mode == 'ok_then_disconnect':
             rec['dropped_answer'] = True
             self.drop_connection()
             return
         self.send_json(200, {'event_id': event_id})
+
+    def matrix_fault(self, fault, rec):
+        """Answer an error fault (429, 5xx, 401, 413); True when answered."""
+        mode = fault['mode'] if fault else None
+        retry = float(fault.get('retry_after', 1)) if fault else 1
+        if mode == '429_header':
+            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
+                              rec, [('Retry-After',
+                                     '%d' % math.ceil(retry))],
+                              retry_after_ms=int(retry * 1000))
+        elif mode == '429_body_only':
+            self.matrix_error(429, 'M_LIMIT_EXCEEDED', 'Too Many Requests',
+                              rec, retry_after_ms=int(retry * 1000))
+        elif mode == '500':
+            self.matrix_error(500, 'M_UNKNOWN', 'Internal server error', rec)
+        elif mode == '502_html':
+            if rec is not None:
+                rec.update(status=502, reason='502_html')
+                self.state.add('matrix', 'rejected', rec)
+            self.send_fixed(502, NGINX_502, 'text/html')
+        elif mode == 'unknown_token':
+            self.matrix_error(401, 'M_UNKNOWN_TOKEN',
+                              'Unrecognised access token', rec,
+                              soft_logout=False)
+        elif mode == 'too_large':
+            self.matrix_error(413, 'M_TOO_LARGE', 'Event too large', rec)
+        else:
+            return False
+        return True
+
+    def matrix_sync(self, rec, decoded):
+        """GET /sync (matrix.md §8-9); faults apply with path
+        /_matrix/client/v3/sync."""
+        st = self.state
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        since = q.get('since', [None])[-1]
+        try:
+            timeout_ms = int(q.get('timeout', ['0'])[-1])
+        except ValueError:
+            timeout_ms = 0
+        raw_filter = q.get('filter', [None])[-1]
+        try:
+            flt = json.loads(raw_filter) if raw_filter else None
+        except ValueError:
+            flt = None
+        # Every key is there before the record is visible: it is read while
+        # this request is still held.
+        rec.update(since=since, timeout=timeout_ms, filter=flt,
+                   raw_filter=raw_filter,
+                   set_presence=q.get('set_presence', [None])[-1],
+                   status=None, next_batch=None, replayed=None, empty=None,
+                   reason=None)
+        st.add('matrix', 'syncs', rec)
+        fault = st.take_fault('matrix', decoded)
+        if fault and fault['mode'] == 'slow' and not fault.get('delay'):
+            fault['delay'] = 2
+        if self.pre_fault(fault):
+            rec.update(status=None, reason='disconnect')
+            return
+        if fault and fault['mode'] == 'forbidden':
+            self.matrix_error(403, 'M_FORBIDDEN', 'Forbidden', rec)
+            return
+        if self.matrix_fault(fault, rec):
+            return
+        body, replayed = st.next_sync(
+            since, min(max(timeout_ms, 0) / 1000.0, SYNC_TIMEOUT_MAX),
+            self.client_gone)
+        if body is None:
+            with st.lock:
+                rec.update(reason='client gone')
+            self.close_connection = True
+            return
+        with st.lock:
+            rec.update(status=200, next_batch=body['next_batch'],
+                       replayed=replayed, empty=not body.get('rooms'))
+        if fault and fault['mode'] == 'ok_then_disconnect':
+            rec['dropped_answer'] = True
+            self.drop_connection()
+            return
+        self.send_json(200, body)
+
+    def matrix_membership(self, rec, decoded, parts):
+        """POST /join/{roomIdOrAlias} and /rooms/{roomId}/leave (body {})."""
+        st = self.state
+        join = parts[0] == 'join'
+        room = parts[1]
+        rec.update(action='join' if join else 'leave', room=room)
+        if self.command != 'POST':
+            self.matrix_error(405, 'M_UNRECOGNIZED', 'Unrecognized request',
+                              rec)
+            return
+        if not isinstance(rec['json'], dict):
+            self.matrix_error(400, 'M_NOT_JSON', 'Content not JSON.', rec)
+            return
+        fault = st.take_fault('matrix', decoded)
+        if self.pre_fault(fault):
+            rec.update(status=None, reason='disconnect')
+            st.add('matrix', 'memberships', rec)
+            return
+        if fault and fault['mode'] == 'forbidden':
+            rec['status'] = 403
+            st.add('matrix', 'memberships', rec)
+            self.matrix_error(403, 'M_FORBIDDEN',
+                              'You are not invited to this room.')
+            return
+        if fault and fault['mode'] in MATRIX_MODES - COMMON_MODES:
+            rec['status'] = 'fault'
+            st.add('matrix', 'memberships', rec)
+            self.matrix_fault(fault, None)
+            return
+        with st.lock:
+            room_id = st.aliases.get(room, room) if join else room
+            if join:
+                st.rooms.add(room_id)
+            else:
+                st.rooms.discard(room_id)
+            rec.update(status=200, room_id=room_id)
+            st.received['matrix']['memberships'].append(rec)
+        self.send_json(200, {'room_id': room_id} if join else {})
 
     # -- generic webhooks and hookshot ----------------------------------------
 
@@ -672,7 +857,26 @@ class Handler(BaseHTTPRequestHandler):
                     st.bucket = [0.0, time.monotonic()]
                 if data.get('forget_txns'):
                     st.txns = {}
+                if 'echo' in data:
+                    st.echo = bool(data['echo'])
             self.send_fixed(204, b'', None)
+        elif path == '/_control/matrix_sync' and m == 'PUT':
+            if not isinstance(data, dict) or not isinstance(
+                    data.get('batches', []), list) or not all(
+                    isinstance(b, dict) for b in data.get('batches', [])):
+                self.send_json(400, {'error': 'want {"batches": [objects]}'})
+                return
+            with st.lock:
+                if data.get('reset'):
+                    st.sync_queue = []
+                    st.sync_served = []
+                st.queue_sync(data.get('batches', []))
+            self.send_fixed(204, b'', None)
+        elif path == '/_control/matrix_sync' and m == 'GET':
+            with st.lock:
+                out = {'head': st.sync_head, 'queued': len(st.sync_queue),
+                       'served': [b['next_batch'] for _, b in st.sync_served]}
+            self.send_json(200, out)
         elif path == '/_control/hook' and m == 'PUT':
             if not isinstance(data, dict) or not isinstance(data.get('name'), str):
                 self.send_json(400, {'error': 'want {"name":..., "secret":...}'})

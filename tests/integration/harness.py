@@ -267,6 +267,21 @@ class Receivers(_FakeProcess):
         """rooms=[...], aliases={...}, token=..., ratelimit={...}|None."""
         self._call('PUT', '/_control/matrix', kw)
 
+    def matrix_chat(self, rooms=('!room1:localhost',), **opts):
+        """A chat.matrix group pointing at this fake (Bridge(chat={'matrix':
+        rx.matrix_chat()}))."""
+        return dict(homeserver=self.url, access_token=MATRIX_TOKEN,
+                    rooms=list(rooms), **opts)
+
+    def queue_sync(self, *batches, reset=False):
+        """Append /sync bodies (next_batch "s<N>" when absent)."""
+        self._call('PUT', '/_control/matrix_sync',
+                   {'batches': list(batches), 'reset': reset})
+
+    def sync_stream(self):
+        """{"head", "queued", "served"} of the fake /sync."""
+        return self._call('GET', '/_control/matrix_sync')
+
     def set_hook_secret(self, name, secret):
         self._call('PUT', '/_control/hook', {'name': name, 'secret': secret})
 
@@ -331,6 +346,20 @@ def libconfig_value(value):
     if isinstance(value, (list, tuple)):
         return '[%s]' % ', '.join(libconfig_value(v) for v in value)
     raise TypeError(value)
+
+
+def libconfig_group(name, group, indent=''):
+    """('chat', {'matrix': {'rooms': [...]}}) -> 'chat: { matrix: { ... }; };'
+    (nested dicts become groups)."""
+    inner = indent + '  '
+    lines = ['%s%s: {' % (indent, name)]
+    for key, value in group.items():
+        if isinstance(value, dict):
+            lines.append(libconfig_group(key, value, inner))
+        else:
+            lines.append('%s%s = %s;' % (inner, key, libconfig_value(value)))
+    lines.append('%s};' % indent)
+    return '\n'.join(lines)
 
 
 def libconfig_sink(sink):
@@ -400,6 +429,8 @@ class Bridge:
         lines.append('http: { listen = %s; };'
                      % libconfig_value(s.get('http_listen', '127.0.0.1:0')))
         lines.append('log: { level = %s; };' % libconfig_value(s['log_level']))
+        if s.get('chat'):
+            lines.append(libconfig_group('chat', s['chat']))
         return '\n'.join(lines) + '\n'
 
     def write_config(self, text=None):

@@ -344,6 +344,63 @@ out:
     log_clear_secrets();
 }
 
+static void test_chat(void)
+{
+    struct conf *c = NULL;
+    struct conf_diags d = {0};
+    char cwd[PATH_MAX], dir[PATH_MAX];
+
+    env_reset();
+    CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+    snprintf(dir, sizeof(dir), "%s/conf", TEST_DATA_DIR);
+    CHECK_INT(chdir(dir), 0);
+    CHECK_INT(conf_load("chat-ok.conf", &c, &d), 0);
+    if (!c) {
+        CHECK_INT(chdir(cwd), 0);
+        return;
+    }
+    const struct conf_chat_slack *sl = &c->chat.slack;
+    CHECK_INT(sl->enabled, 1);
+    CHECK_STR(sl->app_token, "xapp-1-A111-222-abc");
+    CHECK_STR(sl->command, "/yt-bridge_2");
+    CHECK_STR(sl->api_url, "https://slack.com/api");
+    CHECK_INT((int)sl->n_allowed_channels, 1);
+    CHECK_STR(sl->allowed_channels[0], "C0123ABCD");
+    CHECK_INT((int)sl->n_allowed_users, 0); /* [] is everyone */
+    const struct conf_chat_matrix *mx = &c->chat.matrix;
+    CHECK_INT(mx->enabled, 1);
+    CHECK_STR(mx->homeserver, "https://matrix.example.org");
+    CHECK_STR(mx->prefix, "!youtrack");
+    CHECK_INT((int)mx->n_rooms, 2);
+    CHECK_STR(mx->allowed_users[0], "@alice:example.org");
+    /* One reply sink per room, found by name, never among the configured sinks. */
+    CHECK_INT((int)mx->n_reply_sinks, 2);
+    const struct conf_sink *r = conf_find_sink(c, "chat:!v12roomwithoutserver");
+    CHECK(r == &mx->reply_sinks[1]);
+    if (r) {
+        CHECK_INT(r->type, CONF_SINK_MATRIX);
+        CHECK_STR(r->room, "!v12roomwithoutserver");
+        CHECK_STR(r->access_token, "syt_bot_token");
+        CHECK_INT((int)r->events, 0);
+        CHECK_INT(r->alerts, 0);
+    }
+    CHECK(conf_find_sink(c, "stdout") == &c->sinks[0]);
+    CHECK(conf_find_sink(c, "chat:!nope:example.org") == NULL);
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* Without a chat group nothing listens. */
+    CHECK_INT(conf_load("ok-minimal.conf", &c, &d), 0);
+    if (c) {
+        CHECK_INT(c->chat.slack.enabled, 0);
+        CHECK_INT(c->chat.matrix.enabled, 0);
+        CHECK_INT((int)c->chat.matrix.n_reply_sinks, 0);
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+    CHECK_INT(chdir(cwd), 0);
+}
+
 static void test_sink_type_names(void)
 {
     CHECK_STR(conf_sink_type_name(CONF_SINK_STDOUT), "stdout");
@@ -653,6 +710,15 @@ static void test_no_secret_in_messages(void)
         {YT_OK " sinks = ( { name = \"s\"; type = \"slack\"; webhook_url = \"" SLACK_SECRET "\";"
                " events = [\"" SLACK_SECRET "\"]; } );",
          SLACK_SECRET},
+        /* Chat tokens: a bot token where an app token belongs, a token pasted elsewhere. */
+        {YT_OK " chat = { slack = { app_token = \"xoxb-distinct-SECRET-42\"; }; };",
+         "xoxb-distinct-SECRET-42"},
+        {YT_OK " chat = { slack = { app_token = \"xapp-distinct-SECRET-42\";"
+               " allowed_users = [\"xapp-distinct-SECRET-42\"]; }; };",
+         "xapp-distinct-SECRET-42"},
+        {YT_OK " chat = { matrix = { homeserver = \"https://m.example\"; access_token ="
+               " \"syt-distinct-SECRET-42\"; rooms = [\"syt-distinct-SECRET-42\"]; }; };",
+         "syt-distinct-SECRET-42"},
         /* A secret pasted into a setting that is quoted (and cut short) in messages. */
         {YT_OK " sinks = ( { name = \"" SLACK_SECRET
                "\"; type = \"slack\"; webhook_url = \"" SLACK_SECRET "\"; } );",
@@ -820,6 +886,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_full);
     RUN(test_sinks);
+    RUN(test_chat);
     RUN(test_sink_type_names);
     RUN(test_example);
     RUN(test_env_override);

@@ -1,0 +1,40 @@
+/*
+ * Fuzz harness: any bytes as one Socket Mode text message (what a websocket frame, reassembled,
+ * hands to the client). The parse must succeed or fail cleanly; a parsed envelope id must be
+ * short printable ASCII, and a slash command's fields must all be there; anything else aborts.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slack_socket.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct slack_msg m;
+    int r = slack_msg_parse((const char *)data, size, &m);
+
+    if (r != 0)
+        return 0;
+    if (m.kind == SLACK_MSG_ENVELOPE) {
+        size_t n = strlen(m.envelope_id);
+        if (n == 0 || n > SLACK_ENVELOPE_ID_MAX)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)m.envelope_id[i];
+            if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                abort();
+        }
+    } else if (m.envelope_id[0] || m.is_slash_command) {
+        abort();
+    }
+    if (m.is_slash_command &&
+        (!m.command || !m.text || !m.user_id || !m.channel_id || !m.response_url))
+        abort();
+    if (strlen(m.reason) >= sizeof(m.reason) || strlen(m.type) >= sizeof(m.type))
+        abort();
+    slack_msg_fini(&m);
+    return 0;
+}

@@ -1,0 +1,145 @@
+/*
+ * Socket Mode messages as the client reads them (slack_msg_parse()), from recorded samples
+ * (tests/data/slack/, see SOURCES.md) and hostile variations.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slack_socket.h"
+#include "test.h"
+
+static char *read_data(const char *name, size_t *len)
+{
+    char path[512];
+    FILE *f;
+    char *buf;
+    long n;
+
+    snprintf(path, sizeof(path), "%s/slack/%s", TEST_DATA_DIR, name);
+    f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        exit(1);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int parse_str(const char *s, struct slack_msg *m)
+{
+    return slack_msg_parse(s, strlen(s), m);
+}
+
+static void test_recorded(void)
+{
+    struct slack_msg m;
+    size_t len;
+    char *buf = read_data("envelope_slash_commands.json", &len);
+
+    CHECK_INT(slack_msg_parse(buf, len, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_ENVELOPE);
+    CHECK_STR(m.envelope_id, "dbdd0ef3-1543-4f94-bfb4-133d0e6c1545");
+    CHECK_STR(m.type, "slash_commands");
+    CHECK_INT(m.accepts_response_payload, 1);
+    CHECK_INT(m.is_slash_command, 1);
+    CHECK_STR(m.command, "/randorilke");
+    CHECK_STR(m.text, "");
+    CHECK_STR(m.user_id, "U123ABC456");
+    CHECK_STR(m.channel_id, "C123ABC456");
+    CHECK(strncmp(m.response_url, "https://rilke.slack.com/commands/", 33) == 0);
+    slack_msg_fini(&m);
+    free(buf);
+
+    buf = read_data("hello.json", &len);
+    CHECK_INT(slack_msg_parse(buf, len, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_HELLO);
+    CHECK_INT(m.num_connections, 4);
+    slack_msg_fini(&m);
+    free(buf);
+
+    buf = read_data("disconnect_too_many_websockets.json", &len);
+    CHECK_INT(slack_msg_parse(buf, len, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_DISCONNECT);
+    CHECK_STR(m.reason, "too_many_websockets");
+    slack_msg_fini(&m);
+    free(buf);
+
+    /* An events_api envelope is acked, never answered. */
+    buf = read_data("envelope_events_api.json", &len);
+    CHECK_INT(slack_msg_parse(buf, len, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_ENVELOPE);
+    CHECK_STR(m.type, "events_api");
+    CHECK_INT(m.is_slash_command, 0);
+    CHECK(m.command == NULL);
+    slack_msg_fini(&m);
+    free(buf);
+
+    /* Slack's own documentation sample is not JSON. */
+    buf = read_data("hello_invalid.txt", &len);
+    CHECK_INT(slack_msg_parse(buf, len, &m), -EINVAL);
+    free(buf);
+}
+
+static void test_hostile(void)
+{
+    struct slack_msg m;
+    char big[400];
+
+    CHECK_INT(parse_str("[1]", &m), -EINVAL);
+    CHECK_INT(parse_str("", &m), -EINVAL);
+    CHECK_INT(parse_str("{\"type\":\"hello\",\"type\":\"disconnect\"}", &m), -EINVAL);
+    /* Envelope ids are acked verbatim: control characters, quotes, empty or long ones are out. */
+    CHECK_INT(parse_str("{\"envelope_id\":\"a\\nb\",\"type\":\"events_api\"}", &m), -EINVAL);
+    CHECK_INT(parse_str("{\"envelope_id\":\"a\\\"b\",\"type\":\"events_api\"}", &m), -EINVAL);
+    CHECK_INT(parse_str("{\"envelope_id\":\"\",\"type\":\"events_api\"}", &m), -EINVAL);
+    snprintf(big, sizeof(big), "{\"envelope_id\":\"%0*d\"}", SLACK_ENVELOPE_ID_MAX + 1, 0);
+    CHECK_INT(parse_str(big, &m), -EINVAL);
+    snprintf(big, sizeof(big), "{\"envelope_id\":\"%0*d\"}", SLACK_ENVELOPE_ID_MAX, 0);
+    CHECK_INT(parse_str(big, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_ENVELOPE);
+    slack_msg_fini(&m);
+    /* Wrong types read as absent; a non-object payload is not a command. */
+    CHECK_INT(parse_str("{\"envelope_id\":\"e1\",\"type\":\"slash_commands\",\"payload\":{\"text\":"
+                        "5,\"command\":\"/youtrack\"},\"accepts_response_payload\":\"yes\","
+                        "\"retry_attempt\":\"2\"}",
+                        &m),
+              0);
+    CHECK_INT(m.is_slash_command, 1);
+    CHECK_STR(m.text, "");
+    CHECK_STR(m.command, "/youtrack");
+    CHECK_INT(m.accepts_response_payload, 0);
+    CHECK_INT(m.retry_attempt, 0);
+    slack_msg_fini(&m);
+    CHECK_INT(parse_str("{\"envelope_id\":\"e2\",\"type\":\"slash_commands\",\"payload\":[]}", &m),
+              0);
+    CHECK_INT(m.is_slash_command, 0);
+    slack_msg_fini(&m);
+    /* Long reasons and types are cut, not overflowed; unknown messages are "other". */
+    memset(big, 'r', sizeof(big));
+    memcpy(big, "{\"type\":\"disconnect\",\"reason\":\"", 31);
+    memcpy(big + sizeof(big) - 3, "\"}", 3);
+    CHECK_INT(parse_str(big, &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_DISCONNECT);
+    CHECK_INT((int)strlen(m.reason), (int)sizeof(m.reason) - 1);
+    slack_msg_fini(&m);
+    CHECK_INT(parse_str("{\"type\":\"surprise\",\"x\":1}", &m), 0);
+    CHECK_INT(m.kind, SLACK_MSG_OTHER);
+    slack_msg_fini(&m);
+}
+
+int main(void)
+{
+    RUN(test_recorded);
+    RUN(test_hostile);
+    return test_done();
+}
