@@ -38,13 +38,14 @@
 #define PING_IDLE_MS       10000u /* send a ping after this long without a frame */
 #define SILENT_MS          30000u /* then give the socket up */
 #define CLOSE_WAIT_MS      1000u  /* Slack often never answers a close frame */
-#define TICK_MS            500u
+#define TICK_MIN_MS        50u    /* never sooner, even for a deadline already past */
 #define BACKOFF_MIN_MS     1000u
 #define BACKOFF_MAX_MS     60000u
 #define DISABLED_FIRST_MS  (5u * 60u * 1000u)
 #define DISABLED_MAX_MS    (60u * 60u * 1000u)
 #define RETRY_AFTER_MAX_S  3600L
 #define RECONNECT_GRACE_MS 60000u          /* readiness survives a reconnect this long */
+#define STABLE_MS          60000u          /* a socket up this long clears the back-off */
 #define MESSAGE_MAX        (1024u * 1024u) /* bigger messages are dropped (logged) */
 #define DEDUP_SLOTS        1024u
 #define DEDUP_TTL_MS       (60u * 60u * 1000u) /* Slack retries after ~0 s, 1 min and 5 min */
@@ -77,11 +78,13 @@ struct conn {
     int kill;        /* drop it without a close frame: the sweep does, outside lws callbacks */
     int abandoned;   /* closed while resolving */
     int established; /* the upgrade succeeded */
+    int asked;       /* we closed or dropped it (an end we did not ask for is a failure) */
     const char *end_reason;
-    uint64_t started_ms, last_rx_ms, last_ping_ms, close_ms;
+    uint64_t started_ms, hello_ms, last_rx_ms, last_ping_ms, close_ms;
     char *rx;
     size_t rx_len, rx_cap;
-    int rx_skip; /* the message being received is binary or too big */
+    int rx_skip;       /* the message being received is binary or too big */
+    int rx_in_message; /* pieces of a message have arrived, its end has not */
     struct frame *txh, *txt;
     uv_getaddrinfo_t gai;
     char host[256], path[2048];
@@ -97,8 +100,10 @@ struct slack_socket {
     uv_loop_t *loop;
     const struct conf_chat_slack *conf;
     struct slack_socket_hooks hooks;
-    struct lws_context *ctx; /* made on first use; lws writes NULL here once it is gone */
+    struct lws_context *ctx; /* the process's websocket context (shared), once needed */
     int ctx_tls;             /* ctx can do wss:// */
+    int closing_handles;     /* after slack_socket_free(): uv handles still closing */
+    int pending_lookups;     /* uv_getaddrinfo() requests not yet called back */
     struct http *http;
     struct http_xfer *open_xfer;
     uv_timer_t tick, sweep;
@@ -130,9 +135,12 @@ static uint64_t now_ms(const struct slack_socket *s)
 }
 
 static void reconcile(struct slack_socket *s);
+static void rearm(struct slack_socket *s);
+static void on_tick(uv_timer_t *t);
 static void schedule_sweep(struct slack_socket *s);
 static void free_conn(struct conn *c);
 static int ensure_context(struct slack_socket *s, int tls);
+static void release(struct slack_socket *s);
 
 /* Records (and logs once, not on every retry) why the link is down. */
 __attribute__((format(printf, 2, 3))) static void set_error(struct slack_socket *s, const char *fmt,
@@ -197,6 +205,8 @@ static void attempt_failed(struct slack_socket *s)
 
 static int queue_text(struct conn *c, const char *text, size_t len)
 {
+    if (c->state == C_CLOSING || c->dead)
+        return -EPIPE; /* nothing may follow our close frame */
     struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
     if (!f)
         return -ENOMEM;
@@ -218,6 +228,7 @@ static void request_close(struct conn *c, const char *why)
 {
     if (c->dead || c->state == C_CLOSING || c->want_close)
         return;
+    c->asked = 1;
     if (!c->end_reason)
         c->end_reason = why;
     if (c->state == C_RESOLVING) {
@@ -237,6 +248,7 @@ static void request_close(struct conn *c, const char *why)
 /* Drops the socket without a close frame (it is silent, or it did not answer ours). */
 static void drop(struct conn *c, const char *why)
 {
+    c->asked = 1;
     if (!c->end_reason)
         c->end_reason = why;
     c->kill = 1;
@@ -283,6 +295,7 @@ static int on_writable(struct conn *c)
         c->want_close = 0;
         c->state = C_CLOSING;
         c->close_ms = now_ms(c->s);
+        schedule_sweep(c->s); /* a new deadline for rearm() */
         return lws_write(c->wsi, buf + LWS_PRE, 2, (enum lws_write_protocol)4) < 2 ? -1 : 0;
     }
     return 0;
@@ -509,6 +522,12 @@ static void on_envelope(struct conn *c, const struct slack_msg *m)
     struct slack_socket *s = c->s;
     const char *id = m->envelope_id;
 
+    if (c->state == C_CLOSING) {
+        /* Our close frame is out: no ack can follow it. Slack redelivers on another socket. */
+        log_info("slack", "envelope %s arrived on closing socket %u; left for redelivery", id,
+                 c->id);
+        return;
+    }
     if (dedup_find(s, id)) {
         /* Slack did not see our ack, or retries anyway: ack again, never answer twice. */
         log_info("slack", "envelope %s delivered again (retry_attempt %lld); acknowledged only", id,
@@ -517,8 +536,8 @@ static void on_envelope(struct conn *c, const struct slack_msg *m)
         metrics_slack_envelope("duplicate");
         return;
     }
-    dedup_add(s, id);
     if (m->is_slash_command) {
+        dedup_add(s, id); /* only answers need remembering; other envelopes are just acked */
         on_slash_command(c, m);
         return;
     }
@@ -537,9 +556,8 @@ static void on_hello(struct conn *c, long long n)
     if (c->state != C_CONNECTING)
         return;
     c->state = C_OPEN;
-    s->failures = 0;
-    s->next_attempt_ms = 0;
-    s->last_up_ms = now_ms(s);
+    c->hello_ms = now_ms(s);
+    s->last_up_ms = c->hello_ms; /* the back-off is cleared only once it proves stable (tick) */
     if (s->disabled) {
         s->disabled = 0;
         s->disabled_ms = 0;
@@ -590,6 +608,7 @@ static void on_disconnect(struct conn *c, const char *reason)
     if (strcmp(reason, "warning") != 0 && strcmp(reason, "refresh_requested") != 0) {
         /* too_many_websockets, or a reason we do not know: keep only this socket, renew it. */
         log_warn("slack", "Slack asked to disconnect (%.40s); renewing the connection", reason);
+        attempt_failed(s); /* a renewal that keeps failing this way backs off */
         for (size_t i = 0; i < MAX_SOCKETS; i++) {
             if (s->conns[i] && s->conns[i] != c)
                 request_close(s->conns[i], NULL);
@@ -639,7 +658,9 @@ static void on_receive(struct conn *c, const void *in, size_t len)
 {
     struct lws *wsi = c->wsi;
 
-    if (lws_is_first_fragment(wsi) && c->rx_len == 0) {
+    if (!c->rx_in_message) {
+        /* The first piece of a message (lws hands a frame over in pieces of up to 4 KiB). */
+        c->rx_in_message = 1;
         c->rx_skip = lws_frame_is_binary(wsi);
         if (c->rx_skip)
             log_warn("slack", "socket %u: a binary message; ignored (Slack sends text)", c->id);
@@ -676,6 +697,7 @@ static void on_receive(struct conn *c, const void *in, size_t len)
         on_message(c, c->rx, c->rx_len);
     c->rx_len = 0;
     c->rx_skip = 0;
+    c->rx_in_message = 0;
     if (c->rx_cap > 64 * 1024) { /* do not keep a big buffer for small messages */
         free(c->rx);
         c->rx = NULL;
@@ -702,7 +724,8 @@ static void conn_ended(struct conn *c, struct lws *wsi, const char *why)
         metrics_slack_disconnect("lost");
         s->last_up_ms = now_ms(s);
         attempt_failed(s);
-    } else if (c->state == C_CONNECTING && !c->end_reason && !s->stopping) {
+    } else if (c->state == C_CONNECTING && !c->asked && !s->stopping) {
+        /* Refused, reset, or closed by Slack before its hello. */
         set_error(s, "cannot connect to the Socket Mode URL (%s)", why ? why : "closed");
         attempt_failed(s);
     } else if (c->end_reason && strcmp(c->end_reason, "silent") == 0) {
@@ -782,8 +805,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, addr, sizeof(addr));
     }
     uv_freeaddrinfo(res);
+    s->pending_lookups--;
     if (s->freed) {
         free_conn(c);
+        release(s);
         return;
     }
     if (c->abandoned || s->stopping) {
@@ -820,8 +845,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         set_error(s, "cannot connect to the Socket Mode URL (%s)", "connect failed");
         attempt_failed(s);
         c->dead = 1;
-        schedule_sweep(s);
     }
+    schedule_sweep(s); /* the hello deadline, or the failure */
     update_gauges(s);
 }
 
@@ -1012,7 +1037,9 @@ static void on_open_answer(void *userdata, const struct http_response *res)
     metrics_slack_open(1);
     c->gai.data = c;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) != 0) {
+    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) == 0) {
+        s->pending_lookups++;
+    } else {
         set_error(s, "cannot resolve the Socket Mode host (%s)", "lookup failed to start");
         attempt_failed(s);
         free(c);
@@ -1093,10 +1120,59 @@ static void sweep(struct slack_socket *s)
             s->stopped_cb = NULL;
             uv_timer_stop(&s->tick);
             cb(s->stopped_ud);
+            return;
         }
+    } else {
+        reconcile(s);
+    }
+    rearm(s);
+}
+
+/*
+ * Sets the tick for the nearest deadline (hello, ping, silence, close answer, next attempt):
+ * between them the client does not wake up at all.
+ */
+static void rearm(struct slack_socket *s)
+{
+    uint64_t now = now_ms(s), next = UINT64_MAX;
+    int healthy = 0;
+
+    for (size_t i = 0; i < MAX_SOCKETS; i++) {
+        const struct conn *c = s->conns[i];
+        uint64_t due = UINT64_MAX;
+        if (!c || c->dead)
+            continue;
+        switch (c->state) {
+        case C_RESOLVING:
+            healthy = 1;
+            break;
+        case C_CONNECTING:
+            healthy = 1;
+            due = c->started_ms + HELLO_TIMEOUT_MS;
+            break;
+        case C_OPEN: {
+            uint64_t last = c->last_ping_ms > c->last_rx_ms ? c->last_ping_ms : c->last_rx_ms;
+            due = c->last_rx_ms + SILENT_MS;
+            if (last + PING_IDLE_MS < due)
+                due = last + PING_IDLE_MS;
+            healthy |= !c->retiring && !c->want_close;
+            break;
+        }
+        case C_CLOSING:
+            due = c->close_ms + CLOSE_WAIT_MS;
+            break;
+        }
+        if (due < next)
+            next = due;
+    }
+    if (!healthy && s->started && !s->stopping && !s->fatal && !s->open_xfer &&
+        s->next_attempt_ms < next)
+        next = s->next_attempt_ms;
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&s->tick);
         return;
     }
-    reconcile(s);
+    uv_timer_start(&s->tick, on_tick, next > now + TICK_MIN_MS ? next - now : TICK_MIN_MS, 0);
 }
 
 static void reconcile(struct slack_socket *s)
@@ -1128,7 +1204,7 @@ static void schedule_sweep(struct slack_socket *s)
         uv_timer_start(&s->sweep, on_sweep, 0, 0);
 }
 
-/* Liveness and time limits, twice a second. */
+/* Liveness and time limits, at the nearest deadline (rearm()). */
 static void on_tick(uv_timer_t *t)
 {
     struct slack_socket *s = t->data;
@@ -1149,6 +1225,8 @@ static void on_tick(uv_timer_t *t)
             }
             break;
         case C_OPEN:
+            if (!c->retiring && now - c->hello_ms >= STABLE_MS)
+                s->failures = 0; /* up long enough: the next trouble starts over at 1 s */
             if (now - c->last_rx_ms >= SILENT_MS && !c->kill) {
                 log_warn("slack", "socket %u silent for %u s; reconnecting", c->id,
                          SILENT_MS / 1000);
@@ -1183,33 +1261,76 @@ static void on_lws_log(int level, const char *line)
 }
 
 /*
- * The libwebsockets context, made when the first URL says whether it needs TLS: a TLS client
- * context (OpenSSL's algorithm caches and the CA store) costs about 3 MiB, which a ws:// test
- * setup does without. Slack's URLs are always wss://.
+ * The libwebsockets context: one for the process, kept across reloads (lws cannot finish
+ * destroying a context on a foreign loop that keeps running, so a context per reload would
+ * stay until exit), made when the first URL says whether it needs TLS: a TLS client context
+ * (OpenSSL's algorithm caches and the CA store) costs about 3 MiB, which a ws:// test setup
+ * does without. Slack's URLs are always wss://.
  */
+struct shared_ctx {
+    struct lws_context *ctx; /* lws writes NULL here once it is gone (lwsctx.h) */
+    int tls;
+};
+
+static struct shared_ctx *shared;
+static int instances; /* clients not yet freed */
+static int exiting;   /* slack_socket_cleanup() was called: retire with the last client */
+
+static void retire_shared(void);
+
 static int ensure_context(struct slack_socket *s, int tls)
 {
     struct lws_context_creation_info info;
     void *loops[1] = {s->loop};
+    struct shared_ctx *h;
 
     if (s->ctx)
         return tls && !s->ctx_tls ? -1 : 0;
+    if (shared && (shared->tls || !tls)) {
+        s->ctx = shared->ctx;
+        s->ctx_tls = shared->tls;
+        return 0;
+    }
+    retire_shared(); /* a ws:// one, no longer enough (and no socket of ours uses it) */
+    h = calloc(1, sizeof(*h));
+    if (!h)
+        return -1;
     lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
-    info.user = s;
-    info.pcontext = &s->ctx;
+    info.pcontext = &h->ctx;
     info.retry_and_idle_policy = &idle_policy;
     info.timeout_secs = 20;        /* connect, TLS and upgrade */
     info.fd_limit_per_thread = 16; /* at most MAX_SOCKETS sockets (+ lws's own) */
     if (tls && access(CA_BUNDLE, R_OK) == 0)
         info.client_ssl_ca_filepath = CA_BUNDLE;
-    s->ctx = lws_create_context(&info);
+    h->ctx = lws_create_context(&info);
+    if (!h->ctx) {
+        free(h);
+        return -1;
+    }
+    h->tls = tls;
+    shared = h;
+    s->ctx = h->ctx;
     s->ctx_tls = tls;
-    return s->ctx ? 0 : -1;
+    return 0;
+}
+
+static void retire_shared(void)
+{
+    if (shared)
+        lwsctx_retire(&shared->ctx, shared);
+    shared = NULL;
+}
+
+void slack_socket_cleanup(void)
+{
+    exiting = 1;
+    if (instances == 0)
+        retire_shared(); /* else the last slack_socket_free() does */
 }
 
 int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct conf_chat_slack *conf,
@@ -1230,6 +1351,7 @@ int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct co
     uv_timer_init(loop, &s->tick);
     uv_timer_init(loop, &s->sweep);
     s->tick.data = s->sweep.data = s;
+    instances++;
     metrics_slack_sockets(0, 0);
     *out = s;
     return 0;
@@ -1238,9 +1360,8 @@ int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct co
 void slack_socket_start(struct slack_socket *s)
 {
     s->started = 1;
-    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
     log_info("slack", "answering %s over Socket Mode", s->conf->command);
-    reconcile(s);
+    sweep(s);
 }
 
 void slack_socket_stop(struct slack_socket *s, void (*cb)(void *userdata), void *userdata)
@@ -1256,10 +1377,10 @@ void slack_socket_stop(struct slack_socket *s, void (*cb)(void *userdata), void 
         if (s->conns[i])
             request_close(s->conns[i], NULL);
     }
-    if (!uv_is_active((uv_handle_t *)&s->tick))
-        uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
     schedule_sweep(s);
 }
+
+static void on_handle_closed(uv_handle_t *h);
 
 void slack_socket_free(struct slack_socket *s)
 {
@@ -1274,8 +1395,12 @@ void slack_socket_free(struct slack_socket *s)
         struct conn *c = s->conns[i];
         if (!c)
             continue;
-        if (c->wsi)
+        if (c->wsi && !c->dead) {
+            /* The context outlives us: a socket still open goes now (its callbacks see no
+             * owner any more). Normally slack_socket_stop() has closed them all. */
             lws_set_opaque_user_data(c->wsi, NULL);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        }
         if (c->state == C_RESOLVING && !c->dead) {
             /* on_resolved() frees it (uv_cancel() may come too late). */
             uv_cancel((uv_req_t *)&c->gai);
@@ -1285,9 +1410,25 @@ void slack_socket_free(struct slack_socket *s)
     }
     for (size_t i = 0; i < DEDUP_SLOTS; i++)
         free(s->dedup[i].id);
-    uv_close((uv_handle_t *)&s->tick, NULL);
-    uv_close((uv_handle_t *)&s->sweep, NULL);
-    lwsctx_retire(&s->ctx, s);
+    s->closing_handles = 2;
+    uv_close((uv_handle_t *)&s->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+    if (--instances == 0 && exiting)
+        retire_shared(); /* its handles would keep the loop running */
+}
+
+/* After slack_socket_free(): the memory goes once nothing of the loop refers to it. */
+static void release(struct slack_socket *s)
+{
+    if (s->freed && s->closing_handles == 0 && s->pending_lookups == 0)
+        free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct slack_socket *s = h->data;
+    s->closing_handles--;
+    release(s);
 }
 
 int slack_socket_ready(const struct slack_socket *s, char *why, size_t whylen)

@@ -66,8 +66,15 @@ void slack_socket_start(struct slack_socket *s);
  */
 void slack_socket_stop(struct slack_socket *s, void (*cb)(void *userdata), void *userdata);
 
-/* Releases the client; lws finishes closing as the loop runs (lwsctx_reap()). */
+/* Releases the client (the last memory goes as the loop closes its handles). NULL is fine. */
 void slack_socket_free(struct slack_socket *s);
+
+/*
+ * The process is exiting (not reloading): the process's websocket context (one for all
+ * clients, kept across reloads) is retired as soon as no client is left, so the loop can run
+ * dry; lwsctx_reap() finishes it.
+ */
+void slack_socket_cleanup(void);
 
 /*
  * Readiness: 1 when a connection is up (said hello), or was up less than a minute ago and is

@@ -12,6 +12,7 @@ alert; the bridge never holds more than two sockets."""
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -53,6 +54,12 @@ class FakeSlack(_FakeProcess):
         st = self.state()
         hello = {c['id'] for c in st['connections'] if c.get('hello_sent')}
         return [i for i in st['open'] if i in hello]
+
+    def replaced(self, old):
+        """One socket is open, said hello, and is not one of old (one state read)."""
+        st = self.state()
+        hello = {c['id'] for c in st['connections'] if c.get('hello_sent')}
+        return len(st['open']) == 1 and st['open'][0] in hello and st['open'][0] not in old
 
 
 class SlackTest(OpsMixin, BridgeTest):
@@ -212,17 +219,17 @@ class TestConnection(SlackTest):
     def test_hundred_reconnects_leak_nothing(self):
         daemon = self.start()
         fds = len(os.listdir('/proc/%d/fd' % daemon.proc.pid))
-        reasons = ['refresh_requested', 'warning', 'too_many_websockets', 'other']
+        # Slack's routine reasons are followed at once; the kills count as failures and back off
+        # (1 s, 2 s, 4 s, 8 s), which the deadline allows for.
+        reasons = ['refresh_requested', 'warning']
         for i in range(100):
             cur = self.slack.open_ids()[0]
             if i % 25 == 24:
                 self.slack._call('POST', '/_control/kill', {'conn': cur})
             else:
                 self.slack.disconnect(reasons[i % len(reasons)], conn=cur)
-            deadline_wait(lambda: self.slack.open_ids()
-                          and self.slack.open_ids() != [cur]
-                          and self.slack.state()['open'] == self.slack.open_ids(),
-                          15 * SCALE, what='reconnect %d' % i)
+            deadline_wait(lambda: self.slack.replaced([cur]), 20 * SCALE,
+                          what='reconnect %d' % i)
         st = self.slack.state()
         self.check(st['max_open'] <= 2, 'held %d sockets' % st['max_open'])
         self.assertEqual(len(st['open']), 1)
@@ -232,6 +239,68 @@ class TestConnection(SlackTest):
         after = len(os.listdir('/proc/%d/fd' % daemon.proc.pid))
         self.check(after <= fds + 2, 'descriptors %d -> %d' % (fds, after))
         self.assert_answer(self.slack.envelope(text='projects'), 'Development')
+        self.stop_clean(daemon)
+
+    def test_too_many_websockets_backs_off(self):
+        # Slack keeps saying too_many_websockets to every new socket (another replica, or
+        # sockets leaked by someone else): the bridge renews with growing pauses, never in a
+        # hot loop, and never holds more than two sockets.
+        daemon = self.start()
+        self.slack.behaviour(max_connections=1)
+        self.slack.disconnect('refresh_requested')
+        time.sleep(15)
+        st = self.slack.state()
+        self.check(len(st['open_calls']) <= 7, '%d connection opens in 15 s'
+                   % len(st['open_calls']))
+        self.check(st['max_open'] <= 2, 'held %d sockets' % st['max_open'])
+        gaps = [b['t'] - a['t'] for a, b in zip(st['open_calls'][1:], st['open_calls'][2:])]
+        self.check(gaps == sorted(gaps) or max(gaps) >= 2.0,
+                   'pauses do not grow: %r' % gaps)
+        # Once Slack relents, one socket again.
+        self.slack.behaviour(max_connections=10)
+        self.wait_sockets(1, timeout=90)
+        self.assert_answer(self.slack.envelope(text='projects'), 'Development')
+        self.stop_clean(daemon)
+
+    def test_close_before_hello_backs_off(self):
+        self.slack.behaviour(hello='never')
+        self.write_config()
+        daemon = self.start_ops()
+        deadline_wait(lambda: self.slack.state()['open'], 10 * SCALE, what='a socket')
+        # Slack closes each socket before its hello: each is a failed attempt.
+        t_end = time.monotonic() + 8
+        while time.monotonic() < t_end:
+            for conn in self.slack.state()['open']:
+                self.slack._call('POST', '/_control/close', {'conn': conn, 'code': 1011})
+            time.sleep(0.05)
+        calls = self.slack.state()['open_calls']
+        self.check(len(calls) <= 5, '%d connection opens in 8 s' % len(calls))
+        self.slack.behaviour(hello='immediate')
+        self.wait_sockets(1, timeout=90)
+        self.stop_clean(daemon)
+
+    def test_reloads_reconnect_and_leak_nothing(self):
+        daemon = self.start()
+
+        def rss_kib():
+            with open('/proc/%d/status' % daemon.proc.pid) as f:
+                return int(next(l for l in f if l.startswith('VmRSS:')).split()[1])
+        for i in range(25):
+            if i == 5:
+                before = rss_kib()
+            cur = self.slack.open_ids()
+            daemon.proc.send_signal(signal.SIGHUP)
+            deadline_wait(lambda: self.slack.replaced(cur), 20 * SCALE,
+                          what='the socket after reload %d' % i)
+            self.assert_answer(self.slack.envelope(text='projects'), 'Development')
+        grown = rss_kib() - before
+        with open('/proc/%d/maps' % daemon.proc.pid) as f:
+            instrumented = 'libasan' in f.read() or os.environ.get('YTBRIDGE_WRAPPER')
+        if not instrumented:  # ASan's quarantine and valgrind's own heap grow by design
+            # Measured: 24-36 KiB; a websocket context per reload would add about 600 KiB.
+            self.check(grown < 256, 'RSS grew %d KiB over 20 reloads' % grown)
+        st = self.slack.state()
+        self.check(st['max_open'] <= 2, 'held %d sockets' % st['max_open'])
         self.stop_clean(daemon)
 
     def test_unanswered_close_is_dropped_after_a_second(self):
