@@ -11,6 +11,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,13 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     outbox_set_alert_cb(b->outbox, on_sink_alert, b);
     if (b->state) {
         struct outbox_entry *pending = NULL;
-        r = state_journal_load(b->state, b->snap.generation, &pending, err, errlen);
+        /*
+         * Without a usable snapshot no generation is known to be committed: every queued
+         * message is kept and re-filed under generation 0 of the new lineage, and the next
+         * poll is a baseline, so none is announced twice.
+         */
+        r = state_journal_load(b->state, b->have_snapshot ? b->snap.generation : UINT64_MAX,
+                               &pending, err, errlen);
         if (r)
             goto fail;
         struct announce_batch kept = {0};
@@ -159,6 +166,22 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         kept.n = 0;
         for (struct outbox_entry *e = pending; e; e = e->next)
             kept.v[kept.n++] = e;
+        if (!b->have_snapshot && kept.n) {
+            for (size_t i = 0; i < kept.n; i++)
+                kept.v[i]->gen = 0;
+            /* Not a first run but a lost state: a baseline, whatever first_run says. */
+            b->force_baseline = 1;
+            log_warn("outbox",
+                     "the snapshot is gone but %zu message%s still queued: kept (and the next "
+                     "poll is a baseline)",
+                     kept.n, kept.n == 1 ? " is" : "s are");
+            r = state_journal_compact(b->state, kept.v, kept.n);
+            if (r) {
+                snprintf(err, errlen, "cannot rewrite the outbox journal: %s", strerror(-r));
+                announce_batch_fini(&kept);
+                goto fail;
+            }
+        }
         if (kept.n)
             log_info("outbox", "%zu message%s still queued from the last run", kept.n,
                      kept.n == 1 ? "" : "s");
@@ -401,7 +424,6 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     int r;
 
     metrics_poll("ok", res->seconds, o.now);
-    b->last_poll_ok = o.now;
     if (b->failures)
         log_info("youtrack", "poll succeeded again after %u failed attempt%s", b->failures,
                  b->failures == 1 ? "" : "s");
@@ -452,11 +474,17 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     }
     if (b->opts.dry_run) {
         print_dry_run(b, &batch);
+    } else if (!first && batch.n == 0 && project_list_same(&b->snap.projects, &d.next)) {
+        /* Nothing to say and nothing to remember: the snapshot on disk stays as it is. */
+        log_debug("bridge", "no change; the snapshot is not rewritten");
     } else {
         /* A baseline announces no change, and held removals are not in d.changes. */
         size_t n_announced = baseline ? 0 : d.n_changes;
-        if (commit(b, &d.next, res->flavour, d.changes, n_announced, &batch, &old) != 0)
+        if (commit(b, &d.next, res->flavour, d.changes, n_announced, &batch, &old) != 0) {
+            snprintf(b->last_error, sizeof(b->last_error),
+                     "the poll's results could not be saved in the state directory; retrying");
             goto retry;
+        }
         if (!baseline) {
             for (size_t i = 0; i < d.n_changes; i++)
                 metrics_change(d.changes[i].kind);
@@ -467,6 +495,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                      d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
         enqueue(b, &batch);
     }
+    b->last_poll_ok = o.now;     /* complete and committed */
     b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
     b->force_baseline = 0;
     b->exit_code = 0;
@@ -480,6 +509,9 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     schedule(b, (uint64_t)b->conf->youtrack.poll_interval * 1000u);
     return;
 retry:
+    if (!b->last_error[0])
+        snprintf(b->last_error, sizeof(b->last_error),
+                 "the poll's results could not be processed (out of memory); retrying");
     announce_batch_fini(&batch);
     diff_fini(&d);
     b->failures++;
@@ -594,7 +626,10 @@ int bridge_readiness(const struct bridge *b, int64_t now, char **json)
         char key[96];
         snprintf(key, sizeof(key), "sink:%s", st[i].name);
         if (st[i].broken) {
-            ready = 0;
+            /* A chat room that refuses replies is alerted, but announcements still flow. */
+            const struct conf_sink *cs = conf_find_sink(b->conf, st[i].name);
+            if (!cs || !cs->chat_reply)
+                ready = 0;
             snprintf(text, sizeof(text), "broken: %s", st[i].reason);
         } else {
             snprintf(text, sizeof(text), "ok");

@@ -1552,6 +1552,7 @@ static void chat_reply_sinks(struct loader *ld, struct conf *c)
     for (size_t i = 0; i < mx->n_rooms; i++) {
         struct conf_sink *s = &mx->reply_sinks[mx->n_reply_sinks++];
         s->type = CONF_SINK_MATRIX;
+        s->chat_reply = 1;
         s->allow_insecure = mx->allow_insecure;
         if (asprintf(&s->name, "chat:%s", mx->rooms[i]) < 0) {
             s->name = NULL;

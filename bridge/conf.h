@@ -61,6 +61,7 @@ struct conf_sink {
     char *room;         /* "!id:server" or "#alias:server" */
     char *access_token; /* a secret */
     int allow_insecure; /* plain http:// to a non-loopback host */
+    int chat_reply;     /* a chat.matrix reply sink (not configured under sinks) */
 };
 
 /* chat.slack: /youtrack over Socket Mode. */

@@ -27,6 +27,7 @@
 #define REQUEST_TIMEOUT_MS 30000L
 #define ANSWER_MAX         (64u * 1024u)
 #define COMPACT_EVERY      256u
+#define REPLY_MAX_AGE_S    600 /* a chat reply later than this answers nobody: dropped */
 
 enum qstate {
     Q_IDLE = 0,
@@ -447,6 +448,12 @@ static void kick(struct queue *q)
     while (q->state == Q_IDLE && q->head && !ob->stopping) {
         struct outbox_entry *e = q->head;
         int64_t age = (int64_t)time(NULL) - e->created;
+        if (e->transient && age > REPLY_MAX_AGE_S) {
+            log_warn("outbox", "sink %s: reply %s dropped: still undelivered after %lld s",
+                     q->sink.conf->name, e->id, (long long)age);
+            pop(q, "dead");
+            continue;
+        }
         if (age > ob->conf->notify.max_age) {
             char why[96];
             snprintf(why, sizeof(why), "older than notify.max_age (%lld s)", (long long)age);
@@ -483,7 +490,7 @@ void outbox_push(struct outbox *ob, struct outbox_entry *const *v, size_t n)
                     "message %s is for sink \"%s\", which is not configured: "
                     "dead-lettered",
                     e->id, e->sink);
-            if (ob->st) {
+            if (ob->st && !e->transient) {
                 state_deadletter(ob->st, e, "sink not configured");
                 state_journal_done(ob->st, e->id, "dead");
             }

@@ -383,7 +383,9 @@ static void test_chat(void)
         CHECK_STR(r->access_token, "syt_bot_token");
         CHECK_INT((int)r->events, 0);
         CHECK_INT(r->alerts, 0);
+        CHECK_INT(r->chat_reply, 1);
     }
+    CHECK_INT(c->sinks[0].chat_reply, 0);
     CHECK(conf_find_sink(c, "stdout") == &c->sinks[0]);
     CHECK(conf_find_sink(c, "chat:!nope:example.org") == NULL);
     conf_free(c);
