@@ -20,6 +20,7 @@
 #include "http.h"
 #include "httpd.h"
 #include "lwsctx.h"
+#include "slack_socket.h"
 #include "log.h"
 
 #define EXIT_RUNTIME 1
@@ -251,6 +252,7 @@ static void shut_down(struct run *run)
     run->stopping = 1;
     httpd_free(run->httpd);
     run->httpd = NULL;
+    slack_socket_cleanup();
     if (run->bridge)
         bridge_stop(run->bridge);
     unref_signals(run);
@@ -444,6 +446,7 @@ int main(int argc, char **argv)
     rc = oneshot && run.bridge ? bridge_exit_code(run.bridge) : run.failed ? EXIT_RUNTIME : 0;
     httpd_free(run.httpd);
     run.httpd = NULL;
+    slack_socket_cleanup();
     close_signals(&run);
     uv_run(run.loop, UV_RUN_DEFAULT);
     lwsctx_reap();

@@ -353,6 +353,27 @@ int project_read_json(struct jscan *js, struct project_list *l, int with_state)
     return project_list_push(l, &c.p);
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+int project_list_same(const struct project_list *a, const struct project_list *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct project *x = &a->v[i], *y = &b->v[i];
+        if (!same_str(x->id, y->id) || !same_str(x->short_name, y->short_name) ||
+            !same_str(x->name, y->name) || !same_str(x->description, y->description) ||
+            !same_str(x->leader_login, y->leader_login) ||
+            !same_str(x->leader_name, y->leader_name) || x->first_seen != y->first_seen ||
+            x->missing != y->missing || x->archived != y->archived || x->held != y->held)
+            return 0;
+    }
+    return 1;
+}
+
 const char *change_kind_name(enum change_kind k)
 {
     static const char *const names[] = {"created", "renamed", "archived", "unarchived", "removed"};

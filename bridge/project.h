@@ -69,6 +69,12 @@ int project_list_push(struct project_list *l, const struct project *p);
  */
 size_t project_list_finish(struct project_list *l);
 
+/*
+ * 1 when two finished lists hold the same projects with the same fields and guard counters
+ * (insertion order aside): a snapshot that would not change need not be written.
+ */
+int project_list_same(const struct project_list *a, const struct project_list *b);
+
 /* Binary search in a finished list. Returns NULL when absent. */
 const struct project *project_list_find(const struct project_list *l, const char *id);
 

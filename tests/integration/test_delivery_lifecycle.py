@@ -60,6 +60,35 @@ class Sigterm(DeliveryTest):
         self.assertEqual(rx.received('matrix')['duplicates'], [])
 
 
+class LostSnapshot(DeliveryTest):
+
+    def test_queued_messages_survive_a_lost_snapshot(self):
+        # Messages wait for a sink that is down; then the snapshot is lost. Nothing queued is
+        # dropped, and the baseline that follows announces nothing again.
+        rx = self.rx
+        self.use_sinks(rx.matrix_sink())
+        self.quiet_baseline(BASE)
+        nums = [20, 21, 22]
+        self.fake.set_projects(BASE + new_projects(*nums))
+        rx.fault('matrix', '500')
+        self.assert_ok(self.bridge.once())
+        self.assertEqual(rx.accepted('matrix'), [])
+        os.remove(self.bridge.snapshot_path)
+        rx.clear_faults()
+        result = self.daemon_until(lambda: len(rx.accepted('matrix')) >= len(nums),
+                                   timeout=40, what='the queued messages after the loss')
+        self.check('still queued: kept' in result.stderr, 'no word about the kept queue',
+                   result)
+        # The harness's first_run is "announce": a lost state must not count as a first run.
+        time.sleep(1.5)
+        got = rx.accepted('matrix')
+        # The three changes, once each and in order; besides them only the new baseline's
+        # "now tracking" notice (the projects themselves are not announced again).
+        self.assertEqual([n for n in names(got) if n], [['Nw%d' % n] for n in nums])
+        others = [message_text(r) for r in got if not re.search(r'\bNw\d+\b', message_text(r))]
+        self.check(all('tracking' in t.lower() for t in others), repr(others))
+
+
 class MaxAge(DeliveryTest):
 
     MAX_AGE = 60
