@@ -32,19 +32,6 @@ struct session {
     size_t len, sent;
 };
 
-static void on_lws_log(int level, const char *line)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", line);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (level & LLL_ERR)
-        log_err("httpd", "lws: %s", buf);
-    else if (level & LLL_WARN)
-        log_warn("httpd", "lws: %s", buf);
-    else
-        log_debug("httpd", "lws: %s", buf);
-}
-
 static int send_headers(struct lws *wsi, unsigned status, const char *type, size_t len)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
@@ -185,8 +172,7 @@ int httpd_new(struct httpd **out, uv_loop_t *loop, const char *listen, httpd_han
         return -ENOMEM;
     s->handler = h;
     s->userdata = userdata;
-    lws_set_log_level(LLL_ERR | LLL_WARN | (log_threshold >= LOGL_DEBUG ? LLL_NOTICE : 0),
-                      on_lws_log);
+    lwsctx_logging();
     memset(&info, 0, sizeof(info));
     info.options =
         LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;

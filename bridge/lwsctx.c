@@ -1,8 +1,10 @@
-/* Two-step destruction of lws contexts on a foreign loop (see lwsctx.h). */
+/* libwebsockets contexts: logging and two-step destruction on a foreign loop (lwsctx.h). */
 #include "lwsctx.h"
 
 #include <libwebsockets.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -40,4 +42,23 @@ void lwsctx_reap(void)
         free(r->owner);
         free(r);
     }
+}
+
+static void on_lws_log(int level, const char *line)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", line);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (level & LLL_ERR)
+        log_err("lws", "%s", buf);
+    else if (level & LLL_WARN)
+        log_warn("lws", "%s", buf);
+    else
+        log_debug("lws", "%s", buf);
+}
+
+void lwsctx_logging(void)
+{
+    lws_set_log_level(LLL_ERR | LLL_WARN | (log_threshold >= LOGL_DEBUG ? LLL_NOTICE : 0),
+                      on_lws_log);
 }

@@ -1249,17 +1249,6 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
-static void on_lws_log(int level, const char *line)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", line);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (level & LLL_ERR)
-        log_warn("lws", "%s", buf);
-    else
-        log_debug("lws", "%s", buf);
-}
-
 /*
  * The libwebsockets context: one for the process, kept across reloads (lws cannot finish
  * destroying a context on a foreign loop that keeps running, so a context per reload would
@@ -1295,7 +1284,7 @@ static int ensure_context(struct slack_socket *s, int tls)
     h = calloc(1, sizeof(*h));
     if (!h)
         return -1;
-    lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
+    lwsctx_logging();
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     info.foreign_loops = loops;
