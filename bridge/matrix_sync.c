@@ -10,8 +10,16 @@
  * queued when the process ends is lost, and its command is not replayed either (README).
  *
  * The first sync of a new bot (no saved token) reads history, not commands: it answers nothing.
+ * Nor is history answered when the bot joins a room later: Synapse then sends the room's recent
+ * timeline, from before the join too ("shared" history visibility), so commands before the
+ * bot's own join event in a timeline are skipped (the filter asks for m.room.member for that).
+ *
  * Failures are logged when they change, retried with a random 5-15 s back-off that doubles up
  * to 5 minutes, and honour Retry-After; a refused token stops the client until reconfigured.
+ * A failure that the same `since` will always get (an answer over the size cap, a 4xx such as
+ * Synapse's 400 "Invalid stream token" after a database restore) is retried twice, 2 s apart
+ * (waiting longer cannot help), then the position is dropped for a fresh first sync: commands
+ * sent meanwhile may go unanswered, which beats never answering again.
  */
 #include "matrix_sync.h"
 
@@ -49,6 +57,8 @@
 #define MEMBER_RETRY_MS       5000u
 #define STATE_FILE_MAX        (64u * 1024u)
 #define NEXT_BATCH_MAX        1024u
+#define REJECTED_TRIES        3u    /* /sync failures of one position before it is dropped */
+#define REJECTED_RETRY_MS     2000u /* between those: they are answers, not an overload */
 
 /* ---- the parser (pure) ---- */
 
@@ -136,6 +146,9 @@ void matrix_sync_batch_fini(struct matrix_sync_batch *b)
     for (size_t i = 0; i < b->n; i++)
         item_fini(&b->v[i]);
     free(b->v);
+    for (size_t i = 0; i < b->n_joined; i++)
+        free(b->joined[i].room_id);
+    free(b->joined);
     free(b->next_batch);
     memset(b, 0, sizeof(*b));
 }
@@ -293,8 +306,12 @@ static const char *as_command(const struct matrix_sync_rules *rules, json_t *ev,
     return command_text(json_string_value(body), json_string_length(body), rules->prefix, n);
 }
 
-/* One timeline event of a configured room. 0 or -ENOMEM. */
-static int timeline_event(struct builder *bd, const char *room, json_t *ev, int *encrypted)
+/*
+ * One timeline event of a configured room. history: not NULL for an event from before the bot's
+ * own join, whose command is only counted there. 0 or -ENOMEM.
+ */
+static int timeline_event(struct builder *bd, const char *room, json_t *ev, int *encrypted,
+                          size_t *history)
 {
     const struct matrix_sync_rules *rules = bd->rules;
     const char *text, *sender, *event_id, *root;
@@ -311,9 +328,45 @@ static int timeline_event(struct builder *bd, const char *room, json_t *ev, int 
         bd->b->ignored++;
         return 0;
     }
+    if (history) {
+        (*history)++;
+        return 0;
+    }
     if (rules->n_allowed_users && !in_list(rules->allowed_users, rules->n_allowed_users, sender))
         return add_item(bd, MATRIX_SYNC_REFUSE, room, event_id, sender, root, NULL, 0);
     return add_item(bd, MATRIX_SYNC_COMMAND, room, event_id, sender, root, text, n);
+}
+
+/*
+ * The bot's own join: m.room.member, state_key the bot, membership "join" (whoever sent it), but
+ * not a display name or avatar change, which is a join following a join (Synapse puts the
+ * previous content in unsigned.prev_content).
+ */
+static int own_join(const struct matrix_sync_rules *rules, const json_t *ev)
+{
+    const char *key = json_string_value(json_object_get(ev, "state_key"));
+    const char *ms =
+        json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+    const char *prev = json_string_value(json_object_get(
+        json_object_get(json_object_get(ev, "unsigned"), "prev_content"), "membership"));
+
+    return is_type(ev, "m.room.member") && key && ms && strcmp(key, rules->user_id) == 0 &&
+           strcmp(ms, "join") == 0 && !(prev && strcmp(prev, "join") == 0);
+}
+
+static int add_joined(struct builder *bd, const char *room, size_t skipped)
+{
+    struct matrix_sync_batch *b = bd->b;
+    struct matrix_sync_joined *v = realloc(b->joined, (b->n_joined + 1) * sizeof(*v));
+
+    if (!v)
+        return -ENOMEM;
+    b->joined = v;
+    v[b->n_joined].room_id = strdup(room);
+    if (!v[b->n_joined].room_id)
+        return -ENOMEM;
+    v[b->n_joined++].skipped = skipped;
+    return 0;
 }
 
 static int joined_room(struct builder *bd, const char *room, json_t *r)
@@ -321,21 +374,37 @@ static int joined_room(struct builder *bd, const char *room, json_t *r)
     json_t *timeline = json_object_get(r, "timeline");
     json_t *events = json_object_get(timeline, "events");
     json_t *state = json_object_get(json_object_get(r, "state"), "events");
-    int encrypted = 0, rc;
+    size_t n = json_array_size(events), after = 0, skipped = 0;
+    int encrypted = 0, joined = 0, rc;
 
     for (size_t i = 0; i < json_array_size(state); i++) {
         if (is_type(json_array_get(state, i), "m.room.encryption"))
             encrypted = 1;
     }
-    if (json_is_true(json_object_get(timeline, "limited")))
+    /* The last join counts (kicked and invited back within one batch); it may lie past the
+     * events looked at, which are then all history. */
+    for (size_t i = n; i-- > 0;) {
+        if (own_join(bd->rules, json_array_get(events, i))) {
+            after = i + 1;
+            joined = 1;
+            break;
+        }
+    }
+    /* After a join, "limited" means the history before it was cut: no gap in what we read. */
+    if (json_is_true(json_object_get(timeline, "limited")) && !joined)
         bd->b->gaps++;
-    if (json_array_size(events) > MATRIX_SYNC_ROOM_EVENTS)
-        bd->b->dropped += json_array_size(events) - MATRIX_SYNC_ROOM_EVENTS;
-    for (size_t i = 0; i < json_array_size(events) && i < MATRIX_SYNC_ROOM_EVENTS; i++) {
+    if (n > MATRIX_SYNC_ROOM_EVENTS)
+        bd->b->dropped += n - MATRIX_SYNC_ROOM_EVENTS;
+    for (size_t i = 0; i < n && i < MATRIX_SYNC_ROOM_EVENTS; i++) {
         json_t *ev = json_array_get(events, i);
         if (!json_is_object(ev))
             continue;
-        rc = timeline_event(bd, room, ev, &encrypted);
+        rc = timeline_event(bd, room, ev, &encrypted, i < after ? &skipped : NULL);
+        if (rc)
+            return rc;
+    }
+    if (joined) {
+        rc = add_joined(bd, room, skipped);
         if (rc)
             return rc;
     }
@@ -497,6 +566,7 @@ struct matrix_sync {
     int started, stopping, fatal;
     int save_failed; /* the last save_state() failed (logged once) */
     unsigned failures;
+    unsigned rejected; /* /sync failures in a row that this since will always get */
     uint64_t started_ms, last_ok_ms;
     uint64_t request_ms; /* when the current /sync started */
     struct matrix_sync_seen seen;
@@ -800,10 +870,54 @@ static void request_failed(struct matrix_sync *m, const char *what, const struct
     retry_in(m, backoff_ms(m->failures));
 }
 
+/*
+ * A /sync failure that the same since will get again (retrying it later cannot help): an answer
+ * over MATRIX_SYNC_BODY_MAX, or a 4xx other than 401, the token errcodes and 429 (classify()
+ * handles those first) and 408 (a timeout). Synapse answers a since it never issued (restored
+ * database, copied state directory) with 400 M_UNKNOWN "Invalid stream token".
+ */
+static int position_failure(const struct http_response *res)
+{
+    if (res->result == HTTP_ERR_TOO_BIG)
+        return 1;
+    return res->result == HTTP_DONE && res->status >= 400 && res->status < 500 &&
+           res->status != 408 && res->status != 429;
+}
+
+/* /sync failed: as request_failed(), except that a position that keeps failing is dropped. */
+static void sync_failed(struct matrix_sync *m, const struct http_response *res)
+{
+    uint64_t delay = 0;
+    char why[160];
+
+    if (!m->since || !position_failure(res) || classify(res, &delay, why, sizeof(why)) != V_RETRY) {
+        m->rejected = 0;
+        request_failed(m, "/sync", res);
+        return;
+    }
+    m->failures++;
+    if (++m->rejected < REJECTED_TRIES) {
+        set_error(m, "/sync failed (%s); retrying with back-off", why);
+        retry_in(m, REJECTED_RETRY_MS);
+        return;
+    }
+    log_err("matrix",
+            "/sync: the saved position failed %u times in a row (%s); dropping it for a fresh "
+            "first /sync: commands sent since the last answered /sync may go unanswered",
+            m->rejected, why);
+    snprintf(m->last_error, sizeof(m->last_error),
+             "/sync failed (%s); the position was dropped for a fresh /sync", why);
+    free(m->since);
+    m->since = NULL;
+    m->rejected = 0;
+    m->failures = 0;
+    do_sync(m);
+}
+
 static void on_whoami(void *userdata, const struct http_response *res)
 {
     struct matrix_sync *m = userdata;
-    json_t *j = NULL, *f;
+    json_t *j = NULL, *f = NULL, *rooms;
     const char *user;
     char *esc = NULL, *text = NULL;
 
@@ -820,13 +934,29 @@ static void on_whoami(void *userdata, const struct http_response *res)
         retry_in(m, backoff_ms(m->failures));
         goto out;
     }
-    /* matrix.md §8's bot filter: messages (and the encryption markers) of joined rooms, not
-     * our own, nothing else. */
-    f = json_pack(
-        "{s:{s:[s]}, s:{s:[s]}, s:{s:{s:i, s:[s,s], s:[s]}, s:{s:[s]}, s:{s:[s]}, s:{s:[s]}}}",
-        "presence", "not_types", "*", "account_data", "not_types", "*", "room", "timeline", "limit",
-        50, "types", "m.room.message", "m.room.encrypted", "not_senders", user, "state", "types",
-        "m.room.encryption", "ephemeral", "not_types", "*", "account_data", "not_types", "*");
+    /*
+     * matrix.md §8's bot filter: messages (and the encryption markers) of the configured rooms,
+     * nothing else; and membership events, for the bot's own join (see own_join()). Those are
+     * sent by the bot, so no "not_senders": its own messages come back and are ignored.
+     * The rooms limit keeps other joined rooms from swelling the answer past
+     * MATRIX_SYNC_BODY_MAX; it is set on timeline and state, not on room, so invites still come.
+     */
+    rooms = json_array();
+    for (size_t i = 0; rooms && i < m->conf->n_rooms; i++) {
+        if (json_array_append_new(rooms, json_string(m->conf->rooms[i])) != 0) {
+            json_decref(rooms);
+            rooms = NULL;
+        }
+    }
+    if (rooms)
+        f = json_pack("{s:{s:[s]}, s:{s:[s]}, s:{s:{s:i, s:[s,s,s], s:O}, s:{s:[s], s:O}, "
+                      "s:{s:[s]}, s:{s:[s]}}}",
+                      "presence", "not_types", "*", "account_data", "not_types", "*", "room",
+                      "timeline", "limit", 50, "types", "m.room.message", "m.room.encrypted",
+                      "m.room.member", "rooms", rooms, "state", "types", "m.room.encryption",
+                      "rooms", rooms, "ephemeral", "not_types", "*", "account_data", "not_types",
+                      "*");
+    json_decref(rooms);
     text = f ? json_dumps(f, JSON_COMPACT) : NULL;
     json_decref(f);
     esc = text ? http_escape(text) : NULL;
@@ -980,9 +1110,10 @@ static void on_sync(void *userdata, const struct http_response *res)
     m->xfer = NULL;
     if (res->result != HTTP_DONE || res->status != 200) {
         metrics_matrix_sync(0, (int64_t)time(NULL));
-        request_failed(m, "/sync", res);
+        sync_failed(m, res);
         return;
     }
+    m->rejected = 0;
     r = matrix_sync_parse(res->body, res->body_len, &rules, &m->seen, &batch);
     if (r) {
         metrics_matrix_sync(0, (int64_t)time(NULL));
@@ -991,6 +1122,14 @@ static void on_sync(void *userdata, const struct http_response *res)
                   r == -ENOMEM ? "out of memory" : "the answer is not a sync response");
         retry_in(m, backoff_ms(m->failures));
         return;
+    }
+    for (size_t i = 0; i < batch.n_joined; i++) {
+        const struct matrix_sync_joined *jr = &batch.joined[i];
+        if (jr->skipped)
+            log_info("matrix", "joined %s: %zu earlier command%s not answered", jr->room_id,
+                     jr->skipped, jr->skipped == 1 ? "" : "s");
+        else
+            log_debug("matrix", "joined %s (its history holds no command)", jr->room_id);
     }
     for (size_t i = 0; i < batch.n; i++) {
         skipped += first && (batch.v[i].kind == MATRIX_SYNC_COMMAND ||

@@ -54,11 +54,25 @@ struct matrix_sync_item {
                           command_run() still refuses it as too long */
 };
 
+/*
+ * A configured room whose timeline holds the bot's own join (m.room.member, state_key the bot,
+ * membership "join", not a profile change): what came before it is the room's history from
+ * before the bot was there (Synapse sends it after a join, history visibility "shared"), so
+ * its commands are not items.
+ */
+struct matrix_sync_joined {
+    char *room_id;
+    size_t skipped; /* commands before the (last) join among the events looked at */
+};
+
 struct matrix_sync_batch {
     char *next_batch;
     struct matrix_sync_item *v; /* in the order found: rooms in body order, events in order */
     size_t n;
-    size_t gaps;    /* configured rooms whose timeline was "limited" (messages skipped) */
+    struct matrix_sync_joined *joined; /* rooms joined in this batch, in body order */
+    size_t n_joined;
+    size_t gaps;    /* configured rooms whose timeline was "limited" (messages skipped); not
+                       counted for a room joined in the batch (its history is no gap) */
     size_t dropped; /* events and invites over the limits above: not read */
     size_t ignored; /* messages in configured rooms that are no command (notices, edits, own,
                        duplicates, other text) */

@@ -20,7 +20,11 @@ Wire formats follow ../shared/reference/slack.md §1-3 and matrix.md §1-7:
                                  newest token replays the batch served after
                                  it, as a homeserver would. Each request is
                                  recorded in "syncs" (since, timeout, filter,
-                                 set_presence, served next_batch).
+                                 set_presence, served next_batch). The
+                                 request's inline filter is applied as Synapse
+                                 does (room.rooms/not_rooms; timeline and state
+                                 types, not_types, senders, not_senders, rooms,
+                                 not_rooms; "x*" wildcards), not limit.
   POST /_matrix/client/v3/join/{roomIdOrAlias}   {"room_id"}; joins the room
   POST /_matrix/client/v3/rooms/{roomId}/leave   {}; leaves it
                                  (both recorded in "memberships")
@@ -34,7 +38,14 @@ Control API (unauthenticated):
                               "mode": M, "count": n (omit: until cleared),
                               "path": request-path prefix (optional),
                               "retry_after": s, "delay": s, "status": code,
-                              "body": text (Slack errors: replaces the body)}
+                              "body": text (Slack errors: replaces the body),
+                              "since": token or null (matrix /sync only: the
+                              fault applies to a /sync with that since, null
+                              being the first sync)}
+                             Matrix /sync modes also: "invalid_stream_token"
+                             (400 M_UNKNOWN "Invalid stream token", as Synapse
+                             answers a token it never issued) and "huge_sync"
+                             (200 with a 17 MiB body).
                              A fault replaces an earlier one with the same
                              receiver and path; several may be active.
   DELETE /_control/fault     clear all faults (?receiver=R: only R's)
@@ -152,11 +163,14 @@ SLACK_ERRORS = {
 COMMON_MODES = {'slow', 'disconnect', 'ok_then_disconnect'}
 SLACK_MODES = set(SLACK_ERRORS) | {'429', '500'} | COMMON_MODES
 MATRIX_MODES = {'429_header', '429_body_only', '500', '502_html', 'forbidden',
-                'unknown_token', 'too_large'} | COMMON_MODES
+                'unknown_token', 'too_large', 'invalid_stream_token',
+                'huge_sync'} | COMMON_MODES
+HUGE_SYNC_BYTES = 17 * 1024 * 1024  # over ytbridge's 16 MiB /sync cap
 SYNC_TIMEOUT_MAX = 60.0  # s a /sync is ever held, whatever it asks for
 HOOK_MODES = COMMON_MODES  # plus any HTTP status code as a string
 
 MATRIX_PREFIX = '/_matrix/client/v3'
+NOT_SYNC = object()  # take_fault(): the request is no /sync
 MAX_EVENT = 65536
 EVENT_OVERHEAD = 400  # what a homeserver adds around the content (approx.)
 
@@ -194,6 +208,62 @@ def pacing(records, min_gap):
     return out
 
 
+def _matches(flt, key, value, wildcard=False):
+    """Synapse's Filter._check_fields for one field (synapse/api/
+    filtering.py): not_<key> rejects, <key> (when present) must match."""
+    def match(v):
+        if wildcard and isinstance(v, str) and v.endswith('*'):
+            return isinstance(value, str) and value.startswith(v[:-1])
+        return value == v
+    if any(match(v) for v in flt.get('not_' + key, [])):
+        return False
+    allowed = flt.get(key)
+    return allowed is None or any(match(v) for v in allowed)
+
+
+def _event_passes(flt, room, ev):
+    if not isinstance(ev, dict):
+        return True
+    return (_matches(flt, 'rooms', room)
+            and _matches(flt, 'senders', ev.get('sender'))
+            and _matches(flt, 'types', ev.get('type'), wildcard=True))
+
+
+def apply_sync_filter(body, flt):
+    """body as a homeserver would answer it under the inline filter flt
+    (room-level parts only; limit is not applied)."""
+    room_flt = flt.get('room') if isinstance(flt, dict) else None
+    if not isinstance(room_flt, dict) or not isinstance(body.get('rooms'),
+                                                        dict):
+        return body
+    out = dict(body)
+    out['rooms'] = {}
+    for section, rooms in body['rooms'].items():
+        if not isinstance(rooms, dict):
+            out['rooms'][section] = rooms
+            continue
+        kept = {}
+        for room, data in rooms.items():
+            if not _matches(room_flt, 'rooms', room):
+                continue
+            if section == 'invite' or not isinstance(data, dict):
+                kept[room] = data
+                continue
+            data = dict(data)
+            for part in ('timeline', 'state'):
+                sub = room_flt.get(part)
+                block = data.get(part)
+                if isinstance(sub, dict) and isinstance(block, dict) and \
+                        isinstance(block.get('events'), list):
+                    block = dict(block)
+                    block['events'] = [ev for ev in block['events']
+                                       if _event_passes(sub, room, ev)]
+                    data[part] = block
+            kept[room] = data
+        out['rooms'][section] = kept
+    return out
+
+
 class State:
     def __init__(self):
         self.lock = threading.Lock()
@@ -227,13 +297,18 @@ class State:
             self.seq += 1
             return self.seq
 
-    def take_fault(self, receiver, path):
+    def take_fault(self, receiver, path, since=NOT_SYNC):
+        """since: the since of a Matrix /sync (None: the first); faults
+        with a "since" key match only a /sync with that since."""
         with self.lock:
             for fault in self.faults:
                 if fault['receiver'] != receiver:
                     continue
                 prefix = fault.get('path')
                 if prefix and not path.startswith(prefix):
+                    continue
+                if 'since' in fault and (since is NOT_SYNC
+                                         or fault['since'] != since):
                     continue
                 if fault.get('count') is not None:
                     fault['count'] -= 1
@@ -600,7 +675,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, {'event_id': event_id})
 
     def matrix_fault(self, fault, rec):
-        """Answer an error fault (429, 5xx, 401, 413); True when answered."""
+        """Answer an error fault (429, 5xx, 401, 413, 400); True when
+        answered."""
         mode = fault['mode'] if fault else None
         retry = float(fault.get('retry_after', 1)) if fault else 1
         if mode == '429_header':
@@ -624,6 +700,11 @@ class Handler(BaseHTTPRequestHandler):
                               soft_logout=False)
         elif mode == 'too_large':
             self.matrix_error(413, 'M_TOO_LARGE', 'Event too large', rec)
+        elif mode == 'invalid_stream_token':
+            # Synapse, for a /sync since it never issued (a restored
+            # database, a copied state directory): SynapseError(400,
+            # "Invalid stream token"), errcode M_UNKNOWN.
+            self.matrix_error(400, 'M_UNKNOWN', 'Invalid stream token', rec)
         else:
             return False
         return True
@@ -651,7 +732,7 @@ class Handler(BaseHTTPRequestHandler):
                    status=None, next_batch=None, replayed=None, empty=None,
                    reason=None)
         st.add('matrix', 'syncs', rec)
-        fault = st.take_fault('matrix', decoded)
+        fault = st.take_fault('matrix', decoded, since=since)
         if fault and fault['mode'] == 'slow' and not fault.get('delay'):
             fault['delay'] = 2
         if self.pre_fault(fault):
@@ -659,6 +740,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault and fault['mode'] == 'forbidden':
             self.matrix_error(403, 'M_FORBIDDEN', 'Forbidden', rec)
+            return
+        if fault and fault['mode'] == 'huge_sync':
+            with st.lock:
+                rec.update(status=200, reason='huge_sync')
+            pad = HUGE_SYNC_BYTES
+            self.send_fixed(200, b'{"next_batch":"huge","rooms":{},"pad":"'
+                            + b'x' * pad + b'"}')
             return
         if self.matrix_fault(fault, rec):
             return
@@ -670,6 +758,7 @@ class Handler(BaseHTTPRequestHandler):
                 rec.update(reason='client gone')
             self.close_connection = True
             return
+        body = apply_sync_filter(body, flt)
         with st.lock:
             rec.update(status=200, next_batch=body['next_batch'],
                        replayed=replayed, empty=not body.get('rooms'))
@@ -703,7 +792,8 @@ class Handler(BaseHTTPRequestHandler):
             self.matrix_error(403, 'M_FORBIDDEN',
                               'You are not invited to this room.')
             return
-        if fault and fault['mode'] in MATRIX_MODES - COMMON_MODES:
+        if fault and fault['mode'] in MATRIX_MODES - COMMON_MODES - {
+                'huge_sync'}:
             rec['status'] = 'fault'
             st.add('matrix', 'memberships', rec)
             self.matrix_fault(fault, None)

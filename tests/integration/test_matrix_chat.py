@@ -41,6 +41,18 @@ def message(event_id, body, sender='@alice:localhost', msgtype='m.text',
             'content': c}
 
 
+def member(user, membership, sender=None, **unsigned):
+    """An m.room.member timeline event (state_key: the member; a join is
+    sent by the joining user itself)."""
+    _ts[0] += 1000
+    u = {'age': 90}
+    u.update(unsigned)
+    return {'type': 'm.room.member', 'event_id': '$mem%d' % _ts[0],
+            'sender': sender or user, 'state_key': user,
+            'origin_server_ts': _ts[0], 'unsigned': u,
+            'content': {'membership': membership, 'displayname': 'x'}}
+
+
 def joined(room, *events, limited=False):
     return {'rooms': {'join': {room: {'timeline': {
         'events': list(events), 'limited': limited,
@@ -159,10 +171,18 @@ class MatrixChatTest(DeliveryTest):
         self.assertEqual(first['timeout'], 0)
         self.assertEqual(first['set_presence'], 'offline')
         flt = first['filter']
+        # m.room.member for the bot's own join (sent by the bot, so no
+        # not_senders); only the configured rooms, so that other rooms
+        # cannot swell the answer.
         self.assertEqual(flt['room']['timeline']['types'],
-                         ['m.room.message', 'm.room.encrypted'])
-        self.assertEqual(flt['room']['timeline']['not_senders'], [BOT])
+                         ['m.room.message', 'm.room.encrypted',
+                          'm.room.member'])
+        self.assertNotIn('not_senders', flt['room']['timeline'])
+        self.assertEqual(flt['room']['timeline']['rooms'], [ROOM])
         self.assertEqual(flt['room']['timeline']['limit'], 50)
+        self.assertEqual(flt['room']['state'],
+                         {'types': ['m.room.encryption'], 'rooms': [ROOM]})
+        self.assertNotIn('rooms', flt['room'])  # invites still come
         self.assertEqual(flt['presence'], {'not_types': ['*']})
         self.assertEqual(flt['room']['ephemeral'], {'not_types': ['*']})
         held = [s for s in self.syncs() if s['since'] == 's1'][0]
@@ -314,6 +334,93 @@ class MatrixChatTest(DeliveryTest):
         self.assertEqual(len(self.replies()), 2)
         self.assertIn('invited to !elsewhere:localhost by @eve:localhost: '
                       'refused', result.stderr)
+
+    def test_history_before_own_join_not_answered(self):
+        # Invited to a configured room: after the join, Synapse's next
+        # /sync brings the room's recent timeline ("limited"), with
+        # messages from before the join (history visibility "shared").
+        self.use_chat(rooms=[ROOM, ROOM2])
+        self.start()
+        self.wait_polling('s0')
+        self.rx.queue_sync({'rooms': {'invite': {
+            ROOM2: invite('@alice:localhost')}}})
+        self.wait(lambda: self.rx.received('matrix')['memberships'],
+                  'the join')
+        self.rx.queue_sync(joined(
+            ROOM2,
+            message('$old', '!youtrack status'),             # days ago
+            member('@carol:localhost', 'join'),             # not us
+            message('$old2', '!youtrack help'),
+            member(BOT, 'leave', sender='@alice:localhost'),  # kicked,
+            member(BOT, 'invite', sender='@alice:localhost'),  # invited
+            member(BOT, 'join'),                            # and back
+            message('$new', '!youtrack help'),
+            member('@dave:localhost', 'join'),
+            message('$new2', '!youtrack status'),
+            limited=True))
+        got = self.wait_replies(2)
+        self.wait_polling('s2')
+        result = self.stop()
+        self.assertEqual(len(self.replies()), 2)
+        self.assertEqual(
+            [r['json']['m.relates_to']['m.in_reply_to']['event_id']
+             for r in got], ['$new', '$new2'])
+        self.check_reply(got[0], ROOM2, '$new')
+        self.assertIn('info matrix: joined %s: 2 earlier commands not '
+                      'answered' % ROOM2, result.stderr)
+        # The history before a join is no gap in what we read.
+        self.assertNotIn('more new messages than one /sync returns',
+                         result.stderr)
+
+    def check_position_abandoned(self, mode):
+        """A /sync that fails the same way for one since (mode: a fault of
+        the fake) is tried 3 times, then the position is dropped: a fresh
+        first sync (answers nothing), saved, and commands work again."""
+        path = os.path.join(self.bridge.state_dir, 'matrix-sync.json')
+        with open(path, 'w', encoding='utf-8') as f:
+            json.dump({'homeserver': self.rx.url, 'user_id': BOT,
+                       'next_batch': 'gone'}, f)
+        self.rx.fault('matrix', mode, path=SYNC_PATH, since='gone')
+        # Sent while the position was bad: the fresh sync reads it as
+        # history.
+        self.rx.queue_sync(joined(ROOM, message('$gap', '!youtrack help')))
+        self.start()
+        fresh = self.wait(lambda: [s for s in self.syncs()
+                                   if s['since'] is None],
+                          'a /sync without since', timeout=60)[0]
+        tries = [s for s in self.syncs() if s['since'] == 'gone']
+        self.assertEqual(len(tries), 3, tries)
+        self.assertLess(tries[-1]['seq'], fresh['seq'])
+        # 2 s apart (waiting longer would not help), and the fresh sync at
+        # once after the third.
+        for a, b in zip(tries, tries[1:]):
+            self.assertGreaterEqual(b['t'] - a['t'], 1.9)
+            self.assertLess(b['t'] - a['t'], 4 * SCALE)
+        self.assertLess(fresh['t'] - tries[-1]['t'], 2 * SCALE)
+        self.assertEqual(fresh['timeout'], 0)
+        self.wait_polling('s1')
+        with open(path, encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['next_batch'], 's1')
+        self.rx.queue_sync(joined(ROOM, message('$after', '!youtrack help')))
+        self.check_reply(self.wait_replies(1)[0], ROOM, '$after')
+        self.wait_polling('s2')
+        result = self.stop()
+        self.assertEqual(len(self.replies()), 1)
+        self.assertEqual(len([s for s in self.syncs()
+                              if s['since'] == 'gone']), 3)
+        self.assertIn('error matrix: /sync: the saved position failed 3 '
+                      'times in a row', result.stderr)
+        self.assertIn('may go unanswered', result.stderr)
+        self.assertIn('first /sync: 1 earlier command not answered',
+                      result.stderr)
+
+    def test_rejected_position_abandoned(self):
+        # Synapse after a database restore, or a copied state directory.
+        self.check_position_abandoned('invalid_stream_token')
+
+    def test_oversized_sync_position_abandoned(self):
+        # An answer over the 16 MiB cap, every time.
+        self.check_position_abandoned('huge_sync')
 
     def test_encrypted_room_said_once(self):
         megolm = {'type': 'm.room.encrypted', 'event_id': '$enc',

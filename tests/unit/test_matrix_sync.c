@@ -567,6 +567,203 @@ static void test_bounds(void)
     free(events);
 }
 
+/*
+ * One timeline per case, one event per letter: c a command from alice, m one from mallory (not
+ * in allowed_users), t plain text, J the bot's own join, L its leave, I its invite, P its profile
+ * change (a join after a join), o alice's join, x a join with no usable membership, e an
+ * encrypted message. Event i has the id "$e<i>". A command before the bot's last join in the
+ * timeline is history (the room's timeline as it was before the bot came in): not answered.
+ */
+static char *timeline_event_json(char kind, size_t i)
+{
+    static const char *const fmt_member =
+        "{\"type\":\"m.room.member\",\"event_id\":\"$e%zu\",\"sender\":\"%s\",\"state_key\":\"%s\","
+        "\"origin_server_ts\":1700000000000,\"content\":{\"membership\":\"%s\"},"
+        "\"unsigned\":{\"age\":5%s}}";
+    const char *cmd = "{\"msgtype\":\"m.text\",\"body\":\"!youtrack status\"}";
+    char id[32], *s = NULL;
+    int r = 0;
+
+    snprintf(id, sizeof(id), "$e%zu", i);
+    switch (kind) {
+    case 'c':
+        return message(id, "@alice:localhost", cmd);
+    case 'm':
+        return message(id, "@mallory:localhost", cmd);
+    case 't':
+        return message(id, "@alice:localhost", "{\"msgtype\":\"m.text\",\"body\":\"hi\"}");
+    case 'J':
+        r = asprintf(&s, fmt_member, i, "@bot:localhost", "@bot:localhost", "join", "");
+        break;
+    case 'L':
+        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@bot:localhost", "leave", "");
+        break;
+    case 'I':
+        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@bot:localhost", "invite", "");
+        break;
+    case 'P':
+        r = asprintf(&s, fmt_member, i, "@bot:localhost", "@bot:localhost", "join",
+                     ",\"prev_content\":{\"membership\":\"join\",\"displayname\":\"old\"}");
+        break;
+    case 'o':
+        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@alice:localhost", "join", "");
+        break;
+    case 'x':
+        r = asprintf(&s,
+                     "{\"type\":\"m.room.member\",\"event_id\":\"$e%zu\",\"sender\":\"@bot:"
+                     "localhost\",\"state_key\":\"@bot:localhost\",\"content\":{\"membership\":7}}",
+                     i);
+        break;
+    case 'e':
+        r = asprintf(&s,
+                     "{\"type\":\"m.room.encrypted\",\"event_id\":\"$e%zu\",\"sender\":\"@alice:"
+                     "localhost\",\"content\":{\"algorithm\":\"m.megolm.v1.aes-sha2\"}}",
+                     i);
+        break;
+    default:
+        exit(1);
+    }
+    if (r < 0)
+        exit(1);
+    return s;
+}
+
+static char *timeline_body(const char *spec, int limited)
+{
+    size_t cap = 64, len = 0;
+    char *events = malloc(cap), *body = NULL;
+
+    if (!events)
+        exit(1);
+    events[0] = '\0';
+    for (size_t i = 0; spec[i]; i++) {
+        char *ev = timeline_event_json(spec[i], i);
+        size_t n = strlen(ev);
+        if (len + n + 2 > cap) {
+            cap = (len + n + 2) * 2;
+            events = realloc(events, cap);
+            if (!events)
+                exit(1);
+        }
+        len += (size_t)sprintf(events + len, "%s%s", i ? "," : "", ev);
+        free(ev);
+    }
+    if (asprintf(&body,
+                 "{\"next_batch\":\"s3\",\"rooms\":{\"join\":{\"!room2:localhost\":{\"timeline\":"
+                 "{\"events\":[%s],\"limited\":%s}}}}}",
+                 events, limited ? "true" : "false") < 0)
+        exit(1);
+    free(events);
+    return body;
+}
+
+static void test_own_join(void)
+{
+    static const struct {
+        const char *spec;
+        const char *answered; /* event ids of the items, in order ("$e2 $e3"); R: a refusal */
+        long joined;          /* -1: no join seen; else the commands before it, not answered */
+    } cases[] = {
+        {"cJc", "$e2", 1},
+        {"ccJcc", "$e3 $e4", 2},
+        {"tcmJtc", "$e5", 2}, /* a refusal before the join is history too */
+        {"ccJ", "", 2},
+        {"Jcc", "$e1 $e2", 0},
+        {"cLc", "$e0 $e2", -1},  /* our leave changes nothing */
+        {"coc", "$e0 $e2", -1},  /* nor somebody else's join */
+        {"cIc", "$e0 $e2", -1},  /* nor an invite */
+        {"cPc", "$e0 $e2", -1},  /* nor a new display name (prev_content: join) */
+        {"cxc", "$e0 $e2", -1},  /* nor a membership that is no string */
+        {"cJcLIJc", "$e6", 2},   /* kicked and back: the last join counts */
+        {"cJcPc", "$e2 $e4", 1}, /* a profile change after the join */
+        {"ecJc", "$e3 E", 1},    /* encrypted before the join: still said */
+        {"cmc", "$e0 R$e1 $e2", -1},
+    };
+    struct matrix_sync_rules r = rules;
+    struct matrix_sync_batch b;
+
+    r.allowed_users = allowed;
+    r.n_allowed_users = 1;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *body = timeline_body(cases[i].spec, 1);
+        char got[256] = "";
+        size_t n = 0;
+
+        CHECK_INT(parse(body, &r, NULL, &b), 0);
+        for (size_t k = 0; k < b.n && n < sizeof(got) - 64; k++) {
+            const struct matrix_sync_item *it = &b.v[k];
+            n += (size_t)snprintf(got + n, sizeof(got) - n, "%s%s%s", k ? " " : "",
+                                  it->kind == MATRIX_SYNC_REFUSE      ? "R"
+                                  : it->kind == MATRIX_SYNC_ENCRYPTED ? "E"
+                                                                      : "",
+                                  it->event_id ? it->event_id : "");
+        }
+        if (strcmp(got, cases[i].answered) != 0)
+            fprintf(stderr, "case %s: got \"%s\", want \"%s\"\n", cases[i].spec, got,
+                    cases[i].answered);
+        CHECK_STR(got, cases[i].answered);
+        CHECK_INT(b.n_joined, cases[i].joined >= 0);
+        if (b.n_joined == 1 && cases[i].joined >= 0) {
+            CHECK_STR(b.joined[0].room_id, "!room2:localhost");
+            CHECK_INT(b.joined[0].skipped, cases[i].joined);
+        }
+        /* "limited" on the join is the history before it, not a gap in what we read. */
+        CHECK_INT(b.gaps, cases[i].joined < 0);
+        matrix_sync_batch_fini(&b);
+        CHECK(b.joined == NULL && b.n_joined == 0);
+        free(body);
+    }
+}
+
+static void test_own_join_bounds(void)
+{
+    char spec[MATRIX_SYNC_ROOM_EVENTS + 3];
+    struct matrix_sync_batch b;
+    struct matrix_sync_seen seen = {0};
+    char *body;
+
+    /* The join past the events looked at: every command looked at is history. */
+    memset(spec, 'c', MATRIX_SYNC_ROOM_EVENTS + 1);
+    strcpy(spec + MATRIX_SYNC_ROOM_EVENTS + 1, "J");
+    body = timeline_body(spec, 1);
+    CHECK_INT(parse(body, &rules, &seen, &b), 0);
+    CHECK_INT(b.n, 0);
+    CHECK_INT(b.dropped, 2);
+    CHECK_INT(b.n_joined, 1);
+    if (b.n_joined == 1)
+        CHECK_INT(b.joined[0].skipped, MATRIX_SYNC_ROOM_EVENTS);
+    CHECK_INT(seen.n, 0); /* history is not remembered as answered */
+    matrix_sync_batch_fini(&b);
+    free(body);
+
+    /* A join in a room that is not configured: nothing. */
+    body = timeline_body("cJc", 0);
+    memcpy(strstr(body, "!room2"), "!room9", 6);
+    CHECK_INT(parse(body, &rules, NULL, &b), 0);
+    CHECK_INT(b.n + b.n_joined, 0);
+    matrix_sync_batch_fini(&b);
+    free(body);
+
+    /* Two configured rooms joined in one batch: one entry each, in body order. */
+    if (asprintf(&body,
+                 "{\"next_batch\":\"s\",\"rooms\":{\"join\":{\"!room1:localhost\":{\"timeline\":"
+                 "{\"events\":[%s]}},\"!room2:localhost\":{\"timeline\":{\"events\":[%s]}}}}}",
+                 "{\"type\":\"m.room.member\",\"sender\":\"@bot:localhost\",\"state_key\":\"@bot:"
+                 "localhost\",\"content\":{\"membership\":\"join\"}}",
+                 "{\"type\":\"m.room.member\",\"state_key\":\"@bot:localhost\",\"content\":{"
+                 "\"membership\":\"join\"}}") < 0)
+        exit(1);
+    CHECK_INT(parse(body, &rules, NULL, &b), 0);
+    CHECK_INT(b.n_joined, 2);
+    if (b.n_joined == 2) {
+        CHECK_STR(b.joined[0].room_id, "!room1:localhost");
+        CHECK_STR(b.joined[1].room_id, "!room2:localhost");
+        CHECK_INT(b.joined[0].skipped + b.joined[1].skipped, 0);
+    }
+    matrix_sync_batch_fini(&b);
+    free(body);
+}
+
 static void test_threads(void)
 {
     struct matrix_sync_batch b;
@@ -693,6 +890,8 @@ int main(void)
     RUN(test_allowed_users);
     RUN(test_invites);
     RUN(test_dedup);
+    RUN(test_own_join);
+    RUN(test_own_join_bounds);
     RUN(test_bounds);
     RUN(test_threads);
     RUN(test_malformed);
