@@ -191,3 +191,17 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...)
     fwrite(line, 1, o, stderr);
     fflush(stderr);
 }
+
+void log_vchange(enum log_level level, const char *module, char *last, size_t lastlen,
+                 const char *fmt, va_list ap)
+{
+    char line[1024];
+
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (strncmp(line, last, lastlen) != 0) {
+        log_at(level, module, "%s", line);
+        snprintf(last, lastlen, "%s", line);
+    } else {
+        log_debug(module, "%s (again)", line);
+    }
+}

@@ -9,6 +9,7 @@
 #ifndef YTB_LOG_H
 #define YTB_LOG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum log_level {
@@ -53,6 +54,13 @@ void log_redact(char *dst, size_t dstlen, const char *src);
 
 void log_emit(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * For a condition that repeats on every retry: logs the formatted line at level when it
+ * differs from last (a buffer of lastlen bytes, which then holds it), else at debug level only.
+ */
+void log_vchange(enum log_level level, const char *module, char *last, size_t lastlen,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 #define log_at(lvl, module, ...)                    \
     do {                                            \

@@ -582,18 +582,10 @@ static uint64_t now_ms(const struct matrix_sync *m)
 __attribute__((format(printf, 2, 3))) static void set_error(struct matrix_sync *m, const char *fmt,
                                                             ...)
 {
-    char line[sizeof(m->last_error)];
     va_list ap;
-
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    log_vchange(LOGL_ERR, "matrix", m->last_error, sizeof(m->last_error), fmt, ap);
     va_end(ap);
-    if (strcmp(line, m->last_error) != 0) {
-        log_err("matrix", "%s", line);
-        snprintf(m->last_error, sizeof(m->last_error), "%s", line);
-    } else {
-        log_debug("matrix", "%s (again)", line);
-    }
 }
 
 /* ---- the saved next_batch ---- */

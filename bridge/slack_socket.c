@@ -146,17 +146,10 @@ static void release(struct slack_socket *s);
 __attribute__((format(printf, 2, 3))) static void set_error(struct slack_socket *s, const char *fmt,
                                                             ...)
 {
-    char line[sizeof(s->last_error)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    log_vchange(LOGL_WARN, "slack", s->last_error, sizeof(s->last_error), fmt, ap);
     va_end(ap);
-    if (strcmp(line, s->last_error) != 0) {
-        log_warn("slack", "%s", line);
-        snprintf(s->last_error, sizeof(s->last_error), "%s", line);
-    } else {
-        log_debug("slack", "%s", line);
-    }
 }
 
 static size_t n_conns(const struct slack_socket *s)

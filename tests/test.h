@@ -53,6 +53,34 @@ static int test_checks;
         fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn); \
     } while (0)
 
+#ifdef TEST_DATA_DIR
+/* TEST_DATA_DIR/dir/name, NUL-terminated (caller frees), its size in *len; exits if unreadable. */
+static inline char *test_data(const char *dir, const char *name, size_t *len)
+{
+    char path[512];
+    FILE *f;
+    char *buf;
+    long n;
+
+    snprintf(path, sizeof(path), "%s/%s/%s", TEST_DATA_DIR, dir, name);
+    f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        exit(1);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+#endif
+
 static inline int test_done(void)
 {
     fprintf(stderr, "%d checks, %d failed\n", test_checks, test_failures);

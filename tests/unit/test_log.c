@@ -1,5 +1,6 @@
 /* Unit tests for logging: levels, formats, and redaction of every registered secret. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,6 +61,39 @@ static void test_json_lines_escape(void)
     log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
 }
 
+static char last_error[64];
+
+static void change(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void change(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vchange(LOGL_WARN, "slack", last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+}
+
+static void emit_repeats(void)
+{
+    change("connect failed (%s)", "refused");
+    change("connect failed (%s)", "refused");
+    change("connect failed (%s)", "refused");
+    change("connect failed (%s)", "timeout");
+}
+
+/* A condition repeated on every retry is logged once, and again when it changes. */
+static void test_change_logged_once(void)
+{
+    char out[4096];
+    log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
+    capture(emit_repeats, out, sizeof(out));
+    static const char line[] = "warn slack: connect failed (refused)\n";
+    const char *first = strstr(out, line);
+    CHECK(first != NULL);
+    CHECK(first && strstr(first + sizeof(line) - 1, "connect failed (refused)") == NULL);
+    CHECK(strstr(out, "warn slack: connect failed (timeout)\n") != NULL);
+    CHECK_STR(last_error, "connect failed (timeout)");
+}
+
 static void test_redact_truncated_tail(void)
 {
     char out[24];
@@ -97,6 +131,7 @@ int main(void)
 {
     RUN(test_redaction_and_levels);
     RUN(test_json_lines_escape);
+    RUN(test_change_logged_once);
     RUN(test_redact_truncated_tail);
     RUN(test_parsers);
     return test_done();

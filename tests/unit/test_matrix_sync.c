@@ -24,27 +24,7 @@ static const struct matrix_sync_rules rules = {
 
 static char *read_data(const char *name, size_t *len)
 {
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/matrix/%s", TEST_DATA_DIR, name);
-    f = fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        exit(1);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
+    return test_data("matrix", name, len);
 }
 
 static int parse(const char *body, const struct matrix_sync_rules *r, struct matrix_sync_seen *seen,

@@ -12,27 +12,7 @@
 
 static char *read_data(const char *name, size_t *len)
 {
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/slack/%s", TEST_DATA_DIR, name);
-    f = fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        exit(1);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
+    return test_data("slack", name, len);
 }
 
 static int parse_str(const char *s, struct slack_msg *m)
