@@ -10,7 +10,7 @@ command envelope: the Socket Mode docs; disconnect: the docs, host
 "wss-111.slack.com"; apps.connections.open: the docs, `/` escaped as `\\/`).
 
   POST /api/apps.connections.open
-        Authorization: Bearer <token> (default xapp-1-TESTTOKEN). 200
+        Authorization: Bearer <token> (default xapp-test-fake-app-token). 200
         {"ok":true,"url":"ws:\\/\\/127.0.0.1:PORT\\/link\\/?ticket=N"} with a
         fresh single-use ticket; no header -> 200 {"ok":false,"error":
         "not_authed"}, another token -> "invalid_auth", not POST ->
@@ -148,7 +148,7 @@ import traceback
 import urllib.parse
 import uuid
 
-DEFAULT_TOKEN = 'xapp-1-TESTTOKEN'
+DEFAULT_TOKEN = 'xapp-test-fake-app-token'
 WS_GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA

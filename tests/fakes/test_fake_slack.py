@@ -27,7 +27,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, 'fake_slack.py')
-TOKEN = 'xapp-1-TESTTOKEN'
+TOKEN = 'xapp-test-fake-app-token'
 GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 VERBOSE = '-v' in sys.argv
@@ -248,7 +248,7 @@ def t_connections_open(f):
     st, _, body = f.call('POST', '/api/apps.connections.open', raw=True)
     assert st == 200 and json.loads(body) == {'ok': False, 'error': 'not_authed'}, body
     st, _, body = f.call('POST', '/api/apps.connections.open',
-                         headers={'Authorization': 'Bearer xapp-1-WRONG'}, raw=True)
+                         headers={'Authorization': 'Bearer xapp-test-wrong'}, raw=True)
     assert json.loads(body) == {'ok': False, 'error': 'invalid_auth'}, body
     st, hdrs, body = f.call('POST', '/api/apps.connections.open',
                             headers={'Authorization': 'Bearer ' + TOKEN}, raw=True)

@@ -24,7 +24,7 @@ from test_ops import OpsMixin  # noqa: E402
 
 FAKE_SLACK = os.environ.get('FAKE_SLACK') or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', 'fakes', 'fake_slack.py')
-APP_TOKEN = 'xapp-1-TESTTOKEN'
+APP_TOKEN = 'xapp-test-fake-app-token'
 PROJECTS = [project('0-1', 'DEV', 'Development'),
             project('0-2', 'OPS', 'Operations <&> "quoted"', archived=True),
             project('0-3', 'WEB', 'Website')]
@@ -370,7 +370,7 @@ class TestConnection(SlackTest):
         self.stop_clean(daemon)
 
     def test_refused_token_stops_and_alerts(self):
-        self.write_config(app_token='xapp-1-WRONGTOKEN')
+        self.write_config(app_token='xapp-test-wrong-token')
         daemon = self.start_ops()
         deadline_wait(lambda: self.slack.state()['open_calls'], 10 * SCALE,
                       what='apps.connections.open')
@@ -380,7 +380,7 @@ class TestConnection(SlackTest):
         self.assertEqual(status, 503)
         self.check('invalid_auth' in json.loads(body)['checks']['slack'], body)
         result = daemon.stop()
-        self.check('xapp-1-WRONGTOKEN' not in result.stderr + result.stdout,
+        self.check('xapp-test-wrong-token' not in result.stderr + result.stdout,
                    'the app token appears in the output')
         alerts = [m for m in result.messages if m.get('event') == 'alert']
         self.check(any('invalid_auth' in json.dumps(m) for m in alerts), result.stdout)

@@ -554,12 +554,14 @@ static void test_bounds(void)
  * encrypted message. Event i has the id "$e<i>". A command before the bot's last join in the
  * timeline is history (the room's timeline as it was before the bot came in): not answered.
  */
+/* A literal, so the compiler checks the arguments. */
+#define FMT_MEMBER                                                                               \
+    "{\"type\":\"m.room.member\",\"event_id\":\"$e%zu\",\"sender\":\"%s\",\"state_key\":\"%s\"," \
+    "\"origin_server_ts\":1700000000000,\"content\":{\"membership\":\"%s\"},"                    \
+    "\"unsigned\":{\"age\":5%s}}"
+
 static char *timeline_event_json(char kind, size_t i)
 {
-    static const char *const fmt_member =
-        "{\"type\":\"m.room.member\",\"event_id\":\"$e%zu\",\"sender\":\"%s\",\"state_key\":\"%s\","
-        "\"origin_server_ts\":1700000000000,\"content\":{\"membership\":\"%s\"},"
-        "\"unsigned\":{\"age\":5%s}}";
     const char *cmd = "{\"msgtype\":\"m.text\",\"body\":\"!youtrack status\"}";
     char id[32], *s = NULL;
     int r = 0;
@@ -573,20 +575,20 @@ static char *timeline_event_json(char kind, size_t i)
     case 't':
         return message(id, "@alice:localhost", "{\"msgtype\":\"m.text\",\"body\":\"hi\"}");
     case 'J':
-        r = asprintf(&s, fmt_member, i, "@bot:localhost", "@bot:localhost", "join", "");
+        r = asprintf(&s, FMT_MEMBER, i, "@bot:localhost", "@bot:localhost", "join", "");
         break;
     case 'L':
-        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@bot:localhost", "leave", "");
+        r = asprintf(&s, FMT_MEMBER, i, "@alice:localhost", "@bot:localhost", "leave", "");
         break;
     case 'I':
-        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@bot:localhost", "invite", "");
+        r = asprintf(&s, FMT_MEMBER, i, "@alice:localhost", "@bot:localhost", "invite", "");
         break;
     case 'P':
-        r = asprintf(&s, fmt_member, i, "@bot:localhost", "@bot:localhost", "join",
+        r = asprintf(&s, FMT_MEMBER, i, "@bot:localhost", "@bot:localhost", "join",
                      ",\"prev_content\":{\"membership\":\"join\",\"displayname\":\"old\"}");
         break;
     case 'o':
-        r = asprintf(&s, fmt_member, i, "@alice:localhost", "@alice:localhost", "join", "");
+        r = asprintf(&s, FMT_MEMBER, i, "@alice:localhost", "@alice:localhost", "join", "");
         break;
     case 'x':
         r = asprintf(&s,
