@@ -686,7 +686,11 @@ static int run_projects(const struct command_context *ctx, enum command_platform
     for (size_t i = 0; filter && i < n; i++) {
         const struct project *p = &l->v[i];
         size_t a = p->name ? strlen(p->name) : 0, b = p->short_name ? strlen(p->short_name) : 0;
-        longest = a > longest ? a : b > longest ? b : longest;
+        /* The scratch buffer holds either field folded (never longer than the field). */
+        if (a > longest)
+            longest = a;
+        if (b > longest)
+            longest = b;
     }
     scratch = malloc(longest + 1);
     if (!scratch)

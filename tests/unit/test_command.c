@@ -459,6 +459,27 @@ static void test_projects_filter(void)
     free(a);
 }
 
+/*
+ * A short name longer than every name before it, right after a name that set a new maximum:
+ * the filter's scratch buffer must fit it (it once did not: a heap overflow from chat).
+ */
+static void test_projects_filter_long_short_name(void)
+{
+    reset();
+    add("0-1", "A", "qrstuv", TRI_NO);
+    add("0-2", "LONGSHORTNAMEOFSIXTYFOURBYTESXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "abcdefgh",
+        TRI_NO);
+    add("0-3", "B", "x", TRI_NO);
+    project_list_finish(&plist);
+    for (size_t k = 0; k < 3; k++) {
+        char *a = answer("projects sixtyfour", all_pf[k]);
+        CHECK_HAS(a, "abcdefgh");
+        CHECK_HAS(a, "1 project");
+        CHECK_NOT(a, "abcdef\n");
+        free(a);
+    }
+}
+
 static void test_projects_many(void)
 {
     char ids[500][16], names[500][32];
@@ -787,6 +808,7 @@ int main(void)
     RUN(test_projects_sorted);
     RUN(test_projects_order_prefix);
     RUN(test_projects_filter);
+    RUN(test_projects_filter_long_short_name);
     RUN(test_projects_many);
     RUN(test_projects_huge);
     RUN(test_hostile_names);

@@ -1,0 +1,72 @@
+/*
+ * What every chat answer must be, whatever the command and the snapshot: checked by the command
+ * fuzz harnesses (a failed check aborts, so libFuzzer and the corpus replay report it). Slack:
+ * valid JSON within Block Kit's limits, no mention syntax left unescaped; Matrix: valid JSON
+ * within the event size, empty m.mentions, no live markup; text: no control character but '\n'.
+ */
+#ifndef YTB_FUZZ_ANSWER_CHECK_H
+#define YTB_FUZZ_ANSWER_CHECK_H
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "command.h"
+#include "render.h"
+
+static inline void answer_check_slack(const char *out)
+{
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *blocks = json_object_get(o, "blocks");
+    if (!o || !json_is_string(json_object_get(o, "text")) || !json_is_array(blocks) ||
+        json_array_size(blocks) < 1 || json_array_size(blocks) > RENDER_SLACK_BLOCKS_MAX)
+        abort();
+    for (size_t i = 0; i < json_array_size(blocks); i++) {
+        const char *t = json_string_value(
+            json_object_get(json_object_get(json_array_get(blocks, i), "text"), "text"));
+        if (!t || !*t || render_utf8_count(t, strlen(t)) > RENDER_SLACK_TEXT_MAX ||
+            strstr(t, "<!") || strstr(t, "<@"))
+            abort();
+    }
+    json_decref(o);
+}
+
+static inline void answer_check_matrix(const char *out)
+{
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *m = json_object_get(o, "m.mentions");
+    const char *html = json_string_value(json_object_get(o, "formatted_body"));
+    if (!o || strlen(out) > RENDER_MATRIX_CONTENT_MAX || !json_is_object(m) ||
+        json_object_size(m) != 0 || !json_is_string(json_object_get(o, "body")) ||
+        (html && (strstr(html, "<script") || strstr(html, "<@"))))
+        abort();
+    json_decref(o);
+}
+
+static inline void answer_check_text(const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f)
+            abort();
+}
+
+/* Runs text on every platform against ctx and checks each answer. */
+static inline void answer_check_all(const char *text, size_t len, const struct command_context *ctx)
+{
+    for (int pf = COMMAND_SLACK; pf <= COMMAND_TEXT; pf++) {
+        char *out = NULL;
+        if (command_run(text, len, ctx, (enum command_platform)pf, &out) != 0)
+            continue; /* ENOMEM only */
+        if (!out)
+            abort();
+        if (pf == COMMAND_SLACK)
+            answer_check_slack(out);
+        else if (pf == COMMAND_MATRIX)
+            answer_check_matrix(out);
+        else
+            answer_check_text(out);
+        free(out);
+    }
+}
+
+#endif
