@@ -1455,11 +1455,25 @@ static void load_word(struct loader *ld, const config_setting_t *g, const char *
     *out = str_dup(ld, v ? v : def);
 }
 
+/* commands_per_user / commands_per_second of a chat group (struct conf_chat_rate). */
+static void load_chat_rate(struct loader *ld, const config_setting_t *g, const char *gpath,
+                           struct conf_chat_rate *rate)
+{
+    long long v = CONF_CHAT_PER_USER_DEFAULT;
+
+    get_int(ld, g, gpath, "commands_per_user", 1, 10000, &v);
+    rate->per_user = (unsigned)v;
+    v = CONF_CHAT_PER_SECOND_DEFAULT;
+    get_int(ld, g, gpath, "commands_per_second", 1, 1000, &v);
+    rate->per_second = (unsigned)v;
+}
+
 static void load_chat_slack(struct loader *ld, const config_setting_t *g, struct conf *c)
 {
-    static const char *const keys[] = {"app_token", "app_token_file",   "app_token_env",
-                                       "command",   "allowed_channels", "allowed_users",
-                                       "api_url",   "allow_insecure"};
+    static const char *const keys[] = {
+        "app_token",         "app_token_file",     "app_token_env", "command",
+        "allowed_channels",  "allowed_users",      "api_url",       "allow_insecure",
+        "commands_per_user", "commands_per_second"};
     struct conf_chat_slack *sl = &c->chat.slack;
     struct secret_src src = {
         .gpath = "chat.slack", .key = "app_token", .noun = "app token", .kind = SECRET_TOKEN};
@@ -1482,6 +1496,7 @@ static void load_chat_slack(struct loader *ld, const config_setting_t *g, struct
                  "and user tokens cannot open Socket Mode connections",
                  src.label);
     load_word(ld, g, "chat.slack", "command", "/youtrack", '/', &sl->command);
+    load_chat_rate(ld, g, "chat.slack", &sl->rate);
     load_id_list(ld, g, "chat.slack", "allowed_channels", slack_id_ok,
                  "a Slack channel id such as \"C0123ABCD\"", &sl->allowed_channels,
                  &sl->n_allowed_channels);
@@ -1495,9 +1510,10 @@ static void load_chat_slack(struct loader *ld, const config_setting_t *g, struct
 
 static void load_chat_matrix(struct loader *ld, const config_setting_t *g, struct conf *c)
 {
-    static const char *const keys[] = {"homeserver",       "access_token",  "access_token_file",
-                                       "access_token_env", "rooms",         "prefix",
-                                       "allowed_users",    "allow_insecure"};
+    static const char *const keys[] = {"homeserver",         "access_token",   "access_token_file",
+                                       "access_token_env",   "rooms",          "prefix",
+                                       "allowed_users",      "allow_insecure", "commands_per_user",
+                                       "commands_per_second"};
     struct conf_chat_matrix *mx = &c->chat.matrix;
     struct secret_src src = {.gpath = "chat.matrix",
                              .key = "access_token",
@@ -1532,6 +1548,7 @@ static void load_chat_matrix(struct loader *ld, const config_setting_t *g, struc
     else if (config_setting_length(s) == 0)
         diag_add(ld, line_of(s), "chat.matrix.rooms: must name at least one room");
     load_word(ld, g, "chat.matrix", "prefix", "!youtrack", 0, &mx->prefix);
+    load_chat_rate(ld, g, "chat.matrix", &mx->rate);
     load_id_list(ld, g, "chat.matrix", "allowed_users", matrix_user_id_ok,
                  "a user id such as \"@alice:example.org\"", &mx->allowed_users,
                  &mx->n_allowed_users);

@@ -64,6 +64,15 @@ struct conf_sink {
     int chat_reply;     /* a chat.matrix reply sink (not configured under sinks) */
 };
 
+/* The chat commands' rate limits (ratelimit.h), per platform. */
+struct conf_chat_rate {
+    unsigned per_user;   /* commands one user may send per minute, all at once if they like */
+    unsigned per_second; /* commands answered per second across all users (twice that at once) */
+};
+
+#define CONF_CHAT_PER_USER_DEFAULT   10
+#define CONF_CHAT_PER_SECOND_DEFAULT 10
+
 /* chat.slack: /youtrack over Socket Mode. */
 struct conf_chat_slack {
     int enabled;
@@ -75,6 +84,7 @@ struct conf_chat_slack {
     size_t n_allowed_users;
     char *api_url;      /* Web API base, default "https://slack.com/api"; no trailing '/' */
     int allow_insecure; /* plain http:// / ws:// to a non-loopback host */
+    struct conf_chat_rate rate;
 };
 
 /* chat.matrix: !youtrack in rooms, read with /sync. */
@@ -88,6 +98,7 @@ struct conf_chat_matrix {
     char **allowed_users;
     size_t n_allowed_users;
     int allow_insecure;
+    struct conf_chat_rate rate;
     /*
      * One internal matrix sink per room, for the replies: they go through the outbox like
      * notifications (paced, Retry-After honoured) but are never journaled. Named

@@ -40,6 +40,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 #define POLL_TIMEOUT_MS       30000 /* the server holds an empty /sync this long */
 #define SYNC_HTTP_TIMEOUT_MS  45000L
@@ -59,6 +60,7 @@
 #define NEXT_BATCH_MAX        1024u
 #define REJECTED_TRIES        3u    /* /sync failures of one position before it is dropped */
 #define REJECTED_RETRY_MS     2000u /* between those: they are answers, not an overload */
+#define MATRIX_STALE_MS       (5 * 60 * 1000) /* a command older than this is not answered */
 
 /* ---- the parser (pure) ---- */
 
@@ -306,6 +308,19 @@ static const char *as_command(const struct matrix_sync_rules *rules, json_t *ev,
     return command_text(json_string_value(body), json_string_length(body), rules->prefix, n);
 }
 
+/* An event's age in ms (matrix_sync_item.age_ms), or -1. */
+static int64_t event_age(json_t *ev)
+{
+    json_t *age = json_object_get(json_object_get(ev, "unsigned"), "age");
+    json_t *ts = json_object_get(ev, "origin_server_ts");
+
+    if (json_is_integer(age) && json_integer_value(age) >= 0)
+        return json_integer_value(age);
+    if (json_is_integer(ts) && json_integer_value(ts) > 0)
+        return (int64_t)time(NULL) * 1000 - json_integer_value(ts);
+    return -1;
+}
+
 /*
  * One timeline event of a configured room. history: not NULL for an event from before the bot's
  * own join, whose command is only counted there. 0 or -ENOMEM.
@@ -316,6 +331,7 @@ static int timeline_event(struct builder *bd, const char *room, json_t *ev, int 
     const struct matrix_sync_rules *rules = bd->rules;
     const char *text, *sender, *event_id, *root;
     size_t n = 0;
+    int r;
 
     if (is_type(ev, "m.room.encrypted") || is_type(ev, "m.room.encryption")) {
         *encrypted = 1;
@@ -333,8 +349,12 @@ static int timeline_event(struct builder *bd, const char *room, json_t *ev, int 
         return 0;
     }
     if (rules->n_allowed_users && !in_list(rules->allowed_users, rules->n_allowed_users, sender))
-        return add_item(bd, MATRIX_SYNC_REFUSE, room, event_id, sender, root, NULL, 0);
-    return add_item(bd, MATRIX_SYNC_COMMAND, room, event_id, sender, root, text, n);
+        r = add_item(bd, MATRIX_SYNC_REFUSE, room, event_id, sender, root, NULL, 0);
+    else
+        r = add_item(bd, MATRIX_SYNC_COMMAND, room, event_id, sender, root, text, n);
+    if (r == 0)
+        bd->b->v[bd->b->n - 1].age_ms = event_age(ev);
+    return r;
 }
 
 /*
@@ -570,6 +590,7 @@ struct matrix_sync {
     uint64_t started_ms, last_ok_ms;
     uint64_t request_ms; /* when the current /sync started */
     struct matrix_sync_seen seen;
+    struct ratelimit limits; /* per sender and overall; a flood gets "slow down", not a backlog */
     char last_error[256];
 };
 
@@ -1034,14 +1055,37 @@ static void queue_member(struct matrix_sync *m, int join, const char *room)
 static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int first)
 {
     static int encrypted_said; /* once per process, not per room or batch */
-    char *answer = NULL;
+    char *answer = NULL, line[128];
+    enum ratelimit_verdict verdict;
+    unsigned retry_s = 0;
 
     switch (it->kind) {
     case MATRIX_SYNC_COMMAND:
     case MATRIX_SYNC_REFUSE:
         if (first)
             return; /* history, from before the bridge was listening */
-        if (it->kind == MATRIX_SYNC_REFUSE) {
+        if (it->age_ms > MATRIX_STALE_MS) {
+            /* Sent long ago (the bridge or the homeserver was away): an answer now would
+             * only confuse the room. */
+            log_info("matrix", "%s: %s from %s is %lld s old; not answered", it->room_id,
+                     it->event_id, it->sender, (long long)(it->age_ms / 1000));
+            return;
+        }
+        verdict = ratelimit_take(&m->limits, it->sender, now_ms(m), &retry_s);
+        if (verdict != RATELIMIT_PASS) {
+            /* A reply is a message in the room: "slow down" once per stretch, then silence. */
+            metrics_command_limited("matrix");
+            if (verdict == RATELIMIT_DROP) {
+                log_debug("matrix", "%s: %s still over the rate limit; %s not answered",
+                          it->room_id, it->sender, it->event_id);
+                return;
+            }
+            log_info("matrix", "%s: %s is over the command rate limit; told to slow down",
+                     it->room_id, it->sender);
+            ratelimit_message(line, sizeof(line), retry_s);
+            if (command_say(COMMAND_MATRIX, line, &answer) != 0)
+                answer = NULL;
+        } else if (it->kind == MATRIX_SYNC_REFUSE) {
             log_info("matrix", "%s: %s may not use %s (allowed_users); refused %s", it->room_id,
                      it->sender, m->conf->prefix, it->event_id);
             if (command_say(COMMAND_MATRIX, MATRIX_SYNC_REFUSAL, &answer) != 0)
@@ -1295,6 +1339,7 @@ int matrix_sync_new(struct matrix_sync **out, uv_loop_t *loop, const struct conf
     m->loop = loop;
     m->conf = conf;
     m->hooks = *hooks;
+    ratelimit_init(&m->limits, m->conf->rate.per_user, m->conf->rate.per_second);
     if (asprintf(&m->auth, "Authorization: Bearer %s", conf->access_token) < 0) {
         m->auth = NULL;
         goto fail;

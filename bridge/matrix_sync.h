@@ -52,6 +52,9 @@ struct matrix_sync_item {
     char *text;        /* COMMAND: the words after the prefix (NUL-terminated) */
     size_t text_len;   /* at most COMMAND_MAX_INPUT + 1: longer text is cut there, so that
                           command_run() still refuses it as too long */
+    int64_t age_ms;    /* COMMAND, REFUSE: how old the event was when /sync returned it: the
+                          homeserver's unsigned.age (no clock skew), else now minus
+                          origin_server_ts; -1 when neither is there */
 };
 
 /*

@@ -25,7 +25,7 @@ static const char *const cmd_names[] = {"projects", "project", "changes", "statu
 static const char *const slack_disc[] = {
     "warning", "refresh_requested", "link_disabled", "too_many_websockets", "silent", "lost",
     "other"};
-static const char *const slack_env[] = {"answered", "duplicate", "refused", "ignored"};
+static const char *const slack_env[] = {"answered", "duplicate", "refused", "limited", "ignored"};
 static const char *const slack_open[] = {"ok", "error"};
 static const char *const matrix_sync[] = {"ok", "error"};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -46,6 +46,7 @@ static struct {
     struct sink_counts sinks[MAX_SINKS];
     size_t n_sinks;
     uint64_t commands[N_OF(cmd_platforms)][N_OF(cmd_names)];
+    uint64_t commands_limited[N_OF(cmd_platforms)];
     uint64_t slack_disc[N_OF(slack_disc)], slack_env[N_OF(slack_env)], slack_open[N_OF(slack_open)],
         matrix_sync[N_OF(matrix_sync)];
     int slack_enabled, slack_sockets, slack_connected, matrix_enabled;
@@ -66,6 +67,11 @@ void metrics_command(const char *platform, const char *command)
 {
     m.commands[index_of(cmd_platforms, N_OF(cmd_platforms), platform)]
               [index_of(cmd_names, N_OF(cmd_names), command)]++;
+}
+
+void metrics_command_limited(const char *platform)
+{
+    m.commands_limited[index_of(cmd_platforms, N_OF(cmd_platforms), platform)]++;
 }
 
 void metrics_slack_sockets(int open, int connected)
@@ -249,6 +255,11 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
             fprintf(f, "ytbridge_commands_total{platform=\"%s\",command=\"%s\"} %llu\n",
                     cmd_platforms[i], cmd_names[k], (unsigned long long)m.commands[i][k]);
     }
+    family(f, "ytbridge_commands_limited_total", "counter",
+           "Chat commands refused by the rate limits (answered \"slow down\" or not at all).");
+    for (size_t i = 0; i < N_OF(cmd_platforms); i++)
+        fprintf(f, "ytbridge_commands_limited_total{platform=\"%s\"} %llu\n", cmd_platforms[i],
+                (unsigned long long)m.commands_limited[i]);
     if (m.slack_enabled) {
         family(f, "ytbridge_slack_sockets", "gauge", "Socket Mode websockets held open.");
         fprintf(f, "ytbridge_slack_sockets %d\n", m.slack_sockets);

@@ -22,6 +22,8 @@ void metrics_delivery(const char *sink, const char *result);
 
 /* A chat command was answered: platform "slack"/"matrix", command as command_name(). */
 void metrics_command(const char *platform, const char *command);
+/* A chat command refused by the rate limits (ratelimit.h). */
+void metrics_command_limited(const char *platform);
 
 /* Slack Socket Mode: sockets held and whether one has said hello; why one ended ("warning",
  * "refresh_requested", "link_disabled", "too_many_websockets", "silent", "lost", "other");

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "lwsctx.h"
 #include "metrics.h"
+#include "ratelimit.h"
 
 #define MAX_SOCKETS        2
 #define OPEN_TIMEOUT_MS    15000L
@@ -121,6 +122,7 @@ struct slack_socket {
     char last_error[256];
     struct dedup dedup[DEDUP_SLOTS];
     unsigned dedup_next;
+    struct ratelimit limits; /* per user and overall; a flood gets "slow down", not a backlog */
 };
 
 static const lws_retry_bo_t idle_policy = {
@@ -477,7 +479,9 @@ static void on_slash_command(struct conn *c, const struct slack_msg *m)
 {
     struct slack_socket *s = c->s;
     const char *id = m->envelope_id;
-    char *answer = NULL;
+    char *answer = NULL, line[128];
+    enum ratelimit_verdict verdict;
+    unsigned retry_s = 0;
     int r;
 
     if (strcmp(m->command, s->conf->command) != 0) {
@@ -491,6 +495,23 @@ static void on_slash_command(struct conn *c, const struct slack_msg *m)
                  m->channel_id);
         r = command_say(COMMAND_SLACK, "Sorry, you cannot use this command here.", &answer);
         metrics_slack_envelope("refused");
+    } else if ((verdict = ratelimit_take(&s->limits, m->user_id, now_ms(s), &retry_s)) !=
+               RATELIMIT_PASS) {
+        /* Every envelope is acked (Slack retries an unacked one); the user hears "slow down"
+         * once per stretch of refusals, and the rest get an empty ack: no work queued. */
+        metrics_slack_envelope("limited");
+        metrics_command_limited("slack");
+        if (verdict == RATELIMIT_DROP) {
+            log_debug("slack", "envelope %s: user %.32s still over the rate limit; acked only", id,
+                      m->user_id);
+            ack(c, id, NULL);
+            return;
+        }
+        log_info("slack",
+                 "envelope %s: user %.32s is over the command rate limit; told to slow down", id,
+                 m->user_id);
+        ratelimit_message(line, sizeof(line), retry_s);
+        r = command_say(COMMAND_SLACK, line, &answer);
     } else {
         r = s->hooks.answer(s->hooks.userdata, m->text, strlen(m->text), &answer);
         metrics_slack_envelope("answered");
@@ -1325,6 +1346,7 @@ int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct co
     s->loop = loop;
     s->conf = conf;
     s->hooks = *hooks;
+    ratelimit_init(&s->limits, s->conf->rate.per_user, s->conf->rate.per_second);
     if (http_new(&s->http, loop) != 0) {
         snprintf(err, errlen, "cannot start an HTTP client for Slack");
         free(s);

@@ -1093,6 +1093,8 @@ class FakeSlack:
                                'no control %s %s' % (m, name))
         if name == 'envelope':
             return await self.post_envelope(body)
+        if name == 'flood':
+            return await self.post_flood(body)
         if name == 'disconnect':
             return await self.post_disconnect(body)
         if name == 'raw':
@@ -1231,6 +1233,53 @@ class FakeSlack:
                 envelope[key] = body[key]
         return await self.send_envelope(conn, envelope, body)
 
+    async def post_flood(self, body):
+        """`count` slash commands written back to back on one socket (users
+        taking turns from `users`, each `text`), as a script or a crowd would;
+        waits up to `wait_ack` s for every ack. Answers one result per
+        envelope: user, ack latency (ms, None without an ack) and the ack's
+        payload as JSON text (None for an empty ack)."""
+        conn = self.pick(body)
+        users = list(body.get('users') or ['U0FLOOD1'])
+        count = int(body.get('count', 100))
+        wait = float(body.get('wait_ack', 10))
+        loop = asyncio.get_running_loop()
+        pending = []
+        for i in range(count):
+            payload = copy.deepcopy(SLASH_PAYLOAD)
+            payload['response_url'] = self.response_url()
+            payload['text'] = str(body.get('text', 'projects'))
+            payload['user_id'] = users[i % len(users)]
+            eid = 'flood-%d-%s' % (i, uuid.uuid4().hex[:8])
+            envelope = {'payload': payload, 'envelope_id': eid, 'type': 'slash_commands',
+                        'accepts_response_payload': True}
+            fut = loop.create_future()
+            self.ack_waiters.setdefault(eid, []).append((now(), fut))
+            data = self.encode_json(envelope)
+            sent_at = now()
+            self.envelopes[eid] = {'envelope_id': eid, 'conn': conn.id,
+                                   'type': 'slash_commands', 'sent_at': sent_at,
+                                   'size': len(data)}
+            conn.send(OP_TEXT, data)
+            pending.append((payload['user_id'], eid, sent_at, fut))
+        await conn.drain(wait)
+        results = []
+        end = loop.time() + wait
+        for user, eid, sent_at, fut in pending:
+            ack = None
+            try:
+                ack = await asyncio.wait_for(fut, max(0.01, end - loop.time()))
+            except asyncio.TimeoutError:
+                self.ack_waiters.pop(eid, None)
+            text = None
+            if ack is not None and ack['json'].get('payload'):
+                text = json.dumps(ack['json']['payload'], ensure_ascii=False)
+            results.append({'user': user, 'envelope_id': eid,
+                            'ack_latency_ms': None if ack is None
+                            else (ack['t'] - sent_at) * 1000.0,
+                            'text': text})
+        return json_reply(200, {'results': results})
+
     async def post_oversize(self, body):
         conn = self.pick(body)
         size = int(body.get('size', 0))
@@ -1301,7 +1350,7 @@ class FakeSlack:
         log('stopped')
 
 
-POST_CONTROLS = ('envelope', 'disconnect', 'raw', 'oversize', 'close', 'kill')
+POST_CONTROLS = ('envelope', 'flood', 'disconnect', 'raw', 'oversize', 'close', 'kill')
 
 
 class ControlError(Exception):

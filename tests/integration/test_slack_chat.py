@@ -8,7 +8,8 @@ retries of one envelope are acknowledged but answered once; a refresh is
 make-before-break with no envelope lost; a hundred forced reconnects leave
 one socket and no leaked descriptor; a close frame Slack never answers costs
 about a second; link_disabled and a refused token stop the reconnect loop and
-alert; the bridge never holds more than two sockets."""
+alert; the bridge never holds more than two sockets; a flood of commands is
+acked within Slack's window and answered only within the rate limits."""
 
 import json
 import os
@@ -45,6 +46,10 @@ class FakeSlack(_FakeProcess):
     def behaviour(self, **kw):
         return self._call('PUT', '/_control/behaviour', kw)
 
+    def flood(self, **kw):
+        kw.setdefault('wait_ack', 8 * SCALE)
+        return self._call('POST', '/_control/flood', kw)['results']
+
     def disconnect(self, reason, **kw):
         kw['reason'] = reason
         return self._call('POST', '/_control/disconnect', kw)
@@ -69,8 +74,11 @@ class SlackTest(OpsMixin, BridgeTest):
         self.fake.set_projects(PROJECTS)
         self.slack = FakeSlack()
         self.addCleanup(self.slack.stop)
+        # The rate limits out of the way, but in TestFlood: these tests send
+        # commands faster than a person would.
         self.chat = {'app_token': APP_TOKEN,
-                     'api_url': self.slack.url + '/api'}
+                     'api_url': self.slack.url + '/api',
+                     'commands_per_user': 10000, 'commands_per_second': 1000}
 
     def write_config(self, **chat):
         settings = dict(self.chat, **chat)
@@ -409,6 +417,65 @@ class TestConnection(SlackTest):
         result = self.stop_clean(daemon)
         alerts = [m for m in result.messages if m.get('event') == 'alert']
         self.check(any('link_disabled' in json.dumps(m) for m in alerts), result.stdout)
+
+
+def rss_of(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+class TestFlood(SlackTest):
+
+    def test_flood_is_limited_and_acked_in_time(self):
+        # 5 commands a minute per user, 10 a second in all (a burst of 20).
+        daemon = self.start(commands_per_user=5, commands_per_second=10)
+        self.assert_answer(self.slack.envelope(text='status', user_id='U0WARMUP'),
+                           'Last successful poll')
+        idle = rss_of(daemon.proc.pid)
+        users = ['U0FLOOD%d' % i for i in range(8)]
+        t0 = time.monotonic()
+        results = self.slack.flood(count=2000, users=users, text='projects')
+        elapsed = time.monotonic() - t0
+        self.assertEqual(len(results), 2000)
+        missing = [r for r in results if r['ack_latency_ms'] is None]
+        self.check(not missing, '%d envelopes never acked' % len(missing))
+        slowest = max(r['ack_latency_ms'] or 0 for r in results)
+        # Slack gives up on an ack after 3 s; the bound leaves room for the fake.
+        self.check(slowest <= 3000 * SCALE, 'slowest ack %.0f ms' % slowest)
+        answered = [r for r in results if r['text'] and 'Development' in r['text']]
+        told = [r for r in results if r['text'] and 'Slow down' in r['text']]
+        empty = [r for r in results if r['ack_latency_ms'] is not None and not r['text']]
+        # Each user: its burst, plus one per 12 s that passed; told to slow down once per
+        # stretch of refusals (so never more often than it was answered after one).
+        per_user_cap = 5 + int(elapsed / 12) + 1
+        for u in users:
+            mine = [r for r in results if r['user'] == u]
+            n_answered = sum(1 for r in mine if r in answered)
+            n_told = sum(1 for r in mine if r in told)
+            self.check(n_answered <= per_user_cap,
+                       '%s answered %d times (cap %d)' % (u, n_answered, per_user_cap))
+            self.check(1 <= n_told <= n_answered + 1, '%s told %d times' % (u, n_told))
+        self.check(len(answered) + len(told) + len(empty) == 2000 - len(missing),
+                   'acks of another kind: %r' % [r for r in results if r['text']
+                                                 and r not in answered and r not in told][:3])
+        self.check(len(empty) >= 1900, 'only %d refusals were silent' % len(empty))
+        # Everybody else is answered again as soon as the global budget refills (2 s).
+        deadline_wait(lambda: 'Development' in json.dumps(
+            self.slack.envelope(text='projects', user_id='U0LATER1')['ack'] or {}),
+            10 * SCALE, step=0.5, what='an answer to another user after the flood')
+        with open('/proc/%d/maps' % daemon.proc.pid) as f:
+            instrumented = 'libasan' in f.read() or os.environ.get('YTBRIDGE_WRAPPER')
+        if not instrumented:
+            grown = rss_of(daemon.proc.pid) - idle
+            self.check(grown < 4096, 'RSS grew %d KiB over the flood' % grown)
+        limited = {tuple(sorted(labels.items())): value for _, labels, value in
+                   self.metrics()['ytbridge_commands_limited_total']['samples']}
+        self.check(limited.get((('platform', 'slack'),), 0) >= len(told) + len(empty),
+                   'ytbridge_commands_limited_total: %r' % limited)
+        self.stop_clean(daemon)
 
 
 if __name__ == '__main__':

@@ -367,7 +367,11 @@ static void test_chat(void)
     CHECK_INT((int)sl->n_allowed_channels, 1);
     CHECK_STR(sl->allowed_channels[0], "C0123ABCD");
     CHECK_INT((int)sl->n_allowed_users, 0); /* [] is everyone */
+    CHECK_INT(sl->rate.per_user, 30);
+    CHECK_INT(sl->rate.per_second, 2);
     const struct conf_chat_matrix *mx = &c->chat.matrix;
+    CHECK_INT(mx->rate.per_user, CONF_CHAT_PER_USER_DEFAULT);
+    CHECK_INT(mx->rate.per_second, CONF_CHAT_PER_SECOND_DEFAULT);
     CHECK_INT(mx->enabled, 1);
     CHECK_STR(mx->homeserver, "https://matrix.example.org");
     CHECK_STR(mx->prefix, "!youtrack");
