@@ -248,6 +248,43 @@ class MatrixChatTest(DeliveryTest):
         self.assertEqual(len(self.replies()), 1)
         self.assertEqual(self.rx.received('matrix')['duplicates'], [])
 
+    def test_flood_is_limited_and_stale_commands_dropped(self):
+        self.use_chat(commands_per_user=3, commands_per_second=100)
+        self.start()
+        self.wait_polling('s0')
+        # A command sent ten minutes ago (the homeserver's age) is not answered:
+        # the answer would arrive long after anyone waited for it.
+        old = message('$stale', '!youtrack status')
+        old['unsigned']['age'] = 10 * 60 * 1000
+        flood = [message('$f%d-%d' % (u, i), '!youtrack projects',
+                         sender='@flood%d:localhost' % u)
+                 for i in range(40) for u in range(3)]
+        self.rx.queue_sync(joined(ROOM, old, *flood))
+        self.wait_polling('s1')
+        self.wait_replies(12)
+
+        def drained():
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open('http://127.0.0.1:%d/metrics' % self.port(),
+                             timeout=5 * SCALE) as resp:
+                text = resp.read().decode()
+            return re.search(r'^ytbridge_outbox_depth\{sink="chat:%s",[^}]*\} 0$' % re.escape(ROOM),
+                             text, re.M)
+        self.wait(drained, 'the replies delivered')
+        got = self.replies()
+        # Each sender: its 3 commands, then one "slow down", then silence.
+        answered = [r for r in got if 'Slow down' not in r['json']['body']]
+        told = [r for r in got if 'Slow down' in r['json']['body']]
+        self.assertEqual(len(answered), 9, [r['json']['body'][:60] for r in got])
+        self.assertEqual(len(told), 3, [r['json']['body'][:60] for r in got])
+        replied_to = {r['json']['m.relates_to']['m.in_reply_to']['event_id'] for r in got}
+        self.assertNotIn('$stale', replied_to)
+        for u in range(3):
+            self.assertEqual({'$f%d-%d' % (u, i) for i in range(4)},
+                             {e for e in replied_to if e.startswith('$f%d-' % u)})
+        self.assertIn('not answered', self.daemon.result().stderr)
+        self.stop()
+
     def test_next_batch_survives_a_restart(self):
         self.start()
         self.wait_polling('s0')
