@@ -39,6 +39,9 @@
 #define CHAT_URL_MAX    1000 /* bytes; a longer project URL is not linked */
 #define DIGEST_LIST_MAX 100  /* changes listed in a chat digest; the rest is "… and N more" */
 #define TEXT_DIGEST_MAX 2000 /* bytes of a stdout text digest before "and N more" */
+/* Changes a JSON digest (stdout json, webhook) lists; "omitted" counts the rest. A bound keeps a
+ * mass change (a million projects) from becoming one line of hundreds of MB: at most ~300 KB. */
+#define JSON_DIGEST_MAX 1000
 
 #define ELLIPSIS "\xe2\x80\xa6"      /* U+2026 */
 #define INVALID  RENDER_UTF8_INVALID /* utf8_decode(): not a valid sequence; one byte consumed */
@@ -562,6 +565,12 @@ static json_t *stdout_project(int *err, const struct message *m, const struct pr
     return o;
 }
 
+/* How many changes a JSON digest lists (JSON_DIGEST_MAX). */
+static size_t json_digest_listed(const struct message *m)
+{
+    return m->n_changes < JSON_DIGEST_MAX ? m->n_changes : JSON_DIGEST_MAX;
+}
+
 static json_t *stdout_change(int *err, const struct message *m, const struct change *c)
 {
     json_t *o = json_object();
@@ -595,12 +604,14 @@ static char *render_json(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         json_t *a = json_array();
+        size_t listed = json_digest_listed(m);
         jset(&err, o, "event", json_string("digest"));
         jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
-        for (size_t i = 0; i < m->n_changes && !err; i++)
+        for (size_t i = 0; i < listed && !err; i++)
             if (json_array_append_new(a, stdout_change(&err, m, m->digest[i])) != 0)
                 err = 1;
         jset(&err, o, "changes", a);
+        jset(&err, o, "omitted", json_integer((json_int_t)(m->n_changes - listed)));
         break;
     }
     }
@@ -666,7 +677,10 @@ static char *render_webhook(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         json_t *a = json_array();
-        for (size_t i = 0; i < m->n_changes && !err; i++) {
+        size_t listed = json_digest_listed(m);
+        jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
+        jset(&err, o, "omitted", json_integer((json_int_t)(m->n_changes - listed)));
+        for (size_t i = 0; i < listed && !err; i++) {
             const struct change *c = m->digest[i];
             json_t *e = json_object();
             jset(&err, e, "event", json_string(render_event_name(&(struct message){.change = c})));

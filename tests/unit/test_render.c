@@ -562,6 +562,7 @@ static void test_digest_500(void)
     json_t *o = js ? json_loads(js, 0, &e) : NULL;
     CHECK(json_array_size(json_object_get(o, "changes")) == N);
     CHECK(json_integer_value(json_object_get(o, "count")) == N);
+    CHECK(json_integer_value(json_object_get(o, "omitted")) == 0);
     json_decref(o);
     o = wh ? json_loads(wh, 0, &e) : NULL;
     CHECK(json_array_size(json_object_get(o, "changes")) == N);
@@ -573,6 +574,57 @@ static void test_digest_500(void)
     free(text);
     free(js);
     free(wh);
+}
+
+/* A mass change: every target's digest stays bounded; the JSON ones list the first 1000 and
+ * count the rest (the stdout JSON digest once grew to one line of 160 MB for 1M changes). */
+static void test_digest_huge(void)
+{
+    enum { N = 200000 };
+    struct project *before = calloc(N, sizeof(*before)), *after = calloc(N, sizeof(*after));
+    struct change *ch = calloc(N, sizeof(*ch));
+    const struct change **list = calloc(N, sizeof(*list));
+    static const size_t bound[] = {
+        [RENDER_TEXT] = 2000,          [RENDER_JSON] = 512 * 1024,
+        [RENDER_SLACK] = 64 * 1024,    [RENDER_MATRIX] = RENDER_MATRIX_CONTENT_MAX,
+        [RENDER_WEBHOOK] = 512 * 1024, [RENDER_HOOKSHOT] = RENDER_MATRIX_CONTENT_MAX};
+
+    if (!before || !after || !ch || !list) {
+        CHECK(!"out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < N; i++) {
+        before[i] =
+            P("0-1", "OLDKEY", "A project with a reasonably long name, as they are", TRI_NO);
+        after[i] = P("0-1", "NEWKEY", "A project with a reasonably long name, renamed", TRI_YES);
+        ch[i] = (struct change){CHANGE_RENAMED, &before[i], &after[i]};
+        list[i] = &ch[i];
+    }
+    struct message m = change_msg(NULL);
+    m.kind = MESSAGE_DIGEST;
+    m.digest = list;
+    m.n_changes = N;
+    for (int t = RENDER_TEXT; t <= RENDER_HOOKSHOT; t++) {
+        char *s = render((enum render_target)t, &m);
+        CHECK(s != NULL);
+        if (s && strlen(s) > bound[t])
+            fprintf(stderr, "target %d: %zu bytes\n", t, strlen(s));
+        CHECK(s && strlen(s) <= bound[t]);
+        if (s && (t == RENDER_JSON || t == RENDER_WEBHOOK)) {
+            json_error_t e;
+            json_t *o = json_loads(s, 0, &e);
+            CHECK_INT(json_array_size(json_object_get(o, "changes")), 1000);
+            CHECK_INT(json_integer_value(json_object_get(o, "count")), N);
+            CHECK_INT(json_integer_value(json_object_get(o, "omitted")), N - 1000);
+            json_decref(o);
+        }
+        free(s);
+    }
+out:
+    free(before);
+    free(after);
+    free(ch);
+    free(list);
 }
 
 /* Long names full of characters HTML escaping grows: a digest lists fewer changes and keeps its
@@ -840,6 +892,7 @@ int main(void)
     RUN(test_hostile);
     RUN(test_long_names);
     RUN(test_digest_500);
+    RUN(test_digest_huge);
     RUN(test_matrix_shrink);
     RUN(test_webhook);
     RUN(test_stdout_shapes);
