@@ -204,10 +204,14 @@ static void note_connections(struct httpd *s, unsigned n)
         uint64_t now = now_ms();
         s->full_times++;
         if (s->full_at == 0 || now - s->full_at >= LOG_WINDOW_MS) {
+            char times[64] = "";
+            if (s->full_times > 1)
+                snprintf(times, sizeof(times), " (reached %u times since the last report)",
+                         s->full_times);
             log_warn("httpd",
-                     "%s: %d connections open, the limit (%u time%s since the last report): "
-                     "new ones wait until one closes or times out",
-                     s->addr, HTTPD_MAX_CONNECTIONS, s->full_times, s->full_times == 1 ? "" : "s");
+                     "%s: %d connections open, the limit%s: new ones wait until one closes or "
+                     "times out",
+                     s->addr, HTTPD_MAX_CONNECTIONS, times);
             s->full_at = now;
             s->full_times = 0;
         }
