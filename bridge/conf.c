@@ -1336,19 +1336,34 @@ static void note_secrets_early(struct loader *ld, const config_setting_t *root)
     }
 }
 
-/* "HOST:PORT" or "[V6]:PORT" with PORT 0..65535; "" disables. */
+/*
+ * "IPV4:PORT" or "[IPV6]:PORT" with PORT 0..65535; "" disables. An address, never a name: the
+ * server binds exactly one address (a name could resolve to several, or to nothing at start).
+ */
 static int listen_ok(const char *v)
 {
     const char *colon = strrchr(v, ':');
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
     char *end;
     if (!colon || colon == v)
         return 0;
     long port = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || *end || port < 0 || port > 65535)
         return 0;
-    if (v[0] == '[')
-        return colon[-1] == ']' && colon - v > 2;
-    return memchr(v, ':', (size_t)(colon - v)) == NULL; /* bare IPv6 needs brackets */
+    size_t l = (size_t)(colon - v);
+    if (v[0] == '[') {
+        if (colon[-1] != ']' || l < 3 || l - 2 >= sizeof(host))
+            return 0;
+        memcpy(host, v + 1, l - 2);
+        host[l - 2] = '\0';
+        return inet_pton(AF_INET6, host, addr) == 1;
+    }
+    if (l >= sizeof(host))
+        return 0;
+    memcpy(host, v, l);
+    host[l] = '\0';
+    return inet_pton(AF_INET, host, addr) == 1; /* a bare IPv6 address needs brackets */
 }
 
 static void load_http(struct loader *ld, const config_setting_t *root, struct conf *c)
@@ -1360,9 +1375,11 @@ static void load_http(struct loader *ld, const config_setting_t *root, struct co
 
     check_keys(ld, g, "http", keys, sizeof(keys) / sizeof(keys[0]));
     if (listen && *listen && !listen_ok(listen))
-        diag_add(ld, line_of(config_setting_get_member(g, "listen")),
-                 "http.listen: must be HOST:PORT or [IPV6]:PORT, or \"\" to disable (got \"%s\")",
-                 printable(listen, shown, sizeof(shown)));
+        diag_add(
+            ld, line_of(config_setting_get_member(g, "listen")),
+            "http.listen: must be IPV4:PORT or [IPV6]:PORT (an address, not a name), or \"\" to "
+            "disable (got \"%s\")",
+            printable(listen, shown, sizeof(shown)));
     c->http.listen = strdup(listen ? listen : "127.0.0.1:9464");
     if (!c->http.listen)
         ld->nomem = 1;

@@ -136,7 +136,8 @@ struct conf {
     struct conf_sink *sinks; /* never empty after conf_load(): no "sinks" -> one stdout sink */
     size_t n_sinks;
     struct {
-        char *listen; /* "HOST:PORT" for /healthz, /readyz, /metrics; "" disables it */
+        char *listen; /* "IPV4:PORT" / "[IPV6]:PORT" for /healthz, /readyz, /metrics; "" disables it
+                       */
     } http;
     struct {
         struct conf_chat_slack slack;

@@ -1,6 +1,6 @@
 /*
- * The small HTTP server for probes and metrics: libwebsockets on the shared libuv loop. The
- * only module that includes <libwebsockets.h>.
+ * The small HTTP server for probes and metrics: libmicrohttpd driven from the shared libuv loop
+ * (no thread of its own). The only module that includes <microhttpd.h>.
  */
 #ifndef YTB_HTTPD_H
 #define YTB_HTTPD_H
@@ -18,8 +18,9 @@ typedef int (*httpd_handler)(void *userdata, const char *path, int *status,
 struct httpd;
 
 /*
- * Listens on listen ("HOST:PORT", "[V6]:PORT"; PORT 0 picks a free one, logged). Returns 0,
- * -EINVAL (bad address) or -EIO (cannot listen), with err filled.
+ * Listens on exactly listen ("IPV4:PORT", "[IPV6]:PORT"; PORT 0 picks a free one, logged): no
+ * other address, no dual-stack. Returns 0, -EINVAL (not an address literal), -EADDRINUSE (the
+ * port is taken), or another -errno (cannot listen), with err filled ("http.listen: ADDR: ...").
  */
 int httpd_new(struct httpd **out, uv_loop_t *loop, const char *listen, httpd_handler h,
               void *userdata, char *err, size_t errlen);
@@ -28,8 +29,8 @@ int httpd_new(struct httpd **out, uv_loop_t *loop, const char *listen, httpd_han
 int httpd_port(const struct httpd *s);
 
 /*
- * Stops listening and closes every connection; the loop finishes the job, and lwsctx_reap()
- * releases the rest once the loop has stopped. NULL is fine.
+ * Stops listening at once (the port is free when this returns) and closes every connection; the
+ * loop finishes the job (handle close callbacks) and frees s. NULL is fine.
  */
 void httpd_free(struct httpd *s);
 

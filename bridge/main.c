@@ -167,6 +167,8 @@ struct run {
     struct conf *pending; /* a validated configuration waiting for the bridge to stop */
     struct bridge *bridge;
     struct httpd *httpd;
+    struct httpd *next_httpd; /* bound for the pending configuration, swapped in with it */
+    int rebind; /* the pending http.listen needs the port the running listener holds */
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t swap;
     int signals;
@@ -224,6 +226,59 @@ static int start_httpd(struct run *run)
     return r;
 }
 
+/* The port of a validated "IPV4:PORT" / "[IPV6]:PORT". */
+static int listen_port(const char *listen)
+{
+    return atoi(strrchr(listen, ':') + 1);
+}
+
+/*
+ * Binds the address a reload asks for before anything else changes, so that a busy port refuses
+ * the reload as a whole and the running listener stays. Returns 0 (run->next_httpd set, or
+ * run->rebind, or nothing to do) or -errno with the problem logged.
+ */
+static int reload_listen(struct run *run, const struct conf *next)
+{
+    const char *want = next->http.listen;
+    char err[256];
+    int r;
+
+    run->rebind = 0;
+    if (strcmp(want, run->conf->http.listen) == 0 || !want[0])
+        return 0;
+    r = httpd_new(&run->next_httpd, run->loop, want, on_http_request, run, err, sizeof(err));
+    if (r == -EADDRINUSE && run->httpd && listen_port(want) == httpd_port(run->httpd)) {
+        /* Our own listener holds the port (127.0.0.1:9464 -> 0.0.0.0:9464): it hands the port
+         * over in on_swap(). */
+        run->rebind = 1;
+        return 0;
+    }
+    if (r)
+        log_err("main", "reload: %s; keeping the running configuration", err);
+    return r;
+}
+
+/* The new configuration is in: its listener replaces the old one (if the address changed). */
+static void swap_listener(struct run *run, const char *old_listen)
+{
+    char err[256];
+
+    if (run->stopping || strcmp(old_listen, run->conf->http.listen) == 0)
+        return;
+    httpd_free(run->httpd);
+    run->httpd = run->next_httpd;
+    run->next_httpd = NULL;
+    if (!run->rebind)
+        return;
+    run->rebind = 0;
+    if (httpd_new(&run->httpd, run->loop, run->conf->http.listen, on_http_request, run, err,
+                  sizeof(err)) == 0)
+        return;
+    log_err("main", "reload: %s; listening on %s again", err, old_listen);
+    if (httpd_new(&run->httpd, run->loop, old_listen, on_http_request, run, err, sizeof(err)))
+        log_err("main", "reload: %s; /healthz, /readyz and /metrics are off", err);
+}
+
 static void close_signals(struct run *run)
 {
     uv_handle_t *h[] = {(uv_handle_t *)&run->sigint, (uv_handle_t *)&run->sigterm,
@@ -252,6 +307,8 @@ static void shut_down(struct run *run)
     run->stopping = 1;
     httpd_free(run->httpd);
     run->httpd = NULL;
+    httpd_free(run->next_httpd);
+    run->next_httpd = NULL;
     slack_socket_cleanup();
     if (run->bridge)
         bridge_stop(run->bridge);
@@ -280,23 +337,20 @@ static void on_swap(uv_timer_t *t)
     struct run *run = t->data;
     char err[1024] = "";
     struct conf *old = run->conf;
-    int relisten = strcmp(old->http.listen, run->pending->http.listen) != 0;
 
     bridge_free(run->bridge);
     run->bridge = NULL;
     run->conf = run->pending;
     run->pending = NULL;
     apply_log_settings(run->args, run->conf);
-    if (relisten) {
-        httpd_free(run->httpd);
-        run->httpd = NULL;
-        start_httpd(run);
-    }
     if (bridge_new(&run->bridge, run->loop, run->conf, &run->args->bridge, err, sizeof(err))) {
         log_err("main", "reload: %s; going back to the previous configuration", err);
         conf_free(run->conf);
         run->conf = old;
         old = NULL;
+        httpd_free(run->next_httpd);
+        run->next_httpd = NULL;
+        run->rebind = 0;
         apply_log_settings(run->args, run->conf);
         if (bridge_new(&run->bridge, run->loop, run->conf, &run->args->bridge, err, sizeof(err))) {
             log_err("main", "%s; exiting", err);
@@ -306,6 +360,7 @@ static void on_swap(uv_timer_t *t)
             return;
         }
     } else {
+        swap_listener(run, old->http.listen);
         log_info("main", "reload: new configuration in effect");
     }
     conf_free(old);
@@ -343,6 +398,10 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     conf_diags_fini(&diags);
+    if (reload_listen(run, next) != 0) {
+        conf_free(next);
+        return;
+    }
     /* Stop the bridge (deliveries in flight get their grace period), then swap. */
     run->pending = next;
     bridge_on_stopped(run->bridge, on_bridge_stopped_for_reload, run);
