@@ -4,9 +4,11 @@
  * Invariants: only a complete poll reaches the diff; a poll's messages are rendered, written
  * to the outbox journal and then committed together with the new snapshot (its rename is the
  * commit point, state.h), and only then handed to the outbox, so a crash anywhere neither
- * loses nor repeats an announcement; failures back off exponentially with jitter, capped at
- * the poll interval, and honour the server's Retry-After; an error is logged when the failure
- * changes, not on every retry.
+ * loses nor repeats an announcement; failures (of a poll, or of the commit after it) back off
+ * exponentially with jitter, capped at the poll interval, and honour the server's Retry-After;
+ * an error is logged when the failure changes, not on every retry. Every commit attempt takes a
+ * generation of its own (next_gen): one that failed is never reused (state.c says why that
+ * matters).
  */
 #include "bridge.h"
 
@@ -51,7 +53,8 @@ struct bridge {
     struct snapshot snap;
     int have_snapshot;  /* a usable snapshot was loaded or committed */
     int force_baseline; /* the snapshot was corrupt: never flood, whatever first_run says */
-    unsigned failures;  /* consecutive failed polls */
+    unsigned failures;  /* consecutive failed attempts (poll or commit): the back-off's step */
+    uint64_t next_gen;  /* the next commit attempt's generation; only ever grows */
     char last_error[600];
     struct outbox *outbox;
     int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
@@ -106,6 +109,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         log_err("state", "%s; starting over as a first run (nothing will be announced as new)",
                 err);
     b->have_snapshot = r == STATE_LOADED;
+    /* Lines above the committed generation are dropped by state_journal_load() below before
+     * anything is appended, so the numbers after it are free again (state.c). */
+    b->next_gen = b->snap.generation + 1;
     if (b->have_snapshot)
         log_info("state", "loaded snapshot: %zu projects from %s", b->snap.projects.n,
                  b->snap.youtrack ? b->snap.youtrack : "(unknown)");
@@ -325,46 +331,36 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
 }
 
 /*
- * Commits a poll: the batch's journal lines first, then the snapshot (next) with the new
- * generation and the announced changes added to its history; the snapshot's rename is the commit
- * point for both. Hands the previous snapshot to *old: the diff's changes point into it until
- * they are rendered. Returns 0 or -errno (logged).
+ * Commits a poll under generation gen: the batch's journal lines and the snapshot (next) with
+ * the announced changes added to its history, in one state_commit() (the snapshot's rename is
+ * the commit point for both). Hands the previous snapshot to *old: the diff's changes point into
+ * it until they are rendered. Returns 0 or -errno with err filled (the caller logs it).
  */
-static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour,
-                  const struct change *changes, size_t n_changes, struct announce_batch *batch,
-                  struct snapshot *old)
+static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
+                  enum youtrack_flavour flavour, const struct change *changes, size_t n_changes,
+                  struct announce_batch *batch, struct snapshot *old, char *err, size_t errlen)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
     int64_t now = now_s();
-    char err[512];
     int r;
 
     memcpy(s.epoch, b->snap.epoch, sizeof(s.epoch));
-    s.generation = b->snap.generation + 1;
+    s.generation = gen;
     s.youtrack = strdup(b->conf->youtrack.url);
-    if (!s.youtrack)
+    if (!s.youtrack) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     /* A copy: the current history must stay as it is if this commit fails. */
     if (snapshot_history_copy(&s, &b->snap) != 0 ||
         snapshot_history_add(&s, changes, n_changes, now) != 0) {
-        log_err("bridge", "out of memory recording the change history; will retry next poll");
+        snprintf(err, errlen, "out of memory recording the change history");
         r = -ENOMEM;
         goto fail;
     }
-    r = state_journal_add(b->state, batch->v, batch->n, err, sizeof(err));
-    if (!r) {
-        r = state_save(b->state, &s, now, err, sizeof(err));
-        if (r) {
-            /* The batch is in the journal under a generation that never committed; the next
-             * commit reuses that number, so take the lines back now. */
-            for (size_t i = 0; i < batch->n; i++)
-                state_journal_done(b->state, batch->v[i]->id, "aborted");
-        }
-    }
-    if (r) {
-        log_err("state", "%s; nothing announced, will retry next poll", err);
+    r = state_commit(b->state, &s, batch->v, batch->n, now, err, errlen);
+    if (r)
         goto fail;
-    }
     *old = b->snap;
     b->snap = s;
     project_list_init(next);
@@ -413,25 +409,26 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
         .accept_removals = b->opts.accept_removals,
         .now = now_s(),
     };
+    /* This attempt's generation: its ids are rendered with it before the commit. */
+    uint64_t gen = b->next_gen;
     struct announce a = {
         .conf = b->conf,
         .flavour = res->flavour,
         .now = o.now,
         .epoch = b->snap.epoch,
-        .gen = b->snap.generation + 1,
+        .gen = gen,
         .tag = "",
     };
-    int r;
+    char err[512];
+    int r, commit_failed = 0;
 
     metrics_poll("ok", res->seconds, o.now);
-    if (b->failures)
-        log_info("youtrack", "poll succeeded again after %u failed attempt%s", b->failures,
-                 b->failures == 1 ? "" : "s");
-    b->failures = 0;
-    b->last_error[0] = '\0';
     log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s", res->projects.n,
               res->pages, res->pages == 1 ? "" : "s", res->seconds,
               res->duplicates ? " (overlapping pages de-duplicated)" : "");
+    /* YouTrack works again, whatever becomes of the commit. The back-off (failures) continues
+     * until the results are committed too: a commit that keeps failing must not retry every
+     * BACKOFF_FIRST_MS. */
     if (b->auth_alerted) {
         b->auth_alerted = 0;
         raise_alert(b, "youtrack_auth_ok", "YouTrack accepts the bridge's service account again",
@@ -480,9 +477,18 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     } else {
         /* A baseline announces no change, and held removals are not in d.changes. */
         size_t n_announced = baseline ? 0 : d.n_changes;
-        if (commit(b, &d.next, res->flavour, d.changes, n_announced, &batch, &old) != 0) {
-            snprintf(b->last_error, sizeof(b->last_error),
-                     "the poll's results could not be saved in the state directory; retrying");
+        b->next_gen = gen + 1; /* spent, committed or not */
+        if (commit(b, gen, &d.next, res->flavour, d.changes, n_announced, &batch, &old, err,
+                   sizeof(err)) != 0) {
+            char line[sizeof(b->last_error)];
+            snprintf(line, sizeof(line), "state: %s", err);
+            if (strcmp(line, b->last_error) != 0) {
+                log_err("state", "%s; nothing announced, will retry with back-off", err);
+                snprintf(b->last_error, sizeof(b->last_error), "%s", line);
+            } else {
+                log_debug("state", "commit failed again (%s)", err);
+            }
+            commit_failed = 1;
             goto retry;
         }
         if (!baseline) {
@@ -495,6 +501,11 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                      d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
         enqueue(b, &batch);
     }
+    if (b->failures)
+        log_info("bridge", "poll and commit succeeded again after %u failed attempt%s", b->failures,
+                 b->failures == 1 ? "" : "s");
+    b->failures = 0;
+    b->last_error[0] = '\0';
     b->last_poll_ok = o.now;     /* complete and committed */
     b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
     b->force_baseline = 0;
@@ -509,7 +520,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     schedule(b, (uint64_t)b->conf->youtrack.poll_interval * 1000u);
     return;
 retry:
-    if (!b->last_error[0])
+    if (!commit_failed)
         snprintf(b->last_error, sizeof(b->last_error),
                  "the poll's results could not be processed (out of memory); retrying");
     announce_batch_fini(&batch);

@@ -520,6 +520,46 @@ static void test_journal_short_write(void)
     state_close(st);
 }
 
+/* A snapshot over the 64 KiB write buffer, so the failing write happens inside jansson's dump. */
+static void big_snapshot(struct snapshot *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->flavour = YOUTRACK_MODERN;
+    s->youtrack = strdup("https://yt.example");
+    for (int i = 0; i < 1000; i++) {
+        char id[32], name[128];
+        snprintf(id, sizeof(id), "0-%d", i);
+        snprintf(name, sizeof(name), "Project number %d with a name long enough to matter", i);
+        struct project p = {.id = id, .short_name = id, .name = name, .archived = TRI_NO};
+        CHECK_INT(project_list_add(&s->projects, &p), 0);
+    }
+    project_list_finish(&s->projects);
+}
+
+/* A failed save says why (issue "Hostile input and faults": the errno was lost in the dump). */
+static void test_save_failure_names_the_errno(void)
+{
+    struct state *st = NULL;
+    struct snapshot s;
+    struct rlimit old, lim;
+    char err[256];
+
+    big_snapshot(&s);
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 70000; /* past the first 64 KiB flush, short of the whole file */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    CHECK_INT(state_save(st, &s, 1000, err, sizeof(err)), -EFBIG);
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK(strstr(err, strerror(EFBIG)) != NULL);
+    CHECK(strstr(err, "snapshot.json") != NULL);
+    CHECK_INT(count_prefix("snapshot.json.tmp"), 0);
+    snapshot_fini(&s);
+    state_close(st);
+}
+
 /* outbox_new() failing half-way closes the timers it started (libuv owns them until then). */
 static void test_outbox_new_failure_closes_its_timers(void)
 {
@@ -557,6 +597,7 @@ int main(void)
     RUN(test_history_malformed);
     RUN(test_journal);
     RUN(test_journal_short_write);
+    RUN(test_save_failure_names_the_errno);
     RUN(test_outbox_new_failure_closes_its_timers);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
