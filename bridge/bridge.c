@@ -8,7 +8,8 @@
  * exponentially with jitter, capped at the poll interval, and honour the server's Retry-After;
  * an error is logged when the failure changes, not on every retry. Every commit attempt takes a
  * generation of its own (next_gen): one that failed is never reused (state.c says why that
- * matters).
+ * matters). A state directory deleted or replaced under us stops the bridge: nothing written
+ * after that would be read again.
  */
 #include "bridge.h"
 
@@ -58,6 +59,7 @@ struct bridge {
     char last_error[600];
     struct outbox *outbox;
     int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
+    int state_lost;   /* the state directory is gone: stopping, never ready again */
     unsigned alert_seq;
     int64_t started_at;
     int64_t last_poll_ok;       /* unix seconds of the last complete poll; 0: none yet */
@@ -530,7 +532,22 @@ retry:
         settle_then_stop(b);
         return;
     }
-    schedule(b, backoff_ms(b, -1));
+    /* A commit that failed because the directory is gone: say so now, not after a back-off. */
+    schedule(b, b->state && state_check(b->state, err, sizeof(err)) != 0 ? 0 : backoff_ms(b, -1));
+}
+
+/*
+ * The state directory was deleted or replaced: nothing written from now on would be read by
+ * the next start. Say it once, turn /readyz red and stop; main exits non-zero so the
+ * supervisor restarts us onto a fresh directory.
+ */
+static void state_lost(struct bridge *b, const char *why)
+{
+    log_err("state", "%s; stopping: nothing written from now on would survive a restart", why);
+    snprintf(b->last_error, sizeof(b->last_error), "%s", why);
+    b->state_lost = 1;
+    b->exit_code = 1;
+    bridge_stop(b);
 }
 
 static void on_poll_done(void *userdata, struct youtrack_result *res)
@@ -547,6 +564,13 @@ static void on_poll_done(void *userdata, struct youtrack_result *res)
 static void on_timer(uv_timer_t *t)
 {
     struct bridge *b = t->data;
+    char err[600];
+
+    /* Before every poll: at most one interval (or one back-off step) after the loss. */
+    if (b->state && state_check(b->state, err, sizeof(err)) != 0) {
+        state_lost(b, err);
+        return;
+    }
     int r = youtrack_poll(b->yt, on_poll_done, b);
     if (r == -EBUSY)
         return;
@@ -619,6 +643,10 @@ int bridge_readiness(const struct bridge *b, int64_t now, char **json)
 
     if (!checks)
         return *json = NULL, 0;
+    if (b->state_lost) {
+        ready = 0;
+        json_object_set_new(checks, "state", json_string(b->last_error));
+    }
     /* YouTrack: a complete poll within two poll intervals. */
     if (b->last_poll_ok && now - b->last_poll_ok <= window && !b->last_error[0]) {
         snprintf(text, sizeof(text), "ok");

@@ -3,7 +3,9 @@
  *
  * Invariants: snapshot.json is always either the previous or the next complete snapshot (the
  * new one is written beside it and renamed over it, with fsyncs so a power cut cannot leave an
- * empty file); only the lock holder writes; a corrupt snapshot is moved aside, never
+ * empty file); only the lock holder writes, and the lock is a flock() on the directory itself,
+ * which no one can unlink from under us (the "lock" file only names the holder's pid, for
+ * people and for older versions that lock it); a corrupt snapshot is moved aside, never
  * overwritten, so an operator can look at it.
  *
  * The journal and generations (issue "Hostile input and faults"): an "add" line whose generation
@@ -43,8 +45,10 @@
 
 struct state {
     char *dir;
-    int dir_fd;
-    int lock_fd;
+    int dir_fd;    /* flock()ed: the lock */
+    int lock_fd;   /* "lock": the holder's pid (and the lock of earlier versions) */
+    dev_t dir_dev; /* what dir named when we opened it (state_check()) */
+    ino_t dir_ino;
     int journal_fd;    /* outbox.jsonl, O_APPEND; -1 until first needed */
     off_t journal_cut; /* >= 0: a failed commit's lines start here and must go first */
 };
@@ -186,9 +190,32 @@ int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src)
     return 0;
 }
 
+/* The holder's pid from dir/lock, for the "already in use" message ("" when unknown). */
+static void read_holder(const char *path, char *pid, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, pid, len - 1, 0) : -1;
+
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    if (fd >= 0)
+        close(fd);
+}
+
+static int busy(const char *dir, const char *path, char *err, size_t errlen)
+{
+    char pid[32];
+
+    read_holder(path, pid, sizeof(pid));
+    snprintf(err, errlen, "state directory %s is already in use by another ytbridge%s%s%s", dir,
+             pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+    return -EBUSY;
+}
+
 int state_open(struct state **out, const char *dir, char *err, size_t errlen)
 {
     struct state *st = calloc(1, sizeof(*st));
+    struct stat sb;
     char path[4096];
     int r;
 
@@ -207,31 +234,42 @@ int state_open(struct state **out, const char *dir, char *err, size_t errlen)
         goto fail;
     }
     st->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->dir_fd < 0) {
+    if (st->dir_fd < 0 || fstat(st->dir_fd, &sb) != 0) {
         r = -errno;
         snprintf(err, errlen, "cannot open state directory %s: %s", dir, strerror(errno));
         goto fail;
     }
+    st->dir_dev = sb.st_dev;
+    st->dir_ino = sb.st_ino;
     snprintf(path, sizeof(path), "%s/lock", dir);
+    /*
+     * The directory is the lock: a lock file can be deleted while its holder runs, and the next
+     * process then locks a new file of the same name (issue "Hostile input and faults"). Where
+     * directories cannot be flock()ed (some network file systems) the lock file has to do.
+     */
+    if (flock(st->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            r = busy(dir, path, err, errlen);
+            goto fail;
+        }
+        log_warn("state",
+                 "cannot lock the directory %s (%s): relying on %s, which must not be "
+                 "deleted while ytbridge runs",
+                 dir, strerror(errno), path);
+    }
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0) {
         r = -errno;
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
+    /* Older versions lock only this file: taking it too keeps them out during an upgrade. */
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        char pid[32] = "";
-        ssize_t n = pread(st->lock_fd, pid, sizeof(pid) - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
         if (r == -EBUSY)
-            snprintf(err, errlen, "state directory %s is already in use by another ytbridge%s%s",
-                     dir, pid[0] ? " (pid " : "", pid[0] ? pid : "");
+            busy(dir, path, err, errlen);
         else
             snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-r));
-        if (r == -EBUSY && pid[0])
-            strncat(err, ")", errlen - strlen(err) - 1);
         goto fail;
     }
     /* The holder's pid, for the message above and for operators. */
@@ -244,6 +282,33 @@ int state_open(struct state **out, const char *dir, char *err, size_t errlen)
 fail:
     state_close(st);
     return r;
+}
+
+int state_check(struct state *st, char *err, size_t errlen)
+{
+    struct stat held, named;
+
+    if (fstat(st->dir_fd, &held) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "state directory %s: %s", st->dir, strerror(e));
+        return -e;
+    }
+    if (held.st_nlink == 0) {
+        snprintf(err, errlen, "state directory %s was deleted", st->dir);
+        return -ENOENT;
+    }
+    if (stat(st->dir, &named) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "state directory %s was moved away or deleted (%s)", st->dir,
+                 strerror(e));
+        return e == ENOENT ? -ENOENT : -e;
+    }
+    if (named.st_dev != st->dir_dev || named.st_ino != st->dir_ino) {
+        snprintf(err, errlen,
+                 "state directory %s was replaced: the path names another directory now", st->dir);
+        return -ESTALE;
+    }
+    return 0;
 }
 
 void state_close(struct state *st)

@@ -1,7 +1,7 @@
 /*
- * The state directory: an exclusive lock, and snapshot.json (the project list as last seen,
- * with the removal guards' counters and the bounded history of announced changes), written
- * atomically.
+ * The state directory: an exclusive lock (on the directory), and snapshot.json (the project list as
+ * last seen, with the removal guards' counters and the bounded history of announced changes),
+ * written atomically.
  */
 #ifndef YTB_STATE_H
 #define YTB_STATE_H
@@ -62,11 +62,21 @@ int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src);
 struct state;
 
 /*
- * Creates dir if needed (mode 0700) and takes its lock. Returns 0, -EBUSY when another process
- * holds the lock (err names the holder's pid when known), or another -errno (err says what).
+ * Creates dir if needed (mode 0700) and takes its lock: a flock() on the directory itself, so
+ * deleting the "lock" file (which names the holder's pid) lets no second process in. Returns 0,
+ * -EBUSY when another process holds the lock (err names the holder's pid when known), or another
+ * -errno (err says what).
  */
 int state_open(struct state **out, const char *dir, char *err, size_t errlen);
 void state_close(struct state *st);
+
+/*
+ * Whether the directory opened by state_open() is still the state directory: -ENOENT when it
+ * was deleted or its path no longer exists, -ESTALE when the path names another directory now
+ * (err says which, for the operator), 0 when all is well. Nothing written after such a change
+ * would ever be read again: the caller should stop.
+ */
+int state_check(struct state *st, char *err, size_t errlen);
 
 enum state_load_result {
     STATE_LOADED = 0,
