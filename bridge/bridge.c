@@ -8,8 +8,9 @@
  * exponentially with jitter, capped at the poll interval, and honour the server's Retry-After;
  * an error is logged when the failure changes, not on every retry. Every commit attempt takes a
  * generation of its own (next_gen): one that failed is never reused (state.c says why that
- * matters). A state directory deleted or replaced under us stops the bridge: nothing written
- * after that would be read again.
+ * matters). A failure that needs a person raises one alert, and its end one more. A state
+ * directory deleted or replaced under us stops the bridge: nothing written after that would be
+ * read again.
  */
 #include "bridge.h"
 
@@ -58,7 +59,9 @@ struct bridge {
     uint64_t next_gen;  /* the next commit attempt's generation; only ever grows */
     char last_error[600];
     struct outbox *outbox;
-    int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
+    enum youtrack_error fail_class; /* the last failed poll's class, and how many in a row */
+    unsigned fail_run;
+    unsigned alerted; /* bit i: poll_alerts[i] went out; the next complete poll resolves it */
     int state_lost;   /* the state directory is gone: stopping, never ready again */
     unsigned alert_seq;
     int64_t started_at;
@@ -301,6 +304,61 @@ static uint64_t backoff_ms(const struct bridge *b, long retry_after)
     return d;
 }
 
+/*
+ * Failures that do not go away by themselves: after `after` failed polls in a row of that class
+ * the operator is told once (kind), and once more (ok_kind) by the next complete poll.
+ */
+static const struct poll_alert {
+    enum youtrack_error error;
+    unsigned after;
+    const char *kind, *ok_kind;
+    const char *what, *ok_text;
+} poll_alerts[] = {
+    {YOUTRACK_ERR_AUTH, 1, "youtrack_auth", "youtrack_auth_ok",
+     "YouTrack refuses the bridge's service account",
+     "YouTrack accepts the bridge's service account again"},
+    /* Invalid UTF-8 in a project, HTML from a proxy, a changed API: every poll fails alike. A few
+     * in a row rule out a one-off (a proxy restarting). */
+    {YOUTRACK_ERR_PROTOCOL, 3, "youtrack_protocol", "youtrack_protocol_ok",
+     "YouTrack's answers cannot be used", "YouTrack's answers can be used again"},
+};
+
+#define N_POLL_ALERTS (sizeof(poll_alerts) / sizeof(poll_alerts[0]))
+
+static void poll_alerts_on_failure(struct bridge *b, const struct youtrack_result *res)
+{
+    if (res->error == b->fail_class) {
+        b->fail_run++;
+    } else {
+        b->fail_class = res->error;
+        b->fail_run = 1;
+    }
+    for (size_t i = 0; i < N_POLL_ALERTS; i++) {
+        const struct poll_alert *pa = &poll_alerts[i];
+        char text[800], times[48] = "";
+        if (pa->error != res->error || b->fail_run < pa->after || (b->alerted & (1u << i)))
+            continue;
+        if (pa->after > 1)
+            snprintf(times, sizeof(times), ", %u polls in a row", b->fail_run);
+        snprintf(text, sizeof(text), "%s (%s)%s; nothing can be announced until that is fixed",
+                 pa->what, res->message, times);
+        b->alerted |= 1u << i;
+        raise_alert(b, pa->kind, text, NULL);
+    }
+}
+
+static void poll_alerts_on_success(struct bridge *b)
+{
+    b->fail_class = YOUTRACK_OK;
+    b->fail_run = 0;
+    for (size_t i = 0; i < N_POLL_ALERTS; i++) {
+        if (!(b->alerted & (1u << i)))
+            continue;
+        b->alerted &= ~(1u << i);
+        raise_alert(b, poll_alerts[i].ok_kind, poll_alerts[i].ok_text, NULL);
+    }
+}
+
 static void poll_failed(struct bridge *b, struct youtrack_result *res)
 {
     char line[600];
@@ -314,15 +372,7 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
     } else {
         log_debug("youtrack", "poll failed again (%s)", line);
     }
-    if (res->error == YOUTRACK_ERR_AUTH && !b->auth_alerted) {
-        char text[700];
-        snprintf(text, sizeof(text),
-                 "YouTrack refuses the bridge's service account (%s); "
-                 "nothing can be announced until that is fixed",
-                 res->message);
-        b->auth_alerted = 1;
-        raise_alert(b, "youtrack_auth", text, NULL);
-    }
+    poll_alerts_on_failure(b, res);
     if (b->opts.once) {
         settle_then_stop(b);
         return;
@@ -431,11 +481,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     /* YouTrack works again, whatever becomes of the commit. The back-off (failures) continues
      * until the results are committed too: a commit that keeps failing must not retry every
      * BACKOFF_FIRST_MS. */
-    if (b->auth_alerted) {
-        b->auth_alerted = 0;
-        raise_alert(b, "youtrack_auth_ok", "YouTrack accepts the bridge's service account again",
-                    NULL);
-    }
+    poll_alerts_on_success(b);
 
     if (project_diff(first ? &empty : &b->snap.projects, &res->projects, &o, &d) != 0) {
         log_err("bridge", "out of memory computing the diff");
