@@ -4,9 +4,13 @@
  * Invariants: only a complete poll reaches the diff; a poll's messages are rendered, written
  * to the outbox journal and then committed together with the new snapshot (its rename is the
  * commit point, state.h), and only then handed to the outbox, so a crash anywhere neither
- * loses nor repeats an announcement; failures back off exponentially with jitter, capped at
- * the poll interval, and honour the server's Retry-After; an error is logged when the failure
- * changes, not on every retry.
+ * loses nor repeats an announcement; failures (of a poll, or of the commit after it) back off
+ * exponentially with jitter, capped at the poll interval, and honour the server's Retry-After;
+ * an error is logged when the failure changes, not on every retry. Every commit attempt takes a
+ * generation of its own (next_gen): one that failed is never reused (state.c says why that
+ * matters). A failure that needs a person raises one alert, and its end one more. A state
+ * directory deleted or replaced under us stops the bridge: nothing written after that would be
+ * read again.
  */
 #include "bridge.h"
 
@@ -51,10 +55,14 @@ struct bridge {
     struct snapshot snap;
     int have_snapshot;  /* a usable snapshot was loaded or committed */
     int force_baseline; /* the snapshot was corrupt: never flood, whatever first_run says */
-    unsigned failures;  /* consecutive failed polls */
+    unsigned failures;  /* consecutive failed attempts (poll or commit): the back-off's step */
+    uint64_t next_gen;  /* the next commit attempt's generation; only ever grows */
     char last_error[600];
     struct outbox *outbox;
-    int auth_alerted; /* an "auth failed" alert went out; the next success sends "works again" */
+    enum youtrack_error fail_class; /* the last failed poll's class, and how many in a row */
+    unsigned fail_run;
+    unsigned alerted; /* bit i: poll_alerts[i] went out; the next complete poll resolves it */
+    int state_lost;   /* the state directory is gone: stopping, never ready again */
     unsigned alert_seq;
     int64_t started_at;
     int64_t last_poll_ok;       /* unix seconds of the last complete poll; 0: none yet */
@@ -106,6 +114,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         log_err("state", "%s; starting over as a first run (nothing will be announced as new)",
                 err);
     b->have_snapshot = r == STATE_LOADED;
+    /* Lines above the committed generation are dropped by state_journal_load() below before
+     * anything is appended, so the numbers after it are free again (state.c). */
+    b->next_gen = b->snap.generation + 1;
     if (b->have_snapshot)
         log_info("state", "loaded snapshot: %zu projects from %s", b->snap.projects.n,
                  b->snap.youtrack ? b->snap.youtrack : "(unknown)");
@@ -293,6 +304,61 @@ static uint64_t backoff_ms(const struct bridge *b, long retry_after)
     return d;
 }
 
+/*
+ * Failures that do not go away by themselves: after `after` failed polls in a row of that class
+ * the operator is told once (kind), and once more (ok_kind) by the next complete poll.
+ */
+static const struct poll_alert {
+    enum youtrack_error error;
+    unsigned after;
+    const char *kind, *ok_kind;
+    const char *what, *ok_text;
+} poll_alerts[] = {
+    {YOUTRACK_ERR_AUTH, 1, "youtrack_auth", "youtrack_auth_ok",
+     "YouTrack refuses the bridge's service account",
+     "YouTrack accepts the bridge's service account again"},
+    /* Invalid UTF-8 in a project, HTML from a proxy, a changed API: every poll fails alike. A few
+     * in a row rule out a one-off (a proxy restarting). */
+    {YOUTRACK_ERR_PROTOCOL, 3, "youtrack_protocol", "youtrack_protocol_ok",
+     "YouTrack's answers cannot be used", "YouTrack's answers can be used again"},
+};
+
+#define N_POLL_ALERTS (sizeof(poll_alerts) / sizeof(poll_alerts[0]))
+
+static void poll_alerts_on_failure(struct bridge *b, const struct youtrack_result *res)
+{
+    if (res->error == b->fail_class) {
+        b->fail_run++;
+    } else {
+        b->fail_class = res->error;
+        b->fail_run = 1;
+    }
+    for (size_t i = 0; i < N_POLL_ALERTS; i++) {
+        const struct poll_alert *pa = &poll_alerts[i];
+        char text[800], times[48] = "";
+        if (pa->error != res->error || b->fail_run < pa->after || (b->alerted & (1u << i)))
+            continue;
+        if (pa->after > 1)
+            snprintf(times, sizeof(times), ", %u polls in a row", b->fail_run);
+        snprintf(text, sizeof(text), "%s (%s)%s; nothing can be announced until that is fixed",
+                 pa->what, res->message, times);
+        b->alerted |= 1u << i;
+        raise_alert(b, pa->kind, text, NULL);
+    }
+}
+
+static void poll_alerts_on_success(struct bridge *b)
+{
+    b->fail_class = YOUTRACK_OK;
+    b->fail_run = 0;
+    for (size_t i = 0; i < N_POLL_ALERTS; i++) {
+        if (!(b->alerted & (1u << i)))
+            continue;
+        b->alerted &= ~(1u << i);
+        raise_alert(b, poll_alerts[i].ok_kind, poll_alerts[i].ok_text, NULL);
+    }
+}
+
 static void poll_failed(struct bridge *b, struct youtrack_result *res)
 {
     char line[600];
@@ -306,15 +372,7 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
     } else {
         log_debug("youtrack", "poll failed again (%s)", line);
     }
-    if (res->error == YOUTRACK_ERR_AUTH && !b->auth_alerted) {
-        char text[700];
-        snprintf(text, sizeof(text),
-                 "YouTrack refuses the bridge's service account (%s); "
-                 "nothing can be announced until that is fixed",
-                 res->message);
-        b->auth_alerted = 1;
-        raise_alert(b, "youtrack_auth", text, NULL);
-    }
+    poll_alerts_on_failure(b, res);
     if (b->opts.once) {
         settle_then_stop(b);
         return;
@@ -325,46 +383,36 @@ static void poll_failed(struct bridge *b, struct youtrack_result *res)
 }
 
 /*
- * Commits a poll: the batch's journal lines first, then the snapshot (next) with the new
- * generation and the announced changes added to its history; the snapshot's rename is the commit
- * point for both. Hands the previous snapshot to *old: the diff's changes point into it until
- * they are rendered. Returns 0 or -errno (logged).
+ * Commits a poll under generation gen: the batch's journal lines and the snapshot (next) with
+ * the announced changes added to its history, in one state_commit() (the snapshot's rename is
+ * the commit point for both). Hands the previous snapshot to *old: the diff's changes point into
+ * it until they are rendered. Returns 0 or -errno with err filled (the caller logs it).
  */
-static int commit(struct bridge *b, struct project_list *next, enum youtrack_flavour flavour,
-                  const struct change *changes, size_t n_changes, struct announce_batch *batch,
-                  struct snapshot *old)
+static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
+                  enum youtrack_flavour flavour, const struct change *changes, size_t n_changes,
+                  struct announce_batch *batch, struct snapshot *old, char *err, size_t errlen)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
     int64_t now = now_s();
-    char err[512];
     int r;
 
     memcpy(s.epoch, b->snap.epoch, sizeof(s.epoch));
-    s.generation = b->snap.generation + 1;
+    s.generation = gen;
     s.youtrack = strdup(b->conf->youtrack.url);
-    if (!s.youtrack)
+    if (!s.youtrack) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     /* A copy: the current history must stay as it is if this commit fails. */
     if (snapshot_history_copy(&s, &b->snap) != 0 ||
         snapshot_history_add(&s, changes, n_changes, now) != 0) {
-        log_err("bridge", "out of memory recording the change history; will retry next poll");
+        snprintf(err, errlen, "out of memory recording the change history");
         r = -ENOMEM;
         goto fail;
     }
-    r = state_journal_add(b->state, batch->v, batch->n, err, sizeof(err));
-    if (!r) {
-        r = state_save(b->state, &s, now, err, sizeof(err));
-        if (r) {
-            /* The batch is in the journal under a generation that never committed; the next
-             * commit reuses that number, so take the lines back now. */
-            for (size_t i = 0; i < batch->n; i++)
-                state_journal_done(b->state, batch->v[i]->id, "aborted");
-        }
-    }
-    if (r) {
-        log_err("state", "%s; nothing announced, will retry next poll", err);
+    r = state_commit(b->state, &s, batch->v, batch->n, now, err, errlen);
+    if (r)
         goto fail;
-    }
     *old = b->snap;
     b->snap = s;
     project_list_init(next);
@@ -413,30 +461,27 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
         .accept_removals = b->opts.accept_removals,
         .now = now_s(),
     };
+    /* This attempt's generation: its ids are rendered with it before the commit. */
+    uint64_t gen = b->next_gen;
     struct announce a = {
         .conf = b->conf,
         .flavour = res->flavour,
         .now = o.now,
         .epoch = b->snap.epoch,
-        .gen = b->snap.generation + 1,
+        .gen = gen,
         .tag = "",
     };
-    int r;
+    char err[512];
+    int r, commit_failed = 0;
 
     metrics_poll("ok", res->seconds, o.now);
-    if (b->failures)
-        log_info("youtrack", "poll succeeded again after %u failed attempt%s", b->failures,
-                 b->failures == 1 ? "" : "s");
-    b->failures = 0;
-    b->last_error[0] = '\0';
     log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s", res->projects.n,
               res->pages, res->pages == 1 ? "" : "s", res->seconds,
               res->duplicates ? " (overlapping pages de-duplicated)" : "");
-    if (b->auth_alerted) {
-        b->auth_alerted = 0;
-        raise_alert(b, "youtrack_auth_ok", "YouTrack accepts the bridge's service account again",
-                    NULL);
-    }
+    /* YouTrack works again, whatever becomes of the commit. The back-off (failures) continues
+     * until the results are committed too: a commit that keeps failing must not retry every
+     * BACKOFF_FIRST_MS. */
+    poll_alerts_on_success(b);
 
     if (project_diff(first ? &empty : &b->snap.projects, &res->projects, &o, &d) != 0) {
         log_err("bridge", "out of memory computing the diff");
@@ -480,9 +525,18 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     } else {
         /* A baseline announces no change, and held removals are not in d.changes. */
         size_t n_announced = baseline ? 0 : d.n_changes;
-        if (commit(b, &d.next, res->flavour, d.changes, n_announced, &batch, &old) != 0) {
-            snprintf(b->last_error, sizeof(b->last_error),
-                     "the poll's results could not be saved in the state directory; retrying");
+        b->next_gen = gen + 1; /* spent, committed or not */
+        if (commit(b, gen, &d.next, res->flavour, d.changes, n_announced, &batch, &old, err,
+                   sizeof(err)) != 0) {
+            char line[sizeof(b->last_error)];
+            snprintf(line, sizeof(line), "state: %s", err);
+            if (strcmp(line, b->last_error) != 0) {
+                log_err("state", "%s; nothing announced, will retry with back-off", err);
+                snprintf(b->last_error, sizeof(b->last_error), "%s", line);
+            } else {
+                log_debug("state", "commit failed again (%s)", err);
+            }
+            commit_failed = 1;
             goto retry;
         }
         if (!baseline) {
@@ -495,6 +549,11 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
                      d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
         enqueue(b, &batch);
     }
+    if (b->failures)
+        log_info("bridge", "poll and commit succeeded again after %u failed attempt%s", b->failures,
+                 b->failures == 1 ? "" : "s");
+    b->failures = 0;
+    b->last_error[0] = '\0';
     b->last_poll_ok = o.now;     /* complete and committed */
     b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
     b->force_baseline = 0;
@@ -509,7 +568,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     schedule(b, (uint64_t)b->conf->youtrack.poll_interval * 1000u);
     return;
 retry:
-    if (!b->last_error[0])
+    if (!commit_failed)
         snprintf(b->last_error, sizeof(b->last_error),
                  "the poll's results could not be processed (out of memory); retrying");
     announce_batch_fini(&batch);
@@ -519,7 +578,22 @@ retry:
         settle_then_stop(b);
         return;
     }
-    schedule(b, backoff_ms(b, -1));
+    /* A commit that failed because the directory is gone: say so now, not after a back-off. */
+    schedule(b, b->state && state_check(b->state, err, sizeof(err)) != 0 ? 0 : backoff_ms(b, -1));
+}
+
+/*
+ * The state directory was deleted or replaced: nothing written from now on would be read by
+ * the next start. Say it once, turn /readyz red and stop; main exits non-zero so the
+ * supervisor restarts us onto a fresh directory.
+ */
+static void state_lost(struct bridge *b, const char *why)
+{
+    log_err("state", "%s; stopping: nothing written from now on would survive a restart", why);
+    snprintf(b->last_error, sizeof(b->last_error), "%s", why);
+    b->state_lost = 1;
+    b->exit_code = 1;
+    bridge_stop(b);
 }
 
 static void on_poll_done(void *userdata, struct youtrack_result *res)
@@ -536,6 +610,13 @@ static void on_poll_done(void *userdata, struct youtrack_result *res)
 static void on_timer(uv_timer_t *t)
 {
     struct bridge *b = t->data;
+    char err[600];
+
+    /* Before every poll: at most one interval (or one back-off step) after the loss. */
+    if (b->state && state_check(b->state, err, sizeof(err)) != 0) {
+        state_lost(b, err);
+        return;
+    }
     int r = youtrack_poll(b->yt, on_poll_done, b);
     if (r == -EBUSY)
         return;
@@ -608,6 +689,10 @@ int bridge_readiness(const struct bridge *b, int64_t now, char **json)
 
     if (!checks)
         return *json = NULL, 0;
+    if (b->state_lost) {
+        ready = 0;
+        json_object_set_new(checks, "state", json_string(b->last_error));
+    }
     /* YouTrack: a complete poll within two poll intervals. */
     if (b->last_poll_ok && now - b->last_poll_ok <= window && !b->last_error[0]) {
         snprintf(text, sizeof(text), "ok");

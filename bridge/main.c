@@ -331,6 +331,23 @@ static void on_signal(uv_signal_t *h, int signum)
     shut_down(run);
 }
 
+/*
+ * The bridge stopped without being asked: a one-shot run is done, a daemon cannot go on (its
+ * state directory is gone, and the bridge said so). Exit non-zero for the supervisor.
+ */
+static void on_bridge_stopped(void *userdata)
+{
+    struct run *run = userdata;
+
+    if (run->stopping)
+        return;
+    if (!(run->args->bridge.once || run->args->bridge.dry_run)) {
+        log_err("main", "the bridge stopped; exiting with status %d", EXIT_RUNTIME);
+        run->failed = 1;
+    }
+    shut_down(run);
+}
+
 /* Runs on the loop after the old bridge's handles are closed: swap in the new one. */
 static void on_swap(uv_timer_t *t)
 {
@@ -364,6 +381,7 @@ static void on_swap(uv_timer_t *t)
         log_info("main", "reload: new configuration in effect");
     }
     conf_free(old);
+    bridge_on_stopped(run->bridge, on_bridge_stopped, run);
     bridge_start(run->bridge);
 }
 
@@ -499,6 +517,7 @@ int main(int argc, char **argv)
     }
     log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run.conf->youtrack.url,
              run.conf->youtrack.poll_interval);
+    bridge_on_stopped(run.bridge, on_bridge_stopped, &run);
     bridge_start(run.bridge);
     uv_run(run.loop, UV_RUN_DEFAULT);
 

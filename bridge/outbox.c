@@ -136,10 +136,9 @@ int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct s
             i < conf->n_sinks ? &conf->sinks[i] : &conf->chat.matrix.reply_sinks[i - conf->n_sinks];
         q->ob = ob;
         if (sink_init(&q->sink, cs) != 0) {
-            for (size_t j = 0; j < i; j++)
-                sink_fini(&ob->q[j].sink);
-            free(ob->q);
-            free(ob);
+            /* The timers of queues 0..i-1 are the loop's until closed: outbox_free() closes
+             * them and frees ob from their close callbacks (ob->n counts just those queues). */
+            outbox_free(ob);
             return -ENOMEM;
         }
         uv_timer_init(loop, &q->timer);

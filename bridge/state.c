@@ -3,8 +3,25 @@
  *
  * Invariants: snapshot.json is always either the previous or the next complete snapshot (the
  * new one is written beside it and renamed over it, with fsyncs so a power cut cannot leave an
- * empty file); only the lock holder writes; a corrupt snapshot is moved aside, never
+ * empty file); only the lock holder writes, and the lock is a flock() on the directory itself,
+ * which no one can unlink from under us (the "lock" file only names the holder's pid, for
+ * people and for older versions that lock it); a corrupt snapshot is moved aside, never
  * overwritten, so an operator can look at it.
+ *
+ * The journal and generations (issue "Hostile input and faults"): an "add" line whose generation
+ * is at most the snapshot's belongs to a commit that happened. That holds because
+ *   - a commit appends its lines, then renames the snapshot carrying their generation;
+ *   - a commit that fails cuts the journal back to its length before the batch (ftruncate needs
+ *     no free space, so ENOSPC cannot stop it); until that cut has happened every later append
+ *     retries it first and fails with it, so nothing lands behind a batch that did not commit;
+ *   - the caller never reuses the generation of an attempt, failed or not: the next attempt takes
+ *     a higher one. So even a line the cut missed can never be mistaken for a later commit's
+ *     line, and no id (sink + generation + index) ever names two different messages;
+ *   - at start-up state_journal_load() drops every line above the snapshot's generation and
+ *     rewrites the journal before anything is appended (it fails otherwise). That is why the
+ *     next generation needs no durable counter: a new process may reuse numbers above the
+ *     committed one because no line of theirs is left by then, and none was ever delivered
+ *     (only committed batches reach the outbox).
  */
 #include "state.h"
 
@@ -28,9 +45,12 @@
 
 struct state {
     char *dir;
-    int dir_fd;
-    int lock_fd;
-    int journal_fd; /* outbox.jsonl, O_APPEND; -1 until state_journal_load() */
+    int dir_fd;    /* flock()ed: the lock */
+    int lock_fd;   /* "lock": the holder's pid (and the lock of earlier versions) */
+    dev_t dir_dev; /* what dir named when we opened it (state_check()) */
+    ino_t dir_ino;
+    int journal_fd;    /* outbox.jsonl, O_APPEND; -1 until first needed */
+    off_t journal_cut; /* >= 0: a failed commit's lines start here and must go first */
 };
 
 #define JOURNAL_NAME    "outbox.jsonl"
@@ -170,15 +190,39 @@ int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src)
     return 0;
 }
 
+/* The holder's pid from dir/lock, for the "already in use" message ("" when unknown). */
+static void read_holder(const char *path, char *pid, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, pid, len - 1, 0) : -1;
+
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    if (fd >= 0)
+        close(fd);
+}
+
+static int busy(const char *dir, const char *path, char *err, size_t errlen)
+{
+    char pid[32];
+
+    read_holder(path, pid, sizeof(pid));
+    snprintf(err, errlen, "state directory %s is already in use by another ytbridge%s%s%s", dir,
+             pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+    return -EBUSY;
+}
+
 int state_open(struct state **out, const char *dir, char *err, size_t errlen)
 {
     struct state *st = calloc(1, sizeof(*st));
+    struct stat sb;
     char path[4096];
     int r;
 
     if (!st)
         return -ENOMEM;
     st->dir_fd = st->lock_fd = st->journal_fd = -1;
+    st->journal_cut = -1;
     st->dir = strdup(dir);
     if (!st->dir) {
         r = -ENOMEM;
@@ -190,31 +234,42 @@ int state_open(struct state **out, const char *dir, char *err, size_t errlen)
         goto fail;
     }
     st->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->dir_fd < 0) {
+    if (st->dir_fd < 0 || fstat(st->dir_fd, &sb) != 0) {
         r = -errno;
         snprintf(err, errlen, "cannot open state directory %s: %s", dir, strerror(errno));
         goto fail;
     }
+    st->dir_dev = sb.st_dev;
+    st->dir_ino = sb.st_ino;
     snprintf(path, sizeof(path), "%s/lock", dir);
+    /*
+     * The directory is the lock: a lock file can be deleted while its holder runs, and the next
+     * process then locks a new file of the same name (issue "Hostile input and faults"). Where
+     * directories cannot be flock()ed (some network file systems) the lock file has to do.
+     */
+    if (flock(st->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            r = busy(dir, path, err, errlen);
+            goto fail;
+        }
+        log_warn("state",
+                 "cannot lock the directory %s (%s): relying on %s, which must not be "
+                 "deleted while ytbridge runs",
+                 dir, strerror(errno), path);
+    }
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0) {
         r = -errno;
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
+    /* Older versions lock only this file: taking it too keeps them out during an upgrade. */
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        char pid[32] = "";
-        ssize_t n = pread(st->lock_fd, pid, sizeof(pid) - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
         if (r == -EBUSY)
-            snprintf(err, errlen, "state directory %s is already in use by another ytbridge%s%s",
-                     dir, pid[0] ? " (pid " : "", pid[0] ? pid : "");
+            busy(dir, path, err, errlen);
         else
             snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-r));
-        if (r == -EBUSY && pid[0])
-            strncat(err, ")", errlen - strlen(err) - 1);
         goto fail;
     }
     /* The holder's pid, for the message above and for operators. */
@@ -227,6 +282,33 @@ int state_open(struct state **out, const char *dir, char *err, size_t errlen)
 fail:
     state_close(st);
     return r;
+}
+
+int state_check(struct state *st, char *err, size_t errlen)
+{
+    struct stat held, named;
+
+    if (fstat(st->dir_fd, &held) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "state directory %s: %s", st->dir, strerror(e));
+        return -e;
+    }
+    if (held.st_nlink == 0) {
+        snprintf(err, errlen, "state directory %s was deleted", st->dir);
+        return -ENOENT;
+    }
+    if (stat(st->dir, &named) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "state directory %s was moved away or deleted (%s)", st->dir,
+                 strerror(e));
+        return e == ENOENT ? -ENOENT : -e;
+    }
+    if (named.st_dev != st->dir_dev || named.st_ino != st->dir_ino) {
+        snprintf(err, errlen,
+                 "state directory %s was replaced: the path names another directory now", st->dir);
+        return -ESTALE;
+    }
+    return 0;
 }
 
 void state_close(struct state *st)
@@ -632,6 +714,17 @@ static int wb_dump(const char *buffer, size_t size, void *data)
     return ((struct wbuf *)data)->err ? -1 : 0;
 }
 
+/*
+ * jansson reports a failed callback as a bare -1: the write's errno is kept in w->err (ENOSPC,
+ * EIO, EFBIG), and without it only an allocation inside jansson can have failed.
+ */
+static int dump(json_t *o, struct wbuf *w)
+{
+    if (json_dump_callback(o, wb_dump, w, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0)
+        return 0;
+    return w->err ? w->err : -ENOMEM;
+}
+
 static int write_project(struct wbuf *w, const struct project *p)
 {
     json_t *o = json_object();
@@ -655,7 +748,7 @@ static int write_project(struct wbuf *w, const struct project *p)
         goto out;
     if (p->held && json_object_set_new(o, "held", json_true()))
         goto out;
-    r = json_dump_callback(o, wb_dump, w, JSON_COMPACT | JSON_PRESERVE_ORDER) ? -EIO : 0;
+    r = dump(o, w);
 out:
     json_decref(o);
     return r;
@@ -673,7 +766,7 @@ static int write_history_entry(struct wbuf *w, const struct history_entry *e)
     if (e->kind == CHANGE_RENAMED &&
         (put_str(o, "oldShortName", e->old_short_name) || put_str(o, "oldName", e->old_name)))
         goto out;
-    r = json_dump_callback(o, wb_dump, w, JSON_COMPACT | JSON_PRESERVE_ORDER) ? -EIO : 0;
+    r = dump(o, w);
 out:
     json_decref(o);
     return r;
@@ -749,6 +842,8 @@ int state_save(struct state *st, const struct snapshot *s, int64_t now, char *er
 fail_unlink:
     if (r == -ENOMEM && !err[0])
         snprintf(err, errlen, "out of memory");
+    else if (!err[0])
+        snprintf(err, errlen, "cannot write %s/%s: %s", st->dir, tmp, strerror(-r));
     unlinkat(st->dir_fd, tmp, 0);
 out:
     if (w && w->fd >= 0)
@@ -761,20 +856,57 @@ out:
 
 /* ---- the outbox journal ---- */
 
-/* Appends to the journal, creating it on first use (a bridge that never queued has none). */
+/* Opens the journal for appending, creating it on first use (a bridge that never queued has none).
+ */
+static int journal_open(struct state *st)
+{
+    if (st->journal_fd >= 0)
+        return 0;
+    st->journal_fd =
+        openat(st->dir_fd, JOURNAL_NAME, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (st->journal_fd < 0)
+        return -errno;
+    if (fsync(st->dir_fd) != 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * Cuts the journal back to len bytes, durably when it can. A cut that fails is remembered and
+ * retried before every later append (the header's invariant). 0 or -errno.
+ */
+static int journal_cut(struct state *st, off_t len)
+{
+    if (ftruncate(st->journal_fd, len) != 0) {
+        int r = -errno;
+        st->journal_cut = len;
+        return r;
+    }
+    st->journal_cut = -1;
+    /* Not durable yet is fine: the lines left by a power cut are above the committed
+     * generation, dropped at start-up; the next append's fdatasync makes the cut durable. */
+    if (fdatasync(st->journal_fd) != 0)
+        log_warn("state", "cannot sync %s/%s after cutting it back: %s", st->dir, JOURNAL_NAME,
+                 strerror(errno));
+    return 0;
+}
+
 static int append_durably(struct state *st, const char *buf, size_t len)
 {
-    if (st->journal_fd < 0) {
-        st->journal_fd =
-            openat(st->dir_fd, JOURNAL_NAME, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (st->journal_fd < 0)
-            return -errno;
-        if (fsync(st->dir_fd) != 0)
-            return -errno;
+    int r = journal_open(st);
+
+    if (r)
+        return r;
+    if (st->journal_cut >= 0) {
+        r = journal_cut(st, st->journal_cut);
+        if (r)
+            return r;
+        log_info("state", "%s/%s: the lines of a commit that failed are gone now", st->dir,
+                 JOURNAL_NAME);
     }
     /* A write cut short (ENOSPC) is taken back, so the next line starts on a line of its own. */
     off_t end = lseek(st->journal_fd, 0, SEEK_END);
-    int r = write_all(st->journal_fd, buf, len);
+    r = write_all(st->journal_fd, buf, len);
     if (r && end >= 0 && ftruncate(st->journal_fd, end) != 0)
         log_warn("state", "cannot take back a partial journal write: %s", strerror(errno));
     if (!r && fdatasync(st->journal_fd) != 0)
@@ -819,6 +951,7 @@ int state_journal_clear(struct state *st)
         return 0;
     if (ftruncate(st->journal_fd, 0) != 0 || fdatasync(st->journal_fd) != 0)
         return -errno;
+    st->journal_cut = -1;
     return 0;
 }
 
@@ -844,6 +977,7 @@ int state_journal_compact(struct state *st, struct outbox_entry *const *v, size_
     }
     if (st->journal_fd >= 0)
         close(st->journal_fd);
+    st->journal_cut = -1; /* the new file holds just the pending entries */
     st->journal_fd = openat(st->dir_fd, JOURNAL_NAME, O_WRONLY | O_APPEND | O_CLOEXEC);
     return st->journal_fd < 0 ? -errno : 0;
 }
@@ -984,8 +1118,8 @@ int state_journal_load(struct state *st, uint64_t committed_gen, struct outbox_e
     return 0;
 }
 
-int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
-                      size_t errlen)
+/* The "add" lines of n entries as one buffer (caller frees). 0 or -ENOMEM. */
+static int add_lines(struct outbox_entry *const *v, size_t n, char **out, size_t *outlen)
 {
     char *all = NULL;
     size_t len = 0;
@@ -996,19 +1130,64 @@ int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n,
         return -ENOMEM;
     for (size_t i = 0; i < n && !r; i++) {
         char *line = add_line(v[i]);
-        if (!line)
+        if (!line || fputs(line, mem) == EOF)
             r = -ENOMEM;
-        else
-            fputs(line, mem);
         free(line);
     }
-    fclose(mem);
+    if (fclose(mem) != 0 && !r)
+        r = -ENOMEM;
+    if (r) {
+        free(all);
+        return r;
+    }
+    *out = all;
+    *outlen = len;
+    return 0;
+}
+
+int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
+                      size_t errlen)
+{
+    char *all = NULL;
+    size_t len = 0;
+    int r = add_lines(v, n, &all, &len);
+
     /* One write for the whole batch, then one fdatasync: the batch lands before the commit. */
     if (!r)
         r = append_durably(st, all, len);
     if (r)
         snprintf(err, errlen, "cannot append to %s/%s: %s", st->dir, JOURNAL_NAME, strerror(-r));
     free(all);
+    return r;
+}
+
+int state_commit(struct state *st, const struct snapshot *s, struct outbox_entry *const *v,
+                 size_t n, int64_t now, char *err, size_t errlen)
+{
+    struct stat sb;
+    int r = journal_open(st);
+
+    if (!r && fstat(st->journal_fd, &sb) != 0)
+        r = -errno;
+    if (r) {
+        snprintf(err, errlen, "cannot open %s/%s: %s", st->dir, JOURNAL_NAME, strerror(-r));
+        return r;
+    }
+    /* Where this batch starts (after a pending cut, at the cut). */
+    off_t mark = st->journal_cut >= 0 ? st->journal_cut : sb.st_size;
+    r = state_journal_add(st, v, n, err, errlen);
+    if (!r)
+        r = state_save(st, s, now, err, errlen);
+    if (!r)
+        return 0;
+    /* Cut the batch back out, whatever failed: its generation never committed. */
+    int c = journal_cut(st, mark);
+    if (c) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l,
+                 "; cannot cut %s back either (%s): nothing more is queued until that works",
+                 JOURNAL_NAME, strerror(-c));
+    }
     return r;
 }
 

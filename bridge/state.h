@@ -1,7 +1,7 @@
 /*
- * The state directory: an exclusive lock, and snapshot.json (the project list as last seen,
- * with the removal guards' counters and the bounded history of announced changes), written
- * atomically.
+ * The state directory: an exclusive lock (on the directory), and snapshot.json (the project list as
+ * last seen, with the removal guards' counters and the bounded history of announced changes),
+ * written atomically.
  */
 #ifndef YTB_STATE_H
 #define YTB_STATE_H
@@ -62,11 +62,21 @@ int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src);
 struct state;
 
 /*
- * Creates dir if needed (mode 0700) and takes its lock. Returns 0, -EBUSY when another process
- * holds the lock (err names the holder's pid when known), or another -errno (err says what).
+ * Creates dir if needed (mode 0700) and takes its lock: a flock() on the directory itself, so
+ * deleting the "lock" file (which names the holder's pid) lets no second process in. Returns 0,
+ * -EBUSY when another process holds the lock (err names the holder's pid when known), or another
+ * -errno (err says what).
  */
 int state_open(struct state **out, const char *dir, char *err, size_t errlen);
 void state_close(struct state *st);
+
+/*
+ * Whether the directory opened by state_open() is still the state directory: -ENOENT when it
+ * was deleted or its path no longer exists, -ESTALE when the path names another directory now
+ * (err says which, for the operator), 0 when all is well. Nothing written after such a change
+ * would ever be read again: the caller should stop.
+ */
+int state_check(struct state *st, char *err, size_t errlen);
 
 enum state_load_result {
     STATE_LOADED = 0,
@@ -81,7 +91,10 @@ enum state_load_result {
  */
 int state_load(struct state *st, const char *dir, struct snapshot *out, char *err, size_t errlen);
 
-/* Writes the snapshot atomically: temp file, fsync, rename, fsync of the directory. */
+/*
+ * Writes the snapshot atomically: temp file, fsync, rename, fsync of the directory. 0 or -errno,
+ * err naming the file and the reason (ENOSPC, EIO, ...).
+ */
 int state_save(struct state *st, const struct snapshot *s, int64_t now, char *err, size_t errlen);
 
 /*
@@ -89,7 +102,8 @@ int state_save(struct state *st, const struct snapshot *s, int64_t now, char *er
  * delivered or dead-lettered ones, appended and fdatasync'ed. A commit writes its "add" lines
  * first and then the snapshot with their generation: the snapshot's rename is the commit point,
  * so at start-up "add" lines of a generation newer than the snapshot's are a batch whose commit
- * never happened, and are dropped (the next poll recomputes the same changes).
+ * never happened, and are dropped (the next poll recomputes the same changes). A commit that
+ * fails takes its lines back at once (state_commit()); see state.c for the invariant.
  */
 struct outbox_entry;
 
@@ -101,7 +115,18 @@ struct outbox_entry;
 int state_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
                        char *err, size_t errlen);
 
-/* Appends "add" lines for n entries, durably. 0 or -errno (err filled). */
+/*
+ * Commits a poll: appends the n entries' "add" lines, then saves s, whose generation must be the
+ * entries' (the snapshot's rename is the commit point). When either step fails, the journal is
+ * cut back to its length before the call (ftruncate needs no free space), so a batch that did not
+ * commit leaves no line; if even the cut fails it is retried before every later append, which
+ * fails until it works. Either way s->generation is spent: the caller's next attempt must use a
+ * higher one. 0 or -errno (err says what failed and why).
+ */
+int state_commit(struct state *st, const struct snapshot *s, struct outbox_entry *const *v,
+                 size_t n, int64_t now, char *err, size_t errlen);
+
+/* Appends "add" lines for n entries (alerts: already committed), durably. 0 or -errno. */
 int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
                       size_t errlen);
 

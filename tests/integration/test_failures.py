@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (DEFAULT_PROJECTS, BridgeTest, main,  # noqa: E402
-                     many_projects, project)
+from harness import (DEFAULT_PROJECTS, BridgeTest, deadline_wait,  # noqa: E402
+                     main, many_projects, project)
 
 PROJECTS = '/api/admin/projects'
 
@@ -129,6 +129,43 @@ class FailedPolls(BridgeTest):
         else:
             self.assertEqual(result.rc, 1)
             self.assert_quiet(result)
+
+
+class RepeatedFailures(BridgeTest):
+
+    def alerts(self, daemon, kind):
+        return [m for m in daemon.result().messages
+                if m.get('event') == 'alert' and m.get('kind') == kind]
+
+    def test_repeated_protocol_failures_raise_one_alert_and_resolve_it(self):
+        # A server whose answers cannot be read fails every poll, rightly;
+        # after 3 in a row the operator hears of it once, like a refused
+        # token, and hears again once polls work.
+        self.baseline(DEFAULT_PROJECTS)
+        self.fake.fault('nonjson')
+        self.fake.clear_requests()
+        daemon = self.start_daemon()
+
+        def polls():
+            return len([r for r in self.fake.requests()
+                        if r['path'] == PROJECTS])
+        try:
+            deadline_wait(lambda: self.alerts(daemon, 'youtrack_protocol'),
+                          30, step=0.1, what='a youtrack_protocol alert')
+            self.check(polls() >= 3, 'alerted before 3 failed polls',
+                       daemon.result())
+            n = polls()
+            deadline_wait(lambda: polls() >= n + 1, 30, step=0.1,
+                          what='one more failed poll')
+            self.fake.clear_fault()
+            deadline_wait(lambda: self.alerts(daemon, 'youtrack_protocol_ok'),
+                          30, step=0.1, what='the alert to be resolved')
+        except AssertionError as e:
+            self.fail_with(str(e), daemon.stop())
+        result = self.assert_ok(daemon.stop())
+        self.assertEqual(len(self.alerts(daemon, 'youtrack_protocol')), 1)
+        self.assertEqual(len(self.alerts(daemon, 'youtrack_protocol_ok')), 1)
+        self.assertEqual(result.events, [])
 
 
 class FailuresAndRemovals(BridgeTest):

@@ -2,6 +2,7 @@
 """State directory: snapshot, lock, corrupt snapshots, removal guards."""
 
 import os
+import shutil
 import signal
 import sys
 
@@ -99,6 +100,65 @@ class Lock(BridgeTest):
         self.assert_no_token(result)
         # once the first is gone the lock is free again
         self.assert_quiet(self.assert_ok(self.bridge.once()))
+
+    def test_deleted_lock_file_does_not_let_a_second_instance_in(self):
+        # The lock is on the directory, not on a file anyone can unlink.
+        first = self.start_daemon()
+        deadline_wait(lambda: (self.bridge.snapshot_bytes() is not None
+                               or first.proc.poll() is not None),
+                      20, what='the first daemon to write snapshot.json')
+        lock = os.path.join(self.bridge.state_dir, 'lock')
+        if os.path.exists(lock):
+            os.unlink(lock)
+        second = self.bridge.once(timeout=30)
+        self.check(second.rc == 1, 'second instance must exit 1 after the '
+                   'lock file was deleted', second)
+        self.check('already' in second.stderr.lower(),
+                   'second instance must say the state dir is already in use',
+                   second)
+        self.assert_quiet(second)
+        result = first.stop()
+        self.check(result.rc == 0, 'SIGTERM must end the daemon with 0',
+                   result)
+        self.assertEqual(len(result.events), 3)
+
+    def test_state_directory_deleted_while_running_stops_the_daemon(self):
+        # Deleted (rm -rf) or replaced by another directory: the daemon says
+        # so once and exits non-zero for its supervisor, within one poll
+        # interval, instead of failing every commit for ever.
+        for how in ('deleted', 'replaced'):
+            with self.subTest(how=how):
+                if os.path.isdir(self.bridge.state_dir):
+                    shutil.rmtree(self.bridge.state_dir)
+                os.makedirs(self.bridge.state_dir)
+                daemon = self.start_daemon()
+                deadline_wait(lambda: (self.bridge.snapshot_bytes() is not None
+                                       or daemon.proc.poll() is not None),
+                              20, what='the daemon to write snapshot.json')
+                if how == 'deleted':
+                    shutil.rmtree(self.bridge.state_dir)
+                else:
+                    os.rename(self.bridge.state_dir, self.bridge.state_dir
+                              + '.old')
+                    os.makedirs(self.bridge.state_dir)
+                    self.addCleanup(shutil.rmtree,
+                                    self.bridge.state_dir + '.old', True)
+                # a change to commit, as an operator would have
+                self.fake.set_projects(DEFAULT_PROJECTS + many_projects(
+                    1, start=50 if how == 'deleted' else 60))
+                try:
+                    deadline_wait(lambda: daemon.proc.poll() is not None, 25,
+                                  step=0.1, what='the daemon to stop')
+                except AssertionError as e:
+                    self.fail_with(str(e), daemon.stop())
+                result = daemon.result()
+                self.check(result.rc == 1, 'expected exit code 1', result)
+                lines = [ln for ln in result.stderr.splitlines()
+                         if 'state directory' in ln and ' error ' in ln]
+                self.check(len(lines) == 1 and how in lines[0],
+                           'expected one clear error about the state '
+                           'directory being %s' % how, result)
+                self.assert_no_token(result)
 
     def test_sigint_also_stops_cleanly(self):
         daemon = self.start_daemon()

@@ -11,12 +11,33 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <uv.h>
 
+#include "conf.h"
 #include "outbox.h"
 #include "state.h"
 #include "test.h"
 
 static char dir[64];
+
+/*
+ * Allocation failure on demand: the nth strdup() from now on fails (0: none does). The static
+ * library's calls bind to this definition, so a _new() error path can be walked for real.
+ */
+static int strdup_fail_at;
+
+char *strdup(const char *s)
+{
+    if (strdup_fail_at && --strdup_fail_at == 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
 
 static void write_file(const char *name, const char *text)
 {
@@ -499,6 +520,67 @@ static void test_journal_short_write(void)
     state_close(st);
 }
 
+/* A snapshot over the 64 KiB write buffer, so the failing write happens inside jansson's dump. */
+static void big_snapshot(struct snapshot *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->flavour = YOUTRACK_MODERN;
+    s->youtrack = strdup("https://yt.example");
+    for (int i = 0; i < 1000; i++) {
+        char id[32], name[128];
+        snprintf(id, sizeof(id), "0-%d", i);
+        snprintf(name, sizeof(name), "Project number %d with a name long enough to matter", i);
+        struct project p = {.id = id, .short_name = id, .name = name, .archived = TRI_NO};
+        CHECK_INT(project_list_add(&s->projects, &p), 0);
+    }
+    project_list_finish(&s->projects);
+}
+
+/* A failed save says why (issue "Hostile input and faults": the errno was lost in the dump). */
+static void test_save_failure_names_the_errno(void)
+{
+    struct state *st = NULL;
+    struct snapshot s;
+    struct rlimit old, lim;
+    char err[256];
+
+    big_snapshot(&s);
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 70000; /* past the first 64 KiB flush, short of the whole file */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    CHECK_INT(state_save(st, &s, 1000, err, sizeof(err)), -EFBIG);
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK(strstr(err, strerror(EFBIG)) != NULL);
+    CHECK(strstr(err, "snapshot.json") != NULL);
+    CHECK_INT(count_prefix("snapshot.json.tmp"), 0);
+    snapshot_fini(&s);
+    state_close(st);
+}
+
+/* outbox_new() failing half-way closes the timers it started (libuv owns them until then). */
+static void test_outbox_new_failure_closes_its_timers(void)
+{
+    struct conf_sink sinks[3] = {
+        {.name = "a", .type = CONF_SINK_MATRIX, .homeserver = "http://hs", .room = "!a:hs"},
+        {.name = "b", .type = CONF_SINK_MATRIX, .homeserver = "http://hs", .room = "!b:hs"},
+        {.name = "c", .type = CONF_SINK_MATRIX, .homeserver = "http://hs", .room = "!c:hs"},
+    };
+    struct conf conf = {.sinks = sinks, .n_sinks = 3};
+    struct outbox *ob = NULL;
+    uv_loop_t loop;
+
+    CHECK_INT(uv_loop_init(&loop), 0);
+    strdup_fail_at = 3; /* the third sink's room id */
+    CHECK_INT(outbox_new(&ob, &loop, NULL, NULL, &conf), -ENOMEM);
+    strdup_fail_at = 0;
+    CHECK(ob == NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ytbridge-test-state-XXXXXX");
@@ -515,6 +597,8 @@ int main(void)
     RUN(test_history_malformed);
     RUN(test_journal);
     RUN(test_journal_short_write);
+    RUN(test_save_failure_names_the_errno);
+    RUN(test_outbox_new_failure_closes_its_timers);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
