@@ -32,18 +32,8 @@ os.environ.setdefault('YTBRIDGE_BIN', os.path.join(ROOT, 'build', 'bridge', 'ytb
 from harness import Bridge, FakeYouTrack, deadline_wait, many_projects  # noqa: E402
 from test_slack_chat import APP_TOKEN, FakeSlack  # noqa: E402
 
-
-def status_kib(pid, field):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return 0
-
-
-def pct(values, p):
-    k = min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))
-    return values[k]
+sys.path.insert(0, HERE)
+from bench_slack import pct, status_kib  # noqa: E402
 
 
 def main():
