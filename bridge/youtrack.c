@@ -270,6 +270,10 @@ void youtrack_free(struct youtrack *yt)
 
 static void on_response(void *userdata, const struct http_response *res);
 
+/*
+ * Starts a GET of url, which it takes in every case: on success it is the request in flight
+ * (yt->url), on failure it is freed here. Callers never touch url again.
+ */
 static int request(struct youtrack *yt, char *url)
 {
     const char *headers[] = {yt->auth_header, "Accept: application/json", NULL};
@@ -280,11 +284,19 @@ static int request(struct youtrack *yt, char *url)
         .max_body = (size_t)yt->conf->youtrack.max_body,
         .ca_file = yt->conf->youtrack.ca_file,
     };
+    int r;
+
     free(yt->url);
     yt->url = url;
     yt->res.pages++;
     log_debug("youtrack", "GET %s", url);
-    return http_start(yt->http, &req, on_response, yt, &yt->xfer);
+    r = http_start(yt->http, &req, on_response, yt, &yt->xfer);
+    if (r) {
+        /* Nothing in flight: drop the URL now, so no later path frees it a second time. */
+        yt->url = NULL;
+        free(url);
+    }
+    return r;
 }
 
 static int request_modern_page(struct youtrack *yt)
@@ -401,11 +413,11 @@ static int handle_failure(struct youtrack *yt, const struct http_response *res, 
             yt->redirects < MAX_REDIRECTS) {
             char *url = strdup(res->location);
             int redirects = yt->redirects + 1;
+            /* request() owns url from here, whatever it returns. */
             if (url && request(yt, url) == 0) {
                 yt->redirects = redirects;
                 return 1;
             }
-            free(url);
             failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: cannot follow redirect", what);
             return 1;
         }

@@ -1,9 +1,23 @@
-/* Unit tests for the YouTrack body parsers, fed the recorded fixtures and hostile variants. */
+/*
+ * Unit tests for the YouTrack body parsers, fed the recorded fixtures and hostile variants, and
+ * for the poller itself against a canned loopback server (one scripted answer per connection)
+ * with http.c's start hook for the faults a server cannot cause.
+ */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <uv.h>
+
+#include "conf.h"
+#include "http.h"
+#include "log.h"
 #include "project.h"
 #include "test.h"
 #include "youtrack.h"
@@ -176,6 +190,212 @@ static void test_project_urls(void)
     free(u);
 }
 
+/* ---- the poller against a canned server ---- */
+
+#define TEST_TOKEN "perm:unit-test-token-not-real"
+
+/* A loopback server in a thread: connection i gets answers[i] whatever it asked, then EOF. */
+struct canned {
+    int fd, port;
+    char *answers[8];
+    size_t n;
+    pthread_t th;
+};
+
+static void canned_listen(struct canned *c)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(c->fd, 8) != 0 ||
+        getsockname(c->fd, (struct sockaddr *)&a, &al) != 0) {
+        perror("canned server");
+        exit(1);
+    }
+    c->port = ntohs(a.sin_port);
+}
+
+/* Appends an answer; each "@PORT@" in text becomes the server's port (same-origin Locations). */
+static void canned_add(struct canned *c, const char *text)
+{
+    char port[16], *s, *o;
+    const char *hit;
+    int pl = snprintf(port, sizeof(port), "%d", c->port);
+
+    if (c->n >= sizeof(c->answers) / sizeof(c->answers[0]))
+        exit(1);
+    s = o = malloc(strlen(text) * 2 + 16);
+    if (!s)
+        exit(1);
+    for (hit = strstr(text, "@PORT@"); hit; hit = strstr(text, "@PORT@")) {
+        memcpy(o, text, (size_t)(hit - text));
+        o += hit - text;
+        memcpy(o, port, (size_t)pl);
+        o += pl;
+        text = hit + 6;
+    }
+    strcpy(o, text);
+    c->answers[c->n++] = s;
+}
+
+static void *canned_run(void *arg)
+{
+    struct canned *c = arg;
+    for (size_t i = 0; i < c->n; i++) {
+        char req[8192];
+        size_t got = 0;
+        int fd = accept(c->fd, NULL, NULL);
+        if (fd < 0)
+            break; /* canned_stop() shut the listener down */
+        while (got + 1 < sizeof(req)) {
+            ssize_t k = read(fd, req + got, sizeof(req) - 1 - got);
+            if (k <= 0)
+                break;
+            got += (size_t)k;
+            req[got] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        size_t len = strlen(c->answers[i]), off = 0;
+        while (off < len) {
+            ssize_t k = write(fd, c->answers[i] + off, len - off);
+            if (k <= 0)
+                break;
+            off += (size_t)k;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void canned_start(struct canned *c)
+{
+    if (pthread_create(&c->th, NULL, canned_run, c) != 0)
+        exit(1);
+}
+
+static void canned_stop(struct canned *c)
+{
+    shutdown(c->fd, SHUT_RDWR); /* wakes an accept() waiting for a connection that never came */
+    pthread_join(c->th, NULL);
+    close(c->fd);
+    for (size_t i = 0; i < c->n; i++)
+        free(c->answers[i]);
+}
+
+struct poller {
+    uv_loop_t loop;
+    uv_timer_t deadline;
+    struct http *http;
+    struct youtrack *yt;
+    struct conf conf;
+    char url[64];
+    int done;
+    enum youtrack_error error;
+    char message[sizeof(((struct youtrack_result *)0)->message)];
+    size_t n_projects;
+    int starts, fail_start; /* the start hook fails start number fail_start (1-based) */
+};
+
+static int poller_start_hook(void *userdata, const struct http_request *req)
+{
+    struct poller *p = userdata;
+    (void)req;
+    return ++p->starts == p->fail_start ? -ENOMEM : 0;
+}
+
+static void poller_init(struct poller *p, int port, enum conf_api api)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", port);
+    p->conf.youtrack.url = p->url;
+    p->conf.youtrack.token = (char *)TEST_TOKEN;
+    p->conf.youtrack.api = api;
+    p->conf.youtrack.page_size = 50;
+    p->conf.youtrack.timeout = 10;
+    p->conf.youtrack.max_body = 1 << 20;
+    log_clear_secrets();
+    CHECK_INT(log_add_secret(TEST_TOKEN), 0);
+    CHECK_INT(uv_loop_init(&p->loop), 0);
+    CHECK_INT(http_new(&p->http, &p->loop), 0);
+    http_set_start_hook(p->http, poller_start_hook, p);
+    CHECK_INT(youtrack_new(&p->yt, p->http, &p->conf), 0);
+}
+
+static void poller_on_result(void *userdata, struct youtrack_result *res)
+{
+    struct poller *p = userdata;
+    p->done = 1;
+    p->error = res->error;
+    snprintf(p->message, sizeof(p->message), "%s", res->message);
+    p->n_projects = res->projects.n;
+    uv_stop(&p->loop);
+}
+
+static void poller_on_deadline(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+/* One poll to its end (or a 10 s deadline). Returns youtrack_poll()'s result. */
+static int poller_poll(struct poller *p)
+{
+    p->done = 0;
+    p->message[0] = '\0';
+    int r = youtrack_poll(p->yt, poller_on_result, p);
+    if (r)
+        return r;
+    uv_timer_init(&p->loop, &p->deadline);
+    uv_timer_start(&p->deadline, poller_on_deadline, 10000, 0);
+    if (!p->done)
+        uv_run(&p->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&p->deadline, NULL);
+    uv_run(&p->loop, UV_RUN_NOWAIT);
+    CHECK(p->done);
+    return 0;
+}
+
+static void poller_fini(struct poller *p)
+{
+    youtrack_free(p->yt);
+    http_free(p->http);
+    uv_run(&p->loop, UV_RUN_DEFAULT); /* the close callbacks */
+    CHECK_INT(uv_loop_close(&p->loop), 0);
+    log_clear_secrets();
+}
+
+/*
+ * A same-origin redirect whose follow-up request cannot start: the poll fails as a protocol
+ * error, and the redirect target is freed once (it was freed by request(), then by the failure
+ * path, then by the next poll). ASan reports the double free; glibc usually aborts too.
+ */
+static void test_redirect_whose_request_cannot_start(void)
+{
+    struct canned srv;
+    struct poller p;
+
+    canned_listen(&srv);
+    canned_add(&srv, "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:@PORT@/api/admin/"
+                     "projects?moved=1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    canned_add(&srv, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Youtrack-User: "
+                     "bot\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]");
+    canned_start(&srv);
+    poller_init(&p, srv.port, CONF_API_MODERN);
+    p.fail_start = 2; /* the redirect's follow-up */
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_ERR_PROTOCOL);
+    CHECK(strstr(p.message, "redirect") != NULL);
+    /* The next poll starts clean and succeeds. */
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_OK);
+    CHECK_INT(p.n_projects, 0);
+    CHECK_INT(p.starts, 3);
+    poller_fini(&p);
+    canned_stop(&srv);
+}
+
 int main(void)
 {
     RUN(test_recorded_id_only_list);
@@ -186,5 +406,6 @@ int main(void)
     RUN(test_long_description_is_shortened_on_a_character_boundary);
     RUN(test_legacy_list_and_names);
     RUN(test_project_urls);
+    RUN(test_redirect_whose_request_cannot_start);
     return test_done();
 }
