@@ -415,6 +415,52 @@ static int token_ok(const char *t)
     return 1;
 }
 
+/*
+ * Whether the value of a *_file (or *_env) setting that names nothing looks like the secret
+ * itself, pasted there by mistake: then the message must not repeat it. Asked only after the
+ * file (variable) was not found, so a real path that happens to match is never refused. Flagged:
+ * - the prefixes of the tokens this bridge is given: YouTrack "perm:"/"perm-", Slack "xapp-",
+ *   "xoxb-", "xoxp-", Matrix "syt_", and "Bearer ";
+ * - anything with "://": a path never holds one, and a webhook URL is itself a secret;
+ * - a long (24+) word without '/' or whitespace that mixes upper case, lower case and digits
+ *   and does not end like a file name (".txt", ".token"): random, not chosen by a person.
+ * A short or word-like typo ("tokn.txt") is still shown: it is a path that is wrong, and
+ * seeing it is how the operator finds the mistake.
+ */
+static int looks_like_secret(const char *v)
+{
+    static const char *const prefixes[] = {"perm:", "perm-", "xapp-",  "xoxb-",
+                                           "xoxp-", "syt_",  "Bearer "};
+    size_t n = strlen(v);
+    int upper = 0, lower = 0, digit = 0;
+    const char *dot = strrchr(v, '.');
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        if (strncmp(v, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    }
+    if (strstr(v, "://"))
+        return 1;
+    if (n < 24 || strchr(v, '/'))
+        return 0;
+    /* A short alphabetic extension: a file name someone chose. */
+    if (dot && strlen(dot + 1) >= 1 && strlen(dot + 1) <= 6) {
+        int alpha = 1;
+        for (const char *e = dot + 1; *e; e++)
+            alpha &= (*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z');
+        if (alpha)
+            return 0;
+    }
+    for (const char *c = v; *c; c++) {
+        if ((unsigned char)*c <= 0x20)
+            return 0;
+        upper |= *c >= 'A' && *c <= 'Z';
+        lower |= *c >= 'a' && *c <= 'z';
+        digit |= *c >= '0' && *c <= '9';
+    }
+    return upper && lower && digit;
+}
+
 /* How a secret's value is checked once read. */
 enum secret_kind {
     SECRET_TOKEN, /* sent in an HTTP header: token_ok() */
@@ -495,6 +541,18 @@ static int secret_find(struct loader *ld, const config_setting_t *grp, struct se
     return 1;
 }
 
+/*
+ * Reports a *_file/_env value that looks_like_secret() without repeating it (it is registered
+ * as a secret, so no later line shows it either). what: "path" or "variable name".
+ */
+static void secret_misplaced(struct loader *ld, const struct secret_src *src, const char *value,
+                             const char *what, const char *fix)
+{
+    note_secret(ld, value);
+    diag_add(ld, src->line, "%s: the value looks like a %s, not a %s; %s", src->label, src->noun,
+             what, fix);
+}
+
 static void secret_missing(struct loader *ld, int line, const struct secret_src *src)
 {
     diag_add(ld, line, "%s: missing %s (set %s, %s_file or %s_env)", src->gpath, src->key, src->key,
@@ -566,7 +624,13 @@ static int secret_file_read(struct loader *ld, const struct secret_src *src, con
     printable(path, shown, sizeof(shown));
     /* stat before open: opening a device node (a FIFO, /dev/watchdog) can block or act. */
     if (stat(path, &st) != 0) {
-        diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
+        if (looks_like_secret(setting)) {
+            char fix[96];
+            snprintf(fix, sizeof(fix), "put the %s in a file and name the file here", src->noun);
+            secret_misplaced(ld, src, setting, "path", fix);
+        } else {
+            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
+        }
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -651,8 +715,14 @@ static int secret_fetch(struct loader *ld, const struct secret_src *src, char **
     printable(v, shown, sizeof(shown));
     t = getenv(v);
     if (!t || !*t) {
-        diag_add(ld, src->line, "%s: environment variable %s is not set or empty", src->label,
-                 shown);
+        char fix[96];
+        snprintf(fix, sizeof(fix), "put the %s in a variable and name the variable here",
+                 src->noun);
+        if (looks_like_secret(v))
+            secret_misplaced(ld, src, v, "variable name", fix);
+        else
+            diag_add(ld, src->line, "%s: environment variable %s is not set or empty", src->label,
+                     shown);
         return -1;
     }
     note_secret(ld, t);
@@ -866,10 +936,19 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
         if (!c->youtrack.ca_file)
             return;
         printable(c->youtrack.ca_file, shown, sizeof(shown));
-        if (stat(c->youtrack.ca_file, &st) != 0 || access(c->youtrack.ca_file, R_OK) != 0)
-            diag_add(ld, line, "youtrack.ca_file: cannot read %s: %s", shown, strerror(errno));
-        else if (!S_ISREG(st.st_mode))
+        int missing = stat(c->youtrack.ca_file, &st) != 0, err = errno;
+        if (missing && looks_like_secret(ca)) {
+            /* The token pasted one line too low: do not print it. */
+            note_secret(ld, ca);
+            diag_add(ld, line,
+                     "youtrack.ca_file: the value looks like a token, not a path; name "
+                     "a CA bundle file here");
+        } else if (missing || access(c->youtrack.ca_file, R_OK) != 0) {
+            diag_add(ld, line, "youtrack.ca_file: cannot read %s: %s", shown,
+                     strerror(missing ? err : errno));
+        } else if (!S_ISREG(st.st_mode)) {
             diag_add(ld, line, "youtrack.ca_file: %s is not a regular file", shown);
+        }
     }
 }
 

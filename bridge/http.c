@@ -22,7 +22,9 @@ struct http {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    struct http_xfer *xfers; /* active transfers */
+    struct http_xfer *xfers;    /* active transfers */
+    http_start_hook start_hook; /* tests only: http_set_start_hook() */
+    void *start_hook_ud;
 };
 
 struct http_xfer {
@@ -324,6 +326,11 @@ int http_start(struct http *h, const struct http_request *req, http_cb cb, void 
 
     if (!req->url || !cb)
         return -EINVAL;
+    if (h->start_hook) {
+        int r = h->start_hook(h->start_hook_ud, req);
+        if (r)
+            return r;
+    }
     x = calloc(1, sizeof(*x));
     if (!x)
         return -ENOMEM;
@@ -383,6 +390,12 @@ fail:
     curl_slist_free_all(x->headers);
     free(x);
     return -ENOMEM;
+}
+
+void http_set_start_hook(struct http *h, http_start_hook hook, void *userdata)
+{
+    h->start_hook = hook;
+    h->start_hook_ud = userdata;
 }
 
 void http_cancel(struct http_xfer *x)

@@ -69,6 +69,18 @@ void http_free(struct http *h);
 int http_start(struct http *h, const struct http_request *req, http_cb cb, void *userdata,
                struct http_xfer **out);
 
+/*
+ * Fault injection, for tests only (the daemon never sets it). hook runs first in every
+ * http_start() on h, with the request; a non-zero return (a -errno) makes that http_start()
+ * fail with it before anything is allocated, exactly as a refused transfer would, and no
+ * callback follows. The seam is compiled in always, so tests exercise the same binary code as
+ * the daemon, and is per client, so a test's fault cannot leak into another client. It covers
+ * the one failure the callers cannot provoke through a fake server: a request refused at start
+ * (out of memory, libcurl refusing the handle) in the middle of a poll. NULL clears it.
+ */
+typedef int (*http_start_hook)(void *userdata, const struct http_request *req);
+void http_set_start_hook(struct http *h, http_start_hook hook, void *userdata);
+
 /* Cancels a request that has not completed; its callback will not run. */
 void http_cancel(struct http_xfer *x);
 

@@ -37,9 +37,12 @@ int log_level_parse(const char *s, enum log_level *out);
 int log_format_parse(const char *s, enum log_format *out);
 
 /*
- * Registers a secret to redact from every later line. The string is copied; empty strings and
- * strings shorter than 4 bytes are ignored (they would redact ordinary words). Returns 0 or
- * -ENOMEM.
+ * Registers a secret to redact from every later line and every log_redact(). The string is
+ * copied; empty strings and strings shorter than 4 bytes are ignored (they would redact ordinary
+ * words). Besides the secret itself, redaction finds it percent-encoded (any mix of encoded and
+ * plain bytes, %XX in either case, a space as '+') and inside base64 or base64url text at any
+ * alignment (HTTP Basic "user:secret", "Bearer secret"), the encoded forms being precomputed
+ * here. Returns 0 or -ENOMEM.
  */
 int log_add_secret(const char *secret);
 
@@ -47,8 +50,10 @@ int log_add_secret(const char *secret);
 void log_clear_secrets(void);
 
 /*
- * Copies src into dst (size dstlen, always NUL-terminated) with every registered secret replaced
- * by "[REDACTED]". For error messages that leave the logger (e.g. printed by --check-config).
+ * Copies src into dst (size dstlen, always NUL-terminated) with every registered secret, in any
+ * of the forms above, replaced by "[REDACTED]"; when src does not fit, a tail that begins a
+ * secret is blanked too. Every text that leaves the process without passing log_emit() goes
+ * through here where it is made: /readyz, alerts and chat answers show error texts made so.
  */
 void log_redact(char *dst, size_t dstlen, const char *src);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 
 #define MAX_SINKS 64
 
@@ -162,9 +163,17 @@ void metrics_delivery(const char *sink, const char *result)
         s->dead++;
 }
 
-/* Label values: backslash, double quote and newline are escaped (exposition format). */
-static void put_label(FILE *f, const char *v)
+/*
+ * Label values: redacted like every outward text (today they are sink names and fixed words,
+ * but a label is the kind of place a URL ends up), then backslash, double quote and newline are
+ * escaped (exposition format).
+ */
+static void put_label(FILE *f, const char *s)
 {
+    char clean[512];
+    const char *v = clean;
+
+    log_redact(clean, sizeof(clean), s);
     for (; *v; v++) {
         if (*v == '\\' || *v == '"')
             fprintf(f, "\\%c", *v);

@@ -216,6 +216,23 @@ size_t project_list_finish(struct project_list *l)
     return dropped;
 }
 
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *project_ids_duplicate(const char **ids, size_t n)
+{
+    if (n < 2)
+        return NULL;
+    qsort(ids, n, sizeof(*ids), cmp_str_ptr);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(ids[i - 1], ids[i]) == 0)
+            return ids[i];
+    }
+    return NULL;
+}
+
 const struct project *project_list_find(const struct project_list *l, const char *id)
 {
     size_t lo = 0, hi = l->n;

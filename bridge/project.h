@@ -75,6 +75,13 @@ size_t project_list_finish(struct project_list *l);
  */
 int project_list_same(const struct project_list *a, const struct project_list *b);
 
+/*
+ * One of ids[0..n) that occurs more than once (byte-equal), or NULL. Sorts ids in place. For
+ * answers that must not repeat a key: which of two entries with one key is the project would
+ * otherwise depend on their order, and a server that alternates it fakes a rename every poll.
+ */
+const char *project_ids_duplicate(const char **ids, size_t n);
+
 /* Binary search in a finished list. Returns NULL when absent. */
 const struct project *project_list_find(const struct project_list *l, const char *id);
 

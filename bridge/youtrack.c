@@ -5,6 +5,12 @@
  * 2017.x API, the legacy list then the legacy names. Any failure ends the whole poll with one
  * classified error and the partial list is dropped: no project may ever look removed because a
  * fetch failed. The token goes into one header line built here and is never logged.
+ *
+ * Every text a server sent that reaches res.message (an error description, a Location, a
+ * Content-Type, a repeated key) is redacted before it is cut, then cut as valid UTF-8
+ * (upstream_text()), and failf() redacts the whole message once more: /readyz, alerts and the
+ * chat status answer are all made from res.message, so they show nothing that was not cleaned
+ * here. A server that echoes our Authorization header cannot publish the token through us.
  */
 #include "youtrack.h"
 
@@ -19,6 +25,7 @@
 
 #include "jscan.h"
 #include "log.h"
+#include "utf8.h"
 
 /* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
 #define MODERN_FIELDS "id,shortName,name,archived,leader(login,name),description"
@@ -83,6 +90,21 @@ enum youtrack_flavour youtrack_flavour(const struct youtrack *yt)
     return yt->flavour;
 }
 
+/*
+ * A short excerpt of text a server sent, for res.message: redacted while still whole (a secret
+ * straddling the cut is blanked by log_redact()), then cut to max bytes on a character boundary
+ * as valid UTF-8 with control characters blanked, so jansson never refuses the message.
+ */
+static void upstream_text(char *out, size_t outlen, const char *s, size_t max)
+{
+    char red[1024];
+
+    if (max + 1 > sizeof(red))
+        max = sizeof(red) - 1;
+    log_redact(red, max + 1, s);
+    utf8_clean(out, outlen, red, strlen(red), max);
+}
+
 /* ---- parsers ---- */
 
 /* A ceiling far above any real server, so a hostile one cannot exhaust memory page by page. */
@@ -91,14 +113,15 @@ static int check_count(struct jscan *js, const struct project_list *l)
     return l->n >= MAX_PROJECTS ? jscan_fail(js, "more than 2,000,000 projects") : 0;
 }
 
-static int read_modern_project(struct jscan *js, struct project_list *l)
+static int read_modern_project(struct jscan *js, void *ctx)
 {
+    struct project_list *l = ctx;
     return check_count(js, l) ? -EPROTO : project_read_json(js, l, 0);
 }
 
 /* Walks a top-level array, calling read() per element; checks nothing follows it. */
-static long read_array(const char *body, size_t len, struct project_list *l,
-                       int (*read)(struct jscan *, struct project_list *), char *err, size_t errlen)
+static long read_array(const char *body, size_t len, void *ctx, int (*read)(struct jscan *, void *),
+                       char *err, size_t errlen)
 {
     struct jscan js;
     long n = 0;
@@ -115,7 +138,7 @@ static long read_array(const char *body, size_t len, struct project_list *l,
         r = jscan_array_next(&js);
         if (r <= 0)
             break;
-        r = read(&js, l);
+        r = read(&js, ctx);
         n++;
     }
     if (!r)
@@ -127,10 +150,52 @@ out:
     return r ? r : n;
 }
 
+/*
+ * Fails (-EPROTO, why in err) when two of keys[0..n) are equal: one answer naming two projects
+ * with one key contradicts itself (§ "Renames are detected by the stable database id"). Returns
+ * n (the parse result) when all differ. Sorts keys.
+ */
+static long check_unique(const char **keys, size_t n_keys, long n, const char *what, char *err,
+                         size_t errlen)
+{
+    char shown[80];
+    const char *dup = project_ids_duplicate(keys, n_keys);
+
+    if (!dup)
+        return n;
+    upstream_text(shown, sizeof(shown), dup, 64);
+    snprintf(err, errlen, "two projects with the %s \"%s\" in one answer", what, shown);
+    return -EPROTO;
+}
+
+/* check_unique() over the keys of l->v[from..]. */
+static long check_unique_since(const struct project_list *l, size_t from, long n, const char *what,
+                               char *err, size_t errlen)
+{
+    const char **keys;
+    size_t k = l->n - from;
+
+    if (n < 0 || k < 2)
+        return n;
+    keys = malloc(k * sizeof(*keys));
+    if (!keys) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++)
+        keys[i] = l->v[from + i].id;
+    n = check_unique(keys, k, n, what, err, errlen);
+    free(keys);
+    return n;
+}
+
 long youtrack_parse_projects(const char *body, size_t len, struct project_list *into, char *err,
                              size_t errlen)
 {
-    return read_array(body, len, into, read_modern_project, err, errlen);
+    size_t from = into->n;
+    long n = read_array(body, len, into, read_modern_project, err, errlen);
+    /* Pages may overlap (projects added meanwhile); one page never repeats an id. */
+    return check_unique_since(into, from, n, "id", err, errlen);
 }
 
 /* A legacy entry's fields, as read by the member callbacks below. */
@@ -164,8 +229,9 @@ static int valid_key(const char *key)
 }
 
 /* One element of /rest/admin/project: {"id": "SHORT", "url": "..."}. */
-static int read_legacy_ref(struct jscan *js, struct project_list *l)
+static int read_legacy_ref(struct jscan *js, void *ctx)
 {
+    struct project_list *l = ctx;
     struct legacy e = {.l = l};
     int r = check_count(js, l) ? -EPROTO : read_legacy(js, &e);
     if (r)
@@ -180,18 +246,41 @@ static int read_legacy_ref(struct jscan *js, struct project_list *l)
 long youtrack_parse_legacy_list(const char *body, size_t len, struct project_list *into, char *err,
                                 size_t errlen)
 {
-    return read_array(body, len, into, read_legacy_ref, err, errlen);
+    size_t from = into->n;
+    long n = read_array(body, len, into, read_legacy_ref, err, errlen);
+    /* The short name is the legacy key: the list is one answer, so no repeat is benign. */
+    return check_unique_since(into, from, n, "short name", err, errlen);
 }
 
+/* The names answer as it is read: the list to fill and every short name seen, for repeats. */
+struct legacy_names {
+    struct project_list *l;
+    const char **keys;
+    size_t n, cap;
+};
+
 /* One element of /rest/project/all: {"name": "...", "shortName": "..."}; fills the name. */
-static int read_legacy_name(struct jscan *js, struct project_list *l)
+static int read_legacy_name(struct jscan *js, void *ctx)
 {
+    struct legacy_names *ln = ctx;
+    struct project_list *l = ln->l;
     struct legacy e = {.l = l};
     int r = read_legacy(js, &e);
     if (r)
         return r;
     if (!valid_key(e.short_name))
         return jscan_fail(js, "a project without a \"shortName\"");
+    if (ln->n == ln->cap) {
+        if (ln->n >= MAX_PROJECTS)
+            return jscan_fail(js, "more than 2,000,000 projects");
+        size_t cap = ln->cap ? ln->cap * 2 : 64;
+        const char **v = realloc(ln->keys, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        ln->keys = v;
+        ln->cap = cap;
+    }
+    ln->keys[ln->n++] = e.short_name;
     /* Visible here but not in the admin list: the admin list rules, the name is dropped. */
     struct project *p = (struct project *)project_list_find(l, e.short_name);
     if (p && e.name)
@@ -202,7 +291,13 @@ static int read_legacy_name(struct jscan *js, struct project_list *l)
 long youtrack_parse_legacy_names(const char *body, size_t len, struct project_list *list, char *err,
                                  size_t errlen)
 {
-    return read_array(body, len, list, read_legacy_name, err, errlen);
+    struct legacy_names ln = {.l = list};
+    long n = read_array(body, len, &ln, read_legacy_name, err, errlen);
+    /* Two names for one short name: which one the project has would depend on their order. */
+    if (n >= 0)
+        n = check_unique(ln.keys, ln.n, n, "short name", err, errlen);
+    free(ln.keys);
+    return n;
 }
 
 char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
@@ -270,6 +365,10 @@ void youtrack_free(struct youtrack *yt)
 
 static void on_response(void *userdata, const struct http_response *res);
 
+/*
+ * Starts a GET of url, which it takes in every case: on success it is the request in flight
+ * (yt->url), on failure it is freed here. Callers never touch url again.
+ */
 static int request(struct youtrack *yt, char *url)
 {
     const char *headers[] = {yt->auth_header, "Accept: application/json", NULL};
@@ -280,11 +379,19 @@ static int request(struct youtrack *yt, char *url)
         .max_body = (size_t)yt->conf->youtrack.max_body,
         .ca_file = yt->conf->youtrack.ca_file,
     };
+    int r;
+
     free(yt->url);
     yt->url = url;
     yt->res.pages++;
     log_debug("youtrack", "GET %s", url);
-    return http_start(yt->http, &req, on_response, yt, &yt->xfer);
+    r = http_start(yt->http, &req, on_response, yt, &yt->xfer);
+    if (r) {
+        /* Nothing in flight: drop the URL now, so no later path frees it a second time. */
+        yt->url = NULL;
+        free(url);
+    }
+    return r;
 }
 
 static int request_modern_page(struct youtrack *yt)
@@ -337,27 +444,33 @@ static void failf(struct youtrack *yt, enum youtrack_error e, const char *fmt, .
 static void failf(struct youtrack *yt, enum youtrack_error e, const char *fmt, ...)
 {
     va_list ap;
+    char msg[1024];
+
     yt->res.error = e;
     va_start(ap, fmt);
-    vsnprintf(yt->res.message, sizeof(yt->res.message), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* The pieces from the server were cleaned already; this catches anything else (curl's
+     * text) and cuts the whole on a character boundary. */
+    upstream_text(yt->res.message, sizeof(yt->res.message), msg, sizeof(yt->res.message) - 1);
     complete(yt);
 }
 
-/* Copies a short, printable excerpt of YouTrack's {"error_description": ...} for the log. */
+/*
+ * Copies a short, printable, redacted excerpt of YouTrack's {"error_description": ...} for the
+ * message. A proxy or a debugging server may echo our request headers in it.
+ */
 static void error_description(const struct http_response *res, char *out, size_t outlen)
 {
     json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
     const char *d = json_string_value(json_object_get(j, "error_description"));
     const char *e = json_string_value(json_object_get(j, "error"));
-    size_t o = 0;
 
     out[0] = '\0';
     if (!d || !*d)
         d = e;
-    for (; d && *d && o + 1 < outlen && o < 160; d++)
-        out[o++] = (unsigned char)*d < 0x20 ? ' ' : *d;
-    out[o] = '\0';
+    if (d)
+        upstream_text(out, outlen, d, 160);
     json_decref(j);
 }
 
@@ -396,21 +509,22 @@ static int handle_failure(struct youtrack *yt, const struct http_response *res, 
         return 1;
     }
     if (res->status >= 300 && res->status < 400) {
-        const char *loc = res->location ? res->location : "(no Location)";
+        char loc[204];
+        upstream_text(loc, sizeof(loc), res->location ? res->location : "(no Location)", 200);
         if (res->location && same_origin(res->location, yt->conf->youtrack.url) &&
             yt->redirects < MAX_REDIRECTS) {
             char *url = strdup(res->location);
             int redirects = yt->redirects + 1;
+            /* request() owns url from here, whatever it returns. */
             if (url && request(yt, url) == 0) {
                 yt->redirects = redirects;
                 return 1;
             }
-            free(url);
             failf(yt, YOUTRACK_ERR_PROTOCOL, "%s: cannot follow redirect", what);
             return 1;
         }
         failf(yt, YOUTRACK_ERR_PROTOCOL,
-              "%s: HTTP %ld redirect to %.200s (an SSO proxy or a wrong service URL? redirects to "
+              "%s: HTTP %ld redirect to %s (an SSO proxy or a wrong service URL? redirects to "
               "other hosts are not followed)",
               what, res->status, loc);
         return 1;
@@ -435,9 +549,12 @@ static int handle_failure(struct youtrack *yt, const struct http_response *res, 
         return 1;
     }
     if (!is_json(res->content_type)) {
+        char type[84];
+        upstream_text(type, sizeof(type), res->content_type ? res->content_type : "no Content-Type",
+                      80);
         failf(yt, YOUTRACK_ERR_PROTOCOL,
-              "%s: got %.80s instead of JSON (an SSO login page or a proxy in front of YouTrack?)",
-              what, res->content_type ? res->content_type : "no Content-Type");
+              "%s: got %s instead of JSON (an SSO login page or a proxy in front of YouTrack?)",
+              what, type);
         return 1;
     }
     const char *user = http_response_header(res, "X-Youtrack-User");

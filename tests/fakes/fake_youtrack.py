@@ -12,6 +12,7 @@ Tests steer it through an unauthenticated control API:
   PUT    /_control/projects   JSON array of projects: replace the list
   GET    /_control/projects   the current list
   POST   /_control/fault      {"mode": M, "count": n, "path": prefix, "delay": s}
+                               (echo_* modes also take "forms", see echo_forms())
   DELETE /_control/fault      clear the fault
   PUT    /_control/user       {"login": "...", "fullName": "..."}
   GET    /_control/requests   requests seen so far (method, path, query, headers)
@@ -22,6 +23,7 @@ leader: {login, name} | null, template}. Standard library only.
 """
 
 import argparse
+import base64
 import gzip
 import json
 import random
@@ -91,8 +93,11 @@ FAULT_MODES = {
     '500', '502', '429', '401', '403', 'html200', 'redirect', 'redirect_same',
     'nonjson', 'truncate', 'truncate_json', 'shape', 'badtype', 'slow',
     'disconnect', 'page2_500', 'oversize', 'hide_archived', 'empty', 'guest',
-    'shift',
+    'shift', 'echo_401', 'echo_500', 'echo_redirect',
 }
+# A hostile or debugging server that repeats the Authorization header it got, in the ways
+# such text is encoded in the wild (echo_forms()).
+ECHO_FORMS = ('raw', 'pct', 'pct_lower', 'plus', 'b64', 'basic', 'b64url')
 UNPAGED_CAP = 42
 
 
@@ -103,6 +108,35 @@ def log(msg):
 
 class FieldsError(ValueError):
     pass
+
+
+def echo_forms(auth, forms):
+    """The Authorization header value `auth` (or its token) spelled each way in
+    forms: raw, pct (percent-encoded), pct_lower (%xx), plus (form encoding),
+    b64 (the token), basic (HTTP Basic of user:token), b64url ("x" + token)."""
+    token = auth.partition(' ')[2]
+    pct = urllib.parse.quote(auth, safe='')
+    out = []
+    for form in forms:
+        if form == 'raw':
+            out.append(auth)
+        elif form == 'pct':
+            out.append(pct)
+        elif form == 'pct_lower':
+            out.append(''.join(c.lower() if i and pct[i - 1] == '%' or
+                               i > 1 and pct[i - 2] == '%' else c
+                               for i, c in enumerate(pct)))
+        elif form == 'plus':
+            out.append(urllib.parse.quote_plus(auth))
+        elif form == 'b64':
+            out.append(base64.b64encode(token.encode()).decode())
+        elif form == 'basic':
+            out.append('Basic ' + base64.b64encode(
+                ('ytbridge-bot:' + token).encode()).decode())
+        elif form == 'b64url':
+            out.append(base64.urlsafe_b64encode(
+                ('x' + token).encode()).decode())
+    return out
 
 
 def parse_fields(text):
@@ -493,6 +527,19 @@ class Handler(BaseHTTPRequestHandler):
             host = self.headers.get('Host') or '%s:%d' % self.server.server_address[:2]
             self.send_fixed(302, b'', None,
                             extra=[('Location', 'http://%s%s' % (host, self.path))])
+        elif mode in ('echo_401', 'echo_500'):
+            forms = echo_forms(self.headers.get('Authorization') or '',
+                               fault.get('forms') or ['raw'])
+            body = dumps({'error': 'debug', 'error_description':
+                          'got ' + ' '.join(forms)})
+            self.send_fixed(401 if mode == 'echo_401' else 500, body)
+        elif mode == 'echo_redirect':
+            forms = echo_forms(self.headers.get('Authorization') or '',
+                               fault.get('forms') or ['pct'])
+            target = ('https://sso.example.invalid/login?' +
+                      '&'.join('t%d=%s' % (i, f) for i, f in enumerate(forms)))
+            self.send_fixed(302, b'', None, extra=[('Location', target)],
+                            server='nginx/1.22.1')
         elif mode == 'nonjson':
             self.send_ok(b'not json')
         elif mode == 'disconnect':

@@ -885,6 +885,79 @@ static void test_diags(void)
     conf_diags_fini(&d);
 }
 
+/*
+ * A secret pasted into a *_file (or *_env) setting instead of a path: the message names the
+ * setting and never the value, in any diagnostic. Plain wrong paths are still shown.
+ */
+static void test_secret_pasted_as_a_path(void)
+{
+    static const struct {
+        const char *conf, *value, *label;
+    } cases[] = {
+        {"youtrack: { url = \"https://yt.example.com\"; token_file = \"%s\"; };",
+         "perm:ZmFrZQ==.Tk9UUkVBTA==.not-a-real-token", "youtrack.token_file"},
+        {"youtrack: { url = \"https://yt.example.com\"; token_file = \"%s\"; };",
+         "Zm4KeD9aQ2FrZVRva2VuMDAwMTIzNDU2Nzg5", "youtrack.token_file"},
+        {"youtrack: { url = \"https://yt.example.com\"; token_env = \"%s\"; };",
+         "perm:ZmFrZQ==.Tk9UUkVBTA==.not-a-real-token", "youtrack.token_env"},
+        {"youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN "\"; "
+         "ca_file = \"%s\"; };",
+         "perm-ZmFrZQ==.Tk9UUkVBTA==.not-a-real-token", "youtrack.ca_file"},
+        {"youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN "\"; };\n"
+         "sinks = ( { name = \"s\"; type = \"slack\"; webhook_url_file = \"%s\"; } );",
+         "https://hooks.slack.com/services/T000/B000/notarealhooksecret", "webhook_url_file"},
+        {"youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN "\"; };\n"
+         "sinks = ( { name = \"m\"; type = \"matrix\"; homeserver = \"https://m.example\"; "
+         "room = \"!r:m.example\"; access_token_file = \"%s\"; } );",
+         "syt_bm90cmVhbA_notarealmatrixtoken_0000", "access_token_file"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct conf_diags d = {0};
+        struct conf *c = NULL;
+        char text[1024], line[1200];
+        int named = 0;
+
+        env_reset();
+        log_clear_secrets();
+        const char *hole = strstr(cases[i].conf, "%s");
+        snprintf(text, sizeof(text), "%.*s%s%s", (int)(hole - cases[i].conf), cases[i].conf,
+                 cases[i].value, hole + 2);
+        CHECK_INT(load_str(text, &c, &d), -EINVAL);
+        CHECK(c == NULL);
+        for (size_t k = 0; k < d.n; k++) {
+            conf_diag_format(&d.v[k], line, sizeof(line));
+            /* Any 12 bytes of the value would do to leak it. */
+            for (size_t o = 0; o + 12 <= strlen(cases[i].value); o++) {
+                if (memmem(line, strlen(line), cases[i].value + o, 12)) {
+                    fprintf(stderr, "case %zu: diagnostic %zu repeats the value\n", i, k);
+                    CHECK(0);
+                    break;
+                }
+            }
+            named |= strstr(line, cases[i].label) && strstr(line, "looks like a");
+        }
+        if (!named)
+            fprintf(stderr, "case %zu: no \"looks like\" diagnostic for %s\n", i, cases[i].label);
+        CHECK(named);
+        conf_diags_fini(&d);
+    }
+    log_clear_secrets();
+
+    /* A wrong path is shown as it is: that is how the operator sees the typo. */
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    char line[1200];
+    env_reset();
+    CHECK_INT(load_str("youtrack: { url = \"https://yt.example.com\"; token_file = "
+                       "\"/run/secrets/youtrack-token-production.txt\"; };",
+                       &c, &d),
+              -EINVAL);
+    CHECK_INT(d.n, 1);
+    conf_diag_format(&d.v[0], line, sizeof(line));
+    CHECK(strstr(line, "cannot read /run/secrets/youtrack-token-production.txt") != NULL);
+    conf_diags_fini(&d);
+}
+
 int main(void)
 {
     log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
@@ -901,5 +974,6 @@ int main(void)
     RUN(test_buffer_edges);
     RUN(test_missing_file);
     RUN(test_diags);
+    RUN(test_secret_pasted_as_a_path);
     return test_done();
 }

@@ -113,6 +113,68 @@ static void test_redact_truncated_tail(void)
     log_clear_secrets();
 }
 
+/* Fake secrets: a YouTrack-shaped token (':' '.' '=' need escaping) and a Slack-shaped URL. */
+#define TOK  "perm:dGVzdA==.NDQtMA==.unitTestNotReal0"
+#define HOOK "https://hooks.example/services/T0/B0/notreal x+y"
+
+static void check_clean(const char *text, const char *what)
+{
+    char out[1024];
+    log_redact(out, sizeof(out), text);
+    if (strstr(out, "[REDACTED]") == NULL || strstr(out, "unitTest") || strstr(out, "notreal") ||
+        strstr(out, "NDQtMA") || strstr(out, "bm90cmVhbC") || strstr(out, "dW5pdFRlc3") ||
+        strstr(out, "VuaXRUZXN0") || strstr(out, "1bml0VGVzd")) {
+        fprintf(stderr, "%s: not redacted: %s\n", what, out);
+        CHECK(0);
+    }
+}
+
+static void test_redact_percent_encoded(void)
+{
+    CHECK_INT(log_add_secret(TOK), 0);
+    CHECK_INT(log_add_secret(HOOK), 0);
+    check_clean("Location: https://sso.example/login?t=perm%3AdGVzdA%3D%3D.NDQtMA%3D%3D."
+                "unitTestNotReal0&x=1",
+                "upper-case %XX");
+    check_clean("t=perm%3adGVzdA%3d%3d.NDQtMA%3d%3d.unitTestNotReal0", "lower-case %xx");
+    check_clean("t=perm%3AdGVzdA%3d=.NDQtMA==.unitTestNotReal0", "partly encoded, mixed case");
+    check_clean("t=%70%65%72%6d%3A%64GVzdA==.NDQtMA==%2EunitTestNotReal0", "needlessly encoded");
+    check_clean("u=https%3A%2F%2Fhooks.example%2Fservices%2FT0%2FB0%2Fnotreal+x%2By",
+                "form-encoded URL, space as +");
+    check_clean("u=https%3A%2F%2Fhooks.example%2Fservices%2FT0%2FB0%2Fnotreal%20x%2By",
+                "space as %20");
+    /* A cut in the middle of an encoded secret: the visible part is blanked. */
+    char out[48];
+    log_redact(out, sizeof(out), "redirect to /login?token=perm%3AdGVzdA%3D%3D.NDQtMA%3D%3D.unit");
+    CHECK(strstr(out, "dGVzdA") == NULL);
+    CHECK(strstr(out, "redirect to /login?token=") == out);
+    log_clear_secrets();
+}
+
+static void test_redact_base64(void)
+{
+    CHECK_INT(log_add_secret(TOK), 0);
+    CHECK_INT(log_add_secret(HOOK), 0);
+    /* base64(TOK) */
+    check_clean("echo: cGVybTpkR1Z6ZEE9PS5ORFF0TUE9PS51bml0VGVzdE5vdFJlYWww", "base64 alone");
+    /* Basic base64("bot:" TOK): the secret at offset 4 (alignment 1) */
+    check_clean("Authorization: Basic Ym90OnBlcm06ZEdWemRBPT0uTkRRdE1BPT0udW5pdFRlc3ROb3RSZWFsMA==",
+                "HTTP Basic user:token");
+    /* base64("Bearer " TOK): offset 7 (alignment 1); base64("x:" TOK): offset 2 */
+    check_clean("QmVhcmVyIHBlcm06ZEdWemRBPT0uTkRRdE1BPT0udW5pdFRlc3ROb3RSZWFsMA==", "Bearer");
+    check_clean("eDpwZXJtOmRHVnpkQT09Lk5EUXRNQT09LnVuaXRUZXN0Tm90UmVhbDA=", "alignment 2");
+    /* base64url("??" HOOK): '/' and '+' spelled '_' and '-', inside a URL */
+    check_clean(
+        "https://x.example/cb?state=Pz9odHRwczovL2hvb2tzLmV4YW1wbGUvc2VydmljZXMvVDAvQjAvbm90"
+        "cmVhbCB4K3k",
+        "base64 of a URL");
+    /* Ordinary text that shares a few characters is left alone. */
+    char out[128];
+    log_redact(out, sizeof(out), "page 3: HTTP 502 cGVy dGVzdA NDQt");
+    CHECK_STR(out, "page 3: HTTP 502 cGVy dGVzdA NDQt");
+    log_clear_secrets();
+}
+
 static void test_parsers(void)
 {
     enum log_level l;
@@ -133,6 +195,8 @@ int main(void)
     RUN(test_json_lines_escape);
     RUN(test_change_logged_once);
     RUN(test_redact_truncated_tail);
+    RUN(test_redact_percent_encoded);
+    RUN(test_redact_base64);
     RUN(test_parsers);
     return test_done();
 }

@@ -305,6 +305,18 @@ static void test_created_and_removed_in_one_poll_with_zero_limit(void)
     project_list_fini(&saved);
 }
 
+static void test_ids_duplicate(void)
+{
+    const char *none[] = {"0-10", "0-2", "0-1", "0-02"};
+    const char *two[] = {"0-1", "0-2", "0-3", "0-2"};
+    const char *one[] = {"0-1"};
+
+    CHECK(project_ids_duplicate(none, 4) == NULL); /* "0-02" and "0-2" are different ids */
+    CHECK_STR(project_ids_duplicate(two, 4), "0-2");
+    CHECK(project_ids_duplicate(one, 1) == NULL);
+    CHECK(project_ids_duplicate(NULL, 0) == NULL);
+}
+
 int main(void)
 {
     RUN(test_id_order);
@@ -318,5 +330,6 @@ int main(void)
     RUN(test_held_projects_that_return_are_released);
     RUN(test_half_the_list_is_held_but_half_is_not);
     RUN(test_created_and_removed_in_one_poll_with_zero_limit);
+    RUN(test_ids_duplicate);
     return test_done();
 }

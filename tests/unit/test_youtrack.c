@@ -1,9 +1,24 @@
-/* Unit tests for the YouTrack body parsers, fed the recorded fixtures and hostile variants. */
+/*
+ * Unit tests for the YouTrack body parsers, fed the recorded fixtures and hostile variants, and
+ * for the poller itself against a canned loopback server (one scripted answer per connection)
+ * with http.c's start hook for the faults a server cannot cause.
+ */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <jansson.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "http.h"
+#include "log.h"
 #include "project.h"
 #include "test.h"
 #include "youtrack.h"
@@ -176,6 +191,420 @@ static void test_project_urls(void)
     free(u);
 }
 
+/* ---- the poller against a canned server ---- */
+
+#define TEST_TOKEN "perm:unit-test-token-not-real"
+
+/* A loopback server in a thread: connection i gets answers[i] whatever it asked, then EOF. */
+struct canned {
+    int fd, port;
+    char *answers[8];
+    size_t n;
+    pthread_t th;
+};
+
+static void canned_listen(struct canned *c)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(c->fd, 8) != 0 ||
+        getsockname(c->fd, (struct sockaddr *)&a, &al) != 0) {
+        perror("canned server");
+        exit(1);
+    }
+    c->port = ntohs(a.sin_port);
+}
+
+/* Appends an answer; each "@PORT@" in text becomes the server's port (same-origin Locations). */
+static void canned_add(struct canned *c, const char *text)
+{
+    char port[16], *s, *o;
+    const char *hit;
+    int pl = snprintf(port, sizeof(port), "%d", c->port);
+
+    if (c->n >= sizeof(c->answers) / sizeof(c->answers[0]))
+        exit(1);
+    s = o = malloc(strlen(text) * 2 + 16);
+    if (!s)
+        exit(1);
+    for (hit = strstr(text, "@PORT@"); hit; hit = strstr(text, "@PORT@")) {
+        memcpy(o, text, (size_t)(hit - text));
+        o += hit - text;
+        memcpy(o, port, (size_t)pl);
+        o += pl;
+        text = hit + 6;
+    }
+    strcpy(o, text);
+    c->answers[c->n++] = s;
+}
+
+/* Appends an answer with status line status, extra header lines (each ending \r\n) and body. */
+static void canned_answer(struct canned *c, const char *status, const char *headers,
+                          const char *body)
+{
+    char *text = NULL;
+    if (asprintf(&text, "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 status, headers, strlen(body), body) < 0)
+        exit(1);
+    canned_add(c, text);
+    free(text);
+}
+
+#define JSON_HEADERS "Content-Type: application/json;charset=utf-8\r\nX-Youtrack-User: bot\r\n"
+
+static void *canned_run(void *arg)
+{
+    struct canned *c = arg;
+    for (size_t i = 0; i < c->n; i++) {
+        char req[8192];
+        size_t got = 0;
+        int fd = accept(c->fd, NULL, NULL);
+        if (fd < 0)
+            break; /* canned_stop() shut the listener down */
+        while (got + 1 < sizeof(req)) {
+            ssize_t k = read(fd, req + got, sizeof(req) - 1 - got);
+            if (k <= 0)
+                break;
+            got += (size_t)k;
+            req[got] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        size_t len = strlen(c->answers[i]), off = 0;
+        while (off < len) {
+            ssize_t k = write(fd, c->answers[i] + off, len - off);
+            if (k <= 0)
+                break;
+            off += (size_t)k;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void canned_start(struct canned *c)
+{
+    if (pthread_create(&c->th, NULL, canned_run, c) != 0)
+        exit(1);
+}
+
+static void canned_stop(struct canned *c)
+{
+    shutdown(c->fd, SHUT_RDWR); /* wakes an accept() waiting for a connection that never came */
+    pthread_join(c->th, NULL);
+    close(c->fd);
+    for (size_t i = 0; i < c->n; i++)
+        free(c->answers[i]);
+}
+
+struct poller {
+    uv_loop_t loop;
+    uv_timer_t deadline;
+    struct http *http;
+    struct youtrack *yt;
+    struct conf conf;
+    char url[64];
+    int done;
+    enum youtrack_error error;
+    char message[sizeof(((struct youtrack_result *)0)->message)];
+    size_t n_projects;
+    int starts, fail_start; /* the start hook fails start number fail_start (1-based) */
+};
+
+static int poller_start_hook(void *userdata, const struct http_request *req)
+{
+    struct poller *p = userdata;
+    (void)req;
+    return ++p->starts == p->fail_start ? -ENOMEM : 0;
+}
+
+static void poller_init(struct poller *p, int port, enum conf_api api)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", port);
+    p->conf.youtrack.url = p->url;
+    p->conf.youtrack.token = (char *)TEST_TOKEN;
+    p->conf.youtrack.api = api;
+    p->conf.youtrack.page_size = 50;
+    p->conf.youtrack.timeout = 10;
+    p->conf.youtrack.max_body = 1 << 20;
+    log_clear_secrets();
+    CHECK_INT(log_add_secret(TEST_TOKEN), 0);
+    CHECK_INT(uv_loop_init(&p->loop), 0);
+    CHECK_INT(http_new(&p->http, &p->loop), 0);
+    http_set_start_hook(p->http, poller_start_hook, p);
+    CHECK_INT(youtrack_new(&p->yt, p->http, &p->conf), 0);
+}
+
+static void poller_on_result(void *userdata, struct youtrack_result *res)
+{
+    struct poller *p = userdata;
+    p->done = 1;
+    p->error = res->error;
+    snprintf(p->message, sizeof(p->message), "%s", res->message);
+    p->n_projects = res->projects.n;
+    uv_stop(&p->loop);
+}
+
+static void poller_on_deadline(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+/* One poll to its end (or a 10 s deadline). Returns youtrack_poll()'s result. */
+static int poller_poll(struct poller *p)
+{
+    p->done = 0;
+    p->message[0] = '\0';
+    int r = youtrack_poll(p->yt, poller_on_result, p);
+    if (r)
+        return r;
+    uv_timer_init(&p->loop, &p->deadline);
+    uv_timer_start(&p->deadline, poller_on_deadline, 10000, 0);
+    if (!p->done)
+        uv_run(&p->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&p->deadline, NULL);
+    uv_run(&p->loop, UV_RUN_NOWAIT);
+    CHECK(p->done);
+    return 0;
+}
+
+static void poller_fini(struct poller *p)
+{
+    youtrack_free(p->yt);
+    http_free(p->http);
+    uv_run(&p->loop, UV_RUN_DEFAULT); /* the close callbacks */
+    CHECK_INT(uv_loop_close(&p->loop), 0);
+    log_clear_secrets();
+}
+
+/*
+ * A same-origin redirect whose follow-up request cannot start: the poll fails as a protocol
+ * error, and the redirect target is freed once (it was freed by request(), then by the failure
+ * path, then by the next poll). ASan reports the double free; glibc usually aborts too.
+ */
+static void test_redirect_whose_request_cannot_start(void)
+{
+    struct canned srv;
+    struct poller p;
+
+    canned_listen(&srv);
+    canned_add(&srv, "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:@PORT@/api/admin/"
+                     "projects?moved=1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    canned_add(&srv, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Youtrack-User: "
+                     "bot\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]");
+    canned_start(&srv);
+    poller_init(&p, srv.port, CONF_API_MODERN);
+    p.fail_start = 2; /* the redirect's follow-up */
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_ERR_PROTOCOL);
+    CHECK(strstr(p.message, "redirect") != NULL);
+    /* The next poll starts clean and succeeds. */
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_OK);
+    CHECK_INT(p.n_projects, 0);
+    CHECK_INT(p.starts, 3);
+    poller_fini(&p);
+    canned_stop(&srv);
+}
+
+static void test_duplicate_ids_in_one_answer_fail(void)
+{
+    /* The same id twice, with different names, in either order: no order may decide. */
+    static const char *const bodies[] = {
+        "[{\"id\":\"0-1\",\"name\":\"A\"},{\"id\":\"0-2\"},{\"id\":\"0-1\",\"name\":\"B\"}]",
+        "[{\"id\":\"0-1\",\"name\":\"B\"},{\"id\":\"0-2\"},{\"id\":\"0-1\",\"name\":\"A\"}]",
+        "[{\"id\":\"0-1\"},{\"id\":\"0-1\"}]",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct project_list l;
+        char err[256] = "";
+        CHECK_INT(parse(bodies[i], &l, err), -EPROTO);
+        CHECK(strstr(err, "two projects with the id \"0-1\"") != NULL);
+        project_list_fini(&l);
+    }
+    /* Pages may overlap: an id already read from an earlier page is not a repeat. */
+    struct project_list l;
+    char err[256];
+    const char *page1 = "[{\"id\":\"0-1\"},{\"id\":\"0-2\"}]", *page2 = "[{\"id\":\"0-2\"}]";
+    project_list_init(&l);
+    CHECK_INT(youtrack_parse_projects(page1, strlen(page1), &l, err, sizeof(err)), 2);
+    CHECK_INT(youtrack_parse_projects(page2, strlen(page2), &l, err, sizeof(err)), 1);
+    CHECK_INT(project_list_finish(&l), 1);
+    project_list_fini(&l);
+}
+
+static void test_duplicate_short_names_in_legacy_answers_fail(void)
+{
+    struct project_list l;
+    char err[256] = "";
+    const char *list = "[{\"id\":\"SP\",\"url\":\"\"},{\"id\":\"FP\"},{\"id\":\"SP\"}]";
+    const char *good = "[{\"id\":\"SP\"},{\"id\":\"FP\"}]";
+    const char *names = "[{\"name\":\"One\",\"shortName\":\"SP\"},{\"name\":\"Two\",\"shortName\":"
+                        "\"SP\"}]";
+
+    project_list_init(&l);
+    CHECK_INT(youtrack_parse_legacy_list(list, strlen(list), &l, err, sizeof(err)), -EPROTO);
+    CHECK(strstr(err, "two projects with the short name \"SP\"") != NULL);
+    project_list_fini(&l);
+
+    project_list_init(&l);
+    CHECK_INT(youtrack_parse_legacy_list(good, strlen(good), &l, err, sizeof(err)), 2);
+    project_list_finish(&l);
+    err[0] = '\0';
+    CHECK_INT(youtrack_parse_legacy_names(names, strlen(names), &l, err, sizeof(err)), -EPROTO);
+    CHECK(strstr(err, "two projects with the short name \"SP\"") != NULL);
+    project_list_fini(&l);
+}
+
+static void test_poll_with_duplicate_ids_is_a_protocol_error(void)
+{
+    struct canned srv;
+    struct poller p;
+
+    canned_listen(&srv);
+    canned_answer(&srv, "200 OK", JSON_HEADERS,
+                  "[{\"id\":\"0-1\",\"name\":\"A\"},{\"id\":\"0-1\",\"name\":\"B\"}]");
+    canned_start(&srv);
+    poller_init(&p, srv.port, CONF_API_MODERN);
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_ERR_PROTOCOL);
+    CHECK(strstr(p.message, "two projects with the id") != NULL);
+    CHECK_INT(p.n_projects, 0);
+    poller_fini(&p);
+    canned_stop(&srv);
+}
+
+/* Any trace of TEST_TOKEN: itself, percent-encoded, or a base64 run of it at any alignment. */
+static int leaks_token(const char *s)
+{
+    static const char *const marks[] = {
+        "unit-test-token", "unit%2Dtest", "dW5pdC10ZXN0", "VuaXQtdGVzd",
+        "1bml0LXRlc3Q",    "dG9rZW4t",    "0b2tlbi",      "Rva2VuL",
+    };
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+        if (strstr(s, marks[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* A message jansson accepts (valid UTF-8), as /readyz and alerts need. */
+static int json_ok(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
+/*
+ * A server that echoes our Authorization header in an error answer, raw, percent-encoded or
+ * base64'd (as HTTP Basic), or redirects to a URL carrying the token: the error text, which
+ * /readyz, the youtrack_auth alert and the chat status answer all show, holds none of it.
+ */
+static void test_error_text_from_the_server_is_redacted(void)
+{
+    static const struct {
+        const char *status, *headers, *body;
+        enum youtrack_error error;
+    } cases[] = {
+        {"401 Unauthorized", JSON_HEADERS,
+         "{\"error\":\"Unauthorized\",\"error_description\":\"Invalid token in Authorization: "
+         "Bearer perm:unit-test-token-not-real\"}",
+         YOUTRACK_ERR_AUTH},
+        {"401 Unauthorized", JSON_HEADERS,
+         "{\"error_description\":\"as sent: Bearer%20perm%3aunit-test-token-not-real\"}",
+         YOUTRACK_ERR_AUTH},
+        {"403 Forbidden", JSON_HEADERS,
+         "{\"error_description\":\"Basic Ym90OnBlcm06dW5pdC10ZXN0LXRva2VuLW5vdC1yZWFs\"}",
+         YOUTRACK_ERR_AUTH},
+        {"500 Server Error", JSON_HEADERS,
+         "{\"error\":\"server_error\",\"error_description\":\"header was "
+         "QmVhcmVyIHBlcm06dW5pdC10ZXN0LXRva2VuLW5vdC1yZWFs and "
+         "perm%3Aunit%2Dtest%2Dtoken%2Dnot%2Dreal\"}",
+         YOUTRACK_ERR_SERVER},
+        /* The token starts 150 bytes in: the 160-byte excerpt cuts it, its head must not show. */
+        {"500 Server Error", JSON_HEADERS,
+         "{\"error_description\":\"0123456789012345678901234567890123456789012345678901234567890"
+         "1234567890123456789012345678901234567890123456789012345678901234567890123456789 "
+         "perm:unit-test-token-not-real\"}",
+         YOUTRACK_ERR_SERVER},
+        {"302 Found",
+         "Location: https://sso.example.invalid/login?token=perm%3Aunit-test-token-not-real\r\n",
+         "", YOUTRACK_ERR_PROTOCOL},
+        {"302 Found",
+         "Location: "
+         "https://sso.example.invalid/cb?s=cGVybTp1bml0LXRlc3QtdG9rZW4tbm90LXJlYWw%3D\r\n",
+         "", YOUTRACK_ERR_PROTOCOL},
+        {"200 OK", "Content-Type: text/html; token=perm:unit-test-token-not-real\r\n", "<html>",
+         YOUTRACK_ERR_PROTOCOL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct canned srv;
+        struct poller p;
+
+        canned_listen(&srv);
+        canned_answer(&srv, cases[i].status, cases[i].headers, cases[i].body);
+        canned_start(&srv);
+        poller_init(&p, srv.port, CONF_API_MODERN);
+        CHECK_INT(poller_poll(&p), 0);
+        CHECK_INT(p.error, cases[i].error);
+        if (leaks_token(p.message) || !json_ok(p.message)) {
+            fprintf(stderr, "case %zu leaks or is not UTF-8 (token masked): ", i);
+            for (const char *c = p.message; *c; c++)
+                fputc(strncmp(c, "unit", 4) == 0 ? '#' : *c, stderr);
+            fputc('\n', stderr);
+            CHECK(0);
+        }
+        CHECK(strstr(p.message, "[REDACTED]") != NULL || strstr(p.message, "****") != NULL);
+        poller_fini(&p);
+        canned_stop(&srv);
+    }
+}
+
+/* An error text cut in the middle of a character must still be valid UTF-8 (jansson). */
+static void test_error_text_is_cut_on_a_character_boundary(void)
+{
+    char body[512];
+    struct canned srv;
+    struct poller p;
+    int o = snprintf(body, sizeof(body), "{\"error_description\":\"");
+
+    /* 159 ASCII bytes, then a 3-byte character across the 160-byte excerpt limit. */
+    memset(body + o, 'x', 159);
+    o += 159;
+    snprintf(body + o, sizeof(body) - (size_t)o, "\xe2\x82\xac\xe2\x82\xac tail\"}");
+    canned_listen(&srv);
+    canned_answer(&srv, "500 Server Error", JSON_HEADERS, body);
+    canned_answer(&srv, "302 Found",
+                  "Location: https://elsewhere.example/"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6\xd0\xb6"
+                  "x\xff\r\n",
+                  "");
+    canned_start(&srv);
+    poller_init(&p, srv.port, CONF_API_MODERN);
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_ERR_SERVER);
+    CHECK(json_ok(p.message));
+    CHECK(strstr(p.message, "xxx") != NULL);
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_ERR_PROTOCOL);
+    CHECK(json_ok(p.message));
+    CHECK(strstr(p.message, "elsewhere.example") != NULL);
+    poller_fini(&p);
+    canned_stop(&srv);
+}
+
 int main(void)
 {
     RUN(test_recorded_id_only_list);
@@ -186,5 +615,11 @@ int main(void)
     RUN(test_long_description_is_shortened_on_a_character_boundary);
     RUN(test_legacy_list_and_names);
     RUN(test_project_urls);
+    RUN(test_redirect_whose_request_cannot_start);
+    RUN(test_duplicate_ids_in_one_answer_fail);
+    RUN(test_duplicate_short_names_in_legacy_answers_fail);
+    RUN(test_poll_with_duplicate_ids_is_a_protocol_error);
+    RUN(test_error_text_from_the_server_is_redacted);
+    RUN(test_error_text_is_cut_on_a_character_boundary);
     return test_done();
 }
