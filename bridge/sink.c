@@ -15,7 +15,9 @@
 #include <string.h>
 
 #include "hmac.h"
+#include "log.h"
 #include "outbox.h"
+#include "utf8.h"
 
 const char *sink_verdict_name(enum sink_verdict v)
 {
@@ -307,11 +309,9 @@ static enum sink_verdict plain_classify(const struct sink *s, const struct http_
     return SINK_DEAD;
 }
 
-enum sink_verdict sink_classify(struct sink *s, const struct http_response *res, long *retry_after,
-                                char *why, size_t whylen)
+static enum sink_verdict classify(struct sink *s, const struct http_response *res,
+                                  long *retry_after, char *why, size_t whylen)
 {
-    *retry_after = -1;
-    why[0] = '\0';
     if (res->result != HTTP_DONE)
         return transport(res, why, whylen);
     switch (s->conf->type) {
@@ -322,4 +322,20 @@ enum sink_verdict sink_classify(struct sink *s, const struct http_response *res,
     default:
         return plain_classify(s, res, retry_after, why, whylen);
     }
+}
+
+enum sink_verdict sink_classify(struct sink *s, const struct http_response *res, long *retry_after,
+                                char *why, size_t whylen)
+{
+    enum sink_verdict v;
+    char raw[512];
+
+    *retry_after = -1;
+    why[0] = '\0';
+    v = classify(s, res, retry_after, why, whylen);
+    /* why carries the server's words (a Matrix errcode) to logs, /readyz and alerts: redacted
+     * like every outward text, and valid one-line UTF-8 for JSON (utf8.h). */
+    log_redact(raw, sizeof(raw), why);
+    utf8_clean(why, whylen, raw, strlen(raw), whylen - 1);
+    return v;
 }

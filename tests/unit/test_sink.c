@@ -1,8 +1,10 @@
 /* Unit tests for sink requests and the classification of every documented answer. */
+#include <jansson.h>
 #include <string.h>
 
 #include "conf.h"
 #include "http.h"
+#include "log.h"
 #include "outbox.h"
 #include "sink.h"
 #include "test.h"
@@ -125,6 +127,35 @@ static void test_matrix_requests_and_verdicts(void)
     outbox_entry_free(e);
 }
 
+/* The server's words in why are redacted and made one line of valid UTF-8. */
+static void test_why_is_clean(void)
+{
+    struct conf_sink c = {.name = "room",
+                          .type = CONF_SINK_MATRIX,
+                          .homeserver = "http://127.0.0.1:1",
+                          .room = "!r:x",
+                          .access_token = "syt_test_only_not_a_real_token"};
+    struct sink s;
+    char why[64];
+    long d;
+    const char *body =
+        "{\"errcode\":\"M_X syt_test_only_not_a_real_token\\n\\u00e9\\u00e9\\u00e9"
+        "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"}";
+    struct http_response res = answer(400, body, -1);
+
+    CHECK_INT(sink_init(&s, &c), 0);
+    CHECK_INT(log_add_secret(c.access_token), 0);
+    sink_classify(&s, &res, &d, why, sizeof(why));
+    CHECK(strstr(why, "syt_test") == NULL);
+    CHECK(strstr(why, "[REDACTED]") != NULL);
+    CHECK(strchr(why, '\n') == NULL);
+    json_t *j = json_string(why);
+    CHECK(j != NULL);
+    json_decref(j);
+    log_clear_secrets();
+    sink_fini(&s);
+}
+
 static void test_unknown_alias_breaks_the_sink(void)
 {
     struct conf_sink c = {.name = "room",
@@ -191,6 +222,7 @@ int main(void)
 {
     RUN(test_slack_verdicts);
     RUN(test_matrix_requests_and_verdicts);
+    RUN(test_why_is_clean);
     RUN(test_unknown_alias_breaks_the_sink);
     RUN(test_webhook_signature_and_verdicts);
     RUN(test_network_errors_are_retried);
