@@ -580,6 +580,8 @@ class Kubernetes(unittest.TestCase):
         self.assertTrue(mounts['config'].get('readOnly'))
         mode = volumes['secrets']['secret']['defaultMode']
         self.assertEqual(mode & 0o7, 0, 'secrets readable by others: %o' % mode)
+        self.assertEqual(mode, 0o440, '%o' % mode)
+        self.assertEqual(volumes['config']['configMap']['defaultMode'], 0o444)
         with open(CONFIGMAP, encoding='utf-8') as f:
             cm = yaml.safe_load(f)
         with open(SECRET, encoding='utf-8') as f:
@@ -595,6 +597,29 @@ class Kubernetes(unittest.TestCase):
                          pvc['metadata']['name'])
         self.assertEqual(pvc['spec']['accessModes'], ['ReadWriteOnce'])
         self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
+
+    def test_no_implicit_octal(self):
+        # YAML 1.1 (PyYAML, Kubernetes' own decoder) reads 0444 as octal 292, YAML 1.2
+        # parsers (yq v4, many linters, Go's yaml.v3 in some modes) as decimal 444 = 0674:
+        # world-writable. Every integer with a leading zero is ambiguous; write file modes
+        # in decimal with the octal in a comment.
+        ambiguous = []
+        for name in sorted(os.listdir(K8S)):
+            if not name.endswith(('.yaml', '.yml')):
+                continue
+            for n, line in enumerate(read(os.path.join(K8S, name)).splitlines(), 1):
+                body = strip_yaml_comment(line)
+                if re.search(r'(?::|^\s*-)\s+[-+]?0[0-9_]+\s*$', body):
+                    ambiguous.append('%s:%d: %s' % (name, n, line.strip()))
+        self.assertFalse(ambiguous, 'leading-zero integers (octal in YAML 1.1, decimal in '
+                         'YAML 1.2):\n' + '\n'.join(ambiguous))
+        dep = read(DEPLOYMENT)
+        modes = re.findall(r'(?m)^\s*defaultMode:\s*(\d+)\s*#\s*(0[0-7]{3})\b', dep)
+        self.assertEqual(len(modes), len(re.findall(r'defaultMode:', dep)),
+                         'each defaultMode: decimal, then its octal in a comment')
+        for dec, octal in modes:
+            self.assertEqual(int(dec), int(octal, 8), 'defaultMode: %s  # %s' % (dec, octal))
+        self.assertEqual(sorted(int(o, 8) for _, o in modes), [0o440, 0o444])
 
     def text_checks(self):
         text = read(DEPLOYMENT)
