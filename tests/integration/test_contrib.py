@@ -30,6 +30,11 @@ SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 CONTRIB = os.path.join(SRC, 'contrib')
 CONTAINERFILE = os.path.join(CONTRIB, 'container', 'Containerfile')
 CONTAINER_CONF = os.path.join(CONTRIB, 'container', 'ytbridge.conf')
+# The build context is the top of the source tree (see the Containerfile's header): docker
+# reads <context>/.dockerignore, podman and buildah <context>/.containerignore and, without
+# it, .dockerignore.
+DOCKERIGNORE = os.path.join(SRC, '.dockerignore')
+CONTAINERIGNORE = os.path.join(SRC, '.containerignore')
 UNIT = os.path.join(CONTRIB, 'systemd', 'ytbridge.service')
 SYSTEMD_CONF = os.path.join(CONTRIB, 'systemd', 'ytbridge.conf')
 K8S = os.path.join(CONTRIB, 'kubernetes')
@@ -166,6 +171,43 @@ def dockerfile_stages(path):
         elif stages:
             stages[-1][1].append((instr, args.strip()))
     return stages
+
+
+def ignore_rules(path):
+    """[(exclude, regex)] of a .dockerignore, in order (moby/patternmatcher semantics:
+    Go filepath.Match plus **, a leading ! re-includes, the last matching line wins)."""
+    rules = []
+    for raw in read(path).splitlines():
+        line = raw.strip()
+        if not line or line.startswith('#'):
+            continue
+        exclude = not line.startswith('!')
+        pat = os.path.normpath(line.lstrip('!').strip()).lstrip('/')
+        rx, i = '', 0
+        while i < len(pat):
+            if pat.startswith('**/', i):
+                rx, i = rx + '(?:.*/)?', i + 3
+            elif pat.startswith('**', i):
+                rx, i = rx + '.*', i + 2
+            elif pat[i] == '*':
+                rx, i = rx + '[^/]*', i + 1
+            elif pat[i] == '?':
+                rx, i = rx + '[^/]', i + 1
+            else:
+                rx, i = rx + re.escape(pat[i]), i + 1
+        rules.append((exclude, re.compile(rx + r'\Z')))
+    return rules
+
+
+def ignored(rules, relpath):
+    """True if relpath (or a directory above it) is left out of the build context."""
+    parts = relpath.strip('/').split('/')
+    prefixes = ['/'.join(parts[:n]) for n in range(1, len(parts) + 1)]
+    out = False
+    for exclude, rx in rules:
+        if any(rx.match(p) for p in prefixes):
+            out = exclude
+    return out
 
 
 def apt_packages(instructions):
@@ -473,6 +515,63 @@ class Containerfile(unittest.TestCase):
         if 'libwebsockets.so.17' in libs:
             self.assertIn('libwebsockets-evlib-uv', runtime)
 
+    def test_build_context_is_small(self):
+        # Without an ignore file the context carries .git, every build*/ directory (ASan
+        # builds are hundreds of MiB) and the tests: slow, and secrets in a local config
+        # or a build log could land in a builder's cache.
+        self.assertTrue(os.path.exists(DOCKERIGNORE),
+                        '%s is missing: the build context is the whole tree' % DOCKERIGNORE)
+        if os.path.exists(CONTAINERIGNORE):
+            # Podman would read it instead of .dockerignore: they must not drift.
+            self.assertEqual(read(CONTAINERIGNORE), read(DOCKERIGNORE))
+        rules = ignore_rules(DOCKERIGNORE)
+        needed = []
+        for instr, args in self.build + self.runtime:
+            if instr != 'COPY' or args.startswith('--from='):
+                continue
+            needed += [w for w in args.split()[:-1] if not w.startswith('--')]
+        self.assertIn('contrib/container/ytbridge.conf', needed)
+        for path in needed:
+            with self.subTest(copy=path):
+                self.assertFalse(ignored(rules, path), '%s is COPYed but ignored' % path)
+                if path.endswith('/'):
+                    probe = os.path.join(path, 'meson.build')
+                    self.assertFalse(ignored(rules, probe), probe)
+        tracked = subprocess.run(['git', '-C', SRC, 'ls-files', '--'] + needed,
+                                 capture_output=True, text=True, timeout=60)
+        if tracked.returncode == 0:  # not a git checkout (a release tarball): skip this part
+            left_out = [p for p in tracked.stdout.splitlines() if ignored(rules, p)]
+            self.assertFalse(left_out, 'tracked files under a COPY source are ignored')
+        for path in ('.git/HEAD', '.git', 'build/build.ninja', 'build-asan/ytbridge',
+                     'builddir/meson-logs/testlog.txt', 'tests/integration/harness.py',
+                     'tests/fuzz/corpus/x', 'bridge/build/x.o', '__pycache__/x.pyc',
+                     'bridge/__pycache__/x.pyc', '.cache/clangd/x', 'ytbridge.conf',
+                     'secrets/youtrack-token'):
+            with self.subTest(excluded=path):
+                self.assertTrue(ignored(rules, path), '%s enters the build context' % path)
+
+    def test_ignore_matcher(self):
+        # Guards the helper above against the documented dockerignore examples.
+        tmp = tempfile.mkdtemp(prefix='ytbridge-ignore-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, 'ignore')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write('# comment\n*/temp*\n**/*.go\n*.md\n!README.md\n/build*\n')
+        rules = ignore_rules(path)
+        self.assertTrue(ignored(rules, 'somedir/temporary.txt'))
+        self.assertFalse(ignored(rules, 'temp'))
+        self.assertTrue(ignored(rules, 'a/b/c.go'))
+        self.assertTrue(ignored(rules, 'notes.md'))
+        self.assertFalse(ignored(rules, 'README.md'))
+        self.assertTrue(ignored(rules, 'build-x/y/z'))
+        self.assertFalse(ignored(rules, 'src/build.c'))
+
+    def test_man_page_in_runtime_image(self):
+        self.assertIn("install_man('ytbridge.8')", read(os.path.join(SRC, 'doc', 'meson.build')))
+        copies = [a for i, a in self.runtime if i == 'COPY']
+        self.assertIn('--from=build /out/usr/share/man/man8/ytbridge.8 '
+                      '/usr/share/man/man8/ytbridge.8', copies)
+
     @staticmethod
     def owners(libs):
         """soname -> package, trying both sides of the /usr merge."""
@@ -537,6 +636,48 @@ class Containerfile(unittest.TestCase):
                 for alt in alts:
                     todo += [alt] + providers.get(alt, [])
         return seen
+
+
+class ContainerBuild(unittest.TestCase):
+    """Builds the image and runs it: needs podman or docker with an engine, and network
+    access to debian:12-slim and Debian's apt mirrors, so it runs only when asked to with
+    YTBRIDGE_CONTAINER_BUILD=1 (see contrib/container/README.md)."""
+
+    def engine(self):
+        if os.environ.get('YTBRIDGE_CONTAINER_BUILD') != '1':
+            self.skipTest('set YTBRIDGE_CONTAINER_BUILD=1 to build the image (needs podman '
+                          'or docker and network access to debian:12-slim and apt)')
+        for name in ('podman', 'docker'):
+            tool = shutil.which(name)
+            if tool:
+                return name, tool
+        self.skipTest('YTBRIDGE_CONTAINER_BUILD=1 but neither podman nor docker is installed')
+
+    def test_build_and_run(self):
+        name, tool = self.engine()
+        tag = 'localhost/ytbridge-contrib-test:%d' % os.getpid()
+        build = [tool, 'build', '-f', CONTAINERFILE, '-t', tag]
+        if name == 'podman':
+            build[2:2] = ['--format', 'docker']
+        proc = subprocess.run(build + [SRC], capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            self.fail('%s (exit %d):\n%s%s' % (' '.join(build), proc.returncode,
+                                                proc.stdout[-4000:], proc.stderr[-4000:]))
+        self.addCleanup(subprocess.run, [tool, 'rmi', '-f', tag], capture_output=True,
+                        timeout=300)
+
+        def run(*args):
+            return subprocess.run([tool, 'run', '--rm', '--network', 'none'] + list(args),
+                                  capture_output=True, text=True, timeout=300)
+
+        version = run(tag, '--version')
+        self.assertEqual(version.returncode, 0, version.stderr)
+        self.assertIn('ytbridge', version.stdout + version.stderr)
+        probe = run('--entrypoint', '/bin/sh', tag, '-c',
+                    'id -u; test -s /usr/share/man/man8/ytbridge.8 && echo man; '
+                    'test -s /usr/share/doc/ytbridge/ytbridge.conf.example && echo example')
+        self.assertEqual(probe.returncode, 0, probe.stderr)
+        self.assertEqual(probe.stdout.split(), ['10001', 'man', 'example'])
 
 
 class Kubernetes(unittest.TestCase):
