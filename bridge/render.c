@@ -566,7 +566,7 @@ static json_t *stdout_project(int *err, const struct message *m, const struct pr
 }
 
 /* How many changes a JSON digest lists (JSON_DIGEST_MAX). */
-static size_t json_digest_listed(const struct message *m)
+static size_t digest_listed_json(const struct message *m)
 {
     return m->n_changes < JSON_DIGEST_MAX ? m->n_changes : JSON_DIGEST_MAX;
 }
@@ -604,7 +604,7 @@ static char *render_json(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         json_t *a = json_array();
-        size_t listed = json_digest_listed(m);
+        size_t listed = digest_listed_json(m);
         jset(&err, o, "event", json_string("digest"));
         jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
         for (size_t i = 0; i < listed && !err; i++)
@@ -677,7 +677,7 @@ static char *render_webhook(const struct message *m)
         break;
     case MESSAGE_DIGEST: {
         json_t *a = json_array();
-        size_t listed = json_digest_listed(m);
+        size_t listed = digest_listed_json(m);
         jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
         jset(&err, o, "omitted", json_integer((json_int_t)(m->n_changes - listed)));
         for (size_t i = 0; i < listed && !err; i++) {
