@@ -748,7 +748,9 @@ static void load_token(struct loader *ld, const config_setting_t *yt, struct con
         return;
     }
     if (found == 0)
-        secret_missing(ld, line_of(yt), &src);
+        diag_add(ld, line_of(yt),
+                 "youtrack: missing token (set token, token_file or token_env, or "
+                 "YTBRIDGE_YOUTRACK_TOKEN)");
     else if (found == 1)
         secret_fetch(ld, &src, &c->youtrack.token);
 }

@@ -31,7 +31,8 @@ static const char usage_text[] =
     "Announce YouTrack project changes (created, removed, renamed, archived, unarchived).\n"
     "\n"
     "  -c, --config FILE     configuration file (default: $YTBRIDGE_CONFIG, else\n"
-    "                        " CONF_DEFAULT_PATH ")\n"
+    "                        " CONF_DEFAULT_PATH "; when that does not exist,\n"
+    "                        the defaults and the environment)\n"
     "  -n, --check-config    validate the configuration and every secret it names, print\n"
     "                        \"configuration OK\" or each problem as FILE:LINE: message\n"
     "      --once            poll once, announce what changed, exit (1 if the poll failed)\n"
@@ -48,7 +49,8 @@ static const char usage_text[] =
     "  -V, --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
     "\n"
-    "Environment: YTBRIDGE_CONFIG, YTBRIDGE_YOUTRACK_URL, YTBRIDGE_YOUTRACK_TOKEN.\n"
+    "Environment: YTBRIDGE_CONFIG, YTBRIDGE_YOUTRACK_URL, YTBRIDGE_YOUTRACK_TOKEN (the URL and\n"
+    "the token override the file's, and are enough to run without one).\n"
     "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP re-reads the configuration.\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
     "See ytbridge(8).\n";
@@ -65,6 +67,7 @@ enum {
 
 struct args {
     const char *config;
+    int config_named; /* -c or $YTBRIDGE_CONFIG: the file must exist */
     int check_config;
     struct bridge_opts bridge;
     int log_level_set;
@@ -154,9 +157,43 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (!a->config)
         a->config = getenv("YTBRIDGE_CONFIG");
-    if (!a->config || !*a->config)
+    a->config_named = a->config && *a->config;
+    if (!a->config_named)
         a->config = CONF_DEFAULT_PATH;
     return 0;
+}
+
+/* Where the configuration comes from. */
+enum conf_source {
+    CONF_SOURCE_FILE,    /* the named or the default file */
+    CONF_SOURCE_ENV,     /* no file: the defaults + YTBRIDGE_YOUTRACK_URL/TOKEN */
+    CONF_SOURCE_MISSING, /* no file named, none at the default path, no URL in the environment */
+};
+
+#define CONF_ENV_NAME "(environment)"
+
+/*
+ * A container or a quick try needs no file: without -c or $YTBRIDGE_CONFIG and with no file at
+ * the default path, the environment's URL and token run the bridge on the defaults. A file that
+ * was named, or one that exists, is always read.
+ */
+static enum conf_source conf_source_of(const struct args *a)
+{
+    const char *url = getenv("YTBRIDGE_YOUTRACK_URL");
+
+    if (a->config_named || access(a->config, F_OK) == 0 || errno != ENOENT)
+        return CONF_SOURCE_FILE;
+    return url && *url ? CONF_SOURCE_ENV : CONF_SOURCE_MISSING;
+}
+
+/* conf_load() from wherever conf_source_of() says; *source tells which. */
+static int load_config(const struct args *a, struct conf **out, struct conf_diags *diags,
+                       enum conf_source *source)
+{
+    *source = conf_source_of(a);
+    if (*source == CONF_SOURCE_ENV)
+        return conf_load_buffer("", 0, CONF_ENV_NAME, out, diags);
+    return conf_load(a->config, out, diags);
 }
 
 struct run {
@@ -396,6 +433,7 @@ static void on_sighup(uv_signal_t *h, int signum)
     struct run *run = h->data;
     struct conf_diags diags = {0};
     struct conf *next = NULL;
+    enum conf_source source;
     (void)signum;
 
     if (run->stopping || run->pending) {
@@ -403,10 +441,14 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     log_info("main", "SIGHUP: reading %s", run->config_path);
-    int r = conf_load(run->config_path, &next, &diags);
+    int r = load_config(run->args, &next, &diags, &source);
+    if (source == CONF_SOURCE_ENV)
+        log_info("main", "reload: %s does not exist: the defaults and the environment",
+                 run->config_path);
     if (r) {
         log_err("main", "reload: %s has %zu problem%s; keeping the running configuration",
-                run->config_path, diags.n, diags.n == 1 ? "" : "s");
+                source == CONF_SOURCE_ENV ? CONF_ENV_NAME : run->config_path, diags.n,
+                diags.n == 1 ? "" : "s");
         for (size_t i = 0; i < diags.n; i++) {
             char line[1024];
             conf_diag_format(&diags.v[i], line, sizeof(line));
@@ -434,6 +476,7 @@ int main(int argc, char **argv)
     char err[1024] = "";
     int rc = EXIT_RUNTIME, r;
     int oneshot;
+    enum conf_source source;
 
     if (parse_args(argc, argv, &a) != 0)
         return EXIT_USAGE;
@@ -443,7 +486,7 @@ int main(int argc, char **argv)
     run.args = &a;
     run.config_path = a.config;
 
-    r = conf_load(a.config, &run.conf, &diags);
+    r = load_config(&a, &run.conf, &diags, &source);
     if (r) {
         for (size_t i = 0; i < diags.n; i++) {
             char line[1024];
@@ -452,10 +495,15 @@ int main(int argc, char **argv)
         }
         if (r == -ENOMEM)
             fprintf(stderr, "ytbridge: out of memory\n");
+        else if (source == CONF_SOURCE_MISSING)
+            fprintf(stderr, "ytbridge: name a configuration file with -c, or set "
+                            "YTBRIDGE_YOUTRACK_URL and YTBRIDGE_YOUTRACK_TOKEN\n");
         conf_diags_fini(&diags);
         return r == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
     }
     conf_diags_fini(&diags);
+    if (source == CONF_SOURCE_ENV)
+        log_info("main", "%s does not exist: using the defaults and the environment", a.config);
     if (a.check_config) {
         printf("configuration OK\n");
         rc = 0;
@@ -515,8 +563,14 @@ int main(int argc, char **argv)
             goto out_curl;
         }
     }
-    log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run.conf->youtrack.url,
-             run.conf->youtrack.poll_interval);
+    if (a.bridge.dry_run)
+        log_info("main", "ytbridge %s: one poll of %s, a dry run (nothing is posted or saved)",
+                 YTB_VERSION, run.conf->youtrack.url);
+    else if (a.bridge.once)
+        log_info("main", "ytbridge %s: one poll of %s", YTB_VERSION, run.conf->youtrack.url);
+    else
+        log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run.conf->youtrack.url,
+                 run.conf->youtrack.poll_interval);
     bridge_on_stopped(run.bridge, on_bridge_stopped, &run);
     bridge_start(run.bridge);
     uv_run(run.loop, UV_RUN_DEFAULT);

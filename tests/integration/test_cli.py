@@ -10,6 +10,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TOKEN, BridgeTest, main  # noqa: E402
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.join(HERE, '..', '..', 'config', 'ytbridge.conf.example')
+# The built-in default path (bridge/conf.h) and state directory (bridge/conf.c).
+DEFAULT_CONFIG = '/etc/ytbridge/ytbridge.conf'
+DEFAULT_STATE_DIR = '/var/lib/ytbridge'
+
 # name -> (replace this line of the generated config, with this; or None to
 # drop it).  The error must point at the line of the replacement.
 BAD_CONFIGS = {
@@ -145,6 +151,56 @@ class Cli(BridgeTest):
             'project created: DEVELOPMENT (DEV) %s/projects/0-1' % self.fake.url,
             'project created: DOCS (DOCS) %s/projects/0-2' % self.fake.url,
         ])
+
+    def test_oneshot_runs_log_one_poll(self):
+        # --once and --dry-run poll once: "every 60 s" would be a lie.
+        for flag in ('--once', '--dry-run'):
+            with self.subTest(flag=flag):
+                result = self.assert_ok(self.bridge.run(flag))
+                self.check('one poll' in result.stderr,
+                           'the start line says "one poll"', result)
+                self.check(' every ' not in result.stderr,
+                           'no poll interval for a one-shot run', result)
+
+    def test_check_example_config_names_what_is_missing(self):
+        # The installed example is a template: -n on it says exactly what
+        # is missing (the token) and every way to give it...
+        result = self.bridge.run('-n', '-c', EXAMPLE, config=False)
+        self.check(result.rc == 2, 'the example alone exits 2', result)
+        problems = [line for line in result.stderr.splitlines() if line]
+        self.check(len(problems) == 1, 'one problem: the token', result)
+        self.assertIn('missing token', problems[0])
+        self.assertIn('YTBRIDGE_YOUTRACK_TOKEN', problems[0])
+        # ...and with that one thing supplied it is a valid configuration.
+        result = self.assert_ok(self.bridge.run(
+            '-n', '-c', EXAMPLE, config=False,
+            env={'YTBRIDGE_YOUTRACK_TOKEN': TOKEN}))
+        self.assertEqual(result.stdout.strip(), 'configuration OK')
+
+    def test_environment_alone_is_enough(self):
+        if os.path.exists(DEFAULT_CONFIG):
+            self.skipTest('%s exists on this machine' % DEFAULT_CONFIG)
+        state_existed = os.path.exists(DEFAULT_STATE_DIR)
+        env = {'YTBRIDGE_YOUTRACK_URL': self.fake.url,
+               'YTBRIDGE_YOUTRACK_TOKEN': TOKEN}
+        result = self.assert_ok(self.bridge.run('-n', config=False, env=env))
+        self.assertIn('configuration OK', result.stdout)
+        result = self.assert_ok(self.bridge.run('--dry-run', config=False,
+                                                env=env))
+        self.check(self.fake.requests() != [], 'the dry run polled', result)
+        self.check(state_existed or not os.path.exists(DEFAULT_STATE_DIR),
+                   'a dry run leaves the state directory alone', result)
+        # Without the environment, the missing default file is the problem,
+        # and the message says both ways out.
+        result = self.bridge.run('--dry-run', config=False)
+        self.check(result.rc == 2, 'nothing to run with exits 2', result)
+        self.check(DEFAULT_CONFIG in result.stderr
+                   and 'YTBRIDGE_YOUTRACK_URL' in result.stderr,
+                   'the error names the file and the variables', result)
+        # A file that was named must exist, environment or not.
+        result = self.bridge.run('--dry-run', '-c', self.tmp + '/nope.conf',
+                                 config=False, env=env)
+        self.check(result.rc == 2, 'a named missing file exits 2', result)
 
 
 if __name__ == '__main__':
