@@ -841,7 +841,8 @@ static void test_reply_content(void)
     json_t *rel = json_object_get(o, "m.relates_to");
     CHECK_STR(json_string_value(json_object_get(rel, "rel_type")), "m.thread");
     CHECK_STR(json_string_value(json_object_get(rel, "event_id")), "$root");
-    CHECK(json_is_true(json_object_get(rel, "is_falling_back")));
+    /* A real reply inside the thread: is_falling_back false (or absent), never true. */
+    CHECK(json_is_false(json_object_get(rel, "is_falling_back")));
     CHECK_STR(json_string_value(json_object_get(json_object_get(rel, "m.in_reply_to"), "event_id")),
               "$cmd");
     json_decref(o);
