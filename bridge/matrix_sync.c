@@ -1179,8 +1179,9 @@ static void on_sync(void *userdata, const struct http_response *res)
         log_info("matrix", "first /sync: %zu earlier command%s not answered", skipped,
                  skipped == 1 ? "" : "s");
     if (batch.dropped)
-        log_warn("matrix", "/sync: %zu events or invites over the per-batch limits were not read",
-                 batch.dropped);
+        log_warn("matrix", "/sync: %zu %s over the per-batch limits %s not read", batch.dropped,
+                 batch.dropped == 1 ? "event or invite" : "events or invites",
+                 batch.dropped == 1 ? "was" : "were");
     if (batch.gaps && !first)
         log_warn("matrix",
                  "%zu room%s had more new messages than one /sync returns; the older ones were "
