@@ -118,7 +118,8 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
      * anything is appended, so the numbers after it are free again (state.c). */
     b->next_gen = b->snap.generation + 1;
     if (b->have_snapshot)
-        log_info("state", "loaded snapshot: %zu projects from %s", b->snap.projects.n,
+        log_info("state", "loaded snapshot: %zu project%s from %s", b->snap.projects.n,
+                 b->snap.projects.n == 1 ? "" : "s",
                  b->snap.youtrack ? b->snap.youtrack : "(unknown)");
     metrics_projects(b->snap.projects.n);
     err[0] = '\0';
@@ -475,8 +476,8 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     int r, commit_failed = 0;
 
     metrics_poll("ok", res->seconds, o.now);
-    log_debug("youtrack", "poll complete: %zu projects, %zu request%s, %.2f s%s", res->projects.n,
-              res->pages, res->pages == 1 ? "" : "s", res->seconds,
+    log_debug("youtrack", "poll complete: %zu project%s, %zu request%s, %.2f s%s", res->projects.n,
+              res->projects.n == 1 ? "" : "s", res->pages, res->pages == 1 ? "" : "s", res->seconds,
               res->duplicates ? " (overlapping pages de-duplicated)" : "");
     /* YouTrack works again, whatever becomes of the commit. The back-off (failures) continues
      * until the results are committed too: a commit that keeps failing must not retry every
@@ -496,8 +497,8 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
 
     /* Render everything before the commit: the batch is committed with the snapshot. */
     if (baseline) {
-        log_info("bridge", "first run: now tracking %zu projects (baseline, nothing announced)",
-                 d.next.n);
+        log_info("bridge", "first run: now tracking %zu project%s (baseline, nothing announced)",
+                 d.next.n, d.next.n == 1 ? "" : "s");
         r = announce_baseline(&a, d.next.n, &batch);
     } else {
         r = announce_changes(&a, d.changes, d.n_changes, &batch);
@@ -505,8 +506,9 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     char text[256];
     if (!r && d.n_held_new) {
         snprintf(text, sizeof(text),
-                 "%zu projects disappeared from the service account's view at once; holding back",
-                 d.n_held_new);
+                 "%zu project%s disappeared from the service account's view at once; holding "
+                 "back",
+                 d.n_held_new, d.n_held_new == 1 ? "" : "s");
         log_warn("bridge",
                  "%s (they stay held until they reappear or you run ytbridge "
                  "--accept-removals)",

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "project.h"
+#include "url.h"
 
 #define CONF_MAX_SIZE       (1024 * 1024)
 #define CONF_MAX_DEPTH      32
@@ -755,21 +756,6 @@ static void load_token(struct loader *ld, const config_setting_t *yt, struct con
         secret_fetch(ld, &src, &c->youtrack.token);
 }
 
-static int host_is_loopback(const char *host, size_t len)
-{
-    char buf[64];
-    struct in_addr a;
-
-    if (len >= sizeof(buf))
-        return 0;
-    memcpy(buf, host, len);
-    buf[len] = '\0';
-    if (strcasecmp(buf, "localhost") == 0 || strcasecmp(buf, "localhost.") == 0 ||
-        strcmp(buf, "[::1]") == 0)
-        return 1;
-    return inet_pton(AF_INET, buf, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
-}
-
 enum {
     URL_ENDPOINT = 1,    /* posted to as given: a query is allowed, a trailing '/' kept */
     URL_INSECURE_OK = 2, /* allow_insecure: plain http:// to any host */
@@ -864,7 +850,7 @@ static void url_check(struct loader *ld, int line, const char *label, const char
             return;
         }
     }
-    if (!secure && !(flags & URL_INSECURE_OK) && !host_is_loopback(auth, host_len)) {
+    if (!secure && !(flags & URL_INSECURE_OK) && !url_host_is_loopback(url)) {
         diag_add(ld, line,
                  "%s: plain http:// to a non-loopback host sends the %s in clear text; use "
                  "https:// or set allow_insecure = true",

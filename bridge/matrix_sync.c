@@ -535,10 +535,13 @@ int matrix_sync_reply_content(const char *answer, const char *event_id, const ch
         json_decref(o);
         return -EINVAL;
     }
-    /* Rich reply; inside a thread, stay in it (matrix.md §12, §17.11). */
+    /* Rich reply; inside a thread, stay in it. The answer is a real reply to the command, so
+     * is_falling_back is false: true would tell thread-aware clients that m.in_reply_to is only
+     * the fallback for thread-unaware ones and they would not show the answer as a reply
+     * (Matrix client-server spec, Threading, "Replies within threads"). */
     if (thread_root)
         rel = json_pack("{s:s, s:s, s:{s:s}, s:b}", "rel_type", "m.thread", "event_id", thread_root,
-                        "m.in_reply_to", "event_id", event_id, "is_falling_back", 1);
+                        "m.in_reply_to", "event_id", event_id, "is_falling_back", 0);
     else
         rel = json_pack("{s:{s:s}}", "m.in_reply_to", "event_id", event_id);
     if (rel && json_object_set_new(o, "m.relates_to", rel) == 0) {
@@ -1176,8 +1179,9 @@ static void on_sync(void *userdata, const struct http_response *res)
         log_info("matrix", "first /sync: %zu earlier command%s not answered", skipped,
                  skipped == 1 ? "" : "s");
     if (batch.dropped)
-        log_warn("matrix", "/sync: %zu events or invites over the per-batch limits were not read",
-                 batch.dropped);
+        log_warn("matrix", "/sync: %zu %s over the per-batch limits %s not read", batch.dropped,
+                 batch.dropped == 1 ? "event or invite" : "events or invites",
+                 batch.dropped == 1 ? "was" : "were");
     if (batch.gaps && !first)
         log_warn("matrix",
                  "%zu room%s had more new messages than one /sync returns; the older ones were "

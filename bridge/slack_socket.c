@@ -32,6 +32,7 @@
 #include "lwsctx.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "url.h"
 
 #define MAX_SOCKETS        2
 #define OPEN_TIMEOUT_MS    15000L
@@ -457,10 +458,13 @@ static void post_response_url(struct slack_socket *s, const char *url, const cha
 {
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     int https = strncmp(url, "https://", 8) == 0;
-    int loopback = strncmp(url, "http://127.0.0.1:", 17) == 0;
+    int loopback = strncmp(url, "http://", 7) == 0 && url_host_is_loopback(url);
 
     if (!https && !loopback) {
-        log_warn("slack", "the command's response_url is not https://; answer dropped");
+        log_warn(
+            "slack",
+            "the command's response_url is neither https:// nor a loopback http:// URL; answer "
+            "dropped");
         return;
     }
     struct http_request req = {.method = "POST",
@@ -936,13 +940,9 @@ static int parse_ws_url(struct conn *c, const char *url, int allow_insecure, con
             return -1;
         }
     }
-    if (!c->tls && !allow_insecure) {
-        int loopback = strcmp(c->host, "localhost") == 0 || strcmp(c->host, "::1") == 0 ||
-                       strncmp(c->host, "127.", 4) == 0;
-        if (!loopback) {
-            *why = "plain ws:// to a non-loopback host";
-            return -1;
-        }
+    if (!c->tls && !allow_insecure && !url_host_is_loopback(url)) {
+        *why = "plain ws:// to a non-loopback host";
+        return -1;
     }
     return 0;
 }

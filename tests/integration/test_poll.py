@@ -115,6 +115,21 @@ class FirstRun(BridgeTest):
         self.assert_events(result, [('project.created', '0-7', 'SEVEN',
                                      'Seven')])
 
+    def test_one_project_is_one_project_in_the_log(self):
+        self.fake.set_projects([project('0-1', 'DEV', 'Development')])
+        self.bridge.configure(first_run='baseline')
+        result = self.assert_ok(self.bridge.once())
+        self.assertEqual(result.messages, [{'event': 'baseline', 'count': 1,
+                                            'youtrack': self.fake.url}])
+        self.check('now tracking 1 project (baseline' in result.stderr,
+                   'no "now tracking 1 project" line', result)
+        self.check('poll complete: 1 project, 1 request,' in result.stderr,
+                   'no "poll complete: 1 project" line', result)
+        result = self.assert_ok(self.bridge.once())
+        self.check('loaded snapshot: 1 project from' in result.stderr,
+                   'no "loaded snapshot: 1 project" line', result)
+        self.check(' 1 projects' not in result.stderr, 'a "1 projects" line', result)
+
     def test_second_poll_without_changes_is_quiet(self):
         self.assert_ok(self.bridge.once())
         saved = self.bridge.snapshot_bytes()

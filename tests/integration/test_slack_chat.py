@@ -193,6 +193,24 @@ class TestCommands(SlackTest):
         self.check('Development' in json.dumps(posted), repr(posted))
         self.stop_clean(daemon)
 
+    def test_response_url_loopback_is_decided_by_address(self):
+        # The rule of bridge/url.c: localhost is loopback; a URL whose userinfo
+        # starts like 127.0.0.1 goes to the host after the '@' and is not.
+        daemon = self.start()
+        port = int(self.slack.url.rsplit(':', 1)[1])
+        r = self.slack.envelope(text='projects', accepts_response_payload=False,
+                                response_url='http://localhost:%d/commands/by-name' % port)
+        self.assertEqual(r['ack'], {'envelope_id': r['envelope_id']})
+        deadline_wait(lambda: self.slack.state()['responses'], 5 * SCALE,
+                      what='the answer posted to a http://localhost response_url')
+        self.slack.envelope(text='projects', accepts_response_payload=False,
+                            response_url='http://127.0.0.1:%d@127.example.net/x' % port)
+        deadline_wait(lambda: 'response_url is neither https:// nor a loopback'
+                      in daemon.result().stderr, 5 * SCALE,
+                      what='the non-loopback response_url refused')
+        self.assertEqual(len(self.slack.state()['responses']), 1)
+        self.stop_clean(daemon)
+
 
 class TestConnection(SlackTest):
 
@@ -380,6 +398,22 @@ class TestConnection(SlackTest):
         # A refused upgrade spends its ticket: every retry asked for a new URL.
         self.check(all(r['reason'] == 'refused' for r in st['rejected_upgrades']),
                    repr(st['rejected_upgrades']))
+        self.assert_answer(self.slack.envelope(text='projects'), 'Development')
+        self.stop_clean(daemon)
+
+    def test_plain_ws_only_to_a_loopback_address(self):
+        # "127.example.net" is a name that DNS may send anywhere, not 127.0.0.0/8.
+        port = int(self.slack.url.rsplit(':', 1)[1])
+        self.slack._call('PUT', '/_control/open_script', {'answers': [
+            {'status': 200, 'body': {'ok': True, 'url':
+                                     'ws://127.example.net:%d/link/?ticket=x' % port}},
+        ]})
+        self.write_config()
+        daemon = self.start_ops()
+        self.wait_sockets(1, timeout=30)
+        err = daemon.result().stderr
+        self.check('unusable URL (plain ws:// to a non-loopback host)' in err,
+                   'ws://127.example.net was not refused', daemon.result())
         self.assert_answer(self.slack.envelope(text='projects'), 'Development')
         self.stop_clean(daemon)
 

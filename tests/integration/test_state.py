@@ -11,8 +11,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DEFAULT_PROJECTS, BridgeTest, deadline_wait,  # noqa: E402
                      main, many_projects)
 
-ALERT_TEXT = ("%d projects disappeared from the service account's view at "
-              "once; holding back")
+
+def alert_text(n):
+    return ("%d project%s disappeared from the service account's view at "
+            "once; holding back" % (n, '' if n == 1 else 's'))
+
 
 # name -> (tracked, removed at once, limit, held?)
 MASS_CASES = {
@@ -21,6 +24,7 @@ MASS_CASES = {
     'over_half_under_limit': (6, 4, 10, True),
     'exactly_half': (6, 3, 10, False),
     'all_of_them': (3, 3, 10, True),
+    'the_only_one': (1, 1, 10, True),
 }
 
 CORRUPT_SNAPSHOTS = {
@@ -248,7 +252,7 @@ class MassRemoval(BridgeTest):
             return
         self.assertEqual(result.messages, [{
             'event': 'alert', 'kind': 'removals_held', 'count': removed,
-            'message': ALERT_TEXT % removed}])
+            'message': alert_text(removed)}])
         for _ in range(2):
             self.assert_quiet(self.assert_ok(self.bridge.once()))
         result = self.assert_ok(self.bridge.once('--accept-removals'))
