@@ -776,6 +776,9 @@ static void on_timer(uv_timer_t *t)
 static void retry_in(struct matrix_sync *m, uint64_t ms)
 {
     log_debug("matrix", "next attempt in %.1f s", (double)ms / 1000.0);
+    /* From now, not from the loop's cached time at the start of this iteration: a slow
+     * iteration (a big batch, a loaded machine) must not eat into a server's Retry-After. */
+    uv_update_time(m->loop);
     uv_timer_start(&m->timer, on_timer, ms, 0);
 }
 
