@@ -201,14 +201,15 @@ class TestConnection(SlackTest):
         old = self.slack.open_ids()[0]
         self.slack.behaviour(hello={'delay': 1.0})
         self.slack.disconnect('refresh_requested', conn=old)
-        # While the new socket waits for its hello, the old one still answers.
+        # While the new socket waits for its hello, the old one still answers. Each envelope
+        # goes to the old socket while it is open, else to the new one: the fake picks
+        # atomically (fallback), as Slack does, so the old socket closing between a look at
+        # the state and the send cannot make the test address a closed socket.
         sent = 0
         t_end = time.monotonic() + 2.5 * SCALE
         while time.monotonic() < t_end:
-            conns = self.slack.state()['open']
-            target = old if old in conns else max(conns)
-            r = self.slack.envelope(conn=target, text='projects')
-            if r['ack'] is None and target == old:
+            r = self.slack.envelope(conn=old, fallback='newest', text='projects')
+            if r['ack'] is None and r['conn'] == old:
                 # It crossed our close frame (sent once the new socket said hello): unacked,
                 # so Slack redelivers it, as a retry, on the new socket, where it is answered.
                 self.wait_sockets(1)
@@ -216,6 +217,8 @@ class TestConnection(SlackTest):
                                         envelope_id=r['envelope_id'], retry_attempt=1)
             self.assert_answer(r, 'Development')
             sent += 1
+            # Pacing, not a wait for a condition: envelopes keep coming before, during and
+            # after the 1 s hello delay of the refresh, which is the window under test.
             time.sleep(0.05)
         self.check(sent >= 10, 'only %d envelopes sent' % sent)
         self.wait_sockets(1)
