@@ -53,7 +53,9 @@ class Sigterm(DeliveryTest):
         self.daemon_until(lambda: all(len(rx.accepted(r)) >= len(nums)
                                       for r in ('slack', 'hookshot', 'matrix')),
                           timeout=40, what='the rest after restart')
-        time.sleep(1.5)  # room for an unwanted extra message to show up
+        # The daemon has exited: once the receivers handled all it sent, nothing more can
+        # show up (an unwanted extra message included).
+        rx.settle()
         for r in ('slack', 'hookshot', 'matrix'):
             self.assertEqual(names(rx.accepted(r)), want,
                              '%s: all, in order, once' % r)
@@ -80,7 +82,9 @@ class LostSnapshot(DeliveryTest):
         self.check('still queued: kept' in result.stderr, 'no word about the kept queue',
                    result)
         # The harness's first_run is "announce": a lost state must not count as a first run.
-        time.sleep(1.5)
+        # The daemon has exited: once the receivers handled all it sent, nothing more can
+        # show up.
+        rx.settle()
         got = rx.accepted('matrix')
         # The three changes, once each and in order; besides them only the new baseline's
         # "now tracking" notice (the projects themselves are not announced again).
@@ -105,6 +109,8 @@ class MaxAge(DeliveryTest):
         self.assertEqual(rx.accepted('slack'), [])
         self.assertTrue(rx.received('slack')['rejected'],
                         'the first attempt was made')
+        # The behaviour under test is an age: the message must really grow older than
+        # max_age, whose documented minimum is 60 s (not scaled: it is the daemon's clock).
         time.sleep(max(0.0, committed + self.MAX_AGE + 3 - time.monotonic()))
         rx.clear_faults()
         rx.clear_received()
