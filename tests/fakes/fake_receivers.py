@@ -73,6 +73,13 @@ Control API (unauthenticated):
   GET    /_control/matrix_sync {"head": newest token, "queued": n,
                               "served": [tokens in order]}
   PUT    /_control/hook      {"name": ..., "secret": "..." | null}
+  GET    /_control/settle?timeout=s  wait (up to s, default 5) until every
+                             connection accepted before this one has been
+                             handled and closed -> {"ok": bool, "busy": n}.
+                             Once the daemon has exited, its connections were
+                             all accepted before the caller's (one listen
+                             queue, in order), so ok means every request it
+                             sent is recorded: nothing more can show up.
 
 Every record has seq (global arrival order), t (time.monotonic() at arrival,
 comparable with the test process on Linux), wall (time.time()), method, path
@@ -967,6 +974,14 @@ class Handler(BaseHTTPRequestHandler):
                 out = {'head': st.sync_head, 'queued': len(st.sync_queue),
                        'served': [b['next_batch'] for _, b in st.sync_served]}
             self.send_json(200, out)
+        elif path == '/_control/settle' and m == 'GET':
+            timeout = float(q.get('timeout', ['5'])[-1])
+            srv = self.server
+            with srv.busy_cond:
+                # This connection counts itself until its handler returns.
+                ok = srv.busy_cond.wait_for(lambda: srv.busy <= 1, timeout)
+                busy = srv.busy - 1
+            self.send_json(200, {'ok': bool(ok), 'busy': busy})
         elif path == '/_control/hook' and m == 'PUT':
             if not isinstance(data, dict) or not isinstance(data.get('name'), str):
                 self.send_json(400, {'error': 'want {"name":..., "secret":...}'})
@@ -985,6 +1000,33 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # Connections accepted and not yet closed (for /_control/settle): counted in the
+        # accepting thread, so a connection is busy from its accept on.
+        self.busy = 0
+        self.busy_cond = threading.Condition()
+
+    def process_request(self, request, client_address):
+        with self.busy_cond:
+            self.busy += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self):
+        with self.busy_cond:
+            self.busy -= 1
+            self.busy_cond.notify_all()
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]

@@ -35,7 +35,9 @@ command envelope: the Socket Mode docs; disconnect: the docs, host
         exact wire form is a guess).
 
 Control API (unauthenticated, JSON in and out; "conn" omitted = the newest
-open socket that got hello and is not closing):
+open socket that got hello and is not closing; "conn" with "fallback":
+"newest" = that socket while it is open, else the newest as above, chosen
+atomically, as Slack sends to whichever of an app's sockets is open):
 
   GET|PUT /_control/behaviour  merges {"hello": "immediate"|"never"|
                           {"delay": s}, "autopong": true, "answer_close": true,
@@ -624,6 +626,8 @@ class FakeSlack:
             return conn
         conn = self.conns.get(int(cid))
         if conn is None or not conn.open:
+            if body.get('fallback') == 'newest':
+                return self.pick({})
             raise ControlError(409, 'socket %s is not open' % cid)
         return conn
 

@@ -285,6 +285,16 @@ class Receivers(_FakeProcess):
     def set_hook_secret(self, name, secret):
         self._call('PUT', '/_control/hook', {'name': name, 'secret': secret})
 
+    def settle(self, timeout=5):
+        """Wait until every connection made to the receivers before this call
+        has been handled and closed. After the daemon has exited, this is the
+        moment nothing more from it can show up (no sleep needed)."""
+        wait = timeout * SCALE
+        got = self._call('GET', '/_control/settle?timeout=%s' % wait)
+        if not got['ok']:
+            raise AssertionError('receivers still busy with %d connection(s) after %.1fs'
+                                 % (got['busy'], wait))
+
     def wait_accepted(self, receiver, n, timeout=30, what=None):
         """Wait until `receiver` has accepted at least n messages."""
         got = []

@@ -143,7 +143,7 @@ class Crash(DeliveryTest):
                     and set(want) <= {hook_key(m) for m in rx.accepted('hook')})
         self.daemon_until(complete, timeout=150,
                           what='every message at every receiver')
-        time.sleep(1.5)
+        rx.settle()     # the daemon has exited: everything it sent is recorded
 
         report = []
         for r in CHAT:

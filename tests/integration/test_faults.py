@@ -202,7 +202,7 @@ class FullDisk(DeliveryTest):
         rx.clear_faults()
         rx.clear_received()
         self.daemon_until(lambda: len(rx.accepted('hook')) >= 3, timeout=30)
-        time.sleep(1.0)
+        rx.settle()     # the daemon has exited: everything it sent is recorded
         hooks = rx.accepted('hook')
         by_id = collections.Counter(h['delivery'] for h in hooks)
         self.assertEqual(len(hooks), 3, 'deliveries: %r' % by_id)
@@ -222,6 +222,8 @@ class FullDisk(DeliveryTest):
         self.fake.set_projects(base + many_projects(10, start=1000))
         self.wait_log(daemon, r'nothing announced', timeout=30)
         start = time.monotonic()
+        # The behaviour under test is a rate over a window of the daemon's clock (its
+        # back-off of 2, 4, 8 s): the window must pass, and is not scaled.
         time.sleep(11)
         # At 2, 4, 8 s (+-20%) after the first failure: at most 4 polls in
         # 11 s; a retry every 2 s makes 5 or more.

@@ -282,6 +282,29 @@ def value_of(families, name, **labels):
     return None
 
 
+def accepted_by(pid, clients):
+    """True when process pid holds the server end of every client socket (it
+    accepted them; a connection still in the listen queue has no inode yet)."""
+    def hexaddr(addr):
+        return '%08X:%04X' % (int.from_bytes(socket.inet_aton(addr[0]), 'little'), addr[1])
+    want = {(hexaddr(c.getpeername()), hexaddr(c.getsockname())) for c in clients}
+    inodes = {}
+    with open('/proc/net/tcp') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (fields[1], fields[2]) in want and fields[9] != '0':
+                inodes[(fields[1], fields[2])] = fields[9]
+    if len(inodes) != len(want):
+        return False
+    held = set()
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            held.add(os.readlink('/proc/%d/fd/%s' % (pid, fd)))
+        except OSError:
+            pass
+    return all('socket:[%s]' % i in held for i in inodes.values())
+
+
 class ParserSelfTest(BridgeTest):
     """The parser above rejects what it must (no daemon needed)."""
 
@@ -585,7 +608,9 @@ class Endpoints(OpsMixin, BridgeTest):
                                            timeout=5)
         partial.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n')   # unfinished
         try:
-            time.sleep(0.3)
+            # The daemon holds all four (accepted), so they could block the others.
+            deadline_wait(lambda: accepted_by(self.daemon.proc.pid, idle + [partial]), 5,
+                          what='the daemon to accept the idle and partial clients')
             for _ in range(3):
                 t0 = time.monotonic()
                 status, _, body = self.request('GET', '/healthz', timeout=1)
@@ -814,7 +839,9 @@ class Reload(OpsMixin, BridgeTest):
         self.bridge.configure(poll_interval=11, sinks=[
             dict(name='out', type='stdout', format='json'),
             dict(name='second', type='stdout', format='json')])
-        time.sleep(1.1)     # the start time has a 1 s resolution
+        # The start time has a 1 s resolution: from the next second on, a start time
+        # taken again at the reload would differ.
+        deadline_wait(lambda: time.time() >= start0 + 1, 2, what='the next second')
         self.daemon.proc.send_signal(signal.SIGHUP)
         self.wait_log(r'reload: new configuration in effect', 'the reload')
         # Same listen address: same port, still answering.
@@ -893,7 +920,8 @@ class Sigterm(OpsMixin, DeliveryTest):
         self.assertGreaterEqual(depth, 1, 'the slow sink has a backlog')
         t0 = time.monotonic()
         self.daemon.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        deadline_wait(lambda: 'SIGTERM: shutting down' in self.daemon.result().stderr, 5,
+                      what='the first SIGTERM handled')
         # A second SIGTERM during the grace (an impatient supervisor) changes nothing.
         result = self.daemon.stop(signal.SIGTERM, timeout=grace + 10)
         took = time.monotonic() - t0
@@ -914,7 +942,14 @@ class Sigterm(OpsMixin, DeliveryTest):
                           what='the rest after the restart')
         except AssertionError as e:
             self.fail_with(str(e), restarted.result())
-        time.sleep(1.5)     # room for an unwanted extra message
+        # Room for an unwanted extra message: wait until nothing is queued for either sink
+        # (so nothing more is due), stop, and let the receivers handle all that was sent.
+        deadline_wait(lambda: all(value_of(self.metrics(), 'ytbridge_outbox_depth', sink=s,
+                                           type=t) == 0
+                                  for s, t in (('room', 'matrix'), ('ci', 'webhook'))),
+                      10, step=0.2, what='empty outboxes after the restart')
+        self.stop_clean(restarted)
+        rx.settle()
         want = ['Nw%d' % n for n in nums]
         got = [re.findall(r'\bNw\d+\b', message_text(r))
                for r in rx.accepted('matrix')]
@@ -929,7 +964,6 @@ class Sigterm(OpsMixin, DeliveryTest):
         per_project = sorted(n for v in by_id.values() for n in v)
         self.assertEqual(per_project, sorted(want),
                          'webhook: one delivery id per change')
-        self.stop_clean(restarted)
 
 
 if __name__ == '__main__':

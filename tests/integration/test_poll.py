@@ -9,7 +9,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (DEFAULT_PROJECTS, TOKEN, BridgeTest, main,  # noqa: E402
+from harness import (DEFAULT_PROJECTS, TOKEN, BridgeTest, deadline_wait, main,  # noqa: E402
                      many_projects, natural_key, project)
 
 FIELDS = {'id', 'shortName', 'name', 'archived', 'description',
@@ -133,8 +133,11 @@ class FirstRun(BridgeTest):
     def test_second_poll_without_changes_is_quiet(self):
         self.assert_ok(self.bridge.once())
         saved = self.bridge.snapshot_bytes()
+        saved_at = self.bridge.snapshot()['saved_at']
         for _ in range(2):
-            time.sleep(1.1)  # a rewrite would carry a new saved_at
+            # saved_at has a 1 s resolution: from the next second on, a rewrite would carry
+            # a new one (and so differ).
+            deadline_wait(lambda: time.time() >= saved_at + 1, 2, what='the next second')
             self.assert_quiet(self.assert_ok(self.bridge.once()))
         # Nothing changed, so nothing was written (25 MB per poll at 100,000 projects).
         self.assertEqual(self.bridge.snapshot_bytes(), saved)
