@@ -467,12 +467,12 @@ static void test_projects_filter_long_short_name(void)
 {
     reset();
     add("0-1", "A", "qrstuv", TRI_NO);
-    add("0-2", "LONGSHORTNAMEOFSIXTYFOURBYTESXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "abcdefgh",
+    add("0-2", "SHORT_NAME_LONGER_THAN_EVERY_NAME_BEFORE_IT_SO_THE_BUFFER_MUST_FIT", "abcdefgh",
         TRI_NO);
     add("0-3", "B", "x", TRI_NO);
     project_list_finish(&plist);
     for (size_t k = 0; k < 3; k++) {
-        char *a = answer("projects sixtyfour", all_pf[k]);
+        char *a = answer("projects buffer_must", all_pf[k]);
         CHECK_HAS(a, "abcdefgh");
         CHECK_HAS(a, "1 project");
         CHECK_NOT(a, "abcdef\n");

@@ -909,7 +909,7 @@ static void test_secret_pasted_as_a_path(void)
         {"youtrack: { url = \"https://yt.example.com\"; token = \"" FAKE_TOKEN "\"; };\n"
          "sinks = ( { name = \"m\"; type = \"matrix\"; homeserver = \"https://m.example\"; "
          "room = \"!r:m.example\"; access_token_file = \"%s\"; } );",
-         "syt_bm90cmVhbA_notarealmatrixtoken_0000", "access_token_file"},
+         "syt_test_only_not_a_real_matrix_token", "access_token_file"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct conf_diags d = {0};
