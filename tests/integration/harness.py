@@ -7,6 +7,8 @@ Environment:
                       (default: ../fakes/fake_receivers.py)
   YTBRIDGE_WRAPPER    optional command prefix for the daemon,
                       e.g. "valgrind -q --error-exitcode=99"
+  YTBRIDGE_WRAPPER_ONCE  when set, the prefix for one-shot polls (--once)
+                      instead (may be empty: scripts/test.sh says why)
   YTBRIDGE_TIME_SCALE multiply every deadline by this (default 1; e.g. 10 under valgrind)
 
 Every wait is a bounded poll with a deadline; every process started here is
@@ -448,7 +450,10 @@ class Bridge:
             f.write(self.config_text() if text is None else text)
 
     def argv(self, *args, config=True):
-        wrapper = shlex.split(os.environ.get('YTBRIDGE_WRAPPER', ''))
+        key = 'YTBRIDGE_WRAPPER'
+        if '--once' in args and 'YTBRIDGE_WRAPPER_ONCE' in os.environ:
+            key = 'YTBRIDGE_WRAPPER_ONCE'
+        wrapper = shlex.split(os.environ.get(key, ''))
         argv = wrapper + [os.environ['YTBRIDGE_BIN']]
         if os.geteuid() == 0:
             # The daemon refuses root without it; CI runs as root.
