@@ -558,9 +558,34 @@ class Daemon:
             self.proc.wait(10)
 
 
+def rich_text(block):
+    """What a reader sees of a Slack rich_text block (doc/slack.md): the texts
+    of its text and link elements (an unlabelled link shows its URL), emoji as
+    :name:; sections, lists, quotes and preformatted parts one after another."""
+    out = []
+
+    def walk(elements):
+        for el in elements or []:
+            if not isinstance(el, dict):
+                continue
+            kind = el.get('type')
+            if kind == 'text' and isinstance(el.get('text'), str):
+                out.append(el['text'])
+            elif kind == 'link':
+                out.append(el.get('text') or el.get('url') or '')
+            elif kind == 'emoji' and isinstance(el.get('name'), str):
+                out.append(':%s:' % el['name'])
+            elif isinstance(el.get('elements'), list):
+                walk(el['elements'])
+
+    walk(block.get('elements'))
+    return ''.join(out)
+
+
 def message_text(rec):
     """Everything human-readable in one received message, for matching:
-    Slack text + block texts, Matrix body, hookshot text, webhook JSON."""
+    Slack text + block texts (rich_text as a reader sees it), Matrix body,
+    hookshot text, webhook JSON."""
     j = rec.get('json')
     if not isinstance(j, dict):
         return rec.get('body') or ''
@@ -569,11 +594,15 @@ def message_text(rec):
         if isinstance(j.get(key), str):
             parts.append(j[key])
     for block in j.get('blocks') or []:
-        if isinstance(block, dict):
-            for obj in [block.get('text')] + list(block.get('fields') or []) \
-                    + list(block.get('elements') or []):
-                if isinstance(obj, dict) and isinstance(obj.get('text'), str):
-                    parts.append(obj['text'])
+        if not isinstance(block, dict):
+            continue
+        if block.get('type') == 'rich_text':
+            parts.append(rich_text(block))
+            continue
+        for obj in [block.get('text')] + list(block.get('fields') or []) \
+                + list(block.get('elements') or []):
+            if isinstance(obj, dict) and isinstance(obj.get('text'), str):
+                parts.append(obj['text'])
     if not parts:
         parts.append(json.dumps(j, ensure_ascii=False))
     return '\n'.join(parts)
