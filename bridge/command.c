@@ -6,9 +6,11 @@
  * Invariants: every piece of YouTrack text and every echo of the user's words goes through
  * render_escape() for its target, exactly like notifications (render.c owns escaping, links and
  * the Slack/Matrix size limits); trusted literals here contain no character any target escapes.
+ * Slack text is written with render.h's rich text marks (RENDER_RT_*), which render.c turns into
+ * Block Kit rich_text elements, so untrusted text is shown literally there.
  * Every answer is one document (a head, a list of items, "N more") laid out per platform, so
- * the limits are enforced in one place: Slack <= 50 blocks of <= 3000 code points, Matrix
- * content <= 61440 bytes. Input is bounded (COMMAND_MAX_INPUT) and must be valid UTF-8.
+ * the limits are enforced in one place: Slack <= 50 blocks of <= 3000 visible code points,
+ * Matrix content <= 61440 bytes. Input is bounded (COMMAND_MAX_INPUT) and must be valid UTF-8.
  *
  * Case-insensitive matching and the name order use simple case folding on code points for ASCII,
  * Latin-1, Latin Extended-A, Greek and Cyrillic (fold_cp()); other scripts compare as they are.
@@ -60,7 +62,7 @@ static void put_owned(struct strbuf *b, char *s)
 enum fmt {
     F_TEXT,     /* COMMAND_TEXT */
     F_PLAIN,    /* Matrix body */
-    F_SLACK,    /* Slack mrkdwn in blocks */
+    F_SLACK,    /* Slack blocks: rich text marks (render.h RENDER_RT_*) */
     F_SLACK_FB, /* Slack top-level "text": escaped, no markup */
     F_HTML,     /* Matrix formatted_body */
 };
@@ -73,6 +75,7 @@ static enum render_esc fmt_esc(enum fmt f)
     case F_PLAIN:
         return RENDER_ESC_PLAIN;
     case F_SLACK:
+        return RENDER_ESC_SLACK_RICH;
     case F_SLACK_FB:
         return RENDER_ESC_SLACK;
     case F_HTML:
@@ -90,17 +93,17 @@ static void put_esc(struct strbuf *b, enum fmt f, const char *s, size_t max)
 /* Trusted text in bold. */
 static void put_bold(struct strbuf *b, enum fmt f, const char *s)
 {
-    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_BOLD : f == F_HTML ? "<b>" : "");
     strbuf_puts(b, s);
-    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_BOLD : f == F_HTML ? "</b>" : "");
 }
 
 /* Untrusted text as code (short names, times). */
 static void put_code(struct strbuf *b, enum fmt f, const char *s, size_t max)
 {
-    strbuf_puts(b, f == F_SLACK ? "`" : f == F_HTML ? "<code>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_CODE : f == F_HTML ? "<code>" : "");
     put_esc(b, f, s, max);
-    strbuf_puts(b, f == F_SLACK ? "`" : f == F_HTML ? "</code>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_CODE : f == F_HTML ? "</code>" : "");
 }
 
 /* “s”, escaped and shortened: the user's words echoed back. */
@@ -123,11 +126,11 @@ static void put_nl(struct strbuf *b, enum fmt f)
 static void put_link(struct strbuf *b, enum fmt f, const char *url, const char *label, size_t max)
 {
     if (url && f == F_SLACK) {
-        strbuf_puts(b, "<");
-        put_esc(b, f, url, 0);
-        strbuf_puts(b, "|");
+        strbuf_puts(b, RENDER_RT_LINK);
+        strbuf_puts(b, url);
+        strbuf_puts(b, RENDER_RT_LABEL);
         put_esc(b, f, label, max);
-        strbuf_puts(b, ">");
+        strbuf_puts(b, RENDER_RT_END);
     } else if (url && f == F_HTML) {
         strbuf_puts(b, "<a href=\"");
         put_esc(b, f, url, 0);
@@ -379,7 +382,7 @@ static int layout_text(const struct doc *d, char **out)
 }
 
 /*
- * Slack: the head in one section, the items packed into sections of at most 3000 code points,
+ * Slack: the head in one block, the items packed into blocks of at most 3000 visible code points,
  * "N more" in the last; at most 50 blocks. Items beyond that count as "more".
  */
 static int layout_slack(const struct doc *d, char **out)
@@ -397,7 +400,7 @@ static int layout_slack(const struct doc *d, char **out)
         d->item(&line, F_SLACK, d, listed);
         if (line.oom)
             break;
-        size_t lc = render_utf8_count(line.p, line.n);
+        size_t lc = render_slack_count(line.p, line.n);
         struct strbuf *cur = &sec[ns - 1];
         if (ns == 1 || cps + 1 + lc > RENDER_SLACK_TEXT_MAX) {
             if (ns + 1 > RENDER_SLACK_BLOCKS_MAX - 1) /* one block is kept for "N more" */
@@ -644,7 +647,8 @@ static void projects_head(struct strbuf *b, enum fmt f, const struct doc *d, siz
 }
 
 /* "`KEY` <url|Name> (archived)": the short name, the linked name, the archived mark; plain and
- * text formats end with the URL instead. */
+ * text formats end with the URL instead. Slack shows the mark unstyled: rich text styles are
+ * kept to bold and code. */
 static void project_line(struct strbuf *b, enum fmt f, const struct command_context *ctx,
                          const struct project *p)
 {
@@ -657,9 +661,7 @@ static void project_line(struct strbuf *b, enum fmt f, const struct command_cont
     }
     put_link(b, f, url, shown_name(p), named ? RENDER_CHAT_NAME_MAX : RENDER_CHAT_KEY_MAX);
     if (p->archived == TRI_YES)
-        strbuf_puts(b, f == F_SLACK  ? " _(archived)_"
-                       : f == F_HTML ? " <i>(archived)</i>"
-                                     : " (archived)");
+        strbuf_puts(b, f == F_HTML ? " <i>(archived)</i>" : " (archived)");
     if (url && (f == F_TEXT || f == F_PLAIN)) {
         strbuf_puts(b, " ");
         put_esc(b, f, url, 0);
@@ -930,10 +932,10 @@ static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_
     char when[32], *url = NULL;
     (void)i;
 
-    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "<b>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_BOLD : f == F_HTML ? "<b>" : "");
     strbuf_puts(b, "ytbridge ");
     put_esc(b, f, ctx->version ? ctx->version : "unknown", ECHO_MAX);
-    strbuf_puts(b, f == F_SLACK ? "*" : f == F_HTML ? "</b>" : "");
+    strbuf_puts(b, f == F_SLACK ? RENDER_RT_BOLD : f == F_HTML ? "</b>" : "");
 
     put_field(b, f, "YouTrack");
     if (render_safe_url(ctx->service_url, &url) != 0)

@@ -5,11 +5,15 @@
  *
  * - stdout text: control characters, invalid UTF-8 and bidi overrides are shown as \xNN / \uNNNN,
  *   so a name can neither drive a terminal nor forge a second line;
- * - chat (Slack, Matrix, hookshot): the same characters become U+FFFD; Slack text is entity-escaped
- *   (& first, then < >) inside mrkdwn objects with "verbatim": true, never with link_names;
- *   Matrix HTML escapes & < > " ' and links only http(s) URLs; Matrix always sends
- *   "m.mentions": {} and m.notice. Names are shortened for chat (CHAT_NAME_MAX) and every target
- *   limit is enforced after escaping, cutting visibly on a character boundary;
+ * - chat (Slack, Matrix, hookshot): the same characters become U+FFFD. Slack blocks are Block Kit
+ *   rich_text, whose text elements Slack shows literally (no mrkdwn, no <!channel>, no entities;
+ *   doc/slack.md): our own bold, code, links and emoji are marks (render.h RENDER_RT_*) that
+ *   rich_block() turns into elements, and untrusted text can never carry a mark. Slack's
+ *   top-level "text" fallback is entity-escaped (& first, then < >) and sent with
+ *   "mrkdwn": false; never link_names. Matrix HTML escapes & < > " ' and links only http(s)
+ *   URLs; Matrix always sends "m.mentions": {} and m.notice. Names are shortened for chat
+ *   (CHAT_NAME_MAX) and every target limit is enforced after escaping, cutting visibly on a
+ *   character boundary;
  * - JSON (stdout json, webhook): jansson escapes; invalid UTF-8 (which jansson refuses) becomes
  *   U+FFFD, valid text passes through unchanged.
  */
@@ -26,14 +30,14 @@
 
 #include "strbuf.h"
 
-/* reference/slack.md §5 and §17 rule 4: counted in code points, after escaping. */
-#define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* per text object */
+/* doc/slack.md, "Limits": counted in code points, after escaping. */
+#define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* visible text per block */
 #define SLACK_FALLBACK_MAX RENDER_SLACK_FALLBACK_MAX /* top-level "text" */
 #define SLACK_BLOCKS_MAX   RENDER_SLACK_BLOCKS_MAX
 /* reference/matrix.md §6: hookshot's budget under the 64 KiB event limit, in bytes of JSON. */
 #define MATRIX_CONTENT_MAX RENDER_MATRIX_CONTENT_MAX
 
-/* Code points of a name / a short name in chat (Slack: after escaping). */
+/* Code points of a name / a short name in chat (Slack fallback: after escaping). */
 #define CHAT_NAME_MAX   RENDER_CHAT_NAME_MAX
 #define CHAT_KEY_MAX    RENDER_CHAT_KEY_MAX
 #define CHAT_URL_MAX    1000 /* bytes; a longer project URL is not linked */
@@ -114,11 +118,13 @@ static int cp_unsafe(uint32_t cp)
 enum esc {
     ESC_TEXT,  /* stdout text: unsafe characters and invalid bytes as \xNN / \uNNNN */
     ESC_PLAIN, /* chat plain text: unsafe characters as U+FFFD */
-    ESC_SLACK, /* Slack mrkdwn: & < > as entities, unsafe as U+FFFD */
+    ESC_SLACK, /* Slack top-level "text": & < > as entities, unsafe as U+FFFD */
     ESC_HTML,  /* HTML text and attributes: & < > " ' as entities, unsafe as U+FFFD */
+    ESC_RICH,  /* Slack rich_text: unsafe as U+FFFD (so never a RENDER_RT_* mark), else as is */
 };
 _Static_assert((int)ESC_TEXT == RENDER_ESC_TEXT && (int)ESC_PLAIN == RENDER_ESC_PLAIN &&
-                   (int)ESC_SLACK == RENDER_ESC_SLACK && (int)ESC_HTML == RENDER_ESC_HTML,
+                   (int)ESC_SLACK == RENDER_ESC_SLACK && (int)ESC_HTML == RENDER_ESC_HTML &&
+                   (int)ESC_RICH == RENDER_ESC_SLACK_RICH,
                "enum esc mirrors enum render_esc");
 
 /*
@@ -251,9 +257,10 @@ static const char *shown_key(const struct project *p)
 }
 
 /*
- * url made safe for Slack's <url|text> and an HTML attribute: only http(s), bytes outside the
- * printable ASCII URL set (and | < > " ' \ ^ ` { }) percent-encoded. NULL when it is not
- * linkable (or on ENOMEM, when b->oom is set).
+ * url made safe for a Slack link element, Slack's <url|text> and an HTML attribute: only
+ * http(s), bytes outside the printable ASCII URL set (and | < > " ' \ ^ ` { }) percent-encoded,
+ * so it carries no RENDER_RT_* mark either. NULL when it is not linkable (or on ENOMEM, when
+ * b->oom is set).
  */
 static char *safe_url(struct strbuf *oom, const char *url)
 {
@@ -297,7 +304,7 @@ static char *project_link(struct strbuf *b, const struct message *m, const struc
 enum style {
     ST_TEXT,           /* stdout: "project created: Name (KEY) URL" */
     ST_PLAIN,          /* Matrix body, hookshot text: "Project created: Name (KEY) URL" */
-    ST_SLACK,          /* Slack mrkdwn: ":new: *Project created*: <url|Name> (`KEY`)" */
+    ST_SLACK,          /* Slack rich_text marks: ":new: *Project created*: <url|Name> (`KEY`)" */
     ST_SLACK_FALLBACK, /* Slack top-level text: "Project created: Name (KEY)" */
     ST_HTML, /* Matrix HTML: "<b>Project created</b>: <a href=…>Name</a> (<code>KEY</code>)" */
 };
@@ -305,8 +312,8 @@ enum style {
 static const char *const kind_title[] = {"Project created", "Project renamed", "Project archived",
                                          "Project unarchived", "Project removed"};
 static const char *const kind_short[] = {"Created", "Renamed", "Archived", "Unarchived", "Removed"};
-static const char *const kind_emoji[] = {
-    ":new:", ":pencil2:", ":file_cabinet:", ":outbox_tray:", ":wastebasket:"};
+static const char *const kind_emoji[] = {"new", "pencil2", "file_cabinet", "outbox_tray",
+                                         "wastebasket"};
 
 static enum esc style_esc(enum style st)
 {
@@ -316,12 +323,21 @@ static enum esc style_esc(enum style st)
     case ST_PLAIN:
         return ESC_PLAIN;
     case ST_SLACK:
+        return ESC_RICH;
     case ST_SLACK_FALLBACK:
         return ESC_SLACK;
     case ST_HTML:
         return ESC_HTML;
     }
     return ESC_TEXT;
+}
+
+/* The emoji :name: in Slack rich_text marks (name: ours, trusted). */
+static void put_emoji(struct strbuf *b, const char *name)
+{
+    strbuf_puts(b, RENDER_RT_EMOJI);
+    strbuf_puts(b, name);
+    strbuf_puts(b, RENDER_RT_EMOJI);
 }
 
 /* "Name (KEY)", linked where the style links and url is not NULL. */
@@ -333,11 +349,11 @@ static void put_project(struct strbuf *b, enum style st, const struct project *p
     const char *key = shown_key(p);
 
     if (url && st == ST_SLACK) {
-        strbuf_puts(b, "<");
-        put_esc(b, url, ESC_SLACK, 0);
-        strbuf_puts(b, "|");
+        strbuf_puts(b, RENDER_RT_LINK);
+        strbuf_puts(b, url);
+        strbuf_puts(b, RENDER_RT_LABEL);
         put_esc(b, shown_name(p), e, name_max);
-        strbuf_puts(b, ">");
+        strbuf_puts(b, RENDER_RT_END);
     } else if (url && st == ST_HTML) {
         strbuf_puts(b, "<a href=\"");
         put_esc(b, url, ESC_HTML, 0);
@@ -349,9 +365,9 @@ static void put_project(struct strbuf *b, enum style st, const struct project *p
     }
     if (!key)
         return;
-    strbuf_puts(b, st == ST_SLACK ? " (`" : st == ST_HTML ? " (<code>" : " (");
+    strbuf_puts(b, st == ST_SLACK ? " (" RENDER_RT_CODE : st == ST_HTML ? " (<code>" : " (");
     put_esc(b, key, e, key_max);
-    strbuf_puts(b, st == ST_SLACK ? "`)" : st == ST_HTML ? "</code>)" : ")");
+    strbuf_puts(b, st == ST_SLACK ? RENDER_RT_CODE ")" : st == ST_HTML ? "</code>)" : ")");
 }
 
 /*
@@ -372,10 +388,10 @@ static void put_change(struct strbuf *b, const struct message *m, const struct c
         strbuf_puts(b, ": ");
         break;
     case ST_SLACK:
-        strbuf_puts(b, kind_emoji[c->kind]);
-        strbuf_puts(b, digest ? " " : " *");
+        put_emoji(b, kind_emoji[c->kind]);
+        strbuf_puts(b, digest ? " " : " " RENDER_RT_BOLD);
         strbuf_puts(b, digest ? kind_short[c->kind] : kind_title[c->kind]);
-        strbuf_puts(b, digest ? ": " : "*: ");
+        strbuf_puts(b, digest ? ": " : RENDER_RT_BOLD ": ");
         break;
     case ST_HTML:
         strbuf_puts(b, digest ? "" : "<b>");
@@ -706,14 +722,14 @@ static char *render_webhook(const struct message *m)
 /* ---- RENDER_SLACK ---- */
 
 /*
- * Cuts Slack mrkdwn that this module built to at most max code points, ending in "…". The cut
- * never falls inside an entity (&amp;) or a link (<url|text>): in our text every '&' starts an
- * entity and every '<' a link, because YouTrack's own are escaped.
+ * Cuts the top-level "text" (entity-escaped, no marks) to at most max code points, ending in
+ * "…". The cut never falls inside an entity (&amp;): in our text every '&' starts one, because
+ * YouTrack's own are escaped.
  */
 static void slack_fit(struct strbuf *b, size_t max)
 {
     size_t cps = 0, safe = 0;
-    int in_ent = 0, in_link = 0;
+    int in_ent = 0;
 
     if (!b->p || utf8_count(b->p, b->n) <= max)
         return;
@@ -721,7 +737,7 @@ static void slack_fit(struct strbuf *b, size_t max)
         unsigned char c = (unsigned char)b->p[i];
         if ((c & 0xc0) == 0x80)
             continue;
-        if (!in_ent && !in_link) {
+        if (!in_ent) {
             if (cps + 1 > max) /* room for the "…" */
                 break;
             safe = i;
@@ -731,68 +747,258 @@ static void slack_fit(struct strbuf *b, size_t max)
             in_ent = 1;
         else if (c == ';')
             in_ent = 0;
-        else if (c == '<')
-            in_link = 1;
-        else if (c == '>')
-            in_link = 0;
     }
     strbuf_cut(b, safe);
     strbuf_puts(b, ELLIPSIS);
 }
 
-/* Appends {"type":"section","text":{"type":"mrkdwn","text":…,"verbatim":true}}. */
-static void slack_section(int *err, json_t *blocks, struct strbuf *text)
+/* The marks of render.h as bytes. */
+#define RT_BOLD  RENDER_RT_BOLD[0]
+#define RT_CODE  RENDER_RT_CODE[0]
+#define RT_LINK  RENDER_RT_LINK[0]
+#define RT_LABEL RENDER_RT_LABEL[0]
+#define RT_END   RENDER_RT_END[0]
+#define RT_EMOJI RENDER_RT_EMOJI[0]
+
+/*
+ * Walks marked text p[0..n) as rich_block() shows it and returns its visible code points: text,
+ * link labels (a link without a label shows its URL), an emoji as ":name:"; marks show nothing.
+ * With max > 0, *cut gets the last offset outside a link and an emoji where the text before it
+ * plus "…" fits in max (meaningful when the result is over max).
+ */
+static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
 {
-    if (text->oom) {
-        *err = 1;
-        return;
+    size_t cps = 0, url = 0, label = 0;
+    int in_link = 0, in_emoji = 0; /* in_link: 1 in the URL, 2 in the label */
+
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (((unsigned char)c & 0xc0) == 0x80)
+            continue;
+        if (max && !in_link && !in_emoji && cps + 1 <= max)
+            *cut = i;
+        if (in_link) {
+            if (c == RT_LABEL && in_link == 1) {
+                in_link = 2;
+            } else if (c == RT_END) {
+                cps += label ? 0 : url;
+                in_link = 0;
+            } else if ((unsigned char)c >= 0x20 && in_link == 1) {
+                url++;
+            } else if ((unsigned char)c >= 0x20) {
+                label++;
+                cps++;
+            }
+        } else if (in_emoji) {
+            in_emoji = c != RT_EMOJI;
+            cps++;
+        } else if (c == RT_LINK) {
+            in_link = 1;
+            url = label = 0;
+        } else if (c == RT_EMOJI) {
+            in_emoji = 1;
+            cps++;
+        } else if ((unsigned char)c >= 0x20 || c == '\n') {
+            cps++;
+        }
     }
-    slack_fit(text, SLACK_TEXT_MAX);
-    json_t *t = json_pack("{s:s, s:s%, s:b}", "type", "mrkdwn", "text", text->p ? text->p : "",
-                          text->n, "verbatim", 1);
-    json_t *s = t ? json_pack("{s:s, s:o}", "type", "section", "text", t) : NULL;
-    if (!s || json_array_append_new(blocks, s) != 0)
+    return cps;
+}
+
+static size_t rich_count(const char *p, size_t n)
+{
+    return rich_scan(p, n, 0, NULL);
+}
+
+/* Cuts marked text to at most max visible code points, ending in "…", never inside a link or an
+ * emoji. A style left open ends with the text (rich_block() does not mind). */
+static void rich_fit(struct strbuf *b, size_t max)
+{
+    size_t cut = 0;
+    if (!b->p || rich_scan(b->p, b->n, max, &cut) <= max)
+        return;
+    strbuf_cut(b, cut);
+    strbuf_puts(b, ELLIPSIS);
+}
+
+enum { STYLE_BOLD = 1, STYLE_CODE = 2 };
+
+/* Appends to els {"type":"text","text":run[,"style":{"bold":true,"code":true}]}, empties run. */
+static void rich_text_el(int *err, json_t *els, struct strbuf *run, int style)
+{
+    json_t *el, *st;
+
+    if (!run->n)
+        return;
+    el = json_pack("{s:s, s:s%}", "type", "text", "text", run->p, run->n);
+    if (el && style) {
+        st = style == STYLE_BOLD   ? json_pack("{s:b}", "bold", 1)
+             : style == STYLE_CODE ? json_pack("{s:b}", "code", 1)
+                                   : json_pack("{s:b, s:b}", "bold", 1, "code", 1);
+        if (json_object_set_new(el, "style", st) != 0) { /* a NULL st fails too */
+            json_decref(el);
+            el = NULL;
+        }
+    }
+    if (!el || json_array_append_new(els, el) != 0)
         *err = 1;
+    strbuf_cut(run, 0);
+}
+
+/*
+ * Appends to els the link element of url[0..un) labelled label[0..ln) (control bytes dropped;
+ * no label: Slack shows the URL). A URL safe_url() would not have made (never ours) links
+ * nothing: its label is added to run as text instead.
+ */
+static void rich_link_el(int *err, json_t *els, struct strbuf *run, const char *url, size_t un,
+                         const char *label, size_t ln)
+{
+    struct strbuf text = {0};
+    int linkable = (un > 7 && strncasecmp(url, "http://", 7) == 0) ||
+                   (un > 8 && strncasecmp(url, "https://", 8) == 0);
+    json_t *el = NULL;
+
+    for (size_t i = 0; i < un && linkable; i++)
+        linkable = (unsigned char)url[i] > 0x20 && (unsigned char)url[i] < 0x7f &&
+                   !strchr("|<>\"'\\^`{}", url[i]);
+    for (size_t i = 0; i < ln; i++)
+        if ((unsigned char)label[i] >= 0x20)
+            strbuf_putn(linkable ? &text : run, label + i, 1);
+    if (!linkable)
+        return;
+    if (text.oom)
+        *err = 1;
+    else if (text.n)
+        el = json_pack("{s:s, s:s%, s:s%}", "type", "link", "url", url, un, "text", text.p, text.n);
+    else
+        el = json_pack("{s:s, s:s%}", "type", "link", "url", url, un);
+    if (!el || json_array_append_new(els, el) != 0)
+        *err = 1;
+    strbuf_fini(&text);
+}
+
+/*
+ * Appends to els {"type":"emoji","name":name[0..n)} for a name of [a-z0-9_+-] (ours); else
+ * nothing. name[n] is the closing mark, which strspn() stops at.
+ */
+static void rich_emoji_el(int *err, json_t *els, const char *name, size_t n)
+{
+    if (!n || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_+-") < n)
+        return;
+    json_t *el = json_pack("{s:s, s:s%}", "type", "emoji", "name", name, n);
+    if (!el || json_array_append_new(els, el) != 0)
+        *err = 1;
+}
+
+/*
+ * Appends to blocks the rich_text block of marked text b, cut first to SLACK_TEXT_MAX visible
+ * code points: {"type":"rich_text","elements":[{"type":"rich_text_section","elements":[…]}]}
+ * with one text element per run of one style, a link element per link and an emoji element per
+ * emoji (doc/slack.md). Any marked text gives a valid block: a style left open ends with the
+ * text, a link cut in its URL and an emoji cut in its name are dropped, a link cut in its label
+ * keeps the label so far, a stray mark is skipped. Text that shows nothing adds no block (Slack
+ * refuses an empty one). Sets *err on ENOMEM.
+ */
+static void rich_block(int *err, json_t *blocks, struct strbuf *b)
+{
+    json_t *els = json_array();
+    struct strbuf run = {0};
+    int style = 0, run_style = 0;
+
+    if (b->oom || !els) {
+        *err = 1;
+        goto out;
+    }
+    rich_fit(b, SLACK_TEXT_MAX);
+    const char *p = b->p ? b->p : "", *end = p + (b->p ? b->n : 0);
+    while (p < end && !*err) {
+        char c = *p;
+        if (c == RT_BOLD || c == RT_CODE) {
+            style ^= c == RT_BOLD ? STYLE_BOLD : STYLE_CODE;
+            p++;
+        } else if (c == RT_LINK) {
+            const char *url = p + 1, *u_end = url, *label, *l_end;
+            while (u_end < end && *u_end != RT_LABEL && *u_end != RT_END)
+                u_end++;
+            if (u_end == end)
+                break;
+            label = l_end = *u_end == RT_LABEL ? u_end + 1 : u_end;
+            while (l_end < end && *l_end != RT_END)
+                l_end++;
+            rich_text_el(err, els, &run, run_style);
+            rich_link_el(err, els, &run, url, (size_t)(u_end - url), label,
+                         (size_t)(l_end - label));
+            run_style = style; /* an unlinked label joins the run in the current style */
+            p = l_end < end ? l_end + 1 : end;
+        } else if (c == RT_EMOJI) {
+            const char *name = p + 1, *n_end = memchr(name, RT_EMOJI, (size_t)(end - name));
+            if (!n_end)
+                break;
+            rich_text_el(err, els, &run, run_style);
+            rich_emoji_el(err, els, name, (size_t)(n_end - name));
+            p = n_end + 1;
+        } else if ((unsigned char)c < 0x20 && c != '\n') {
+            p++; /* a stray mark shows nothing */
+        } else {
+            if (run.n && run_style != style)
+                rich_text_el(err, els, &run, run_style);
+            run_style = style;
+            strbuf_putn(&run, p, 1);
+            p++;
+        }
+    }
+    rich_text_el(err, els, &run, run_style);
+    if (run.oom)
+        *err = 1;
+    if (!*err && json_array_size(els)) {
+        json_t *blk = json_pack("{s:s, s:[{s:s, s:O}]}", "type", "rich_text", "elements", "type",
+                                "rich_text_section", "elements", els);
+        if (!blk || json_array_append_new(blocks, blk) != 0)
+            *err = 1;
+    }
+out:
+    json_decref(els);
+    strbuf_fini(&run);
 }
 
 static char *render_slack(const struct message *m)
 {
     struct strbuf text = {0}, fb = {0};
     json_t *blocks = json_array();
-    int err = 0;
+    int err = !blocks;
 
     switch (m->kind) {
     case MESSAGE_CHANGE:
         put_change(&text, m, m->change, ST_SLACK, 0);
-        slack_section(&err, blocks, &text);
+        rich_block(&err, blocks, &text);
         put_change(&fb, m, m->change, ST_SLACK_FALLBACK, 0);
         break;
     case MESSAGE_DIGEST: {
         size_t listed = digest_listed(m), i, nblocks = 1;
-        strbuf_puts(&text, "*");
+        strbuf_puts(&text, RENDER_RT_BOLD);
         put_digest_title(&text, m);
-        strbuf_puts(&text, "*: ");
+        strbuf_puts(&text, RENDER_RT_BOLD ": ");
         put_counts(&text, m);
-        slack_section(&err, blocks, &text);
+        rich_block(&err, blocks, &text);
         put_digest_title(&fb, m);
         strbuf_puts(&fb, ": ");
         put_counts(&fb, m);
 
-        /* Lines packed into sections of <= SLACK_TEXT_MAX code points; one block is kept for
-         * "… and N more". A line itself stays far below the limit (names are capped). */
+        /* Lines packed into blocks of <= SLACK_TEXT_MAX visible code points; one block is kept
+         * for "… and N more". A line itself stays far below the limit (names are capped). */
         strbuf_cut(&text, 0);
         for (i = 0; i < listed && !err; i++) {
             struct strbuf line = {0};
             put_change(&line, m, m->digest[i], ST_SLACK, 1);
             if (line.oom) {
                 err = 1;
-            } else if (text.n && utf8_count(text.p, text.n) + 1 + utf8_count(line.p, line.n) >
+            } else if (text.n && rich_count(text.p, text.n) + 1 + rich_count(line.p, line.n) >
                                      SLACK_TEXT_MAX) {
                 if (nblocks + 1 >= SLACK_BLOCKS_MAX - 1) {
                     strbuf_fini(&line);
                     break;
                 }
-                slack_section(&err, blocks, &text);
+                rich_block(&err, blocks, &text);
                 nblocks++;
                 strbuf_cut(&text, 0);
             }
@@ -802,7 +1008,7 @@ static char *render_slack(const struct message *m)
             strbuf_fini(&line);
         }
         if (text.n) {
-            slack_section(&err, blocks, &text);
+            rich_block(&err, blocks, &text);
             nblocks++;
         }
         if (i < m->n_changes) {
@@ -810,30 +1016,33 @@ static char *render_slack(const struct message *m)
             strbuf_puts(&text, ELLIPSIS " and ");
             strbuf_printf(&text, "%zu", m->n_changes - i);
             strbuf_puts(&text, " more");
-            slack_section(&err, blocks, &text);
+            rich_block(&err, blocks, &text);
         }
         break;
     }
     case MESSAGE_BASELINE: {
         char *url = safe_url(&text, m->service_url);
-        put_tracking(&text, m, ":eyes: Now", "*", "*");
+        put_emoji(&text, "eyes");
+        put_tracking(&text, m, " Now", RENDER_RT_BOLD, RENDER_RT_BOLD);
         if (url) {
-            strbuf_puts(&text, "<");
-            put_esc(&text, url, ESC_SLACK, 0);
-            strbuf_puts(&text, ">");
-        } else {
-            put_esc(&text, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
+            strbuf_puts(&text, RENDER_RT_LINK);
+            strbuf_puts(&text, url);
+            strbuf_puts(&text, RENDER_RT_LABEL);
         }
-        slack_section(&err, blocks, &text);
+        put_esc(&text, m->service_url, ESC_RICH, CHAT_NAME_MAX);
+        if (url)
+            strbuf_puts(&text, RENDER_RT_END);
+        rich_block(&err, blocks, &text);
         put_tracking(&fb, m, "Now", "", "");
         put_esc(&fb, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
         free(url);
         break;
     }
     case MESSAGE_ALERT:
-        strbuf_puts(&text, ":warning: ");
-        put_esc_lines(&text, m->text, ESC_SLACK, "\n");
-        slack_section(&err, blocks, &text);
+        put_emoji(&text, "warning");
+        strbuf_puts(&text, " ");
+        put_esc_lines(&text, m->text, ESC_RICH, "\n");
+        rich_block(&err, blocks, &text);
         strbuf_puts(&fb, "Alert: ");
         put_esc_lines(&fb, m->text, ESC_SLACK, "\n");
         break;
@@ -842,9 +1051,10 @@ static char *render_slack(const struct message *m)
     json_t *o = NULL;
     if (!err && !fb.oom) {
         slack_fit(&fb, SLACK_FALLBACK_MAX);
-        /* Never link_names: "@here" and "#general" must stay text (reference/slack.md §4). */
-        o = json_pack("{s:s%, s:O, s:b, s:b}", "text", fb.p ? fb.p : "", fb.n, "blocks", blocks,
-                      "unfurl_links", 0, "unfurl_media", 0);
+        /* Never link_names, and no markup in the fallback: "@here", "#general" and "*x*" stay
+         * text (doc/slack.md). */
+        o = json_pack("{s:s%, s:b, s:O, s:b, s:b}", "text", fb.p ? fb.p : "", fb.n, "mrkdwn", 0,
+                      "blocks", blocks, "unfurl_links", 0, "unfurl_media", 0);
     }
     json_decref(blocks);
     strbuf_fini(&text);
@@ -1143,27 +1353,29 @@ size_t render_utf8_count(const char *s, size_t n)
     return utf8_count(s, n);
 }
 
+size_t render_slack_count(const char *s, size_t n)
+{
+    return rich_count(s, n);
+}
+
 char *render_slack_answer(const char *fallback, const char *const *sections, size_t n)
 {
     struct strbuf fb = {0};
     json_t *blocks = json_array(), *o = NULL;
     int err = !blocks;
 
-    for (size_t i = 0, used = 0; i < n && used < SLACK_BLOCKS_MAX && !err; i++) {
+    for (size_t i = 0; i < n && json_array_size(blocks) < SLACK_BLOCKS_MAX && !err; i++) {
         struct strbuf text = {0};
-        if (!sections[i] || !*sections[i])
-            continue; /* an empty text object is invalid_blocks */
-        strbuf_puts(&text, sections[i]);
-        slack_section(&err, blocks, &text);
+        strbuf_puts(&text, sections[i] ? sections[i] : "");
+        rich_block(&err, blocks, &text); /* nothing for a section that shows nothing */
         strbuf_fini(&text);
-        used++;
     }
     strbuf_puts(&fb, fallback ? fallback : "");
     if (!err && !fb.oom) {
         slack_fit(&fb, SLACK_FALLBACK_MAX);
-        /* Never link_names: "@here" and "#general" must stay text (reference/slack.md §4). */
-        o = json_pack("{s:s, s:s%, s:O}", "response_type", "ephemeral", "text", fb.p ? fb.p : "",
-                      fb.n, "blocks", blocks);
+        /* Never link_names, and no markup in the fallback (doc/slack.md). */
+        o = json_pack("{s:s, s:s%, s:b, s:O}", "response_type", "ephemeral", "text",
+                      fb.p ? fb.p : "", fb.n, "mrkdwn", 0, "blocks", blocks);
     }
     json_decref(blocks);
     strbuf_fini(&fb);

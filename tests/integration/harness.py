@@ -563,9 +563,115 @@ class Daemon:
             self.proc.wait(10)
 
 
+def rich_text(block):
+    """What a reader sees of a Slack rich_text block (doc/slack.md): the texts
+    of its text and link elements (an unlabelled link shows its URL), emoji as
+    :name:; sections, lists, quotes and preformatted parts one after another."""
+    out = []
+
+    def walk(elements):
+        for el in elements or []:
+            if not isinstance(el, dict):
+                continue
+            kind = el.get('type')
+            if kind == 'text' and isinstance(el.get('text'), str):
+                out.append(el['text'])
+            elif kind == 'link':
+                out.append(el.get('text') or el.get('url') or '')
+            elif kind == 'emoji' and isinstance(el.get('name'), str):
+                out.append(':%s:' % el['name'])
+            elif isinstance(el.get('elements'), list):
+                walk(el['elements'])
+
+    walk(block.get('elements'))
+    return ''.join(out)
+
+
+_UNSAFE = re.compile('[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
+_URL_OK = re.compile(r'^https?://[!#-&(-;=?-\[\]_a-z~]+$')
+
+
+def slack_body_problem(j, answer=False):
+    """None when j is a Slack body as the bridge must send it (tests/slack_check.h
+    has the same rules for the unit tests), else the first problem found:
+    exactly {text, mrkdwn: false, blocks, unfurl_links: false, unfurl_media:
+    false} (an answer: {response_type: ephemeral, text, mrkdwn: false,
+    blocks}); an entity-escaped fallback text of 1..4000 characters; 1..50
+    rich_text blocks of one rich_text_section each, holding only text (style
+    bold/code only), link (safe http(s) URL, no style) and emoji elements, no
+    unsafe character but a newline, 1..3000 visible characters per block."""
+    keys = ({'response_type', 'text', 'mrkdwn', 'blocks'} if answer else
+            {'text', 'mrkdwn', 'blocks', 'unfurl_links', 'unfurl_media'})
+    if not isinstance(j, dict) or set(j) != keys:
+        return 'top-level keys %r' % (sorted(j) if isinstance(j, dict) else j)
+    if j['mrkdwn'] is not False:
+        return 'the fallback is not sent with "mrkdwn": false'
+    if answer and j['response_type'] != 'ephemeral':
+        return 'not ephemeral'
+    if not answer and (j['unfurl_links'] is not False or j['unfurl_media'] is not False):
+        return 'unfurling is on'
+    text = j['text']
+    if (not isinstance(text, str) or not 1 <= len(text) <= 4000 or '<' in text or '>' in text
+            or re.search(r'&(?!amp;|lt;|gt;)', text) or _UNSAFE.search(text)):
+        return 'fallback text %r' % (text,)
+    blocks = j['blocks']
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 50:
+        return 'not 1..50 blocks'
+    for block in blocks:
+        if (not isinstance(block, dict) or set(block) != {'type', 'elements'}
+                or block['type'] != 'rich_text' or not isinstance(block['elements'], list)
+                or len(block['elements']) != 1):
+            return 'not a rich_text block: %r' % (block,)
+        sec = block['elements'][0]
+        if (not isinstance(sec, dict) or set(sec) != {'type', 'elements'}
+                or sec['type'] != 'rich_text_section' or not isinstance(sec['elements'], list)
+                or not sec['elements']):
+            return 'not one non-empty rich_text_section: %r' % (block,)
+        visible = 0
+        for el in sec['elements']:
+            kind = el.get('type') if isinstance(el, dict) else None
+            if kind == 'text':
+                style = el.get('style', {'bold': True})
+                if (not set(el) <= {'type', 'text', 'style'} or not isinstance(el.get('text'), str)
+                        or not el['text'] or _UNSAFE.search(el['text'])
+                        or not isinstance(style, dict) or not style
+                        or not set(style) <= {'bold', 'code'}
+                        or any(v is not True for v in style.values())):
+                    return 'text element %r' % (el,)
+                visible += len(el['text'])
+            elif kind == 'link':
+                label = el.get('text')
+                if (not set(el) <= {'type', 'url', 'text'} or not isinstance(el.get('url'), str)
+                        or not _URL_OK.match(el['url'])
+                        or (label is not None and (not isinstance(label, str) or not label
+                                                   or _UNSAFE.search(label) or '\n' in label))):
+                    return 'link element %r' % (el,)
+                visible += len(label or el['url'])
+            elif kind == 'emoji':
+                if set(el) != {'type', 'name'} or not re.match(r'^[a-z0-9_+-]+$',
+                                                             str(el['name'])):
+                    return 'emoji element %r' % (el,)
+                visible += len(el['name']) + 2
+            else:
+                return 'an element the bridge never sends: %r' % (el,)
+        if not 1 <= visible <= 3000:
+            return 'a block of %d visible characters' % visible
+    return None
+
+
+def slack_literal(j, kind, text):
+    """How many unstyled elements of kind ('text' or 'link') in Slack body j's
+    blocks show exactly text."""
+    return sum(1 for block in j.get('blocks') or []
+               for sec in block.get('elements') or []
+               for el in sec.get('elements') or []
+               if el.get('type') == kind and el.get('text') == text and 'style' not in el)
+
+
 def message_text(rec):
     """Everything human-readable in one received message, for matching:
-    Slack text + block texts, Matrix body, hookshot text, webhook JSON."""
+    Slack text + block texts (rich_text as a reader sees it), Matrix body,
+    hookshot text, webhook JSON."""
     j = rec.get('json')
     if not isinstance(j, dict):
         return rec.get('body') or ''
@@ -574,11 +680,15 @@ def message_text(rec):
         if isinstance(j.get(key), str):
             parts.append(j[key])
     for block in j.get('blocks') or []:
-        if isinstance(block, dict):
-            for obj in [block.get('text')] + list(block.get('fields') or []) \
-                    + list(block.get('elements') or []):
-                if isinstance(obj, dict) and isinstance(obj.get('text'), str):
-                    parts.append(obj['text'])
+        if not isinstance(block, dict):
+            continue
+        if block.get('type') == 'rich_text':
+            parts.append(rich_text(block))
+            continue
+        for obj in [block.get('text')] + list(block.get('fields') or []) \
+                + list(block.get('elements') or []):
+            if isinstance(obj, dict) and isinstance(obj.get('text'), str):
+                parts.append(obj['text'])
     if not parts:
         parts.append(json.dumps(j, ensure_ascii=False))
     return '\n'.join(parts)

@@ -15,7 +15,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (STDOUT_SINK, WEBHOOK_SECRET, DeliveryTest,  # noqa: E402
-                     deadline_wait, main, message_text, project)
+                     deadline_wait, main, message_text, project, slack_body_problem,
+                     slack_literal)
 
 BASE = [
     project('0-1', 'DEV', 'Development'),
@@ -107,18 +108,19 @@ class Shapes(DeliveryTest):
             self.assertIs(j.get('unfurl_links'), False)
             self.assertIs(j.get('unfurl_media'), False)
             self.assertNotIn('link_names', j)
-            self.assertIsInstance(j.get('blocks'), list)
-            self.assertTrue(j['blocks'])
-            for block in j['blocks']:
-                for obj in [block.get('text')] + list(block.get('fields') or []):
-                    if isinstance(obj, dict) and obj.get('type') == 'mrkdwn':
-                        self.assertIs(obj.get('verbatim'), True, block)
-                        self.assertLessEqual(len(obj['text']), 3000)
-        evil = message_text(got[1])
+            self.assertIs(j.get('mrkdwn'), False)
+            self.assertIsNone(slack_body_problem(j), j)
+        # The hostile name: in the blocks the literal label of its link (rich_text
+        # text is never parsed: no mention, no markup); in the fallback, which
+        # Slack would parse, entity-escaped.
+        evil = got[1]['json']
+        self.assertEqual(slack_literal(evil, 'link', HOSTILE), 1, evil)
+        fallback = evil['text']
         for raw in ('<!channel>', '<b>', '<https://evil', ' & '):
-            self.assertNotIn(raw, evil)
-        self.assertIn('&lt;!channel&gt;', evil)
-        self.assertIn('&amp;', evil)
+            self.assertNotIn(raw, fallback)
+        self.assertIn('&lt;!channel&gt;', fallback)
+        self.assertIn('&amp;', fallback)
+        self.assertIn(HOSTILE, message_text(got[1]))
 
     def test_matrix_content_and_alias(self):
         got = self.rx.received('matrix')

@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (SCALE, BridgeTest, _FakeProcess, deadline_wait,  # noqa: E402
-                     libconfig_value, main, project)
+                     libconfig_value, main, project, slack_body_problem, slack_literal)
 from test_ops import OpsMixin  # noqa: E402
 
 FAKE_SLACK = os.environ.get('FAKE_SLACK') or os.path.join(
@@ -107,6 +107,8 @@ class SlackTest(OpsMixin, BridgeTest):
         payload = r['ack'].get('payload')
         self.check(isinstance(payload, dict), 'ack without payload: %r' % r['ack'])
         self.assertEqual(payload.get('response_type'), 'ephemeral')
+        problem = slack_body_problem(payload, answer=True)
+        self.check(problem is None, '%s in %r' % (problem, payload))
         text = json.dumps(payload, ensure_ascii=False)
         for needle in needles:
             self.check(needle in text, '%r not in the answer %s' % (needle, text))
@@ -126,9 +128,13 @@ class TestCommands(SlackTest):
         daemon = self.start()
         r = self.slack.envelope(text='projects')
         payload = self.assert_answer(r, 'DEV', 'Development', 'WEB')
-        # Hostile names are escaped for mrkdwn exactly like notifications.
-        text = json.dumps(payload, ensure_ascii=False)
-        self.check('&lt;&amp;&gt;' in text and '<&>' not in text, text)
+        # Hostile names as in notifications (assert_answer() checked the shape):
+        # in the blocks the literal label of their link, in the fallback (here
+        # only `project`'s) entity-escaped.
+        for p in (payload, self.assert_answer(self.slack.envelope(text='project OPS'))):
+            self.check(slack_literal(p, 'link', 'Operations <&> "quoted"') == 1, repr(p))
+            self.check('<&>' not in p['text'], p['text'])
+        self.check('Operations &lt;&amp;&gt; "quoted"' in p['text'], p['text'])
         self.assert_answer(self.slack.envelope(text='projects web'), 'Website')
         self.assert_answer(self.slack.envelope(text='project OPS'), 'Operations')
         self.assert_answer(self.slack.envelope(text='status'), 'Last successful poll')

@@ -5,6 +5,7 @@
 
 #include "command.h"
 #include "render.h"
+#include "slack_check.h"
 #include "test.h"
 
 #define NOW 1717243200 /* 2024-06-01 12:00:00 UTC */
@@ -12,7 +13,8 @@
 static struct project_list plist;
 static struct history_entry hist[60];
 static size_t n_hist;
-static char *last_html; /* the formatted_body of the last Matrix answer() */
+static char *last_html;     /* the formatted_body of the last Matrix answer() */
+static char *last_fallback; /* the top-level "text" of the last Slack answer() */
 
 static void add(const char *id, const char *shortn, const char *name, signed char archived)
 {
@@ -59,11 +61,6 @@ static struct command_context ctx(void)
     };
 }
 
-static size_t cps(const char *s)
-{
-    return render_utf8_count(s, strlen(s));
-}
-
 /* Runs text; returns the answer (caller frees). */
 static char *run_ctx(const struct command_context *c, const char *text, enum command_platform pf)
 {
@@ -74,8 +71,10 @@ static char *run_ctx(const struct command_context *c, const char *text, enum com
 }
 
 /*
- * The answer's visible text for checks: Slack: fallback + "\n" + every section; Matrix: body +
- * "\n" + formatted_body; text: as is. Validates the platform's shape and limits on the way.
+ * The answer's visible text for checks: Slack: its blocks in slack_view()'s mrkdwn-like notation
+ * (*bold*, `code`, <url|label>, one line per block; the fallback goes to last_fallback); Matrix:
+ * body + "\n" + formatted_body; text: as is. Validates the platform's shape and limits on the
+ * way (Slack: strictly, tests/slack_check.h).
  */
 static char *answer(const char *text, enum command_platform pf)
 {
@@ -95,31 +94,13 @@ static char *answer(const char *text, enum command_platform pf)
         return strdup("");
     }
     if (pf == COMMAND_SLACK) {
-        json_t *blocks = json_object_get(o, "blocks");
-        CHECK_STR(json_string_value(json_object_get(o, "response_type")), "ephemeral");
-        CHECK(json_object_get(o, "link_names") == NULL);
-        CHECK(json_is_string(json_object_get(o, "text")));
-        CHECK(cps(json_string_value(json_object_get(o, "text"))) <= RENDER_SLACK_FALLBACK_MAX);
-        CHECK(json_is_array(blocks));
-        CHECK(json_array_size(blocks) >= 1 && json_array_size(blocks) <= RENDER_SLACK_BLOCKS_MAX);
-        size_t total = strlen(json_string_value(json_object_get(o, "text"))) + 2;
-        for (size_t i = 0; i < json_array_size(blocks); i++) {
-            json_t *t = json_object_get(json_array_get(blocks, i), "text");
-            CHECK_STR(json_string_value(json_object_get(json_array_get(blocks, i), "type")),
-                      "section");
-            CHECK_STR(json_string_value(json_object_get(t, "type")), "mrkdwn");
-            CHECK(json_is_true(json_object_get(t, "verbatim")));
-            const char *s = json_string_value(json_object_get(t, "text"));
-            CHECK(s && cps(s) >= 1 && cps(s) <= RENDER_SLACK_TEXT_MAX);
-            total += s ? strlen(s) + 1 : 0;
-        }
-        res = calloc(1, total + 1);
-        strcat(res, json_string_value(json_object_get(o, "text")));
-        for (size_t i = 0; i < json_array_size(blocks); i++) {
-            json_t *t = json_object_get(json_array_get(blocks, i), "text");
-            strcat(res, "\n");
-            strcat(res, json_string_value(json_object_get(t, "text")));
-        }
+        const char *bad = slack_check(out, SLACK_ANSWER);
+        if (bad)
+            fprintf(stderr, "slack: %s in %.2000s\n", bad, out);
+        CHECK(bad == NULL);
+        free(last_fallback);
+        last_fallback = strdup(slack_check_str(o, "text"));
+        res = slack_view(out, 1);
     } else {
         const char *body = json_string_value(json_object_get(o, "body"));
         const char *html = json_string_value(json_object_get(o, "formatted_body"));
@@ -221,15 +202,21 @@ static void test_unknown(void)
     CHECK_HAS(a, "projects [filter]");
     free(a);
 
+    /* Slack: literal in the blocks (answer() allows no mention element), entity-escaped in the
+     * fallback. */
     a = answer("<!channel>@here", COMMAND_SLACK);
-    CHECK_HAS(a, "Unknown command \xe2\x80\x9c&lt;!channel&gt;@here\xe2\x80\x9d");
-    CHECK_NOT(a, "<!channel>");
+    CHECK_HAS(a, "Unknown command \xe2\x80\x9c<!channel>@here\xe2\x80\x9d");
+    CHECK_HAS(last_fallback, "Unknown command \xe2\x80\x9c&lt;!channel&gt;@here\xe2\x80\x9d");
+    CHECK_NOT(last_fallback, "<!channel>");
     free(a);
-    /* Slack sends & < > as entities: the echo escapes the unescaped text again, once. */
+    /* Slack sends & < > as entities: unescaped once, shown as typed, escaped once again in the
+     * fallback. */
     a = answer("&lt;!here&gt;", COMMAND_SLACK);
-    CHECK_HAS(a, "&lt;!here&gt;");
-    CHECK_NOT(a, "<!here>");
-    CHECK_NOT(a, "&amp;lt;");
+    CHECK_HAS(a, "\xe2\x80\x9c<!here>\xe2\x80\x9d");
+    CHECK_NOT(a, "&lt;");
+    CHECK_HAS(last_fallback, "&lt;!here&gt;");
+    CHECK_NOT(last_fallback, "<!here>");
+    CHECK_NOT(last_fallback, "&amp;lt;");
     free(a);
 
     a = answer("<b>@room</b>", COMMAND_MATRIX);
@@ -349,9 +336,10 @@ static void test_projects_sorted(void)
     free(a);
 
     a = answer("projects", COMMAND_SLACK);
-    CHECK_HAS(a, "*8 projects*");
-    CHECK_HAS(a, "`BETA` <https://yt.example.com/projects/0-2|beta> _(archived)_");
-    CHECK_HAS(a, "<https://yt.example.com/projects/0-11|R&amp;D Lab>");
+    CHECK_HAS(a, "*8 projects*\n");
+    CHECK_HAS(a, "\xe2\x80\xa2 `BETA` <https://yt.example.com/projects/0-2|beta> (archived)\n");
+    CHECK_HAS(a, "<https://yt.example.com/projects/0-11|R&D Lab>");
+    CHECK_STR(last_fallback, "8 projects");
     free(a);
 
     a = answer("projects", COMMAND_MATRIX);
@@ -430,8 +418,9 @@ static void test_projects_filter(void)
     }
     /* Slack sends "&" as "&amp;". */
     char *a = answer("projects r&amp;d", COMMAND_SLACK);
-    CHECK_HAS(a, "R&amp;D Lab");
-    CHECK_HAS(a, "1 project");
+    CHECK_HAS(a, "|R&D Lab>");
+    CHECK_HAS(a, "*1 project* matches \xe2\x80\x9cr&d\xe2\x80\x9d");
+    CHECK_STR(last_fallback, "1 project matches \xe2\x80\x9cr&amp;d\xe2\x80\x9d");
     free(a);
     a = answer("projects r&d", COMMAND_MATRIX);
     CHECK_HAS(a, "R&amp;D Lab");
@@ -439,8 +428,8 @@ static void test_projects_filter(void)
 
     /* A hostile filter, echoed. */
     a = answer("projects <!channel> @here", COMMAND_SLACK);
-    CHECK_HAS(a, "No project matches \xe2\x80\x9c&lt;!channel&gt; @here\xe2\x80\x9d.");
-    CHECK_NOT(a, "<!channel>");
+    CHECK_HAS(a, "No project matches \xe2\x80\x9c<!channel> @here\xe2\x80\x9d.");
+    CHECK_STR(last_fallback, "No project matches \xe2\x80\x9c&lt;!channel&gt; @here\xe2\x80\x9d.");
     free(a);
     a = answer("projects <b>x</b>", COMMAND_MATRIX);
     CHECK_HAS(a, "&lt;b&gt;x&lt;/b&gt;");
@@ -551,14 +540,23 @@ static void test_hostile_names(void)
     project_list_finish(&plist);
     const char *cmds[] = {"projects", "projects here", "project <!here>", "project 0-1"};
     for (size_t i = 0; i < 4; i++) {
+        /* Slack: the name is a link's literal label (answer() allows no mention element and no
+         * style on links), controls as U+FFFD; the fallback (the head) is entity-escaped. */
         char *a = answer(cmds[i], COMMAND_SLACK);
-        CHECK_HAS(a, "&lt;!channel&gt;");
-        CHECK_NOT(a, "<!channel>");
-        CHECK_NOT(a, "<!here>");
-        CHECK_NOT(a, "<@U");
-        CHECK_NOT(a, "<!everyone>");
+        CHECK_HAS(a, "`<!here>` <https://yt.example.com/projects/0-1|<!channel> @here @room "
+                     "<b>bold</b> <a href=\"x\">l</a> & \xef\xbf\xbd"
+                     "evil\xef\xbf\xbd<@U123>> (archived)");
         CHECK_NOT(a, "\xe2\x80\xae");
         CHECK_NOT(a, "evil\n");
+        if (i >= 2) {
+            CHECK_HAS(a, "*Leader*: <@U999> (@room)");
+            CHECK_HAS(a, "*Description*: <!everyone> <script>x</script>");
+            CHECK_HAS(last_fallback, "&lt;!channel&gt; @here");
+            CHECK_HAS(last_fallback, "Description: &lt;!everyone&gt;");
+        }
+        CHECK_NOT(last_fallback, "<!");
+        CHECK_NOT(last_fallback, "<@");
+        CHECK_NOT(last_fallback, "\xe2\x80\xae");
         free(a);
 
         a = answer(cmds[i], COMMAND_MATRIX);
@@ -572,6 +570,31 @@ static void test_hostile_names(void)
         a = answer(cmds[i], COMMAND_TEXT);
         CHECK_HAS(a, "\\u202eevil\\x0a");
         free(a);
+    }
+}
+
+/*
+ * Issue 10: Slack mrkdwn has no escape for * _ ~ `, so a project named like this once showed
+ * bold, italic, struck and as code. Now its link's label is the name exactly, unstyled.
+ */
+static void test_slack_literal_names(void)
+{
+    static const char name[] = "*bold* _it_ ~s~ `c`";
+    const char *cmds[] = {"projects", "projects bold", "project MD"};
+    struct command_context c;
+
+    reset();
+    add("0-1", "MD", name, TRI_NO);
+    project_list_finish(&plist);
+    c = ctx();
+    for (size_t i = 0; i < 3; i++) {
+        char *out = run_ctx(&c, cmds[i], COMMAND_SLACK);
+        const char *bad = slack_check(out, SLACK_ANSWER);
+        if (bad)
+            fprintf(stderr, "slack: %s in %.2000s\n", bad, out);
+        CHECK(bad == NULL);
+        CHECK_INT(slack_count_literal(out, "link", name), 1);
+        free(out);
     }
 }
 
@@ -648,8 +671,10 @@ static void test_project(void)
         free(a);
     }
     a = answer("project <!here>", COMMAND_SLACK);
-    CHECK_HAS(a, "\xe2\x80\x9c&lt;!here&gt;\xe2\x80\x9d");
-    CHECK_HAS(a, "`projects &lt;filter&gt;`");
+    CHECK_HAS(a, "\xe2\x80\x9c<!here>\xe2\x80\x9d");
+    CHECK_HAS(a, "`projects <filter>`");
+    CHECK_HAS(last_fallback, "\xe2\x80\x9c&lt;!here&gt;\xe2\x80\x9d");
+    CHECK_HAS(last_fallback, "Try projects &lt;filter&gt; to search");
     free(a);
 }
 
@@ -722,8 +747,8 @@ static void test_changes(void)
     fill_history(60);
     a = answer("changes 50", COMMAND_SLACK);
     CHECK_HAS(a, "`2024-06-01 11:55` Created: Change55 (`KEY`)");
-    CHECK_HAS(a, "Old &lt;!channel&gt; (`OLDKEY`) \xe2\x86\x92 Change56");
-    CHECK_NOT(a, "<!channel>");
+    CHECK_HAS(a, "Old <!channel> (`OLDKEY`) \xe2\x86\x92 Change56");
+    CHECK_STR(last_fallback, "The last 50 changes (newest first, UTC)");
     free(a);
     a = answer("changes 50", COMMAND_MATRIX);
     CHECK_HAS(a, "<li><code>2024-06-01 11:55</code> Created: Change55 (<code>KEY</code>)</li>");
@@ -768,11 +793,15 @@ static void test_status(void)
     c.last_error = "HTTP 502 from <!channel>";
     c.n_sinks = 0;
     c.flavour = YOUTRACK_LEGACY;
-    char *out = run_ctx(&c, "status", COMMAND_SLACK);
-    CHECK_HAS(out, "never");
-    CHECK_HAS(out, "HTTP 502 from &lt;!channel&gt;");
-    CHECK_HAS(out, "(API: legacy /rest)");
-    CHECK_HAS(out, "Sinks*: none");
+    char *out = run_ctx(&c, "status", COMMAND_SLACK), *view = slack_view(out, 1);
+    CHECK(slack_check(out, SLACK_ANSWER) == NULL);
+    CHECK_HAS(view, "*Last successful poll*: never\n");
+    CHECK_HAS(view, "*Last error*: HTTP 502 from <!channel>\n");
+    CHECK_HAS(view, "(API: legacy /rest)");
+    CHECK_HAS(view, "*Sinks*: none");
+    CHECK_HAS(out, "\"text\":\"ytbridge 1.2.3\\n"); /* the fallback: no marks, escaped */
+    CHECK_HAS(out, "Last error: HTTP 502 from &lt;!channel&gt;\\n");
+    free(view);
     free(out);
     out = run_ctx(&c, "status", COMMAND_TEXT);
     CHECK_HAS(out, "Last successful poll: never");
@@ -812,11 +841,13 @@ int main(void)
     RUN(test_projects_many);
     RUN(test_projects_huge);
     RUN(test_hostile_names);
+    RUN(test_slack_literal_names);
     RUN(test_project);
     RUN(test_changes);
     RUN(test_status);
     RUN(test_empty_context);
     project_list_fini(&plist);
     free(last_html);
+    free(last_fallback);
     return test_done();
 }

@@ -7,6 +7,7 @@
  * thousand rounds.
  */
 #include "render.h"
+#include "slack_check.h"
 #include "test.h"
 
 #include <jansson.h>
@@ -68,31 +69,6 @@ static const char *jget_str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/*
- * Slack mrkdwn we produce: every '&' starts &amp; &lt; or &gt;, every '<' starts an http(s) link
- * that closes before any other '<', and there is no control character but '\n'.
- */
-static int slack_text_safe(const char *t)
-{
-    for (const char *p = t; *p; p++) {
-        if (*p == '&' && strncmp(p, "&amp;", 5) && strncmp(p, "&lt;", 4) && strncmp(p, "&gt;", 4))
-            return 0;
-        if (*p == '<') {
-            if (strncmp(p, "<http://", 8) && strncmp(p, "<https://", 9))
-                return 0;
-            const char *end = strchr(p, '>');
-            const char *bar = strchr(p, '|');
-            if (!end || memchr(p + 1, '<', (size_t)(end - p - 1)) ||
-                (bar && bar < end && memchr(p, ' ', (size_t)(bar - p))))
-                return 0;
-            p = end;
-        }
-        if ((unsigned char)*p < 0x20 && *p != '\n')
-            return 0;
-    }
-    return 1;
-}
-
 /* HTML we produce: only our tags, links only http(s), attributes closed, entities only ours. */
 static int html_safe(const char *h)
 {
@@ -128,34 +104,31 @@ static int html_safe(const char *h)
     return 1;
 }
 
-static void check_slack(const char *out)
+/* The elements of every block of a Slack body, in one array (caller decrefs; NULL: not JSON). */
+static json_t *slack_elements(const char *out)
 {
-    json_error_t e;
-    json_t *o = json_loads(out, 0, &e);
-    CHECK(o != NULL);
-    if (!o)
-        return;
-    CHECK_INT(json_object_size(o), 4);
-    const char *text = jget_str(o, "text");
-    CHECK(text && cps(text) >= 1 && cps(text) <= 4000);
-    CHECK(text && slack_text_safe(text));
-    CHECK(json_is_false(json_object_get(o, "unfurl_links")));
-    CHECK(json_is_false(json_object_get(o, "unfurl_media")));
-    json_t *blocks = json_object_get(o, "blocks");
-    CHECK(json_is_array(blocks) && json_array_size(blocks) >= 1 && json_array_size(blocks) <= 50);
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL, *all = json_array(), *b;
     size_t i;
-    json_t *b;
-    json_array_foreach(blocks, i, b)
+    json_array_foreach(json_object_get(o, "blocks"), i, b)
     {
-        json_t *t = json_object_get(b, "text");
-        const char *s = jget_str(t, "text");
-        CHECK_STR(jget_str(b, "type"), "section");
-        CHECK_STR(jget_str(t, "type"), "mrkdwn");
-        CHECK(json_is_true(json_object_get(t, "verbatim")));
-        CHECK(s && cps(s) >= 1 && cps(s) <= 3000);
-        CHECK(s && slack_text_safe(s));
+        json_t *sec = json_array_get(json_object_get(b, "elements"), 0);
+        json_array_extend(all, json_object_get(sec, "elements"));
+    }
+    if (!o) {
+        json_decref(all);
+        all = NULL;
     }
     json_decref(o);
+    return all;
+}
+
+/* The strict shape of tests/slack_check.h: rich_text blocks only, literal text, the limits. */
+static void check_slack(const char *out)
+{
+    const char *err = slack_check(out, SLACK_NOTIFICATION);
+    if (err)
+        fprintf(stderr, "slack: %s in %.3000s\n", err, out);
+    CHECK(err == NULL);
 }
 
 static void check_matrix(const char *out)
@@ -430,6 +403,10 @@ static void test_golden(void)
 static void test_hostile(void)
 {
     const struct change *both[] = {&c_hostile, &c_hostile_renamed};
+    /* hostile as chat shows it: "\n" and ESC as U+FFFD, the rest literal */
+    char shown[sizeof(hostile) + 8];
+    snprintf(shown, sizeof(shown), "%.*s\xef\xbf\xbd\xef\xbf\xbd[31m",
+             (int)(strchr(hostile, '\n') - hostile), hostile);
     for (size_t k = 0; k < 2; k++) {
         struct message m = change_msg(both[k]);
         char *slack = render(RENDER_SLACK, &m);
@@ -439,13 +416,24 @@ static void test_hostile(void)
         CHECK(slack && matrix && hook && text);
         if (!slack || !matrix || !hook || !text)
             goto next;
-        CHECK(strstr(slack, "<!channel>") == NULL);
-        CHECK(strstr(slack, "<!") == NULL);
-        CHECK(strstr(slack, "<@") == NULL);
-        CHECK(strstr(slack, "<https://evil") == NULL);
-        CHECK(strstr(slack, "&lt;!channel&gt;") != NULL);
-        CHECK(strstr(slack, "&lt;https://evil|click&gt;") != NULL);
+        /* Slack blocks: the name is one literal element (a link's label, or within a text run
+         * when not linked), controls as U+FFFD; check_slack() allows no mention element and no
+         * link but ours. The fallback is entity-escaped. */
+        check_slack(slack);
+        json_t *els = slack_elements(slack), *so = json_loads(slack, 0, NULL);
+        const char *fbt = jget_str(so, "text");
+        char *view = slack_view(slack, 0);
+        CHECK(k == 0 ? slack_count_literal(slack, "link", shown) == 1
+                     : view && strstr(view, shown) &&
+                           slack_count_literal(slack, "link", "Safe & sound") == 1);
+        CHECK(view && !strstr(view, "\x1b") && !strstr(view, "\n\x1b"));
+        CHECK(strstr(slack, "\"url\":\"https://evil") == NULL);
+        CHECK(fbt && !strstr(fbt, "<!") && !strstr(fbt, "<@") && !strstr(fbt, "<https://evil"));
+        CHECK(fbt && strstr(fbt, "&lt;!channel&gt;") && strstr(fbt, "&lt;https://evil|click&gt;"));
         CHECK(strstr(slack, "\\u001b") == NULL); /* ESC replaced, not passed on */
+        free(view);
+        json_decref(els);
+        json_decref(so);
         json_error_t e;
         json_t *mo = json_loads(matrix, 0, &e), *ho = json_loads(hook, 0, &e);
         const char *fb = jget_str(mo, "formatted_body"), *html = jget_str(ho, "html");
@@ -549,11 +537,13 @@ static void test_digest_500(void)
     char *slack = render(RENDER_SLACK, &m), *matrix = render(RENDER_MATRIX, &m),
          *hook = render(RENDER_HOOKSHOT, &m), *text = render(RENDER_TEXT, &m),
          *js = render(RENDER_JSON, &m), *wh = render(RENDER_WEBHOOK, &m);
-    CHECK(slack && strstr(slack, "and 400 more") &&
-          strstr(slack, "*500 project changes*: 100 "
-                        "created, 100 renamed, 100 "
-                        "archived, 100 unarchived, 100 "
-                        "removed"));
+    char *view = slack_view(slack, 1);
+    CHECK(view && strstr(view, "\n\xe2\x80\xa6 and 400 more") &&
+          strstr(view, "*500 project changes*: 100 "
+                       "created, 100 renamed, 100 "
+                       "archived, 100 unarchived, 100 "
+                       "removed\n"));
+    free(view);
     CHECK(matrix && strstr(matrix, "and 400 more") && strstr(matrix, "formatted_body"));
     CHECK(hook && strstr(hook, "and 400 more"));
     CHECK(text && strlen(text) <= 2000 && strstr(text, " more") &&
@@ -768,7 +758,7 @@ static void test_removal_no_link(void)
     struct message m = change_msg(&c_removed);
     char *slack = render(RENDER_SLACK, &m), *matrix = render(RENDER_MATRIX, &m),
          *hook = render(RENDER_HOOKSHOT, &m);
-    CHECK(slack && !strstr(slack, "<http"));
+    CHECK(slack && !strstr(slack, "\"type\":\"link\"") && !strstr(slack, "http"));
     CHECK(matrix && !strstr(matrix, "<a ") && !strstr(matrix, "http"));
     CHECK(hook && !strstr(hook, "<a ") && !strstr(hook, "http"));
     free(slack);
@@ -782,15 +772,155 @@ static void test_odd_service_url(void)
     struct message m = change_msg(&c_created);
     m.service_url = "https://yt.example.com/a|b<c>\"d' e&f";
     check_all_targets(&m);
-    char *slack = render(RENDER_SLACK, &m);
-    CHECK(slack && strstr(slack, "<https://yt.example.com/a%7Cb%3Cc%3E%22d%27%20e&amp;f/projects/"
-                                 "0-1|Demo project>"));
+    char *slack = render(RENDER_SLACK, &m), *view = slack_view(slack, 1);
+    CHECK(view && strstr(view, "<https://yt.example.com/a%7Cb%3Cc%3E%22d%27%20e&f/projects/"
+                               "0-1|Demo project>"));
+    free(view);
     free(slack);
     m.service_url = "javascript:alert(1)";
     check_all_targets(&m);
     char *matrix = render(RENDER_MATRIX, &m);
     CHECK(matrix && !strstr(matrix, "href"));
     free(matrix);
+}
+
+/* ---- Slack rich_text ---- */
+
+/* Some unstyled text element of els contains text. */
+static int has_plain_text(json_t *els, const char *text)
+{
+    size_t i;
+    json_t *el;
+    json_array_foreach(els, i, el)
+    {
+        if (!strcmp(jget_str(el, "type"), "text") && strstr(jget_str(el, "text"), text) &&
+            !json_object_get(el, "style"))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Issue 10: Slack mrkdwn has no escape for * _ ~ `, so a project named like this once showed
+ * bold, italic, struck and as code. Now the name is shown exactly as it is: the label of its
+ * link, or unstyled text where it is not linked; the short name keeps its own characters inside
+ * our code style.
+ */
+static void test_slack_literal_names(void)
+{
+    static const char name[] = "*bold* _it_ ~s~ `c`";
+    struct project p = P("0-42", "`K`*", name, TRI_NO);
+    struct change cr = {CHANGE_CREATED, NULL, &p}, rm = {CHANGE_REMOVED, &p, NULL};
+    const struct change *both[] = {&cr, &rm};
+    struct message m = change_msg(&cr);
+
+    for (int kind = 0; kind < 3; kind++) {
+        if (kind == 1) {
+            m.kind = MESSAGE_DIGEST;
+            m.digest = both;
+            m.n_changes = 2;
+        } else if (kind == 2) {
+            m = change_msg(&rm);
+        }
+        char *out = render(RENDER_SLACK, &m);
+        check_slack(out);
+        json_t *els = slack_elements(out);
+        CHECK(els != NULL);
+        if (kind < 2)
+            CHECK_INT(slack_count_literal(out, "link", name), 1);
+        if (kind > 0)
+            CHECK(has_plain_text(els, ": *bold* _it_ ~s~ `c` ("));
+        size_t i, keys = 0;
+        json_t *el;
+        json_array_foreach(els, i, el)
+        {
+            json_t *st = json_object_get(el, "style");
+            keys += !strcmp(jget_str(el, "text") ? jget_str(el, "text") : "", "`K`*") &&
+                    json_is_true(json_object_get(st, "code")) && json_object_size(st) == 1;
+        }
+        CHECK_INT(keys, kind == 1 ? 2 : 1);
+        json_decref(els);
+        free(out);
+    }
+}
+
+/* render_slack_answer() makes a valid block of any marked text: unterminated or stray marks,
+ * a link that is not http(s), an odd emoji name; text that shows nothing makes no block. */
+static void test_slack_marks(void)
+{
+    const char *const sections[] = {
+        RENDER_RT_BOLD "open bold",
+        "x" RENDER_RT_LINK "https://a.example/",                       /* cut in its URL */
+        "y" RENDER_RT_LINK "https://a.example/" RENDER_RT_LABEL "lab", /* cut in its label */
+        "z" RENDER_RT_EMOJI "new",                                     /* cut in its name */
+        RENDER_RT_END RENDER_RT_LABEL "stray" RENDER_RT_CODE,
+        RENDER_RT_LINK "javascript:alert(1)" RENDER_RT_LABEL "js" RENDER_RT_END,
+        RENDER_RT_LINK "https://a.example/<x>" RENDER_RT_LABEL "lt" RENDER_RT_END,
+        RENDER_RT_BOLD RENDER_RT_BOLD RENDER_RT_CODE RENDER_RT_CODE, /* shows nothing */
+        RENDER_RT_EMOJI "Bad Name" RENDER_RT_EMOJI "w",
+        RENDER_RT_LINK "https://b.example/" RENDER_RT_LABEL RENDER_RT_END, /* no label */
+        "",
+        NULL,
+        "a" RENDER_RT_BOLD "b" RENDER_RT_BOLD RENDER_RT_BOLD "c" RENDER_RT_BOLD "d",
+    };
+    char *out = render_slack_answer("fallback", sections, sizeof(sections) / sizeof(*sections));
+    const char *err = slack_check(out, SLACK_ANSWER);
+    CHECK(err == NULL);
+    char *view = slack_view(out, 1);
+    CHECK_STR(view, "*open bold*\nx\ny<https://a.example/|lab>\nz\nstray\njs\nlt\nw\n"
+                    "<https://b.example/|>\na*bc*d");
+    free(view);
+    free(out);
+}
+
+/* A block's visible text of the answer out (one block), or NULL. */
+static char *only_block_text(const char *out)
+{
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL;
+    char *view = json_array_size(json_object_get(o, "blocks")) == 1 ? slack_view(out, 0) : NULL;
+    json_decref(o);
+    return view;
+}
+
+/* Cutting to RENDER_SLACK_TEXT_MAX visible code points: never inside a link or an emoji, "…" at
+ * the end; a style left open is fine; at most RENDER_SLACK_BLOCKS_MAX blocks. */
+static void test_slack_fit(void)
+{
+    enum { N = 3200 };
+    static char a[N + 1], b[N + 1], sec[3][N + 200];
+    memset(a, 'a', N);
+    memset(b, 'b', N);
+    snprintf(sec[0], sizeof(sec[0]),
+             "%.2990s" RENDER_RT_LINK "https://c.example/" RENDER_RT_LABEL
+             "0123456789abcdef" RENDER_RT_END "tail",
+             a);
+    snprintf(sec[1], sizeof(sec[1]), "%.2998s" RENDER_RT_EMOJI "new" RENDER_RT_EMOJI "b", a);
+    snprintf(sec[2], sizeof(sec[2]), RENDER_RT_BOLD "%.3100s" RENDER_RT_BOLD, b);
+    CHECK_INT(render_slack_count(sec[0], strlen(sec[0])), 2990 + 16 + 4);
+    CHECK_INT(render_slack_count(sec[1], strlen(sec[1])), 2998 + 5 + 1);
+    CHECK_INT(render_slack_count(sec[2], strlen(sec[2])), 3100);
+    const size_t want[] = {2991, 2999, 3000};
+    for (int i = 0; i < 3; i++) {
+        const char *one[] = {sec[i]};
+        char *out = render_slack_answer("fb", one, 1);
+        const char *err = slack_check(out, SLACK_ANSWER);
+        CHECK(err == NULL);
+        char *text = only_block_text(out);
+        CHECK(text && cps(text) == want[i]);
+        CHECK(text && !strcmp(text + strlen(text) - 3, "\xe2\x80\xa6"));
+        CHECK(out && !strstr(out, "\"link\"") && !strstr(out, "\"emoji\""));
+        free(text);
+        free(out);
+    }
+
+    const char *many[60];
+    for (size_t i = 0; i < 60; i++)
+        many[i] = "line";
+    char *out = render_slack_answer("fb", many, 60);
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL;
+    CHECK_INT(json_array_size(json_object_get(o, "blocks")), RENDER_SLACK_BLOCKS_MAX);
+    json_decref(o);
+    free(out);
 }
 
 /* ---- random names ---- */
@@ -885,6 +1015,53 @@ static void test_random_names(void)
     }
 }
 
+/* Random marked text, marks in any order and cut anywhere: render_slack_answer() still sends only
+ * valid blocks within the limits (tests/slack_check.h). */
+static void test_random_marks(void)
+{
+    static const char *const pieces[] = {RENDER_RT_BOLD,
+                                         RENDER_RT_CODE,
+                                         RENDER_RT_LINK,
+                                         RENDER_RT_LABEL,
+                                         RENDER_RT_END,
+                                         RENDER_RT_EMOJI,
+                                         "https://x.example/p",
+                                         "new",
+                                         "a",
+                                         "\n",
+                                         "&<>|",
+                                         "\xc3\xa9",
+                                         "\xf0\x9f\x9a\x80",
+                                         " ",
+                                         "javascript:",
+                                         "Name"};
+    enum { CAP = 12000, K = 4 };
+    static char text[K][CAP];
+    const char *sections[K];
+    int failures = test_failures;
+
+    for (int round = 0; round < 1000 && test_failures == failures; round++) {
+        for (size_t k = 0; k < K; k++) {
+            size_t n = k == 0, want = rnd() % (rnd() % 4 == 0 ? CAP - 32 : 200);
+            text[k][0] = 'h'; /* the head shows something, as every answer's does */
+            while (n < want) {
+                const char *pc = pieces[rnd() % (sizeof(pieces) / sizeof(pieces[0]))];
+                size_t len = strlen(pc);
+                memcpy(text[k] + n, pc, len);
+                n += len;
+            }
+            text[k][n] = '\0';
+            sections[k] = text[k];
+        }
+        char *out = render_slack_answer("fb", sections, K);
+        const char *err = slack_check(out, SLACK_ANSWER);
+        if (err)
+            fprintf(stderr, "round %d: %s\n", round, err);
+        CHECK(err == NULL);
+        free(out);
+    }
+}
+
 int main(void)
 {
     setup();
@@ -898,6 +1075,10 @@ int main(void)
     RUN(test_stdout_shapes);
     RUN(test_removal_no_link);
     RUN(test_odd_service_url);
+    RUN(test_slack_literal_names);
+    RUN(test_slack_marks);
+    RUN(test_slack_fit);
     RUN(test_random_names);
+    RUN(test_random_marks);
     return test_done();
 }
