@@ -553,12 +553,16 @@ int matrix_sync_reply_content(const char *answer, const char *event_id, const ch
     return r;
 }
 
-void matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE])
+int matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE])
 {
     char hex[2 * SHA256_LEN + 1];
+    int r = hmac_sha256_hex("ytbridge matrix reply", event_id, strlen(event_id), hex);
 
-    hmac_sha256_hex("ytbridge matrix reply", event_id, strlen(event_id), hex);
+    out[0] = '\0';
+    if (r)
+        return r;
     snprintf(out, MATRIX_SYNC_TXN_ID_SIZE, "r-%.32s", hex);
+    return 0;
 }
 
 /* ---- the client ---- */
@@ -1039,11 +1043,12 @@ static void send_reply(struct matrix_sync *m, const struct matrix_sync_item *it,
     char txn[MATRIX_SYNC_TXN_ID_SIZE];
     char *content = NULL;
 
-    if (matrix_sync_reply_content(answer, it->event_id, it->thread_root, &content) != 0) {
+    if (matrix_sync_reply_content(answer, it->event_id, it->thread_root, &content) != 0 ||
+        matrix_sync_txn_id(it->event_id, txn) != 0) {
         log_err("matrix", "%s: cannot build the reply to %s", it->room_id, it->event_id);
+        free(content);
         return;
     }
-    matrix_sync_txn_id(it->event_id, txn);
     m->hooks.reply(m->hooks.userdata, it->room_id, txn, content);
     free(content);
 }
