@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include "announce.h"
+#include "backoff.h"
 #include "command.h"
 #include "metrics.h"
 #include "http.h"
@@ -39,7 +40,8 @@
 #include "state.h"
 #include "youtrack.h"
 
-#define BACKOFF_FIRST_MS 2000u
+#define BACKOFF_FIRST_MS  2000u
+#define RETRY_AFTER_MAX_S 86400L /* http.c cuts Retry-After there too */
 
 struct bridge {
     uv_loop_t *loop;
@@ -290,19 +292,20 @@ static void settle_then_stop(struct bridge *b);
 
 static void on_timer(uv_timer_t *t);
 
-/* Exponential back-off with +-20% jitter, capped at the poll interval. */
+/*
+ * Exponential back-off with +-20% jitter, capped at the poll interval (a failing YouTrack is
+ * tried at least as often as a working one); the server's Retry-After beats the cap.
+ */
 static uint64_t backoff_ms(const struct bridge *b, long retry_after)
 {
-    uint64_t cap = (uint64_t)b->conf->youtrack.poll_interval * 1000u;
-    uint64_t d = BACKOFF_FIRST_MS;
-    for (unsigned i = 1; i < b->failures && d < cap; i++)
-        d *= 2;
-    if (d > cap)
-        d = cap;
-    d = d * (80u + (uint64_t)(rand() % 41)) / 100u;
-    if (retry_after >= 0 && (uint64_t)retry_after * 1000u > d)
-        d = (uint64_t)retry_after * 1000u; /* the server's word beats our cap */
-    return d;
+    const struct backoff poll_backoff = {
+        .first_ms = BACKOFF_FIRST_MS,
+        .cap_ms = (uint64_t)b->conf->youtrack.poll_interval * 1000u,
+        .jitter_min_pct = 80,
+        .jitter_max_pct = 120,
+        .retry_after_max_s = RETRY_AFTER_MAX_S,
+    };
+    return backoff_delay(&poll_backoff, b->failures, retry_after);
 }
 
 /*

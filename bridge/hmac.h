@@ -1,7 +1,7 @@
 /*
- * SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for signing generic webhook bodies. Written
- * here to avoid a crypto library dependency for one signature; checked against the FIPS and
- * RFC 4231 test vectors (tests/unit/test_hmac.c).
+ * HMAC-SHA256 (RFC 2104, RFC 4231), for signing generic webhook bodies and deriving Matrix reply
+ * transaction ids. The one boundary of OpenSSL's libcrypto: no other module includes its
+ * headers.
  */
 #ifndef YTB_HMAC_H
 #define YTB_HMAC_H
@@ -11,12 +11,19 @@
 
 #define SHA256_LEN 32
 
-void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
+/*
+ * Writes HMAC-SHA256(key, data) into out. Returns 0, or on failure (out zeroed) -ENOMEM when
+ * libcrypto fails (it allocates) or -EINVAL for a key over INT_MAX bytes. The hand-written code
+ * this replaced could not fail; callers now check.
+ */
+__attribute__((warn_unused_result)) int
+hmac_sha256(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[SHA256_LEN]);
 
-void hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
-                 uint8_t out[SHA256_LEN]);
-
-/* Writes the 64 lowercase hex digits of HMAC-SHA256(key, data) and a NUL into hex. */
-void hmac_sha256_hex(const char *key, const void *data, size_t len, char hex[2 * SHA256_LEN + 1]);
+/*
+ * Writes the 64 lowercase hex digits of HMAC-SHA256(key, data) and a NUL into hex. Returns as
+ * hmac_sha256(); on failure hex is the empty string.
+ */
+__attribute__((warn_unused_result)) int hmac_sha256_hex(const char *key, const void *data,
+                                                        size_t len, char hex[2 * SHA256_LEN + 1]);
 
 #endif

@@ -35,6 +35,7 @@
 
 #include <jansson.h>
 
+#include "backoff.h"
 #include "command.h"
 #include "hmac.h"
 #include "http.h"
@@ -47,8 +48,7 @@
 #define FIRST_HTTP_TIMEOUT_MS 180000L /* the first sync is a full one: it can be slow */
 #define WHOAMI_TIMEOUT_MS     30000L
 #define MEMBER_TIMEOUT_MS     30000L
-#define BACKOFF_MIN_MS        5000u /* matrix-bot-sdk: random 5-15 s */
-#define BACKOFF_SPAN_MS       10000u
+#define BACKOFF_BASE_MS       10000u /* +-50%: matrix-bot-sdk's random 5-15 s */
 #define BACKOFF_MAX_MS        (5u * 60u * 1000u)
 #define RETRY_AFTER_MAX_MS    (3600u * 1000u)
 #define SPIN_GUARD_MS         1000u /* an empty answer faster than this: wait before the next */
@@ -553,12 +553,16 @@ int matrix_sync_reply_content(const char *answer, const char *event_id, const ch
     return r;
 }
 
-void matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE])
+int matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE])
 {
     char hex[2 * SHA256_LEN + 1];
+    int r = hmac_sha256_hex("ytbridge matrix reply", event_id, strlen(event_id), hex);
 
-    hmac_sha256_hex("ytbridge matrix reply", event_id, strlen(event_id), hex);
+    out[0] = '\0';
+    if (r)
+        return r;
     snprintf(out, MATRIX_SYNC_TXN_ID_SIZE, "r-%.32s", hex);
+    return 0;
 }
 
 /* ---- the client ---- */
@@ -752,13 +756,20 @@ static int start_request(struct matrix_sync *m, const char *method, const char *
     return http_start(m->http, &req, cb, m, xfer);
 }
 
-/* Random 5-15 s, doubling with each failure in a row, at most 5 minutes. */
+/*
+ * Random 5-15 s (10 s +-50%), doubling with each failure in a row, at most 5 minutes: the base
+ * stops at 200 s so that its +-50% still ends at 5 minutes and stays random there.
+ */
+static const struct backoff sync_backoff = {
+    .first_ms = BACKOFF_BASE_MS,
+    .cap_ms = BACKOFF_MAX_MS * 2 / 3,
+    .jitter_min_pct = 50,
+    .jitter_max_pct = 150,
+};
+
 static uint64_t backoff_ms(unsigned failures)
 {
-    uint64_t ms = BACKOFF_MIN_MS + (uint64_t)rand() % (BACKOFF_SPAN_MS + 1);
-    for (unsigned i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms;
+    return backoff_delay(&sync_backoff, failures, -1);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1032,11 +1043,12 @@ static void send_reply(struct matrix_sync *m, const struct matrix_sync_item *it,
     char txn[MATRIX_SYNC_TXN_ID_SIZE];
     char *content = NULL;
 
-    if (matrix_sync_reply_content(answer, it->event_id, it->thread_root, &content) != 0) {
+    if (matrix_sync_reply_content(answer, it->event_id, it->thread_root, &content) != 0 ||
+        matrix_sync_txn_id(it->event_id, txn) != 0) {
         log_err("matrix", "%s: cannot build the reply to %s", it->room_id, it->event_id);
+        free(content);
         return;
     }
-    matrix_sync_txn_id(it->event_id, txn);
     m->hooks.reply(m->hooks.userdata, it->room_id, txn, content);
     free(content);
 }

@@ -109,8 +109,11 @@ void matrix_sync_batch_fini(struct matrix_sync_batch *b);
 int matrix_sync_reply_content(const char *answer, const char *event_id, const char *thread_root,
                               char **out);
 
-/* The reply's transaction id, derived from the command's event id (a retry is idempotent). */
-void matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE]);
+/*
+ * The reply's transaction id, derived from the command's event id (a retry is idempotent).
+ * Returns 0, or -ENOMEM when the HMAC cannot be computed (out is then the empty string).
+ */
+int matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE]);
 
 struct matrix_sync;
 

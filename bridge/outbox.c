@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backoff.h"
 #include "log.h"
 #include "metrics.h"
 #include "sink.h"
@@ -315,20 +316,18 @@ static void wait_for(struct queue *q, enum qstate state, uint64_t ms)
     uv_timer_start(&q->timer, on_timer, ms, 0);
 }
 
+/* 1 s, 2 s, ... 5 min, +-20%; a server-given delay wins over our guess, even past our cap. */
+static const struct backoff delivery_backoff = {
+    .first_ms = BACKOFF_FIRST_MS,
+    .cap_ms = BACKOFF_MAX_MS,
+    .jitter_min_pct = 80,
+    .jitter_max_pct = 120,
+    .retry_after_max_s = RETRY_AFTER_MAX_S,
+};
+
 static uint64_t backoff_ms(unsigned failures, long retry_after)
 {
-    uint64_t d = BACKOFF_FIRST_MS;
-    for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
-        d *= 2;
-    if (d > BACKOFF_MAX_MS)
-        d = BACKOFF_MAX_MS;
-    d = d * (80u + (uint64_t)(rand() % 41)) / 100u;
-    if (retry_after > RETRY_AFTER_MAX_S)
-        retry_after = RETRY_AFTER_MAX_S;
-    /* A server-given delay wins over our guess, even past our cap. */
-    if (retry_after >= 0 && (uint64_t)retry_after * 1000u > d)
-        d = (uint64_t)retry_after * 1000u;
-    return d;
+    return backoff_delay(&delivery_backoff, failures, retry_after);
 }
 
 static void on_answer(void *userdata, const struct http_response *res)

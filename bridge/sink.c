@@ -136,8 +136,9 @@ int sink_request(struct sink *s, const struct outbox_entry *e, struct sink_reque
             r = add_header(req, "X-Ytbridge-Delivery", e->id);
         if (!r && c->secret) {
             char sig[2 * SHA256_LEN + 8] = "sha256=";
-            hmac_sha256_hex(c->secret, e->body, strlen(e->body), sig + 7);
-            r = add_header(req, "X-Ytbridge-Signature-256", sig);
+            r = hmac_sha256_hex(c->secret, e->body, strlen(e->body), sig + 7);
+            if (!r)
+                r = add_header(req, "X-Ytbridge-Signature-256", sig);
         }
         if (!r)
             r = set_body(req, "POST", e->body);

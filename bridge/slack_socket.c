@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "backoff.h"
 #include "command.h"
 #include "http.h"
 #include "log.h"
@@ -113,10 +114,10 @@ struct slack_socket {
     unsigned next_id;
     unsigned failures;
     uint64_t next_attempt_ms;
-    uint64_t disabled_ms; /* current link_disabled back-off; 0 while enabled */
-    uint64_t last_up_ms;  /* when a socket last said hello, or was last known up */
-    int fatal;            /* the token was refused: stop until reconfigured */
-    int disabled;         /* link_disabled: Socket Mode is off for the app */
+    unsigned disables;   /* link_disabled in a row (its back-off step); 0 while enabled */
+    uint64_t last_up_ms; /* when a socket last said hello, or was last known up */
+    int fatal;           /* the token was refused: stop until reconfigured */
+    int disabled;        /* link_disabled: Socket Mode is off for the app */
     int started, stopping, freed;
     void (*stopped_cb)(void *);
     void *stopped_ud;
@@ -176,25 +177,36 @@ static void update_gauges(const struct slack_socket *s)
     metrics_slack_sockets(open, up);
 }
 
-/* Jittered exponential back-off: 1 s, 2 s, 4 s ... 60 s, each between 50% and 100%. */
-static uint64_t backoff_ms(unsigned failures)
-{
-    uint64_t ms = BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    if (ms > BACKOFF_MAX_MS)
-        ms = BACKOFF_MAX_MS;
-    ms = ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
-    return ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : ms;
-}
+/* Jittered exponential back-off: 1 s, 2 s, 4 s ... 60 s, each between 50% and 100%, >= 1 s. */
+static const struct backoff open_backoff = {
+    .first_ms = BACKOFF_MIN_MS,
+    .cap_ms = BACKOFF_MAX_MS,
+    .jitter_min_pct = 50,
+    .jitter_max_pct = 100,
+    .floor_ms = BACKOFF_MIN_MS,
+    .retry_after_max_s = RETRY_AFTER_MAX_S,
+};
 
-/* An attempt failed: the next one waits longer. */
-static void attempt_failed(struct slack_socket *s)
+/* link_disabled: 5 min, doubling to an hour; no jitter (a person has to act anyway). */
+static const struct backoff disabled_backoff = {
+    .first_ms = DISABLED_FIRST_MS,
+    .cap_ms = DISABLED_MAX_MS,
+    .jitter_min_pct = 100,
+    .jitter_max_pct = 100,
+};
+
+/* An attempt failed: the next one waits longer, and at least retry_after_s (if >= 0). */
+static void attempt_failed_after(struct slack_socket *s, long retry_after_s)
 {
     s->failures++;
-    uint64_t at = now_ms(s) + backoff_ms(s->failures);
+    uint64_t at = now_ms(s) + backoff_delay(&open_backoff, s->failures, retry_after_s);
     if (at > s->next_attempt_ms)
         s->next_attempt_ms = at;
+}
+
+static void attempt_failed(struct slack_socket *s)
+{
+    attempt_failed_after(s, -1);
 }
 
 /* ---- writing ---- */
@@ -578,7 +590,7 @@ static void on_hello(struct conn *c, long long n)
     s->last_up_ms = c->hello_ms; /* the back-off is cleared only once it proves stable (tick) */
     if (s->disabled) {
         s->disabled = 0;
-        s->disabled_ms = 0;
+        s->disables = 0;
         if (s->hooks.alert)
             s->hooks.alert(s->hooks.userdata, "slack_enabled",
                            "Slack Socket Mode works again: /youtrack commands are answered");
@@ -603,14 +615,12 @@ static void on_disconnect(struct conn *c, const char *reason)
 
     metrics_slack_disconnect(reason);
     if (strcmp(reason, "link_disabled") == 0) {
-        s->disabled_ms = s->disabled_ms ? s->disabled_ms * 2 : DISABLED_FIRST_MS;
-        if (s->disabled_ms > DISABLED_MAX_MS)
-            s->disabled_ms = DISABLED_MAX_MS;
-        s->next_attempt_ms = now_ms(s) + s->disabled_ms;
+        uint64_t wait_ms = backoff_delay(&disabled_backoff, ++s->disables, -1);
+        s->next_attempt_ms = now_ms(s) + wait_ms;
         log_err("slack",
                 "Slack disabled the Socket Mode link (link_disabled: Socket Mode was turned off "
                 "for the app); trying again in %llu min",
-                (unsigned long long)(s->disabled_ms / 60000));
+                (unsigned long long)(wait_ms / 60000));
         if (!s->disabled && s->hooks.alert)
             s->hooks.alert(s->hooks.userdata, "slack_disabled",
                            "Slack turned Socket Mode off for the app (link_disabled): /youtrack "
@@ -964,14 +974,10 @@ static void on_open_answer(void *userdata, const struct http_response *res)
         goto out;
     }
     if (res->status == 429) {
-        long ra = res->retry_after > 0 ? res->retry_after : 30;
         metrics_slack_open(0);
-        if (ra > RETRY_AFTER_MAX_S)
-            ra = RETRY_AFTER_MAX_S;
         set_error(s, "apps.connections.open is rate limited (%s)", "HTTP 429");
-        attempt_failed(s);
-        if (s->next_attempt_ms < now_ms(s) + (uint64_t)ra * 1000u)
-            s->next_attempt_ms = now_ms(s) + (uint64_t)ra * 1000u;
+        /* Without a usable Retry-After, 30 s: a 429 says we are too fast, whatever it omits. */
+        attempt_failed_after(s, res->retry_after > 0 ? res->retry_after : 30);
         goto out;
     }
     root = json_loadb(res->body, res->body_len, 0, NULL);
