@@ -20,7 +20,7 @@
 #include <jansson.h>
 
 #include "project.h"
-#include "state.h"
+#include "state_format.h"
 #include "youtrack.h"
 
 static double now_ms(void)
