@@ -926,8 +926,8 @@ static int start_chat(struct bridge *b, char *err, size_t errlen)
     if (b->conf->chat.matrix.enabled) {
         struct matrix_sync_hooks h = {
             .answer = matrix_answer, .reply = matrix_reply, .alert = chat_alert, .userdata = b};
-        int r = matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->conf->state_dir, &h,
-                                err, errlen);
+        int r =
+            matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->state, &h, err, errlen);
         if (r)
             return r;
     }

@@ -12,7 +12,7 @@
  *     1.9-3.3 s (3-10x, 6x typical), and at its peak the DOM adds 185 MiB, 7.7x the text, where
  *     this reader adds 18.8 MiB, the project list itself. A bridge that can poll 100,000
  *     projects in 76 MiB could not start in it.
- * The state's small records (journal lines) are read with this reader too, so
+ * The state's small records (journal lines, sync positions) are read with this reader too, so
  * that state_format.c reads one way (see there). Everything else uses jansson, which also
  * writes all JSON.
  *

@@ -7,8 +7,8 @@
  *
  * Invariants: snapshot.json is always either the previous or the next complete snapshot (the
  * new one is written beside it and renamed over it, with fsyncs so a power cut cannot leave an
- * empty file); so is every other file replaced whole (a compacted outbox.jsonl); only the
- * lock holder writes, and the lock is a flock() on the directory
+ * empty file); so is every other file replaced whole (a compacted outbox.jsonl,
+ * matrix-sync.json); only the lock holder writes, and the lock is a flock() on the directory
  * itself, which no one can unlink from under us (the "lock" file only names the holder's pid,
  * for people and for older versions that lock it); a corrupt snapshot is moved aside, never
  * overwritten, so an operator can look at it.
@@ -124,12 +124,43 @@ int state_deadletter(struct state *st, const struct journal_record *r, const cha
     return st->ops->deadletter(st, r, reason);
 }
 
+/* A key names a file (or a key in another store): short, and nothing to escape. */
+static int key_ok(const char *key)
+{
+    size_t n = strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+    return n > 0 && n <= 32 && key[n] == '\0';
+}
+
+int state_sync_position_get(struct state *st, const char *key, struct state_sync_position *out,
+                            char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (!key_ok(key)) {
+        snprintf(err, errlen, "invalid sync position key");
+        return -EINVAL;
+    }
+    return st->ops->sync_position_get(st, key, out, err, errlen);
+}
+
+int state_sync_position_put(struct state *st, const char *key, const struct state_sync_position *p,
+                            char *err, size_t errlen)
+{
+    if (!key_ok(key) || !p->server || !p->user || !p->position) {
+        snprintf(err, errlen, "invalid sync position");
+        return -EINVAL;
+    }
+    return st->ops->sync_position_put(st, key, p, err, errlen);
+}
+
 /* ---- the directory backend ---- */
 
-#define SNAPSHOT_NAME   "snapshot.json"
-#define SNAPSHOT_MAX    (1024L * 1024 * 1024)
-#define JOURNAL_NAME    "outbox.jsonl"
-#define DEADLETTER_NAME "deadletter.jsonl"
+#define SNAPSHOT_NAME     "snapshot.json"
+#define SNAPSHOT_MAX      (1024L * 1024 * 1024)
+#define JOURNAL_NAME      "outbox.jsonl"
+#define DEADLETTER_NAME   "deadletter.jsonl"
+#define SYNC_SUFFIX       "-sync.json" /* "matrix" -> matrix-sync.json */
+#define SYNC_POSITION_MAX (64L * 1024) /* a bigger one is damaged */
 
 struct dir {
     struct state base; /* first: the interface's pointer is ours */
@@ -767,6 +798,66 @@ static int dir_deadletter(struct state *st, const struct journal_record *rec, co
     return r;
 }
 
+/* ---- sync positions ---- */
+
+static int dir_sync_position_get(struct state *st, const char *key, struct state_sync_position *out,
+                                 char *err, size_t errlen)
+{
+    struct dir *d = dir_of(st);
+    char name[64], why[200];
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    snprintf(name, sizeof(name), "%s%s", key, SYNC_SUFFIX);
+    r = read_file(d, name, SYNC_POSITION_MAX, &buf, &len);
+    if (r == -EFBIG) {
+        snprintf(err, errlen, "%s/%s is damaged (over %ld bytes)", d->dir, name, SYNC_POSITION_MAX);
+        return -EPROTO;
+    }
+    if (r == -ENOENT)
+        return r;
+    if (r) {
+        snprintf(err, errlen, "cannot read %s/%s: %s", d->dir, name, strerror(-r));
+        return r;
+    }
+    r = state_parse_sync_position(buf, len, out, why, sizeof(why));
+    free(buf);
+    if (r == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    else if (r)
+        snprintf(err, errlen, "%s/%s is damaged (%s)", d->dir, name, why);
+    return r;
+}
+
+struct text {
+    const char *p;
+};
+
+static int emit_text(const void *ctx, state_put_fn put, void *put_ctx)
+{
+    const struct text *t = ctx;
+
+    return put(put_ctx, t->p, strlen(t->p));
+}
+
+static int dir_sync_position_put(struct state *st, const char *key,
+                                 const struct state_sync_position *p, char *err, size_t errlen)
+{
+    char name[64];
+    struct text t = {state_format_sync_position(p)};
+    int r;
+
+    if (!t.p) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(name, sizeof(name), "%s%s", key, SYNC_SUFFIX);
+    r = replace_file(dir_of(st), name, emit_text, &t, err, errlen);
+    free((char *)t.p);
+    return r;
+}
+
 static const struct state_backend_ops state_dir_ops = {
     .name = "directory",
     .open = dir_open,
@@ -781,4 +872,6 @@ static const struct state_backend_ops state_dir_ops = {
     .journal_clear = dir_journal_clear,
     .journal_compact = dir_journal_compact,
     .deadletter = dir_deadletter,
+    .sync_position_get = dir_sync_position_get,
+    .sync_position_put = dir_sync_position_put,
 };

@@ -1,6 +1,6 @@
 /*
  * Durable state behind one interface (DESIGN.md, "State backends"): the snapshot with its change
- * history, the outbox journal and dead letters. Nothing above
+ * history, the outbox journal, dead letters and the chat clients' sync positions. Nothing above
  * this interface opens a file of the state directory or knows which backend runs. The records
  * themselves and their JSON are state_format.h's (pure), the directory backend lives in state.c,
  * and a backend is a table of operations (state_backend.h).
@@ -22,6 +22,8 @@
  *     generations in the order they were added, and nothing else. Each add, done, clear and
  *     compaction is durable when it returns 0 (the one duplicate window of a delivery is a crash
  *     between the target's answer and state_journal_done()).
+ *   - Sync positions are durable and atomic: state_sync_position_get() returns the last value
+ *     put whole, or none, never a mix of two.
  *   - Dead letters are an append-only record for the operator; nothing reads them back.
  * Calls block briefly (small writes; DESIGN.md accepts this one exception on the loop).
  */
@@ -108,5 +110,20 @@ int state_journal_compact(struct state *st, const struct journal_record *v, size
 
 /* Keeps r and why it failed as a dead letter (deadletter.jsonl), for the operator. 0/-errno. */
 int state_deadletter(struct state *st, const struct journal_record *r, const char *reason);
+
+/*
+ * Reads the position saved under key into *out. Returns 0, -ENOENT when none is saved,
+ * -EPROTO when what is saved is damaged, or another -errno when it cannot be read; err says
+ * what and where on every failure but -ENOENT.
+ */
+int state_sync_position_get(struct state *st, const char *key, struct state_sync_position *out,
+                            char *err, size_t errlen);
+
+/*
+ * Saves p under key, replacing the last one atomically and durably (the directory: temp file,
+ * fsync, rename, mode 0600). 0 or -errno (err says what failed).
+ */
+int state_sync_position_put(struct state *st, const char *key, const struct state_sync_position *p,
+                            char *err, size_t errlen);
 
 #endif

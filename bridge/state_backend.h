@@ -43,6 +43,11 @@ struct state_backend_ops {
     int (*journal_clear)(struct state *st);
     int (*journal_compact)(struct state *st, const struct journal_record *v, size_t n);
     int (*deadletter)(struct state *st, const struct journal_record *r, const char *reason);
+
+    int (*sync_position_get)(struct state *st, const char *key, struct state_sync_position *out,
+                             char *err, size_t errlen);
+    int (*sync_position_put)(struct state *st, const char *key, const struct state_sync_position *p,
+                             char *err, size_t errlen);
 };
 
 /* What every backend's object starts with. */

@@ -1,14 +1,15 @@
 /*
  * The state's records as bytes (see state_format.h): the snapshot document and its change
- * history, journal lines, dead letters. Pure: the backends do the I/O.
+ * history, journal lines, dead letters, sync positions. Pure: the backends do the I/O.
  *
  * One reading decision for the whole file: every document is read with the pull reader
  * (jscan.h). The snapshot has to be: through a jansson DOM a 100,000-project snapshot loads
- * 3-10x slower and needs ten times the memory (the figures are in jscan.h). The journal's lines
- * then use the same reader rather than a second one: they are small and read once at start-up, so
- * either would do, and one reader means one set of rules for what a damaged record is (strings
- * validated as UTF-8, integers exactly int64, nothing after the value; a line jansson refused is
- * refused here too, tests/unit/test_state.c). Writing is jansson's throughout.
+ * 3-10x slower and needs ten times the memory (the figures are in jscan.h). The journal and the
+ * sync positions then use the same reader rather than a second one: they are small and read
+ * once at start-up, so either would do, and one reader means one set of rules for what a
+ * damaged record is (strings validated as UTF-8, integers exactly int64, nothing after the
+ * value; a line jansson refused is refused here too, tests/unit/test_state.c). Writing is
+ * jansson's throughout.
  */
 #include "state_format.h"
 
@@ -718,5 +719,64 @@ int state_parse_journal(const char *buf, size_t len, uint64_t committed_gen,
         return r;
     }
     *out = j;
+    return 0;
+}
+
+/* ---- sync positions ---- */
+
+char *state_format_sync_position(const struct state_sync_position *p)
+{
+    return line_of(json_pack("{s:s, s:s, s:s}", "homeserver", p->server, "user_id", p->user,
+                             "next_batch", p->position),
+                   JSON_COMPACT);
+}
+
+void state_sync_position_fini(struct state_sync_position *p)
+{
+    free(p->server);
+    free(p->user);
+    free(p->position);
+    memset(p, 0, sizeof(*p));
+}
+
+static int on_position_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct state_sync_position *p = ctx;
+
+    if (jscan_key_is(k, kl, "homeserver"))
+        return read_text(js, &p->server);
+    if (jscan_key_is(k, kl, "user_id"))
+        return read_text(js, &p->user);
+    if (jscan_key_is(k, kl, "next_batch"))
+        return read_text(js, &p->position);
+    return jscan_skip(js);
+}
+
+int state_parse_sync_position(const char *buf, size_t len, struct state_sync_position *out,
+                              char *err, size_t errlen)
+{
+    struct state_sync_position p = {0};
+    struct jscan js;
+    int r;
+
+    jscan_init(&js, buf, len);
+    r = jscan_object_each(&js, on_position_member, &p);
+    if (!r)
+        r = jscan_end(&js);
+    if (r)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
+    jscan_fini(&js);
+    if (!r && (!p.server || !p.user || !p.position)) {
+        snprintf(err, errlen, "\"%s\" is missing or not a string",
+                 !p.server ? "homeserver"
+                 : !p.user ? "user_id"
+                           : "next_batch");
+        r = -EPROTO;
+    }
+    if (r) {
+        state_sync_position_fini(&p);
+        return r;
+    }
+    *out = p;
     return 0;
 }

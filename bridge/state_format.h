@@ -1,6 +1,6 @@
 /*
  * The state's records and their bytes (pure: no I/O, no clock): the snapshot with its change
- * history, the journal's records and lines, dead letters. Every backend stores
+ * history, the journal's records and lines, dead letters, sync positions. Every backend stores
  * these same bytes (state.h says where and with which guarantees), so they are defined once,
  * here.
  *
@@ -81,6 +81,19 @@ struct journal_record {
 /* Frees n records returned by state_journal_load() and the array. NULL is fine. */
 void state_journal_records_free(struct journal_record *v, size_t n);
 
+/*
+ * A chat client's read position, kept under a short key ([a-z0-9_], at most 32 bytes; "matrix"
+ * is the Matrix client's /sync position, the directory's matrix-sync.json). The strings are
+ * owned (state_sync_position_fini()); none is NULL in a position that was read.
+ */
+struct state_sync_position {
+    char *server;   /* where the position is valid (the homeserver URL) */
+    char *user;     /* whose it is (the bot's user id) */
+    char *position; /* the opaque token (Matrix: next_batch) */
+};
+
+void state_sync_position_fini(struct state_sync_position *p);
+
 /* Receives n bytes of a document being written. 0, or -errno to stop the writer. */
 typedef int (*state_put_fn)(void *ctx, const char *p, size_t n);
 
@@ -135,5 +148,15 @@ struct state_journal_replay {
  */
 int state_parse_journal(const char *buf, size_t len, uint64_t committed_gen,
                         struct state_journal_replay *out);
+
+/* A sync position file: {"homeserver", "user_id", "next_batch"} and a newline (NULL: ENOMEM). */
+char *state_format_sync_position(const struct state_sync_position *p);
+
+/*
+ * Parses a sync position file. 0 (*out filled), -EPROTO when it is not such a document (all
+ * three members strings without a NUL byte; others are ignored; err says why), or -ENOMEM.
+ */
+int state_parse_sync_position(const char *buf, size_t len, struct state_sync_position *out,
+                              char *err, size_t errlen);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Unit tests for the state directory: lock, atomic snapshot round trip, corrupt files, the
- * bounded change history, the journal's records.
+ * bounded change history, the journal's records, the sync positions.
  */
 #include <errno.h>
 #include <signal.h>
@@ -634,6 +634,123 @@ static void test_journal_short_write(void)
     state_close(st);
 }
 
+/* ---- sync positions ---- */
+
+static void test_sync_position_round_trip(void)
+{
+    struct state *st = NULL;
+    struct state_sync_position p = {"https://hs.example", "@bot:hs.example", "s72_\"x\"_\xc3\xa9"};
+    struct state_sync_position got;
+    char err[256], path[256];
+    struct stat sb;
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -ENOENT);
+    CHECK(got.server == NULL);
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    /* The file existing deployments have, with the members they have. */
+    snprintf(path, sizeof(path), "%s/matrix-sync.json", dir);
+    CHECK_INT(stat(path, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0600);
+    CHECK_INT(count_prefix("matrix-sync.json.tmp"), 0);
+    FILE *f = fopen(path, "r");
+    char text[256] = "";
+    CHECK(f && fgets(text, sizeof(text), f));
+    if (f)
+        fclose(f);
+    CHECK_STR(text, "{\"homeserver\":\"https://hs.example\",\"user_id\":\"@bot:hs.example\","
+                    "\"next_batch\":\"s72_\\\"x\\\"_\xc3\xa9\"}\n");
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.server, p.server);
+    CHECK_STR(got.user, p.user);
+    CHECK_STR(got.position, p.position);
+    state_sync_position_fini(&got);
+
+    /* Another key is another position. */
+    CHECK_INT(state_sync_position_get(st, "other", &got, err, sizeof(err)), -ENOENT);
+    CHECK_INT(state_sync_position_get(st, "../x", &got, err, sizeof(err)), -EINVAL);
+    CHECK_INT(state_sync_position_put(st, "Matrix", &p, err, sizeof(err)), -EINVAL);
+
+    /* Written by hand (as the tests and operators do): spaces, other members, any order. */
+    write_file("matrix-sync.json", "{ \"next_batch\": \"s9\", \"extra\": [1, {\"a\": null}],\n"
+                                   "  \"user_id\": \"@bot:hs\", \"homeserver\": \"http://h\" }\n");
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s9");
+    CHECK_STR(got.server, "http://h");
+    state_sync_position_fini(&got);
+    state_close(st);
+}
+
+static void test_sync_position_damaged(void)
+{
+    static const char *const damaged[] = {
+        "",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\"}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":5}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\\u0000v\",\"next_batch\":\"s\"}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s\"} {}",
+        "[\"h\",\"u\",\"s\"]",
+        "not json",
+    };
+    struct state *st = NULL;
+    struct state_sync_position got;
+    char err[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+        write_file("matrix-sync.json", damaged[i]);
+        err[0] = '\0';
+        CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -EPROTO);
+        CHECK(strstr(err, "matrix-sync.json is damaged") != NULL);
+        CHECK(got.server == NULL && got.user == NULL && got.position == NULL);
+    }
+    /* Over the 64 KiB bound: damaged, not read. */
+    static const char doc[] = "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s\"}";
+    char *big = malloc(70000);
+    memset(big, ' ', 69999);
+    big[69999] = '\0';
+    memcpy(big, doc, strlen(doc));
+    write_file("matrix-sync.json", big);
+    free(big);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -EPROTO);
+    /* A put replaces a damaged one whole. */
+    struct state_sync_position p = {"h", "u", "s1"};
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s1");
+    state_sync_position_fini(&got);
+    state_close(st);
+}
+
+/* A position that cannot be written says so and leaves the last one in place. */
+static void test_sync_position_put_failure(void)
+{
+    struct state *st = NULL;
+    struct state_sync_position p = {"h", "u", "s2"}, got;
+    struct rlimit old, lim;
+    char err[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    p.position = "s1";
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    p.position = "s2";
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 10; /* shorter than the document */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), -EFBIG);
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK(strstr(err, "matrix-sync.json.tmp") != NULL);
+    CHECK(strstr(err, strerror(EFBIG)) != NULL);
+    CHECK_INT(count_prefix("matrix-sync.json.tmp"), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s1");
+    state_sync_position_fini(&got);
+    state_close(st);
+}
+
 /* A snapshot over the 64 KiB write buffer, so the failing write happens inside jansson's dump. */
 static void big_snapshot(struct snapshot *s)
 {
@@ -714,6 +831,9 @@ int main(void)
     RUN(test_journal_damaged_lines);
     RUN(test_outbox_entries_through_the_journal);
     RUN(test_journal_short_write);
+    RUN(test_sync_position_round_trip);
+    RUN(test_sync_position_damaged);
+    RUN(test_sync_position_put_failure);
     RUN(test_save_failure_names_the_errno);
     RUN(test_outbox_new_failure_closes_its_timers);
     char cmd[128];
