@@ -831,7 +831,7 @@ static int dir_sync_position_get(struct state *st, const char *key, struct state
 }
 
 struct text {
-    const char *p;
+    char *p;
 };
 
 static int emit_text(const void *ctx, state_put_fn put, void *put_ctx)
@@ -854,7 +854,7 @@ static int dir_sync_position_put(struct state *st, const char *key,
     }
     snprintf(name, sizeof(name), "%s%s", key, SYNC_SUFFIX);
     r = replace_file(dir_of(st), name, emit_text, &t, err, errlen);
-    free((char *)t.p);
+    free(t.p);
     return r;
 }
 
