@@ -159,8 +159,8 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
          * message is kept and re-filed under generation 0 of the new lineage, and the next
          * poll is a baseline, so none is announced twice.
          */
-        r = state_journal_load(b->state, b->have_snapshot ? b->snap.generation : UINT64_MAX,
-                               &pending, err, errlen);
+        r = outbox_journal_load(b->state, b->have_snapshot ? b->snap.generation : UINT64_MAX,
+                                &pending, err, errlen);
         if (r)
             goto fail;
         struct announce_batch kept = {0};
@@ -189,7 +189,11 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
                      "the snapshot is gone but %zu message%s still queued: kept (and the next "
                      "poll is a baseline)",
                      kept.n, kept.n == 1 ? " is" : "s are");
-            r = state_journal_compact(b->state, kept.v, kept.n);
+            struct journal_record *recs = NULL;
+            r = outbox_records(kept.v, kept.n, &recs);
+            if (!r)
+                r = state_journal_compact(b->state, recs, kept.n);
+            free(recs);
             if (r) {
                 snprintf(err, errlen, "cannot rewrite the outbox journal: %s", strerror(-r));
                 announce_batch_fini(&kept);
@@ -244,7 +248,9 @@ static void enqueue(struct bridge *b, struct announce_batch *batch)
 static void raise_alert(struct bridge *b, const char *kind, const char *text, const char *skip)
 {
     struct announce_batch batch = {0};
+    struct journal_record *recs = NULL;
     char tag[48], err[256];
+    int r;
     struct announce a = {
         .conf = b->conf,
         .flavour = youtrack_flavour(b->yt),
@@ -263,7 +269,13 @@ static void raise_alert(struct bridge *b, const char *kind, const char *text, co
         print_dry_run(b, &batch);
         goto out;
     }
-    if (state_journal_add(b->state, batch.v, batch.n, err, sizeof(err)) != 0) {
+    r = outbox_records(batch.v, batch.n, &recs);
+    if (r)
+        snprintf(err, sizeof(err), "out of memory");
+    else
+        r = state_journal_add(b->state, recs, batch.n, err, sizeof(err));
+    free(recs);
+    if (r) {
         log_err("bridge", "%s; alert not queued: %s", err, text);
         goto out;
     }
@@ -397,6 +409,7 @@ static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
                   struct announce_batch *batch, struct snapshot *old, char *err, size_t errlen)
 {
     struct snapshot s = {.projects = *next, .flavour = flavour};
+    struct journal_record *recs = NULL;
     int64_t now = now_s();
     int r;
 
@@ -414,7 +427,12 @@ static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
         r = -ENOMEM;
         goto fail;
     }
-    r = state_commit(b->state, &s, batch->v, batch->n, now, err, errlen);
+    r = outbox_records(batch->v, batch->n, &recs);
+    if (r)
+        snprintf(err, errlen, "out of memory");
+    else
+        r = state_commit(b->state, &s, recs, batch->n, now, err, errlen);
+    free(recs);
     if (r)
         goto fail;
     *old = b->snap;
@@ -911,8 +929,8 @@ static int start_chat(struct bridge *b, char *err, size_t errlen)
     if (b->conf->chat.matrix.enabled) {
         struct matrix_sync_hooks h = {
             .answer = matrix_answer, .reply = matrix_reply, .alert = chat_alert, .userdata = b};
-        int r = matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->conf->state_dir, &h,
-                                err, errlen);
+        int r =
+            matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->state, &h, err, errlen);
         if (r)
             return r;
     }

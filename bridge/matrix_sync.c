@@ -4,7 +4,8 @@
  * One request of each kind at a time: first whoami (the bot's user id feeds the filter and the
  * own-event check), then /sync in a loop, plus a FIFO of joins and leaves for invites. A batch
  * is handled completely (replies handed to the outbox, invites queued) before its next_batch is
- * written to MATRIX_SYNC_STATE_FILE, so a restart resumes after the last batch that was acted
+ * saved (the state's sync position MATRIX_SYNC_STATE_KEY), so a restart resumes after the last
+ * batch that was acted
  * on: a crash in between repeats that batch's commands (same txnIds: the homeserver drops the
  * duplicates it still remembers), it never skips one. Replies are not journaled: a reply still
  * queued when the process ends is lost, and its command is not replayed either (README).
@@ -24,14 +25,11 @@
 #include "matrix_sync.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -42,6 +40,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "state.h"
 
 #define POLL_TIMEOUT_MS       30000 /* the server holds an empty /sync this long */
 #define SYNC_HTTP_TIMEOUT_MS  45000L
@@ -56,7 +55,6 @@
 #define FIRST_SYNC_GRACE_MS   60000u
 #define MEMBER_ATTEMPTS       5u
 #define MEMBER_RETRY_MS       5000u
-#define STATE_FILE_MAX        (64u * 1024u)
 #define NEXT_BATCH_MAX        1024u
 #define REJECTED_TRIES        3u    /* /sync failures of one position before it is dropped */
 #define REJECTED_RETRY_MS     2000u /* between those: they are answers, not an overload */
@@ -579,9 +577,9 @@ struct matrix_sync {
     const struct conf_chat_matrix *conf;
     struct matrix_sync_hooks hooks;
     struct http *http;
-    char *auth; /* "Authorization: Bearer ..." */
-    char *state_dir, *state_path;
-    char *saved_user, *saved_since; /* from the state file (same homeserver) */
+    char *auth;                     /* "Authorization: Bearer ..." */
+    struct state *st;               /* where next_batch is kept; NULL: nowhere */
+    char *saved_user, *saved_since; /* the saved position (same homeserver) */
     char *user_id;                  /* from whoami */
     char *filter;                   /* URL-escaped inline filter */
     char *since;                    /* NULL: the first sync is still to come */
@@ -591,7 +589,7 @@ struct matrix_sync {
     uv_timer_t timer, member_timer;
     int timers; /* initialised and not yet closed */
     int started, stopping, fatal;
-    int save_failed; /* the last save_state() failed (logged once) */
+    int save_failed; /* the last save_position() failed (logged once) */
     unsigned failures;
     unsigned rejected; /* /sync failures in a row that this since will always get */
     uint64_t started_ms, last_ok_ms;
@@ -618,117 +616,54 @@ __attribute__((format(printf, 2, 3))) static void set_error(struct matrix_sync *
 
 /* ---- the saved next_batch ---- */
 
-static void load_state(struct matrix_sync *m)
+static void load_position(struct matrix_sync *m)
 {
-    char buf[STATE_FILE_MAX + 1];
-    json_t *o;
-    ssize_t n = 0;
-    int fd = open(m->state_path, O_RDONLY | O_CLOEXEC);
+    struct state_sync_position p;
+    char err[512];
+    int r = m->st ? state_sync_position_get(m->st, MATRIX_SYNC_STATE_KEY, &p, err, sizeof(err))
+                  : -ENOENT;
 
-    if (fd < 0) {
-        if (errno != ENOENT)
-            log_warn("matrix", "cannot read %s: %s; starting with a first sync", m->state_path,
-                     strerror(errno));
+    if (r == -ENOENT)
         return;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - (size_t)n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += r;
-        if ((size_t)n == sizeof(buf) - 1)
-            break;
-    }
-    close(fd);
-    o = json_loadb(buf, (size_t)n, 0, NULL);
-    const char *hs = json_string_value(json_object_get(o, "homeserver"));
-    const char *user = id_value(json_object_get(o, "user_id"));
-    const char *since = text_value(json_object_get(o, "next_batch"), NEXT_BATCH_MAX);
-    if (!hs || !user || !since) {
+    if (r == -EPROTO || (!r && (!id_ok(p.user) || !text_ok(p.position, NEXT_BATCH_MAX)))) {
         log_warn("matrix",
-                 "%s is damaged; ignoring it (a first sync: commands sent while the "
+                 "%s; ignoring the saved /sync position (a first sync: commands sent while the "
                  "bridge was down are not answered)",
-                 m->state_path);
-    } else if (strcmp(hs, m->conf->homeserver) != 0) {
-        log_info("matrix", "%s is for another homeserver; starting with a first sync",
-                 m->state_path);
+                 r ? err : "the saved /sync position is damaged");
+    } else if (r) {
+        log_warn("matrix", "%s; starting with a first sync", err);
+    } else if (strcmp(p.server, m->conf->homeserver) != 0) {
+        log_info("matrix", "the saved /sync position is for another homeserver; starting with a "
+                           "first sync");
     } else {
-        m->saved_user = strdup(user);
-        m->saved_since = strdup(since);
-        if (!m->saved_user || !m->saved_since) {
-            free(m->saved_user);
-            m->saved_user = NULL;
-        }
+        m->saved_user = p.user;
+        m->saved_since = p.position;
+        p.user = p.position = NULL;
     }
-    json_decref(o);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t r = write(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* Temp file, fsync, rename, fsync of the directory: a power cut leaves the old or the new. */
-static int save_state(struct matrix_sync *m)
-{
-    json_t *o = json_pack("{s:s, s:s, s:s}", "homeserver", m->conf->homeserver, "user_id",
-                          m->user_id, "next_batch", m->since);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char *tmp = NULL;
-    int fd = -1, dfd = -1, r = 0;
-
-    json_decref(o);
-    if (!text || asprintf(&tmp, "%s.tmp", m->state_path) < 0) {
-        tmp = NULL;
-        r = -ENOMEM;
-        goto out;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        r = -errno;
-        goto out;
-    }
-    r = write_all(fd, text, strlen(text));
     if (!r)
-        r = write_all(fd, "\n", 1);
-    if (!r && fsync(fd) != 0)
-        r = -errno;
-    if (close(fd) != 0 && !r)
-        r = -errno;
-    fd = -1;
-    if (!r && rename(tmp, m->state_path) != 0)
-        r = -errno;
-    if (r) {
-        unlink(tmp);
-        goto out;
-    }
-    dfd = open(m->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-out:
+        state_sync_position_fini(&p);
+}
+
+static int save_position(struct matrix_sync *m)
+{
+    struct state_sync_position p = {
+        .server = m->conf->homeserver, .user = m->user_id, .position = m->since};
+    char err[512];
+    int r;
+
+    if (!m->st)
+        return 0;
+    r = state_sync_position_put(m->st, MATRIX_SYNC_STATE_KEY, &p, err, sizeof(err));
     if (r && !m->save_failed)
-        log_err("matrix", "cannot save %s: %s; a restart may answer this batch's commands again",
-                m->state_path, strerror(-r));
+        log_err("matrix",
+                "cannot save the /sync position: %s; a restart may answer this batch's commands "
+                "again",
+                err);
     else if (r)
-        log_debug("matrix", "cannot save %s: %s (again)", m->state_path, strerror(-r));
+        log_debug("matrix", "cannot save the /sync position: %s (again)", err);
     else if (m->save_failed)
-        log_info("matrix", "%s saved again", m->state_path);
+        log_info("matrix", "the /sync position is saved again");
     m->save_failed = r != 0;
-    free(tmp);
-    free(text);
     return r;
 }
 
@@ -1209,7 +1144,7 @@ static void on_sync(void *userdata, const struct http_response *res)
         free(m->since);
         m->since = batch.next_batch;
         batch.next_batch = NULL;
-        save_state(m);
+        save_position(m);
     }
     matrix_sync_batch_fini(&batch);
     metrics_matrix_sync(1, (int64_t)time(NULL));
@@ -1347,7 +1282,7 @@ static void member_next(struct matrix_sync *m)
 /* ---- lifecycle ---- */
 
 int matrix_sync_new(struct matrix_sync **out, uv_loop_t *loop, const struct conf_chat_matrix *conf,
-                    const char *state_dir, const struct matrix_sync_hooks *hooks, char *err,
+                    struct state *st, const struct matrix_sync_hooks *hooks, char *err,
                     size_t errlen)
 {
     struct matrix_sync *m = calloc(1, sizeof(*m));
@@ -1363,17 +1298,13 @@ int matrix_sync_new(struct matrix_sync **out, uv_loop_t *loop, const struct conf
         m->auth = NULL;
         goto fail;
     }
-    m->state_dir = strdup(state_dir);
-    if (!m->state_dir || asprintf(&m->state_path, "%s/%s", state_dir, MATRIX_SYNC_STATE_FILE) < 0) {
-        m->state_path = NULL;
-        goto fail;
-    }
+    m->st = st;
     r = http_new(&m->http, loop);
     if (r) {
         snprintf(err, errlen, "cannot start the Matrix HTTP client");
         goto fail;
     }
-    load_state(m);
+    load_position(m);
     *out = m;
     return 0;
 fail:
@@ -1419,8 +1350,6 @@ void matrix_sync_stop(struct matrix_sync *m, void (*cb)(void *userdata), void *u
 
 static void release(struct matrix_sync *m)
 {
-    free(m->state_dir);
-    free(m->state_path);
     free(m->saved_user);
     free(m->saved_since);
     free(m->user_id);

@@ -16,12 +16,14 @@
 
 #include "conf.h"
 
+struct state;
+
 #define MATRIX_SYNC_ID_MAX      255u /* bytes of an event, room or user id (spec: 255) */
 #define MATRIX_SYNC_ROOM_EVENTS 100u /* timeline events looked at per room and batch */
 #define MATRIX_SYNC_INVITES     50u  /* invites handled per batch; more are dropped (counted) */
 #define MATRIX_SYNC_SEEN        256u /* recent command event ids remembered (dedup) */
 #define MATRIX_SYNC_BODY_MAX    (16u * 1024u * 1024u) /* bytes of a /sync answer */
-#define MATRIX_SYNC_STATE_FILE  "matrix-sync.json"
+#define MATRIX_SYNC_STATE_KEY   "matrix" /* its sync position in the state (matrix-sync.json) */
 #define MATRIX_SYNC_REFUSAL     "Sorry, you cannot use this command here."
 #define MATRIX_SYNC_TXN_ID_SIZE 35u /* "r-" + 32 hex digits + NUL */
 
@@ -128,11 +130,12 @@ struct matrix_sync_hooks {
 };
 
 /*
- * conf must outlive the client; state_dir holds MATRIX_SYNC_STATE_FILE. Reads that file (a
- * damaged one is ignored with a warning). Returns 0, or -ENOMEM/-EIO (err filled).
+ * conf must outlive the client, and st (where the /sync position is kept under
+ * MATRIX_SYNC_STATE_KEY; NULL: nowhere) too. Reads the saved position (a damaged one is ignored
+ * with a warning). Returns 0, or -ENOMEM/-EIO (err filled).
  */
 int matrix_sync_new(struct matrix_sync **out, uv_loop_t *loop, const struct conf_chat_matrix *conf,
-                    const char *state_dir, const struct matrix_sync_hooks *hooks, char *err,
+                    struct state *st, const struct matrix_sync_hooks *hooks, char *err,
                     size_t errlen);
 
 /* Asks the homeserver who the bot is, then long-polls /sync until stopped. */

@@ -104,6 +104,72 @@ void outbox_entry_free(struct outbox_entry *e)
     free(e);
 }
 
+static struct journal_record record_of(const struct outbox_entry *e)
+{
+    return (struct journal_record){
+        .id = e->id,
+        .sink = e->sink,
+        .event = e->event,
+        .body = e->body,
+        .created = e->created,
+        .gen = e->gen,
+    };
+}
+
+int outbox_records(struct outbox_entry *const *v, size_t n, struct journal_record **out)
+{
+    struct journal_record *r = calloc(n ? n : 1, sizeof(*r));
+
+    if (!r)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        r[i] = record_of(v[i]);
+    *out = r;
+    return 0;
+}
+
+int outbox_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
+                        char *err, size_t errlen)
+{
+    struct journal_record *v = NULL;
+    struct outbox_entry *list = NULL, **tail = &list;
+    size_t n = 0;
+    int r = state_journal_load(st, committed_gen, &v, &n, err, errlen);
+
+    *head = NULL;
+    if (r)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        struct outbox_entry *e = calloc(1, sizeof(*e));
+        if (!e) {
+            snprintf(err, errlen, "out of memory");
+            r = -ENOMEM;
+            break;
+        }
+        /* The record's strings become the entry's. */
+        e->id = v[i].id;
+        e->sink = v[i].sink;
+        e->event = v[i].event;
+        e->body = v[i].body;
+        e->created = v[i].created;
+        e->gen = v[i].gen;
+        memset(&v[i], 0, sizeof(v[i]));
+        *tail = e;
+        tail = &e->next;
+    }
+    state_journal_records_free(v, n);
+    if (r) {
+        while (list) {
+            struct outbox_entry *e = list;
+            list = e->next;
+            outbox_entry_free(e);
+        }
+        return r;
+    }
+    *head = list;
+    return 0;
+}
+
 static void kick(struct queue *q);
 
 static void on_handle_closed(uv_handle_t *h)
@@ -272,12 +338,12 @@ static void pop(struct queue *q, const char *result)
     if (++ob->done_since_compact >= COMPACT_EVERY) {
         /* Keep the journal short: rewrite it with just what is still queued. */
         size_t k = 0;
-        struct outbox_entry **v = calloc(pending, sizeof(*v));
+        struct journal_record *v = calloc(pending, sizeof(*v));
         if (v) {
             for (size_t i = 0; i < ob->n; i++) {
                 for (struct outbox_entry *x = ob->q[i].head; x; x = x->next) {
                     if (!x->transient)
-                        v[k++] = x;
+                        v[k++] = record_of(x);
                 }
             }
             if (state_journal_compact(ob->st, v, k) == 0)
@@ -293,7 +359,8 @@ static void dead_letter(struct queue *q, const char *why)
     log_err("outbox", "sink %s: message %s (%s) dead-lettered: %s", q->sink.conf->name, e->id,
             e->event, why);
     if (q->ob->st && !e->transient) {
-        int r = state_deadletter(q->ob->st, e, why);
+        struct journal_record rec = record_of(e);
+        int r = state_deadletter(q->ob->st, &rec, why);
         if (r)
             log_err("outbox", "cannot write the dead-letter file: %s", strerror(-r));
     }
@@ -489,7 +556,8 @@ void outbox_push(struct outbox *ob, struct outbox_entry *const *v, size_t n)
                     "dead-lettered",
                     e->id, e->sink);
             if (ob->st && !e->transient) {
-                state_deadletter(ob->st, e, "sink not configured");
+                struct journal_record rec = record_of(e);
+                state_deadletter(ob->st, &rec, "sink not configured");
                 state_journal_done(ob->st, e->id, "dead");
             }
             outbox_entry_free(e);

@@ -16,6 +16,7 @@
 #include "http.h"
 
 struct state;
+struct journal_record;
 
 struct outbox_entry {
     struct outbox_entry *next; /* queue link */
@@ -32,6 +33,19 @@ struct outbox_entry {
 struct outbox_entry *outbox_entry_new(const char *id, const char *sink, const char *event,
                                       const char *body, int64_t created, uint64_t gen);
 void outbox_entry_free(struct outbox_entry *e);
+
+/*
+ * The journal's view of n entries (the state stores journal records, not entries): an array in
+ * *out (caller frees the array, not the strings) whose strings are the entries'. 0 or -ENOMEM.
+ */
+int outbox_records(struct outbox_entry *const *v, size_t n, struct journal_record **out);
+
+/*
+ * The journal's pending entries (state_journal_load()): a list in journal order in *head (caller
+ * frees each with outbox_entry_free()). 0 or -errno (err filled).
+ */
+int outbox_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
+                        char *err, size_t errlen);
 
 struct outbox;
 

@@ -1,7 +1,31 @@
 /*
- * The state directory: an exclusive lock (on the directory), and snapshot.json (the project list as
- * last seen, with the removal guards' counters and the bounded history of announced changes),
- * written atomically.
+ * Durable state behind one interface (DESIGN.md, "State backends"): the snapshot with its change
+ * history, the outbox journal, dead letters and the chat clients' sync positions. Nothing above
+ * this interface opens a file of the state directory or knows which backend runs. The records
+ * themselves and their JSON are state_format.h's (pure), the directory backend lives in state.c,
+ * and a backend is a table of operations (state_backend.h).
+ *
+ * What every backend guarantees:
+ *   - One writer. state_open() takes exclusive ownership (the directory: a flock(); etcd: a
+ *     leader key under a lease) or fails with -EBUSY; every write is done by that owner only.
+ *     state_check() says whether the ownership still holds (the directory deleted or replaced;
+ *     the lease lost): when it does not, nothing written any more would be read again, and the
+ *     caller stops. A backend that can lose ownership fences its writes (each one is refused
+ *     once it is lost).
+ *   - One atomic commit point. state_commit() makes a snapshot and the journal records of the
+ *     batch it produced current together, or neither: a reader (the next start) sees the
+ *     previous snapshot without the batch or the new one with it, never half a snapshot and
+ *     never a record of a batch that did not commit. A failed commit spends its generation: the
+ *     caller's next attempt uses a higher one, so no id ever names two different messages.
+ *   - Journal semantics. A record added is pending until a "done" (delivered or dead) is
+ *     recorded for its id; state_journal_load() returns the pending records of committed
+ *     generations in the order they were added, and nothing else. Each add, done, clear and
+ *     compaction is durable when it returns 0 (the one duplicate window of a delivery is a crash
+ *     between the target's answer and state_journal_done()).
+ *   - Sync positions are durable and atomic: state_sync_position_get() returns the last value
+ *     put whole, or none, never a mix of two.
+ *   - Dead letters are an append-only record for the operator; nothing reads them back.
+ * Calls block briefly (small writes; DESIGN.md accepts this one exception on the loop).
  */
 #ifndef YTB_STATE_H
 #define YTB_STATE_H
@@ -9,72 +33,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "project.h"
-#include "youtrack.h"
-
-#define STATE_FORMAT 1
-
-#define STATE_HISTORY_MAX 200 /* changes kept for `changes [N]`; older ones are dropped */
-
-/*
- * One announced change, as kept in the snapshot's bounded history. The strings are owned
- * (malloc'ed) by the entry and bounded like a project's (PROJECT_MAX_*_LEN).
- */
-struct history_entry {
-    int64_t at; /* unix seconds */
-    enum change_kind kind;
-    char *id;             /* never NULL in a snapshot's history */
-    char *short_name;     /* after the change (before it, for a removal); NULL: unknown */
-    char *name;           /* likewise */
-    char *old_short_name; /* renames: before the change; else NULL */
-    char *old_name;
-};
-
-struct snapshot {
-    struct project_list projects; /* finished */
-    char *youtrack;               /* the service URL it was taken from */
-    enum youtrack_flavour flavour;
-    int64_t saved_at;    /* unix seconds */
-    char epoch[17];      /* random hex naming this state's lineage ("" before the first save) */
-    uint64_t generation; /* commits so far: outbox entries carry the one that committed them */
-    struct history_entry *history; /* oldest first, at most STATE_HISTORY_MAX; owned */
-    size_t n_history;
-};
-
-/* Frees the projects, strings and history; a zeroed snapshot is fine. */
-void snapshot_fini(struct snapshot *s);
-
-/*
- * Appends the n changes (as project_diff() reports them: renames keep the names from before,
- * removals the names the project had) to s's history with time now, dropping the oldest entries
- * beyond STATE_HISTORY_MAX. Returns 0, or -ENOMEM with s unchanged. The strings are copied: the
- * changes' projects need not outlive the call.
- */
-int snapshot_history_add(struct snapshot *s, const struct change *changes, size_t n, int64_t now);
-
-/*
- * Replaces dst's history with a deep copy of src's (a commit builds the next snapshot's history
- * from the current one, which must survive a failed save). Returns 0, or -ENOMEM with dst
- * unchanged.
- */
-int snapshot_history_copy(struct snapshot *dst, const struct snapshot *src);
+#include "state_format.h"
 
 struct state;
 
 /*
- * Creates dir if needed (mode 0700) and takes its lock: a flock() on the directory itself, so
- * deleting the "lock" file (which names the holder's pid) lets no second process in. Returns 0,
- * -EBUSY when another process holds the lock (err names the holder's pid when known), or another
- * -errno (err says what).
+ * Opens the directory backend on dir: creates it if needed (mode 0700) and takes its lock, a
+ * flock() on the directory itself, so deleting the "lock" file (which names the holder's pid)
+ * lets no second process in. Returns 0, -EBUSY when another process holds the lock (err names
+ * the holder's pid when known), or another -errno (err says what).
  */
 int state_open(struct state **out, const char *dir, char *err, size_t errlen);
 void state_close(struct state *st);
 
 /*
- * Whether the directory opened by state_open() is still the state directory: -ENOENT when it
- * was deleted or its path no longer exists, -ESTALE when the path names another directory now
- * (err says which, for the operator), 0 when all is well. Nothing written after such a change
- * would ever be read again: the caller should stop.
+ * Whether the state opened by state_open() is still ours: -ENOENT when the directory was
+ * deleted or its path no longer exists, -ESTALE when the path names another directory now (err
+ * says which, for the operator), 0 when all is well. Nothing written after such a change would
+ * ever be read again: the caller should stop.
  */
 int state_check(struct state *st, char *err, size_t errlen);
 
@@ -85,72 +61,69 @@ enum state_load_result {
 };
 
 /*
- * Loads dir/snapshot.json. st may be NULL for a read-only look (--dry-run): then a corrupt file
- * stays where it is. Returns an enum state_load_result (>= 0; err explains STATE_CORRUPT), or
- * -errno for a problem that must stop the bridge (I/O error, a format from a newer version).
+ * Loads the snapshot. st may be NULL for a read-only look at dir (--dry-run: nothing is locked
+ * or created, and a corrupt file stays where it is); with st, dir is only used in messages.
+ * Returns an enum state_load_result (>= 0; err explains STATE_CORRUPT), or -errno for a
+ * problem that must stop the bridge (I/O error, a format from a newer version).
  */
 int state_load(struct state *st, const char *dir, struct snapshot *out, char *err, size_t errlen);
 
 /*
- * Writes the snapshot atomically: temp file, fsync, rename, fsync of the directory. 0 or -errno,
- * err naming the file and the reason (ENOSPC, EIO, ...).
+ * Makes s the current snapshot atomically (the directory: temp file, fsync, rename, fsync of
+ * the directory). 0 or -errno, err naming the file and the reason (ENOSPC, EIO, ...).
  */
 int state_save(struct state *st, const struct snapshot *s, int64_t now, char *err, size_t errlen);
 
 /*
- * The outbox journal (outbox.jsonl): "add" lines for queued messages and "done" lines for
- * delivered or dead-lettered ones, appended and fdatasync'ed. A commit writes its "add" lines
- * first and then the snapshot with their generation: the snapshot's rename is the commit point,
- * so at start-up "add" lines of a generation newer than the snapshot's are a batch whose commit
- * never happened, and are dropped (the next poll recomputes the same changes). A commit that
- * fails takes its lines back at once (state_commit()); see state.c for the invariant.
+ * Commits a poll: the n records, then s, whose generation must be the records' (the
+ * directory: "add" lines appended to outbox.jsonl, then the snapshot's rename, which is the
+ * commit point). When either step fails the batch is taken back (the journal is cut back to
+ * its length before the call; ftruncate needs no free space); if even that fails it is retried
+ * before every later write to the journal, which fails until it works. Either way
+ * s->generation is spent. 0 or -errno (err says what failed and why).
  */
-struct outbox_entry;
-
-/*
- * Reads the journal: returns the pending entries (committed, not done) as a list in journal
- * order in *head (caller frees each with outbox_entry_free()), and rewrites the journal to
- * hold just them. Damaged lines are skipped with a warning. 0 or -errno (err filled).
- */
-int state_journal_load(struct state *st, uint64_t committed_gen, struct outbox_entry **head,
-                       char *err, size_t errlen);
-
-/*
- * Commits a poll: appends the n entries' "add" lines, then saves s, whose generation must be the
- * entries' (the snapshot's rename is the commit point). When either step fails, the journal is
- * cut back to its length before the call (ftruncate needs no free space), so a batch that did not
- * commit leaves no line; if even the cut fails it is retried before every later append, which
- * fails until it works. Either way s->generation is spent: the caller's next attempt must use a
- * higher one. 0 or -errno (err says what failed and why).
- */
-int state_commit(struct state *st, const struct snapshot *s, struct outbox_entry *const *v,
+int state_commit(struct state *st, const struct snapshot *s, const struct journal_record *v,
                  size_t n, int64_t now, char *err, size_t errlen);
 
-/* Appends "add" lines for n entries (alerts: already committed), durably. 0 or -errno. */
-int state_journal_add(struct state *st, struct outbox_entry *const *v, size_t n, char *err,
+/*
+ * The pending records (committed, not done) in journal order: *out (caller frees with
+ * state_journal_records_free()) and *n. Records of a generation above committed_gen are a
+ * batch whose commit never happened: dropped. The directory backend also rewrites the journal
+ * to hold just the pending records when it held anything else, and skips damaged lines with a
+ * warning. 0 or -errno (err filled).
+ */
+int state_journal_load(struct state *st, uint64_t committed_gen, struct journal_record **out,
+                       size_t *n, char *err, size_t errlen);
+
+/* Adds n records (alerts: under the generation already committed), durably. 0 or -errno. */
+int state_journal_add(struct state *st, const struct journal_record *v, size_t n, char *err,
                       size_t errlen);
 
-/* Appends a "done" line (result "delivered" or "dead"), durably. 0 or -errno. */
+/* Records that id is done (result "delivered" or "dead"), durably. 0 or -errno. */
 int state_journal_done(struct state *st, const char *id, const char *result);
 
-/* Empties the journal once nothing is pending (every line is then history). 0 or -errno. */
+/* Empties the journal once nothing is pending (every record is then history). 0 or -errno. */
 int state_journal_clear(struct state *st);
 
-/* Rewrites the journal to hold exactly the n pending entries (atomically). 0 or -errno. */
-int state_journal_compact(struct state *st, struct outbox_entry *const *v, size_t n);
+/* Replaces the journal by exactly the n pending records, atomically. 0 or -errno. */
+int state_journal_compact(struct state *st, const struct journal_record *v, size_t n);
 
-/* Appends the entry and why it failed to deadletter.jsonl (for the operator). 0 or -errno. */
-int state_deadletter(struct state *st, const struct outbox_entry *e, const char *reason);
+/* Keeps r and why it failed as a dead letter (deadletter.jsonl), for the operator. 0/-errno. */
+int state_deadletter(struct state *st, const struct journal_record *r, const char *reason);
 
 /*
- * Parses a snapshot file's content (pure; for state_load() and the fuzz harness). The "history"
- * member is auxiliary, read as leniently as the header's members: when it is not an array it is
- * ignored, an element that is not a valid entry (not an object, no or an over-long id, an
- * unknown kind, no numeric "at", a string field of another type) is dropped, and only the newest
- * STATE_HISTORY_MAX entries are kept. Text that is not JSON, or an "at" that is a number but not
- * an int64 (as for "saved_at"), fails the whole parse, as anywhere in the file.
+ * Reads the position saved under key into *out. Returns 0, -ENOENT when none is saved,
+ * -EPROTO when what is saved is damaged, or another -errno when it cannot be read; err says
+ * what and where on every failure but -ENOENT.
  */
-int state_parse_snapshot(const char *buf, size_t len, struct snapshot *out, char *err,
-                         size_t errlen);
+int state_sync_position_get(struct state *st, const char *key, struct state_sync_position *out,
+                            char *err, size_t errlen);
+
+/*
+ * Saves p under key, replacing the last one atomically and durably (the directory: temp file,
+ * fsync, rename, mode 0600). 0 or -errno (err says what failed).
+ */
+int state_sync_position_put(struct state *st, const char *key, const struct state_sync_position *p,
+                            char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,10 @@
  * snapshot, through the real parser and diff. Prints times and peak memory; it is not a test
  * (timings depend on the machine), run it by hand: build/tests/bench/bench_diff [N]
  *
+ * build/tests/bench/bench_diff N jansson loads the same snapshot through a jansson DOM instead
+ * (into the same project list) and stops there: the figures behind reading the snapshot with
+ * the pull reader (jscan.h).
+ *
  * The body is one JSON array (the `$top=-1` shape, the worst case: the poller normally holds
  * one page of page_size projects at a time). The saved snapshot differs by ~1% renames, ~1%
  * archive flips, ~0.5% removals and ~0.5% new projects.
@@ -13,8 +17,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "project.h"
-#include "state.h"
+#include "state_format.h"
 #include "youtrack.h"
 
 static double now_ms(void)
@@ -76,6 +82,50 @@ static void project_json(struct buf *b, int i, int variant, int snapshot)
     put(b, s);
 }
 
+static const char *member_string(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* The snapshot's projects as a jansson DOM would give them: for comparison only. */
+static int load_with_jansson(const struct buf *saved, struct project_list *l)
+{
+    json_t *root = json_loadb(saved->p, saved->n, 0, NULL);
+    json_t *a = json_object_get(root, "projects");
+
+    if (!json_is_array(a))
+        return -1;
+    project_list_init(l);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *o = json_array_get(a, i), *leader = json_object_get(o, "leader");
+        json_t *archived = json_object_get(o, "archived");
+        struct project p = {
+            .id = member_string(o, "id"),
+            .short_name = member_string(o, "shortName"),
+            .name = member_string(o, "name"),
+            .description = member_string(o, "description"),
+            .leader_login = member_string(leader, "login"),
+            .leader_name = member_string(leader, "name"),
+            .first_seen = json_integer_value(json_object_get(o, "first_seen")),
+            .archived = json_is_boolean(archived) ? json_is_true(archived) : TRI_UNKNOWN,
+        };
+        if (!p.id || project_list_add(l, &p) != 0)
+            return -1;
+    }
+    project_list_finish(l);
+    json_decref(root);
+    return 0;
+}
+
+static void reset_peak(void)
+{
+    FILE *cr = fopen("/proc/self/clear_refs", "w");
+    if (cr) {
+        fputs("5", cr);
+        fclose(cr);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 100000;
@@ -101,20 +151,34 @@ int main(int argc, char **argv)
     put(&fetched, "]");
 
     struct snapshot snap;
+    size_t saved_len = saved.n;
+    reset_peak();
+    long rss_load = rss_kib("VmRSS:");
     double t0 = now_ms();
+    if (argc > 2 && strcmp(argv[2], "jansson") == 0) {
+        struct project_list l;
+        if (load_with_jansson(&saved, &l) != 0)
+            return 1;
+        double t1 = now_ms();
+        printf("load snapshot:   %.1f ms through a jansson DOM, %zu projects; peak %.1f MiB "
+               "over the text (%.1f MiB)\n",
+               t1 - t0, l.n, (double)(rss_kib("VmHWM:") - rss_load) / 1024.0,
+               (double)saved.n / 1048576.0);
+        project_list_fini(&l);
+        free(saved.p);
+        free(fetched.p);
+        return 0;
+    }
     if (state_parse_snapshot(saved.p, saved.n, &snap, err, sizeof(err)) != 0) {
         fprintf(stderr, "snapshot: %s\n", err);
         return 1;
     }
     double t1 = now_ms();
+    long load_peak = rss_kib("VmHWM:");
     free(saved.p);
     saved.p = NULL;
     /* Reset the peak-RSS mark so it covers parse + diff only, not building the inputs. */
-    FILE *cr = fopen("/proc/self/clear_refs", "w");
-    if (cr) {
-        fputs("5", cr);
-        fclose(cr);
-    }
+    reset_peak();
     long rss_before = rss_kib("VmRSS:");
 
     /* Measured: the fetched body in memory, parsed, diffed; peak RSS over this part. */
@@ -142,7 +206,8 @@ int main(int argc, char **argv)
     printf("projects:        %d in the body, %zu in the saved snapshot\n", (int)got,
            snap.projects.n);
     printf("body size:       %.1f MiB\n", (double)fetched.n / 1048576.0);
-    printf("load snapshot:   %.1f ms (start-up only)\n", t1 - t0);
+    printf("load snapshot:   %.1f ms (start-up only); peak %.1f MiB over the text (%.1f MiB)\n",
+           t1 - t0, (double)(load_peak - rss_load) / 1024.0, (double)saved_len / 1048576.0);
     printf("parse body:      %.1f ms\n", t3 - t2);
     printf("diff:            %.1f ms\n", t4 - t3);
     printf("parse + diff:    %.1f ms\n", t4 - t2);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for the state directory: lock, atomic snapshot round trip, corrupt files, the
- * bounded change history.
+ * bounded change history, the journal's records, the sync positions.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "outbox.h"
 #include "state.h"
+#include "state_format.h"
 #include "test.h"
 
 static char dir[64];
@@ -433,16 +434,24 @@ static void test_history_malformed(void)
     free(big);
 }
 
+static struct journal_record rec(const char *id, const char *sink, const char *event,
+                                 const char *body, int64_t created, uint64_t gen)
+{
+    return (struct journal_record){(char *)id,   (char *)sink, (char *)event,
+                                   (char *)body, created,      gen};
+}
+
 static void test_journal(void)
 {
     struct state *st = NULL;
-    struct outbox_entry *v[3], *head = NULL;
+    struct journal_record v[3], *got = NULL;
+    size_t n = 0;
     char err[256], path[256];
 
     CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
-    v[0] = outbox_entry_new("e-1-0", "team", "project.created", "{\"a\":\"\u00e9\"}", 10, 1);
-    v[1] = outbox_entry_new("e-1-1", "room", "project.removed", "{}", 10, 1);
-    v[2] = outbox_entry_new("e-2-0", "team", "digest", "{}", 11, 2);
+    v[0] = rec("e-1-0", "team", "project.created", "{\"a\":\"\u00e9\"}", 10, 1);
+    v[1] = rec("e-1-1", "room", "project.removed", "{}", 10, 1);
+    v[2] = rec("e-2-0", "team", "digest", "{}", 11, 2);
     CHECK_INT(state_journal_add(st, v, 2, err, sizeof(err)), 0);
     CHECK_INT(state_journal_done(st, "e-1-0", "delivered"), 0);
     /* Generation 2 was written but its snapshot never committed (a crash in between). */
@@ -451,26 +460,135 @@ static void test_journal(void)
     FILE *f = fopen(path, "a"); /* and a torn last line */
     fputs("{\"op\":\"done\",\"id\":\"e-1-", f);
     fclose(f);
-    CHECK_INT(state_journal_load(st, 1, &head, err, sizeof(err)), 0);
-    CHECK(head != NULL);
-    CHECK_STR(head->id, "e-1-1");
-    CHECK_STR(head->sink, "room");
-    CHECK_STR(head->event, "project.removed");
-    CHECK_INT(head->gen, 1);
-    CHECK_INT(head->created, 10);
-    CHECK(head->next == NULL);
-    outbox_entry_free(head);
+    CHECK_INT(state_journal_load(st, 1, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(got[0].id, "e-1-1");
+    CHECK_STR(got[0].sink, "room");
+    CHECK_STR(got[0].event, "project.removed");
+    CHECK_STR(got[0].body, "{}");
+    CHECK_INT(got[0].gen, 1);
+    CHECK_INT(got[0].created, 10);
+    state_journal_records_free(got, n);
     /* Loading rewrote the journal to just the pending entry. */
-    CHECK_INT(state_journal_load(st, 5, &head, err, sizeof(err)), 0);
-    CHECK_STR(head->id, "e-1-1");
-    CHECK(head->next == NULL);
-    outbox_entry_free(head);
+    CHECK_INT(state_journal_load(st, 5, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(got[0].id, "e-1-1");
+    state_journal_records_free(got, n);
     CHECK_INT(state_journal_done(st, "e-1-1", "dead"), 0);
     CHECK_INT(state_journal_clear(st), 0);
-    CHECK_INT(state_journal_load(st, 5, &head, err, sizeof(err)), 0);
-    CHECK(head == NULL);
-    for (int i = 0; i < 3; i++)
-        outbox_entry_free(v[i]);
+    CHECK_INT(state_journal_load(st, 5, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 0);
+    state_journal_records_free(got, n);
+    state_close(st);
+}
+
+/* Every field of a record comes back as it went in, escapes and non-ASCII text included. */
+static void test_journal_records_round_trip(void)
+{
+    struct state *st = NULL;
+    struct journal_record v[2], *got = NULL;
+    size_t n = 0;
+    char err[256];
+    const char *body = "{\"text\":\"<!channel> \\\"q\\\" \\\\ \\u00e9 \xe2\x82\xac\\n\",\"n\":1}";
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_clear(st), 0);
+    v[0] = rec("ab12-7-0", "chat:!r\xc3\xa9:hs", "project.renamed", body, 1700000000123, 7);
+    v[1] = rec("ab12-7-1", "hook", "digest", "line one\nline two\ttab", -1, UINT64_MAX - 1);
+    CHECK_INT(state_journal_add(st, v, 2, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_load(st, UINT64_MAX, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 2);
+    for (size_t i = 0; i < 2 && i < n; i++) {
+        CHECK_STR(got[i].id, v[i].id);
+        CHECK_STR(got[i].sink, v[i].sink);
+        CHECK_STR(got[i].event, v[i].event);
+        CHECK_STR(got[i].body, v[i].body);
+        CHECK_INT(got[i].created, v[i].created);
+        CHECK(got[i].gen == v[i].gen);
+    }
+    state_journal_records_free(got, n);
+
+    /* Compaction keeps exactly what it is given, in order. */
+    CHECK_INT(state_journal_compact(st, v + 1, 1), 0);
+    CHECK_INT(state_journal_load(st, UINT64_MAX, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(got[0].body, v[1].body);
+    state_journal_records_free(got, n);
+    CHECK_INT(state_journal_clear(st), 0);
+    state_close(st);
+}
+
+/* What a damaged line is: the same rules as jansson's reading of it, line by line. */
+static void test_journal_damaged_lines(void)
+{
+    static const char text[] =
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"a\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"ok\"}\n"
+        "{\"op\":\"add\",\"gen\":1.0,\"id\":\"b\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"real gen\"}\n"
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"c\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"nul \\u0000\"}\n"
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"d\",\"sink\":\"s\",\"event\":\"e\",\"created\":1}\n"
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"e\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"x\"} trailing\n"
+        "{\"op\":\"add\",\"gen\":99999999999999999999,\"id\":\"f\",\"sink\":\"s\",\"event\":\"e\","
+        "\"created\":1,\"body\":\"x\"}\n"
+        "[\"op\",\"add\"]\n"
+        "\n"
+        "{\"op\":\"undo\",\"id\":\"a\"}\n"
+        "{\"op\":7,\"id\":\"a\"}\n"
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"g\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"first\",\"body\":\"last wins\",\"extra\":{\"x\":[1,2]}}\n"
+        "{\"op\":\"add\",\"gen\":2,\"id\":\"h\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,"
+        "\"body\":\"uncommitted\"}\n"
+        "{\"op\":\"done\",\"id\":\"zz\",\"result\":\"dead\"}\n"
+        "{\"op\":\"add\",\"gen\":1,\"id\":\"i\",\"sink\":\"s\",\"event\":\"e\",\"created\":1,\"bo";
+    struct state_journal_replay j;
+
+    CHECK_INT(state_parse_journal(text, strlen(text), 1, &j), 0);
+    CHECK_INT(j.n, 2);
+    CHECK_STR(j.n > 0 ? j.v[0].id : NULL, "a");
+    CHECK_STR(j.n > 1 ? j.v[1].body : NULL, "last wins");
+    CHECK_INT(j.bad, 9);
+    CHECK_INT(j.uncommitted, 1);
+    CHECK_INT(j.done, 1);
+    CHECK_INT(j.torn, 1);
+    state_journal_records_free(j.v, j.n);
+}
+
+/* The outbox's side of the journal: entries -> records -> the journal -> entries. */
+static void test_outbox_entries_through_the_journal(void)
+{
+    struct state *st = NULL;
+    struct outbox_entry *v[2], *head = NULL;
+    struct journal_record *recs = NULL;
+    char err[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_journal_clear(st), 0);
+    v[0] = outbox_entry_new("o-3-0", "team", "project.created", "{\"a\":1}", 20, 3);
+    v[1] = outbox_entry_new("o-3-1", "room", "project.archived", "text", 21, 3);
+    CHECK_INT(outbox_records(v, 2, &recs), 0);
+    CHECK(recs[1].body == v[1]->body); /* a view: nothing copied */
+    CHECK_INT(state_journal_add(st, recs, 2, err, sizeof(err)), 0);
+    free(recs);
+    CHECK_INT(outbox_journal_load(st, 3, &head, err, sizeof(err)), 0);
+    CHECK(head && head->next && !head->next->next);
+    for (int i = 0; i < 2 && head; i++) {
+        struct outbox_entry *e = head;
+        CHECK_STR(e->id, v[i]->id);
+        CHECK_STR(e->sink, v[i]->sink);
+        CHECK_STR(e->event, v[i]->event);
+        CHECK_STR(e->body, v[i]->body);
+        CHECK_INT(e->created, v[i]->created);
+        CHECK_INT(e->gen, v[i]->gen);
+        CHECK(!e->transient);
+        head = e->next;
+        outbox_entry_free(e);
+    }
+    outbox_entry_free(v[0]);
+    outbox_entry_free(v[1]);
+    CHECK_INT(state_journal_clear(st), 0);
     state_close(st);
 }
 
@@ -478,7 +596,8 @@ static void test_journal(void)
 static void test_journal_short_write(void)
 {
     struct state *st = NULL;
-    struct outbox_entry *v[2], *head = NULL;
+    struct journal_record v[2], *got = NULL;
+    size_t n = 0;
     char err[256], path[256], big[4096];
     struct rlimit old, lim;
     struct stat sb;
@@ -487,8 +606,8 @@ static void test_journal_short_write(void)
     CHECK_INT(state_journal_clear(st), 0);
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    v[0] = outbox_entry_new("s-1-0", "team", "project.created", "{}", 10, 1);
-    v[1] = outbox_entry_new("s-1-1", "team", "project.created", big, 10, 1);
+    v[0] = rec("s-1-0", "team", "project.created", "{}", 10, 1);
+    v[1] = rec("s-1-1", "team", "project.created", big, 10, 1);
     CHECK_INT(state_journal_add(st, v, 1, err, sizeof(err)), 0);
     snprintf(path, sizeof(path), "%s/outbox.jsonl", dir);
     CHECK_INT(stat(path, &sb), 0);
@@ -507,16 +626,128 @@ static void test_journal_short_write(void)
 
     /* The journal goes on cleanly once there is room again. */
     CHECK_INT(state_journal_add(st, v + 1, 1, err, sizeof(err)), 0);
-    CHECK_INT(state_journal_load(st, 1, &head, err, sizeof(err)), 0);
-    CHECK(head && strcmp(head->id, "s-1-0") == 0);
-    CHECK(head && head->next && strcmp(head->next->id, "s-1-1") == 0);
-    while (head) {
-        struct outbox_entry *e = head;
-        head = e->next;
-        outbox_entry_free(e);
+    CHECK_INT(state_journal_load(st, 1, &got, &n, err, sizeof(err)), 0);
+    CHECK_INT(n, 2);
+    CHECK_STR(n > 0 ? got[0].id : NULL, "s-1-0");
+    CHECK_STR(n > 1 ? got[1].id : NULL, "s-1-1");
+    state_journal_records_free(got, n);
+    state_close(st);
+}
+
+/* ---- sync positions ---- */
+
+static void test_sync_position_round_trip(void)
+{
+    struct state *st = NULL;
+    struct state_sync_position p = {"https://hs.example", "@bot:hs.example", "s72_\"x\"_\xc3\xa9"};
+    struct state_sync_position got;
+    char err[256], path[256];
+    struct stat sb;
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -ENOENT);
+    CHECK(got.server == NULL);
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    /* The file existing deployments have, with the members they have. */
+    snprintf(path, sizeof(path), "%s/matrix-sync.json", dir);
+    CHECK_INT(stat(path, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0600);
+    CHECK_INT(count_prefix("matrix-sync.json.tmp"), 0);
+    FILE *f = fopen(path, "r");
+    char text[256] = "";
+    CHECK(f && fgets(text, sizeof(text), f));
+    if (f)
+        fclose(f);
+    CHECK_STR(text, "{\"homeserver\":\"https://hs.example\",\"user_id\":\"@bot:hs.example\","
+                    "\"next_batch\":\"s72_\\\"x\\\"_\xc3\xa9\"}\n");
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.server, p.server);
+    CHECK_STR(got.user, p.user);
+    CHECK_STR(got.position, p.position);
+    state_sync_position_fini(&got);
+
+    /* Another key is another position. */
+    CHECK_INT(state_sync_position_get(st, "other", &got, err, sizeof(err)), -ENOENT);
+    CHECK_INT(state_sync_position_get(st, "../x", &got, err, sizeof(err)), -EINVAL);
+    CHECK_INT(state_sync_position_put(st, "Matrix", &p, err, sizeof(err)), -EINVAL);
+
+    /* Written by hand (as the tests and operators do): spaces, other members, any order. */
+    write_file("matrix-sync.json", "{ \"next_batch\": \"s9\", \"extra\": [1, {\"a\": null}],\n"
+                                   "  \"user_id\": \"@bot:hs\", \"homeserver\": \"http://h\" }\n");
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s9");
+    CHECK_STR(got.server, "http://h");
+    state_sync_position_fini(&got);
+    state_close(st);
+}
+
+static void test_sync_position_damaged(void)
+{
+    static const char *const damaged[] = {
+        "",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\"}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":5}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\\u0000v\",\"next_batch\":\"s\"}",
+        "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s\"} {}",
+        "[\"h\",\"u\",\"s\"]",
+        "not json",
+    };
+    struct state *st = NULL;
+    struct state_sync_position got;
+    char err[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+        write_file("matrix-sync.json", damaged[i]);
+        err[0] = '\0';
+        CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -EPROTO);
+        CHECK(strstr(err, "matrix-sync.json is damaged") != NULL);
+        CHECK(got.server == NULL && got.user == NULL && got.position == NULL);
     }
-    outbox_entry_free(v[0]);
-    outbox_entry_free(v[1]);
+    /* Over the 64 KiB bound: damaged, not read. */
+    static const char doc[] = "{\"homeserver\":\"h\",\"user_id\":\"u\",\"next_batch\":\"s\"}";
+    char *big = malloc(70000);
+    memset(big, ' ', 69999);
+    big[69999] = '\0';
+    memcpy(big, doc, strlen(doc));
+    write_file("matrix-sync.json", big);
+    free(big);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), -EPROTO);
+    /* A put replaces a damaged one whole. */
+    struct state_sync_position p = {"h", "u", "s1"};
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s1");
+    state_sync_position_fini(&got);
+    state_close(st);
+}
+
+/* A position that cannot be written says so and leaves the last one in place. */
+static void test_sync_position_put_failure(void)
+{
+    struct state *st = NULL;
+    struct state_sync_position p = {"h", "u", "s2"}, got;
+    struct rlimit old, lim;
+    char err[256];
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    p.position = "s1";
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), 0);
+    p.position = "s2";
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 10; /* shorter than the document */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    CHECK_INT(state_sync_position_put(st, "matrix", &p, err, sizeof(err)), -EFBIG);
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
+    CHECK(strstr(err, "matrix-sync.json.tmp") != NULL);
+    CHECK(strstr(err, strerror(EFBIG)) != NULL);
+    CHECK_INT(count_prefix("matrix-sync.json.tmp"), 0);
+    CHECK_INT(state_sync_position_get(st, "matrix", &got, err, sizeof(err)), 0);
+    CHECK_STR(got.position, "s1");
+    state_sync_position_fini(&got);
     state_close(st);
 }
 
@@ -596,7 +827,13 @@ int main(void)
     RUN(test_history_absent);
     RUN(test_history_malformed);
     RUN(test_journal);
+    RUN(test_journal_records_round_trip);
+    RUN(test_journal_damaged_lines);
+    RUN(test_outbox_entries_through_the_journal);
     RUN(test_journal_short_write);
+    RUN(test_sync_position_round_trip);
+    RUN(test_sync_position_damaged);
+    RUN(test_sync_position_put_failure);
     RUN(test_save_failure_names_the_errno);
     RUN(test_outbox_new_failure_closes_its_timers);
     char cmd[128];
