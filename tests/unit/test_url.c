@@ -1,4 +1,12 @@
-/* Unit tests for the URL checks: loopback is decided by address, never by a prefix. */
+/*
+ * Unit tests for the URL module: parsing as libcurl does plus our rules (hostile forms
+ * included), loopback decided by address and never by a prefix, same-origin, building request
+ * URLs, and making a URL safe to embed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 #include "url.h"
 
@@ -47,10 +55,311 @@ static void test_not_loopback(void)
     CHECK_INT(url_host_is_loopback("http://"), 0);
 }
 
+/* Parses text, expecting e; on success the parts are checked by the caller. */
+static enum url_error parse(const char *text, unsigned schemes, struct url *u)
+{
+    return url_parse(text, schemes, u);
+}
+
+static void test_parse_parts(void)
+{
+    struct url u;
+
+    CHECK_INT(parse("HTTPS://YT.Example.COM/youtrack/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.scheme, "https");
+    CHECK_STR(u.host, "YT.Example.COM");
+    CHECK_INT(u.port, 443);
+    CHECK_INT(u.tls, 1);
+    CHECK_STR(u.path, "/youtrack/");
+    CHECK(u.query == NULL && u.userinfo == NULL && !u.fragment);
+    url_fini(&u);
+    CHECK(u.host == NULL);
+    url_fini(&u); /* twice, and on a zeroed url: fine */
+
+    CHECK_INT(parse("http://h:8080", URL_HTTP, &u), URL_OK);
+    CHECK_INT(u.port, 8080);
+    CHECK_INT(u.tls, 0);
+    CHECK_STR(u.path, "/");
+    url_fini(&u);
+
+    /* Leading zeros are a decimal port like any other; ws/wss defaults are ours. */
+    CHECK_INT(parse("http://h:000080/", URL_HTTP, &u), URL_OK);
+    CHECK_INT(u.port, 80);
+    url_fini(&u);
+    CHECK_INT(parse("wss://wss-primary.slack.com/link/?ticket=x&app_id=y", URL_WS, &u), URL_OK);
+    CHECK_INT(u.port, 443);
+    CHECK_INT(u.tls, 1);
+    CHECK_STR(u.path, "/link/");
+    CHECK_STR(u.query, "ticket=x&app_id=y");
+    url_fini(&u);
+    CHECK_INT(parse("ws://127.0.0.1/x", URL_WS, &u), URL_OK);
+    CHECK_INT(u.port, 80);
+    CHECK_INT(u.tls, 0);
+    url_fini(&u);
+
+    /* A bare '?' is a query, an empty '#' is still a fragment (the text keeps it). */
+    CHECK_INT(parse("https://h/x?", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.query, "");
+    url_fini(&u);
+    CHECK_INT(parse("https://h/x#", URL_HTTP, &u), URL_OK);
+    CHECK_INT(u.fragment, 1);
+    url_fini(&u);
+
+    /* Dot segments are resolved as libcurl sends them; percent-encoding is kept. */
+    CHECK_INT(parse("https://h/a/../b/%2F", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.path, "/b/%2F");
+    url_fini(&u);
+}
+
+static void test_parse_userinfo(void)
+{
+    struct url u;
+
+    /* The userinfo is not the host, and is given back as written, for redaction. */
+    CHECK_INT(parse("https://bot:hunter2@yt.example.com/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.userinfo, "bot:hunter2");
+    CHECK_STR(u.host, "yt.example.com");
+    url_fini(&u);
+    CHECK_INT(parse("https://bot@h/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.userinfo, "bot");
+    url_fini(&u);
+    /* An '@' with nothing before it is still userinfo. */
+    CHECK_INT(parse("https://@h/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.userinfo, "");
+    url_fini(&u);
+    CHECK_INT(parse("https://:p%40ss@h/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.userinfo, ":p%40ss");
+    url_fini(&u);
+}
+
+static void test_parse_hosts(void)
+{
+    struct url u;
+
+    /* Numeric IPv4 forms as libcurl connects to them. */
+    CHECK_INT(parse("http://0x7f.1/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "127.0.0.1");
+    url_fini(&u);
+    CHECK_INT(parse("http://0177.0.0.1/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "127.0.0.1");
+    url_fini(&u);
+    CHECK_INT(parse("http://2130706433/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "127.0.0.1");
+    url_fini(&u);
+    /* IPv6 in brackets; the zone id is not part of the host. */
+    CHECK_INT(parse("https://[::1]:8443/x", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "[::1]");
+    CHECK_INT(u.port, 8443);
+    url_fini(&u);
+    CHECK_INT(parse("https://[fe80::1%25eth0]/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "[fe80::1]");
+    url_fini(&u);
+    /* A percent-encoded host is decoded, then held to the rules for names. */
+    CHECK_INT(parse("https://yt%2Eexample%2ecom/", URL_HTTP, &u), URL_OK);
+    CHECK_STR(u.host, "yt.example.com");
+    url_fini(&u);
+    CHECK_INT(parse("https://h%7Cx/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h%2Fx/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h%00x/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h%C3%A9/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h\xc3\xa9.example/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h|x/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h!x/", URL_HTTP, &u), URL_ERR_HOST);
+    CHECK_INT(parse("https://h_x~y.example/", URL_HTTP, &u), URL_OK);
+    url_fini(&u);
+    /* Brackets that hold no IPv6 address. */
+    CHECK_INT(parse("https://[::1/x", URL_HTTP, &u), URL_ERR_IPV6);
+    CHECK_INT(parse("https://[]/", URL_HTTP, &u), URL_ERR_IPV6);
+    CHECK_INT(parse("https://[1.2.3.4]/", URL_HTTP, &u), URL_ERR_IPV6);
+    CHECK_INT(parse("https://[v1.x]/", URL_HTTP, &u), URL_ERR_IPV6);
+}
+
+static void test_parse_refused(void)
+{
+    static char long_url[9 * 1024 * 1024];
+    struct url u;
+
+    /* No scheme, another scheme, or not followed by exactly "//". */
+    CHECK_INT(parse("yt.example.com", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("/relative/path", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("ftp://yt.example.com", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("javascript:alert(1)", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("https:yt.example.com", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("https:/yt.example.com", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("wss://h/", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("https://h/", URL_WS, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse("ws://h/", URL_HTTP | URL_WS, &u), URL_OK);
+    url_fini(&u);
+    CHECK_INT(parse("ftp://h/", URL_ANY_SCHEME, &u), URL_OK);
+    CHECK_INT(u.port, 0);
+    url_fini(&u);
+    /* libcurl would read a host after a third slash: "https:///path" has none. */
+    CHECK_INT(parse("https:///path", URL_HTTP, &u), URL_ERR_NO_HOST);
+    CHECK_INT(parse("https://", URL_HTTP, &u), URL_ERR_NO_HOST);
+    CHECK_INT(parse("https://:443/", URL_HTTP, &u), URL_ERR_NO_HOST);
+    CHECK_INT(parse("https://u:p@/", URL_HTTP, &u), URL_ERR_NO_HOST);
+    CHECK_INT(parse("https://?x", URL_HTTP, &u), URL_ERR_NO_HOST);
+    /* Ports. */
+    CHECK_INT(parse("https://h:0/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:65536/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:99999/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:-1/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:+80/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:80:90/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:x/", URL_HTTP, &u), URL_ERR_PORT);
+    CHECK_INT(parse("https://h:65535/", URL_HTTP, &u), URL_OK);
+    url_fini(&u);
+    /* An empty port is libcurl's default port. */
+    CHECK_INT(parse("https://h:/", URL_HTTP, &u), URL_OK);
+    CHECK_INT(u.port, 443);
+    url_fini(&u);
+    /* Whitespace and control bytes anywhere. */
+    CHECK_INT(parse("https://h/a b", URL_HTTP, &u), URL_ERR_SPACE);
+    CHECK_INT(parse(" https://h/", URL_HTTP, &u), URL_ERR_SPACE);
+    CHECK_INT(parse("https://h/\r\nX-Injected: 1", URL_HTTP, &u), URL_ERR_SPACE);
+    CHECK_INT(parse("https://h\t/", URL_HTTP, &u), URL_ERR_SPACE);
+    CHECK_INT(parse("https://h/\x7f", URL_HTTP, &u), URL_ERR_SPACE);
+    CHECK_INT(parse("", URL_HTTP, &u), URL_ERR_SCHEME);
+    CHECK_INT(parse(NULL, URL_HTTP, &u), URL_ERR_SYNTAX);
+    /* Longer than libcurl takes (8 MB). */
+    memcpy(long_url, "https://h/", 10);
+    memset(long_url + 10, 'a', sizeof(long_url) - 11);
+    CHECK_INT(parse(long_url, URL_HTTP, &u), URL_ERR_SYNTAX);
+    CHECK(u.scheme == NULL && u.host == NULL);
+    /* Long, but within libcurl's limit. */
+    long_url[100000] = '\0';
+    CHECK_INT(parse(long_url, URL_HTTP, &u), URL_OK);
+    CHECK_INT(strlen(u.path), 100000 - 9);
+    url_fini(&u);
+}
+
+static void test_same_origin(void)
+{
+    CHECK_INT(url_same_origin("https://yt.example.com/a", "https://yt.example.com"), 1);
+    /* Default ports, host case, an address's spelling: the same origin to curl. */
+    CHECK_INT(url_same_origin("https://yt.example.com:443/api/x", "https://yt.example.com"), 1);
+    CHECK_INT(url_same_origin("http://YT.example.COM/", "HTTP://yt.example.com:80"), 1);
+    CHECK_INT(url_same_origin("http://127.1:8080/x", "http://127.0.0.1:8080"), 1);
+    CHECK_INT(url_same_origin("http://[0:0::1]:8080/x", "http://[::1]:8080"), 1);
+    CHECK_INT(url_same_origin("http://[::FFFF:7f00:1]/", "http://[::ffff:127.0.0.1]/"), 1);
+    /* Another scheme, host or port. */
+    CHECK_INT(url_same_origin("http://yt.example.com/", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("https://yt.example.com:8443/", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("https://yt.example.com.evil.example/", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("https://sso.example.com/login", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("https://yt.example.com./", "https://yt.example.com"), 0);
+    /* Userinfo: the host after the '@' counts, and a Location with credentials is never ours. */
+    CHECK_INT(url_same_origin("https://yt.example.com@evil.example/", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("https://u:p@yt.example.com/", "https://yt.example.com"), 0);
+    /* Not http(s), relative, or not a URL. */
+    CHECK_INT(url_same_origin("/api/admin/projects", "https://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("ftp://yt.example.com/", "ftp://yt.example.com"), 0);
+    CHECK_INT(url_same_origin("", ""), 0);
+    CHECK_INT(url_same_origin("https:///yt.example.com", "https://yt.example.com"), 0);
+}
+
+static void test_build(void)
+{
+    char *s;
+
+    s = url_build("https://yt.example.com", "/api/admin/projects?fields=%s&%%24top=%s",
+                  "id,shortName,leader(login)", "100");
+    CHECK_STR(s, "https://yt.example.com/api/admin/projects?fields=id%2CshortName%2Cleader%28login"
+                 "%29&%24top=100");
+    free(s);
+    /* Trailing slashes of the base are dropped; the template's are kept. */
+    s = url_build("https://h/youtrack///", "/rest/admin/project/");
+    CHECK_STR(s, "https://h/youtrack/rest/admin/project/");
+    free(s);
+    s = url_build("", "/projects/%s", "0-1");
+    CHECK_STR(s, "/projects/0-1");
+    free(s);
+    s = url_build("https://h/", "%s", "");
+    CHECK_STR(s, "https://h");
+    free(s);
+    /* An argument is one segment or one value, whatever it holds. */
+    s = url_build("https://m.example", "/_matrix/client/v3/rooms/%s/send/m.room.message/%s",
+                  "!room/../../x:m.example", "a?b#c&d=e %");
+    CHECK_STR(s, "https://m.example/_matrix/client/v3/rooms/%21room%2F..%2F..%2Fx%3Am.example/send/"
+                 "m.room.message/a%3Fb%23c%26d%3De%20%25");
+    free(s);
+    s = url_build("https://h", "/%s", "\xc3\xa9\x01-._~AZaz09");
+    CHECK_STR(s, "https://h/%C3%A9%01-._~AZaz09");
+    free(s);
+    s = url_build("https://h", "/x/%s/y", "");
+    CHECK_STR(s, "https://h/x//y");
+    free(s);
+}
+
+/*
+ * What the compiler refuses (url_build() has printf's format attribute) fails at run time too:
+ * a NULL argument, a directive other than %s and %%.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#pragma GCC diagnostic ignored "-Wformat-security"
+static void test_build_refused(void)
+{
+    const char *volatile none = NULL;
+    const char *tmpl = "/%d";
+
+    CHECK(url_build("https://h", "/%s", none) == NULL);
+    CHECK(url_build("https://h", tmpl, 1) == NULL);
+    tmpl = "/trailing%";
+    CHECK(url_build("https://h", tmpl) == NULL);
+}
+#pragma GCC diagnostic pop
+
+static void test_embed(void)
+{
+    char *s = NULL;
+
+    CHECK_INT(url_embed("https://yt.example.com/a|b<c>\"d' e&f\\^`{}", 1000, &s), 0);
+    CHECK_STR(s, "https://yt.example.com/a%7Cb%3Cc%3E%22d%27%20e&f%5C%5E%60%7B%7D");
+    CHECK_INT(url_embeddable(s, strlen(s)), 1);
+    free(s);
+    /* Control bytes, DEL and non-ASCII bytes; the scheme's case is kept. */
+    CHECK_INT(url_embed("HTTP://h/\x01\x7f\xc3\xa9", 1000, &s), 0);
+    CHECK_STR(s, "HTTP://h/%01%7F%C3%A9");
+    free(s);
+    /* Only http(s), and something after the "//". */
+    CHECK_INT(url_embed("javascript:alert(1)", 1000, &s), 0);
+    CHECK(s == NULL);
+    CHECK_INT(url_embed("data:text/html,x", 1000, &s), 0);
+    CHECK(s == NULL);
+    CHECK_INT(url_embed("https://", 1000, &s), 0);
+    CHECK(s == NULL);
+    CHECK_INT(url_embed("ftp://h/", 1000, &s), 0);
+    CHECK(s == NULL);
+    CHECK_INT(url_embed(NULL, 1000, &s), 0);
+    CHECK(s == NULL);
+    /* The limit counts the encoded bytes. */
+    CHECK_INT(url_embed("https://h/ab", 12, &s), 0);
+    CHECK_STR(s, "https://h/ab");
+    free(s);
+    CHECK_INT(url_embed("https://h/a ", 12, &s), 0);
+    CHECK(s == NULL);
+
+    CHECK_INT(url_embeddable("https://a.example/", 18), 1);
+    CHECK_INT(url_embeddable("https://a.example/<x>", 21), 0);
+    CHECK_INT(url_embeddable("https://a.example/<x>", 18), 1); /* only the n bytes count */
+    CHECK_INT(url_embeddable("javascript:alert(1)", 19), 0);
+    CHECK_INT(url_embeddable("http://", 7), 0);
+    CHECK_INT(url_embeddable("https://a.example/", 5), 0);
+}
+
 int main(void)
 {
     RUN(test_loopback_by_address);
     RUN(test_names);
     RUN(test_not_loopback);
+    RUN(test_parse_parts);
+    RUN(test_parse_userinfo);
+    RUN(test_parse_hosts);
+    RUN(test_parse_refused);
+    RUN(test_same_origin);
+    RUN(test_build);
+    RUN(test_build_refused);
+    RUN(test_embed);
     return test_done();
 }
