@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "url.h"
+
 #define POOL_CHUNK_MIN (64 * 1024)
 
 struct pool_chunk {
@@ -599,4 +601,11 @@ void diff_fini(struct diff *d)
     free(d->changes);
     project_list_fini(&d->next);
     memset(d, 0, sizeof(*d));
+}
+
+char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p)
+{
+    /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
+    return url_build(service_url ? service_url : "",
+                     f == YOUTRACK_LEGACY ? "/issues/%s" : "/projects/%s", p->id);
 }

@@ -289,7 +289,7 @@ static char *safe_url(struct strbuf *oom, const char *url)
 /* The project's page as safe_url() makes it, or NULL. */
 static char *project_link(struct strbuf *b, const struct message *m, const struct project *p)
 {
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     if (!url) {
         b->oom = 1;
         return NULL;
@@ -418,8 +418,7 @@ static void put_change(struct strbuf *b, const struct message *m, const struct c
 
     if (st == ST_TEXT && c->after) {
         /* Today's stdout format: the raw link, escaped like the rest of the line. */
-        char *raw =
-            youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, c->after);
+        char *raw = project_page_url(m->service_url, m->flavour, c->after);
         if (!raw) {
             b->oom = 1;
         } else {
@@ -571,7 +570,7 @@ static char *jdump(json_t *o, int err)
 static json_t *stdout_project(int *err, const struct message *m, const struct project *p)
 {
     json_t *o = json_object();
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     jset(err, o, "id", jstr(p->id));
     jset(err, o, "shortName", jstr(p->short_name));
     jset(err, o, "name", jstr(p->name));
@@ -639,7 +638,7 @@ static char *render_json(const struct message *m)
 static json_t *webhook_project(int *err, const struct message *m, const struct project *p)
 {
     json_t *o = json_object();
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     jset(err, o, "id", jstr(p->id));
     jset(err, o, "shortName", jstr(p->short_name));
     jset(err, o, "name", jstr(p->name));

@@ -300,24 +300,6 @@ long youtrack_parse_legacy_names(const char *body, size_t len, struct project_li
     return n;
 }
 
-char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
-                           const struct project *p)
-{
-    char *key = http_escape(p->id);
-    char *out = NULL;
-    if (!key)
-        return NULL;
-    /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
-    if (f == YOUTRACK_LEGACY) {
-        if (asprintf(&out, "%s/issues/%s", service_url, key) < 0)
-            out = NULL;
-    } else if (asprintf(&out, "%s/projects/%s", service_url, key) < 0) {
-        out = NULL;
-    }
-    free(key);
-    return out;
-}
-
 /* ---- the poll ---- */
 
 int youtrack_new(struct youtrack **out, struct http *http, const struct conf *conf)

@@ -179,18 +179,6 @@ static void test_legacy_list_and_names(void)
     project_list_fini(&l);
 }
 
-static void test_project_urls(void)
-{
-    struct project p = {.id = "0-7", .short_name = "GRP"};
-    char *u = youtrack_project_url("https://yt.example/youtrack", YOUTRACK_MODERN, &p);
-    CHECK_STR(u, "https://yt.example/youtrack/projects/0-7");
-    free(u);
-    struct project q = {.id = "My Project", .short_name = "My Project"};
-    u = youtrack_project_url("https://yt.example", YOUTRACK_LEGACY, &q);
-    CHECK_STR(u, "https://yt.example/issues/My%20Project");
-    free(u);
-}
-
 /* ---- the poller against a canned server ---- */
 
 #define TEST_TOKEN "perm:unit-test-token-not-real"
@@ -614,7 +602,6 @@ int main(void)
     RUN(test_empty_list_and_whitespace);
     RUN(test_long_description_is_shortened_on_a_character_boundary);
     RUN(test_legacy_list_and_names);
-    RUN(test_project_urls);
     RUN(test_redirect_whose_request_cannot_start);
     RUN(test_duplicate_ids_in_one_answer_fail);
     RUN(test_duplicate_short_names_in_legacy_answers_fail);
