@@ -74,36 +74,6 @@ struct outbox {
     void *shutdown_ud;
 };
 
-struct outbox_entry *outbox_entry_new(const char *id, const char *sink, const char *event,
-                                      const char *body, int64_t created, uint64_t gen)
-{
-    struct outbox_entry *e = calloc(1, sizeof(*e));
-    if (!e)
-        return NULL;
-    e->id = strdup(id);
-    e->sink = strdup(sink);
-    e->event = strdup(event);
-    e->body = strdup(body);
-    e->created = created;
-    e->gen = gen;
-    if (!e->id || !e->sink || !e->event || !e->body) {
-        outbox_entry_free(e);
-        return NULL;
-    }
-    return e;
-}
-
-void outbox_entry_free(struct outbox_entry *e)
-{
-    if (!e)
-        return;
-    free(e->id);
-    free(e->sink);
-    free(e->event);
-    free(e->body);
-    free(e);
-}
-
 static void kick(struct queue *q);
 
 static void on_handle_closed(uv_handle_t *h)
