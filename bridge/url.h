@@ -53,6 +53,9 @@ enum url_error url_parse(const char *text, unsigned schemes, struct url *out);
 /* Frees u's strings and zeroes it; a zeroed url is fine. */
 void url_fini(struct url *u);
 
+/* What e means, for a log line: "no host", "a bad port", ... (static text). */
+const char *url_strerror(enum url_error e);
+
 /*
  * 1 when u's host is loopback, else 0: an address in 127.0.0.0/8 (in any form libcurl
  * normalises, "127.1" included), ::1, an IPv4-mapped ::ffff:127.x.y.z, or the name "localhost"

@@ -348,6 +348,14 @@ static void test_embed(void)
     CHECK_INT(url_embeddable("https://a.example/", 5), 0);
 }
 
+static void test_strerror(void)
+{
+    CHECK_STR(url_strerror(URL_ERR_PORT), "a bad port");
+    CHECK_STR(url_strerror(URL_ERR_NO_HOST), "no host");
+    for (int e = URL_OK; e <= URL_ERR_SYNTAX + 1; e++)
+        CHECK(url_strerror((enum url_error)e) != NULL);
+}
+
 int main(void)
 {
     RUN(test_loopback_by_address);
@@ -361,5 +369,6 @@ int main(void)
     RUN(test_build);
     RUN(test_build_refused);
     RUN(test_embed);
+    RUN(test_strerror);
     return test_done();
 }
