@@ -16,7 +16,7 @@
 
 #include "hmac.h"
 #include "log.h"
-#include "outbox.h"
+#include "outbox_entry.h"
 #include "url.h"
 #include "utf8.h"
 
