@@ -769,15 +769,6 @@ enum {
 static void url_check(struct loader *ld, int line, const char *label, const char *url,
                       unsigned flags, const char *cred, char **out)
 {
-    static const char *const problems[] = {
-        [URL_ERR_SPACE] = "contains whitespace or control characters",
-        [URL_ERR_SCHEME] = "must be an https:// or http:// URL",
-        [URL_ERR_NO_HOST] = "has no host",
-        [URL_ERR_HOST] = "invalid character in the host name",
-        [URL_ERR_IPV6] = "invalid IPv6 address",
-        [URL_ERR_PORT] = "invalid port",
-        [URL_ERR_SYNTAX] = "is not a valid URL",
-    };
     struct url u;
     enum url_error e = url_parse(url, URL_HTTP, &u);
     size_t len;
@@ -787,7 +778,8 @@ static void url_check(struct loader *ld, int line, const char *label, const char
         return;
     }
     if (e != URL_OK) {
-        diag_add(ld, line, "%s: %s", label, problems[e]);
+        diag_add(ld, line, "%s: %s", label,
+                 e == URL_ERR_SCHEME ? "must be an https:// or http:// URL" : url_strerror(e));
         return;
     }
     if (u.userinfo) {

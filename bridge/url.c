@@ -223,18 +223,19 @@ void url_fini(struct url *u)
 
 const char *url_strerror(enum url_error e)
 {
+    /* Worded to follow a setting's name: "youtrack.url: invalid port" (conf.c's diagnostics). */
     static const char *const text[] = {
-        [URL_OK] = "no error",
+        [URL_OK] = "is a valid URL",
         [URL_ERR_NOMEM] = "out of memory",
-        [URL_ERR_SPACE] = "whitespace or control characters",
-        [URL_ERR_SCHEME] = "a scheme not accepted here",
-        [URL_ERR_NO_HOST] = "no host",
-        [URL_ERR_HOST] = "a bad host name",
-        [URL_ERR_IPV6] = "a bad IPv6 address",
-        [URL_ERR_PORT] = "a bad port",
-        [URL_ERR_SYNTAX] = "not a valid URL",
+        [URL_ERR_SPACE] = "contains whitespace or control characters",
+        [URL_ERR_SCHEME] = "has a scheme not accepted here",
+        [URL_ERR_NO_HOST] = "has no host",
+        [URL_ERR_HOST] = "invalid character in the host name",
+        [URL_ERR_IPV6] = "invalid IPv6 address",
+        [URL_ERR_PORT] = "invalid port",
+        [URL_ERR_SYNTAX] = "is not a valid URL",
     };
-    return (size_t)e < sizeof(text) / sizeof(text[0]) ? text[e] : "not a valid URL";
+    return (size_t)e < sizeof(text) / sizeof(text[0]) ? text[e] : "is not a valid URL";
 }
 
 /* "[...]" holding an IPv6 address into a6; 0, or -1 when host is not one. */

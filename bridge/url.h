@@ -53,7 +53,10 @@ enum url_error url_parse(const char *text, unsigned schemes, struct url *out);
 /* Frees u's strings and zeroes it; a zeroed url is fine. */
 void url_fini(struct url *u);
 
-/* What e means, for a log line: "no host", "a bad port", ... (static text). */
+/*
+ * What e means, worded to follow the name of what was checked: "has no host", "invalid port",
+ * ... (static text).
+ */
 const char *url_strerror(enum url_error e);
 
 /*

@@ -350,8 +350,8 @@ static void test_embed(void)
 
 static void test_strerror(void)
 {
-    CHECK_STR(url_strerror(URL_ERR_PORT), "a bad port");
-    CHECK_STR(url_strerror(URL_ERR_NO_HOST), "no host");
+    CHECK_STR(url_strerror(URL_ERR_PORT), "invalid port");
+    CHECK_STR(url_strerror(URL_ERR_NO_HOST), "has no host");
     for (int e = URL_OK; e <= URL_ERR_SYNTAX + 1; e++)
         CHECK(url_strerror((enum url_error)e) != NULL);
 }
