@@ -270,17 +270,6 @@ int url_is_loopback(const struct url *u)
     return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-int url_host_is_loopback(const char *url)
-{
-    struct url u;
-    int loopback = 0;
-
-    if (url_parse(url, URL_ANY_SCHEME, &u) == URL_OK)
-        loopback = url_is_loopback(&u);
-    url_fini(&u);
-    return loopback;
-}
-
 static int same_host(const char *a, const char *b)
 {
     struct in6_addr a6, b6;

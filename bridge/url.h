@@ -67,9 +67,6 @@ const char *url_strerror(enum url_error e);
  */
 int url_is_loopback(const struct url *u);
 
-/* url_is_loopback() of url (absolute, any scheme); 0 also when it does not parse. */
-int url_host_is_loopback(const char *url);
-
 /*
  * 1 when a and b are http(s) URLs of the same origin (RFC 6454: scheme, host and port, the
  * scheme's default port filled in, the host's case and spelling of an address ignored) and
