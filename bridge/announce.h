@@ -10,9 +10,8 @@
 #include <stdint.h>
 
 #include "conf.h"
-#include "outbox.h"
+#include "outbox_entry.h"
 #include "project.h"
-#include "youtrack.h"
 
 struct announce {
     const struct conf *conf;

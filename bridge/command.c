@@ -323,7 +323,7 @@ static const char *shown_name(const struct project *p)
 static char *project_url(struct strbuf *b, const struct command_context *ctx,
                          const struct project *p)
 {
-    char *raw = youtrack_project_url(ctx->service_url ? ctx->service_url : "", ctx->flavour, p);
+    char *raw = project_page_url(ctx->service_url, ctx->flavour, p);
     char *safe = NULL;
     if (!raw || render_safe_url(raw, &safe) != 0)
         b->oom = 1;

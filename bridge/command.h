@@ -10,8 +10,6 @@
 #include <stdint.h>
 
 #include "project.h"
-#include "state.h" /* struct history_entry */
-#include "youtrack.h"
 
 #define COMMAND_MAX_INPUT 200 /* bytes of command text considered; longer input is refused */
 

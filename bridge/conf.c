@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -765,104 +764,48 @@ enum {
  * Checks url (label names it in messages; the URL itself never appears there, it may be a
  * secret) and stores a copy in *out, without trailing '/' unless URL_ENDPOINT. cred names the
  * setting that carries this host's credential ("token"), or is NULL when the URL is the secret.
+ * The URL is read by url_parse(), the way the transfers that use it will read it.
  */
 static void url_check(struct loader *ld, int line, const char *label, const char *url,
                       unsigned flags, const char *cred, char **out)
 {
-    size_t scheme, auth_len, host_len, len;
-    const char *auth, *at, *p;
-    int secure;
+    struct url u;
+    enum url_error e = url_parse(url, URL_HTTP, &u);
+    size_t len;
 
-    for (p = url; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            diag_add(ld, line, "%s: contains whitespace or control characters", label);
-            return;
-        }
-    }
-    if (strncasecmp(url, "https://", 8) == 0) {
-        scheme = 8;
-        secure = 1;
-    } else if (strncasecmp(url, "http://", 7) == 0) {
-        scheme = 7;
-        secure = 0;
-    } else {
-        diag_add(ld, line, "%s: must be an https:// or http:// URL", label);
+    if (e == URL_ERR_NOMEM) {
+        ld->nomem = 1;
         return;
     }
-    auth = url + scheme;
-    auth_len = strcspn(auth, "/?#");
-    at = memchr(auth, '@', auth_len);
-    if (at) {
-        char *userinfo = strndup(auth, (size_t)(at - auth));
-        if (!userinfo) {
-            ld->nomem = 1;
-            return;
-        }
-        note_secret(ld, userinfo);
-        free(userinfo);
+    if (e != URL_OK) {
+        diag_add(ld, line, "%s: %s", label,
+                 e == URL_ERR_SCHEME ? "must be an https:// or http:// URL" : url_strerror(e));
+        return;
+    }
+    if (u.userinfo) {
+        note_secret(ld, u.userinfo);
         if (cred)
             diag_add(ld, line, "%s: credentials in the URL are not allowed; use %s", label, cred);
         else
             diag_add(ld, line, "%s: credentials in the URL are not allowed", label);
-        return;
-    }
-    if (flags & URL_ENDPOINT ? strchr(auth, '#') != NULL : strpbrk(auth, "?#") != NULL) {
+    } else if (flags & URL_ENDPOINT ? u.fragment : u.query || u.fragment) {
         diag_add(ld, line, "%s: must not contain a %s", label,
                  flags & URL_ENDPOINT ? "fragment" : "query or fragment");
-        return;
-    }
-    if (auth[0] == '[') {
-        const char *close = memchr(auth, ']', auth_len);
-        host_len = close ? (size_t)(close - auth) + 1 : 0;
-        if (!close || host_len < 3) {
-            diag_add(ld, line, "%s: invalid IPv6 address", label);
-            return;
-        }
-    } else {
-        host_len = strcspn(auth, ":/");
-        if (host_len > auth_len)
-            host_len = auth_len;
-        for (size_t i = 0; i < host_len; i++) {
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~%",
-                        auth[i])) {
-                diag_add(ld, line, "%s: invalid character in the host name", label);
-                return;
-            }
-        }
-    }
-    if (host_len == 0) {
-        diag_add(ld, line, "%s: has no host", label);
-        return;
-    }
-    if (host_len < auth_len) {
-        const char *port = auth + host_len + 1;
-        size_t port_len = auth_len - host_len - 1;
-        long v = 0;
-        int bad = auth[host_len] != ':' || port_len == 0 || port_len > 5;
-        for (size_t i = 0; !bad && i < port_len; i++) {
-            if (port[i] < '0' || port[i] > '9')
-                bad = 1;
-            else
-                v = v * 10 + (port[i] - '0');
-        }
-        if (bad || v < 1 || v > 65535) {
-            diag_add(ld, line, "%s: invalid port", label);
-            return;
-        }
-    }
-    if (!secure && !(flags & URL_INSECURE_OK) && !url_host_is_loopback(url)) {
+    } else if (!u.tls && !(flags & URL_INSECURE_OK) && !url_is_loopback(&u)) {
         diag_add(ld, line,
                  "%s: plain http:// to a non-loopback host sends the %s in clear text; use "
                  "https:// or set allow_insecure = true",
                  label, cred ? cred : "secret URL");
-        return;
+    } else {
+        /* Only a path can end in '/' here (no query, no fragment). */
+        len = strlen(url);
+        while (!(flags & URL_ENDPOINT) && url[len - 1] == '/')
+            len--;
+        *out = strndup(url, len);
+        if (!*out)
+            ld->nomem = 1;
     }
-    len = strlen(url);
-    while (!(flags & URL_ENDPOINT) && len > scheme + auth_len && url[len - 1] == '/')
-        len--;
-    *out = strndup(url, len);
-    if (!*out)
-        ld->nomem = 1;
+    url_fini(&u);
 }
 
 static void load_youtrack(struct loader *ld, const config_setting_t *root, struct conf *c)

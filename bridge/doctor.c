@@ -17,6 +17,7 @@
 #include "http.h"
 #include "log.h"
 #include "sink.h"
+#include "url.h"
 #include "youtrack.h"
 
 enum step {
@@ -281,25 +282,22 @@ static void on_matrix(void *userdata, const struct http_response *res)
 static void matrix_step(struct doctor *d)
 {
     const struct conf_sink *s = &d->conf->sinks[d->sink];
-    char *url = NULL, *seg = NULL;
-    int r = -1;
+    char *url;
 
     switch (d->sink_stage) {
     case 0:
-        r = asprintf(&url, "%s/_matrix/client/v3/account/whoami", s->homeserver);
+        url = url_build(s->homeserver, "/_matrix/client/v3/account/whoami");
         break;
     case 1:
-        seg = http_escape(s->room);
-        r = seg ? asprintf(&url, "%s/_matrix/client/v3/directory/room/%s", s->homeserver, seg) : -1;
+        url = url_build(s->homeserver, "/_matrix/client/v3/directory/room/%s", s->room);
         break;
     default:
-        seg = d->room_id ? http_escape(d->room_id) : NULL;
-        r = seg ? asprintf(&url, "%s/_matrix/client/v3/rooms/%s/joined_members", s->homeserver, seg)
-                : -1;
+        url = d->room_id ? url_build(s->homeserver, "/_matrix/client/v3/rooms/%s/joined_members",
+                                     d->room_id)
+                         : NULL;
         break;
     }
-    free(seg);
-    if (r < 0 || get(d, url, "GET", NULL, on_matrix) != 0) {
+    if (!url || get(d, url, "GET", NULL, on_matrix) != 0) {
         report(d, "FAIL", "sink %s (matrix): out of memory", s->name);
         free(url);
         sink_done(d);
@@ -384,8 +382,8 @@ static void next(struct doctor *d)
     switch (d->step) {
     case STEP_IDENTITY:
         set_auth(d, d->conf->youtrack.token);
-        if (asprintf(&url, "%s/api/users/me?fields=login%%2CfullName", d->conf->youtrack.url) < 0 ||
-            get(d, url, "GET", NULL, on_identity) != 0) {
+        url = url_build(d->conf->youtrack.url, "/api/users/me?fields=%s", "login,fullName");
+        if (!url || get(d, url, "GET", NULL, on_identity) != 0) {
             report(d, "FAIL", "youtrack: cannot start a request");
             d->step = STEP_SINKS;
             free(url);
@@ -394,9 +392,9 @@ static void next(struct doctor *d)
         }
         break;
     case STEP_ADMIN:
-        if (asprintf(&url, "%s/api/admin/globalSettings/systemSettings?fields=id",
-                     d->conf->youtrack.url) < 0 ||
-            get(d, url, "GET", NULL, on_admin) != 0) {
+        url =
+            url_build(d->conf->youtrack.url, "/api/admin/globalSettings/systemSettings?fields=id");
+        if (!url || get(d, url, "GET", NULL, on_admin) != 0) {
             d->step = STEP_PROJECTS;
             free(url);
             next(d);
@@ -425,8 +423,8 @@ static void next(struct doctor *d)
             return;
         }
         set_auth(d, d->conf->chat.slack.app_token);
-        if (asprintf(&url, "%s/apps.connections.open", d->conf->chat.slack.api_url) < 0 ||
-            get(d, url, "POST", "", on_chat_slack) != 0) {
+        url = url_build(d->conf->chat.slack.api_url, "/apps.connections.open");
+        if (!url || get(d, url, "POST", "", on_chat_slack) != 0) {
             report(d, "FAIL", "chat.slack: cannot start a request");
             d->step = STEP_CHAT_MATRIX;
             free(url);
@@ -440,9 +438,8 @@ static void next(struct doctor *d)
             break;
         }
         set_auth(d, d->conf->chat.matrix.access_token);
-        if (asprintf(&url, "%s/_matrix/client/v3/account/whoami", d->conf->chat.matrix.homeserver) <
-                0 ||
-            get(d, url, "GET", NULL, on_chat_matrix) != 0) {
+        url = url_build(d->conf->chat.matrix.homeserver, "/_matrix/client/v3/account/whoami");
+        if (!url || get(d, url, "GET", NULL, on_chat_matrix) != 0) {
             report(d, "FAIL", "chat.matrix: cannot start a request");
             d->step = STEP_DONE;
         }

@@ -1,6 +1,7 @@
 /*
  * Asynchronous HTTP client: libcurl's multi interface in socket-action mode on the libuv loop
- * (curl's multi-uv.c shape). The only module that includes <curl/curl.h>.
+ * (curl's multi-uv.c shape). With url.c, the only module that includes <curl/curl.h>: this one
+ * runs transfers, url.c reads and builds URLs (curl_url, curl_easy_escape).
  *
  * Every body has a hard cap; redirects are never followed (the caller sees the 3xx and its
  * Location and decides); only http and https; TLS verification always on; no verbose output,
@@ -86,9 +87,6 @@ void http_cancel(struct http_xfer *x);
 
 /* The value of response header name (case-insensitive; the last one if repeated), or NULL. */
 const char *http_response_header(const struct http_response *res, const char *name);
-
-/* Percent-encodes s for a URL query or path segment (RFC 3986 unreserved stay). Caller frees. */
-char *http_escape(const char *s);
 
 /* Sets up libcurl's global state once per process, before any http_new(). Returns 0 or -EIO. */
 int http_global_init(void);

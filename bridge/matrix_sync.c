@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "state.h"
+#include "url.h"
 
 #define POLL_TIMEOUT_MS       30000 /* the server holds an empty /sync this long */
 #define SYNC_HTTP_TIMEOUT_MS  45000L
@@ -581,7 +582,7 @@ struct matrix_sync {
     struct state *st;               /* where next_batch is kept; NULL: nowhere */
     char *saved_user, *saved_since; /* the saved position (same homeserver) */
     char *user_id;                  /* from whoami */
-    char *filter;                   /* URL-escaped inline filter */
+    char *filter;                   /* the inline filter (JSON); url_build() escapes it */
     char *since;                    /* NULL: the first sync is still to come */
     struct http_xfer *xfer;         /* whoami or /sync */
     struct http_xfer *member_xfer;  /* the head of ops */
@@ -884,7 +885,7 @@ static void on_whoami(void *userdata, const struct http_response *res)
     struct matrix_sync *m = userdata;
     json_t *j = NULL, *f = NULL, *rooms;
     const char *user;
-    char *esc = NULL, *text = NULL;
+    char *text = NULL;
 
     m->xfer = NULL;
     if (res->result != HTTP_DONE || res->status != 200) {
@@ -924,10 +925,9 @@ static void on_whoami(void *userdata, const struct http_response *res)
     json_decref(rooms);
     text = f ? json_dumps(f, JSON_COMPACT) : NULL;
     json_decref(f);
-    esc = text ? http_escape(text) : NULL;
     free(m->user_id);
     m->user_id = strdup(user);
-    if (!esc || !m->user_id) {
+    if (!text || !m->user_id) {
         free(m->user_id);
         m->user_id = NULL;
         m->failures++;
@@ -936,8 +936,8 @@ static void on_whoami(void *userdata, const struct http_response *res)
         goto out;
     }
     free(m->filter);
-    m->filter = esc;
-    esc = NULL;
+    m->filter = text;
+    text = NULL;
     if (!m->since && m->saved_since) {
         if (strcmp(m->saved_user, m->user_id) == 0) {
             m->since = m->saved_since;
@@ -954,16 +954,15 @@ static void on_whoami(void *userdata, const struct http_response *res)
     }
     do_sync(m);
 out:
-    free(esc);
     free(text);
     json_decref(j);
 }
 
 static void do_whoami(struct matrix_sync *m)
 {
-    char *url = NULL;
+    char *url = url_build(m->conf->homeserver, "/_matrix/client/v3/account/whoami");
 
-    if (asprintf(&url, "%s/_matrix/client/v3/account/whoami", m->conf->homeserver) < 0 ||
+    if (!url ||
         start_request(m, "GET", url, NULL, WHOAMI_TIMEOUT_MS, 64 * 1024, on_whoami, &m->xfer)) {
         m->failures++;
         set_error(m, "cannot start the whoami request (out of memory?)");
@@ -1162,20 +1161,18 @@ static void on_sync(void *userdata, const struct http_response *res)
 
 static void do_sync(struct matrix_sync *m)
 {
-    char *url = NULL, *since = m->since ? http_escape(m->since) : NULL;
-    int r;
+    char timeout[16], *url;
+    int r = -1;
 
-    if (m->since && !since)
-        r = -1;
-    else
-        r = asprintf(&url,
-                     "%s/_matrix/client/v3/sync?filter=%s&timeout=%d&set_presence=offline%s%s",
-                     m->conf->homeserver, m->filter, m->since ? POLL_TIMEOUT_MS : 0,
-                     since ? "&since=" : "", since ? since : "");
-    free(since);
-    if (r < 0) {
-        url = NULL;
-    } else {
+    snprintf(timeout, sizeof(timeout), "%d", m->since ? POLL_TIMEOUT_MS : 0);
+    url = m->since ? url_build(m->conf->homeserver,
+                               "/_matrix/client/v3/sync?filter=%s&timeout=%s&set_presence=offline"
+                               "&since=%s",
+                               m->filter, timeout, m->since)
+                   : url_build(m->conf->homeserver,
+                               "/_matrix/client/v3/sync?filter=%s&timeout=%s&set_presence=offline",
+                               m->filter, timeout);
+    if (url) {
         log_debug("matrix", "/sync%s", m->since ? "" : " (first)");
         m->request_ms = now_ms(m);
         r = start_request(m, "GET", url, NULL,
@@ -1253,25 +1250,19 @@ static void on_member(void *userdata, const struct http_response *res)
 static void member_next(struct matrix_sync *m)
 {
     struct member_op *op;
-    char *room, *url = NULL;
-    int r = -1;
+    char *url;
+    int r;
 
     while (!m->stopping && !m->fatal && !m->member_xfer && m->ops &&
            !uv_is_active((uv_handle_t *)&m->member_timer)) {
         op = m->ops;
-        room = http_escape(op->room);
-        if (room)
-            r = op->join ? asprintf(&url, "%s/_matrix/client/v3/join/%s", m->conf->homeserver, room)
-                         : asprintf(&url, "%s/_matrix/client/v3/rooms/%s/leave",
-                                    m->conf->homeserver, room);
-        free(room);
-        if (r >= 0)
-            r = start_request(m, "POST", url, "{}", MEMBER_TIMEOUT_MS, 64 * 1024, on_member,
-                              &m->member_xfer);
-        else
-            url = NULL;
+        url = op->join
+                  ? url_build(m->conf->homeserver, "/_matrix/client/v3/join/%s", op->room)
+                  : url_build(m->conf->homeserver, "/_matrix/client/v3/rooms/%s/leave", op->room);
+        r = url ? start_request(m, "POST", url, "{}", MEMBER_TIMEOUT_MS, 64 * 1024, on_member,
+                                &m->member_xfer)
+                : -1;
         free(url);
-        url = NULL;
         if (r == 0)
             return;
         log_err("matrix", "out of memory: invite to %s not answered", op->room);

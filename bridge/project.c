@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "url.h"
+
 #define POOL_CHUNK_MIN (64 * 1024)
 
 struct pool_chunk {
@@ -442,6 +444,29 @@ static int cmp_change(const void *pa, const void *pb)
     return a->kind < b->kind ? -1 : a->kind > b->kind;
 }
 
+const char *youtrack_flavour_name(enum youtrack_flavour f)
+{
+    switch (f) {
+    case YOUTRACK_MODERN:
+        return "api";
+    case YOUTRACK_LEGACY:
+        return "legacy";
+    default:
+        return "unknown";
+    }
+}
+
+int youtrack_flavour_parse(const char *s, enum youtrack_flavour *out)
+{
+    if (strcmp(s, "api") == 0)
+        *out = YOUTRACK_MODERN;
+    else if (strcmp(s, "legacy") == 0)
+        *out = YOUTRACK_LEGACY;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 /*
  * The fetched project (its strings already in next's pool), with the fields the server left out
  * copied from the saved one: an absent key is unknown, so the last known value stands.
@@ -599,4 +624,11 @@ void diff_fini(struct diff *d)
     free(d->changes);
     project_list_fini(&d->next);
     memset(d, 0, sizeof(*d));
+}
+
+char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p)
+{
+    /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
+    return url_build(service_url ? service_url : "",
+                     f == YOUTRACK_LEGACY ? "/issues/%s" : "/projects/%s", p->id);
 }

@@ -25,6 +25,17 @@ enum tri {
     TRI_YES = 1,
 };
 
+/* The YouTrack API a list came from: it decides the key (above) and a project's link. */
+enum youtrack_flavour {
+    YOUTRACK_UNKNOWN = 0,
+    YOUTRACK_MODERN, /* /api: keyed on the database id */
+    YOUTRACK_LEGACY, /* /rest: keyed on the short name */
+};
+
+/* "api" / "legacy" / "unknown"; youtrack_flavour_parse() is the inverse (0 or -EINVAL). */
+const char *youtrack_flavour_name(enum youtrack_flavour f);
+int youtrack_flavour_parse(const char *s, enum youtrack_flavour *out);
+
 struct project {
     const char *id;         /* the key; never NULL in a list */
     const char *short_name; /* NULL: unknown */
@@ -123,6 +134,21 @@ struct change {
     const struct project *after;  /* in diff.next; NULL for CHANGE_REMOVED */
 };
 
+/*
+ * One announced change, as kept in the snapshot's bounded history (the state stores it, the
+ * `changes` command shows it). The strings are owned (malloc'ed) by the entry and bounded like
+ * a project's (PROJECT_MAX_*_LEN).
+ */
+struct history_entry {
+    int64_t at; /* unix seconds */
+    enum change_kind kind;
+    char *id;             /* never NULL in a snapshot's history */
+    char *short_name;     /* after the change (before it, for a removal); NULL: unknown */
+    char *name;           /* likewise */
+    char *old_short_name; /* renames: before the change; else NULL */
+    char *old_name;
+};
+
 struct diff_opts {
     int removal_confirmations; /* >= 1: complete polls a project must be missing from */
     int mass_removal_limit;    /* more confirmed removals than this in one poll are held */
@@ -154,5 +180,11 @@ int project_diff(const struct project_list *saved, struct project_list *fetched,
                  const struct diff_opts *opts, struct diff *out);
 
 void diff_fini(struct diff *d);
+
+/*
+ * p's page in the YouTrack UI at service_url (NULL: a relative link), the id percent-encoded
+ * as one path segment. Caller frees; NULL on ENOMEM.
+ */
+char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p);
 
 #endif

@@ -25,10 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "strbuf.h"
+#include "url.h"
 
 /* doc/slack.md, "Limits": counted in code points, after escaping. */
 #define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* visible text per block */
@@ -257,39 +257,22 @@ static const char *shown_key(const struct project *p)
 }
 
 /*
- * url made safe for a Slack link element, Slack's <url|text> and an HTML attribute: only
- * http(s), bytes outside the printable ASCII URL set (and | < > " ' \ ^ ` { }) percent-encoded,
- * so it carries no RENDER_RT_* mark either. NULL when it is not linkable (or on ENOMEM, when
- * b->oom is set).
+ * url made safe for a Slack link element, Slack's <url|text> and an HTML attribute
+ * (url_embed()): only http(s), so it carries no RENDER_RT_* mark either. NULL when it is not
+ * linkable (or on ENOMEM, when oom->oom is set).
  */
 static char *safe_url(struct strbuf *oom, const char *url)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    struct strbuf b = {0};
-
-    if (!url || (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0))
-        return NULL;
-    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || strchr("|<>\"'\\^`{}", *p)) {
-            char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            strbuf_putn(&b, enc, 3);
-        } else {
-            strbuf_putn(&b, (const char *)p, 1);
-        }
-    }
-    if (b.oom)
+    char *out = NULL;
+    if (url_embed(url, CHAT_URL_MAX, &out) != 0)
         oom->oom = 1;
-    if (b.oom || b.n > CHAT_URL_MAX) {
-        strbuf_fini(&b);
-        return NULL;
-    }
-    return strbuf_take(&b);
+    return out;
 }
 
 /* The project's page as safe_url() makes it, or NULL. */
 static char *project_link(struct strbuf *b, const struct message *m, const struct project *p)
 {
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     if (!url) {
         b->oom = 1;
         return NULL;
@@ -418,8 +401,7 @@ static void put_change(struct strbuf *b, const struct message *m, const struct c
 
     if (st == ST_TEXT && c->after) {
         /* Today's stdout format: the raw link, escaped like the rest of the line. */
-        char *raw =
-            youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, c->after);
+        char *raw = project_page_url(m->service_url, m->flavour, c->after);
         if (!raw) {
             b->oom = 1;
         } else {
@@ -571,7 +553,7 @@ static char *jdump(json_t *o, int err)
 static json_t *stdout_project(int *err, const struct message *m, const struct project *p)
 {
     json_t *o = json_object();
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     jset(err, o, "id", jstr(p->id));
     jset(err, o, "shortName", jstr(p->short_name));
     jset(err, o, "name", jstr(p->name));
@@ -639,7 +621,7 @@ static char *render_json(const struct message *m)
 static json_t *webhook_project(int *err, const struct message *m, const struct project *p)
 {
     json_t *o = json_object();
-    char *url = youtrack_project_url(m->service_url ? m->service_url : "", m->flavour, p);
+    char *url = project_page_url(m->service_url, m->flavour, p);
     jset(err, o, "id", jstr(p->id));
     jset(err, o, "shortName", jstr(p->short_name));
     jset(err, o, "name", jstr(p->name));
@@ -854,13 +836,9 @@ static void rich_link_el(int *err, json_t *els, struct strbuf *run, const char *
                          const char *label, size_t ln)
 {
     struct strbuf text = {0};
-    int linkable = (un > 7 && strncasecmp(url, "http://", 7) == 0) ||
-                   (un > 8 && strncasecmp(url, "https://", 8) == 0);
+    int linkable = url_embeddable(url, un);
     json_t *el = NULL;
 
-    for (size_t i = 0; i < un && linkable; i++)
-        linkable = (unsigned char)url[i] > 0x20 && (unsigned char)url[i] < 0x7f &&
-                   !strchr("|<>\"'\\^`{}", url[i]);
     for (size_t i = 0; i < ln; i++)
         if ((unsigned char)label[i] >= 0x20)
             strbuf_putn(linkable ? &text : run, label + i, 1);

@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "project.h"
-#include "youtrack.h"
 
 enum message_kind {
     MESSAGE_CHANGE = 0, /* one change */

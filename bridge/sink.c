@@ -16,7 +16,8 @@
 
 #include "hmac.h"
 #include "log.h"
-#include "outbox.h"
+#include "outbox_entry.h"
+#include "url.h"
 #include "utf8.h"
 
 const char *sink_verdict_name(enum sink_verdict v)
@@ -92,28 +93,19 @@ static int set_body(struct sink_request *req, const char *method, const char *bo
 static int matrix_request(struct sink *s, const struct outbox_entry *e, struct sink_request *req)
 {
     const struct conf_sink *c = s->conf;
-    int r;
 
     if (add_header_bearer(req, c->access_token))
         return -ENOMEM;
     if (!s->room_id) {
         /* Aliases do not work with /send: resolve once (matrix.md §5). */
-        char *alias = http_escape(c->room);
-        if (!alias)
-            return -ENOMEM;
-        r = asprintf(&req->url, "%s/_matrix/client/v3/directory/room/%s", c->homeserver, alias);
-        free(alias);
+        req->url = url_build(c->homeserver, "/_matrix/client/v3/directory/room/%s", c->room);
         req->method = strdup("GET");
-        return r < 0 || !req->method ? -ENOMEM : 0;
+        return !req->url || !req->method ? -ENOMEM : 0;
     }
     /* Every path segment percent-encoded; the txnId is the entry's id, reused on retries. */
-    char *room = http_escape(s->room_id), *txn = http_escape(e->id);
-    r = room && txn ? asprintf(&req->url, "%s/_matrix/client/v3/rooms/%s/send/m.room.message/%s",
-                               c->homeserver, room, txn)
-                    : -1;
-    free(room);
-    free(txn);
-    if (r < 0 || add_header(req, "Content-Type", "application/json"))
+    req->url = url_build(c->homeserver, "/_matrix/client/v3/rooms/%s/send/m.room.message/%s",
+                         s->room_id, e->id);
+    if (!req->url || add_header(req, "Content-Type", "application/json"))
         return -ENOMEM;
     return set_body(req, "PUT", e->body);
 }

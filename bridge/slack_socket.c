@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -469,10 +468,11 @@ static void on_response_url_answer(void *userdata, const struct http_response *r
 static void post_response_url(struct slack_socket *s, const char *url, const char *payload)
 {
     static const char *const headers[] = {"Content-Type: application/json", NULL};
-    int https = strncmp(url, "https://", 8) == 0;
-    int loopback = strncmp(url, "http://", 7) == 0 && url_host_is_loopback(url);
+    struct url u;
+    int ok = url_parse(url, URL_HTTP, &u) == URL_OK && (u.tls || url_is_loopback(&u));
 
-    if (!https && !loopback) {
+    url_fini(&u);
+    if (!ok) {
         log_warn(
             "slack",
             "the command's response_url is neither https:// nor a loopback http:// URL; answer "
@@ -881,80 +881,36 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 /* Splits a ws(s):// URL into c; 0, or -1 when it is not one we accept (reason in why). */
 static int parse_ws_url(struct conn *c, const char *url, int allow_insecure, const char **why)
 {
-    const char *p, *host, *end;
-    size_t hl;
+    struct url u;
+    enum url_error e = url_parse(url, URL_WS, &u);
+    size_t hl = u.host ? strlen(u.host) : 0;
+    int r = -1;
 
-    if (strncasecmp(url, "wss://", 6) == 0) {
-        c->tls = 1;
-        c->port = 443;
-        host = url + 6;
-    } else if (strncasecmp(url, "ws://", 5) == 0) {
-        c->tls = 0;
-        c->port = 80;
-        host = url + 5;
-    } else {
+    if (e == URL_ERR_SCHEME) {
         *why = "not a ws:// or wss:// URL";
-        return -1;
-    }
-    end = host + strcspn(host, "/?#");
-    if (memchr(host, '@', (size_t)(end - host))) {
+    } else if (e != URL_OK) {
+        *why = url_strerror(e);
+    } else if (u.userinfo) {
         *why = "credentials in the URL";
-        return -1;
-    }
-    p = memchr(host, ':', (size_t)(end - host));
-    if (host[0] == '[') {
-        const char *close = memchr(host, ']', (size_t)(end - host));
-        if (!close) {
-            *why = "a bad IPv6 address";
-            return -1;
-        }
-        p = close[1] == ':' ? close + 1 : NULL;
-        hl = (size_t)(close - host - 1);
-        host++;
-    } else {
-        hl = (size_t)((p ? p : end) - host);
-    }
-    if (hl == 0 || hl >= sizeof(c->host)) {
-        *why = "no host";
-        return -1;
-    }
-    memcpy(c->host, host, hl);
-    c->host[hl] = '\0';
-    for (const char *q = c->host; *q; q++) {
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f) {
-            *why = "a bad host";
-            return -1;
-        }
-    }
-    if (p) {
-        char *e;
-        long port = strtol(p + 1, &e, 10);
-        if (e != end || port < 1 || port > 65535) {
-            *why = "a bad port";
-            return -1;
-        }
-        c->port = (int)port;
-    }
-    snprintf(c->path, sizeof(c->path), "%s", *end == '/' ? end : "/");
-    if (*end && *end != '/') {
-        /* "wss://host?ticket=..." */
-        snprintf(c->path, sizeof(c->path), "/%s", end);
-    }
-    if (strlen(end) + 1 >= sizeof(c->path)) {
-        *why = "an overlong path";
-        return -1;
-    }
-    for (const char *q = c->path; *q; q++) {
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f) {
-            *why = "a bad path";
-            return -1;
-        }
-    }
-    if (!c->tls && !allow_insecure && !url_host_is_loopback(url)) {
+    } else if (!u.tls && !allow_insecure && !url_is_loopback(&u)) {
         *why = "plain ws:// to a non-loopback host";
-        return -1;
+    } else if (hl >= sizeof(c->host)) {
+        *why = "an overlong host name";
+    } else if ((size_t)snprintf(c->path, sizeof(c->path), "%s%s%s", u.path, u.query ? "?" : "",
+                                u.query ? u.query : "") >= sizeof(c->path)) {
+        *why = "an overlong path";
+    } else {
+        /* getaddrinfo() and lws take an IPv6 address without its brackets. */
+        if (u.host[0] == '[')
+            snprintf(c->host, sizeof(c->host), "%.*s", (int)(hl - 2), u.host + 1);
+        else
+            snprintf(c->host, sizeof(c->host), "%s", u.host);
+        c->port = u.port;
+        c->tls = u.tls;
+        r = 0;
     }
-    return 0;
+    url_fini(&u);
+    return r;
 }
 
 /* apps.connections.open answered. */
@@ -1075,11 +1031,10 @@ out:
 
 static void start_open(struct slack_socket *s)
 {
-    char *url = NULL, *auth = NULL;
+    char *url = url_build(s->conf->api_url, "/apps.connections.open"), *auth = NULL;
     const char *headers[3];
 
-    if (asprintf(&url, "%s/apps.connections.open", s->conf->api_url) < 0 ||
-        asprintf(&auth, "Authorization: Bearer %s", s->conf->app_token) < 0) {
+    if (!url || asprintf(&auth, "Authorization: Bearer %s", s->conf->app_token) < 0) {
         free(url);
         attempt_failed(s);
         return;

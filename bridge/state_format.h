@@ -14,25 +14,10 @@
 #include <stdint.h>
 
 #include "project.h"
-#include "youtrack.h"
 
 #define STATE_FORMAT 1
 
 #define STATE_HISTORY_MAX 200 /* changes kept for `changes [N]`; older ones are dropped */
-
-/*
- * One announced change, as kept in the snapshot's bounded history. The strings are owned
- * (malloc'ed) by the entry and bounded like a project's (PROJECT_MAX_*_LEN).
- */
-struct history_entry {
-    int64_t at; /* unix seconds */
-    enum change_kind kind;
-    char *id;             /* never NULL in a snapshot's history */
-    char *short_name;     /* after the change (before it, for a removal); NULL: unknown */
-    char *name;           /* likewise */
-    char *old_short_name; /* renames: before the change; else NULL */
-    char *old_name;
-};
 
 struct snapshot {
     struct project_list projects; /* finished */

@@ -25,6 +25,7 @@
 
 #include "jscan.h"
 #include "log.h"
+#include "url.h"
 #include "utf8.h"
 
 /* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
@@ -55,29 +56,6 @@ struct youtrack {
     void *userdata;
     struct youtrack_result res;
 };
-
-const char *youtrack_flavour_name(enum youtrack_flavour f)
-{
-    switch (f) {
-    case YOUTRACK_MODERN:
-        return "api";
-    case YOUTRACK_LEGACY:
-        return "legacy";
-    default:
-        return "unknown";
-    }
-}
-
-int youtrack_flavour_parse(const char *s, enum youtrack_flavour *out)
-{
-    if (strcmp(s, "api") == 0)
-        *out = YOUTRACK_MODERN;
-    else if (strcmp(s, "legacy") == 0)
-        *out = YOUTRACK_LEGACY;
-    else
-        return -EINVAL;
-    return 0;
-}
 
 const char *youtrack_error_name(enum youtrack_error e)
 {
@@ -300,24 +278,6 @@ long youtrack_parse_legacy_names(const char *body, size_t len, struct project_li
     return n;
 }
 
-char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
-                           const struct project *p)
-{
-    char *key = http_escape(p->id);
-    char *out = NULL;
-    if (!key)
-        return NULL;
-    /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
-    if (f == YOUTRACK_LEGACY) {
-        if (asprintf(&out, "%s/issues/%s", service_url, key) < 0)
-            out = NULL;
-    } else if (asprintf(&out, "%s/projects/%s", service_url, key) < 0) {
-        out = NULL;
-    }
-    free(key);
-    return out;
-}
-
 /* ---- the poll ---- */
 
 int youtrack_new(struct youtrack **out, struct http *http, const struct conf *conf)
@@ -396,15 +356,14 @@ static int request(struct youtrack *yt, char *url)
 
 static int request_modern_page(struct youtrack *yt)
 {
-    char *url = NULL;
-    char *fields = http_escape(MODERN_FIELDS);
-    if (!fields)
-        return -ENOMEM;
+    char top[24], skip[24], *url;
+
+    snprintf(top, sizeof(top), "%d", yt->conf->youtrack.page_size);
+    snprintf(skip, sizeof(skip), "%zu", yt->skip);
     /* Always $top: without it the server silently stops at 42 projects (§5). */
-    int n = asprintf(&url, "%s/api/admin/projects?fields=%s&%%24top=%d&%%24skip=%zu",
-                     yt->conf->youtrack.url, fields, yt->conf->youtrack.page_size, yt->skip);
-    free(fields);
-    if (n < 0)
+    url = url_build(yt->conf->youtrack.url, "/api/admin/projects?fields=%s&%%24top=%s&%%24skip=%s",
+                    MODERN_FIELDS, top, skip);
+    if (!url)
         return -ENOMEM;
     yt->step = STEP_MODERN;
     yt->redirects = 0;
@@ -413,10 +372,10 @@ static int request_modern_page(struct youtrack *yt)
 
 static int request_legacy(struct youtrack *yt, enum step step)
 {
-    char *url = NULL;
-    const char *path =
-        step == STEP_LEGACY_LIST ? "/rest/admin/project" : "/rest/project/all?verbose=false";
-    if (asprintf(&url, "%s%s", yt->conf->youtrack.url, path) < 0)
+    char *url = url_build(yt->conf->youtrack.url, step == STEP_LEGACY_LIST
+                                                      ? "/rest/admin/project"
+                                                      : "/rest/project/all?verbose=false");
+    if (!url)
         return -ENOMEM;
     yt->step = step;
     yt->redirects = 0;
@@ -474,23 +433,6 @@ static void error_description(const struct http_response *res, char *out, size_t
     json_decref(j);
 }
 
-/* scheme://host:port of url, for the same-origin redirect check. */
-static size_t origin_len(const char *url)
-{
-    const char *p = strstr(url, "://");
-    if (!p)
-        return 0;
-    p += 3;
-    p += strcspn(p, "/?#");
-    return (size_t)(p - url);
-}
-
-static int same_origin(const char *a, const char *b)
-{
-    size_t la = origin_len(a), lb = origin_len(b);
-    return la && la == lb && strncasecmp(a, b, la) == 0;
-}
-
 static int is_json(const char *content_type)
 {
     return content_type && strncasecmp(content_type, "application/json", 16) == 0;
@@ -511,7 +453,7 @@ static int handle_failure(struct youtrack *yt, const struct http_response *res, 
     if (res->status >= 300 && res->status < 400) {
         char loc[204];
         upstream_text(loc, sizeof(loc), res->location ? res->location : "(no Location)", 200);
-        if (res->location && same_origin(res->location, yt->conf->youtrack.url) &&
+        if (res->location && url_same_origin(res->location, yt->conf->youtrack.url) &&
             yt->redirects < MAX_REDIRECTS) {
             char *url = strdup(res->location);
             int redirects = yt->redirects + 1;

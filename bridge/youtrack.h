@@ -12,16 +12,6 @@
 #include "http.h"
 #include "project.h"
 
-enum youtrack_flavour {
-    YOUTRACK_UNKNOWN = 0,
-    YOUTRACK_MODERN, /* /api: keyed on the database id */
-    YOUTRACK_LEGACY, /* /rest: keyed on the short name */
-};
-
-/* "api" / "legacy" / "unknown"; youtrack_flavour_parse() is the inverse (0 or -EINVAL). */
-const char *youtrack_flavour_name(enum youtrack_flavour f);
-int youtrack_flavour_parse(const char *s, enum youtrack_flavour *out);
-
 enum youtrack_error {
     YOUTRACK_OK = 0,
     YOUTRACK_ERR_AUTH,     /* 401/403, a guest session */
@@ -61,10 +51,6 @@ void youtrack_cancel(struct youtrack *yt);
 
 /* The flavour detected so far (api = "auto" starts unknown). */
 enum youtrack_flavour youtrack_flavour(const struct youtrack *yt);
-
-/* A project's page in the YouTrack UI; caller frees. */
-char *youtrack_project_url(const char *service_url, enum youtrack_flavour f,
-                           const struct project *p);
 
 /*
  * Parsers of one response body, pure, for the poller, the fuzz harness and the benchmark.

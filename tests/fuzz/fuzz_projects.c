@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* Every parsed project has an id; its link must be buildable. */
             if (!l.v[i].id)
                 abort();
-            free(youtrack_project_url("https://yt.example", YOUTRACK_MODERN, &l.v[i]));
+            free(project_page_url("https://yt.example", YOUTRACK_MODERN, &l.v[i]));
         }
     }
     project_list_fini(&l);

@@ -317,6 +317,22 @@ static void test_ids_duplicate(void)
     CHECK(project_ids_duplicate(NULL, 0) == NULL);
 }
 
+/* A project's page: the id is one path segment whatever it holds; legacy links by short name. */
+static void test_page_urls(void)
+{
+    struct project p = {.id = "0-7", .short_name = "GRP"};
+    char *u = project_page_url("https://yt.example/youtrack", YOUTRACK_MODERN, &p);
+    CHECK_STR(u, "https://yt.example/youtrack/projects/0-7");
+    free(u);
+    struct project q = {.id = "My Project/../x?y#z", .short_name = "My Project"};
+    u = project_page_url("https://yt.example", YOUTRACK_LEGACY, &q);
+    CHECK_STR(u, "https://yt.example/issues/My%20Project%2F..%2Fx%3Fy%23z");
+    free(u);
+    u = project_page_url(NULL, YOUTRACK_UNKNOWN, &p);
+    CHECK_STR(u, "/projects/0-7");
+    free(u);
+}
+
 int main(void)
 {
     RUN(test_id_order);
@@ -331,5 +347,6 @@ int main(void)
     RUN(test_half_the_list_is_held_but_half_is_not);
     RUN(test_created_and_removed_in_one_poll_with_zero_limit);
     RUN(test_ids_duplicate);
+    RUN(test_page_urls);
     return test_done();
 }

@@ -179,18 +179,6 @@ static void test_legacy_list_and_names(void)
     project_list_fini(&l);
 }
 
-static void test_project_urls(void)
-{
-    struct project p = {.id = "0-7", .short_name = "GRP"};
-    char *u = youtrack_project_url("https://yt.example/youtrack", YOUTRACK_MODERN, &p);
-    CHECK_STR(u, "https://yt.example/youtrack/projects/0-7");
-    free(u);
-    struct project q = {.id = "My Project", .short_name = "My Project"};
-    u = youtrack_project_url("https://yt.example", YOUTRACK_LEGACY, &q);
-    CHECK_STR(u, "https://yt.example/issues/My%20Project");
-    free(u);
-}
-
 /* ---- the poller against a canned server ---- */
 
 #define TEST_TOKEN "perm:unit-test-token-not-real"
@@ -411,6 +399,44 @@ static void test_redirect_whose_request_cannot_start(void)
     canned_stop(&srv);
 }
 
+/*
+ * The redirect check asks url_same_origin(): a Location spelled differently but naming the
+ * service's origin (scheme case, "127.1", a port with a leading zero) is followed; one that
+ * carries credentials, or names another port, is not.
+ */
+static void test_redirect_same_origin_spellings(void)
+{
+    static const char *const refused[] = {
+        "http://bot@127.0.0.1:@PORT@/api/admin/projects",
+        "http://127.0.0.1:1@PORT@/api/admin/projects",
+    };
+    struct canned srv;
+    struct poller p;
+
+    canned_listen(&srv);
+    canned_add(&srv, "HTTP/1.1 302 Found\r\nLocation: HTTP://127.1:0@PORT@/api/admin/"
+                     "projects?moved=1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    canned_answer(&srv, "200 OK", JSON_HEADERS, "[]");
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char headers[160];
+        snprintf(headers, sizeof(headers), "Location: %s\r\n", refused[i]);
+        canned_answer(&srv, "302 Found", headers, "");
+    }
+    canned_start(&srv);
+    poller_init(&p, srv.port, CONF_API_MODERN);
+    CHECK_INT(poller_poll(&p), 0);
+    CHECK_INT(p.error, YOUTRACK_OK);
+    CHECK_INT(p.starts, 2);
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        CHECK_INT(poller_poll(&p), 0);
+        CHECK_INT(p.error, YOUTRACK_ERR_PROTOCOL);
+        CHECK(strstr(p.message, "redirects to other hosts are not followed") != NULL);
+    }
+    CHECK_INT(p.starts, 4);
+    poller_fini(&p);
+    canned_stop(&srv);
+}
+
 static void test_duplicate_ids_in_one_answer_fail(void)
 {
     /* The same id twice, with different names, in either order: no order may decide. */
@@ -614,8 +640,8 @@ int main(void)
     RUN(test_empty_list_and_whitespace);
     RUN(test_long_description_is_shortened_on_a_character_boundary);
     RUN(test_legacy_list_and_names);
-    RUN(test_project_urls);
     RUN(test_redirect_whose_request_cannot_start);
+    RUN(test_redirect_same_origin_spellings);
     RUN(test_duplicate_ids_in_one_answer_fail);
     RUN(test_duplicate_short_names_in_legacy_answers_fail);
     RUN(test_poll_with_duplicate_ids_is_a_protocol_error);
