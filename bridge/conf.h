@@ -5,7 +5,7 @@
  * (struct conf_diag) so --check-config can print them all. Secrets may be inline, in a file
  * (KEY_file, trailing newline trimmed) or in the environment (KEY_env = "NAME"); they are
  * registered with log_add_secret() as soon as they are read. YTBRIDGE_YOUTRACK_URL and
- * YTBRIDGE_YOUTRACK_TOKEN override the file. libconfig is included by conf.c only.
+ * YTBRIDGE_YOUTRACK_TOKEN override the file. libconfig is included by the conf*.c files only.
  */
 #ifndef YTB_CONF_H
 #define YTB_CONF_H
