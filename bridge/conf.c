@@ -1,17 +1,17 @@
 /*
- * Configuration: parses a libconfig file into a validated struct conf. This file is the
- * loader's core: diagnostics, typed getters, URL checks, the youtrack, notify, log and http
- * groups, and the walk of the text; conf_loader.h lists the others by concern. Only the conf*.c
- * files include <libconfig.h>; nothing of libconfig leaks past them.
+ * Configuration, the loader's core: diagnostics, typed getters, URL checks, the youtrack,
+ * notify, log and http groups, the walk of a text and conf_load_buffer(); conf_loader.h lists
+ * the other conf*.c files by concern. Only they include <libconfig.h>; nothing of libconfig
+ * leaks past them.
  *
- * Invariants: every problem is collected as a FILE:LINE diagnostic (never only the first); every
- * secret is passed to log_add_secret() as soon as it is read and no diagnostic ever quotes one;
- * the result is built in a local and published only when there was no problem. The text is
- * pre-scanned (conf_lex.c) before libconfig sees it.
+ * Invariants: every problem is collected as a FILE:LINE diagnostic (never only the first); no
+ * diagnostic ever quotes a secret: they are rendered once the load is over, against every
+ * secret it met; the result is built in a local and published only when there was no problem.
+ * The text is pre-scanned (conf_lex.c) before libconfig sees it. Nothing here reads a file or
+ * the environment or calls the logger: conf_resolve.c does that.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -19,71 +19,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "conf_loader.h"
+#include "redact.h"
 #include "url.h"
 
 #define DEFAULT_MAX_BODY (64L * 1024 * 1024)
 
+/* Bracket a printable() placeholder: control characters, which no rendered quote holds. */
+#define QUOTE_OPEN  '\x01'
+#define QUOTE_CLOSE '\x02'
+
 void diag_add(struct loader *ld, int line, const char *fmt, ...)
 {
-    char raw[1024], msg[1024];
-    struct conf_diag *v;
+    struct pending_diag *v;
+    char *msg = NULL;
     va_list ap;
 
     if (ld->n_added > CONF_MAX_DIAGS)
         return;
     if (ld->n_added == CONF_MAX_DIAGS) {
-        snprintf(raw, sizeof(raw), "too many problems; the rest are not shown");
+        msg = strdup("too many problems; the rest are not shown");
         line = INT_MAX; /* sorts last */
     } else {
         va_start(ap, fmt);
-        vsnprintf(raw, sizeof(raw), fmt, ap);
+        if (vasprintf(&msg, fmt, ap) < 0)
+            msg = NULL;
         va_end(ap);
     }
-    /* Messages never format a secret; redaction is the second fence, not the first. */
-    log_redact(msg, sizeof(msg), raw);
-
-    v = realloc(ld->diags->v, (ld->diags->n + 1) * sizeof(*v));
+    v = msg ? realloc(ld->pending, (ld->n_pending + 1) * sizeof(*v)) : NULL;
     if (!v) {
+        free(msg);
         ld->nomem = 1;
         return;
     }
-    ld->diags->v = v;
-    v += ld->diags->n;
-    v->file = strdup(ld->file);
-    v->msg = strdup(msg);
-    v->line = line;
-    if (!v->file || !v->msg) {
-        free(v->file);
-        free(v->msg);
-        ld->nomem = 1;
-        return;
-    }
-    ld->diags->n++;
+    ld->pending = v;
+    v[ld->n_pending++] = (struct pending_diag){
+        .line = line, .seq = ld->resolving ? ld->at : ld->seq++, .tag = ld->tag, .msg = msg};
     ld->n_added++;
 }
 
-/* Keeps the diagnostics of one load in file order (stable: equal lines keep their order). */
-static void diags_sort(struct loader *ld)
+unsigned diag_slot(struct loader *ld)
 {
-    struct conf_diag *v = ld->diags->v;
-
-    for (size_t i = ld->first + 1; i < ld->diags->n; i++) {
-        struct conf_diag d = v[i];
-        size_t j = i;
-        while (j > ld->first && v[j - 1].line > d.line) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = d;
-    }
-    for (size_t i = ld->first; i < ld->diags->n; i++) {
-        if (v[i].line == INT_MAX)
-            v[i].line = 0;
-    }
+    return ld->seq++;
 }
 
 /* strdup() that records running out of memory. */
@@ -98,21 +76,48 @@ char *str_dup(struct loader *ld, const char *s)
 
 void note_secret(struct loader *ld, const char *s)
 {
-    if (log_add_secret(s) < 0)
+    char **v = realloc(ld->noted, (ld->n_noted + 1) * sizeof(*v));
+
+    if (!v) {
         ld->nomem = 1;
+        return;
+    }
+    ld->noted = v;
+    v[ld->n_noted] = str_dup(ld, s);
+    if (v[ld->n_noted])
+        ld->n_noted++;
+}
+
+const char *printable(struct loader *ld, const char *s, char *buf, size_t len)
+{
+    struct quote *v = realloc(ld->quotes, (ld->n_quotes + 1) * sizeof(*v));
+    char *text = strdup(s);
+
+    if (!v || !text) {
+        free(text);
+        if (v)
+            ld->quotes = v;
+        ld->nomem = 1;
+        buf[0] = '\0';
+        return buf;
+    }
+    ld->quotes = v;
+    v[ld->n_quotes] = (struct quote){.text = text, .len = len};
+    snprintf(buf, len, "%c%zu%c", QUOTE_OPEN, ld->n_quotes++, QUOTE_CLOSE);
+    return buf;
 }
 
 /*
- * A bounded, printable copy of a user-supplied (non-secret) string for a message. Known secrets
- * are redacted first: a secret pasted into the wrong setting would otherwise be cut short here
- * and no longer match when diag_add() redacts the whole message.
+ * What printable()'s placeholder becomes, rendered at once with redact. Known secrets are
+ * redacted before the cut: a secret pasted into the wrong setting would otherwise be cut short
+ * here and no longer match when the whole message is redacted.
  */
-const char *printable(const char *s, char *buf, size_t len)
+const char *printable_now(const char *s, char *buf, size_t len, redact_fn *redact, void *ctx)
 {
     char redacted[1024];
     size_t o = 0;
 
-    log_redact(redacted, sizeof(redacted), s);
+    redact(redacted, sizeof(redacted), s, ctx);
     s = redacted;
     for (; *s && o + 4 < len; s++)
         buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
@@ -122,6 +127,101 @@ const char *printable(const char *s, char *buf, size_t len)
     }
     buf[o] = '\0';
     return buf;
+}
+
+/* One message as diag_add() would have made it with every secret known: quotes filled in. */
+static void diag_render(const struct loader *ld, const char *in, char *msg, size_t len,
+                        redact_fn *redact, void *ctx)
+{
+    char raw[1024], shown[1024];
+    size_t o = 0;
+
+    while (*in && o + 1 < sizeof(raw)) {
+        char *end = NULL;
+        unsigned long i = *in == QUOTE_OPEN ? strtoul(in + 1, &end, 10) : ULONG_MAX;
+
+        if (i < ld->n_quotes && *end == QUOTE_CLOSE) {
+            const struct quote *q = &ld->quotes[i];
+            printable_now(q->text, shown, q->len < sizeof(shown) ? q->len : sizeof(shown), redact,
+                          ctx);
+            for (const char *c = shown; *c && o + 1 < sizeof(raw); c++)
+                raw[o++] = *c;
+            in = end + 1;
+        } else {
+            raw[o++] = *in++;
+        }
+    }
+    raw[o] = '\0';
+    /* Messages never format a secret; redaction is the second fence, not the first. */
+    redact(msg, len, raw, ctx);
+}
+
+/* Stable: diagnostics of one line keep the order in which the walk met them. */
+static void diags_sort(struct pending_diag *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct pending_diag d = v[i];
+        size_t j = i;
+        while (j > 0 &&
+               (v[j - 1].line > d.line || (v[j - 1].line == d.line && v[j - 1].seq > d.seq))) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = d;
+    }
+}
+
+int loader_finish(struct loader *ld, redact_fn *redact, void *ctx)
+{
+    struct conf_diags *out = ld->diags;
+    size_t n = 0;
+    char msg[1024];
+
+    for (size_t i = 0; i < ld->n_pending; i++) {
+        if (ld->pending[i].tag & ld->withdrawn)
+            free(ld->pending[i].msg);
+        else
+            ld->pending[n++] = ld->pending[i];
+    }
+    ld->n_pending = n;
+    diags_sort(ld->pending, n);
+    for (size_t i = 0; i < n && !ld->nomem; i++) {
+        struct conf_diag *v = realloc(out->v, (out->n + 1) * sizeof(*v));
+        if (!v) {
+            ld->nomem = 1;
+            break;
+        }
+        out->v = v;
+        v += out->n;
+        diag_render(ld, ld->pending[i].msg, msg, sizeof(msg), redact, ctx);
+        v->file = strdup(ld->file);
+        v->msg = strdup(msg);
+        v->line = ld->pending[i].line == INT_MAX ? 0 : ld->pending[i].line;
+        if (!v->file || !v->msg) {
+            free(v->file);
+            free(v->msg);
+            ld->nomem = 1;
+            break;
+        }
+        out->n++;
+    }
+    if (ld->nomem)
+        return -ENOMEM;
+    return n > 0 ? -EINVAL : 0;
+}
+
+void loader_fini(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_pending; i++)
+        free(ld->pending[i].msg);
+    free(ld->pending);
+    for (size_t i = 0; i < ld->n_quotes; i++)
+        secret_free(ld->quotes[i].text); /* a secret pasted elsewhere is quoted too */
+    free(ld->quotes);
+    for (size_t i = 0; i < ld->n_noted; i++)
+        secret_free(ld->noted[i]);
+    free(ld->noted);
+    *ld = (struct loader){0};
 }
 
 int line_of(const config_setting_t *s)
@@ -335,7 +435,7 @@ void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpat
     }
     key_path(path, sizeof(path), gpath, key);
     diag_add(ld, line_of(config_setting_get_member(grp, key)), "%s: must be %s (got \"%s\")", path,
-             choice_list(names, n, list, sizeof(list)), printable(v, shown, sizeof(shown)));
+             choice_list(names, n, list, sizeof(list)), printable(ld, v, shown, sizeof(shown)));
 }
 
 /*
@@ -486,6 +586,27 @@ void url_check(struct loader *ld, int line, const char *label, const char *url, 
         ld->nomem = 1;
 }
 
+/*
+ * youtrack.token: KEY, KEY_file or KEY_env. YTBRIDGE_YOUTRACK_TOKEN, when set, replaces it
+ * (conf_resolve()), and the problems tagged here go with it.
+ */
+static void load_token(struct loader *ld, const config_setting_t *yt, struct conf *c)
+{
+    struct secret_src src = {
+        .gpath = "youtrack", .key = "token", .noun = "token", .kind = SECRET_TOKEN};
+    int found = secret_find(ld, yt, &src);
+
+    c->pending->token_slot = diag_slot(ld);
+    ld->tag = DIAG_TAG_TOKEN;
+    if (found == 0)
+        diag_add(ld, line_of(yt),
+                 "youtrack: missing token (set token, token_file or token_env, or "
+                 "YTBRIDGE_YOUTRACK_TOKEN)");
+    else if (found == 1)
+        secret_take(ld, &src, secret_store, &c->youtrack.token);
+    ld->tag = 0;
+}
+
 static void load_youtrack(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
     static const char *const keys[] = {"url",     "token",          "token_file", "token_env",
@@ -494,7 +615,6 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
     static const char *const apis[] = {"auto", "api", "legacy"};
     const config_setting_t *yt = member(ld, root, "", "youtrack", CONFIG_TYPE_GROUP);
     const config_setting_t *s;
-    const char *env_url = getenv("YTBRIDGE_YOUTRACK_URL");
     const char *url, *ca;
     long long v;
     int api = CONF_API_AUTO;
@@ -508,14 +628,15 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
 
     insecure = c->youtrack.allow_insecure ? URL_INSECURE_OK : 0;
     url = get_string(ld, yt, "youtrack", "url");
-    if (env_url && *env_url)
-        url_check(ld, 0, "youtrack.url (from YTBRIDGE_YOUTRACK_URL)", env_url, insecure, "token",
-                  &c->youtrack.url);
-    else if (url)
+    /* YTBRIDGE_YOUTRACK_URL, when set, replaces what follows (conf_resolve()). */
+    c->pending->url_slot = diag_slot(ld);
+    ld->tag = DIAG_TAG_URL;
+    if (url)
         url_check(ld, line_of(config_setting_get_member(yt, "url")), "youtrack.url", url, insecure,
                   "token", &c->youtrack.url);
     else if (!yt || !config_setting_get_member(yt, "url"))
         diag_add(ld, line_of(yt), "youtrack: missing url (set url or YTBRIDGE_YOUTRACK_URL)");
+    ld->tag = 0;
 
     load_token(ld, yt, c);
 
@@ -537,27 +658,11 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
 
     ca = get_string(ld, yt, "youtrack", "ca_file");
     if (ca && *ca) {
-        int line = line_of(config_setting_get_member(yt, "ca_file"));
-        char shown[300];
-        struct stat st;
-
+        /* Whether the file can be read is for conf_resolve() to find out. */
         c->youtrack.ca_file = path_resolve(ld, ca);
-        if (!c->youtrack.ca_file)
-            return;
-        printable(c->youtrack.ca_file, shown, sizeof(shown));
-        int missing = stat(c->youtrack.ca_file, &st) != 0, err = errno;
-        if (missing && looks_like_secret(ca)) {
-            /* The token pasted one line too low: do not print it. */
-            note_secret(ld, ca);
-            diag_add(ld, line,
-                     "youtrack.ca_file: the value looks like a token, not a path; name "
-                     "a CA bundle file here");
-        } else if (missing || access(c->youtrack.ca_file, R_OK) != 0) {
-            diag_add(ld, line, "youtrack.ca_file: cannot read %s: %s", shown,
-                     strerror(missing ? err : errno));
-        } else if (!S_ISREG(st.st_mode)) {
-            diag_add(ld, line, "youtrack.ca_file: %s is not a regular file", shown);
-        }
+        c->pending->ca_file = str_dup(ld, ca);
+        c->pending->ca_line = line_of(config_setting_get_member(yt, "ca_file"));
+        c->pending->ca_slot = diag_slot(ld);
     }
 }
 
@@ -600,18 +705,19 @@ static void load_log(struct loader *ld, const config_setting_t *root, struct con
     char shown[80];
 
     check_keys(ld, g, "log", keys, sizeof(keys) / sizeof(keys[0]));
+    /* Pure parsers of log.c's words: they touch no state of the logger. */
     if (level && log_level_parse(level, &c->log.level) == 0)
         c->log.level_set = 1;
     else if (level)
         diag_add(ld, line_of(config_setting_get_member(g, "level")),
                  "log.level: must be \"error\", \"warn\", \"info\" or \"debug\" (got \"%s\")",
-                 printable(level, shown, sizeof(shown)));
+                 printable(ld, level, shown, sizeof(shown)));
     if (format && log_format_parse(format, &c->log.format) == 0)
         c->log.format_set = 1;
     else if (format)
         diag_add(ld, line_of(config_setting_get_member(g, "format")),
                  "log.format: must be \"text\" or \"json\" (got \"%s\")",
-                 printable(format, shown, sizeof(shown)));
+                 printable(ld, format, shown, sizeof(shown)));
 }
 
 /*
@@ -657,7 +763,7 @@ static void load_http(struct loader *ld, const config_setting_t *root, struct co
             ld, line_of(config_setting_get_member(g, "listen")),
             "http.listen: must be IPV4:PORT or [IPV6]:PORT (an address, not a name), or \"\" to "
             "disable (got \"%s\")",
-            printable(listen, shown, sizeof(shown)));
+            printable(ld, listen, shown, sizeof(shown)));
     c->http.listen = strdup(listen ? listen : "127.0.0.1:9464");
     if (!c->http.listen)
         ld->nomem = 1;
@@ -707,15 +813,50 @@ void conf_free(struct conf *conf)
     free(conf->state_dir);
     sinks_free(conf->sinks, conf->n_sinks);
     chat_free(conf);
+    for (size_t i = 0; i < conf->n_secrets; i++) {
+        free(conf->secrets[i].setting);
+        free(conf->secrets[i].source);
+    }
+    free(conf->secrets);
+    conf_pending_free(conf->pending);
     free(conf);
 }
 
-/* The shared body of conf_load() and conf_load_buffer(): text is NUL-terminated at len. */
-static int load_text(struct loader *ld, const char *text, size_t len, struct conf **out)
+/* A configuration with every default, and nothing pending yet; NULL when out of memory. */
+static struct conf *conf_new(struct loader *ld)
+{
+    struct conf *c = calloc(1, sizeof(*c));
+
+    if (c)
+        c->pending = calloc(1, sizeof(*c->pending));
+    if (c && c->pending)
+        c->path = strdup(ld->file);
+    if (!c || !c->path) {
+        conf_free(c);
+        ld->nomem = 1;
+        return NULL;
+    }
+    c->youtrack.api = CONF_API_AUTO;
+    c->youtrack.poll_interval = 60;
+    c->youtrack.page_size = 200;
+    c->youtrack.timeout = 30;
+    c->youtrack.max_body = DEFAULT_MAX_BODY;
+    c->notify.first_run = CONF_FIRST_RUN_BASELINE;
+    c->notify.removal_confirmations = 2;
+    c->notify.mass_removal_limit = 10;
+    c->notify.digest_threshold = 5;
+    c->notify.max_age = 86400;
+    c->notify.shutdown_grace = 10;
+    c->log.level = LOGL_INFO;
+    c->log.format = LOG_FORMAT_TEXT;
+    return c;
+}
+
+struct conf *load_text(struct loader *ld, const char *text, size_t len)
 {
     struct conf *c = NULL;
     config_t cfg;
-    int r, cfg_live = 0;
+    int cfg_live = 0;
 
     if (memchr(text, '\0', len)) {
         size_t nl = 1;
@@ -734,127 +875,65 @@ static int load_text(struct loader *ld, const char *text, size_t len, struct con
         diag_add(ld, config_error_line(&cfg), "%s", config_error_text(&cfg));
         goto out;
     }
-
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        ld->nomem = 1;
+    c = conf_new(ld);
+    if (!c)
         goto out;
-    }
-    c->path = strdup(ld->file);
-    if (!c->path) {
-        ld->nomem = 1;
-        goto out;
-    }
-    c->youtrack.api = CONF_API_AUTO;
-    c->youtrack.poll_interval = 60;
-    c->youtrack.page_size = 200;
-    c->youtrack.timeout = 30;
-    c->youtrack.max_body = DEFAULT_MAX_BODY;
-    c->notify.first_run = CONF_FIRST_RUN_BASELINE;
-    c->notify.removal_confirmations = 2;
-    c->notify.mass_removal_limit = 10;
-    c->notify.digest_threshold = 5;
-    c->notify.max_age = 86400;
-    c->notify.shutdown_grace = 10;
-    c->log.level = LOGL_INFO;
-    c->log.format = LOG_FORMAT_TEXT;
-
+    ld->conf = c;
     load_root(ld, config_root_setting(&cfg), c);
-
 out:
     if (cfg_live)
         config_destroy(&cfg);
-    diags_sort(ld);
-    if (ld->nomem) {
-        r = -ENOMEM;
-    } else if (ld->n_added > 0) {
-        r = -EINVAL;
-    } else {
-        *out = c;
-        c = NULL;
-        r = 0;
-    }
-    conf_free(c);
-    return r;
+    return c;
+}
+
+/* Redacts with the set of secrets in ctx (struct redact): the loader's own, not the logger's. */
+static void redact_with(char *dst, size_t dstlen, const char *src, void *ctx)
+{
+    redact_apply(ctx, dst, dstlen, src);
 }
 
 int conf_load_buffer(const char *text, size_t len, const char *name, struct conf **out,
                      struct conf_diags *diags)
 {
-    struct loader ld = {.file = name ? name : "(config)", .diags = diags, .first = diags->n};
+    struct loader ld = {.file = name ? name : "(config)", .diags = diags};
+    struct redact secrets = {0};
+    struct conf *c = NULL;
     char *copy = NULL;
     int r;
 
     *out = NULL;
     if (len > CONF_MAX_SIZE) {
         diag_add(&ld, 0, "larger than %d KiB", CONF_MAX_SIZE / 1024);
-        return ld.nomem ? -ENOMEM : -EINVAL;
-    }
-    /* config_read_string() wants a C string; the caller's bytes may not end in a NUL. */
-    copy = malloc(len + 1);
-    if (!copy)
-        return -ENOMEM;
-    if (len > 0)
-        memcpy(copy, text, len);
-    copy[len] = '\0';
-    r = load_text(&ld, copy, len, out);
-    free(copy);
-    return r;
-}
-
-int conf_load(const char *path, struct conf **out, struct conf_diags *diags)
-{
-    struct loader ld = {.file = path, .diags = diags, .first = diags->n};
-    char *buf = NULL, *dir = NULL, *slash;
-    size_t n = 0;
-    int fd = -1, r;
-
-    *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        diag_add(&ld, 0, "cannot open: %s", strerror(errno));
-        r = -EINVAL;
-        goto out;
-    }
-    buf = malloc(CONF_MAX_SIZE + 2);
-    dir = strdup(path);
-    if (!buf || !dir) {
-        r = -ENOMEM;
-        goto out;
-    }
-    while (n <= CONF_MAX_SIZE) {
-        ssize_t k = read(fd, buf + n, CONF_MAX_SIZE + 1 - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            diag_add(&ld, 0, "cannot read: %s", strerror(errno));
-            r = -EINVAL;
-            goto out;
+    } else {
+        /* config_read_string() wants a C string; the caller's bytes may not end in a NUL. */
+        copy = malloc(len + 1);
+        if (!copy) {
+            ld.nomem = 1;
+        } else {
+            if (len > 0)
+                memcpy(copy, text, len);
+            copy[len] = '\0';
+            c = load_text(&ld, copy, len);
+            free(copy);
         }
-        if (k == 0)
-            break;
-        n += (size_t)k;
     }
-    if (n > CONF_MAX_SIZE) {
-        diag_add(&ld, 0, "larger than %d KiB", CONF_MAX_SIZE / 1024);
-        r = -EINVAL;
-        goto out;
+    for (size_t i = 0; i < ld.n_noted; i++) {
+        if (redact_add(&secrets, ld.noted[i]) < 0)
+            ld.nomem = 1;
     }
-    buf[n] = '\0';
-    slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    ld.dir = slash ? dir : NULL;
-    r = load_text(&ld, buf, n, out);
-out:
-    if (ld.nomem)
-        r = -ENOMEM;
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    free(dir);
+    r = loader_finish(&ld, redact_with, &secrets);
+    redact_fini(&secrets);
+    if (r == 0 && c) {
+        /* The text's secrets go with it: conf_resolve() registers them with the logger. */
+        c->pending->noted = ld.noted;
+        c->pending->n_noted = ld.n_noted;
+        ld.noted = NULL;
+        ld.n_noted = 0;
+        *out = c;
+        c = NULL;
+    }
+    conf_free(c);
+    loader_fini(&ld);
     return r;
 }
 

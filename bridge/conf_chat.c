@@ -63,7 +63,7 @@ static void load_id_list(struct loader *ld, const config_setting_t *g, const cha
                      type_name(config_setting_type(e)));
         else if (!ok(v))
             diag_add(ld, line, "%s[%d]: \"%s\" is not %s", path, i,
-                     printable(v, shown, sizeof(shown)), hint);
+                     printable(ld, v, shown, sizeof(shown)), hint);
         else if (((*out)[(*n_out)++] = str_dup(ld, v)) == NULL)
             return;
     }
@@ -84,12 +84,12 @@ static void load_word(struct loader *ld, const config_setting_t *g, const char *
         diag_add(ld, line_of(config_setting_get_member(g, key)),
                  "%s: must be '%c' and up to 31 lower-case letters, digits, '-' or '_' (got "
                  "\"%s\")",
-                 path, lead, printable(v, shown, sizeof(shown)));
+                 path, lead, printable(ld, v, shown, sizeof(shown)));
         v = NULL;
     } else if (v && (!*v || strlen(v) > 32 || !token_ok(v))) {
         diag_add(ld, line_of(config_setting_get_member(g, key)),
                  "%s: must be 1 to 32 characters without spaces (got \"%s\")", path,
-                 printable(v, shown, sizeof(shown)));
+                 printable(ld, v, shown, sizeof(shown)));
         v = NULL;
     }
     *out = str_dup(ld, v ? v : def);
@@ -106,6 +106,19 @@ static void load_chat_rate(struct loader *ld, const config_setting_t *g, const c
     v = CONF_CHAT_PER_SECOND_DEFAULT;
     get_int(ld, g, gpath, "commands_per_second", 1, 1000, &v);
     rate->per_second = (unsigned)v;
+}
+
+/* chat.slack's token once read: only an app-level token opens Socket Mode. */
+static void slack_token_take(struct loader *ld, struct secret_src src, char *token, void *dest)
+{
+    struct conf_chat_slack *sl = dest;
+
+    sl->app_token = token;
+    if (strncmp(sl->app_token, "xapp-", 5) != 0)
+        diag_add(ld, src.line,
+                 "%s: must be an app-level token (\"xapp-...\", scope connections:write); bot "
+                 "and user tokens cannot open Socket Mode connections",
+                 src.label);
 }
 
 static void load_chat_slack(struct loader *ld, const config_setting_t *g, struct conf *c)
@@ -129,12 +142,8 @@ static void load_chat_slack(struct loader *ld, const config_setting_t *g, struct
     found = secret_find(ld, g, &src);
     if (found == 0)
         secret_missing(ld, line_of(g), &src);
-    else if (found == 1 && secret_fetch(ld, &src, &sl->app_token) == 0 &&
-             strncmp(sl->app_token, "xapp-", 5) != 0)
-        diag_add(ld, src.line,
-                 "%s: must be an app-level token (\"xapp-...\", scope connections:write); bot "
-                 "and user tokens cannot open Socket Mode connections",
-                 src.label);
+    else if (found == 1)
+        secret_take(ld, &src, slack_token_take, sl);
     load_word(ld, g, "chat.slack", "command", "/youtrack", '/', &sl->command);
     load_chat_rate(ld, g, "chat.slack", &sl->rate);
     load_id_list(ld, g, "chat.slack", "allowed_channels", slack_id_ok,
@@ -178,7 +187,7 @@ static void load_chat_matrix(struct loader *ld, const config_setting_t *g, struc
     if (found == 0)
         secret_missing(ld, line_of(g), &src);
     else if (found == 1)
-        secret_fetch(ld, &src, &mx->access_token);
+        secret_take(ld, &src, secret_store, &mx->access_token);
     load_id_list(ld, g, "chat.matrix", "rooms", matrix_room_id_ok,
                  "a room id such as \"!abc:example.org\" (aliases are not accepted here)",
                  &mx->rooms, &mx->n_rooms);
@@ -194,8 +203,8 @@ static void load_chat_matrix(struct loader *ld, const config_setting_t *g, struc
                  &mx->n_allowed_users);
 }
 
-/* The replies' sinks (see struct conf_chat_matrix), once the rest loaded cleanly. */
-static void chat_reply_sinks(struct loader *ld, struct conf *c)
+/* The replies' sinks (see struct conf_chat_matrix), once the access token is known. */
+void chat_reply_sinks(struct loader *ld, struct conf *c)
 {
     struct conf_chat_matrix *mx = &c->chat.matrix;
 
@@ -236,7 +245,6 @@ void load_chat(struct loader *ld, const config_setting_t *root, struct conf *c)
     s = member(ld, g, "chat", "matrix", CONFIG_TYPE_GROUP);
     if (s)
         load_chat_matrix(ld, s, c);
-    chat_reply_sinks(ld, c);
 }
 
 void chat_free(struct conf *conf)

@@ -1,17 +1,14 @@
 /*
- * Secret settings: which of KEY, KEY_file and KEY_env a group sets, reading a file or a
- * variable, the checks of a value, and a secret pasted where a path or a variable name belongs.
+ * Secret settings: which of KEY, KEY_file and KEY_env a group sets, the checks of a value, a
+ * secret pasted where a path or a variable name belongs, and where each one is recorded. Pure:
+ * an inline value is checked and handed over at once; a file or a variable is recorded (struct
+ * conf_secret, struct secret_use) for conf_resolve() to read.
  *
- * Invariant: every secret is passed to log_add_secret() as soon as it is read and no message
- * formats one; a secret file readable by others is a warning, never an error.
+ * Invariant: every secret met is noted (note_secret()) and no message formats one.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "conf_loader.h"
 
@@ -82,9 +79,9 @@ void secret_free(char *s)
 }
 
 /*
- * Finds which of KEY, KEY_file and KEY_env grp sets; an inline value is registered with the
- * logger at once, even when it is refused or unused. Returns 1 (src->given set), 0 when none
- * is set, -1 when more than one is or one is not a string (reported).
+ * Finds which of KEY, KEY_file and KEY_env grp sets; an inline value is noted as a secret at
+ * once, even when it is refused or unused. Returns 1 (src->which, value, line and label set), 0
+ * when none is set, -1 when more than one is or one is not a string (reported).
  */
 int secret_find(struct loader *ld, const config_setting_t *grp, struct secret_src *src)
 {
@@ -122,8 +119,8 @@ int secret_find(struct loader *ld, const config_setting_t *grp, struct secret_sr
         return -1;
     for (int i = 0; i < 3; i++) {
         if (given[i]) {
-            src->given = given[i];
-            src->which = i;
+            src->value = config_setting_get_string(given[i]);
+            src->which = (enum conf_secret_from)i;
             key_path(src->label, sizeof(src->label), src->gpath, keys[i]);
         }
     }
@@ -134,8 +131,8 @@ int secret_find(struct loader *ld, const config_setting_t *grp, struct secret_sr
  * Reports a *_file/_env value that looks_like_secret() without repeating it (it is registered
  * as a secret, so no later line shows it either). what: "path" or "variable name".
  */
-static void secret_misplaced(struct loader *ld, const struct secret_src *src, const char *value,
-                             const char *what, const char *fix)
+void secret_misplaced(struct loader *ld, const struct secret_src *src, const char *value,
+                      const char *what, const char *fix)
 {
     note_secret(ld, value);
     diag_add(ld, src->line, "%s: the value looks like a %s, not a %s; %s", src->label, src->noun,
@@ -152,8 +149,8 @@ void secret_missing(struct loader *ld, int line, const struct secret_src *src)
  * Checks a secret read from where (a file or variable name for messages; NULL: inline) by its
  * kind and stores a copy in *out. 0 or -1 (reported).
  */
-static int secret_accept(struct loader *ld, const struct secret_src *src, const char *v,
-                         const char *where, char **out)
+int secret_accept(struct loader *ld, const struct secret_src *src, const char *v, const char *where,
+                  char **out)
 {
     if (src->kind == SECRET_TOKEN && !token_ok(v)) {
         if (where)
@@ -171,184 +168,32 @@ static int secret_accept(struct loader *ld, const struct secret_src *src, const 
     return 0;
 }
 
-/* Reads the file named by setting into *out (malloc'ed); 0 or -1 (reported). */
-
-/*
- * Whether a secret file is readable by someone else. Group read is fine when the group is one
- * of ours and others cannot read: that is how Kubernetes mounts secrets with fsGroup.
- */
-static int exposed(const struct stat *st)
+/* Appends a copy of s to *v (*n entries). 0 or -1 (out of memory, recorded). */
+static int strv_add(struct loader *ld, char ***v, size_t *n, const char *s)
 {
-    if (st->st_mode & 007)
-        return 1;
-    if (!(st->st_mode & 070))
-        return 0;
-    if (st->st_gid == getegid())
-        return 0;
-    gid_t groups[256];
-    int n = getgroups(256, groups);
-    for (int i = 0; i < n; i++) {
-        if (groups[i] == st->st_gid)
-            return 0;
-    }
-    return 1;
-}
+    char **w = realloc(*v, (*n + 1) * sizeof(*w));
 
-static int secret_file_read(struct loader *ld, const struct secret_src *src, const char *setting,
-                            char **out)
-{
-    const char *label = src->label;
-    char shown[300], *path = NULL, *buf = NULL;
-    int line = src->line, fd = -1, r = -1;
-    size_t n = 0;
-    struct stat st;
-
-    if (!*setting) {
-        diag_add(ld, line, "%s: must not be empty", label);
-        return -1;
-    }
-    path = path_resolve(ld, setting);
-    if (!path)
-        goto out;
-    printable(path, shown, sizeof(shown));
-    /* stat before open: opening a device node (a FIFO, /dev/watchdog) can block or act. */
-    if (stat(path, &st) != 0) {
-        if (looks_like_secret(setting)) {
-            char fix[96];
-            snprintf(fix, sizeof(fix), "put the %s in a file and name the file here", src->noun);
-            secret_misplaced(ld, src, setting, "path", fix);
-        } else {
-            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
-        }
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        diag_add(ld, line, "%s: %s is not a regular file", label, shown);
-        goto out;
-    }
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
-        goto out;
-    }
-    buf = malloc(TOKEN_FILE_MAX + 2);
-    if (!buf) {
+    if (!w) {
         ld->nomem = 1;
-        goto out;
+        return -1;
     }
-    while (n <= TOKEN_FILE_MAX) {
-        ssize_t k = read(fd, buf + n, TOKEN_FILE_MAX + 1 - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        n += (size_t)k;
-    }
-    if (n > TOKEN_FILE_MAX) {
-        diag_add(ld, line, "%s: %s is larger than %d KiB", label, shown, TOKEN_FILE_MAX / 1024);
-        goto out;
-    }
-    buf[n] = '\0';
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    note_secret(ld, buf);
-    if (n == 0) {
-        diag_add(ld, line, "%s: %s is empty", label, shown);
-        goto out;
-    }
-    /* A NUL would silently cut the secret short. */
-    if (memchr(buf, '\0', n)) {
-        diag_add(ld, line, "%s: the %s in %s contains whitespace or control characters", label,
-                 src->noun, shown);
-        goto out;
-    }
-    if (secret_accept(ld, src, buf, shown, out) < 0)
-        goto out;
-    if (exposed(&st))
-        log_warn("conf", "%s:%d: %s: %s file %s is readable by group or others (chmod 600)",
-                 ld->file, line, label, src->noun, shown);
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (buf) {
-        memset(buf, 0, n); /* not NUL-terminated on every path: not secret_free() */
-        free(buf);
-    }
-    free(path);
-    return r;
+    *v = w;
+    w[*n] = str_dup(ld, s);
+    if (!w[*n])
+        return -1;
+    (*n)++;
+    return 0;
 }
 
 /*
- * Reads the secret secret_find() found into *out (malloc'ed; registered with the logger).
- * 0 or -1 (reported).
+ * Notes the secret given inline through KEY of grp, if any, without checking it; a variable
+ * named by KEY_env is recorded for conf_resolve(), which notes its value.
  */
-int secret_fetch(struct loader *ld, const struct secret_src *src, char **out)
-{
-    const char *v = config_setting_get_string(src->given), *t;
-    char shown[80];
-
-    if (src->which == 1)
-        return secret_file_read(ld, src, v, out);
-    if (!*v) {
-        diag_add(ld, src->line, "%s: must not be empty", src->label);
-        return -1;
-    }
-    if (src->which == 0)
-        return secret_accept(ld, src, v, NULL, out);
-    printable(v, shown, sizeof(shown));
-    t = getenv(v);
-    if (!t || !*t) {
-        char fix[96];
-        snprintf(fix, sizeof(fix), "put the %s in a variable and name the variable here",
-                 src->noun);
-        if (looks_like_secret(v))
-            secret_misplaced(ld, src, v, "variable name", fix);
-        else
-            diag_add(ld, src->line, "%s: environment variable %s is not set or empty", src->label,
-                     shown);
-        return -1;
-    }
-    note_secret(ld, t);
-    return secret_accept(ld, src, t, shown, out);
-}
-
-void load_token(struct loader *ld, const config_setting_t *yt, struct conf *c)
-{
-    struct secret_src src = {
-        .gpath = "youtrack", .key = "token", .noun = "token", .kind = SECRET_TOKEN};
-    const char *env = getenv("YTBRIDGE_YOUTRACK_TOKEN");
-    int found = secret_find(ld, yt, &src);
-
-    if (env && *env) {
-        note_secret(ld, env);
-        if (!token_ok(env)) {
-            diag_add(ld, 0, "YTBRIDGE_YOUTRACK_TOKEN: contains whitespace or control characters");
-            return;
-        }
-        c->youtrack.token = strdup(env);
-        if (!c->youtrack.token)
-            ld->nomem = 1;
-        return;
-    }
-    if (found == 0)
-        diag_add(ld, line_of(yt),
-                 "youtrack: missing token (set token, token_file or token_env, or "
-                 "YTBRIDGE_YOUTRACK_TOKEN)");
-    else if (found == 1)
-        secret_fetch(ld, &src, &c->youtrack.token);
-}
-
-/* Registers the secret given inline or through KEY_env of grp, if any, without checking it. */
 static void note_secret_early(struct loader *ld, const config_setting_t *grp, const char *key)
 {
+    struct conf_pending *p = ld->conf->pending;
     const config_setting_t *s = config_setting_get_member(grp, key);
-    const char *v, *env;
+    const char *v;
     char env_key[64];
 
     v = s ? config_setting_get_string(s) : NULL;
@@ -357,16 +202,10 @@ static void note_secret_early(struct loader *ld, const config_setting_t *grp, co
     snprintf(env_key, sizeof(env_key), "%s_env", key);
     s = config_setting_get_member(grp, env_key);
     v = s ? config_setting_get_string(s) : NULL;
-    env = v && *v ? getenv(v) : NULL;
-    if (env && *env)
-        note_secret(ld, env);
+    if (v && *v)
+        strv_add(ld, &p->env_names, &p->n_env_names, v);
 }
 
-/*
- * Registers every inline and environment secret before any message is made: a secret pasted
- * into another setting, or read after the setting that quotes it, is then redacted as well.
- * Secrets in files are registered when read.
- */
 void note_secrets_early(struct loader *ld, const config_setting_t *root)
 {
     static const char *const sink_secrets[] = {"webhook_url", "url", "secret", "access_token"};
@@ -392,4 +231,85 @@ void note_secrets_early(struct loader *ld, const config_setting_t *root)
         for (size_t k = 0; k < sizeof(sink_secrets) / sizeof(sink_secrets[0]); k++)
             note_secret_early(ld, g, sink_secrets[k]);
     }
+}
+
+void secret_store(struct loader *ld, struct secret_src src, char *value, void *dest)
+{
+    (void)ld;
+    (void)src;
+    *(char **)dest = value;
+}
+
+/* Adds src to ld->conf->secrets; its index, or -1 (out of memory, recorded). */
+static long secret_record(struct loader *ld, const struct secret_src *src)
+{
+    struct conf *c = ld->conf;
+    struct conf_secret *v = realloc(c->secrets, (c->n_secrets + 1) * sizeof(*v));
+
+    if (!v) {
+        ld->nomem = 1;
+        return -1;
+    }
+    c->secrets = v;
+    v += c->n_secrets;
+    *v = (struct conf_secret){.line = src->line, .from = src->which};
+    v->setting = str_dup(ld, src->label);
+    if (src->which != CONF_SECRET_INLINE)
+        v->source = str_dup(ld, src->value);
+    if (!v->setting || (src->which != CONF_SECRET_INLINE && !v->source)) {
+        free(v->setting);
+        free(v->source);
+        return -1;
+    }
+    return (long)c->n_secrets++;
+}
+
+void secret_take(struct loader *ld, const struct secret_src *src, secret_take_fn *take, void *dest)
+{
+    struct conf_pending *p = ld->conf->pending;
+    struct secret_use *v;
+    long index = secret_record(ld, src);
+    char *value = NULL;
+
+    if (index < 0)
+        return;
+    if (!*src->value) {
+        diag_add(ld, src->line, "%s: must not be empty", src->label);
+        return;
+    }
+    if (src->which == CONF_SECRET_INLINE) {
+        if (secret_accept(ld, src, src->value, NULL, &value) == 0)
+            take(ld, *src, value, dest);
+        return;
+    }
+    v = realloc(p->uses, (p->n_uses + 1) * sizeof(*v));
+    if (!v) {
+        ld->nomem = 1;
+        return;
+    }
+    p->uses = v;
+    v += p->n_uses++;
+    *v = (struct secret_use){.secret = (size_t)index,
+                             .noun = src->noun,
+                             .kind = src->kind,
+                             .slot = diag_slot(ld),
+                             .take = take,
+                             .dest = dest};
+    if (src->which == CONF_SECRET_FILE)
+        v->path = path_resolve(ld, src->value);
+}
+
+void conf_pending_free(struct conf_pending *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_uses; i++)
+        free(p->uses[i].path);
+    free(p->uses);
+    for (size_t i = 0; i < p->n_noted; i++)
+        secret_free(p->noted[i]);
+    free(p->noted);
+    strv_free(p->env_names, p->n_env_names);
+    free(p->ca_file);
+    free(p);
 }

@@ -105,7 +105,7 @@ static void load_sink_name(struct loader *ld, const config_setting_t *g, const c
         return;
     if (!sink_name_ok(name)) {
         diag_add(ld, line_of(s), "%s.name: \"%s\" must be 1 to %d of A-Z a-z 0-9 _ . -", path,
-                 printable(name, shown, sizeof(shown)), SINK_NAME_MAX);
+                 printable(ld, name, shown, sizeof(shown)), SINK_NAME_MAX);
         return;
     }
     for (int j = 0; j < i; j++) {
@@ -145,7 +145,8 @@ static void load_sink_events(struct loader *ld, const config_setting_t *g, const
         else
             diag_add(ld, line_of(e) > 0 ? line_of(e) : line_of(s),
                      "%s.events[%d]: must be %s (got \"%s\")", path, i,
-                     choice_list(names, 5, list, sizeof(list)), printable(v, shown, sizeof(shown)));
+                     choice_list(names, 5, list, sizeof(list)),
+                     printable(ld, v, shown, sizeof(shown)));
     }
     sink->events = events;
 }
@@ -209,21 +210,27 @@ static void load_sink_projects(struct loader *ld, const config_setting_t *g, con
     }
 }
 
+/* A sink's URL once read: it is itself a secret, checked here (raw is freed). */
+static void sink_url_take(struct loader *ld, struct secret_src src, char *raw, void *dest)
+{
+    struct conf_sink *sink = dest;
+
+    url_check(ld, src.line, src.label, raw,
+              URL_ENDPOINT | (sink->allow_insecure ? URL_INSECURE_OK : 0u), NULL, &sink->url);
+    secret_free(raw);
+}
+
 /* A URL that is itself a secret (Slack, webhook, hookshot): KEY, KEY_file or KEY_env. */
 static void load_sink_url(struct loader *ld, const config_setting_t *g, const char *path,
                           const char *key, struct conf_sink *sink)
 {
     struct secret_src src = {.gpath = path, .key = key, .noun = "URL", .kind = SECRET_URL};
-    char *raw = NULL;
     int found = secret_find(ld, g, &src);
 
     if (found == 0)
         secret_missing(ld, line_of(g), &src);
-    if (found != 1 || secret_fetch(ld, &src, &raw) < 0)
-        return;
-    url_check(ld, src.line, src.label, raw,
-              URL_ENDPOINT | (sink->allow_insecure ? URL_INSECURE_OK : 0u), NULL, &sink->url);
-    secret_free(raw);
+    else if (found == 1)
+        secret_take(ld, &src, sink_url_take, sink);
 }
 
 static void load_sink_matrix(struct loader *ld, const config_setting_t *g, const char *path,
@@ -253,7 +260,7 @@ static void load_sink_matrix(struct loader *ld, const config_setting_t *g, const
             diag_add(ld, line,
                      "%s.room: must be a room id \"!id:server\" or an alias \"#alias:server\" "
                      "(got \"%s\")",
-                     path, printable(room, shown, sizeof(shown)));
+                     path, printable(ld, room, shown, sizeof(shown)));
         else if (strlen(room) > MATRIX_ROOM_MAX)
             diag_add(ld, line, "%s.room: longer than %d bytes", path, MATRIX_ROOM_MAX);
         else if (!token_ok(room))
@@ -261,7 +268,7 @@ static void load_sink_matrix(struct loader *ld, const config_setting_t *g, const
         else if (room[0] == '#' && (!colon || colon == room + 1 || colon[1] == '\0'))
             /* Room ids need not name a server (room version 12); aliases always do. */
             diag_add(ld, line, "%s.room: an alias must be \"#alias:server\" (got \"%s\")", path,
-                     printable(room, shown, sizeof(shown)));
+                     printable(ld, room, shown, sizeof(shown)));
         else
             sink->room = str_dup(ld, room);
     }
@@ -270,7 +277,7 @@ static void load_sink_matrix(struct loader *ld, const config_setting_t *g, const
     if (found == 0)
         secret_missing(ld, line_of(g), &src);
     else if (found == 1)
-        secret_fetch(ld, &src, &sink->access_token);
+        secret_take(ld, &src, secret_store, &sink->access_token);
 }
 
 static void load_sink(struct loader *ld, const config_setting_t *g, const char *path,
@@ -317,7 +324,7 @@ static void load_sink(struct loader *ld, const config_setting_t *g, const char *
             .gpath = path, .key = "secret", .noun = "secret", .kind = SECRET_KEY};
         load_sink_url(ld, g, path, "url", sink);
         if (secret_find(ld, g, &src) == 1)
-            secret_fetch(ld, &src, &sink->secret);
+            secret_take(ld, &src, secret_store, &sink->secret);
         break;
     }
     case CONF_SINK_HOOKSHOT:

@@ -32,7 +32,7 @@ static void env_reset(void)
 
 static int load_str(const char *text, struct conf **out, struct conf_diags *d)
 {
-    return conf_load_buffer(text, strlen(text), "t.conf", out, d);
+    return conf_load_text(text, strlen(text), "t.conf", NULL, out, d);
 }
 
 static char *file_slurp(const char *path)
@@ -451,7 +451,7 @@ static void test_example_sinks(const char *path)
     setenv("YTBRIDGE_YOUTRACK_TOKEN", ENV_TOKEN, 1);
     setenv("YTBRIDGE_MATRIX_TOKEN", "syt_example_not_real", 1);
     setenv("YTBRIDGE_HOOKSHOT_URL", "https://hookshot.example.org/webhook/x", 1);
-    CHECK_INT(conf_load_buffer(out, strlen(out), "example", &c, &d), -EINVAL);
+    CHECK_INT(conf_load_text(out, strlen(out), "example", NULL, &c, &d), -EINVAL);
     CHECK_INT(d.n, 3);
     for (size_t i = 0; i < d.n; i++)
         CHECK(strstr(d.v[i].msg, "cannot read /run/secrets/") != NULL);
