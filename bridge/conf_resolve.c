@@ -43,6 +43,25 @@ static void secrets_register(struct loader *ld)
 }
 
 /*
+ * Reads fd to its end into buf (room for cap + 1 bytes), stopping after cap + 1: *n > cap means
+ * the file is too large. *n counts what was read even on failure. 0 or -errno.
+ */
+static int read_capped(int fd, char *buf, size_t cap, size_t *n)
+{
+    while (*n <= cap) {
+        ssize_t k = read(fd, buf + *n, cap + 1 - *n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0)
+            break;
+        *n += (size_t)k;
+    }
+    return 0;
+}
+
+/*
  * Whether a secret file is readable by someone else. Group read is fine when the group is one
  * of ours and others cannot read: that is how Kubernetes mounts secrets with fsGroup.
  */
@@ -72,7 +91,7 @@ static int secret_file_read(struct loader *ld, const struct secret_src *src, con
 {
     const char *label = src->label, *setting = src->value;
     char shown[300], *buf = NULL;
-    int line = src->line, fd = -1, r = -1;
+    int line = src->line, fd = -1, r = -1, err;
     size_t n = 0;
     struct stat st;
 
@@ -104,17 +123,10 @@ static int secret_file_read(struct loader *ld, const struct secret_src *src, con
         ld->nomem = 1;
         goto out;
     }
-    while (n <= TOKEN_FILE_MAX) {
-        ssize_t k = read(fd, buf + n, TOKEN_FILE_MAX + 1 - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        n += (size_t)k;
+    err = read_capped(fd, buf, TOKEN_FILE_MAX, &n);
+    if (err < 0) {
+        diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(-err));
+        goto out;
     }
     if (n > TOKEN_FILE_MAX) {
         diag_add(ld, line, "%s: %s is larger than %d KiB", label, shown, TOKEN_FILE_MAX / 1024);
@@ -384,17 +396,10 @@ int conf_load(const char *path, struct conf **out, struct conf_diags *diags)
         ld.nomem = 1;
         goto fail;
     }
-    while (n <= CONF_MAX_SIZE) {
-        ssize_t k = read(fd, buf + n, CONF_MAX_SIZE + 1 - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            diag_add(&ld, 0, "cannot read: %s", strerror(errno));
-            goto fail;
-        }
-        if (k == 0)
-            break;
-        n += (size_t)k;
+    r = read_capped(fd, buf, CONF_MAX_SIZE, &n);
+    if (r < 0) {
+        diag_add(&ld, 0, "cannot read: %s", strerror(-r));
+        goto fail;
     }
     if (n > CONF_MAX_SIZE) {
         diag_add(&ld, 0, "larger than %d KiB", CONF_MAX_SIZE / 1024);
