@@ -3,13 +3,14 @@
  * the module's interface). The helpers keep the short names they had when they were the
  * statics of one file.
  *
- * The files and who may do what:
- * - conf.c: diagnostics, typed getters, url_check(), the youtrack/notify/log/http groups, the
- *   walk of the text (load_text()), conf_load_buffer(), conf_free();
+ * The files, each calling only the ones listed before it:
+ * - conf.c: diagnostics, typed getters, url_check();
  * - conf_lex.c: the pre-scan of the text before libconfig sees it;
  * - conf_secret.c: where each secret comes from (inline, KEY_file, KEY_env), and the checks of
  *   a secret's value;
  * - conf_sink.c: sinks; conf_chat.c: chat.slack and chat.matrix;
+ * - conf_walk.c: the walk of a text (load_text()): the root and the youtrack, notify, log and
+ *   http groups; conf_load_buffer(), conf_free();
  * - conf_resolve.c: conf_resolve(), conf_load(), conf_load_text(): the only conf*.c file that
  *   reads a file or the environment or calls the logger. Everything the others do is a function
  *   of the text they are given: that is what makes conf_load_buffer() pure and fuzzable.
@@ -107,6 +108,8 @@ void loader_fini(struct loader *ld);
 void note_secret(struct loader *ld, const char *s);
 char *str_dup(struct loader *ld, const char *s);
 void strv_free(char **v, size_t n);
+/* free() of a string that held a secret, zeroed first. */
+void secret_free(char *s);
 
 /* conf.c: typed getters. Each reports what it refuses. */
 int line_of(const config_setting_t *s);
@@ -139,7 +142,7 @@ void url_check(struct loader *ld, int line, const char *label, const char *url, 
                const char *cred, char **out);
 
 /*
- * conf.c: the walk of a text. Returns the configuration built from it, diagnostics or not
+ * conf_walk.c: the walk of a text. Returns the configuration built from it, diagnostics or not
  * (NULL when the text cannot be read as a configuration or memory ran out); its pending part
  * says what conf_resolve() still has to do.
  */
@@ -203,7 +206,6 @@ struct conf_pending {
 
 int token_ok(const char *t);
 int looks_like_secret(const char *v);
-void secret_free(char *s);
 int secret_find(struct loader *ld, const config_setting_t *grp, struct secret_src *src);
 void secret_missing(struct loader *ld, int line, const struct secret_src *src);
 /*

@@ -69,15 +69,6 @@ int looks_like_secret(const char *v)
     return upper && lower && digit;
 }
 
-void secret_free(char *s)
-{
-    if (!s)
-        return;
-    /* Not a guarantee (copies live elsewhere), but no stale secret lingers in freed heap. */
-    memset(s, 0, strlen(s));
-    free(s);
-}
-
 /*
  * Finds which of KEY, KEY_file and KEY_env grp sets; an inline value is noted as a secret at
  * once, even when it is refused or unused. Returns 1 (src->which, value, line and label set), 0
