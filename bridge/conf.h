@@ -1,11 +1,18 @@
 /*
- * Configuration: a libconfig file turned into a validated struct conf.
+ * Configuration: a libconfig file turned into a validated struct conf, in two steps.
  *
- * conf_load() never stops at the first problem: it collects every one as "FILE:LINE: message"
- * (struct conf_diag) so --check-config can print them all. Secrets may be inline, in a file
- * (KEY_file, trailing newline trimmed) or in the environment (KEY_env = "NAME"); they are
- * registered with log_add_secret() as soon as they are read. YTBRIDGE_YOUTRACK_URL and
- * YTBRIDGE_YOUTRACK_TOKEN override the file. libconfig is included by conf.c only.
+ * conf_load_buffer() judges a text alone and is pure: it reads no file and no environment
+ * variable and leaves the logger alone, so the fuzzer and the tests can call it on anything.
+ * Secrets may be inline, in a file (KEY_file, trailing newline trimmed) or in the environment
+ * (KEY_env = "NAME"); it records where each one comes from (struct conf_secret). conf_resolve()
+ * then reads the files and variables, applies YTBRIDGE_YOUTRACK_URL and YTBRIDGE_YOUTRACK_TOKEN
+ * (they override the file), checks youtrack.ca_file and registers every secret with
+ * log_add_secret(). conf_load() (a file) and conf_load_text() do both in one pass, which is what
+ * the daemon runs.
+ *
+ * Loading never stops at the first problem: it collects every one as "FILE:LINE: message"
+ * (struct conf_diag) so --check-config can print them all. libconfig is included by the conf*.c
+ * files only.
  */
 #ifndef YTB_CONF_H
 #define YTB_CONF_H
@@ -108,6 +115,23 @@ struct conf_chat_matrix {
     size_t n_reply_sinks;
 };
 
+/* Where a secret comes from. */
+enum conf_secret_from {
+    CONF_SECRET_INLINE = 0, /* KEY: in the text itself */
+    CONF_SECRET_FILE,       /* KEY_file: a file, read by conf_resolve() */
+    CONF_SECRET_ENV,        /* KEY_env: an environment variable, read by conf_resolve() */
+};
+
+/* One secret setting of a configuration, as conf_load_buffer() found it. */
+struct conf_secret {
+    char *setting; /* the setting that gives it, as messages name it: "sinks[1].url_file" */
+    int line;
+    enum conf_secret_from from;
+    char *source; /* FILE: the path as written; ENV: the variable's name; INLINE: NULL */
+};
+
+struct conf_pending;
+
 struct conf {
     char *path; /* the file it came from */
     struct {
@@ -149,6 +173,9 @@ struct conf {
         int format_set;
         enum log_format format;
     } log;
+    struct conf_secret *secrets; /* every secret setting, in file order */
+    size_t n_secrets;
+    struct conf_pending *pending; /* what conf_resolve() has left to do; private to conf*.c */
 };
 
 /*
@@ -169,18 +196,51 @@ struct conf_diags {
 };
 
 /*
- * Reads and validates the file at path (environment overrides applied, every secret read).
+ * The environment conf_resolve() reads: get() returns the value of the variable name, or NULL
+ * when it is not set (getenv() does that for the process's environment).
+ */
+struct conf_env {
+    const char *(*get)(void *ctx, const char *name);
+    void *ctx;
+};
+
+/*
+ * Reads and validates the file at path with the process's environment: conf_load_text() of the
+ * file's contents, relative *_file and ca_file paths taken against the file's directory.
  * Returns 0 and *out (caller frees with conf_free()), or -EINVAL with at least one entry added
  * to diags (caller frees with conf_diags_fini()), or -ENOMEM. No secret appears in a message.
  */
 int conf_load(const char *path, struct conf **out, struct conf_diags *diags);
 
 /*
- * As conf_load(), but from a buffer; name is used in messages and relative *_file paths are
- * resolved against the current directory. For tests and the fuzz harness.
+ * conf_load_buffer() and conf_resolve() in one pass, from a buffer of len bytes: every problem
+ * of both is reported, in file order, and a text without youtrack.url or youtrack.token is
+ * fine when env gives YTBRIDGE_YOUTRACK_URL or _TOKEN. name is used in messages; relative paths
+ * are taken against the current directory; env NULL: the process's environment. Returns as
+ * conf_load(); the secrets met are registered with the logger even when it fails.
+ */
+int conf_load_text(const char *text, size_t len, const char *name, const struct conf_env *env,
+                   struct conf **out, struct conf_diags *diags);
+
+/*
+ * Validates the text of len bytes alone (name is used in messages) and records where each
+ * secret comes from; pure: no file is read, no environment variable, no logger state touched
+ * (messages are redacted against the secrets of the text itself). A text without youtrack.url
+ * or youtrack.token is refused here: only conf_resolve() knows the environment. Returns as
+ * conf_load(); *out must go through conf_resolve() before it is used.
  */
 int conf_load_buffer(const char *text, size_t len, const char *name, struct conf **out,
                      struct conf_diags *diags);
+
+/*
+ * The second step, once, on what conf_load_buffer() returned: reads each *_file (permissions
+ * checked: readable by others is a warning on the log) and *_env secret with env (NULL: the
+ * process's environment), applies YTBRIDGE_YOUTRACK_URL and _TOKEN, checks youtrack.ca_file,
+ * builds the chat.matrix reply sinks and registers every secret with log_add_secret(). Returns
+ * 0, or -EINVAL with diagnostics added to diags (conf is then unfit for use; free it), or
+ * -ENOMEM.
+ */
+int conf_resolve(struct conf *conf, const struct conf_env *env, struct conf_diags *diags);
 
 void conf_free(struct conf *conf);
 

@@ -16,20 +16,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "redact.h"
+
 enum log_level log_threshold = LOGL_INFO;
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
 
-/*
- * What redaction looks for: each registered secret, and the base64 forms it can take inside
- * other text (see add_base64_cores()). Every pattern is matched percent-decoding as it goes.
- */
-struct pattern {
-    char *s;
-    size_t len;
-};
-
-static struct pattern *patterns;
-static size_t n_patterns;
+/* The secrets every line is redacted against (redact.h). */
+static struct redact secrets;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -68,173 +61,19 @@ int log_format_parse(const char *s, enum log_format *out)
     return 0;
 }
 
-/* Base64 cores shorter than this are skipped: they would match ordinary words. */
-#define MIN_CORE_CHARS 8
-
-static int add_pattern(const char *s, size_t len)
-{
-    for (size_t i = 0; i < n_patterns; i++) {
-        if (patterns[i].len == len && memcmp(patterns[i].s, s, len) == 0)
-            return 0;
-    }
-    char *copy = strndup(s, len);
-    if (!copy)
-        return -ENOMEM;
-    struct pattern *v = realloc(patterns, (n_patterns + 1) * sizeof(*v));
-    if (!v) {
-        free(copy);
-        return -ENOMEM;
-    }
-    patterns = v;
-    patterns[n_patterns++] = (struct pattern){.s = copy, .len = len};
-    return 0;
-}
-
-/*
- * A secret inside base64 text (HTTP Basic "user:token", "Bearer token", a JSON blob echoed
- * encoded) sits at one of three byte offsets modulo 3 from the start of the encoded data. For
- * each offset the whole 3-byte groups that hold only secret bytes encode to the same characters
- * wherever the secret is: skip 0, 1 or 2 leading bytes, encode the following whole groups
- * without padding. Those three "cores" (and their URL-safe spellings) are what we look for;
- * the at most two characters at either end that mix in neighbouring bytes leak under 2 bytes.
- */
-static int add_base64_cores(const char *secret, size_t len)
-{
-    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *core = malloc(len / 3 * 4 + 4);
-    int r = 0;
-
-    if (!core)
-        return -ENOMEM;
-    for (size_t skip = 0; skip < 3 && !r; skip++) {
-        const unsigned char *p = (const unsigned char *)secret + skip;
-        size_t groups = len > skip ? (len - skip) / 3 : 0, o = 0;
-        for (size_t g = 0; g < groups; g++, p += 3) {
-            unsigned v = (unsigned)p[0] << 16 | (unsigned)p[1] << 8 | p[2];
-            core[o++] = std[v >> 18 & 63];
-            core[o++] = std[v >> 12 & 63];
-            core[o++] = std[v >> 6 & 63];
-            core[o++] = std[v & 63];
-        }
-        if (o < MIN_CORE_CHARS)
-            continue;
-        r = add_pattern(core, o);
-        for (size_t k = 0; k < o; k++)
-            core[k] = core[k] == '+' ? '-' : core[k] == '/' ? '_' : core[k];
-        if (!r)
-            r = add_pattern(core, o); /* base64url (RFC 4648 §5): a no-op without + or / */
-    }
-    free(core);
-    return r;
-}
-
 int log_add_secret(const char *secret)
 {
-    int r;
-
-    if (!secret || strlen(secret) < 4)
-        return 0;
-    /* add_pattern() ignores a repeat, so registering a secret again adds nothing. */
-    r = add_pattern(secret, strlen(secret));
-    if (!r)
-        r = add_base64_cores(secret, strlen(secret));
-    return r;
+    return redact_add(&secrets, secret);
 }
 
 void log_clear_secrets(void)
 {
-    for (size_t i = 0; i < n_patterns; i++) {
-        memset(patterns[i].s, 0, patterns[i].len);
-        free(patterns[i].s);
-    }
-    free(patterns);
-    patterns = NULL;
-    n_patterns = 0;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Matches pattern p against text s, each pattern byte either as itself or percent-encoded
- * (%3A or %3a, whatever an encoder chose to escape: URLs, form bodies, redirect targets), and
- * a space also as '+' (form encoding). Returns how many pattern bytes matched before a mismatch
- * or the end of s, and the text bytes they took in *used.
- */
-static size_t match(const char *s, const struct pattern *p, size_t *used)
-{
-    size_t i = 0, t = 0;
-
-    for (; i < p->len && s[t]; i++) {
-        unsigned char c = (unsigned char)p->s[i];
-        if (s[t] == '%' && hex_value(s[t + 1]) >= 0 && hex_value(s[t + 2]) >= 0 &&
-            hex_value(s[t + 1]) * 16 + hex_value(s[t + 2]) == c)
-            t += 3;
-        else if ((unsigned char)s[t] == c || (c == ' ' && s[t] == '+'))
-            t++;
-        else
-            break;
-    }
-    *used = t;
-    return i;
-}
-
-/*
- * A text cut short may end in the first bytes of a secret (or of an encoded form), which the
- * full-length match cannot see: blank any such tail of at least 4 pattern bytes. Only for cut
- * text, or every line ending in "https://" would be blanked once a secret URL is registered.
- */
-static void blank_secret_prefix_tail(char *buf)
-{
-    size_t o = strlen(buf);
-    for (size_t i = 0; i < n_patterns; i++) {
-        const struct pattern *p = &patterns[i];
-        /* Each pattern byte takes at most 3 text bytes (%XX). */
-        size_t from = o > 3 * p->len ? o - 3 * p->len : 0;
-        for (size_t k = from; k + 4 <= o; k++) {
-            size_t used, m = match(buf + k, p, &used);
-            if (m >= 4 && m < p->len && k + used == o) {
-                memset(buf + k, '*', o - k);
-                o = k;
-                break;
-            }
-        }
-    }
+    redact_fini(&secrets);
 }
 
 void log_redact(char *dst, size_t dstlen, const char *src)
 {
-    static const char mark[] = "[REDACTED]";
-    size_t o = 0;
-
-    if (dstlen == 0)
-        return;
-    while (*src && o + 1 < dstlen) {
-        size_t hit = 0;
-        for (size_t i = 0; i < n_patterns; i++) {
-            size_t used;
-            if (match(src, &patterns[i], &used) == patterns[i].len && used > hit)
-                hit = used;
-        }
-        if (hit) {
-            for (size_t k = 0; mark[k] && o + 1 < dstlen; k++)
-                dst[o++] = mark[k];
-            src += hit;
-        } else {
-            dst[o++] = *src++;
-        }
-    }
-    dst[o] = '\0';
-    if (*src)
-        blank_secret_prefix_tail(dst);
+    redact_apply(&secrets, dst, dstlen, src);
 }
 
 /* Appends s to out (bounded), escaping for the format. */
@@ -270,7 +109,7 @@ void log_emit(enum log_level level, const char *module, const char *fmt, ...)
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (n >= (int)sizeof(msg))
-        blank_secret_prefix_tail(msg);
+        redact_blank_tail(&secrets, msg);
     log_redact(clean, sizeof(clean), msg);
 
     clock_gettime(CLOCK_REALTIME, &now);

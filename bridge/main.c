@@ -192,7 +192,7 @@ static int load_config(const struct args *a, struct conf **out, struct conf_diag
 {
     *source = conf_source_of(a);
     if (*source == CONF_SOURCE_ENV)
-        return conf_load_buffer("", 0, CONF_ENV_NAME, out, diags);
+        return conf_load_text("", 0, CONF_ENV_NAME, NULL, out, diags);
     return conf_load(a->config, out, diags);
 }
 

@@ -32,7 +32,7 @@ static void env_reset(void)
 
 static int load_str(const char *text, struct conf **out, struct conf_diags *d)
 {
-    return conf_load_buffer(text, strlen(text), "t.conf", out, d);
+    return conf_load_text(text, strlen(text), "t.conf", NULL, out, d);
 }
 
 static char *file_slurp(const char *path)
@@ -451,7 +451,7 @@ static void test_example_sinks(const char *path)
     setenv("YTBRIDGE_YOUTRACK_TOKEN", ENV_TOKEN, 1);
     setenv("YTBRIDGE_MATRIX_TOKEN", "syt_example_not_real", 1);
     setenv("YTBRIDGE_HOOKSHOT_URL", "https://hookshot.example.org/webhook/x", 1);
-    CHECK_INT(conf_load_buffer(out, strlen(out), "example", &c, &d), -EINVAL);
+    CHECK_INT(conf_load_text(out, strlen(out), "example", NULL, &c, &d), -EINVAL);
     CHECK_INT(d.n, 3);
     for (size_t i = 0; i < d.n; i++)
         CHECK(strstr(d.v[i].msg, "cannot read /run/secrets/") != NULL);
@@ -958,6 +958,321 @@ static void test_secret_pasted_as_a_path(void)
     conf_diags_fini(&d);
 }
 
+/* An environment for conf_resolve(): up to four variables, and how often it was asked. */
+struct fake_env {
+    const char *names[4], *values[4];
+    int calls;
+};
+
+static const char *fake_get(void *ctx, const char *name)
+{
+    struct fake_env *e = ctx;
+
+    e->calls++;
+    for (size_t i = 0; i < 4 && e->names[i]; i++) {
+        if (strcmp(e->names[i], name) == 0)
+            return e->values[i];
+    }
+    return NULL;
+}
+
+static int secret_is(const struct conf_secret *s, const char *setting, int line,
+                     enum conf_secret_from from, const char *source)
+{
+    return strcmp(s->setting, setting) == 0 && s->line == line && s->from == from &&
+           (source ? s->source && strcmp(s->source, source) == 0 : s->source == NULL);
+}
+
+/* Whether secret is registered with the logger (redacted from every later line). */
+static int registered(const char *secret)
+{
+    char raw[300], line[300];
+
+    snprintf(raw, sizeof(raw), "x %s x", secret);
+    log_redact(line, sizeof(line), raw);
+    return strcmp(line, "x [REDACTED] x") == 0;
+}
+
+/*
+ * conf_load_buffer() judges the text alone: the environment's overrides are not applied, files
+ * are not opened (the token "file" is a directory, which reading would refuse loudly), variables
+ * are not read, nothing is registered with the logger; where each secret comes from is recorded.
+ */
+static void test_buffer_is_pure(void)
+{
+    char text[1024];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    log_clear_secrets();
+    setenv("YTBRIDGE_YOUTRACK_URL", "http://refused.example.com", 1);
+    setenv("YTBRIDGE_YOUTRACK_TOKEN", "perm:refused token", 1);
+    snprintf(text, sizeof(text),
+             "youtrack: { url = \"https://yt.example.com\"; token_file = \"%s\";\n"
+             "  ca_file = \"/nonexistent/ca.pem\"; };\n"
+             "sinks = ( { name = \"s\"; type = \"slack\";\n"
+             "  webhook_url_env = \"YTB_TEST_UNSET_VARIABLE\"; },\n"
+             "  { name = \"w\"; type = \"webhook\"; url = \"https://hooks.example.com/w\";\n"
+             "    secret = \"pure-inline-key-0123\"; } );\n",
+             TEST_DATA_DIR);
+    CHECK_INT(conf_load_buffer(text, strlen(text), "t.conf", &c, &d), 0);
+    diags_print(&d);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->youtrack.url, "https://yt.example.com");
+        CHECK(c->youtrack.token == NULL);
+        CHECK(c->sinks[0].url == NULL);
+        CHECK_STR(c->sinks[1].secret, "pure-inline-key-0123");
+        CHECK_INT(c->n_secrets, 4);
+        if (c->n_secrets == 4) {
+            CHECK(secret_is(&c->secrets[0], "youtrack.token_file", 1, CONF_SECRET_FILE,
+                            TEST_DATA_DIR));
+            CHECK(secret_is(&c->secrets[1], "sinks[0].webhook_url_env", 4, CONF_SECRET_ENV,
+                            "YTB_TEST_UNSET_VARIABLE"));
+            CHECK(secret_is(&c->secrets[2], "sinks[1].url", 5, CONF_SECRET_INLINE, NULL));
+            CHECK(secret_is(&c->secrets[3], "sinks[1].secret", 6, CONF_SECRET_INLINE, NULL));
+        }
+    }
+    CHECK(!registered("pure-inline-key-0123"));
+
+    /* The same configuration resolved: now the directory, the variable and the CA file fail. */
+    struct fake_env none = {{NULL}, {NULL}, 0};
+    struct conf_env env = {.get = fake_get, .ctx = &none};
+    if (c) {
+        char line[1200];
+        CHECK_INT(conf_resolve(c, &env, &d), -EINVAL);
+        CHECK_INT(d.n, 3);
+        if (d.n == 3) {
+            conf_diag_format(&d.v[0], line, sizeof(line));
+            CHECK(strstr(line, "t.conf:1: youtrack.token_file: ") &&
+                  strstr(line, "is not a regular"));
+            conf_diag_format(&d.v[1], line, sizeof(line));
+            CHECK_STR(line, "t.conf:2: youtrack.ca_file: cannot read /nonexistent/ca.pem: No such "
+                            "file or directory");
+            conf_diag_format(&d.v[2], line, sizeof(line));
+            CHECK_STR(line, "t.conf:4: sinks[0].webhook_url_env: environment variable "
+                            "YTB_TEST_UNSET_VARIABLE is not set or empty");
+        }
+        CHECK(none.calls > 0);
+        /* Resolving registers the text's own secrets too. */
+        CHECK(registered("pure-inline-key-0123"));
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* Messages of the pure step are still redacted, against the text's own secrets. */
+    c = NULL;
+    log_clear_secrets();
+    CHECK_INT(conf_load_buffer(YT_OK " log = { level = \"" FAKE_TOKEN "\"; };",
+                               strlen(YT_OK " log = { level = \"" FAKE_TOKEN "\"; };"), "t.conf",
+                               &c, &d),
+              -EINVAL);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "(got \"[REDACTED]\")"));
+    CHECK(!diags_contain(&d, "test-token-not-real"));
+    CHECK(!registered(FAKE_TOKEN));
+    conf_diags_fini(&d);
+
+    /* A text that relies on the environment for url and token is refused here, alone. */
+    CHECK_INT(conf_load_buffer("", 0, "t.conf", &c, &d), -EINVAL);
+    CHECK(d.n == 2 && strstr(d.v[0].msg, "missing url") && strstr(d.v[1].msg, "missing token"));
+    conf_diags_fini(&d);
+    env_reset();
+}
+
+/* Loads text purely (it must load) and resolves it with env; conf_resolve()'s result. */
+static int resolve_str(const char *text, struct fake_env *fake, struct conf **c,
+                       struct conf_diags *d)
+{
+    struct conf_env env = {.get = fake_get, .ctx = fake};
+
+    *c = NULL;
+    CHECK_INT(conf_load_buffer(text, strlen(text), "t.conf", c, d), 0);
+    if (!*c) {
+        diags_print(d);
+        return -1;
+    }
+    return conf_resolve(*c, &env, d);
+}
+
+static void capture_resolve(void *arg);
+
+struct resolve_args {
+    const char *text;
+    struct fake_env *fake;
+    struct conf *c;
+    struct conf_diags d;
+    int r;
+};
+
+static void capture_resolve(void *arg)
+{
+    struct resolve_args *a = arg;
+    a->r = resolve_str(a->text, a->fake, &a->c, &a->d);
+}
+
+static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg);
+
+/* conf_resolve() alone, on what conf_load_buffer() recorded, with a fake environment. */
+static void test_resolve(void)
+{
+    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096], line[1200];
+    struct fake_env none = {{NULL}, {NULL}, 0};
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    log_clear_secrets();
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(tok, sizeof(tok), "%s/tok", dir);
+
+    /* A token file readable by others: read, with a warning that names the file. */
+    file_write(tok, FAKE_TOKEN "\n", strlen(FAKE_TOKEN) + 1, 0644);
+    snprintf(text, sizeof(text),
+             "youtrack: { url = \"https://yt.example.com\"; token_file = \"%s\"; };", tok);
+    struct resolve_args a = {.text = text, .fake = &none};
+    capture_stderr(err, sizeof(err), capture_resolve, &a);
+    CHECK_INT(a.r, 0);
+    CHECK(a.c && a.c->youtrack.token && strcmp(a.c->youtrack.token, FAKE_TOKEN) == 0);
+    CHECK(strstr(err, "t.conf:1: youtrack.token_file: token file") != NULL);
+    CHECK(strstr(err, "/tok is readable by group or others (chmod 600)") != NULL);
+    CHECK(strstr(err, FAKE_TOKEN) == NULL);
+    CHECK(registered(FAKE_TOKEN));
+    conf_free(a.c);
+    conf_diags_fini(&a.d);
+
+    /* A missing file. */
+    unlink(tok);
+    CHECK_INT(resolve_str(text, &none, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1);
+    if (d.n == 1) {
+        char want[300];
+        snprintf(want, sizeof(want),
+                 "t.conf:1: youtrack.token_file: cannot read %s: No such file or directory", tok);
+        conf_diag_format(&d.v[0], line, sizeof(line));
+        CHECK_STR(line, want);
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* A token pasted where the file's path belongs: named, never shown, registered. */
+    log_clear_secrets();
+    CHECK_INT(resolve_str("youtrack: { url = \"https://yt.example.com\";\n"
+                          "  token_file = \"perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted\"; };",
+                          &none, &c, &d),
+              -EINVAL);
+    CHECK_INT(d.n, 1);
+    if (d.n == 1) {
+        conf_diag_format(&d.v[0], line, sizeof(line));
+        CHECK_STR(line, "t.conf:2: youtrack.token_file: the value looks like a token, not a "
+                        "path; put the token in a file and name the file here");
+    }
+    CHECK(registered("perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted"));
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* A variable, set and unset. */
+    struct fake_env set = {{"YTB_FAKE_TOKEN"}, {"perm:from-the-fake-env-1"}, 0};
+    const char *by_env = "youtrack: { url = \"https://yt.example.com\"; token_env = "
+                         "\"YTB_FAKE_TOKEN\"; };";
+    CHECK_INT(resolve_str(by_env, &set, &c, &d), 0);
+    CHECK(c && c->youtrack.token && strcmp(c->youtrack.token, "perm:from-the-fake-env-1") == 0);
+    CHECK(set.calls > 0);
+    CHECK(registered("perm:from-the-fake-env-1"));
+    conf_free(c);
+    CHECK_INT(resolve_str(by_env, &none, &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strcmp(d.v[0].msg, "youtrack.token_env: environment variable "
+                                         "YTB_FAKE_TOKEN is not set or empty") == 0);
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* The overrides: YTBRIDGE_YOUTRACK_URL over the file's url, _TOKEN over its token. */
+    struct fake_env over = {{"YTBRIDGE_YOUTRACK_URL", "YTBRIDGE_YOUTRACK_TOKEN"},
+                            {"https://env.example.com/", ENV_TOKEN},
+                            0};
+    CHECK_INT(resolve_str("youtrack: { url = \"https://file.example.com\"; token = \"" FAKE_TOKEN
+                          "\"; };",
+                          &over, &c, &d),
+              0);
+    CHECK(c && strcmp(c->youtrack.url, "https://env.example.com") == 0);
+    CHECK(c && strcmp(c->youtrack.token, ENV_TOKEN) == 0);
+    conf_free(c);
+    over.values[0] = "http://env.example.com";
+    CHECK_INT(resolve_str("youtrack: { url = \"https://file.example.com\"; token = \"" FAKE_TOKEN
+                          "\"; };",
+                          &over, &c, &d),
+              -EINVAL);
+    CHECK(d.n == 1 && d.v[0].line == 0 &&
+          strstr(d.v[0].msg, "youtrack.url (from YTBRIDGE_YOUTRACK_URL): plain http://"));
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* The chat.matrix reply sinks need the token, so they come with conf_resolve(). */
+    struct fake_env mx = {{"YTB_MX"}, {"syt_fake_env_matrix_token"}, 0};
+    CHECK_INT(resolve_str(YT_OK
+                          " chat = { matrix = { homeserver = \"https://m.example\";"
+                          " access_token_env = \"YTB_MX\"; rooms = [\"!a:m\", \"!b:m\"]; }; };",
+                          &mx, &c, &d),
+              0);
+    CHECK(c && c->chat.matrix.n_reply_sinks == 2);
+    if (c && c->chat.matrix.n_reply_sinks == 2)
+        CHECK_STR(c->chat.matrix.reply_sinks[1].access_token, "syt_fake_env_matrix_token");
+    /* Once: a second call has nothing left to do. */
+    if (c)
+        CHECK_INT(conf_resolve(c, NULL, &d), 0);
+    CHECK_INT(d.n, 0);
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    rmdir(dir);
+    log_clear_secrets();
+    env_reset();
+}
+
+/*
+ * A secret read from a file is redacted from every message, also from one about a setting the
+ * walk reached before it read the file (quoted and cut short there, it must not show either).
+ * Until the loader rendered its messages at the end, sinks[0]'s message showed the URL that
+ * sinks[1] reads from its file.
+ */
+static void test_secret_read_late(void)
+{
+    const char *secret = "https://hooks.slack.example/services/T000/B000/"
+                         "LATEREADSECRET0123456789abcdefghijklmnop";
+    const char *path = "/tmp/ytb-test-late-secret";
+    char text[1024], line[1200];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    log_clear_secrets();
+    file_write(path, secret, strlen(secret), 0600);
+    snprintf(text, sizeof(text),
+             YT_OK
+             "\nsinks = ( { name = \"%s\"; type = \"stdout\"; },\n"
+             "  { name = \"s\"; type = \"slack\"; webhook_url_file = \"%s\"; } );\n"
+             "chat = { slack = { app_token = \"xapp-1-late\"; allowed_users = [\"%s\"]; }; };",
+             secret, path, secret);
+    CHECK_INT(load_str(text, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 2);
+    for (size_t k = 0; k < d.n; k++) {
+        conf_diag_format(&d.v[k], line, sizeof(line));
+        CHECK(strstr(line, "[REDACTED]") != NULL);
+        /* Any 12 bytes past the scheme would do to leak it. */
+        for (size_t o = 8; o + 12 <= strlen(secret); o++) {
+            if (memmem(line, strlen(line), secret + o, 12)) {
+                fprintf(stderr, "diagnostic %zu repeats the secret: %s\n", k, line);
+                CHECK(0);
+                break;
+            }
+        }
+    }
+    CHECK(registered(secret));
+    conf_diags_fini(&d);
+    unlink(path);
+    log_clear_secrets();
+}
+
 int main(void)
 {
     log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
@@ -975,5 +1290,8 @@ int main(void)
     RUN(test_missing_file);
     RUN(test_diags);
     RUN(test_secret_pasted_as_a_path);
+    RUN(test_buffer_is_pure);
+    RUN(test_resolve);
+    RUN(test_secret_read_late);
     return test_done();
 }
