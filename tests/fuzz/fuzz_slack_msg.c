@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "slack_socket.h"
+#include "slack_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

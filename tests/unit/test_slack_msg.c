@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "slack_socket.h"
+#include "slack_msg.h"
 #include "test.h"
 
 static char *read_data(const char *name, size_t *len)
