@@ -108,3 +108,61 @@ void slack_msg_fini(struct slack_msg *m)
     m->command = m->text = m->user_id = m->channel_id = m->response_url = NULL;
     m->is_slash_command = 0;
 }
+
+/*
+ * Errors that say the app token or its team cannot open connections at all (doc/slack.md,
+ * "apps.connections.open"): waiting does not change them, a person has to.
+ */
+static int token_error(const char *error)
+{
+    static const char *const refused[] = {
+        "invalid_auth",           "not_authed",    "account_inactive",
+        "user_removed_from_team", "team_disabled", "missing_args",
+        "forbidden_team",         "token_revoked", "not_allowed_token_type"};
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (strcmp(error, refused[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int slack_msg_parse_open(const char *body, size_t len, struct slack_open *out)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *url;
+    int r = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return -EINVAL;
+    }
+    if (!json_is_true(json_object_get(root, "ok"))) {
+        /* Compared whole, then cut: a long error never matches a token error by its prefix. */
+        const char *error = jstr(root, "error");
+        out->kind = token_error(error) ? SLACK_OPEN_REFUSED : SLACK_OPEN_ERROR;
+        copy_cut(out->error, sizeof(out->error), error);
+        goto out;
+    }
+    url = json_string_value(json_object_get(root, "url"));
+    if (!url) {
+        out->kind = SLACK_OPEN_NO_URL;
+        goto out;
+    }
+    out->kind = SLACK_OPEN_URL;
+    out->url = strdup(url);
+    if (!out->url)
+        r = -ENOMEM;
+out:
+    json_decref(root);
+    if (r)
+        slack_msg_open_fini(out);
+    return r;
+}
+
+void slack_msg_open_fini(struct slack_open *o)
+{
+    free(o->url);
+    memset(o, 0, sizeof(*o));
+}

@@ -1,7 +1,8 @@
 /*
  * What Slack sends the Socket Mode client, parsed (pure: no I/O, no event loop): the messages
- * that arrive on a websocket (hello, disconnect, envelopes; doc/slack.md "Socket Mode").
- * slack_socket.c acts on the results; the fuzz harness and the unit tests call these directly.
+ * that arrive on a websocket (hello, disconnect, envelopes; doc/slack.md "Socket Mode") and
+ * the answer of apps.connections.open. slack_socket.c acts on the results; the fuzz harness
+ * and the unit tests call these directly.
  */
 #ifndef YTB_SLACK_MSG_H
 #define YTB_SLACK_MSG_H
@@ -38,5 +39,27 @@ struct slack_msg {
  */
 int slack_msg_parse(const char *buf, size_t len, struct slack_msg *out);
 void slack_msg_fini(struct slack_msg *m);
+
+/* What an apps.connections.open answer (HTTP 200) says. */
+enum slack_open_kind {
+    SLACK_OPEN_URL = 0, /* "ok": true with a string "url": connect there */
+    SLACK_OPEN_NO_URL,  /* "ok": true without one */
+    SLACK_OPEN_REFUSED, /* "ok": false with an error about the token or the team: no retry helps */
+    SLACK_OPEN_ERROR,   /* "ok": false otherwise (error "" when Slack named none): retry later */
+};
+
+struct slack_open {
+    enum slack_open_kind kind;
+    char error[64]; /* SLACK_OPEN_REFUSED, SLACK_OPEN_ERROR: Slack's "error", cut */
+    char *url;      /* SLACK_OPEN_URL: the websocket URL (single use); NULL otherwise */
+};
+
+/*
+ * Parses the body of an apps.connections.open answer. Returns 0 and *out (free with
+ * slack_msg_open_fini()), -EINVAL when the body is not a JSON object, or -ENOMEM; *out is empty
+ * on failure. The URL is not checked here (slack_socket.c decides what it accepts).
+ */
+int slack_msg_parse_open(const char *body, size_t len, struct slack_open *out);
+void slack_msg_open_fini(struct slack_open *o);
 
 #endif

@@ -865,86 +865,95 @@ static int parse_ws_url(struct conn *c, const char *url, int allow_insecure, con
     return 0;
 }
 
-/* apps.connections.open answered. */
-static void on_open_answer(void *userdata, const struct http_response *res)
+/* apps.connections.open refused the app token: stop until reconfigured, and say so once. */
+static void token_refused(struct slack_socket *s, const char *error)
 {
-    struct slack_socket *s = userdata;
-    json_t *root = NULL;
-    const char *url, *error, *why = NULL;
-    struct conn *c;
-    size_t slot;
+    char text[256];
 
-    s->open_xfer = NULL;
+    s->fatal = 1;
+    snprintf(s->last_error, sizeof(s->last_error), "Slack refused the app token (%s)", error);
+    log_err("slack",
+            "Slack refused the app token (%s); /youtrack commands stay unanswered until "
+            "chat.slack.app_token is fixed and the configuration reloaded",
+            error);
+    snprintf(text, sizeof(text),
+             "Slack refused the bridge's app token (%s): /youtrack commands get no answer until "
+             "chat.slack.app_token is fixed",
+             error);
+    if (s->hooks.alert)
+        s->hooks.alert(s->hooks.userdata, "slack_auth", text);
+}
+
+/*
+ * Reads an apps.connections.open answer into *o (doc/slack.md, "apps.connections.open").
+ * Returns 0 when it holds a URL to connect to; otherwise -1, with the failure handled: counted,
+ * recorded, and the next attempt pushed back (or the client stopped, for a refused token).
+ */
+static int open_answer_url(struct slack_socket *s, const struct http_response *res,
+                           struct slack_open *o)
+{
     if (res->result != HTTP_DONE) {
         metrics_slack_open(0);
         set_error(s, "apps.connections.open failed: %s", res->error);
         attempt_failed(s);
-        goto out;
+        return -1;
     }
     if (res->status == 429) {
         metrics_slack_open(0);
         set_error(s, "apps.connections.open is rate limited (%s)", "HTTP 429");
         /* Without a usable Retry-After, 30 s: a 429 says we are too fast, whatever it omits. */
         attempt_failed_after(s, res->retry_after > 0 ? res->retry_after : 30);
-        goto out;
+        return -1;
     }
-    root = json_loadb(res->body, res->body_len, 0, NULL);
-    if (res->status != 200 || !json_is_object(root)) {
+    if (res->status != 200 || slack_msg_parse_open(res->body, res->body_len, o) != 0) {
         char st[32];
         snprintf(st, sizeof(st), "HTTP %ld", res->status);
         metrics_slack_open(0);
         set_error(s, "apps.connections.open gave an unexpected answer (%s)", st);
         attempt_failed(s);
-        goto out;
+        return -1;
     }
-    if (!json_is_true(json_object_get(root, "ok"))) {
-        static const char *const fatal[] = {
-            "invalid_auth",           "not_authed",    "account_inactive",
-            "user_removed_from_team", "team_disabled", "missing_args",
-            "forbidden_team",         "token_revoked", "not_allowed_token_type"};
-        char text[256];
-        error = json_string_value(json_object_get(root, "error"));
-        if (!error)
-            error = "";
+    switch (o->kind) {
+    case SLACK_OPEN_URL:
+        return 0;
+    case SLACK_OPEN_REFUSED:
         metrics_slack_open(0);
-        for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
-            if (strcmp(error, fatal[i]) == 0) {
-                s->fatal = 1;
-                snprintf(s->last_error, sizeof(s->last_error), "Slack refused the app token (%s)",
-                         fatal[i]);
-                log_err("slack",
-                        "Slack refused the app token (%s); /youtrack commands stay unanswered "
-                        "until chat.slack.app_token is fixed and the configuration reloaded",
-                        fatal[i]);
-                snprintf(text, sizeof(text),
-                         "Slack refused the bridge's app token (%s): /youtrack commands get no "
-                         "answer until chat.slack.app_token is fixed",
-                         fatal[i]);
-                if (s->hooks.alert)
-                    s->hooks.alert(s->hooks.userdata, "slack_auth", text);
-                goto out;
-            }
-        }
-        set_error(s, "apps.connections.open failed (%.60s)", *error ? error : "no error given");
+        token_refused(s, o->error);
+        return -1;
+    case SLACK_OPEN_ERROR:
+        metrics_slack_open(0);
+        set_error(s, "apps.connections.open failed (%.60s)",
+                  *o->error ? o->error : "no error given");
         attempt_failed(s);
-        goto out;
+        return -1;
+    case SLACK_OPEN_NO_URL:
+        break;
     }
-    url = json_string_value(json_object_get(root, "url"));
+    metrics_slack_open(0);
+    set_error(s, "apps.connections.open gave no URL");
+    attempt_failed(s);
+    return -1;
+}
+
+/*
+ * Starts a connection to url in a free slot: its parts, the websocket context, then the host
+ * lookup (on_resolved() goes on from there). Nothing when no slot is free or we are stopping.
+ */
+static void open_conn(struct slack_socket *s, const char *url)
+{
+    const char *why = NULL;
+    struct conn *c;
+    size_t slot;
+
     for (slot = 0; slot < MAX_SOCKETS && s->conns[slot]; slot++)
         ;
-    if (!url || slot == MAX_SOCKETS || s->stopping) {
-        if (!url) {
-            metrics_slack_open(0);
-            set_error(s, "apps.connections.open gave no URL");
-            attempt_failed(s);
-        }
-        goto out;
-    }
+    if (slot == MAX_SOCKETS || s->stopping)
+        return;
     c = calloc(1, sizeof(*c));
     if (!c) {
         log_err("slack", "out of memory opening a connection");
         attempt_failed(s);
-        goto out;
+        return;
     }
     c->s = s;
     c->id = ++s->next_id;
@@ -953,32 +962,41 @@ static void on_open_answer(void *userdata, const struct http_response *res)
         metrics_slack_open(0);
         set_error(s, "apps.connections.open gave an unusable URL (%s)", why);
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
     if (ensure_context(s, c->tls) != 0) {
         metrics_slack_open(0);
         set_error(s, "cannot set up the websocket client%s",
                   c->tls && s->ctx ? " for wss:// after ws:// URLs" : "");
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
     metrics_slack_open(1);
     c->gai.data = c;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) == 0) {
-        s->pending_lookups++;
-    } else {
+    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) != 0) {
         set_error(s, "cannot resolve the Socket Mode host (%s)", "lookup failed to start");
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
+    s->pending_lookups++;
     s->conns[slot] = c;
     log_debug("slack", "socket %u: connecting to %s:%d", c->id, c->host, c->port);
-out:
-    json_decref(root);
+    return;
+fail:
+    free(c);
+}
+
+/* apps.connections.open answered. */
+static void on_open_answer(void *userdata, const struct http_response *res)
+{
+    struct slack_socket *s = userdata;
+    struct slack_open o = {0};
+
+    s->open_xfer = NULL;
+    if (open_answer_url(s, res, &o) == 0)
+        open_conn(s, o.url);
+    slack_msg_open_fini(&o);
     update_gauges(s);
     schedule_sweep(s);
 }

@@ -1,7 +1,9 @@
 /*
  * Fuzz harness: any bytes as one Socket Mode text message (what a websocket frame, reassembled,
- * hands to the client). The parse must succeed or fail cleanly; a parsed envelope id must be
- * short printable ASCII, and a slash command's fields must all be there; anything else aborts.
+ * hands to the client), and as the body of an apps.connections.open answer. The parses must
+ * succeed or fail cleanly; a parsed envelope id must be short printable ASCII, a slash
+ * command's fields must all be there, and an open answer has a URL exactly when it says so;
+ * anything else aborts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,11 +13,29 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void check_open(const uint8_t *data, size_t size)
+{
+    struct slack_open o;
+    int r = slack_msg_parse_open((const char *)data, size, &o);
+
+    if (r != 0) {
+        if (o.url || o.error[0])
+            abort();
+        return;
+    }
+    if ((o.kind == SLACK_OPEN_URL) != (o.url != NULL) || strlen(o.error) >= sizeof(o.error))
+        abort();
+    if ((o.kind == SLACK_OPEN_URL || o.kind == SLACK_OPEN_NO_URL) && o.error[0])
+        abort();
+    slack_msg_open_fini(&o);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct slack_msg m;
     int r = slack_msg_parse((const char *)data, size, &m);
 
+    check_open(data, size);
     if (r != 0)
         return 0;
     if (m.kind == SLACK_MSG_ENVELOPE) {
