@@ -1,5 +1,5 @@
 /*
- * The poll cycle (DESIGN.md, "How data flows").
+ * The poll cycle (README, "How it decides what changed" and "Delivery").
  *
  * Invariants: only a complete poll reaches the diff; a poll's messages are rendered, written
  * to the outbox journal and then committed together with the new snapshot (its rename is the

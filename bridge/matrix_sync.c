@@ -1,5 +1,5 @@
 /*
- * Matrix chat commands over /sync (see matrix_sync.h; ../shared/reference/matrix.md §8-13, 17).
+ * Matrix chat commands over /sync (see matrix_sync.h; doc/matrix.md §1, §4-8).
  *
  * One request of each kind at a time: first whoami (the bot's user id feeds the filter and the
  * own-event check), then /sync in a loop, plus a FIFO of joins and leaves for invites. A batch
@@ -303,7 +303,7 @@ static void retry_in(struct matrix_sync *m, uint64_t ms)
 
 /*
  * The homeserver refused the token (why: "HTTP 401 M_UNKNOWN_TOKEN"): no retry can help
- * (matrix.md §17.4).
+ * (doc/matrix.md §1).
  */
 static void token_refused(struct matrix_sync *m, const char *why)
 {
@@ -341,7 +341,7 @@ enum verdict {
 };
 
 /*
- * Classifies a failed answer (not 200) by errcode first, status second (matrix.md §1, §4),
+ * Classifies a failed answer (not 200) by errcode first, status second (doc/matrix.md §1),
  * with what went wrong in why ("HTTP 401 M_UNKNOWN_TOKEN", or the transport error).
  */
 static enum verdict classify(const struct http_response *res, uint64_t *delay_ms, char *why,

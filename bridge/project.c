@@ -4,7 +4,7 @@
  * Lists keep their strings in a chunked pool so a 100,000-project list costs a handful of
  * allocations, not half a million. The diff is a merge join over two id-sorted lists: O(n).
  *
- * Guards (DESIGN.md, "Delivery guarantees"): a project is reported removed only after it was
+ * Guards (README, "How it decides what changed"): a project is reported removed only after it was
  * missing from removal_confirmations consecutive complete polls, and a burst of confirmed
  * removals (over mass_removal_limit, or over half the tracked list: the signature of a
  * permission change on the service account) is held back until the projects reappear or the
@@ -339,7 +339,8 @@ static int on_project_member(struct jscan *js, const char *k, size_t kl, void *c
         return jscan_object_each(js, on_leader_member, c);
     }
     if (jscan_key_is(k, kl, "archived")) {
-        /* Absent or null: the caller's rights may hide it. Unknown, never false (§4). */
+        /* Absent or null: the caller's rights may hide it, so it is unknown, never false
+         * (doc/youtrack.md §3). */
         if (jscan_peek(js) == JSCAN_NULL) {
             p->archived = TRI_UNKNOWN;
             return jscan_null(js);

@@ -1,5 +1,5 @@
 /*
- * Slack Socket Mode client (see slack_socket.h; ../shared/reference/slack.md §6-13, 15).
+ * Slack Socket Mode client (see slack_socket.h; doc/slack.md, "Socket Mode").
  *
  * One mechanism keeps the link: reconcile() wants exactly one healthy connection (said hello,
  * not asked to go) and opens one when there is none, at most one attempt at a time, never

@@ -1,7 +1,7 @@
 /*
  * Slack Socket Mode: `/youtrack` slash commands over websockets (libwebsockets on the shared
- * libuv loop), answered in the envelope's ack. See ../shared/reference/slack.md §6-13 and the
- * README ("Chat commands").
+ * libuv loop), answered in the envelope's ack. See doc/slack.md ("Socket Mode") and the README
+ * ("Chat commands").
  */
 #ifndef YTB_SLACK_SOCKET_H
 #define YTB_SLACK_SOCKET_H
