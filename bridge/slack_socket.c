@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -53,7 +52,6 @@
 #define MESSAGE_MAX        (1024u * 1024u) /* bigger messages are dropped (logged) */
 #define DEDUP_SLOTS        1024u
 #define DEDUP_TTL_MS       (60u * 60u * 1000u) /* Slack retries after ~0 s, 1 min and 5 min */
-#define CA_BUNDLE          "/etc/ssl/certs/ca-certificates.crt"
 
 enum cstate {
     C_RESOLVING = 0, /* looking up the host */
@@ -1197,77 +1195,23 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
-/*
- * The libwebsockets context: one for the process, kept across reloads (lws cannot finish
- * destroying a context on a foreign loop that keeps running, so a context per reload would
- * stay until exit), made when the first URL says whether it needs TLS: a TLS client context
- * (OpenSSL's algorithm caches and the CA store) costs about 3 MiB, which a ws:// test setup
- * does without. Slack's URLs are always wss://.
- */
-struct shared_ctx {
-    struct lws_context *ctx; /* lws writes NULL here once it is gone (lwsctx.h) */
-    int tls;
-};
-
-static struct shared_ctx *shared;
 static int instances; /* clients not yet freed */
 static int exiting;   /* slack_socket_cleanup() was called: retire with the last client */
 
-static void retire_shared(void);
-
+/* The process's websocket client context (lwsctx.h), shared by every client. */
 static int ensure_context(struct slack_socket *s, int tls)
 {
-    struct lws_context_creation_info info;
-    void *loops[1] = {s->loop};
-    struct shared_ctx *h;
-
     if (s->ctx)
         return tls && !s->ctx_tls ? -1 : 0;
-    if (shared && (shared->tls || !tls)) {
-        s->ctx = shared->ctx;
-        s->ctx_tls = shared->tls;
-        return 0;
-    }
-    retire_shared(); /* a ws:// one, no longer enough (and no socket of ours uses it) */
-    h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
-    lwsctx_logging();
-    memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_LIBUV | (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
-    info.foreign_loops = loops;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.pcontext = &h->ctx;
-    info.retry_and_idle_policy = &idle_policy;
-    info.timeout_secs = 20;        /* connect, TLS and upgrade */
-    info.fd_limit_per_thread = 16; /* at most MAX_SOCKETS sockets (+ lws's own) */
-    if (tls && access(CA_BUNDLE, R_OK) == 0)
-        info.client_ssl_ca_filepath = CA_BUNDLE;
-    h->ctx = lws_create_context(&info);
-    if (!h->ctx) {
-        free(h);
-        return -1;
-    }
-    h->tls = tls;
-    shared = h;
-    s->ctx = h->ctx;
-    s->ctx_tls = tls;
-    return 0;
-}
-
-static void retire_shared(void)
-{
-    if (shared)
-        lwsctx_retire(&shared->ctx, shared);
-    shared = NULL;
+    s->ctx = lwsctx_client(s->loop, tls, protocols, &idle_policy, &s->ctx_tls);
+    return s->ctx ? 0 : -1;
 }
 
 void slack_socket_cleanup(void)
 {
     exiting = 1;
     if (instances == 0)
-        retire_shared(); /* else the last slack_socket_free() does */
+        lwsctx_client_retire(); /* else the last slack_socket_free() does */
 }
 
 int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct conf_chat_slack *conf,
@@ -1352,7 +1296,7 @@ void slack_socket_free(struct slack_socket *s)
     uv_close((uv_handle_t *)&s->tick, on_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
     if (--instances == 0 && exiting)
-        retire_shared(); /* its handles would keep the loop running */
+        lwsctx_client_retire(); /* its handles would keep the loop running */
 }
 
 /* After slack_socket_free(): the memory goes once nothing of the loop refers to it. */
