@@ -9,15 +9,15 @@
  * up), a failure pushes the next attempt back.
  *
  * Ownership: a connection lives in a slot of s->conns from the moment its URL arrives until
- * libwebsockets has destroyed its wsi; callbacks only mark it dead and the sweep timer frees it,
- * so nothing is freed under lws's feet. Answers are computed synchronously from memory and go
- * out in the ack, on the socket the envelope came in on.
+ * libwebsockets is done with its socket (wsconn.h, the websocket itself); its events only mark
+ * it dead and the sweep timer frees it, so nothing is freed under lws's feet. Answers are
+ * computed synchronously from memory and go out in the ack, on the socket the envelope came in
+ * on.
  */
 #include "slack_socket.h"
 
 #include <errno.h>
 #include <stdarg.h>
-#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +34,7 @@
 #include "ratelimit.h"
 #include "slack_msg.h"
 #include "url.h"
+#include "wsconn.h"
 
 #define MAX_SOCKETS        2
 #define OPEN_TIMEOUT_MS    15000L
@@ -60,34 +61,22 @@ enum cstate {
     C_CLOSING,       /* a close frame is on its way; dropped after CLOSE_WAIT_MS */
 };
 
-struct frame {
-    struct frame *next;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE bytes, then the text */
-};
-
 struct slack_socket;
 
 struct conn {
     struct slack_socket *s;
-    struct lws *wsi; /* NULL before the connect and after lws destroyed it */
+    struct wsconn *ws; /* from the connect on (live until lws is done with it) */
     unsigned id;
     enum cstate state;
-    int retiring;   /* Slack asked it to go: answers until a new socket said hello */
-    int want_close; /* send a close frame when writable */
-    int want_ping;
-    int dead;        /* lws is done with it (or it never got a wsi): the sweep frees it */
+    int retiring;    /* Slack asked it to go: answers until a new socket said hello */
+    int want_close;  /* a close frame is asked for, not sent yet */
+    int dead;        /* lws is done with it (or it never got a socket): the sweep frees it */
     int kill;        /* drop it without a close frame: the sweep does, outside lws callbacks */
     int abandoned;   /* closed while resolving */
     int established; /* the upgrade succeeded */
     int asked;       /* we closed or dropped it (an end we did not ask for is a failure) */
     const char *end_reason;
     uint64_t started_ms, hello_ms, last_rx_ms, last_ping_ms, close_ms;
-    char *rx;
-    size_t rx_len, rx_cap;
-    int rx_skip;       /* the message being received is binary or too big */
-    int rx_in_message; /* pieces of a message have arrived, its end has not */
-    struct frame *txh, *txt;
     uv_getaddrinfo_t gai;
     char host[256], path[2048];
     int port, tls;
@@ -124,12 +113,6 @@ struct slack_socket {
     struct dedup dedup[DEDUP_SLOTS];
     unsigned dedup_next;
     struct ratelimit limits; /* per user and overall; a flood gets "slow down", not a backlog */
-};
-
-static const lws_retry_bo_t idle_policy = {
-    /* Liveness is ours (tick()); keep lws's own validity checks out of the way. */
-    .secs_since_valid_ping = 65535,
-    .secs_since_valid_hangup = 65535,
 };
 
 static uint64_t now_ms(const struct slack_socket *s)
@@ -170,7 +153,7 @@ static void update_gauges(const struct slack_socket *s)
         const struct conn *c = s->conns[i];
         if (!c || c->dead)
             continue;
-        open += c->wsi != NULL;
+        open += wsconn_live(c->ws);
         up |= c->state == C_OPEN;
     }
     metrics_slack_sockets(open, up);
@@ -212,22 +195,9 @@ static void attempt_failed(struct slack_socket *s)
 
 static int queue_text(struct conn *c, const char *text, size_t len)
 {
-    if (c->state == C_CLOSING || c->dead)
+    if (c->state == C_CLOSING || c->dead || !c->ws)
         return -EPIPE; /* nothing may follow our close frame */
-    struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
-    if (!f)
-        return -ENOMEM;
-    f->next = NULL;
-    f->len = len;
-    memcpy(f->data + LWS_PRE, text, len);
-    if (c->txt)
-        c->txt->next = f;
-    else
-        c->txh = f;
-    c->txt = f;
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
-    return 0;
+    return wsconn_send(c->ws, text, len);
 }
 
 /* Asks the socket to go: a close frame (after what is queued), or at once when not up yet. */
@@ -248,8 +218,8 @@ static void request_close(struct conn *c, const char *why)
         return;
     }
     c->want_close = 1;
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
+    if (c->ws)
+        wsconn_close(c->ws);
 }
 
 /* Drops the socket without a close frame (it is silent, or it did not answer ours). */
@@ -260,52 +230,6 @@ static void drop(struct conn *c, const char *why)
         c->end_reason = why;
     c->kill = 1;
     schedule_sweep(c->s);
-}
-
-static int on_writable(struct conn *c)
-{
-    struct frame *f = c->txh;
-
-    if (f) {
-        if (lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int)f->len)
-            return -1;
-        c->txh = f->next;
-        if (!c->txh)
-            c->txt = NULL;
-        free(f);
-        if (c->txh || c->want_ping || c->want_close)
-            lws_callback_on_writable(c->wsi);
-        return 0;
-    }
-    if (c->want_ping) {
-        unsigned char buf[LWS_PRE + 32];
-        int n = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE, "ytbridge %llu",
-                         (unsigned long long)now_ms(c->s));
-        c->want_ping = 0;
-        c->last_ping_ms = now_ms(c->s);
-        if (lws_write(c->wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_PING) < n)
-            return -1;
-        if (c->want_close)
-            lws_callback_on_writable(c->wsi);
-        return 0;
-    }
-    if (c->want_close) {
-        /*
-         * The close frame (1000), written here: lws 4.1 on libuv kills the connection at once
-         * when a callback returns -1 after lws_close_reason(), without sending it. Opcode 4 is
-         * lws's close (LWS_WRITE_CLOSE, not exported). Slack's answering close ends the socket
-         * (WS_PEER_INITIATED_CLOSE below); without one, tick() drops it after CLOSE_WAIT_MS.
-         */
-        unsigned char buf[LWS_PRE + 2];
-        buf[LWS_PRE] = (unsigned char)(LWS_CLOSE_STATUS_NORMAL >> 8);
-        buf[LWS_PRE + 1] = (unsigned char)(LWS_CLOSE_STATUS_NORMAL & 0xff);
-        c->want_close = 0;
-        c->state = C_CLOSING;
-        c->close_ms = now_ms(c->s);
-        schedule_sweep(c->s); /* a new deadline for rearm() */
-        return lws_write(c->wsi, buf + LWS_PRE, 2, (enum lws_write_protocol)4) < 2 ? -1 : 0;
-    }
-    return 0;
 }
 
 /* ---- envelopes ---- */
@@ -587,70 +511,17 @@ static void on_message(struct conn *c, const char *text, size_t len)
     schedule_sweep(c->s); /* hello and disconnect change what reconcile() sees */
 }
 
-/* A frame (or part of one) arrived: reassemble, then handle complete text messages. */
-static void on_receive(struct conn *c, const void *in, size_t len)
-{
-    struct lws *wsi = c->wsi;
-
-    if (!c->rx_in_message) {
-        /* The first piece of a message (lws hands a frame over in pieces of up to 4 KiB). */
-        c->rx_in_message = 1;
-        c->rx_skip = lws_frame_is_binary(wsi);
-        if (c->rx_skip)
-            log_warn("slack", "socket %u: a binary message; ignored (Slack sends text)", c->id);
-    }
-    if (!c->rx_skip) {
-        if (c->rx_len + len > MESSAGE_MAX) {
-            log_warn("slack", "socket %u: a message over %u bytes; ignored", c->id, MESSAGE_MAX);
-            c->rx_skip = 1;
-            c->rx_len = 0;
-        } else {
-            if (c->rx_len + len > c->rx_cap) {
-                size_t cap = c->rx_cap ? c->rx_cap : 4096;
-                while (cap < c->rx_len + len)
-                    cap *= 2;
-                char *p = realloc(c->rx, cap);
-                if (!p) {
-                    log_err("slack", "out of memory receiving a message; ignored");
-                    c->rx_skip = 1;
-                    c->rx_len = 0;
-                } else {
-                    c->rx = p;
-                    c->rx_cap = cap;
-                }
-            }
-            if (!c->rx_skip) {
-                memcpy(c->rx + c->rx_len, in, len);
-                c->rx_len += len;
-            }
-        }
-    }
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
-        return;
-    if (!c->rx_skip)
-        on_message(c, c->rx, c->rx_len);
-    c->rx_len = 0;
-    c->rx_skip = 0;
-    c->rx_in_message = 0;
-    if (c->rx_cap > 64 * 1024) { /* do not keep a big buffer for small messages */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = 0;
-    }
-}
-
-/* ---- lws ---- */
+/* ---- the websocket's events (wsconn.h) ---- */
 
 /* lws is done with the socket: the sweep frees it and reconcile() looks again. */
-static void conn_ended(struct conn *c, struct lws *wsi, const char *why)
+static void on_conn_ended(void *userdata, const char *why)
 {
+    struct conn *c = userdata;
     struct slack_socket *s = c->s;
 
-    lws_set_opaque_user_data(wsi, NULL);
     if (c->dead)
         return;
     c->dead = 1;
-    c->wsi = NULL;
     if (c->state == C_OPEN && !c->end_reason)
         c->end_reason = "lost";
     if (c->state == C_OPEN && !c->retiring && !c->want_close && !s->stopping) {
@@ -669,65 +540,67 @@ static void conn_ended(struct conn *c, struct lws *wsi, const char *why)
     schedule_sweep(s);
 }
 
-static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                  size_t len)
+static void on_conn_established(void *userdata)
 {
-    struct conn *c = lws_get_opaque_user_data(wsi);
-    (void)user;
+    struct conn *c = userdata;
 
-    if (!c)
-        return 0;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        char why[128];
-        snprintf(why, sizeof(why), "%.*s", in ? (int)len : 0, in ? (const char *)in : "");
-        if (!in || !len)
-            snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection failed");
-        conn_ended(c, wsi, why);
-        return 0;
-    }
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        c->established = 1;
-        c->last_rx_ms = now_ms(c->s);
-        log_debug("slack", "socket %u upgraded; waiting for hello", c->id);
-        if (c->abandoned || c->s->stopping)
-            request_close(c, NULL);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        c->last_rx_ms = now_ms(c->s);
-        on_receive(c, in, len);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-        c->last_rx_ms = now_ms(c->s);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return on_writable(c);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (c->state == C_CLOSING)
-            return 1; /* the answer to our close: done, no echo */
-        log_debug("slack", "socket %u: Slack closed it", c->id);
-        if (!c->end_reason)
-            c->end_reason = c->retiring ? NULL : "closed";
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-    case LWS_CALLBACK_WSI_DESTROY:
-        conn_ended(c, wsi, "closed");
-        return 0;
-    default:
-        return 0;
-    }
+    c->established = 1;
+    c->last_rx_ms = now_ms(c->s);
+    log_debug("slack", "socket %u upgraded; waiting for hello", c->id);
+    if (c->abandoned || c->s->stopping)
+        request_close(c, NULL);
 }
 
-static const struct lws_protocols protocols[] = {
-    {"slack", on_lws, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
+static void on_conn_activity(void *userdata)
+{
+    struct conn *c = userdata;
+    c->last_rx_ms = now_ms(c->s);
+}
+
+static void on_conn_message(void *userdata, const char *text, size_t len)
+{
+    on_message(userdata, text, len);
+}
+
+static void on_conn_ping_sent(void *userdata)
+{
+    struct conn *c = userdata;
+    c->last_ping_ms = now_ms(c->s);
+}
+
+static void on_conn_close_sent(void *userdata)
+{
+    struct conn *c = userdata;
+
+    c->want_close = 0;
+    c->state = C_CLOSING;
+    c->close_ms = now_ms(c->s);
+    schedule_sweep(c->s); /* a new deadline for rearm(): Slack often never answers */
+}
+
+static void on_conn_peer_closed(void *userdata)
+{
+    struct conn *c = userdata;
+
+    log_debug("slack", "socket %u: Slack closed it", c->id);
+    if (!c->end_reason)
+        c->end_reason = c->retiring ? NULL : "closed";
+}
+
+static const struct wsconn_events conn_events = {
+    .established = on_conn_established,
+    .activity = on_conn_activity,
+    .message = on_conn_message,
+    .ping_sent = on_conn_ping_sent,
+    .close_sent = on_conn_close_sent,
+    .peer_closed = on_conn_peer_closed,
+    .ended = on_conn_ended,
 };
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct conn *c = req->data;
     struct slack_socket *s = c->s;
-    struct lws_client_connect_info info;
     char addr[64] = "";
 
     for (struct addrinfo *a = status == 0 ? res : NULL; a && !addr[0]; a = a->ai_next) {
@@ -758,24 +631,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         schedule_sweep(s);
         return;
     }
-    memset(&info, 0, sizeof(info));
-    info.context = s->ctx;
-    info.address = addr;
-    info.port = c->port;
-    info.path = c->path;
-    info.host = c->host;
-    info.origin = c->host;
-    info.ssl_connection = c->tls ? LCCSCF_USE_SSL : 0;
-    info.local_protocol_name = "slack";
-    info.opaque_user_data = c;
-    info.retry_and_idle_policy = &idle_policy;
     c->state = C_CONNECTING;
     c->started_ms = now_ms(s);
     /* A failure may already have been reported (and c marked dead) inside the call. */
-    struct lws *wsi = lws_client_connect_via_info(&info);
-    if (!c->dead)
-        c->wsi = wsi;
-    if (!wsi && !c->dead) {
+    struct wsconn_target t = {
+        .address = addr, .port = c->port, .host = c->host, .path = c->path, .tls = c->tls};
+    if (wsconn_open(&c->ws, s->loop, s->ctx, &t, "slack", c->id, MESSAGE_MAX, &conn_events, c) !=
+            0 &&
+        !c->dead) {
         set_error(s, "cannot connect to the Socket Mode URL (%s)", "connect failed");
         attempt_failed(s);
         c->dead = 1;
@@ -1031,14 +894,10 @@ static void start_open(struct slack_socket *s)
 
 /* ---- the reconciler and its timers ---- */
 
+/* A socket still live (only when the client is freed) is dropped without further events. */
 static void free_conn(struct conn *c)
 {
-    while (c->txh) {
-        struct frame *f = c->txh;
-        c->txh = f->next;
-        free(f);
-    }
-    free(c->rx);
+    wsconn_free(c->ws);
     free(c);
 }
 
@@ -1046,13 +905,10 @@ static void sweep(struct slack_socket *s)
 {
     for (size_t i = 0; i < MAX_SOCKETS; i++) {
         struct conn *c = s->conns[i];
-        if (c && c->kill && c->wsi && !c->dead) {
-            /*
-             * Synchronously: lws 4.1's asynchronous kill (a zero timeout) waits for a timer
-             * that a foreign libuv loop may never re-arm. The callbacks mark c dead.
-             */
+        if (c && c->kill && wsconn_live(c->ws) && !c->dead) {
+            /* Here, not in an event: the kill is synchronous, and its ended() marks c dead. */
             c->kill = 0;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+            wsconn_kill(c->ws);
         }
         if (c && c->dead) {
             s->conns[i] = NULL;
@@ -1158,7 +1014,7 @@ static void on_tick(uv_timer_t *t)
 
     for (size_t i = 0; i < MAX_SOCKETS; i++) {
         struct conn *c = s->conns[i];
-        if (!c || c->dead || !c->wsi)
+        if (!c || c->dead || !wsconn_live(c->ws))
             continue;
         switch (c->state) {
         case C_RESOLVING:
@@ -1180,8 +1036,7 @@ static void on_tick(uv_timer_t *t)
                 drop(c, "silent");
             } else if (now - c->last_rx_ms >= PING_IDLE_MS &&
                        now - c->last_ping_ms >= PING_IDLE_MS) {
-                c->want_ping = 1;
-                lws_callback_on_writable(c->wsi);
+                wsconn_ping(c->ws);
             }
             break;
         case C_CLOSING:
@@ -1203,7 +1058,7 @@ static int ensure_context(struct slack_socket *s, int tls)
 {
     if (s->ctx)
         return tls && !s->ctx_tls ? -1 : 0;
-    s->ctx = lwsctx_client(s->loop, tls, protocols, &idle_policy, &s->ctx_tls);
+    s->ctx = wsconn_context(s->loop, tls, &s->ctx_tls);
     return s->ctx ? 0 : -1;
 }
 
@@ -1277,12 +1132,8 @@ void slack_socket_free(struct slack_socket *s)
         struct conn *c = s->conns[i];
         if (!c)
             continue;
-        if (c->wsi && !c->dead) {
-            /* The context outlives us: a socket still open goes now (its callbacks see no
-             * owner any more). Normally slack_socket_stop() has closed them all. */
-            lws_set_opaque_user_data(c->wsi, NULL);
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-        }
+        /* The context outlives us: a socket still open goes in free_conn(), its callbacks
+         * seeing no owner any more. Normally slack_socket_stop() has closed them all. */
         if (c->state == C_RESOLVING && !c->dead) {
             /* on_resolved() frees it (uv_cancel() may come too late). */
             uv_cancel((uv_req_t *)&c->gai);
