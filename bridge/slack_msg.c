@@ -109,6 +109,30 @@ void slack_msg_fini(struct slack_msg *m)
     m->is_slash_command = 0;
 }
 
+int slack_msg_ack(const char *id, const char *payload, char **out, size_t *len)
+{
+    json_t *j = json_string(id);
+    char *esc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    int n;
+
+    json_decref(j);
+    *out = NULL;
+    *len = 0;
+    if (!esc)
+        return -ENOMEM;
+    if (payload)
+        n = asprintf(out, "{\"envelope_id\":%s,\"payload\":%s}", esc, payload);
+    else
+        n = asprintf(out, "{\"envelope_id\":%s}", esc);
+    free(esc);
+    if (n < 0) {
+        *out = NULL;
+        return -ENOMEM;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
 /*
  * Errors that say the app token or its team cannot open connections at all (doc/slack.md,
  * "apps.connections.open"): waiting does not change them, a person has to.

@@ -1,8 +1,8 @@
 /*
- * What Slack sends the Socket Mode client, parsed (pure: no I/O, no event loop): the messages
- * that arrive on a websocket (hello, disconnect, envelopes; doc/slack.md "Socket Mode") and
- * the answer of apps.connections.open. slack_socket.c acts on the results; the fuzz harness
- * and the unit tests call these directly.
+ * The Socket Mode client's messages (pure: no I/O, no event loop; doc/slack.md "Socket Mode"):
+ * what arrives on a websocket (hello, disconnect, envelopes) and the answer of
+ * apps.connections.open, parsed; and the acknowledgement that goes back. slack_socket.c does
+ * the I/O; the fuzz harness and the unit tests call these directly.
  */
 #ifndef YTB_SLACK_MSG_H
 #define YTB_SLACK_MSG_H
@@ -39,6 +39,13 @@ struct slack_msg {
  */
 int slack_msg_parse(const char *buf, size_t len, struct slack_msg *out);
 void slack_msg_fini(struct slack_msg *m);
+
+/*
+ * The acknowledgement of envelope id: {"envelope_id": id}, with "payload": payload when
+ * payload is not NULL (a JSON object's text, from the answer hook; copied as it is). Returns 0
+ * and *out (caller frees) of *len bytes, or -ENOMEM.
+ */
+int slack_msg_ack(const char *id, const char *payload, char **out, size_t *len);
 
 /* What an apps.connections.open answer (HTTP 200) says. */
 enum slack_open_kind {

@@ -23,8 +23,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
-
 #include "backoff.h"
 #include "command.h"
 #include "http.h"
@@ -256,22 +254,10 @@ static void dedup_add(struct slack_socket *s, const char *id)
 /* {"envelope_id": id} or {"envelope_id": id, "payload": payload}, queued on c. */
 static void ack(struct conn *c, const char *id, const char *payload)
 {
-    json_t *j = json_string(id);
-    char *esc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     char *text = NULL;
-    int n;
+    size_t n = 0;
 
-    json_decref(j);
-    if (!esc) {
-        log_err("slack", "out of memory acknowledging an envelope");
-        return;
-    }
-    if (payload)
-        n = asprintf(&text, "{\"envelope_id\":%s,\"payload\":%s}", esc, payload);
-    else
-        n = asprintf(&text, "{\"envelope_id\":%s}", esc);
-    free(esc);
-    if (n < 0 || queue_text(c, text, (size_t)n) != 0)
+    if (slack_msg_ack(id, payload, &text, &n) != 0 || queue_text(c, text, n) != 0)
         log_err("slack", "out of memory acknowledging an envelope");
     free(text);
 }

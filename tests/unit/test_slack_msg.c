@@ -190,10 +190,34 @@ static void test_open(void)
     CHECK_INT(open_str("", &o), -EINVAL);
 }
 
+static void test_ack(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+
+    CHECK_INT(slack_msg_ack("dbdd0ef3-1543-4f94-bfb4-133d0e6c1545", NULL, &text, &len), 0);
+    CHECK_STR(text, "{\"envelope_id\":\"dbdd0ef3-1543-4f94-bfb4-133d0e6c1545\"}");
+    CHECK_INT(len, strlen(text));
+    free(text);
+    /* The answer goes in as it is: the hook made it JSON already. */
+    CHECK_INT(slack_msg_ack("e1", "{\"response_type\":\"ephemeral\",\"text\":\"hi\"}", &text, &len),
+              0);
+    CHECK_STR(
+        text,
+        "{\"envelope_id\":\"e1\",\"payload\":{\"response_type\":\"ephemeral\",\"text\":\"hi\"}}");
+    CHECK_INT(len, strlen(text));
+    free(text);
+    /* An id is JSON-escaped (the parser accepts no quote or backslash in one anyway). */
+    CHECK_INT(slack_msg_ack("a/b", NULL, &text, &len), 0);
+    CHECK_STR(text, "{\"envelope_id\":\"a/b\"}");
+    free(text);
+}
+
 int main(void)
 {
     RUN(test_recorded);
     RUN(test_hostile);
     RUN(test_open);
+    RUN(test_ack);
     return test_done();
 }
