@@ -1,5 +1,5 @@
 /*
- * The poll cycle (DESIGN.md, "How data flows").
+ * The poll cycle (README, "How it decides what changed" and "Delivery").
  *
  * Invariants: only a complete poll reaches the diff; a poll's messages are rendered, written
  * to the outbox journal and then committed together with the new snapshot (its rename is the
@@ -84,6 +84,118 @@ static void on_sink_alert(void *userdata, const char *sink, int broken, const ch
 static int start_chat(struct bridge *b, char *err, size_t errlen);
 static void enqueue(struct bridge *b, struct announce_batch *batch);
 
+/*
+ * Opens the state directory (not in a dry run) and loads the last snapshot into b->snap. A
+ * corrupt one means a first run that announces nothing. Returns 0 or -errno (err filled).
+ */
+static int load_snapshot(struct bridge *b, char *err, size_t errlen)
+{
+    int r;
+
+    if (!b->opts.dry_run) {
+        r = state_open(&b->state, b->conf->state_dir, err, errlen);
+        if (r)
+            return r;
+    }
+    r = state_load(b->state, b->conf->state_dir, &b->snap, err, errlen);
+    if (r < 0)
+        return r;
+    b->force_baseline = r == STATE_CORRUPT;
+    if (r == STATE_CORRUPT)
+        log_err("state", "%s; starting over as a first run (nothing will be announced as new)",
+                err);
+    b->have_snapshot = r == STATE_LOADED;
+    /* Lines above the committed generation are dropped by state_journal_load() below before
+     * anything is appended, so the numbers after it are free again (state.c). */
+    b->next_gen = b->snap.generation + 1;
+    if (b->have_snapshot)
+        log_info("state", "loaded snapshot: %zu project%s from %s", b->snap.projects.n,
+                 b->snap.projects.n == 1 ? "" : "s",
+                 b->snap.youtrack ? b->snap.youtrack : "(unknown)");
+    metrics_projects(b->snap.projects.n);
+    err[0] = '\0';
+    return 0;
+}
+
+/* A new lineage: ids must not collide with those of a wiped state directory. 0 or -EIO. */
+static int new_epoch(struct bridge *b, char *err, size_t errlen)
+{
+    uint8_t rnd[8];
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        snprintf(err, errlen, "cannot read random bytes: %s", strerror(errno));
+        return -EIO;
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(b->snap.epoch + 2 * i, 3, "%02x", rnd[i]);
+    return 0;
+}
+
+/*
+ * Hands the messages still queued in the journal from the last run to the outbox. Without a
+ * usable snapshot no generation is known to be committed: every queued message is kept and
+ * re-filed under generation 0 of the new lineage, and the next poll is a baseline, so none is
+ * announced twice. Returns 0 or -errno (err filled).
+ */
+static int requeue_journal(struct bridge *b, char *err, size_t errlen)
+{
+    struct outbox_entry *pending = NULL;
+    struct announce_batch kept = {0};
+    int r;
+
+    /*
+     * Without a usable snapshot no generation is known to be committed: every queued message is
+     * kept and re-filed under generation 0 of the new lineage, and the next poll is a baseline,
+     * so none is announced twice.
+     */
+    r = outbox_journal_load(b->state, b->have_snapshot ? b->snap.generation : UINT64_MAX, &pending,
+                            err, errlen);
+    if (r)
+        return r;
+    for (struct outbox_entry *e = pending; e; e = e->next)
+        kept.n++;
+    kept.v = calloc(kept.n ? kept.n : 1, sizeof(*kept.v));
+    if (!kept.v) {
+        snprintf(err, errlen, "out of memory");
+        while (pending) {
+            struct outbox_entry *e = pending;
+            pending = e->next;
+            outbox_entry_free(e);
+        }
+        return -ENOMEM;
+    }
+    kept.n = 0;
+    for (struct outbox_entry *e = pending; e; e = e->next)
+        kept.v[kept.n++] = e;
+    if (!b->have_snapshot && kept.n) {
+        for (size_t i = 0; i < kept.n; i++)
+            kept.v[i]->gen = 0;
+        /* Not a first run but a lost state: a baseline, whatever first_run says. */
+        b->force_baseline = 1;
+        log_warn("outbox",
+                 "the snapshot is gone but %zu message%s still queued: kept (and the next poll "
+                 "is a baseline)",
+                 kept.n, kept.n == 1 ? " is" : "s are");
+        struct journal_record *recs = NULL;
+        r = outbox_records(kept.v, kept.n, &recs);
+        if (!r)
+            r = state_journal_compact(b->state, recs, kept.n);
+        free(recs);
+        if (r) {
+            snprintf(err, errlen, "cannot rewrite the outbox journal: %s", strerror(-r));
+            announce_batch_fini(&kept);
+            return r;
+        }
+    }
+    if (kept.n)
+        log_info("outbox", "%zu message%s still queued from the last run", kept.n,
+                 kept.n == 1 ? "" : "s");
+    enqueue(b, &kept);
+    announce_batch_fini(&kept);
+    return 0;
+}
+
+/* The steps: the snapshot, the HTTP client and poller, the outbox and its queue, the chat. */
 int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
                const struct bridge_opts *opts, char *err, size_t errlen)
 {
@@ -103,28 +215,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     if (!process_started)
         process_started = now_s();
     b->started_at = process_started;
-    if (!opts->dry_run) {
-        r = state_open(&b->state, conf->state_dir, err, errlen);
-        if (r)
-            goto fail;
-    }
-    r = state_load(b->state, conf->state_dir, &b->snap, err, errlen);
-    if (r < 0)
+    r = load_snapshot(b, err, errlen);
+    if (r)
         goto fail;
-    b->force_baseline = r == STATE_CORRUPT;
-    if (r == STATE_CORRUPT)
-        log_err("state", "%s; starting over as a first run (nothing will be announced as new)",
-                err);
-    b->have_snapshot = r == STATE_LOADED;
-    /* Lines above the committed generation are dropped by state_journal_load() below before
-     * anything is appended, so the numbers after it are free again (state.c). */
-    b->next_gen = b->snap.generation + 1;
-    if (b->have_snapshot)
-        log_info("state", "loaded snapshot: %zu project%s from %s", b->snap.projects.n,
-                 b->snap.projects.n == 1 ? "" : "s",
-                 b->snap.youtrack ? b->snap.youtrack : "(unknown)");
-    metrics_projects(b->snap.projects.n);
-    err[0] = '\0';
     r = http_new(&b->http, loop);
     if (r) {
         snprintf(err, errlen, "cannot start the HTTP client");
@@ -136,15 +229,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         goto fail;
     }
     if (!b->snap.epoch[0]) {
-        /* A new lineage: ids must not collide with those of a wiped state directory. */
-        uint8_t rnd[8];
-        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-            r = -EIO;
-            snprintf(err, errlen, "cannot read random bytes: %s", strerror(errno));
+        r = new_epoch(b, err, errlen);
+        if (r)
             goto fail;
-        }
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            snprintf(b->snap.epoch + 2 * i, 3, "%02x", rnd[i]);
     }
     r = outbox_new(&b->outbox, loop, b->http, b->state, conf);
     if (r) {
@@ -153,58 +240,9 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
     }
     outbox_set_alert_cb(b->outbox, on_sink_alert, b);
     if (b->state) {
-        struct outbox_entry *pending = NULL;
-        /*
-         * Without a usable snapshot no generation is known to be committed: every queued
-         * message is kept and re-filed under generation 0 of the new lineage, and the next
-         * poll is a baseline, so none is announced twice.
-         */
-        r = outbox_journal_load(b->state, b->have_snapshot ? b->snap.generation : UINT64_MAX,
-                                &pending, err, errlen);
+        r = requeue_journal(b, err, errlen);
         if (r)
             goto fail;
-        struct announce_batch kept = {0};
-        for (struct outbox_entry *e = pending; e; e = e->next)
-            kept.n++;
-        kept.v = calloc(kept.n ? kept.n : 1, sizeof(*kept.v));
-        if (!kept.v) {
-            r = -ENOMEM;
-            snprintf(err, errlen, "out of memory");
-            while (pending) {
-                struct outbox_entry *e = pending;
-                pending = e->next;
-                outbox_entry_free(e);
-            }
-            goto fail;
-        }
-        kept.n = 0;
-        for (struct outbox_entry *e = pending; e; e = e->next)
-            kept.v[kept.n++] = e;
-        if (!b->have_snapshot && kept.n) {
-            for (size_t i = 0; i < kept.n; i++)
-                kept.v[i]->gen = 0;
-            /* Not a first run but a lost state: a baseline, whatever first_run says. */
-            b->force_baseline = 1;
-            log_warn("outbox",
-                     "the snapshot is gone but %zu message%s still queued: kept (and the next "
-                     "poll is a baseline)",
-                     kept.n, kept.n == 1 ? " is" : "s are");
-            struct journal_record *recs = NULL;
-            r = outbox_records(kept.v, kept.n, &recs);
-            if (!r)
-                r = state_journal_compact(b->state, recs, kept.n);
-            free(recs);
-            if (r) {
-                snprintf(err, errlen, "cannot rewrite the outbox journal: %s", strerror(-r));
-                announce_batch_fini(&kept);
-                goto fail;
-            }
-        }
-        if (kept.n)
-            log_info("outbox", "%zu message%s still queued from the last run", kept.n,
-                     kept.n == 1 ? "" : "s");
-        enqueue(b, &kept);
-        announce_batch_fini(&kept);
     }
     r = start_chat(b, err, errlen);
     if (r)
@@ -467,6 +505,123 @@ static int snapshot_matches(const struct bridge *b, enum youtrack_flavour flavou
     return 1;
 }
 
+/* What the diff found besides changes: projects back, and removals still being confirmed. */
+static void log_diff(const struct diff *d, int confirmations)
+{
+    if (d->n_reappeared)
+        log_info("bridge", "%zu missing project%s came back; nothing announced", d->n_reappeared,
+                 d->n_reappeared == 1 ? "" : "s");
+    if (d->n_pending)
+        log_info("bridge", "%zu project%s missing, waiting for %d consecutive polls to confirm",
+                 d->n_pending, d->n_pending == 1 ? "" : "s", confirmations);
+}
+
+/*
+ * Renders a poll's messages into batch, before the commit (the batch is committed with the
+ * snapshot): its changes, or nothing for a baseline, and an alert for removals held back by
+ * this poll. Returns 0 or -ENOMEM.
+ */
+static int render_poll(struct announce *a, const struct diff *d, int baseline,
+                       struct announce_batch *batch)
+{
+    char text[256];
+    int r;
+
+    if (baseline) {
+        log_info("bridge", "first run: now tracking %zu project%s (baseline, nothing announced)",
+                 d->next.n, d->next.n == 1 ? "" : "s");
+        r = announce_baseline(a, d->next.n, batch);
+    } else {
+        r = announce_changes(a, d->changes, d->n_changes, batch);
+    }
+    if (r || !d->n_held_new)
+        return r;
+    snprintf(text, sizeof(text),
+             "%zu project%s disappeared from the service account's view at once; holding back",
+             d->n_held_new, d->n_held_new == 1 ? "" : "s");
+    log_warn("bridge",
+             "%s (they stay held until they reappear or you run ytbridge --accept-removals)", text);
+    return announce_alert(a, "removals_held", d->n_held_new, text, NULL, batch);
+}
+
+/*
+ * Commits a rendered poll under gen and hands its messages to the outbox; a dry run prints
+ * them instead, and a poll that changes nothing writes nothing. Hands the previous snapshot to
+ * *old (see commit()). Returns 0, or -1 when the commit failed (logged once, in last_error).
+ */
+static int commit_poll(struct bridge *b, uint64_t gen, int first, int baseline, struct diff *d,
+                       enum youtrack_flavour flavour, struct announce_batch *batch,
+                       struct snapshot *old)
+{
+    char err[512], line[sizeof(b->last_error)];
+    /* A baseline announces no change, and held removals are not in d->changes. */
+    size_t n_announced = baseline ? 0 : d->n_changes;
+
+    if (b->opts.dry_run) {
+        print_dry_run(b, batch);
+        return 0;
+    }
+    if (!first && batch->n == 0 && project_list_same(&b->snap.projects, &d->next)) {
+        /* Nothing to say and nothing to remember: the snapshot on disk stays as it is. */
+        log_debug("bridge", "no change; the snapshot is not rewritten");
+        return 0;
+    }
+    b->next_gen = gen + 1; /* spent, committed or not */
+    if (commit(b, gen, &d->next, flavour, d->changes, n_announced, batch, old, err, sizeof(err)) !=
+        0) {
+        snprintf(line, sizeof(line), "state: %s", err);
+        if (strcmp(line, b->last_error) != 0) {
+            log_err("state", "%s; nothing announced, will retry with back-off", err);
+            snprintf(b->last_error, sizeof(b->last_error), "%s", line);
+        } else {
+            log_debug("state", "commit failed again (%s)", err);
+        }
+        return -1;
+    }
+    if (!baseline) {
+        for (size_t i = 0; i < d->n_changes; i++)
+            metrics_change(d->changes[i].kind);
+    }
+    metrics_projects(b->snap.projects.n);
+    if (!baseline && d->n_changes)
+        log_info("bridge", "%zu change%s detected, %zu message%s queued", d->n_changes,
+                 d->n_changes == 1 ? "" : "s", batch->n, batch->n == 1 ? "" : "s");
+    enqueue(b, batch);
+    return 0;
+}
+
+/* A poll at now is complete and committed: the failures, and what they set, are over. */
+static void poll_committed(struct bridge *b, int64_t now)
+{
+    if (b->failures)
+        log_info("bridge", "poll and commit succeeded again after %u failed attempt%s", b->failures,
+                 b->failures == 1 ? "" : "s");
+    b->failures = 0;
+    b->last_error[0] = '\0';
+    b->last_poll_ok = now;       /* complete and committed */
+    b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
+    b->force_baseline = 0;
+    b->exit_code = 0;
+}
+
+/* A complete poll could not be processed (out of memory) or committed: again, with back-off. */
+static void poll_retry(struct bridge *b, int commit_failed)
+{
+    char err[512];
+
+    if (!commit_failed)
+        snprintf(b->last_error, sizeof(b->last_error),
+                 "the poll's results could not be processed (out of memory); retrying");
+    b->failures++;
+    if (b->opts.once) {
+        settle_then_stop(b);
+        return;
+    }
+    /* A commit that failed because the directory is gone: say so now, not after a back-off. */
+    schedule(b, b->state && state_check(b->state, err, sizeof(err)) != 0 ? 0 : backoff_ms(b, -1));
+}
+
+/* The steps: diff, render, commit, hand to the outbox; a failed step retries the poll. */
 static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
 {
     struct diff d = {0};
@@ -493,8 +648,7 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
         .gen = gen,
         .tag = "",
     };
-    char err[512];
-    int r, commit_failed = 0;
+    int commit_failed = 0;
 
     metrics_poll("ok", res->seconds, o.now);
     log_debug("youtrack", "poll complete: %zu project%s, %zu request%s, %.2f s%s", res->projects.n,
@@ -509,78 +663,16 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
         log_err("bridge", "out of memory computing the diff");
         goto retry;
     }
-    if (d.n_reappeared)
-        log_info("bridge", "%zu missing project%s came back; nothing announced", d.n_reappeared,
-                 d.n_reappeared == 1 ? "" : "s");
-    if (d.n_pending)
-        log_info("bridge", "%zu project%s missing, waiting for %d consecutive polls to confirm",
-                 d.n_pending, d.n_pending == 1 ? "" : "s", o.removal_confirmations);
-
-    /* Render everything before the commit: the batch is committed with the snapshot. */
-    if (baseline) {
-        log_info("bridge", "first run: now tracking %zu project%s (baseline, nothing announced)",
-                 d.next.n, d.next.n == 1 ? "" : "s");
-        r = announce_baseline(&a, d.next.n, &batch);
-    } else {
-        r = announce_changes(&a, d.changes, d.n_changes, &batch);
-    }
-    char text[256];
-    if (!r && d.n_held_new) {
-        snprintf(text, sizeof(text),
-                 "%zu project%s disappeared from the service account's view at once; holding "
-                 "back",
-                 d.n_held_new, d.n_held_new == 1 ? "" : "s");
-        log_warn("bridge",
-                 "%s (they stay held until they reappear or you run ytbridge "
-                 "--accept-removals)",
-                 text);
-        r = announce_alert(&a, "removals_held", d.n_held_new, text, NULL, &batch);
-    }
-    if (r) {
+    log_diff(&d, o.removal_confirmations);
+    if (render_poll(&a, &d, baseline, &batch) != 0) {
         log_err("bridge", "out of memory rendering the announcements");
         goto retry;
     }
-    if (b->opts.dry_run) {
-        print_dry_run(b, &batch);
-    } else if (!first && batch.n == 0 && project_list_same(&b->snap.projects, &d.next)) {
-        /* Nothing to say and nothing to remember: the snapshot on disk stays as it is. */
-        log_debug("bridge", "no change; the snapshot is not rewritten");
-    } else {
-        /* A baseline announces no change, and held removals are not in d.changes. */
-        size_t n_announced = baseline ? 0 : d.n_changes;
-        b->next_gen = gen + 1; /* spent, committed or not */
-        if (commit(b, gen, &d.next, res->flavour, d.changes, n_announced, &batch, &old, err,
-                   sizeof(err)) != 0) {
-            char line[sizeof(b->last_error)];
-            snprintf(line, sizeof(line), "state: %s", err);
-            if (strcmp(line, b->last_error) != 0) {
-                log_err("state", "%s; nothing announced, will retry with back-off", err);
-                snprintf(b->last_error, sizeof(b->last_error), "%s", line);
-            } else {
-                log_debug("state", "commit failed again (%s)", err);
-            }
-            commit_failed = 1;
-            goto retry;
-        }
-        if (!baseline) {
-            for (size_t i = 0; i < d.n_changes; i++)
-                metrics_change(d.changes[i].kind);
-        }
-        metrics_projects(b->snap.projects.n);
-        if (!baseline && d.n_changes)
-            log_info("bridge", "%zu change%s detected, %zu message%s queued", d.n_changes,
-                     d.n_changes == 1 ? "" : "s", batch.n, batch.n == 1 ? "" : "s");
-        enqueue(b, &batch);
+    if (commit_poll(b, gen, first, baseline, &d, res->flavour, &batch, &old) != 0) {
+        commit_failed = 1;
+        goto retry;
     }
-    if (b->failures)
-        log_info("bridge", "poll and commit succeeded again after %u failed attempt%s", b->failures,
-                 b->failures == 1 ? "" : "s");
-    b->failures = 0;
-    b->last_error[0] = '\0';
-    b->last_poll_ok = o.now;     /* complete and committed */
-    b->opts.accept_removals = 0; /* the confirmation covered this poll's removals */
-    b->force_baseline = 0;
-    b->exit_code = 0;
+    poll_committed(b, o.now);
     announce_batch_fini(&batch);
     diff_fini(&d);
     snapshot_fini(&old);
@@ -591,18 +683,9 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     schedule(b, (uint64_t)b->conf->youtrack.poll_interval * 1000u);
     return;
 retry:
-    if (!commit_failed)
-        snprintf(b->last_error, sizeof(b->last_error),
-                 "the poll's results could not be processed (out of memory); retrying");
     announce_batch_fini(&batch);
     diff_fini(&d);
-    b->failures++;
-    if (b->opts.once) {
-        settle_then_stop(b);
-        return;
-    }
-    /* A commit that failed because the directory is gone: say so now, not after a back-off. */
-    schedule(b, b->state && state_check(b->state, err, sizeof(err)) != 0 ? 0 : backoff_ms(b, -1));
+    poll_retry(b, commit_failed);
 }
 
 /*

@@ -468,21 +468,105 @@ static void on_sighup(uv_signal_t *h, int signum)
     bridge_stop(run->bridge);
 }
 
+/* --doctor: the live checks, on a loop of their own. Returns the exit code. */
+static int run_doctor(const struct args *a, const struct conf *conf)
+{
+    int rc;
+
+    apply_log_settings(a, conf);
+    if (http_global_init() != 0) {
+        fprintf(stderr, "ytbridge: cannot initialise libcurl\n");
+        return EXIT_RUNTIME;
+    }
+    rc = doctor_run(uv_default_loop(), conf);
+    uv_loop_close(uv_default_loop());
+    http_global_cleanup();
+    return rc;
+}
+
+/*
+ * The bridge, its signals and (unless one-shot) the probe server on the default loop until the
+ * bridge stops; then the loop is run dry and closed. Returns the exit code.
+ */
+static int run_bridge(struct run *run, struct args *a)
+{
+    char err[1024] = "";
+    int oneshot = a->bridge.once || a->bridge.dry_run;
+    int rc = EXIT_RUNTIME;
+
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (http_global_init() != 0) {
+        log_err("main", "cannot initialise libcurl");
+        return EXIT_RUNTIME;
+    }
+    run->loop = uv_default_loop();
+    if (bridge_new(&run->bridge, run->loop, run->conf, &a->bridge, err, sizeof(err))) {
+        log_err("main", "%s", err);
+        goto out;
+    }
+    /* The confirmation covers the first poll only, not the first poll after each reload. */
+    a->bridge.accept_removals = 0;
+    uv_signal_init(run->loop, &run->sigint);
+    uv_signal_init(run->loop, &run->sigterm);
+    uv_signal_init(run->loop, &run->sighup);
+    uv_timer_init(run->loop, &run->swap);
+    run->sigint.data = run->sigterm.data = run->sighup.data = run->swap.data = run;
+    uv_signal_start(&run->sigint, on_signal, SIGINT);
+    uv_signal_start(&run->sigterm, on_signal, SIGTERM);
+    if (oneshot) {
+        /* One-shot runs end when the bridge stops, not on a signal. */
+        unref_signals(run);
+    } else {
+        uv_signal_start(&run->sighup, on_sighup, SIGHUP);
+        if (start_httpd(run) != 0) {
+            bridge_stop(run->bridge);
+            close_signals(run);
+            uv_run(run->loop, UV_RUN_DEFAULT);
+            uv_loop_close(run->loop);
+            bridge_free(run->bridge);
+            goto out;
+        }
+    }
+    if (a->bridge.dry_run)
+        log_info("main", "ytbridge %s: one poll of %s, a dry run (nothing is posted or saved)",
+                 YTB_VERSION, run->conf->youtrack.url);
+    else if (a->bridge.once)
+        log_info("main", "ytbridge %s: one poll of %s", YTB_VERSION, run->conf->youtrack.url);
+    else
+        log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run->conf->youtrack.url,
+                 run->conf->youtrack.poll_interval);
+    bridge_on_stopped(run->bridge, on_bridge_stopped, run);
+    bridge_start(run->bridge);
+    uv_run(run->loop, UV_RUN_DEFAULT);
+
+    rc = oneshot && run->bridge ? bridge_exit_code(run->bridge) : run->failed ? EXIT_RUNTIME : 0;
+    httpd_free(run->httpd);
+    run->httpd = NULL;
+    slack_socket_cleanup();
+    close_signals(run);
+    uv_run(run->loop, UV_RUN_DEFAULT);
+    lwsctx_reap();
+    uv_run(run->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(run->loop) != 0)
+        log_warn("main", "event loop closed with handles still open");
+    bridge_free(run->bridge);
+out:
+    http_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct args a = {0};
     struct conf_diags diags = {0};
     struct run run = {0};
-    char err[1024] = "";
     int rc = EXIT_RUNTIME, r;
-    int oneshot;
     enum conf_source source;
 
     if (parse_args(argc, argv, &a) != 0)
         return EXIT_USAGE;
     log_setup(a.log_level_set ? a.log_level : LOGL_INFO,
               a.log_format_set ? a.log_format : LOG_FORMAT_TEXT);
-    oneshot = a.bridge.once || a.bridge.dry_run;
     run.args = &a;
     run.config_path = a.config;
 
@@ -510,14 +594,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (a.doctor) {
-        apply_log_settings(&a, run.conf);
-        if (http_global_init() != 0) {
-            fprintf(stderr, "ytbridge: cannot initialise libcurl\n");
-            goto out;
-        }
-        rc = doctor_run(uv_default_loop(), run.conf);
-        uv_loop_close(uv_default_loop());
-        http_global_cleanup();
+        rc = run_doctor(&a, run.conf);
         goto out;
     }
     if (geteuid() == 0 && !a.allow_root) {
@@ -528,66 +605,7 @@ int main(int argc, char **argv)
         goto out;
     }
     apply_log_settings(&a, run.conf);
-
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    if (http_global_init() != 0) {
-        log_err("main", "cannot initialise libcurl");
-        goto out;
-    }
-    run.loop = uv_default_loop();
-    r = bridge_new(&run.bridge, run.loop, run.conf, &a.bridge, err, sizeof(err));
-    if (r) {
-        log_err("main", "%s", err);
-        goto out_curl;
-    }
-    /* The confirmation covers the first poll only, not the first poll after each reload. */
-    a.bridge.accept_removals = 0;
-    uv_signal_init(run.loop, &run.sigint);
-    uv_signal_init(run.loop, &run.sigterm);
-    uv_signal_init(run.loop, &run.sighup);
-    uv_timer_init(run.loop, &run.swap);
-    run.sigint.data = run.sigterm.data = run.sighup.data = run.swap.data = &run;
-    uv_signal_start(&run.sigint, on_signal, SIGINT);
-    uv_signal_start(&run.sigterm, on_signal, SIGTERM);
-    if (oneshot) {
-        /* One-shot runs end when the bridge stops, not on a signal. */
-        unref_signals(&run);
-    } else {
-        uv_signal_start(&run.sighup, on_sighup, SIGHUP);
-        if (start_httpd(&run) != 0) {
-            bridge_stop(run.bridge);
-            close_signals(&run);
-            uv_run(run.loop, UV_RUN_DEFAULT);
-            uv_loop_close(run.loop);
-            bridge_free(run.bridge);
-            goto out_curl;
-        }
-    }
-    if (a.bridge.dry_run)
-        log_info("main", "ytbridge %s: one poll of %s, a dry run (nothing is posted or saved)",
-                 YTB_VERSION, run.conf->youtrack.url);
-    else if (a.bridge.once)
-        log_info("main", "ytbridge %s: one poll of %s", YTB_VERSION, run.conf->youtrack.url);
-    else
-        log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run.conf->youtrack.url,
-                 run.conf->youtrack.poll_interval);
-    bridge_on_stopped(run.bridge, on_bridge_stopped, &run);
-    bridge_start(run.bridge);
-    uv_run(run.loop, UV_RUN_DEFAULT);
-
-    rc = oneshot && run.bridge ? bridge_exit_code(run.bridge) : run.failed ? EXIT_RUNTIME : 0;
-    httpd_free(run.httpd);
-    run.httpd = NULL;
-    slack_socket_cleanup();
-    close_signals(&run);
-    uv_run(run.loop, UV_RUN_DEFAULT);
-    lwsctx_reap();
-    uv_run(run.loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(run.loop) != 0)
-        log_warn("main", "event loop closed with handles still open");
-    bridge_free(run.bridge);
-out_curl:
-    http_global_cleanup();
+    rc = run_bridge(&run, &a);
 out:
     conf_free(run.pending);
     conf_free(run.conf);

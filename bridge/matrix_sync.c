@@ -1,5 +1,5 @@
 /*
- * Matrix chat commands over /sync (see matrix_sync.h; ../shared/reference/matrix.md §8-13, 17).
+ * Matrix chat commands over /sync (see matrix_sync.h; doc/matrix.md §1, §4-8).
  *
  * One request of each kind at a time: first whoami (the bot's user id feeds the filter and the
  * own-event check), then /sync in a loop, plus a FIFO of joins and leaves for invites. A batch
@@ -35,9 +35,9 @@
 
 #include "backoff.h"
 #include "command.h"
-#include "hmac.h"
 #include "http.h"
 #include "log.h"
+#include "matrix_msg.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "state.h"
@@ -56,513 +56,10 @@
 #define FIRST_SYNC_GRACE_MS   60000u
 #define MEMBER_ATTEMPTS       5u
 #define MEMBER_RETRY_MS       5000u
-#define NEXT_BATCH_MAX        1024u
+#define NEXT_BATCH_MAX        MATRIX_MSG_BATCH_MAX
 #define REJECTED_TRIES        3u    /* /sync failures of one position before it is dropped */
 #define REJECTED_RETRY_MS     2000u /* between those: they are answers, not an overload */
 #define MATRIX_STALE_MS       (5 * 60 * 1000) /* a command older than this is not answered */
-
-/* ---- the parser (pure) ---- */
-
-/* A string we are willing to use and log: 1..max bytes, no control character. */
-static int text_ok(const char *s, size_t max)
-{
-    size_t n = 0;
-
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++) {
-        if (*p < 0x20 || *p == 0x7f || n == max)
-            return 0;
-    }
-    return n > 0;
-}
-
-static int id_ok(const char *s)
-{
-    return text_ok(s, MATRIX_SYNC_ID_MAX);
-}
-
-/* v as such a string (see text_ok(); no embedded NUL), or NULL. */
-static const char *text_value(const json_t *v, size_t max)
-{
-    const char *s = json_string_value(v);
-
-    return s && strlen(s) == json_string_length(v) && text_ok(s, max) ? s : NULL;
-}
-
-/* An event, room or user id (opaque, matrix.md §5), or NULL. */
-static const char *id_value(const json_t *v)
-{
-    return text_value(v, MATRIX_SYNC_ID_MAX);
-}
-
-static int in_list(char *const *v, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(v[i], s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* FNV-1a: the dedup ring keeps hashes, not strings. */
-static uint64_t id_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static int seen_has(const struct matrix_sync_seen *seen, uint64_t h)
-{
-    for (size_t i = 0; seen && i < seen->n; i++) {
-        if (seen->h[i] == h)
-            return 1;
-    }
-    return 0;
-}
-
-static void seen_add(struct matrix_sync_seen *seen, uint64_t h)
-{
-    seen->h[seen->next] = h;
-    seen->next = (seen->next + 1) % MATRIX_SYNC_SEEN;
-    if (seen->n < MATRIX_SYNC_SEEN)
-        seen->n++;
-}
-
-static void item_fini(struct matrix_sync_item *it)
-{
-    free(it->room_id);
-    free(it->event_id);
-    free(it->sender);
-    free(it->thread_root);
-    free(it->text);
-}
-
-void matrix_sync_batch_fini(struct matrix_sync_batch *b)
-{
-    if (!b)
-        return;
-    for (size_t i = 0; i < b->n; i++)
-        item_fini(&b->v[i]);
-    free(b->v);
-    for (size_t i = 0; i < b->n_joined; i++)
-        free(b->joined[i].room_id);
-    free(b->joined);
-    free(b->next_batch);
-    memset(b, 0, sizeof(*b));
-}
-
-struct builder {
-    struct matrix_sync_batch *b;
-    size_t cap;
-    const struct matrix_sync_rules *rules;
-    const struct matrix_sync_seen *seen;
-};
-
-static int dup_or_null(const char *s, char **out)
-{
-    *out = NULL;
-    if (!s)
-        return 0;
-    *out = strdup(s);
-    return *out ? 0 : -ENOMEM;
-}
-
-/* Appends an item with copies of the strings (each may be NULL). 0 or -ENOMEM. */
-static int add_item(struct builder *bd, enum matrix_sync_kind kind, const char *room,
-                    const char *event_id, const char *sender, const char *thread_root,
-                    const char *text, size_t text_len)
-{
-    struct matrix_sync_batch *b = bd->b;
-    struct matrix_sync_item *it;
-
-    if (b->n == bd->cap) {
-        size_t cap = bd->cap ? bd->cap * 2 : 8;
-        struct matrix_sync_item *v = realloc(b->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        b->v = v;
-        bd->cap = cap;
-    }
-    it = &b->v[b->n];
-    memset(it, 0, sizeof(*it));
-    it->kind = kind;
-    if (dup_or_null(room, &it->room_id) || dup_or_null(event_id, &it->event_id) ||
-        dup_or_null(sender, &it->sender) || dup_or_null(thread_root, &it->thread_root))
-        goto fail;
-    if (text) {
-        it->text = malloc(text_len + 1);
-        if (!it->text)
-            goto fail;
-        memcpy(it->text, text, text_len);
-        it->text[text_len] = '\0';
-        it->text_len = text_len;
-    }
-    b->n++;
-    return 0;
-fail:
-    item_fini(it);
-    return -ENOMEM;
-}
-
-/* A duplicate: answered in an earlier batch or already taken from this one. */
-static int duplicate(const struct builder *bd, const char *event_id)
-{
-    if (seen_has(bd->seen, id_hash(event_id)))
-        return 1;
-    for (size_t i = 0; i < bd->b->n; i++) {
-        if (bd->b->v[i].event_id && strcmp(bd->b->v[i].event_id, event_id) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/*
- * The body after a legacy reply fallback: leading lines starting with "> " (or a bare ">"),
- * then one blank line (spec modules/rich_replies.md; clients stopped sending it in v1.13).
- */
-static const char *strip_fallback(const char *p, const char *end)
-{
-    int quoted = 0;
-
-    while (p < end && *p == '>' && (p + 1 == end || p[1] == ' ' || p[1] == '\n')) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        quoted = 1;
-        if (!nl)
-            return end;
-        p = nl + 1;
-    }
-    if (quoted && p < end && *p == '\n')
-        p++;
-    return p;
-}
-
-/* Bytes of whitespace at p: ASCII, or U+00A0 (some clients type it). */
-static size_t space_at(const char *p, const char *end)
-{
-    if (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
-        return 1;
-    if (end - p >= 2 && (unsigned char)p[0] == 0xc2 && (unsigned char)p[1] == 0xa0)
-        return 2;
-    return 0;
-}
-
-/*
- * The command text in body, or NULL when body is not a command: the prefix as a whole word at
- * the start (after a reply fallback), then the rest without its leading whitespace.
- */
-static const char *command_text(const char *body, size_t len, const char *prefix, size_t *n)
-{
-    const char *end = body + len, *p = strip_fallback(body, end);
-    size_t pl = strlen(prefix), sp;
-
-    if ((size_t)(end - p) < pl || memcmp(p, prefix, pl) != 0)
-        return NULL;
-    p += pl;
-    if (p < end && !space_at(p, end))
-        return NULL; /* "!youtrackfoo" */
-    while ((sp = space_at(p, end)) != 0)
-        p += sp;
-    *n = (size_t)(end - p);
-    if (*n > COMMAND_MAX_INPUT)
-        *n = COMMAND_MAX_INPUT + 1; /* command_run() refuses it as too long */
-    return p;
-}
-
-static int is_type(const json_t *ev, const char *type)
-{
-    const char *t = json_string_value(json_object_get(ev, "type"));
-    return t && strcmp(t, type) == 0;
-}
-
-/*
- * The command in a timeline event (type m.room.message), or NULL: the text after the prefix in
- * *n, the sender, event id and thread root (or NULL) in the out parameters.
- */
-static const char *as_command(const struct matrix_sync_rules *rules, json_t *ev, size_t *n,
-                              const char **sender, const char **event_id, const char **root)
-{
-    json_t *content = json_object_get(ev, "content"), *rel, *body;
-    const char *msgtype, *rel_type;
-
-    *sender = id_value(json_object_get(ev, "sender"));
-    *event_id = id_value(json_object_get(ev, "event_id"));
-    *root = NULL;
-    msgtype = json_string_value(json_object_get(content, "msgtype"));
-    body = json_object_get(content, "body");
-    /* Never answer a notice (another bot), nor ourselves (matrix.md §6, §10). */
-    if (!*sender || !*event_id || !msgtype || strcmp(msgtype, "m.text") != 0 ||
-        strcmp(*sender, rules->user_id) == 0 || !json_is_string(body))
-        return NULL;
-    /* An edit would run the command a second time. */
-    rel = json_object_get(content, "m.relates_to");
-    rel_type = json_string_value(json_object_get(rel, "rel_type"));
-    if ((rel_type && strcmp(rel_type, "m.replace") == 0) ||
-        json_object_get(content, "m.new_content"))
-        return NULL;
-    if (rel_type && strcmp(rel_type, "m.thread") == 0)
-        *root = id_value(json_object_get(rel, "event_id"));
-    return command_text(json_string_value(body), json_string_length(body), rules->prefix, n);
-}
-
-/* An event's age in ms (matrix_sync_item.age_ms), or -1. */
-static int64_t event_age(json_t *ev)
-{
-    json_t *age = json_object_get(json_object_get(ev, "unsigned"), "age");
-    json_t *ts = json_object_get(ev, "origin_server_ts");
-
-    if (json_is_integer(age) && json_integer_value(age) >= 0)
-        return json_integer_value(age);
-    if (json_is_integer(ts) && json_integer_value(ts) > 0)
-        return (int64_t)time(NULL) * 1000 - json_integer_value(ts);
-    return -1;
-}
-
-/*
- * One timeline event of a configured room. history: not NULL for an event from before the bot's
- * own join, whose command is only counted there. 0 or -ENOMEM.
- */
-static int timeline_event(struct builder *bd, const char *room, json_t *ev, int *encrypted,
-                          size_t *history)
-{
-    const struct matrix_sync_rules *rules = bd->rules;
-    const char *text, *sender, *event_id, *root;
-    size_t n = 0;
-    int r;
-
-    if (is_type(ev, "m.room.encrypted") || is_type(ev, "m.room.encryption")) {
-        *encrypted = 1;
-        return 0;
-    }
-    if (!is_type(ev, "m.room.message"))
-        return 0;
-    text = as_command(rules, ev, &n, &sender, &event_id, &root);
-    if (!text || duplicate(bd, event_id)) {
-        bd->b->ignored++;
-        return 0;
-    }
-    if (history) {
-        (*history)++;
-        return 0;
-    }
-    if (rules->n_allowed_users && !in_list(rules->allowed_users, rules->n_allowed_users, sender))
-        r = add_item(bd, MATRIX_SYNC_REFUSE, room, event_id, sender, root, NULL, 0);
-    else
-        r = add_item(bd, MATRIX_SYNC_COMMAND, room, event_id, sender, root, text, n);
-    if (r == 0)
-        bd->b->v[bd->b->n - 1].age_ms = event_age(ev);
-    return r;
-}
-
-/*
- * The bot's own join: m.room.member, state_key the bot, membership "join" (whoever sent it), but
- * not a display name or avatar change, which is a join following a join (Synapse puts the
- * previous content in unsigned.prev_content).
- */
-static int own_join(const struct matrix_sync_rules *rules, const json_t *ev)
-{
-    const char *key = json_string_value(json_object_get(ev, "state_key"));
-    const char *ms =
-        json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
-    const char *prev = json_string_value(json_object_get(
-        json_object_get(json_object_get(ev, "unsigned"), "prev_content"), "membership"));
-
-    return is_type(ev, "m.room.member") && key && ms && strcmp(key, rules->user_id) == 0 &&
-           strcmp(ms, "join") == 0 && !(prev && strcmp(prev, "join") == 0);
-}
-
-static int add_joined(struct builder *bd, const char *room, size_t skipped)
-{
-    struct matrix_sync_batch *b = bd->b;
-    struct matrix_sync_joined *v = realloc(b->joined, (b->n_joined + 1) * sizeof(*v));
-
-    if (!v)
-        return -ENOMEM;
-    b->joined = v;
-    v[b->n_joined].room_id = strdup(room);
-    if (!v[b->n_joined].room_id)
-        return -ENOMEM;
-    v[b->n_joined++].skipped = skipped;
-    return 0;
-}
-
-static int joined_room(struct builder *bd, const char *room, json_t *r)
-{
-    json_t *timeline = json_object_get(r, "timeline");
-    json_t *events = json_object_get(timeline, "events");
-    json_t *state = json_object_get(json_object_get(r, "state"), "events");
-    size_t n = json_array_size(events), after = 0, skipped = 0;
-    int encrypted = 0, joined = 0, rc;
-
-    for (size_t i = 0; i < json_array_size(state); i++) {
-        if (is_type(json_array_get(state, i), "m.room.encryption"))
-            encrypted = 1;
-    }
-    /* The last join counts (kicked and invited back within one batch); it may lie past the
-     * events looked at, which are then all history. */
-    for (size_t i = n; i-- > 0;) {
-        if (own_join(bd->rules, json_array_get(events, i))) {
-            after = i + 1;
-            joined = 1;
-            break;
-        }
-    }
-    /* After a join, "limited" means the history before it was cut: no gap in what we read. */
-    if (json_is_true(json_object_get(timeline, "limited")) && !joined)
-        bd->b->gaps++;
-    if (n > MATRIX_SYNC_ROOM_EVENTS)
-        bd->b->dropped += n - MATRIX_SYNC_ROOM_EVENTS;
-    for (size_t i = 0; i < n && i < MATRIX_SYNC_ROOM_EVENTS; i++) {
-        json_t *ev = json_array_get(events, i);
-        if (!json_is_object(ev))
-            continue;
-        rc = timeline_event(bd, room, ev, &encrypted, i < after ? &skipped : NULL);
-        if (rc)
-            return rc;
-    }
-    if (joined) {
-        rc = add_joined(bd, room, skipped);
-        if (rc)
-            return rc;
-    }
-    if (encrypted)
-        return add_item(bd, MATRIX_SYNC_ENCRYPTED, room, NULL, NULL, NULL, NULL, 0);
-    return 0;
-}
-
-/*
- * An invite (matrix.md §11): the inviter is the sender of our m.room.member invite event in the
- * stripped state. Accepted for a configured room or from an allowed user; refused otherwise.
- */
-static int invited_room(struct builder *bd, const char *room, json_t *r)
-{
-    const struct matrix_sync_rules *rules = bd->rules;
-    json_t *events = json_object_get(json_object_get(r, "invite_state"), "events");
-    const char *inviter = NULL;
-    int join;
-
-    for (size_t i = 0; i < json_array_size(events); i++) {
-        json_t *ev = json_array_get(events, i);
-        const char *key = json_string_value(json_object_get(ev, "state_key"));
-        const char *ms =
-            json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
-        if (is_type(ev, "m.room.member") && key && strcmp(key, rules->user_id) == 0 && ms &&
-            strcmp(ms, "invite") == 0) {
-            inviter = id_value(json_object_get(ev, "sender"));
-            break;
-        }
-    }
-    join = in_list(rules->rooms, rules->n_rooms, room) ||
-           (inviter && rules->n_allowed_users &&
-            in_list(rules->allowed_users, rules->n_allowed_users, inviter));
-    return add_item(bd, join ? MATRIX_SYNC_JOIN : MATRIX_SYNC_REJECT, room, NULL, inviter, NULL,
-                    NULL, 0);
-}
-
-static int walk(struct builder *bd, json_t *rooms)
-{
-    const struct matrix_sync_rules *rules = bd->rules;
-    json_t *join = json_object_get(rooms, "join"), *invite = json_object_get(rooms, "invite");
-    const char *key;
-    json_t *r;
-    size_t invites = 0;
-    int rc;
-
-    json_object_foreach(join, key, r)
-    {
-        if (!json_is_object(r) || !in_list(rules->rooms, rules->n_rooms, key))
-            continue;
-        rc = joined_room(bd, key, r);
-        if (rc)
-            return rc;
-    }
-    json_object_foreach(invite, key, r)
-    {
-        if (!json_is_object(r) || !id_ok(key))
-            continue;
-        if (invites++ >= MATRIX_SYNC_INVITES) {
-            bd->b->dropped++;
-            continue;
-        }
-        rc = invited_room(bd, key, r);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-int matrix_sync_parse(const char *body, size_t len, const struct matrix_sync_rules *rules,
-                      struct matrix_sync_seen *seen, struct matrix_sync_batch *out)
-{
-    struct builder bd = {.b = out, .rules = rules, .seen = seen};
-    json_t *root;
-    const char *next;
-    int r;
-
-    memset(out, 0, sizeof(*out));
-    /* A NUL escape in anybody's message must not make the whole batch unreadable. */
-    root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
-    next = text_value(json_object_get(root, "next_batch"), NEXT_BATCH_MAX);
-    if (!json_is_object(root) || !next) {
-        json_decref(root);
-        return -EINVAL;
-    }
-    out->next_batch = strdup(next);
-    r = out->next_batch ? walk(&bd, json_object_get(root, "rooms")) : -ENOMEM;
-    json_decref(root);
-    if (r) {
-        matrix_sync_batch_fini(out);
-        return r;
-    }
-    for (size_t i = 0; seen && i < out->n; i++) {
-        if (out->v[i].event_id)
-            seen_add(seen, id_hash(out->v[i].event_id));
-    }
-    return 0;
-}
-
-int matrix_sync_reply_content(const char *answer, const char *event_id, const char *thread_root,
-                              char **out)
-{
-    json_t *o = json_loads(answer, 0, NULL), *rel;
-    int r = -ENOMEM;
-
-    *out = NULL;
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return -EINVAL;
-    }
-    /* Rich reply; inside a thread, stay in it. The answer is a real reply to the command, so
-     * is_falling_back is false: true would tell thread-aware clients that m.in_reply_to is only
-     * the fallback for thread-unaware ones and they would not show the answer as a reply
-     * (Matrix client-server spec, Threading, "Replies within threads"). */
-    if (thread_root)
-        rel = json_pack("{s:s, s:s, s:{s:s}, s:b}", "rel_type", "m.thread", "event_id", thread_root,
-                        "m.in_reply_to", "event_id", event_id, "is_falling_back", 0);
-    else
-        rel = json_pack("{s:{s:s}}", "m.in_reply_to", "event_id", event_id);
-    if (rel && json_object_set_new(o, "m.relates_to", rel) == 0) {
-        *out = json_dumps(o, JSON_COMPACT);
-        if (*out)
-            r = 0;
-    }
-    json_decref(o);
-    return r;
-}
-
-int matrix_sync_txn_id(const char *event_id, char out[MATRIX_SYNC_TXN_ID_SIZE])
-{
-    char hex[2 * SHA256_LEN + 1];
-    int r = hmac_sha256_hex("ytbridge matrix reply", event_id, strlen(event_id), hex);
-
-    out[0] = '\0';
-    if (r)
-        return r;
-    snprintf(out, MATRIX_SYNC_TXN_ID_SIZE, "r-%.32s", hex);
-    return 0;
-}
 
 /* ---- the client ---- */
 
@@ -595,7 +92,7 @@ struct matrix_sync {
     unsigned rejected; /* /sync failures in a row that this since will always get */
     uint64_t started_ms, last_ok_ms;
     uint64_t request_ms; /* when the current /sync started */
-    struct matrix_sync_seen seen;
+    struct matrix_msg_seen seen;
     struct ratelimit limits; /* per sender and overall; a flood gets "slow down", not a backlog */
     char last_error[256];
 };
@@ -626,7 +123,8 @@ static void load_position(struct matrix_sync *m)
 
     if (r == -ENOENT)
         return;
-    if (r == -EPROTO || (!r && (!id_ok(p.user) || !text_ok(p.position, NEXT_BATCH_MAX)))) {
+    if (r == -EPROTO || (!r && (!matrix_msg_text_ok(p.user, MATRIX_MSG_ID_MAX) ||
+                                !matrix_msg_text_ok(p.position, NEXT_BATCH_MAX)))) {
         log_warn("matrix",
                  "%s; ignoring the saved /sync position (a first sync: commands sent while the "
                  "bridge was down are not answered)",
@@ -731,7 +229,7 @@ static void retry_in(struct matrix_sync *m, uint64_t ms)
 
 /*
  * The homeserver refused the token (why: "HTTP 401 M_UNKNOWN_TOKEN"): no retry can help
- * (matrix.md §17.4).
+ * (doc/matrix.md §1).
  */
 static void token_refused(struct matrix_sync *m, const char *why)
 {
@@ -769,45 +267,41 @@ enum verdict {
 };
 
 /*
- * Classifies a failed answer (not 200) by errcode first, status second (matrix.md §1, §4),
+ * Classifies a failed answer (not 200) by errcode first, status second (doc/matrix.md §1),
  * with what went wrong in why ("HTTP 401 M_UNKNOWN_TOKEN", or the transport error).
  */
 static enum verdict classify(const struct http_response *res, uint64_t *delay_ms, char *why,
                              size_t whylen)
 {
-    json_t *j = NULL;
-    const char *errcode = NULL;
+    struct matrix_msg_error e;
+    const char *errcode;
     enum verdict v = V_RETRY;
 
     if (res->result != HTTP_DONE) {
         snprintf(why, whylen, "%s", res->error ? res->error : "request failed");
         return V_RETRY;
     }
-    j = json_loadb(res->body, res->body_len, 0, NULL);
-    errcode = json_string_value(json_object_get(j, "errcode"));
-    if (errcode && !id_ok(errcode))
-        errcode = NULL; /* not for a log line */
+    matrix_msg_parse_error(res->body, res->body_len, &e);
+    errcode = e.errcode[0] ? e.errcode : NULL;
     /* Any 401 (M_UNKNOWN_TOKEN, M_MISSING_TOKEN, M_USER_LOCKED...): no retry can help. */
     if (res->status == 401 || (errcode && (strcmp(errcode, "M_UNKNOWN_TOKEN") == 0 ||
                                            strcmp(errcode, "M_MISSING_TOKEN") == 0))) {
         v = V_FATAL;
     } else if ((errcode && strcmp(errcode, "M_LIMIT_EXCEEDED") == 0) || res->status == 429) {
-        json_t *ms = json_object_get(j, "retry_after_ms");
         if (res->retry_after >= 0)
             *delay_ms = (uint64_t)res->retry_after * 1000u;
-        else if (json_is_integer(ms) && json_integer_value(ms) >= 0)
-            *delay_ms = (uint64_t)json_integer_value(ms);
+        else if (e.retry_after_ms >= 0)
+            *delay_ms = (uint64_t)e.retry_after_ms;
         else
             *delay_ms = 0;
         if (*delay_ms > RETRY_AFTER_MAX_MS)
             *delay_ms = RETRY_AFTER_MAX_MS;
         v = V_WAIT;
     }
-    if (errcode)
-        snprintf(why, whylen, "HTTP %ld %s", res->status, errcode);
+    if (errcode) /* cut for the log line: only garbage is that long */
+        snprintf(why, whylen, "HTTP %ld %.120s", res->status, errcode);
     else
         snprintf(why, whylen, "HTTP %ld", res->status);
-    json_decref(j);
     return v;
 }
 
@@ -883,61 +377,35 @@ static void sync_failed(struct matrix_sync *m, const struct http_response *res)
 static void on_whoami(void *userdata, const struct http_response *res)
 {
     struct matrix_sync *m = userdata;
-    json_t *j = NULL, *f = NULL, *rooms;
-    const char *user;
-    char *text = NULL;
+    char *user = NULL, *filter = NULL;
+    int r;
 
     m->xfer = NULL;
     if (res->result != HTTP_DONE || res->status != 200) {
         request_failed(m, "whoami", res);
         return;
     }
-    j = json_loadb(res->body, res->body_len, 0, NULL);
-    user = id_value(json_object_get(j, "user_id"));
-    if (!user || user[0] != '@') {
+    r = matrix_msg_parse_whoami(res->body, res->body_len, &user);
+    if (r == -EINVAL) {
         m->failures++;
         set_error(m, "whoami: the answer has no user_id; retrying with back-off");
         retry_in(m, backoff_ms(m->failures));
-        goto out;
+        return;
     }
-    /*
-     * matrix.md §8's bot filter: messages (and the encryption markers) of the configured rooms,
-     * nothing else; and membership events, for the bot's own join (see own_join()). Those are
-     * sent by the bot, so no "not_senders": its own messages come back and are ignored.
-     * The rooms limit keeps other joined rooms from swelling the answer past
-     * MATRIX_SYNC_BODY_MAX; it is set on timeline and state, not on room, so invites still come.
-     */
-    rooms = json_array();
-    for (size_t i = 0; rooms && i < m->conf->n_rooms; i++) {
-        if (json_array_append_new(rooms, json_string(m->conf->rooms[i])) != 0) {
-            json_decref(rooms);
-            rooms = NULL;
-        }
-    }
-    if (rooms)
-        f = json_pack("{s:{s:[s]}, s:{s:[s]}, s:{s:{s:i, s:[s,s,s], s:O}, s:{s:[s], s:O}, "
-                      "s:{s:[s]}, s:{s:[s]}}}",
-                      "presence", "not_types", "*", "account_data", "not_types", "*", "room",
-                      "timeline", "limit", 50, "types", "m.room.message", "m.room.encrypted",
-                      "m.room.member", "rooms", rooms, "state", "types", "m.room.encryption",
-                      "rooms", rooms, "ephemeral", "not_types", "*", "account_data", "not_types",
-                      "*");
-    json_decref(rooms);
-    text = f ? json_dumps(f, JSON_COMPACT) : NULL;
-    json_decref(f);
-    free(m->user_id);
-    m->user_id = strdup(user);
-    if (!text || !m->user_id) {
-        free(m->user_id);
-        m->user_id = NULL;
+    /* The filter names the rooms (doc/matrix.md §4); url_build() encodes it into every /sync. */
+    if (r == 0 && matrix_msg_filter(m->conf->rooms, m->conf->n_rooms, &filter) != 0)
+        filter = NULL;
+    if (!filter) {
+        free(user);
         m->failures++;
         set_error(m, "out of memory; retrying");
         retry_in(m, backoff_ms(m->failures));
-        goto out;
+        return;
     }
+    free(m->user_id);
+    m->user_id = user;
     free(m->filter);
-    m->filter = text;
-    text = NULL;
+    m->filter = filter;
     if (!m->since && m->saved_since) {
         if (strcmp(m->saved_user, m->user_id) == 0) {
             m->since = m->saved_since;
@@ -953,9 +421,6 @@ static void on_whoami(void *userdata, const struct http_response *res)
                  m->user_id);
     }
     do_sync(m);
-out:
-    free(text);
-    json_decref(j);
 }
 
 static void do_whoami(struct matrix_sync *m)
@@ -972,13 +437,13 @@ static void do_whoami(struct matrix_sync *m)
 }
 
 /* Sends the answer (content JSON) to item's command, through the outbox. */
-static void send_reply(struct matrix_sync *m, const struct matrix_sync_item *it, const char *answer)
+static void send_reply(struct matrix_sync *m, const struct matrix_msg_item *it, const char *answer)
 {
-    char txn[MATRIX_SYNC_TXN_ID_SIZE];
+    char txn[MATRIX_MSG_TXN_ID_SIZE];
     char *content = NULL;
 
-    if (matrix_sync_reply_content(answer, it->event_id, it->thread_root, &content) != 0 ||
-        matrix_sync_txn_id(it->event_id, txn) != 0) {
+    if (matrix_msg_reply(answer, it->event_id, it->thread_root, &content) != 0 ||
+        matrix_msg_txn_id(it->event_id, txn) != 0) {
         log_err("matrix", "%s: cannot build the reply to %s", it->room_id, it->event_id);
         free(content);
         return;
@@ -1004,7 +469,7 @@ static void queue_member(struct matrix_sync *m, int join, const char *room)
     m->ops_tail = op;
 }
 
-static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int first)
+static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int first)
 {
     static int encrypted_said; /* once per process, not per room or batch */
     char *answer = NULL, line[128];
@@ -1012,8 +477,8 @@ static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int
     unsigned retry_s = 0;
 
     switch (it->kind) {
-    case MATRIX_SYNC_COMMAND:
-    case MATRIX_SYNC_REFUSE:
+    case MATRIX_MSG_COMMAND:
+    case MATRIX_MSG_REFUSE:
         if (first)
             return; /* history, from before the bridge was listening */
         if (it->age_ms > MATRIX_STALE_MS) {
@@ -1037,7 +502,7 @@ static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int
             ratelimit_message(line, sizeof(line), retry_s);
             if (command_say(COMMAND_MATRIX, line, &answer) != 0)
                 answer = NULL;
-        } else if (it->kind == MATRIX_SYNC_REFUSE) {
+        } else if (it->kind == MATRIX_MSG_REFUSE) {
             log_info("matrix", "%s: %s may not use %s (allowed_users); refused %s", it->room_id,
                      it->sender, m->conf->prefix, it->event_id);
             if (command_say(COMMAND_MATRIX, MATRIX_SYNC_REFUSAL, &answer) != 0)
@@ -1054,19 +519,19 @@ static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int
             log_err("matrix", "%s: out of memory answering %s", it->room_id, it->event_id);
         free(answer);
         return;
-    case MATRIX_SYNC_JOIN:
+    case MATRIX_MSG_JOIN:
         log_info("matrix", "invited to %s by %s: joining", it->room_id,
                  it->sender ? it->sender : "(unknown)");
         queue_member(m, 1, it->room_id);
         return;
-    case MATRIX_SYNC_REJECT:
+    case MATRIX_MSG_REJECT:
         log_info("matrix",
                  "invited to %s by %s: refused (not in chat.matrix.rooms, inviter not in "
                  "allowed_users)",
                  it->room_id, it->sender ? it->sender : "(unknown)");
         queue_member(m, 0, it->room_id);
         return;
-    case MATRIX_SYNC_ENCRYPTED:
+    case MATRIX_MSG_ENCRYPTED:
         if (!encrypted_said) {
             encrypted_said = 1;
             log_warn("matrix",
@@ -1083,7 +548,7 @@ static void handle(struct matrix_sync *m, const struct matrix_sync_item *it, int
 static void on_sync(void *userdata, const struct http_response *res)
 {
     struct matrix_sync *m = userdata;
-    struct matrix_sync_rules rules = {
+    struct matrix_msg_rules rules = {
         .user_id = m->user_id,
         .rooms = m->conf->rooms,
         .n_rooms = m->conf->n_rooms,
@@ -1091,7 +556,7 @@ static void on_sync(void *userdata, const struct http_response *res)
         .allowed_users = m->conf->allowed_users,
         .n_allowed_users = m->conf->n_allowed_users,
     };
-    struct matrix_sync_batch batch;
+    struct matrix_msg_batch batch;
     int first = m->since == NULL, same, r;
     size_t skipped = 0;
 
@@ -1102,7 +567,7 @@ static void on_sync(void *userdata, const struct http_response *res)
         return;
     }
     m->rejected = 0;
-    r = matrix_sync_parse(res->body, res->body_len, &rules, &m->seen, &batch);
+    r = matrix_msg_parse_sync(res->body, res->body_len, &rules, &m->seen, &batch);
     if (r) {
         metrics_matrix_sync(0, (int64_t)time(NULL));
         m->failures++;
@@ -1112,7 +577,7 @@ static void on_sync(void *userdata, const struct http_response *res)
         return;
     }
     for (size_t i = 0; i < batch.n_joined; i++) {
-        const struct matrix_sync_joined *jr = &batch.joined[i];
+        const struct matrix_msg_joined *jr = &batch.joined[i];
         if (jr->skipped)
             log_info("matrix", "joined %s: %zu earlier command%s not answered", jr->room_id,
                      jr->skipped, jr->skipped == 1 ? "" : "s");
@@ -1120,8 +585,8 @@ static void on_sync(void *userdata, const struct http_response *res)
             log_debug("matrix", "joined %s (its history holds no command)", jr->room_id);
     }
     for (size_t i = 0; i < batch.n; i++) {
-        skipped += first && (batch.v[i].kind == MATRIX_SYNC_COMMAND ||
-                             batch.v[i].kind == MATRIX_SYNC_REFUSE);
+        skipped += first &&
+                   (batch.v[i].kind == MATRIX_MSG_COMMAND || batch.v[i].kind == MATRIX_MSG_REFUSE);
         handle(m, &batch.v[i], first);
     }
     if (skipped)
@@ -1145,7 +610,7 @@ static void on_sync(void *userdata, const struct http_response *res)
         batch.next_batch = NULL;
         save_position(m);
     }
-    matrix_sync_batch_fini(&batch);
+    matrix_msg_batch_fini(&batch);
     metrics_matrix_sync(1, (int64_t)time(NULL));
     m->last_ok_ms = now_ms(m);
     m->failures = 0;

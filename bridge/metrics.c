@@ -189,19 +189,9 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at)
+/* The polls, the changes they found, the projects tracked. */
+static void render_polls(FILE *f)
 {
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    if (!f)
-        return NULL;
-
-    family(f, "ytbridge_build_info", "gauge", "Build information; always 1.");
-    fprintf(f, "ytbridge_build_info{version=\"%s\"} 1\n", YTB_VERSION);
-    family(f, "ytbridge_start_time_seconds", "gauge", "When the process started (unix time).");
-    fprintf(f, "ytbridge_start_time_seconds %lld\n", (long long)started_at);
-
     family(f, "ytbridge_polls_total", "counter", "YouTrack polls by result.");
     for (size_t i = 0; i < N_RESULTS; i++)
         fprintf(f, "ytbridge_polls_total{result=\"%s\"} %llu\n", poll_results[i],
@@ -219,13 +209,16 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
     fprintf(f, "ytbridge_last_successful_poll_timestamp_seconds %lld\n", (long long)m.last_success);
     family(f, "ytbridge_projects", "gauge", "Projects tracked in the snapshot.");
     fprintf(f, "ytbridge_projects %zu\n", m.projects);
-
     static const char *const kinds[] = {"created", "renamed", "archived", "unarchived", "removed"};
     family(f, "ytbridge_changes_total", "counter", "Project changes detected, by kind.");
     for (size_t i = 0; i < 5; i++)
         fprintf(f, "ytbridge_changes_total{kind=\"%s\"} %llu\n", kinds[i],
                 (unsigned long long)m.changes[i]);
+}
 
+/* Deliveries and queues, by sink. */
+static void render_sinks(FILE *f, const struct metrics_sink *sinks, size_t n_sinks)
+{
     family(f, "ytbridge_deliveries_total", "counter",
            "Delivery attempts by sink and result (delivered, retried, dead).");
     for (size_t i = 0; i < m.n_sinks; i++) {
@@ -257,6 +250,11 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
         put_label(f, sinks[i].name);
         fprintf(f, "\"} %d\n", sinks[i].broken ? 1 : 0);
     }
+}
+
+/* Chat commands, by platform. */
+static void render_commands(FILE *f)
+{
     family(f, "ytbridge_commands_total", "counter",
            "Chat commands answered, by platform and command.");
     for (size_t i = 0; i < N_OF(cmd_platforms); i++) {
@@ -269,38 +267,65 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
     for (size_t i = 0; i < N_OF(cmd_platforms); i++)
         fprintf(f, "ytbridge_commands_limited_total{platform=\"%s\"} %llu\n", cmd_platforms[i],
                 (unsigned long long)m.commands_limited[i]);
-    if (m.slack_enabled) {
-        family(f, "ytbridge_slack_sockets", "gauge", "Socket Mode websockets held open.");
-        fprintf(f, "ytbridge_slack_sockets %d\n", m.slack_sockets);
-        family(f, "ytbridge_slack_connected", "gauge",
-               "1 while a Socket Mode connection has said hello.");
-        fprintf(f, "ytbridge_slack_connected %d\n", m.slack_connected);
-        family(f, "ytbridge_slack_disconnects_total", "counter",
-               "Socket Mode connections ended, by reason.");
-        for (size_t i = 0; i < N_OF(slack_disc); i++)
-            fprintf(f, "ytbridge_slack_disconnects_total{reason=\"%s\"} %llu\n", slack_disc[i],
-                    (unsigned long long)m.slack_disc[i]);
-        family(f, "ytbridge_slack_envelopes_total", "counter",
-               "Socket Mode envelopes received, by what became of them.");
-        for (size_t i = 0; i < N_OF(slack_env); i++)
-            fprintf(f, "ytbridge_slack_envelopes_total{result=\"%s\"} %llu\n", slack_env[i],
-                    (unsigned long long)m.slack_env[i]);
-        family(f, "ytbridge_slack_connection_opens_total", "counter",
-               "apps.connections.open calls, by result.");
-        for (size_t i = 0; i < N_OF(slack_open); i++)
-            fprintf(f, "ytbridge_slack_connection_opens_total{result=\"%s\"} %llu\n", slack_open[i],
-                    (unsigned long long)m.slack_open[i]);
-    }
-    if (m.matrix_enabled) {
-        family(f, "ytbridge_matrix_syncs_total", "counter", "Matrix /sync requests, by result.");
-        for (size_t i = 0; i < N_OF(matrix_sync); i++)
-            fprintf(f, "ytbridge_matrix_syncs_total{result=\"%s\"} %llu\n", matrix_sync[i],
-                    (unsigned long long)m.matrix_sync[i]);
-        family(f, "ytbridge_matrix_last_sync_timestamp_seconds", "gauge",
-               "Unix time of the last successful Matrix /sync; 0 before the first.");
-        fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n",
-                (long long)m.matrix_last_sync);
-    }
+}
+
+/* The Socket Mode client, when Slack commands are configured. */
+static void render_slack(FILE *f)
+{
+    family(f, "ytbridge_slack_sockets", "gauge", "Socket Mode websockets held open.");
+    fprintf(f, "ytbridge_slack_sockets %d\n", m.slack_sockets);
+    family(f, "ytbridge_slack_connected", "gauge",
+           "1 while a Socket Mode connection has said hello.");
+    fprintf(f, "ytbridge_slack_connected %d\n", m.slack_connected);
+    family(f, "ytbridge_slack_disconnects_total", "counter",
+           "Socket Mode connections ended, by reason.");
+    for (size_t i = 0; i < N_OF(slack_disc); i++)
+        fprintf(f, "ytbridge_slack_disconnects_total{reason=\"%s\"} %llu\n", slack_disc[i],
+                (unsigned long long)m.slack_disc[i]);
+    family(f, "ytbridge_slack_envelopes_total", "counter",
+           "Socket Mode envelopes received, by what became of them.");
+    for (size_t i = 0; i < N_OF(slack_env); i++)
+        fprintf(f, "ytbridge_slack_envelopes_total{result=\"%s\"} %llu\n", slack_env[i],
+                (unsigned long long)m.slack_env[i]);
+    family(f, "ytbridge_slack_connection_opens_total", "counter",
+           "apps.connections.open calls, by result.");
+    for (size_t i = 0; i < N_OF(slack_open); i++)
+        fprintf(f, "ytbridge_slack_connection_opens_total{result=\"%s\"} %llu\n", slack_open[i],
+                (unsigned long long)m.slack_open[i]);
+}
+
+/* The /sync client, when Matrix commands are configured. */
+static void render_matrix(FILE *f)
+{
+    family(f, "ytbridge_matrix_syncs_total", "counter", "Matrix /sync requests, by result.");
+    for (size_t i = 0; i < N_OF(matrix_sync); i++)
+        fprintf(f, "ytbridge_matrix_syncs_total{result=\"%s\"} %llu\n", matrix_sync[i],
+                (unsigned long long)m.matrix_sync[i]);
+    family(f, "ytbridge_matrix_last_sync_timestamp_seconds", "gauge",
+           "Unix time of the last successful Matrix /sync; 0 before the first.");
+    fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n", (long long)m.matrix_last_sync);
+}
+
+char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+
+    family(f, "ytbridge_build_info", "gauge", "Build information; always 1.");
+    fprintf(f, "ytbridge_build_info{version=\"%s\"} 1\n", YTB_VERSION);
+    family(f, "ytbridge_start_time_seconds", "gauge", "When the process started (unix time).");
+    fprintf(f, "ytbridge_start_time_seconds %lld\n", (long long)started_at);
+
+    render_polls(f);
+    render_sinks(f, sinks, n_sinks);
+    render_commands(f);
+    if (m.slack_enabled)
+        render_slack(f);
+    if (m.matrix_enabled)
+        render_matrix(f);
     if (fclose(f) != 0) {
         free(out);
         return NULL;

@@ -4,7 +4,7 @@
  * Lists keep their strings in a chunked pool so a 100,000-project list costs a handful of
  * allocations, not half a million. The diff is a merge join over two id-sorted lists: O(n).
  *
- * Guards (DESIGN.md, "Delivery guarantees"): a project is reported removed only after it was
+ * Guards (README, "How it decides what changed"): a project is reported removed only after it was
  * missing from removal_confirmations consecutive complete polls, and a burst of confirmed
  * removals (over mass_removal_limit, or over half the tracked list: the signature of a
  * permission change on the service account) is held back until the projects reappear or the
@@ -341,7 +341,8 @@ static int on_project_member(struct jscan *js, const char *k, size_t kl, void *c
         return jscan_object_each(js, on_leader_member, c);
     }
     if (jscan_key_is(k, kl, "archived")) {
-        /* Absent or null: the caller's rights may hide it. Unknown, never false (§4). */
+        /* Absent or null: the caller's rights may hide it, so it is unknown, never false
+         * (doc/youtrack.md §3). */
         if (jscan_peek(js) == JSCAN_NULL) {
             p->archived = TRI_UNKNOWN;
             return jscan_null(js);
@@ -495,22 +496,136 @@ static int merge(struct project_list *next, const struct project *saved,
     return 0;
 }
 
+/* A diff under way. */
+struct differ {
+    struct diff d;
+    struct change_vec cv;
+    const struct project **cand; /* saved projects missing long enough to go: removed or held */
+    size_t n_cand;
+    const struct diff_opts *opts;
+};
+
+/* A fetched project the snapshot does not know: created. */
+static int diff_new(struct differ *x, const struct project *fetched)
+{
+    struct project p = *fetched;
+
+    p.first_seen = x->opts->now;
+    p.missing = 0;
+    p.held = 0;
+    if (project_list_push(&x->d.next, &p))
+        return -ENOMEM;
+    return push_change(&x->cv, CHANGE_CREATED, NULL, x->d.next.v[x->d.next.n - 1].id);
+}
+
+/* A project in both lists: renamed, archived or unarchived, or the same. */
+static int diff_both(struct differ *x, const struct project *s, const struct project *fetched)
+{
+    struct project m;
+    const char *at;
+
+    if (s->held || s->missing)
+        x->d.n_reappeared++;
+    if (merge(&x->d.next, s, fetched, &m) || project_list_push(&x->d.next, &m))
+        return -ENOMEM;
+    at = x->d.next.v[x->d.next.n - 1].id;
+    if (str_changed(s->name, m.name) || str_changed(s->short_name, m.short_name)) {
+        if (push_change(&x->cv, CHANGE_RENAMED, s, at))
+            return -ENOMEM;
+    }
+    if (s->archived != TRI_UNKNOWN && m.archived != TRI_UNKNOWN && s->archived != m.archived) {
+        enum change_kind k = m.archived == TRI_YES ? CHANGE_ARCHIVED : CHANGE_UNARCHIVED;
+        if (push_change(&x->cv, k, s, at))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/*
+ * A saved project the poll did not return: kept while held (unless removals are accepted),
+ * a candidate for removal once missing from enough polls, else kept with its count raised.
+ */
+static int diff_missing(struct differ *x, const struct project *s)
+{
+    const struct diff_opts *opts = x->opts;
+    unsigned missing = (unsigned)s->missing + 1u;
+    struct project p;
+
+    if (s->held && !opts->accept_removals)
+        return project_list_add(&x->d.next, s) ? -ENOMEM : 0;
+    if (missing >= (unsigned)opts->removal_confirmations || opts->accept_removals) {
+        x->cand[x->n_cand++] = s;
+        return 0;
+    }
+    p = *s;
+    p.missing = (uint16_t)missing;
+    return project_list_add(&x->d.next, &p) ? -ENOMEM : 0;
+}
+
+/*
+ * The candidates are removed, or all held when there are too many at once (more than the
+ * limit, or most of the tracked projects): the signature of a permission change, not of
+ * deletions. Held projects must stay in the snapshot, so this runs before the list closes.
+ */
+static int diff_removals(struct differ *x, size_t tracked)
+{
+    const struct diff_opts *opts = x->opts;
+    size_t n = x->n_cand;
+    int hold = !opts->accept_removals && n > 0 &&
+               (n > (size_t)opts->mass_removal_limit || n * 2 > tracked);
+
+    for (size_t k = 0; k < n; k++) {
+        if (hold) {
+            struct project p = *x->cand[k];
+            p.held = 1;
+            p.missing = p.missing < UINT16_MAX ? (uint16_t)(p.missing + 1) : UINT16_MAX;
+            if (project_list_add(&x->d.next, &p))
+                return -ENOMEM;
+        } else if (push_change(&x->cv, CHANGE_REMOVED, x->cand[k], NULL)) {
+            return -ENOMEM;
+        }
+    }
+    x->d.n_held_new = hold ? n : 0;
+    return 0;
+}
+
+/* The changes found, pointing into the finished list, sorted. 0 or -ENOMEM. */
+static int diff_changes(struct differ *x)
+{
+    struct diff *d = &x->d;
+
+    if (x->cv.n) {
+        d->changes = calloc(x->cv.n, sizeof(*d->changes));
+        if (!d->changes)
+            return -ENOMEM;
+    }
+    for (size_t k = 0; k < x->cv.n; k++) {
+        struct change *ch = &d->changes[d->n_changes++];
+        ch->kind = x->cv.v[k].kind;
+        ch->before = x->cv.v[k].before;
+        ch->after = x->cv.v[k].after_id ? project_list_find(&d->next, x->cv.v[k].after_id) : NULL;
+    }
+    /* By project id, then kind: several changes to one project stay together, in enum order. */
+    if (d->n_changes > 1)
+        qsort(d->changes, d->n_changes, sizeof(*d->changes), cmp_change);
+    return 0;
+}
+
+/* The steps: walk both sorted lists by id, decide the removals, close the list, the changes. */
 int project_diff(const struct project_list *saved, struct project_list *fetched,
                  const struct diff_opts *opts, struct diff *out)
 {
-    struct diff d = {0};
-    struct change_vec cv = {0};
-    const struct project **cand = NULL;
-    size_t n_cand = 0, tracked = 0, i = 0, j = 0;
+    struct differ x = {.opts = opts};
+    size_t tracked = 0, i = 0, j = 0;
     int r = -ENOMEM;
 
-    project_list_init(&d.next);
+    project_list_init(&x.d.next);
     /* Fetched strings move, not copy: the diff must not triple the memory of a big list. */
-    d.next.chunks = fetched->chunks;
+    x.d.next.chunks = fetched->chunks;
     fetched->chunks = NULL;
-    cand = calloc(saved->n ? saved->n : 1, sizeof(*cand));
+    x.cand = calloc(saved->n ? saved->n : 1, sizeof(*x.cand));
     /* next holds at most every fetched and every saved project: no doubling slack. */
-    if (!cand || list_reserve(&d.next, fetched->n + saved->n))
+    if (!x.cand || list_reserve(&x.d.next, fetched->n + saved->n))
         goto out;
 
     for (size_t k = 0; k < saved->n; k++)
@@ -525,97 +640,34 @@ int project_diff(const struct project_list *saved, struct project_list *fetched,
         else
             c = project_id_cmp(saved->v[i].id, fetched->v[j].id);
 
-        if (c > 0) {
-            struct project p = fetched->v[j++];
-            p.first_seen = opts->now;
-            p.missing = 0;
-            p.held = 0;
-            if (project_list_push(&d.next, &p) ||
-                push_change(&cv, CHANGE_CREATED, NULL, d.next.v[d.next.n - 1].id))
-                goto out;
-        } else if (c == 0) {
-            const struct project *s = &saved->v[i++];
-            struct project m;
-            if (s->held || s->missing)
-                d.n_reappeared++;
-            if (merge(&d.next, s, &fetched->v[j++], &m) || project_list_push(&d.next, &m))
-                goto out;
-            const char *at = d.next.v[d.next.n - 1].id;
-            if (str_changed(s->name, m.name) || str_changed(s->short_name, m.short_name)) {
-                if (push_change(&cv, CHANGE_RENAMED, s, at))
-                    goto out;
-            }
-            if (s->archived != TRI_UNKNOWN && m.archived != TRI_UNKNOWN &&
-                s->archived != m.archived) {
-                enum change_kind k = m.archived == TRI_YES ? CHANGE_ARCHIVED : CHANGE_UNARCHIVED;
-                if (push_change(&cv, k, s, at))
-                    goto out;
-            }
-        } else {
-            const struct project *s = &saved->v[i++];
-            if (s->held && !opts->accept_removals) {
-                if (project_list_add(&d.next, s))
-                    goto out;
-                continue;
-            }
-            unsigned missing = (unsigned)s->missing + 1u;
-            if (missing >= (unsigned)opts->removal_confirmations || opts->accept_removals) {
-                cand[n_cand++] = s;
-                continue;
-            }
-            struct project p = *s;
-            p.missing = (uint16_t)missing;
-            if (project_list_add(&d.next, &p))
-                goto out;
-        }
-    }
-
-    /* Held projects must stay in the snapshot, so the hold check runs before the list closes. */
-    int hold = !opts->accept_removals && n_cand > 0 &&
-               (n_cand > (size_t)opts->mass_removal_limit || n_cand * 2 > tracked);
-    for (size_t k = 0; k < n_cand; k++) {
-        if (hold) {
-            struct project p = *cand[k];
-            p.held = 1;
-            p.missing = p.missing < UINT16_MAX ? (uint16_t)(p.missing + 1) : UINT16_MAX;
-            if (project_list_add(&d.next, &p))
-                goto out;
-        } else if (push_change(&cv, CHANGE_REMOVED, cand[k], NULL)) {
-            goto out;
-        }
-    }
-    d.n_held_new = hold ? n_cand : 0;
-    project_list_finish(&d.next);
-
-    for (size_t k = 0; k < d.next.n; k++) {
-        if (d.next.v[k].held)
-            d.n_held++;
-        else if (d.next.v[k].missing)
-            d.n_pending++;
-    }
-    if (cv.n) {
-        d.changes = calloc(cv.n, sizeof(*d.changes));
-        if (!d.changes)
+        if (c > 0)
+            r = diff_new(&x, &fetched->v[j++]);
+        else if (c == 0)
+            r = diff_both(&x, &saved->v[i++], &fetched->v[j++]);
+        else
+            r = diff_missing(&x, &saved->v[i++]);
+        if (r)
             goto out;
     }
-    for (size_t k = 0; k < cv.n; k++) {
-        struct change *ch = &d.changes[d.n_changes++];
-        ch->kind = cv.v[k].kind;
-        ch->before = cv.v[k].before;
-        ch->after = cv.v[k].after_id ? project_list_find(&d.next, cv.v[k].after_id) : NULL;
+    r = diff_removals(&x, tracked);
+    if (r)
+        goto out;
+    project_list_finish(&x.d.next);
+    for (size_t k = 0; k < x.d.next.n; k++) {
+        if (x.d.next.v[k].held)
+            x.d.n_held++;
+        else if (x.d.next.v[k].missing)
+            x.d.n_pending++;
     }
-    /* By project id, then kind: several changes to one project stay together, in enum order. */
-    if (d.n_changes > 1)
-        qsort(d.changes, d.n_changes, sizeof(*d.changes), cmp_change);
-    r = 0;
+    r = diff_changes(&x);
 out:
-    free(cand);
-    free(cv.v);
+    free(x.cand);
+    free(x.cv.v);
     if (r) {
-        diff_fini(&d);
+        diff_fini(&x.d);
         return r;
     }
-    *out = d;
+    *out = x.d;
     return 0;
 }
 

@@ -58,7 +58,7 @@ char *render(enum render_target t, const struct message *m);
 #define RENDER_SLACK_TEXT_MAX     3000  /* visible code points per Slack block (doc/slack.md) */
 #define RENDER_SLACK_FALLBACK_MAX 4000  /* code points of the top-level "text" */
 #define RENDER_SLACK_BLOCKS_MAX   50    /* blocks per message */
-#define RENDER_MATRIX_CONTENT_MAX 61440 /* bytes of content JSON (reference/matrix.md §6) */
+#define RENDER_MATRIX_CONTENT_MAX 61440 /* bytes of content JSON (doc/matrix.md §3) */
 #define RENDER_CHAT_NAME_MAX      250   /* code points of a name in chat */
 #define RENDER_CHAT_KEY_MAX       50    /* code points of a short name in chat */
 #define RENDER_UTF8_INVALID       0x110000

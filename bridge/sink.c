@@ -1,5 +1,6 @@
 /*
- * Sink requests and verdicts (reference/slack.md §2-3, §17; reference/matrix.md §1-5, §17).
+ * Sink requests and verdicts (doc/slack.md, "Incoming webhooks: answers and pacing";
+ * doc/matrix.md §1-3).
  *
  * Slack answers bare strings: classify by body first, status second. Matrix answers
  * {"errcode": ...}: classify by errcode first, status second. Generic webhooks and hookshot
@@ -46,9 +47,9 @@ void sink_fini(struct sink *s)
 
 unsigned sink_pace_ms(const struct sink *s)
 {
-    /* "Incoming webhooks: 1 per second" (slack.md §3); hookshot posts into a Matrix room,
-     * whose default rate limit is a burst of 10 then one per 5 s: Matrix pacing comes from its
-     * 429 answers, which name the delay. */
+    /* Slack: one message per second per webhook (doc/slack.md, "Incoming webhooks"); hookshot posts
+     * into a Matrix room, whose default rate limit is a burst of 10 then one per 5 s: Matrix pacing
+     * comes from its 429 answers, which name the delay. */
     return s->conf->type == CONF_SINK_SLACK ? 1000u : 0u;
 }
 
@@ -97,7 +98,7 @@ static int matrix_request(struct sink *s, const struct outbox_entry *e, struct s
     if (add_header_bearer(req, c->access_token))
         return -ENOMEM;
     if (!s->room_id) {
-        /* Aliases do not work with /send: resolve once (matrix.md §5). */
+        /* Aliases do not work with /send: resolve once (doc/matrix.md §2). */
         req->url = url_build(c->homeserver, "/_matrix/client/v3/directory/room/%s", c->room);
         req->method = strdup("GET");
         return !req->url || !req->method ? -ENOMEM : 0;

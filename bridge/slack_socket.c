@@ -1,5 +1,5 @@
 /*
- * Slack Socket Mode client (see slack_socket.h; ../shared/reference/slack.md §6-13, 15).
+ * Slack Socket Mode client (see slack_socket.h; doc/slack.md, "Socket Mode").
  *
  * One mechanism keeps the link: reconcile() wants exactly one healthy connection (said hello,
  * not asked to go) and opens one when there is none, at most one attempt at a time, never
@@ -9,21 +9,18 @@
  * up), a failure pushes the next attempt back.
  *
  * Ownership: a connection lives in a slot of s->conns from the moment its URL arrives until
- * libwebsockets has destroyed its wsi; callbacks only mark it dead and the sweep timer frees it,
- * so nothing is freed under lws's feet. Answers are computed synchronously from memory and go
- * out in the ack, on the socket the envelope came in on.
+ * libwebsockets is done with its socket (wsconn.h, the websocket itself); its events only mark
+ * it dead and the sweep timer frees it, so nothing is freed under lws's feet. Answers are
+ * computed synchronously from memory and go out in the ack, on the socket the envelope came in
+ * on.
  */
 #include "slack_socket.h"
 
 #include <errno.h>
 #include <stdarg.h>
-#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <jansson.h>
 
 #include "backoff.h"
 #include "command.h"
@@ -32,7 +29,9 @@
 #include "lwsctx.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "slack_msg.h"
 #include "url.h"
+#include "wsconn.h"
 
 #define MAX_SOCKETS        2
 #define OPEN_TIMEOUT_MS    15000L
@@ -51,7 +50,6 @@
 #define MESSAGE_MAX        (1024u * 1024u) /* bigger messages are dropped (logged) */
 #define DEDUP_SLOTS        1024u
 #define DEDUP_TTL_MS       (60u * 60u * 1000u) /* Slack retries after ~0 s, 1 min and 5 min */
-#define CA_BUNDLE          "/etc/ssl/certs/ca-certificates.crt"
 
 enum cstate {
     C_RESOLVING = 0, /* looking up the host */
@@ -60,34 +58,22 @@ enum cstate {
     C_CLOSING,       /* a close frame is on its way; dropped after CLOSE_WAIT_MS */
 };
 
-struct frame {
-    struct frame *next;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE bytes, then the text */
-};
-
 struct slack_socket;
 
 struct conn {
     struct slack_socket *s;
-    struct lws *wsi; /* NULL before the connect and after lws destroyed it */
+    struct wsconn *ws; /* from the connect on (live until lws is done with it) */
     unsigned id;
     enum cstate state;
-    int retiring;   /* Slack asked it to go: answers until a new socket said hello */
-    int want_close; /* send a close frame when writable */
-    int want_ping;
-    int dead;        /* lws is done with it (or it never got a wsi): the sweep frees it */
+    int retiring;    /* Slack asked it to go: answers until a new socket said hello */
+    int want_close;  /* a close frame is asked for, not sent yet */
+    int dead;        /* lws is done with it (or it never got a socket): the sweep frees it */
     int kill;        /* drop it without a close frame: the sweep does, outside lws callbacks */
     int abandoned;   /* closed while resolving */
     int established; /* the upgrade succeeded */
     int asked;       /* we closed or dropped it (an end we did not ask for is a failure) */
     const char *end_reason;
     uint64_t started_ms, hello_ms, last_rx_ms, last_ping_ms, close_ms;
-    char *rx;
-    size_t rx_len, rx_cap;
-    int rx_skip;       /* the message being received is binary or too big */
-    int rx_in_message; /* pieces of a message have arrived, its end has not */
-    struct frame *txh, *txt;
     uv_getaddrinfo_t gai;
     char host[256], path[2048];
     int port, tls;
@@ -124,12 +110,6 @@ struct slack_socket {
     struct dedup dedup[DEDUP_SLOTS];
     unsigned dedup_next;
     struct ratelimit limits; /* per user and overall; a flood gets "slow down", not a backlog */
-};
-
-static const lws_retry_bo_t idle_policy = {
-    /* Liveness is ours (tick()); keep lws's own validity checks out of the way. */
-    .secs_since_valid_ping = 65535,
-    .secs_since_valid_hangup = 65535,
 };
 
 static uint64_t now_ms(const struct slack_socket *s)
@@ -170,7 +150,7 @@ static void update_gauges(const struct slack_socket *s)
         const struct conn *c = s->conns[i];
         if (!c || c->dead)
             continue;
-        open += c->wsi != NULL;
+        open += wsconn_live(c->ws);
         up |= c->state == C_OPEN;
     }
     metrics_slack_sockets(open, up);
@@ -212,22 +192,9 @@ static void attempt_failed(struct slack_socket *s)
 
 static int queue_text(struct conn *c, const char *text, size_t len)
 {
-    if (c->state == C_CLOSING || c->dead)
+    if (c->state == C_CLOSING || c->dead || !c->ws)
         return -EPIPE; /* nothing may follow our close frame */
-    struct frame *f = malloc(sizeof(*f) + LWS_PRE + len);
-    if (!f)
-        return -ENOMEM;
-    f->next = NULL;
-    f->len = len;
-    memcpy(f->data + LWS_PRE, text, len);
-    if (c->txt)
-        c->txt->next = f;
-    else
-        c->txh = f;
-    c->txt = f;
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
-    return 0;
+    return wsconn_send(c->ws, text, len);
 }
 
 /* Asks the socket to go: a close frame (after what is queued), or at once when not up yet. */
@@ -248,8 +215,8 @@ static void request_close(struct conn *c, const char *why)
         return;
     }
     c->want_close = 1;
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
+    if (c->ws)
+        wsconn_close(c->ws);
 }
 
 /* Drops the socket without a close frame (it is silent, or it did not answer ours). */
@@ -260,145 +227,6 @@ static void drop(struct conn *c, const char *why)
         c->end_reason = why;
     c->kill = 1;
     schedule_sweep(c->s);
-}
-
-static int on_writable(struct conn *c)
-{
-    struct frame *f = c->txh;
-
-    if (f) {
-        if (lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int)f->len)
-            return -1;
-        c->txh = f->next;
-        if (!c->txh)
-            c->txt = NULL;
-        free(f);
-        if (c->txh || c->want_ping || c->want_close)
-            lws_callback_on_writable(c->wsi);
-        return 0;
-    }
-    if (c->want_ping) {
-        unsigned char buf[LWS_PRE + 32];
-        int n = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE, "ytbridge %llu",
-                         (unsigned long long)now_ms(c->s));
-        c->want_ping = 0;
-        c->last_ping_ms = now_ms(c->s);
-        if (lws_write(c->wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_PING) < n)
-            return -1;
-        if (c->want_close)
-            lws_callback_on_writable(c->wsi);
-        return 0;
-    }
-    if (c->want_close) {
-        /*
-         * The close frame (1000), written here: lws 4.1 on libuv kills the connection at once
-         * when a callback returns -1 after lws_close_reason(), without sending it. Opcode 4 is
-         * lws's close (LWS_WRITE_CLOSE, not exported). Slack's answering close ends the socket
-         * (WS_PEER_INITIATED_CLOSE below); without one, tick() drops it after CLOSE_WAIT_MS.
-         */
-        unsigned char buf[LWS_PRE + 2];
-        buf[LWS_PRE] = (unsigned char)(LWS_CLOSE_STATUS_NORMAL >> 8);
-        buf[LWS_PRE + 1] = (unsigned char)(LWS_CLOSE_STATUS_NORMAL & 0xff);
-        c->want_close = 0;
-        c->state = C_CLOSING;
-        c->close_ms = now_ms(c->s);
-        schedule_sweep(c->s); /* a new deadline for rearm() */
-        return lws_write(c->wsi, buf + LWS_PRE, 2, (enum lws_write_protocol)4) < 2 ? -1 : 0;
-    }
-    return 0;
-}
-
-/* ---- parsing (pure) ---- */
-
-static const char *jstr(const json_t *o, const char *key)
-{
-    const char *v = json_string_value(json_object_get(o, key));
-    return v ? v : "";
-}
-
-/* Copies v into buf, cut to fit (on a UTF-8 boundary). */
-static void copy_cut(char *buf, size_t size, const char *v)
-{
-    size_t n = strlen(v);
-    if (n >= size) {
-        n = size - 1;
-        while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
-            n--;
-    }
-    memcpy(buf, v, n);
-    buf[n] = '\0';
-}
-
-static int envelope_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > SLACK_ENVELOPE_ID_MAX)
-        return 0;
-    for (; *id; id++) {
-        if ((unsigned char)*id <= 0x20 || (unsigned char)*id >= 0x7f || *id == '"' || *id == '\\')
-            return 0;
-    }
-    return 1;
-}
-
-int slack_msg_parse(const char *buf, size_t len, struct slack_msg *out)
-{
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
-    const json_t *id, *payload;
-    int r = 0;
-
-    memset(out, 0, sizeof(*out));
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return -EINVAL;
-    }
-    copy_cut(out->type, sizeof(out->type), jstr(root, "type"));
-    id = json_object_get(root, "envelope_id");
-    if (strcmp(out->type, "hello") == 0) {
-        out->kind = SLACK_MSG_HELLO;
-        out->num_connections = json_integer_value(json_object_get(root, "num_connections"));
-    } else if (strcmp(out->type, "disconnect") == 0) {
-        out->kind = SLACK_MSG_DISCONNECT;
-        copy_cut(out->reason, sizeof(out->reason), jstr(root, "reason"));
-    } else if (json_is_string(id)) {
-        if (!envelope_id_ok(json_string_value(id))) {
-            r = -EINVAL;
-            goto out;
-        }
-        out->kind = SLACK_MSG_ENVELOPE;
-        snprintf(out->envelope_id, sizeof(out->envelope_id), "%s", json_string_value(id));
-        out->accepts_response_payload =
-            json_is_true(json_object_get(root, "accepts_response_payload"));
-        out->retry_attempt = json_integer_value(json_object_get(root, "retry_attempt"));
-        payload = json_object_get(root, "payload");
-        if (strcmp(out->type, "slash_commands") == 0 && json_is_object(payload)) {
-            out->is_slash_command = 1;
-            out->command = strdup(jstr(payload, "command"));
-            out->text = strdup(jstr(payload, "text"));
-            out->user_id = strdup(jstr(payload, "user_id"));
-            out->channel_id = strdup(jstr(payload, "channel_id"));
-            out->response_url = strdup(jstr(payload, "response_url"));
-            if (!out->command || !out->text || !out->user_id || !out->channel_id ||
-                !out->response_url)
-                r = -ENOMEM;
-        }
-    }
-out:
-    json_decref(root);
-    if (r)
-        slack_msg_fini(out);
-    return r;
-}
-
-void slack_msg_fini(struct slack_msg *m)
-{
-    free(m->command);
-    free(m->text);
-    free(m->user_id);
-    free(m->channel_id);
-    free(m->response_url);
-    m->command = m->text = m->user_id = m->channel_id = m->response_url = NULL;
-    m->is_slash_command = 0;
 }
 
 /* ---- envelopes ---- */
@@ -425,22 +253,10 @@ static void dedup_add(struct slack_socket *s, const char *id)
 /* {"envelope_id": id} or {"envelope_id": id, "payload": payload}, queued on c. */
 static void ack(struct conn *c, const char *id, const char *payload)
 {
-    json_t *j = json_string(id);
-    char *esc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     char *text = NULL;
-    int n;
+    size_t n = 0;
 
-    json_decref(j);
-    if (!esc) {
-        log_err("slack", "out of memory acknowledging an envelope");
-        return;
-    }
-    if (payload)
-        n = asprintf(&text, "{\"envelope_id\":%s,\"payload\":%s}", esc, payload);
-    else
-        n = asprintf(&text, "{\"envelope_id\":%s}", esc);
-    free(esc);
-    if (n < 0 || queue_text(c, text, (size_t)n) != 0)
+    if (slack_msg_ack(id, payload, &text, &n) != 0 || queue_text(c, text, n) != 0)
         log_err("slack", "out of memory acknowledging an envelope");
     free(text);
 }
@@ -681,70 +497,17 @@ static void on_message(struct conn *c, const char *text, size_t len)
     schedule_sweep(c->s); /* hello and disconnect change what reconcile() sees */
 }
 
-/* A frame (or part of one) arrived: reassemble, then handle complete text messages. */
-static void on_receive(struct conn *c, const void *in, size_t len)
-{
-    struct lws *wsi = c->wsi;
-
-    if (!c->rx_in_message) {
-        /* The first piece of a message (lws hands a frame over in pieces of up to 4 KiB). */
-        c->rx_in_message = 1;
-        c->rx_skip = lws_frame_is_binary(wsi);
-        if (c->rx_skip)
-            log_warn("slack", "socket %u: a binary message; ignored (Slack sends text)", c->id);
-    }
-    if (!c->rx_skip) {
-        if (c->rx_len + len > MESSAGE_MAX) {
-            log_warn("slack", "socket %u: a message over %u bytes; ignored", c->id, MESSAGE_MAX);
-            c->rx_skip = 1;
-            c->rx_len = 0;
-        } else {
-            if (c->rx_len + len > c->rx_cap) {
-                size_t cap = c->rx_cap ? c->rx_cap : 4096;
-                while (cap < c->rx_len + len)
-                    cap *= 2;
-                char *p = realloc(c->rx, cap);
-                if (!p) {
-                    log_err("slack", "out of memory receiving a message; ignored");
-                    c->rx_skip = 1;
-                    c->rx_len = 0;
-                } else {
-                    c->rx = p;
-                    c->rx_cap = cap;
-                }
-            }
-            if (!c->rx_skip) {
-                memcpy(c->rx + c->rx_len, in, len);
-                c->rx_len += len;
-            }
-        }
-    }
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
-        return;
-    if (!c->rx_skip)
-        on_message(c, c->rx, c->rx_len);
-    c->rx_len = 0;
-    c->rx_skip = 0;
-    c->rx_in_message = 0;
-    if (c->rx_cap > 64 * 1024) { /* do not keep a big buffer for small messages */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = 0;
-    }
-}
-
-/* ---- lws ---- */
+/* ---- the websocket's events (wsconn.h) ---- */
 
 /* lws is done with the socket: the sweep frees it and reconcile() looks again. */
-static void conn_ended(struct conn *c, struct lws *wsi, const char *why)
+static void on_conn_ended(void *userdata, const char *why)
 {
+    struct conn *c = userdata;
     struct slack_socket *s = c->s;
 
-    lws_set_opaque_user_data(wsi, NULL);
     if (c->dead)
         return;
     c->dead = 1;
-    c->wsi = NULL;
     if (c->state == C_OPEN && !c->end_reason)
         c->end_reason = "lost";
     if (c->state == C_OPEN && !c->retiring && !c->want_close && !s->stopping) {
@@ -763,65 +526,67 @@ static void conn_ended(struct conn *c, struct lws *wsi, const char *why)
     schedule_sweep(s);
 }
 
-static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                  size_t len)
+static void on_conn_established(void *userdata)
 {
-    struct conn *c = lws_get_opaque_user_data(wsi);
-    (void)user;
+    struct conn *c = userdata;
 
-    if (!c)
-        return 0;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        char why[128];
-        snprintf(why, sizeof(why), "%.*s", in ? (int)len : 0, in ? (const char *)in : "");
-        if (!in || !len)
-            snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection failed");
-        conn_ended(c, wsi, why);
-        return 0;
-    }
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        c->established = 1;
-        c->last_rx_ms = now_ms(c->s);
-        log_debug("slack", "socket %u upgraded; waiting for hello", c->id);
-        if (c->abandoned || c->s->stopping)
-            request_close(c, NULL);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        c->last_rx_ms = now_ms(c->s);
-        on_receive(c, in, len);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-        c->last_rx_ms = now_ms(c->s);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return on_writable(c);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (c->state == C_CLOSING)
-            return 1; /* the answer to our close: done, no echo */
-        log_debug("slack", "socket %u: Slack closed it", c->id);
-        if (!c->end_reason)
-            c->end_reason = c->retiring ? NULL : "closed";
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-    case LWS_CALLBACK_WSI_DESTROY:
-        conn_ended(c, wsi, "closed");
-        return 0;
-    default:
-        return 0;
-    }
+    c->established = 1;
+    c->last_rx_ms = now_ms(c->s);
+    log_debug("slack", "socket %u upgraded; waiting for hello", c->id);
+    if (c->abandoned || c->s->stopping)
+        request_close(c, NULL);
 }
 
-static const struct lws_protocols protocols[] = {
-    {"slack", on_lws, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
+static void on_conn_activity(void *userdata)
+{
+    struct conn *c = userdata;
+    c->last_rx_ms = now_ms(c->s);
+}
+
+static void on_conn_message(void *userdata, const char *text, size_t len)
+{
+    on_message(userdata, text, len);
+}
+
+static void on_conn_ping_sent(void *userdata)
+{
+    struct conn *c = userdata;
+    c->last_ping_ms = now_ms(c->s);
+}
+
+static void on_conn_close_sent(void *userdata)
+{
+    struct conn *c = userdata;
+
+    c->want_close = 0;
+    c->state = C_CLOSING;
+    c->close_ms = now_ms(c->s);
+    schedule_sweep(c->s); /* a new deadline for rearm(): Slack often never answers */
+}
+
+static void on_conn_peer_closed(void *userdata)
+{
+    struct conn *c = userdata;
+
+    log_debug("slack", "socket %u: Slack closed it", c->id);
+    if (!c->end_reason)
+        c->end_reason = c->retiring ? NULL : "closed";
+}
+
+static const struct wsconn_events conn_events = {
+    .established = on_conn_established,
+    .activity = on_conn_activity,
+    .message = on_conn_message,
+    .ping_sent = on_conn_ping_sent,
+    .close_sent = on_conn_close_sent,
+    .peer_closed = on_conn_peer_closed,
+    .ended = on_conn_ended,
 };
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct conn *c = req->data;
     struct slack_socket *s = c->s;
-    struct lws_client_connect_info info;
     char addr[64] = "";
 
     for (struct addrinfo *a = status == 0 ? res : NULL; a && !addr[0]; a = a->ai_next) {
@@ -852,24 +617,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         schedule_sweep(s);
         return;
     }
-    memset(&info, 0, sizeof(info));
-    info.context = s->ctx;
-    info.address = addr;
-    info.port = c->port;
-    info.path = c->path;
-    info.host = c->host;
-    info.origin = c->host;
-    info.ssl_connection = c->tls ? LCCSCF_USE_SSL : 0;
-    info.local_protocol_name = "slack";
-    info.opaque_user_data = c;
-    info.retry_and_idle_policy = &idle_policy;
     c->state = C_CONNECTING;
     c->started_ms = now_ms(s);
     /* A failure may already have been reported (and c marked dead) inside the call. */
-    struct lws *wsi = lws_client_connect_via_info(&info);
-    if (!c->dead)
-        c->wsi = wsi;
-    if (!wsi && !c->dead) {
+    struct wsconn_target t = {
+        .address = addr, .port = c->port, .host = c->host, .path = c->path, .tls = c->tls};
+    if (wsconn_open(&c->ws, s->loop, s->ctx, &t, "slack", c->id, MESSAGE_MAX, &conn_events, c) !=
+            0 &&
+        !c->dead) {
         set_error(s, "cannot connect to the Socket Mode URL (%s)", "connect failed");
         attempt_failed(s);
         c->dead = 1;
@@ -913,84 +668,95 @@ static int parse_ws_url(struct conn *c, const char *url, int allow_insecure, con
     return r;
 }
 
-/* apps.connections.open answered. */
-static void on_open_answer(void *userdata, const struct http_response *res)
+/* apps.connections.open refused the app token: stop until reconfigured, and say so once. */
+static void token_refused(struct slack_socket *s, const char *error)
 {
-    struct slack_socket *s = userdata;
-    json_t *root = NULL;
-    const char *url, *error, *why = NULL;
-    struct conn *c;
-    size_t slot;
+    char text[256];
 
-    s->open_xfer = NULL;
+    s->fatal = 1;
+    snprintf(s->last_error, sizeof(s->last_error), "Slack refused the app token (%s)", error);
+    log_err("slack",
+            "Slack refused the app token (%s); /youtrack commands stay unanswered until "
+            "chat.slack.app_token is fixed and the configuration reloaded",
+            error);
+    snprintf(text, sizeof(text),
+             "Slack refused the bridge's app token (%s): /youtrack commands get no answer until "
+             "chat.slack.app_token is fixed",
+             error);
+    if (s->hooks.alert)
+        s->hooks.alert(s->hooks.userdata, "slack_auth", text);
+}
+
+/*
+ * Reads an apps.connections.open answer into *o (doc/slack.md, "apps.connections.open").
+ * Returns 0 when it holds a URL to connect to; otherwise -1, with the failure handled: counted,
+ * recorded, and the next attempt pushed back (or the client stopped, for a refused token).
+ */
+static int open_answer_url(struct slack_socket *s, const struct http_response *res,
+                           struct slack_open *o)
+{
     if (res->result != HTTP_DONE) {
         metrics_slack_open(0);
         set_error(s, "apps.connections.open failed: %s", res->error);
         attempt_failed(s);
-        goto out;
+        return -1;
     }
     if (res->status == 429) {
         metrics_slack_open(0);
         set_error(s, "apps.connections.open is rate limited (%s)", "HTTP 429");
         /* Without a usable Retry-After, 30 s: a 429 says we are too fast, whatever it omits. */
         attempt_failed_after(s, res->retry_after > 0 ? res->retry_after : 30);
-        goto out;
+        return -1;
     }
-    root = json_loadb(res->body, res->body_len, 0, NULL);
-    if (res->status != 200 || !json_is_object(root)) {
+    if (res->status != 200 || slack_msg_parse_open(res->body, res->body_len, o) != 0) {
         char st[32];
         snprintf(st, sizeof(st), "HTTP %ld", res->status);
         metrics_slack_open(0);
         set_error(s, "apps.connections.open gave an unexpected answer (%s)", st);
         attempt_failed(s);
-        goto out;
+        return -1;
     }
-    if (!json_is_true(json_object_get(root, "ok"))) {
-        static const char *const fatal[] = {
-            "invalid_auth",           "not_authed",    "account_inactive",
-            "user_removed_from_team", "team_disabled", "missing_args",
-            "forbidden_team",         "token_revoked", "not_allowed_token_type"};
-        char text[256];
-        error = jstr(root, "error");
+    switch (o->kind) {
+    case SLACK_OPEN_URL:
+        return 0;
+    case SLACK_OPEN_REFUSED:
         metrics_slack_open(0);
-        for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
-            if (strcmp(error, fatal[i]) == 0) {
-                s->fatal = 1;
-                snprintf(s->last_error, sizeof(s->last_error), "Slack refused the app token (%s)",
-                         fatal[i]);
-                log_err("slack",
-                        "Slack refused the app token (%s); /youtrack commands stay unanswered "
-                        "until chat.slack.app_token is fixed and the configuration reloaded",
-                        fatal[i]);
-                snprintf(text, sizeof(text),
-                         "Slack refused the bridge's app token (%s): /youtrack commands get no "
-                         "answer until chat.slack.app_token is fixed",
-                         fatal[i]);
-                if (s->hooks.alert)
-                    s->hooks.alert(s->hooks.userdata, "slack_auth", text);
-                goto out;
-            }
-        }
-        set_error(s, "apps.connections.open failed (%.60s)", *error ? error : "no error given");
+        token_refused(s, o->error);
+        return -1;
+    case SLACK_OPEN_ERROR:
+        metrics_slack_open(0);
+        set_error(s, "apps.connections.open failed (%.60s)",
+                  *o->error ? o->error : "no error given");
         attempt_failed(s);
-        goto out;
+        return -1;
+    case SLACK_OPEN_NO_URL:
+        break;
     }
-    url = json_string_value(json_object_get(root, "url"));
+    metrics_slack_open(0);
+    set_error(s, "apps.connections.open gave no URL");
+    attempt_failed(s);
+    return -1;
+}
+
+/*
+ * Starts a connection to url in a free slot: its parts, the websocket context, then the host
+ * lookup (on_resolved() goes on from there). Nothing when no slot is free or we are stopping.
+ */
+static void open_conn(struct slack_socket *s, const char *url)
+{
+    const char *why = NULL;
+    struct conn *c;
+    size_t slot;
+
     for (slot = 0; slot < MAX_SOCKETS && s->conns[slot]; slot++)
         ;
-    if (!url || slot == MAX_SOCKETS || s->stopping) {
-        if (!url) {
-            metrics_slack_open(0);
-            set_error(s, "apps.connections.open gave no URL");
-            attempt_failed(s);
-        }
-        goto out;
-    }
+    if (slot == MAX_SOCKETS || s->stopping)
+        return;
     c = calloc(1, sizeof(*c));
     if (!c) {
         log_err("slack", "out of memory opening a connection");
         attempt_failed(s);
-        goto out;
+        return;
     }
     c->s = s;
     c->id = ++s->next_id;
@@ -999,32 +765,41 @@ static void on_open_answer(void *userdata, const struct http_response *res)
         metrics_slack_open(0);
         set_error(s, "apps.connections.open gave an unusable URL (%s)", why);
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
     if (ensure_context(s, c->tls) != 0) {
         metrics_slack_open(0);
         set_error(s, "cannot set up the websocket client%s",
                   c->tls && s->ctx ? " for wss:// after ws:// URLs" : "");
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
     metrics_slack_open(1);
     c->gai.data = c;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) == 0) {
-        s->pending_lookups++;
-    } else {
+    if (uv_getaddrinfo(s->loop, &c->gai, on_resolved, c->host, NULL, &hints) != 0) {
         set_error(s, "cannot resolve the Socket Mode host (%s)", "lookup failed to start");
         attempt_failed(s);
-        free(c);
-        goto out;
+        goto fail;
     }
+    s->pending_lookups++;
     s->conns[slot] = c;
     log_debug("slack", "socket %u: connecting to %s:%d", c->id, c->host, c->port);
-out:
-    json_decref(root);
+    return;
+fail:
+    free(c);
+}
+
+/* apps.connections.open answered. */
+static void on_open_answer(void *userdata, const struct http_response *res)
+{
+    struct slack_socket *s = userdata;
+    struct slack_open o = {0};
+
+    s->open_xfer = NULL;
+    if (open_answer_url(s, res, &o) == 0)
+        open_conn(s, o.url);
+    slack_msg_open_fini(&o);
     update_gauges(s);
     schedule_sweep(s);
 }
@@ -1060,14 +835,10 @@ static void start_open(struct slack_socket *s)
 
 /* ---- the reconciler and its timers ---- */
 
+/* A socket still live (only when the client is freed) is dropped without further events. */
 static void free_conn(struct conn *c)
 {
-    while (c->txh) {
-        struct frame *f = c->txh;
-        c->txh = f->next;
-        free(f);
-    }
-    free(c->rx);
+    wsconn_free(c->ws);
     free(c);
 }
 
@@ -1075,13 +846,10 @@ static void sweep(struct slack_socket *s)
 {
     for (size_t i = 0; i < MAX_SOCKETS; i++) {
         struct conn *c = s->conns[i];
-        if (c && c->kill && c->wsi && !c->dead) {
-            /*
-             * Synchronously: lws 4.1's asynchronous kill (a zero timeout) waits for a timer
-             * that a foreign libuv loop may never re-arm. The callbacks mark c dead.
-             */
+        if (c && c->kill && wsconn_live(c->ws) && !c->dead) {
+            /* Here, not in an event: the kill is synchronous, and its ended() marks c dead. */
             c->kill = 0;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+            wsconn_kill(c->ws);
         }
         if (c && c->dead) {
             s->conns[i] = NULL;
@@ -1187,7 +955,7 @@ static void on_tick(uv_timer_t *t)
 
     for (size_t i = 0; i < MAX_SOCKETS; i++) {
         struct conn *c = s->conns[i];
-        if (!c || c->dead || !c->wsi)
+        if (!c || c->dead || !wsconn_live(c->ws))
             continue;
         switch (c->state) {
         case C_RESOLVING:
@@ -1209,8 +977,7 @@ static void on_tick(uv_timer_t *t)
                 drop(c, "silent");
             } else if (now - c->last_rx_ms >= PING_IDLE_MS &&
                        now - c->last_ping_ms >= PING_IDLE_MS) {
-                c->want_ping = 1;
-                lws_callback_on_writable(c->wsi);
+                wsconn_ping(c->ws);
             }
             break;
         case C_CLOSING:
@@ -1224,77 +991,23 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
-/*
- * The libwebsockets context: one for the process, kept across reloads (lws cannot finish
- * destroying a context on a foreign loop that keeps running, so a context per reload would
- * stay until exit), made when the first URL says whether it needs TLS: a TLS client context
- * (OpenSSL's algorithm caches and the CA store) costs about 3 MiB, which a ws:// test setup
- * does without. Slack's URLs are always wss://.
- */
-struct shared_ctx {
-    struct lws_context *ctx; /* lws writes NULL here once it is gone (lwsctx.h) */
-    int tls;
-};
-
-static struct shared_ctx *shared;
 static int instances; /* clients not yet freed */
 static int exiting;   /* slack_socket_cleanup() was called: retire with the last client */
 
-static void retire_shared(void);
-
+/* The process's websocket client context (lwsctx.h), shared by every client. */
 static int ensure_context(struct slack_socket *s, int tls)
 {
-    struct lws_context_creation_info info;
-    void *loops[1] = {s->loop};
-    struct shared_ctx *h;
-
     if (s->ctx)
         return tls && !s->ctx_tls ? -1 : 0;
-    if (shared && (shared->tls || !tls)) {
-        s->ctx = shared->ctx;
-        s->ctx_tls = shared->tls;
-        return 0;
-    }
-    retire_shared(); /* a ws:// one, no longer enough (and no socket of ours uses it) */
-    h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
-    lwsctx_logging();
-    memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_LIBUV | (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
-    info.foreign_loops = loops;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.pcontext = &h->ctx;
-    info.retry_and_idle_policy = &idle_policy;
-    info.timeout_secs = 20;        /* connect, TLS and upgrade */
-    info.fd_limit_per_thread = 16; /* at most MAX_SOCKETS sockets (+ lws's own) */
-    if (tls && access(CA_BUNDLE, R_OK) == 0)
-        info.client_ssl_ca_filepath = CA_BUNDLE;
-    h->ctx = lws_create_context(&info);
-    if (!h->ctx) {
-        free(h);
-        return -1;
-    }
-    h->tls = tls;
-    shared = h;
-    s->ctx = h->ctx;
-    s->ctx_tls = tls;
-    return 0;
-}
-
-static void retire_shared(void)
-{
-    if (shared)
-        lwsctx_retire(&shared->ctx, shared);
-    shared = NULL;
+    s->ctx = wsconn_context(s->loop, tls, &s->ctx_tls);
+    return s->ctx ? 0 : -1;
 }
 
 void slack_socket_cleanup(void)
 {
     exiting = 1;
     if (instances == 0)
-        retire_shared(); /* else the last slack_socket_free() does */
+        lwsctx_client_retire(); /* else the last slack_socket_free() does */
 }
 
 int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct conf_chat_slack *conf,
@@ -1360,12 +1073,8 @@ void slack_socket_free(struct slack_socket *s)
         struct conn *c = s->conns[i];
         if (!c)
             continue;
-        if (c->wsi && !c->dead) {
-            /* The context outlives us: a socket still open goes now (its callbacks see no
-             * owner any more). Normally slack_socket_stop() has closed them all. */
-            lws_set_opaque_user_data(c->wsi, NULL);
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-        }
+        /* The context outlives us: a socket still open goes in free_conn(), its callbacks
+         * seeing no owner any more. Normally slack_socket_stop() has closed them all. */
         if (c->state == C_RESOLVING && !c->dead) {
             /* on_resolved() frees it (uv_cancel() may come too late). */
             uv_cancel((uv_req_t *)&c->gai);
@@ -1379,7 +1088,7 @@ void slack_socket_free(struct slack_socket *s)
     uv_close((uv_handle_t *)&s->tick, on_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
     if (--instances == 0 && exiting)
-        retire_shared(); /* its handles would keep the loop running */
+        lwsctx_client_retire(); /* its handles would keep the loop running */
 }
 
 /* After slack_socket_free(): the memory goes once nothing of the loop refers to it. */

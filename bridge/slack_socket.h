@@ -1,7 +1,7 @@
 /*
  * Slack Socket Mode: `/youtrack` slash commands over websockets (libwebsockets on the shared
- * libuv loop), answered in the envelope's ack. See ../shared/reference/slack.md §6-13 and the
- * README ("Chat commands").
+ * libuv loop), answered in the envelope's ack. See doc/slack.md ("Socket Mode") and the README
+ * ("Chat commands").
  */
 #ifndef YTB_SLACK_SOCKET_H
 #define YTB_SLACK_SOCKET_H
@@ -13,37 +13,6 @@
 #include "conf.h"
 
 struct slack_socket;
-
-/* One Socket Mode message, as slack_msg_parse() understood it. */
-enum slack_msg_kind {
-    SLACK_MSG_OTHER = 0, /* valid JSON object of no interest (unknown type, no envelope id) */
-    SLACK_MSG_HELLO,
-    SLACK_MSG_DISCONNECT,
-    SLACK_MSG_ENVELOPE,
-};
-
-#define SLACK_ENVELOPE_ID_MAX 128
-
-struct slack_msg {
-    enum slack_msg_kind kind;
-    long long num_connections; /* hello; 0 when absent */
-    char reason[64];           /* disconnect: "warning", ...; cut, "" when absent */
-    /* envelopes */
-    char envelope_id[SLACK_ENVELOPE_ID_MAX + 1];
-    char type[48]; /* "slash_commands", "events_api", ...; cut */
-    int accepts_response_payload;
-    long long retry_attempt;
-    int is_slash_command; /* type slash_commands with an object payload: the fields below */
-    char *command, *text, *user_id, *channel_id, *response_url; /* never NULL then; "" absent */
-};
-
-/*
- * Parses one complete text message (pure; the fuzz harness's entry point). Returns 0 and *out
- * (free with slack_msg_fini()), -EINVAL when it is not a JSON object or an envelope id is
- * empty, too long or not printable ASCII, or -ENOMEM.
- */
-int slack_msg_parse(const char *buf, size_t len, struct slack_msg *out);
-void slack_msg_fini(struct slack_msg *m);
 
 struct slack_socket_hooks {
     /* Answers the command text for Slack: a payload {"response_type","text","blocks"}. */

@@ -1,5 +1,5 @@
 /*
- * YouTrack poller (reference/youtrack.md).
+ * YouTrack poller (doc/youtrack.md).
  *
  * A poll walks a small state machine: modern pages ($top/$skip until a short page), or, for the
  * 2017.x API, the legacy list then the legacy names. Any failure ends the whole poll with one
@@ -28,7 +28,7 @@
 #include "url.h"
 #include "utf8.h"
 
-/* Rights-hidden fields are omitted by the server: every key here may be missing (§4). */
+/* Fields the account may not see are left out: any key may be missing (doc/youtrack.md §3). */
 #define MODERN_FIELDS "id,shortName,name,archived,leader(login,name),description"
 
 #define MAX_PROJECTS  2000000
@@ -130,7 +130,7 @@ out:
 
 /*
  * Fails (-EPROTO, why in err) when two of keys[0..n) are equal: one answer naming two projects
- * with one key contradicts itself (§ "Renames are detected by the stable database id"). Returns
+ * with one key contradicts itself (README, "How it decides what changed"). Returns
  * n (the parse result) when all differ. Sorts keys.
  */
 static long check_unique(const char **keys, size_t n_keys, long n, const char *what, char *err,
@@ -360,7 +360,7 @@ static int request_modern_page(struct youtrack *yt)
 
     snprintf(top, sizeof(top), "%d", yt->conf->youtrack.page_size);
     snprintf(skip, sizeof(skip), "%zu", yt->skip);
-    /* Always $top: without it the server silently stops at 42 projects (§5). */
+    /* Always $top: without it the server silently stops at 42 projects (doc/youtrack.md §4). */
     url = url_build(yt->conf->youtrack.url, "/api/admin/projects?fields=%s&%%24top=%s&%%24skip=%s",
                     MODERN_FIELDS, top, skip);
     if (!url)

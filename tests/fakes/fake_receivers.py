@@ -3,7 +3,8 @@
 webhook, a Matrix homeserver, generic signed webhooks and matrix-hookshot
 generic webhooks, all in one process (standard library only).
 
-Wire formats follow ../shared/reference/slack.md §1-3 and matrix.md §1-7:
+Wire formats follow doc/slack.md ("Incoming webhooks") and doc/matrix.md
+§1-3:
 
   POST /slack/<hook path>        200 text/plain "ok"; errors are bare strings;
                                  400 invalid_blocks for blocks that break
@@ -14,7 +15,7 @@ Wire formats follow ../shared/reference/slack.md §1-3 and matrix.md §1-7:
                                  over 65536 bytes -> 413 M_TOO_LARGE
   GET  /_matrix/client/v3/directory/room/{roomAlias}
   GET  /_matrix/client/v3/account/whoami
-  GET  /_matrix/client/v3/sync   matrix.md §8-9: answers queued batches (see
+  GET  /_matrix/client/v3/sync   doc/matrix.md §4: answers queued batches (see
                                  PUT /_control/matrix_sync) in order; with
                                  nothing queued it holds the request up to
                                  `timeout` ms, then answers {"next_batch":
@@ -154,7 +155,7 @@ NGINX_502 = (b'<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r
              b'<center><h1>502 Bad Gateway</h1></center>\r\n'
              b'<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n')
 
-# Slack webhook error strings -> default HTTP status (slack.md §2; the ones
+# Slack webhook error strings -> default HTTP status (doc/slack.md; the ones
 # the changelog does not give are guesses, overridable with "status").
 SLACK_ERRORS = {
     'invalid_payload': 400, 'invalid_blocks': 400, 'no_text': 400,
@@ -768,7 +769,7 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def matrix_sync(self, rec, decoded):
-        """GET /sync (matrix.md §8-9); faults apply with path
+        """GET /sync (doc/matrix.md §4); faults apply with path
         /_matrix/client/v3/sync."""
         st = self.state
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)

@@ -4,8 +4,8 @@ apps.connections.open, the Socket Mode websocket and a response_url
 receiver, all on ONE port (standard library only: asyncio streams and a
 hand-written RFC 6455 server side).
 
-Wire formats follow ../shared/reference/slack.md §6-12 and the recorded
-shapes in ../shared/reference/fixtures/slack/ (hello: slack-go; slash
+Wire formats follow doc/slack.md ("Socket Mode") and the recorded shapes in
+tests/data/slack/ and tests/fuzz/corpus/slack_msg/ (hello: slack-go; slash
 command envelope: the Socket Mode docs; disconnect: the docs, host
 "wss-111.slack.com"; apps.connections.open: the docs, `/` escaped as `\\/`).
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A fake YouTrack server for ytbridge's integration tests and demo mode.
 
-It speaks the wire format recorded in ../shared/reference/fixtures/youtrack/:
+It speaks the wire format of doc/youtrack.md, recorded in tests/data/youtrack/:
 ``GET /api/admin/projects`` with ``fields``/``$top``/``$skip`` (unpaged lists
 capped at 42), ``GET /api/users/me``, the exact error bodies, chunked and
 optionally gzip-encoded 200 answers, and with ``--legacy`` the 2017.x

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Matrix chat commands: the real daemon long-polls the fake homeserver's
 /sync (tests/fakes/fake_receivers.py) and answers `!youtrack ...` with
-m.notice replies (README "Matrix commands"; matrix.md §8-13).
+m.notice replies (README "Matrix commands"; doc/matrix.md §4-7).
 
-Every case is a list of /sync batches in the shapes of the fixtures in
-../shared/reference/fixtures/matrix/ (events with event_id, sender,
-origin_server_ts, content, unsigned) and the replies, joins and leaves the
-fake must then have seen.
+Every case is a list of /sync batches in the shapes of the recorded answers
+in tests/data/matrix/ (events with event_id, sender, origin_server_ts,
+content, unsigned) and the replies, joins and leaves the fake must then have
+seen.
 """
 
 import json
@@ -188,7 +188,7 @@ class MatrixChatTest(DeliveryTest):
         held = [s for s in self.syncs() if s['since'] == 's1'][0]
         self.assertEqual(held['timeout'], 30000)
         for s in self.syncs():
-            # The token travels in the header only (matrix.md §1).
+            # The token travels in the header only (doc/matrix.md §1).
             self.assertEqual(s['headers'].get('Authorization'),
                              'Bearer <MATRIX_TOKEN>')
             self.assertNotIn('access_token', s['raw_path'])
@@ -488,7 +488,7 @@ class MatrixChatTest(DeliveryTest):
         # Retry-After, not the 5-15 s back-off of other failures.
         self.assertGreaterEqual(gap, 1.9)
         self.assertLess(gap, 4.5 * SCALE)
-        # retry_after_ms without the header (matrix.md §4).
+        # retry_after_ms without the header (doc/matrix.md §1).
         self.rx.fault('matrix', '429_body_only', count=1, path=SYNC_PATH,
                       retry_after=1.5)
         self.rx.queue_sync({})

@@ -1,13 +1,14 @@
 /*
- * Socket Mode messages as the client reads them (slack_msg_parse()), from recorded samples
- * (tests/data/slack/, see SOURCES.md) and hostile variations.
+ * Socket Mode messages and apps.connections.open answers as the client reads them
+ * (slack_msg_parse(), slack_msg_parse_open()), from recorded samples (tests/data/slack/, see
+ * SOURCES.md) and hostile variations.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "slack_socket.h"
+#include "slack_msg.h"
 #include "test.h"
 
 static char *read_data(const char *name, size_t *len)
@@ -117,9 +118,106 @@ static void test_hostile(void)
     slack_msg_fini(&m);
 }
 
+static int open_str(const char *s, struct slack_open *o)
+{
+    return slack_msg_parse_open(s, strlen(s), o);
+}
+
+static void test_open(void)
+{
+    struct slack_open o;
+    size_t len;
+    char *buf = read_data("apps_connections_open.json", &len);
+
+    /* Slack's sample writes the URL with \/ escapes. */
+    CHECK_INT(slack_msg_parse_open(buf, len, &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_URL);
+    CHECK_STR(o.url, "wss://wss.slack.com/link/?ticket=1234-5678");
+    slack_msg_open_fini(&o);
+    CHECK(o.url == NULL);
+    free(buf);
+
+    /* Errors about the token or the team stop the client; the rest are retried. */
+    static const char *const refused[] = {
+        "invalid_auth",          "not_authed",     "account_inactive", "team_disabled",
+        "missing_args",          "forbidden_team", "token_revoked",    "not_allowed_token_type",
+        "user_removed_from_team"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"ok\":false,\"error\":\"%s\"}", refused[i]);
+        CHECK_INT(open_str(body, &o), 0);
+        CHECK_INT(o.kind, SLACK_OPEN_REFUSED);
+        CHECK_STR(o.error, refused[i]);
+        CHECK(o.url == NULL);
+        slack_msg_open_fini(&o);
+    }
+    CHECK_INT(open_str("{\"ok\":false,\"error\":\"internal_error\"}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_ERROR);
+    CHECK_STR(o.error, "internal_error");
+    slack_msg_open_fini(&o);
+    /* No error named, "ok" not true (a string is not true), a URL beside ok:false: retried. */
+    CHECK_INT(open_str("{\"ok\":false}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_ERROR);
+    CHECK_STR(o.error, "");
+    slack_msg_open_fini(&o);
+    CHECK_INT(open_str("{\"ok\":\"true\",\"url\":\"wss://x/\"}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_ERROR);
+    CHECK(o.url == NULL);
+    slack_msg_open_fini(&o);
+    /* A token error with more after it is not that error; a long error is cut. */
+    CHECK_INT(open_str("{\"ok\":false,\"error\":\"invalid_auth_and_more\"}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_ERROR);
+    slack_msg_open_fini(&o);
+    char big[256];
+    memset(big, 'e', sizeof(big));
+    memcpy(big, "{\"ok\":false,\"error\":\"", 21);
+    memcpy(big + sizeof(big) - 3, "\"}", 3);
+    CHECK_INT(open_str(big, &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_ERROR);
+    CHECK_INT((int)strlen(o.error), (int)sizeof(o.error) - 1);
+    slack_msg_open_fini(&o);
+    /* ok without a URL (or with one that is not a string). */
+    CHECK_INT(open_str("{\"ok\":true}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_NO_URL);
+    slack_msg_open_fini(&o);
+    CHECK_INT(open_str("{\"ok\":true,\"url\":7}", &o), 0);
+    CHECK_INT(o.kind, SLACK_OPEN_NO_URL);
+    slack_msg_open_fini(&o);
+    /* Not a JSON object: HTML from a proxy, an array, nothing. */
+    CHECK_INT(open_str("<html>502</html>", &o), -EINVAL);
+    CHECK(o.url == NULL);
+    CHECK_INT(open_str("[{\"ok\":true}]", &o), -EINVAL);
+    CHECK_INT(open_str("", &o), -EINVAL);
+}
+
+static void test_ack(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+
+    CHECK_INT(slack_msg_ack("dbdd0ef3-1543-4f94-bfb4-133d0e6c1545", NULL, &text, &len), 0);
+    CHECK_STR(text, "{\"envelope_id\":\"dbdd0ef3-1543-4f94-bfb4-133d0e6c1545\"}");
+    CHECK_INT(len, strlen(text));
+    free(text);
+    /* The answer goes in as it is: the hook made it JSON already. */
+    CHECK_INT(slack_msg_ack("e1", "{\"response_type\":\"ephemeral\",\"text\":\"hi\"}", &text, &len),
+              0);
+    CHECK_STR(
+        text,
+        "{\"envelope_id\":\"e1\",\"payload\":{\"response_type\":\"ephemeral\",\"text\":\"hi\"}}");
+    CHECK_INT(len, strlen(text));
+    free(text);
+    /* An id is JSON-escaped (the parser accepts no quote or backslash in one anyway). */
+    CHECK_INT(slack_msg_ack("a/b", NULL, &text, &len), 0);
+    CHECK_STR(text, "{\"envelope_id\":\"a/b\"}");
+    free(text);
+}
+
 int main(void)
 {
     RUN(test_recorded);
     RUN(test_hostile);
+    RUN(test_open);
+    RUN(test_ack);
     return test_done();
 }

@@ -1,6 +1,7 @@
 /*
- * Unit tests for the /sync parser (matrix_sync_parse()) and the reply helpers: real bodies from
- * tests/data/matrix/ (matrix-nio, go-neb) and hand-made events for each rule of matrix.md §10-13.
+ * Unit tests for the pure Matrix messages (matrix_msg.h): the /sync parser, error and whoami
+ * answers, the filter and the reply helpers, on real bodies from tests/data/matrix/
+ * (matrix-nio, go-neb) and hand-made events for each rule of doc/matrix.md §4-7.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -9,13 +10,13 @@
 #include <string.h>
 
 #include "command.h"
-#include "matrix_sync.h"
+#include "matrix_msg.h"
 #include "test.h"
 
 static char *rooms[] = {"!room1:localhost", "!room2:localhost"};
 static char *allowed[] = {"@alice:localhost"};
 
-static const struct matrix_sync_rules rules = {
+static const struct matrix_msg_rules rules = {
     .user_id = "@bot:localhost",
     .rooms = rooms,
     .n_rooms = 2,
@@ -27,10 +28,10 @@ static char *read_data(const char *name, size_t *len)
     return test_data("matrix", name, len);
 }
 
-static int parse(const char *body, const struct matrix_sync_rules *r, struct matrix_sync_seen *seen,
-                 struct matrix_sync_batch *out)
+static int parse(const char *body, const struct matrix_msg_rules *r, struct matrix_msg_seen *seen,
+                 struct matrix_msg_batch *out)
 {
-    return matrix_sync_parse(body, strlen(body), r, seen, out);
+    return matrix_msg_parse_sync(body, strlen(body), r, seen, out);
 }
 
 /* A sync body with the given timeline events in room (JSON array elements, comma-separated). */
@@ -59,7 +60,7 @@ static char *message(const char *id, const char *sender, const char *content)
 }
 
 /* Parses one message in !room1 and returns the number of items (0 or 1) with the first one. */
-static size_t one(const char *sender, const char *content, struct matrix_sync_batch *b)
+static size_t one(const char *sender, const char *content, struct matrix_msg_batch *b)
 {
     char *ev = message("$e1", sender, content);
     char *body = room_body("!room1:localhost", ev);
@@ -73,36 +74,36 @@ static size_t one(const char *sender, const char *content, struct matrix_sync_ba
 static void test_fixture_nio_sync(void)
 {
     static char *nio_rooms[] = {"!SVkFJHzfwvuaIEawgC:localhost"};
-    struct matrix_sync_rules r = rules;
-    struct matrix_sync_batch b;
+    struct matrix_msg_rules r = rules;
+    struct matrix_msg_batch b;
     size_t len;
     char *body = read_data("nio-sync.json", &len);
 
     r.rooms = nio_rooms;
     r.n_rooms = 1;
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
     CHECK_STR(b.next_batch, "s526_47314_0_7_1_1_1_11444_1");
     CHECK_INT(b.n, 0);       /* "baba" is no command */
     CHECK_INT(b.gaps, 1);    /* "limited": true */
     CHECK_INT(b.ignored, 1); /* the one message */
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 
     /* The same body with "baba" as the prefix: it is a command now. */
     r.prefix = "baba";
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
     CHECK_INT(b.n, 1);
     if (b.n == 1) {
-        CHECK_INT(b.v[0].kind, MATRIX_SYNC_COMMAND);
+        CHECK_INT(b.v[0].kind, MATRIX_MSG_COMMAND);
         CHECK_STR(b.v[0].event_id, "$152037280074GZeOm:localhost");
         CHECK_STR(b.v[0].sender, "@example:localhost");
         CHECK_STR(b.v[0].text, "");
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 
     /* Not a configured room: nothing, whatever it says. */
-    CHECK_INT(matrix_sync_parse(body, len, &rules, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &rules, NULL, &b), 0);
     CHECK_INT(b.n + b.gaps + b.ignored, 0);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 }
 
@@ -110,60 +111,60 @@ static void test_fixture_goneb(void)
 {
     static char *tree[] = {"!greatdekutree:hyrule"};
     static char *navi[] = {"@navi:hyrule"};
-    struct matrix_sync_rules r = {.user_id = "@link:hyrule", .prefix = "!echo"};
-    struct matrix_sync_batch b;
+    struct matrix_msg_rules r = {.user_id = "@link:hyrule", .prefix = "!echo"};
+    struct matrix_msg_batch b;
     size_t len;
     char *body;
 
     body = read_data("goneb-initial-sync-no-since.json", &len);
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
     CHECK_STR(b.next_batch, "11_22_33_44");
     CHECK_INT(b.n, 0);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 
     /* The invite: refused while the room is not configured, joined when it is, or when the
      * inviter is allowed. */
     body = read_data("goneb-sync-invite.json", &len);
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
     CHECK_INT(b.n, 1);
     if (b.n == 1) {
-        CHECK_INT(b.v[0].kind, MATRIX_SYNC_REJECT);
+        CHECK_INT(b.v[0].kind, MATRIX_MSG_REJECT);
         CHECK_STR(b.v[0].room_id, "!greatdekutree:hyrule");
         CHECK_STR(b.v[0].sender, "@navi:hyrule");
         CHECK(b.v[0].event_id == NULL);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     r.rooms = tree;
     r.n_rooms = 1;
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_JOIN);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_JOIN);
+    matrix_msg_batch_fini(&b);
     r.rooms = NULL;
     r.n_rooms = 0;
     r.allowed_users = navi;
     r.n_allowed_users = 1;
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_JOIN);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_JOIN);
+    matrix_msg_batch_fini(&b);
     r.allowed_users = allowed; /* someone else */
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_REJECT);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_REJECT);
+    matrix_msg_batch_fini(&b);
     /* An invite for somebody else's user id still comes to us: no inviter known. */
     r.user_id = "@zelda:hyrule";
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_REJECT && b.v[0].sender == NULL);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_REJECT && b.v[0].sender == NULL);
+    matrix_msg_batch_fini(&b);
     free(body);
 
-    r = (struct matrix_sync_rules){
+    r = (struct matrix_msg_rules){
         .user_id = "@link:hyrule", .rooms = tree, .n_rooms = 1, .prefix = "!echo"};
     body = read_data("goneb-sync-join-command-echo.json", &len);
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
     CHECK_INT(b.n, 1);
     if (b.n == 1) {
-        CHECK_INT(b.v[0].kind, MATRIX_SYNC_COMMAND);
+        CHECK_INT(b.v[0].kind, MATRIX_MSG_COMMAND);
         CHECK_STR(b.v[0].room_id, "!greatdekutree:hyrule");
         CHECK_STR(b.v[0].event_id, "evt124");
         CHECK_STR(b.v[0].sender, "@navi:hyrule");
@@ -171,34 +172,34 @@ static void test_fixture_goneb(void)
         CHECK_INT(b.v[0].text_len, 10);
         CHECK(b.v[0].thread_root == NULL);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 
     body = read_data("goneb-sync-join-encryption-state.json", &len);
-    CHECK_INT(matrix_sync_parse(body, len, &r, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_ENCRYPTED);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync(body, len, &r, NULL, &b), 0);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_ENCRYPTED);
+    matrix_msg_batch_fini(&b);
     free(body);
 }
 
 static void test_encrypted(void)
 {
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
     size_t len;
     char *ev = read_data("nio-event-megolm.json", &len);
     char *body = room_body("!room2:localhost", ev);
 
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_ENCRYPTED);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_ENCRYPTED);
     if (b.n == 1)
         CHECK_STR(b.v[0].room_id, "!room2:localhost");
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     /* In a room that is not ours: not our business. */
     body = room_body("!other:localhost", ev);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
     CHECK_INT(b.n, 0);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     free(ev);
     /* The room's state says so, without any event. */
@@ -207,13 +208,13 @@ static void test_encrypted(void)
                     "{\"algorithm\":\"m.megolm.v1.aes-sha2\"}}]}}}}}",
                     &rules, NULL, &b),
               0);
-    CHECK(b.n == 1 && b.v[0].kind == MATRIX_SYNC_ENCRYPTED);
-    matrix_sync_batch_fini(&b);
+    CHECK(b.n == 1 && b.v[0].kind == MATRIX_MSG_ENCRYPTED);
+    matrix_msg_batch_fini(&b);
 }
 
 static void test_commands(void)
 {
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
     static const struct {
         const char *content;
         const char *text; /* NULL: not a command */
@@ -230,7 +231,7 @@ static void test_commands(void)
         {"{\"msgtype\":\"m.text\",\"body\":\"please !youtrack help\"}", NULL},
         {"{\"msgtype\":\"m.text\",\"body\":\"!youtrac\"}", NULL},
         {"{\"msgtype\":\"m.text\",\"body\":\"\"}", NULL},
-        /* Every m.notice is dropped (matrix.md §6). */
+        /* Every m.notice is dropped (doc/matrix.md §5). */
         {"{\"msgtype\":\"m.notice\",\"body\":\"!youtrack help\"}", NULL},
         {"{\"msgtype\":\"m.emote\",\"body\":\"!youtrack help\"}", NULL},
         {"{\"body\":\"!youtrack help\"}", NULL},
@@ -262,7 +263,7 @@ static void test_commands(void)
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = one("@alice:localhost", cases[i].content, &b);
-        int ok = cases[i].text ? n == 1 && b.v[0].kind == MATRIX_SYNC_COMMAND &&
+        int ok = cases[i].text ? n == 1 && b.v[0].kind == MATRIX_MSG_COMMAND &&
                                      strcmp(b.v[0].text, cases[i].text) == 0 &&
                                      b.v[0].text_len == strlen(cases[i].text)
                                : n == 0 && b.ignored == 1;
@@ -270,28 +271,28 @@ static void test_commands(void)
             fprintf(stderr, "case %zu (%s): got %zu items, text \"%s\"\n", i, cases[i].content, n,
                     n ? b.v[0].text : "");
         CHECK(ok);
-        matrix_sync_batch_fini(&b);
+        matrix_msg_batch_fini(&b);
     }
 }
 
 static void test_own_and_rooms(void)
 {
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
     const char *help = "{\"msgtype\":\"m.text\",\"body\":\"!youtrack help\"}";
     char *ev, *body;
 
     CHECK_INT(one("@bot:localhost", help, &b), 0); /* our own */
     CHECK_INT(b.ignored, 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     CHECK_INT(one("@bot:localhost.evil", help, &b), 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 
     ev = message("$e1", "@alice:localhost", help);
     body = room_body("!room3:localhost", ev);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
     CHECK_INT(b.n + b.ignored, 0);
     CHECK_STR(b.next_batch, "s2");
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     /* The same room under "leave" or "invite" is no place for commands either. */
     if (asprintf(&body,
@@ -301,7 +302,7 @@ static void test_own_and_rooms(void)
         exit(1);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
     CHECK_INT(b.n, 0);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     free(ev);
 
@@ -330,15 +331,15 @@ static void test_own_and_rooms(void)
         if (b.n)
             fprintf(stderr, "bad event %zu taken as a command\n", i);
         CHECK_INT(b.n, 0);
-        matrix_sync_batch_fini(&b);
+        matrix_msg_batch_fini(&b);
         free(body);
     }
 }
 
 static void test_allowed_users(void)
 {
-    struct matrix_sync_rules r = rules;
-    struct matrix_sync_batch b;
+    struct matrix_msg_rules r = rules;
+    struct matrix_msg_batch b;
     char *e1 = message("$1", "@alice:localhost", "{\"msgtype\":\"m.text\",\"body\":\"!youtrack\"}");
     char *e2 = message("$2", "@mallory:localhost",
                        "{\"msgtype\":\"m.text\",\"body\":\"!youtrack status\"}");
@@ -353,20 +354,20 @@ static void test_allowed_users(void)
     CHECK_INT(parse(body, &r, NULL, &b), 0);
     CHECK_INT(b.n, 2);
     if (b.n == 2) {
-        CHECK_INT(b.v[0].kind, MATRIX_SYNC_COMMAND);
+        CHECK_INT(b.v[0].kind, MATRIX_MSG_COMMAND);
         CHECK_STR(b.v[0].sender, "@alice:localhost");
-        CHECK_INT(b.v[1].kind, MATRIX_SYNC_REFUSE);
+        CHECK_INT(b.v[1].kind, MATRIX_MSG_REFUSE);
         CHECK_STR(b.v[1].sender, "@mallory:localhost");
         CHECK_STR(b.v[1].event_id, "$2");
         CHECK_STR(b.v[1].room_id, "!room2:localhost");
         CHECK(b.v[1].text == NULL);
     }
     CHECK_INT(b.ignored, 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     /* Nobody listed: everyone may ask. */
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
-    CHECK(b.n == 2 && b.v[1].kind == MATRIX_SYNC_COMMAND);
-    matrix_sync_batch_fini(&b);
+    CHECK(b.n == 2 && b.v[1].kind == MATRIX_MSG_COMMAND);
+    matrix_msg_batch_fini(&b);
     free(body);
     free(events);
     free(e1);
@@ -376,8 +377,8 @@ static void test_allowed_users(void)
 
 static void test_invites(void)
 {
-    struct matrix_sync_rules r = rules;
-    struct matrix_sync_batch b;
+    struct matrix_msg_rules r = rules;
+    struct matrix_msg_batch b;
     const char *body =
         "{\"next_batch\":\"s9\",\"rooms\":{\"invite\":{"
         "\"!room1:localhost\":{\"invite_state\":{\"events\":[{\"type\":\"m.room.name\","
@@ -400,28 +401,28 @@ static void test_invites(void)
     CHECK_STR(b.next_batch, "s9");
     CHECK_INT(b.n, 4);
     if (b.n == 4) {
-        CHECK_INT(b.v[0].kind, MATRIX_SYNC_JOIN); /* a configured room */
+        CHECK_INT(b.v[0].kind, MATRIX_MSG_JOIN); /* a configured room */
         CHECK_STR(b.v[0].room_id, "!room1:localhost");
         CHECK_STR(b.v[0].sender, "@eve:localhost");
-        CHECK_INT(b.v[1].kind, MATRIX_SYNC_REJECT);
+        CHECK_INT(b.v[1].kind, MATRIX_MSG_REJECT);
         CHECK_STR(b.v[1].room_id, "!elsewhere:localhost");
-        CHECK_INT(b.v[2].kind, MATRIX_SYNC_REJECT); /* allowed_users is empty */
+        CHECK_INT(b.v[2].kind, MATRIX_MSG_REJECT); /* allowed_users is empty */
         CHECK_STR(b.v[2].sender, "@alice:localhost");
-        CHECK_INT(b.v[3].kind, MATRIX_SYNC_REJECT);
+        CHECK_INT(b.v[3].kind, MATRIX_MSG_REJECT);
         CHECK(b.v[3].sender == NULL);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     r.allowed_users = allowed;
     r.n_allowed_users = 1;
     CHECK_INT(parse(body, &r, NULL, &b), 0);
-    CHECK(b.n == 4 && b.v[2].kind == MATRIX_SYNC_JOIN && b.v[1].kind == MATRIX_SYNC_REJECT);
-    matrix_sync_batch_fini(&b);
+    CHECK(b.n == 4 && b.v[2].kind == MATRIX_MSG_JOIN && b.v[1].kind == MATRIX_MSG_REJECT);
+    matrix_msg_batch_fini(&b);
 }
 
 static void test_dedup(void)
 {
-    struct matrix_sync_seen seen = {0};
-    struct matrix_sync_batch b;
+    struct matrix_msg_seen seen = {0};
+    struct matrix_msg_batch b;
     char *e1 =
         message("$same", "@alice:localhost", "{\"msgtype\":\"m.text\",\"body\":\"!youtrack\"}");
     char *e2 = message("$other", "@alice:localhost",
@@ -435,37 +436,37 @@ static void test_dedup(void)
     CHECK_INT(parse(body, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 1); /* twice in one batch */
     CHECK_INT(b.ignored, 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     CHECK_INT(parse(body, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 0); /* again in the next batch */
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     CHECK_INT(parse(body2, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 0); /* the same id from another room */
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     body = room_body("!room1:localhost", e2);
     CHECK_INT(parse(body, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     CHECK_INT(seen.n, 2);
     /* A failed parse leaves the ring alone. */
     CHECK_INT(parse("{\"rooms\":{}}", &rules, &seen, &b), -EINVAL);
     CHECK_INT(seen.n, 2);
     /* The ring forgets the oldest ids. */
-    for (unsigned i = 0; i < MATRIX_SYNC_SEEN; i++) {
+    for (unsigned i = 0; i < MATRIX_MSG_SEEN; i++) {
         char id[32], *ev, *bd;
         snprintf(id, sizeof(id), "$n%u", i);
         ev = message(id, "@alice:localhost", "{\"msgtype\":\"m.text\",\"body\":\"!youtrack\"}");
         bd = room_body("!room1:localhost", ev);
         CHECK_INT(parse(bd, &rules, &seen, &b), 0);
-        matrix_sync_batch_fini(&b);
+        matrix_msg_batch_fini(&b);
         free(ev);
         free(bd);
     }
-    CHECK_INT(seen.n, MATRIX_SYNC_SEEN);
+    CHECK_INT(seen.n, MATRIX_MSG_SEEN);
     CHECK_INT(parse(body, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 1);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     free(body2);
     free(events);
@@ -475,7 +476,7 @@ static void test_dedup(void)
 
 static void test_bounds(void)
 {
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
     char content[COMMAND_MAX_INPUT * 2 + 100];
     char *events, *p, *body;
     size_t n;
@@ -489,12 +490,12 @@ static void test_bounds(void)
         CHECK_INT(b.v[0].text_len, COMMAND_MAX_INPUT + 1);
         CHECK_INT(strlen(b.v[0].text), COMMAND_MAX_INPUT + 1);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 
-    /* At most MATRIX_SYNC_ROOM_EVENTS events per room are looked at. */
-    events = malloc((MATRIX_SYNC_ROOM_EVENTS + 20) * 256);
+    /* At most MATRIX_MSG_ROOM_EVENTS events per room are looked at. */
+    events = malloc((MATRIX_MSG_ROOM_EVENTS + 20) * 256);
     p = events;
-    for (unsigned i = 0; i < MATRIX_SYNC_ROOM_EVENTS + 20; i++) {
+    for (unsigned i = 0; i < MATRIX_MSG_ROOM_EVENTS + 20; i++) {
         char id[32];
         char *ev;
         snprintf(id, sizeof(id), "$b%u", i);
@@ -504,22 +505,22 @@ static void test_bounds(void)
     }
     body = room_body("!room1:localhost", events);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
-    CHECK_INT(b.n, MATRIX_SYNC_ROOM_EVENTS);
+    CHECK_INT(b.n, MATRIX_MSG_ROOM_EVENTS);
     CHECK_INT(b.dropped, 20);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
     free(events);
 
-    /* At most MATRIX_SYNC_INVITES invites per batch. */
-    events = malloc((MATRIX_SYNC_INVITES + 10) * 64 + 64);
+    /* At most MATRIX_MSG_INVITES invites per batch. */
+    events = malloc((MATRIX_MSG_INVITES + 10) * 64 + 64);
     p = events + sprintf(events, "{\"next_batch\":\"n\",\"rooms\":{\"invite\":{");
-    for (unsigned i = 0; i < MATRIX_SYNC_INVITES + 10; i++)
+    for (unsigned i = 0; i < MATRIX_MSG_INVITES + 10; i++)
         p += sprintf(p, "%s\"!i%u:localhost\":{}", i ? "," : "", i);
     strcpy(p, "}}}");
     CHECK_INT(parse(events, &rules, NULL, &b), 0);
-    CHECK_INT(b.n, MATRIX_SYNC_INVITES);
+    CHECK_INT(b.n, MATRIX_MSG_INVITES);
     CHECK_INT(b.dropped, 10);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(events);
 
     /* A NUL in someone's message: the batch still parses, and the command text keeps its length
@@ -531,7 +532,7 @@ static void test_bounds(void)
         CHECK_INT(b.v[0].text_len, 5);
         CHECK(memcmp(b.v[0].text, "he\0lp", 6) == 0);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 
     /* Tokens are opaque but bounded (1024 bytes). */
     events = malloc(2200);
@@ -540,7 +541,7 @@ static void test_bounds(void)
     strcpy(events + 15 + 1000, "\"}");
     CHECK_INT(parse(events, &rules, NULL, &b), 0);
     CHECK_INT(strlen(b.next_batch), 1000);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     memset(events + 15, 's', 1025);
     strcpy(events + 15 + 1025, "\"}");
     CHECK_INT(parse(events, &rules, NULL, &b), -EINVAL);
@@ -667,8 +668,8 @@ static void test_own_join(void)
         {"ecJc", "$e3 E", 1},    /* encrypted before the join: still said */
         {"cmc", "$e0 R$e1 $e2", -1},
     };
-    struct matrix_sync_rules r = rules;
-    struct matrix_sync_batch b;
+    struct matrix_msg_rules r = rules;
+    struct matrix_msg_batch b;
 
     r.allowed_users = allowed;
     r.n_allowed_users = 1;
@@ -679,11 +680,11 @@ static void test_own_join(void)
 
         CHECK_INT(parse(body, &r, NULL, &b), 0);
         for (size_t k = 0; k < b.n && n < sizeof(got) - 64; k++) {
-            const struct matrix_sync_item *it = &b.v[k];
+            const struct matrix_msg_item *it = &b.v[k];
             n += (size_t)snprintf(got + n, sizeof(got) - n, "%s%s%s", k ? " " : "",
-                                  it->kind == MATRIX_SYNC_REFUSE      ? "R"
-                                  : it->kind == MATRIX_SYNC_ENCRYPTED ? "E"
-                                                                      : "",
+                                  it->kind == MATRIX_MSG_REFUSE      ? "R"
+                                  : it->kind == MATRIX_MSG_ENCRYPTED ? "E"
+                                                                     : "",
                                   it->event_id ? it->event_id : "");
         }
         if (strcmp(got, cases[i].answered) != 0)
@@ -697,7 +698,7 @@ static void test_own_join(void)
         }
         /* "limited" on the join is the history before it, not a gap in what we read. */
         CHECK_INT(b.gaps, cases[i].joined < 0);
-        matrix_sync_batch_fini(&b);
+        matrix_msg_batch_fini(&b);
         CHECK(b.joined == NULL && b.n_joined == 0);
         free(body);
     }
@@ -705,30 +706,30 @@ static void test_own_join(void)
 
 static void test_own_join_bounds(void)
 {
-    char spec[MATRIX_SYNC_ROOM_EVENTS + 3];
-    struct matrix_sync_batch b;
-    struct matrix_sync_seen seen = {0};
+    char spec[MATRIX_MSG_ROOM_EVENTS + 3];
+    struct matrix_msg_batch b;
+    struct matrix_msg_seen seen = {0};
     char *body;
 
     /* The join past the events looked at: every command looked at is history. */
-    memset(spec, 'c', MATRIX_SYNC_ROOM_EVENTS + 1);
-    strcpy(spec + MATRIX_SYNC_ROOM_EVENTS + 1, "J");
+    memset(spec, 'c', MATRIX_MSG_ROOM_EVENTS + 1);
+    strcpy(spec + MATRIX_MSG_ROOM_EVENTS + 1, "J");
     body = timeline_body(spec, 1);
     CHECK_INT(parse(body, &rules, &seen, &b), 0);
     CHECK_INT(b.n, 0);
     CHECK_INT(b.dropped, 2);
     CHECK_INT(b.n_joined, 1);
     if (b.n_joined == 1)
-        CHECK_INT(b.joined[0].skipped, MATRIX_SYNC_ROOM_EVENTS);
+        CHECK_INT(b.joined[0].skipped, MATRIX_MSG_ROOM_EVENTS);
     CHECK_INT(seen.n, 0); /* history is not remembered as answered */
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 
     /* A join in a room that is not configured: nothing. */
     body = timeline_body_in("!room9:localhost", "cJc", 0);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
     CHECK_INT(b.n + b.n_joined, 0);
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 
     /* Two configured rooms joined in one batch: one entry each, in body order. */
@@ -747,13 +748,13 @@ static void test_own_join_bounds(void)
         CHECK_STR(b.joined[1].room_id, "!room2:localhost");
         CHECK_INT(b.joined[0].skipped + b.joined[1].skipped, 0);
     }
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
     free(body);
 }
 
 static void test_threads(void)
 {
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
 
     CHECK_INT(one("@alice:localhost",
                   "{\"msgtype\":\"m.text\",\"body\":\"!youtrack status\",\"m.relates_to\":{"
@@ -763,7 +764,7 @@ static void test_threads(void)
               1);
     if (b.n == 1)
         CHECK_STR(b.v[0].thread_root, "$root");
-    matrix_sync_batch_fini(&b);
+    matrix_msg_batch_fini(&b);
 }
 
 static void test_malformed(void)
@@ -782,7 +783,7 @@ static void test_malformed(void)
         "{\"next_batch\":\"s1\"} trailing",
         "\xff\xfe{}",
     };
-    struct matrix_sync_batch b;
+    struct matrix_msg_batch b;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r = parse(bad[i], &rules, NULL, &b);
@@ -790,7 +791,7 @@ static void test_malformed(void)
             fprintf(stderr, "malformed %zu: %d\n", i, r);
         CHECK_INT(r, -EINVAL);
         CHECK(b.next_batch == NULL && b.v == NULL && b.n == 0);
-        matrix_sync_batch_fini(&b); /* harmless on an empty batch */
+        matrix_msg_batch_fini(&b); /* harmless on an empty batch */
     }
     /* Wrong shapes below the top level are tolerated. */
     static const char *const odd[] = {
@@ -806,11 +807,11 @@ static void test_malformed(void)
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
         CHECK_INT(parse(odd[i], &rules, NULL, &b), 0);
         CHECK_STR(b.next_batch, "s1");
-        matrix_sync_batch_fini(&b);
+        matrix_msg_batch_fini(&b);
     }
     /* The length is respected: no reading past it. */
-    CHECK_INT(matrix_sync_parse("{\"next_batch\":\"s1\"}xxxx", 19, &rules, NULL, &b), 0);
-    matrix_sync_batch_fini(&b);
+    CHECK_INT(matrix_msg_parse_sync("{\"next_batch\":\"s1\"}xxxx", 19, &rules, NULL, &b), 0);
+    matrix_msg_batch_fini(&b);
 }
 
 static void test_reply_content(void)
@@ -818,8 +819,8 @@ static void test_reply_content(void)
     char *answer = NULL, *out = NULL;
     json_t *o;
 
-    CHECK_INT(command_say(COMMAND_MATRIX, MATRIX_SYNC_REFUSAL, &answer), 0);
-    CHECK_INT(matrix_sync_reply_content(answer, "$cmd:localhost", NULL, &out), 0);
+    CHECK_INT(command_say(COMMAND_MATRIX, "Sorry, you cannot use this command here.", &answer), 0);
+    CHECK_INT(matrix_msg_reply(answer, "$cmd:localhost", NULL, &out), 0);
     o = json_loads(out, 0, NULL);
     CHECK(o != NULL);
     CHECK_STR(json_string_value(json_object_get(o, "msgtype")), "m.notice");
@@ -836,7 +837,7 @@ static void test_reply_content(void)
     json_decref(o);
     free(out);
 
-    CHECK_INT(matrix_sync_reply_content(answer, "$cmd", "$root", &out), 0);
+    CHECK_INT(matrix_msg_reply(answer, "$cmd", "$root", &out), 0);
     o = json_loads(out, 0, NULL);
     json_t *rel = json_object_get(o, "m.relates_to");
     CHECK_STR(json_string_value(json_object_get(rel, "rel_type")), "m.thread");
@@ -849,25 +850,138 @@ static void test_reply_content(void)
     free(out);
     free(answer);
 
-    CHECK_INT(matrix_sync_reply_content("[1]", "$cmd", NULL, &out), -EINVAL);
+    CHECK_INT(matrix_msg_reply("[1]", "$cmd", NULL, &out), -EINVAL);
     CHECK(out == NULL);
-    CHECK_INT(matrix_sync_reply_content("nope", "$cmd", NULL, &out), -EINVAL);
+    CHECK_INT(matrix_msg_reply("nope", "$cmd", NULL, &out), -EINVAL);
 }
 
 static void test_txn_id(void)
 {
-    char a[MATRIX_SYNC_TXN_ID_SIZE], b[MATRIX_SYNC_TXN_ID_SIZE], c[MATRIX_SYNC_TXN_ID_SIZE];
+    char a[MATRIX_MSG_TXN_ID_SIZE], b[MATRIX_MSG_TXN_ID_SIZE], c[MATRIX_MSG_TXN_ID_SIZE];
 
-    CHECK_INT(matrix_sync_txn_id("$143273582443PhrSn:example.org", a), 0);
-    CHECK_INT(matrix_sync_txn_id("$143273582443PhrSn:example.org", b), 0);
-    CHECK_INT(matrix_sync_txn_id("$143273582443PhrSn:example.orh", c), 0);
+    CHECK_INT(matrix_msg_txn_id("$143273582443PhrSn:example.org", a), 0);
+    CHECK_INT(matrix_msg_txn_id("$143273582443PhrSn:example.org", b), 0);
+    CHECK_INT(matrix_msg_txn_id("$143273582443PhrSn:example.orh", c), 0);
     CHECK_STR(a, b);
     /* Pinned: a batch repeated after a crash and an upgrade still gets the same ids. */
     CHECK_STR(a, "r-0672310b086d68ec8057cca195fb5f5f");
     CHECK(strcmp(a, c) != 0);
-    CHECK_INT(strlen(a), MATRIX_SYNC_TXN_ID_SIZE - 1);
+    CHECK_INT(strlen(a), MATRIX_MSG_TXN_ID_SIZE - 1);
     CHECK(strncmp(a, "r-", 2) == 0);
     CHECK(strspn(a + 2, "0123456789abcdef") == 32);
+}
+
+static void test_error(void)
+{
+    struct matrix_msg_error e;
+    size_t len;
+    char *buf = read_data("nio-limit-exceeded.json", &len);
+    char big[400];
+
+    matrix_msg_parse_error(buf, len, &e);
+    CHECK_STR(e.errcode, "M_LIMIT_EXCEEDED");
+    CHECK_INT(e.retry_after_ms, 500);
+    free(buf);
+    const char *soft = "{\"errcode\":\"M_UNKNOWN_TOKEN\",\"soft_logout\":true}";
+    matrix_msg_parse_error(soft, strlen(soft), &e);
+    CHECK_STR(e.errcode, "M_UNKNOWN_TOKEN");
+    CHECK_INT(e.retry_after_ms, -1);
+    /* HTML from a proxy, an empty body, wrong types: nothing known. */
+    static const char *const none[] = {
+        "<html><body>502 Bad Gateway</body></html>", "", "[]", "{\"errcode\":5}",
+        "{\"retry_after_ms\":-1}", "{\"retry_after_ms\":1.5}",
+        /* not for a log line: control characters, an embedded NUL, empty */
+        "{\"errcode\":\"M_\\u001b[31m\"}", "{\"errcode\":\"M_X\\u0000Y\"}", "{\"errcode\":\"\"}"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        matrix_msg_parse_error(none[i], strlen(none[i]), &e);
+        CHECK_STR(e.errcode, "");
+        CHECK_INT(e.retry_after_ms, -1);
+    }
+    /* The longest errcode kept is an id's length. */
+    snprintf(big, sizeof(big), "{\"errcode\":\"%0*d\"}", (int)MATRIX_MSG_ID_MAX, 0);
+    matrix_msg_parse_error(big, strlen(big), &e);
+    CHECK_INT(strlen(e.errcode), MATRIX_MSG_ID_MAX);
+    snprintf(big, sizeof(big), "{\"errcode\":\"%0*d\"}", (int)MATRIX_MSG_ID_MAX + 1, 0);
+    matrix_msg_parse_error(big, strlen(big), &e);
+    CHECK_STR(e.errcode, "");
+    matrix_msg_parse_error("{\"retry_after_ms\":0}", strlen("{\"retry_after_ms\":0}"), &e);
+    CHECK_INT(e.retry_after_ms, 0);
+}
+
+static void test_whoami(void)
+{
+    size_t len;
+    char *buf = read_data("nio-whoami.json", &len), *user = NULL;
+
+    CHECK_INT(matrix_msg_parse_whoami(buf, len, &user), 0);
+    CHECK_STR(user, "@cheeky_monkey:matrix.org");
+    free(user);
+    free(buf);
+    /* No user id, not a user id (no @), control characters, not JSON. */
+    static const char *const bad[] = {"{}",
+                                      "{\"user_id\":\"!room:hs\"}",
+                                      "{\"user_id\":\"@a\\nb:hs\"}",
+                                      "{\"user_id\":7}",
+                                      "{\"user_id\":\"\"}",
+                                      "<html>",
+                                      ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        user = (char *)"x";
+        CHECK_INT(matrix_msg_parse_whoami(bad[i], strlen(bad[i]), &user), -EINVAL);
+        CHECK(user == NULL);
+    }
+}
+
+static void test_filter(void)
+{
+    char *out = NULL;
+    json_t *f, *timeline, *state;
+
+    CHECK_INT(matrix_msg_filter(rooms, 2, &out), 0);
+    f = json_loads(out, 0, NULL);
+    CHECK(f != NULL);
+    timeline = json_object_get(json_object_get(f, "room"), "timeline");
+    state = json_object_get(json_object_get(f, "room"), "state");
+    /* Messages, encryption markers and membership (the bot's own join) of our rooms only. */
+    CHECK_INT(json_integer_value(json_object_get(timeline, "limit")), 50);
+    CHECK_INT(json_array_size(json_object_get(timeline, "types")), 3);
+    CHECK_STR(json_string_value(json_array_get(json_object_get(timeline, "types"), 2)),
+              "m.room.member");
+    CHECK_INT(json_array_size(json_object_get(timeline, "rooms")), 2);
+    CHECK_STR(json_string_value(json_array_get(json_object_get(state, "rooms"), 1)),
+              "!room2:localhost");
+    CHECK_STR(json_string_value(json_array_get(json_object_get(state, "types"), 0)),
+              "m.room.encryption");
+    /* Not on room itself: invites to other rooms must still come. */
+    CHECK(json_object_get(json_object_get(f, "room"), "rooms") == NULL);
+    CHECK(json_object_get(timeline, "not_senders") == NULL);
+    CHECK_STR(json_string_value(
+                  json_array_get(json_object_get(json_object_get(f, "presence"), "not_types"), 0)),
+              "*");
+    /* Compact: it goes into a URL. */
+    CHECK(strchr(out, ' ') == NULL);
+    json_decref(f);
+    free(out);
+}
+
+static void test_text_value(void)
+{
+    json_t *v = json_string("!room:localhost");
+
+    CHECK_STR(matrix_msg_text_value(v, MATRIX_MSG_ID_MAX), "!room:localhost");
+    CHECK(matrix_msg_text_value(v, 14) == NULL);
+    CHECK(matrix_msg_text_value(v, 15) != NULL);
+    json_decref(v);
+    v = json_stringn("a\0b", 3);
+    CHECK(matrix_msg_text_value(v, 10) == NULL);
+    json_decref(v);
+    v = json_string("tab\there");
+    CHECK(matrix_msg_text_value(v, 10) == NULL);
+    json_decref(v);
+    v = json_integer(3);
+    CHECK(matrix_msg_text_value(v, 10) == NULL);
+    json_decref(v);
+    CHECK(matrix_msg_text_value(NULL, 10) == NULL);
 }
 
 int main(void)
@@ -887,5 +1001,9 @@ int main(void)
     RUN(test_malformed);
     RUN(test_reply_content);
     RUN(test_txn_id);
+    RUN(test_error);
+    RUN(test_whoami);
+    RUN(test_filter);
+    RUN(test_text_value);
     return test_done();
 }
