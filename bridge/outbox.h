@@ -1,5 +1,5 @@
 /*
- * The durable delivery queue (DESIGN.md, "Delivery guarantees"): one FIFO per sink, each entry
+ * The durable delivery queue (README.md, "Delivery"): one FIFO per sink, each entry
  * already rendered for its sink and already in the state directory's journal before it gets
  * here. Delivery is in order per sink, paced, retried with capped jittered back-off that
  * honours every server-given delay; permanent failures are dead-lettered; a sink whose

@@ -1,5 +1,5 @@
 /*
- * Durable state behind one interface (DESIGN.md, "State backends"): the snapshot with its change
+ * Durable state behind one interface (README.md, "Development"): the snapshot with its change
  * history, the outbox journal, dead letters and the chat clients' sync positions. Nothing above
  * this interface opens a file of the state directory or knows which backend runs. The records
  * themselves and their JSON are state_format.h's (pure), the directory backend lives in state.c,
@@ -25,7 +25,8 @@
  *   - Sync positions are durable and atomic: state_sync_position_get() returns the last value
  *     put whole, or none, never a mix of two.
  *   - Dead letters are an append-only record for the operator; nothing reads them back.
- * Calls block briefly (small writes; DESIGN.md accepts this one exception on the loop).
+ * Calls block briefly (small writes and fsync): the one exception to a loop that never blocks,
+ * because a commit must be durable before anything it queued is delivered.
  */
 #ifndef YTB_STATE_H
 #define YTB_STATE_H

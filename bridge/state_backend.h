@@ -5,8 +5,8 @@
  * name, and every backend gives the guarantees listed at the top of state.h; the records it
  * stores are the JSON of state_format.h, so a state can move between backends as it is.
  *
- * Today there is one backend, the state directory (state.c, state_dir_ops). The etcd backend
- * (DESIGN.md, "State backends and leadership") adds a second table; only state_open() chooses.
+ * Today there is one backend, the state directory (state.c, state_dir_ops). A second backend
+ * (etcd, for replicas) adds a second table; only state_open() chooses.
  */
 #ifndef YTB_STATE_BACKEND_H
 #define YTB_STATE_BACKEND_H
