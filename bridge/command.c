@@ -28,6 +28,7 @@
 
 #include "render.h"
 #include "strbuf.h"
+#include "utf8.h"
 
 #define PROJECTS_LIST_MAX 100 /* projects listed in one answer; the rest is "N more" */
 #define CHANGES_DEFAULT   10
@@ -203,30 +204,6 @@ static uint32_t fold_cp(uint32_t c)
     return c;
 }
 
-static size_t utf8_encode(uint32_t c, char *out)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xc0 | c >> 6);
-        out[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xe0 | c >> 12);
-        out[1] = (char)(0x80 | (c >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | c >> 18);
-    out[1] = (char)(0x80 | (c >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (c >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
 /* The next code point of *s, folded; advances *s. */
 static uint32_t next_folded(const char **s)
 {
@@ -240,7 +217,7 @@ static uint32_t next_folded(const char **s)
         *s += 2;
         return fold_cp((uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f));
     }
-    *s += render_utf8_decode(*s, &cp);
+    *s += utf8_decode(*s, strnlen(*s, UTF8_SEQ_MAX), &cp);
     return fold_cp(cp);
 }
 
@@ -262,7 +239,7 @@ static size_t fold_into(char *out, const char *s)
         }
         uint32_t cp = next_folded(&p);
         size_t n = (size_t)(p - at);
-        size_t k = cp == RENDER_UTF8_INVALID ? 0 : utf8_encode(cp, enc);
+        size_t k = cp == UTF8_INVALID ? 0 : utf8_encode(cp, enc);
         if (k && k <= n) {
             memcpy(out + o, enc, k);
             o += k;
@@ -1058,7 +1035,6 @@ static void slack_unescape(char *s)
 static void parse(const char *text, size_t len, int slack, struct parsed *out)
 {
     char in[COMMAND_MAX_INPUT + 1];
-    uint32_t cp;
     const char *p;
     size_t n, o = 0;
 
@@ -1070,12 +1046,9 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
     if (len)
         memcpy(in, text, len);
     in[len] = '\0';
-    for (size_t i = 0; i < len; i += n) {
-        n = render_utf8_decode(in + i, &cp);
-        if (cp == RENDER_UTF8_INVALID || cp == 0) { /* NUL: the text stops early */
-            out->cmd = CMD_INVALID;
-            return;
-        }
+    if (!utf8_valid(in, len) || memchr(in, '\0', len)) { /* NUL: the text stops early */
+        out->cmd = CMD_INVALID;
+        return;
     }
     if (slack)
         slack_unescape(in);

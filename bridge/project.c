@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 #define POOL_CHUNK_MIN (64 * 1024)
 
 struct pool_chunk {
@@ -266,12 +268,7 @@ int project_read_string(struct jscan *js, struct project_list *l, size_t max, co
     }
     if (jscan_string(js, &s, &n))
         return -EPROTO;
-    n = strnlen(s, n);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    n = utf8_cut(s, strnlen(s, n), max);
     *out = project_list_strdup(l, s, n);
     return *out ? 0 : -ENOMEM;
 }

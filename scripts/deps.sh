@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config clang clang-format
   libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libconfig-dev
-  libuv1-dev libmicrohttpd-dev python3 ca-certificates valgrind
+  libuv1-dev libmicrohttpd-dev libunistring-dev python3 ca-certificates valgrind
   prometheus
 )
 # prometheus: only for promtool (tests/integration/test_prometheus.py checks and unit-tests
