@@ -12,9 +12,9 @@
  * the limits are enforced in one place: Slack <= 50 blocks of <= 3000 visible code points,
  * Matrix content <= 61440 bytes. Input is bounded (COMMAND_MAX_INPUT) and must be valid UTF-8.
  *
- * Case-insensitive matching and the name order use simple case folding on code points for ASCII,
- * Latin-1, Latin Extended-A, Greek and Cyrillic (fold_cp()); other scripts compare as they are.
- * Names sort by folded code point (so "ёж" after "Яблоко": no locale collation).
+ * Case-insensitive matching and the name order use utf8_fold(): Unicode full case folding with
+ * NFKC normalization, in every script ("Über" = "ÜBER", "Straße" contains "SS"). Names sort by
+ * their folded code points (so "ёж" after "Яблоко": no locale collation).
  */
 #include "command.h"
 
@@ -170,117 +170,14 @@ static void put_duration(struct strbuf *b, int64_t secs)
 
 /* ---- case folding (see the top of the file) ---- */
 
-static uint32_t fold_cp(uint32_t c)
-{
-    if (c < 0x80)
-        return c >= 'A' && c <= 'Z' ? c + 0x20 : c;
-    if (c >= 0xc0 && c <= 0xde && c != 0xd7)
-        return c + 0x20;
-    /* Latin Extended-A: upper/lower pairs, except the dotted/dotless i (0x130, 0x131). */
-    if ((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177))
-        return c | 1;
-    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e))
-        return c & 1 ? c + 1 : c;
-    if (c == 0x178)
-        return 0xff;
-    if (c == 0x17f) /* long s */
-        return 's';
-    /* Greek capitals (0x3a2 is unassigned); final sigma folds to sigma. */
-    if (c >= 0x391 && c <= 0x3ab && c != 0x3a2)
-        return c + 0x20;
-    if (c == 0x3c2)
-        return 0x3c3;
-    /* Cyrillic: Ѐ-Џ, А-Я, then the pairs of the extended blocks. */
-    if (c >= 0x400 && c <= 0x40f)
-        return c + 0x50;
-    if (c >= 0x410 && c <= 0x42f)
-        return c + 0x20;
-    if ((c >= 0x460 && c <= 0x481) || (c >= 0x48a && c <= 0x4bf) || (c >= 0x4d0 && c <= 0x52f))
-        return c | 1;
-    if (c == 0x4c0)
-        return 0x4cf;
-    if (c >= 0x4c1 && c <= 0x4ce)
-        return c & 1 ? c + 1 : c;
-    return c;
-}
-
-/* The next code point of *s, folded; advances *s. */
-static uint32_t next_folded(const char **s)
-{
-    const unsigned char *p = (const unsigned char *)*s;
-    uint32_t cp;
-    if (p[0] < 0x80) { /* the common cases without a call: ASCII, Latin and Cyrillic */
-        (*s)++;
-        return fold_cp(p[0]);
-    }
-    if (p[0] >= 0xc2 && p[0] <= 0xdf && (p[1] & 0xc0) == 0x80) {
-        *s += 2;
-        return fold_cp((uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f));
-    }
-    *s += utf8_decode(*s, strnlen(*s, UTF8_SEQ_MAX), &cp);
-    return fold_cp(cp);
-}
-
-/*
- * Writes the folded copy of s to out, NUL-terminated; never more bytes than s has (every
- * mapping above keeps or shrinks the encoded length; anything else is copied as it is), so out
- * needs strlen(s) + 1 bytes. Returns the bytes written, without the NUL.
- */
-static size_t fold_into(char *out, const char *s)
-{
-    size_t o = 0;
-    char enc[4];
-
-    for (const char *p = s; *p;) {
-        const char *at = p;
-        if ((unsigned char)*p < 0x80) { /* the common case */
-            out[o++] = (char)fold_cp((unsigned char)*p++);
-            continue;
-        }
-        uint32_t cp = next_folded(&p);
-        size_t n = (size_t)(p - at);
-        size_t k = cp == UTF8_INVALID ? 0 : utf8_encode(cp, enc);
-        if (k && k <= n) {
-            memcpy(out + o, enc, k);
-            o += k;
-        } else {
-            memcpy(out + o, at, n);
-            o += n;
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* A folded copy of s (caller frees), or NULL on ENOMEM. */
+/* The fold key of s (utf8_fold(); NULL folds as ""): NUL-terminated, caller frees; NULL on
+ * ENOMEM. */
 static char *fold_dup(const char *s)
 {
-    char *out = malloc(strlen(s) + 1);
-    if (out)
-        fold_into(out, s);
-    return out;
-}
-
-/* a and b compared by their folded code points (invalid bytes sort last). */
-static int fold_cmp(const char *a, const char *b)
-{
-    const char *a0 = a, *same;
-
-    /* Skip the bytes they share, back to just after an ASCII byte: a character boundary even
-     * in invalid UTF-8, so the comparison is the same as from the start (and stays a total
-     * order for qsort). */
-    while (*a && *a == *b)
-        a++, b++;
-    same = a;
-    while (a > a0 && (unsigned char)a[-1] >= 0x80)
-        a--;
-    b -= same - a;
-    while (*a && *b) {
-        uint32_t x = next_folded(&a), y = next_folded(&b);
-        if (x != y)
-            return x < y ? -1 : 1;
-    }
-    return (*a != '\0') - (*b != '\0');
+    struct strbuf b = {0};
+    if (s)
+        utf8_fold(&b, s, strlen(s));
+    return strbuf_take(&b);
 }
 
 /* ---- what to show of a project (as render.c shows it) ---- */
@@ -548,33 +445,38 @@ int command_say(enum command_platform platform, const char *literal, char **out)
 
 /* ---- projects [filter] ---- */
 
+/* A project to list and the fold key of its shown name. */
+struct listed {
+    const struct project *p;
+    char *key;
+};
+
 /* The listing order: folded shown name, then the name as it is, then the id (a total order). */
-static int project_order(const struct project *x, const struct project *y)
+static int project_order(const struct listed *x, const struct listed *y)
 {
-    const char *a = shown_name(x), *b = shown_name(y);
-    int c = fold_cmp(a, b);
+    int c = strcmp(x->key, y->key);
     if (!c)
-        c = strcmp(a, b);
-    return c ? c : project_id_cmp(x->id, y->id);
+        c = strcmp(shown_name(x->p), shown_name(y->p));
+    return c ? c : project_id_cmp(x->p->id, y->p->id);
 }
 
 static int project_order_q(const void *a, const void *b)
 {
-    return project_order(*(const struct project *const *)a, *(const struct project *const *)b);
+    return project_order(a, b);
 }
 
 /* Restores the max-heap property below h[i] (the heap's root is the last in listing order). */
-static void heap_down(const struct project **h, size_t n, size_t i)
+static void heap_down(struct listed *h, size_t n, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, top = i;
-        if (l < n && project_order(h[l], h[top]) > 0)
+        if (l < n && project_order(&h[l], &h[top]) > 0)
             top = l;
-        if (r < n && project_order(h[r], h[top]) > 0)
+        if (r < n && project_order(&h[r], &h[top]) > 0)
             top = r;
         if (top == i)
             return;
-        const struct project *t = h[i];
+        struct listed t = h[i];
         h[i] = h[top];
         h[top] = t;
         i = top;
@@ -585,14 +487,16 @@ static void heap_down(const struct project **h, size_t n, size_t i)
  * Moves the first k of v[0..n) in listing order to v[0..k), sorted. With a 10,000-project
  * snapshot a full sort costs more than the rest of the answer, so only k are kept in a heap.
  */
-static void select_first(const struct project **v, size_t n, size_t k)
+static void select_first(struct listed *v, size_t n, size_t k)
 {
     if (n > k) {
         for (size_t i = k / 2; i-- > 0;)
             heap_down(v, k, i);
         for (size_t i = k; i < n; i++) {
-            if (project_order(v[i], v[0]) < 0) {
+            if (project_order(&v[i], &v[0]) < 0) {
+                struct listed t = v[0];
                 v[0] = v[i];
+                v[i] = t;
                 heap_down(v, k, 0);
             }
         }
@@ -651,59 +555,65 @@ static void projects_item(struct strbuf *b, enum fmt f, const struct doc *d, siz
     project_line(b, f, d->ctx, d->list[i]);
 }
 
+/* Whether the fold key of field (NULL: never) contains ffilter; sets *oom on ENOMEM. */
+static int field_matches(const char *field, const char *ffilter, int *oom)
+{
+    char *key;
+    int hit;
+
+    if (!field)
+        return 0;
+    key = fold_dup(field);
+    if (!key) {
+        *oom = 1;
+        return 0;
+    }
+    hit = strstr(key, ffilter) != NULL;
+    free(key);
+    return hit;
+}
+
 static int run_projects(const struct command_context *ctx, enum command_platform pf,
                         const char *filter, char **out)
 {
     const struct project_list *l = ctx->projects;
-    size_t n = l ? l->n : 0, m = 0, longest = 0;
+    size_t n = l ? l->n : 0, m = 0;
+    struct listed *v = calloc(n ? n : 1, sizeof(*v));
     const struct project **list = calloc(n ? n : 1, sizeof(*list));
-    char *ffilter = filter ? fold_dup(filter) : NULL, *scratch = NULL;
-    int r = -ENOMEM;
+    char *ffilter = filter ? fold_dup(filter) : NULL;
+    int r = -ENOMEM, oom = 0;
 
-    if (!list || (filter && !ffilter))
-        goto out;
-    for (size_t i = 0; filter && i < n; i++) {
-        const struct project *p = &l->v[i];
-        size_t a = p->name ? strlen(p->name) : 0, b = p->short_name ? strlen(p->short_name) : 0;
-        /* The scratch buffer holds either field folded (never longer than the field). */
-        if (a > longest)
-            longest = a;
-        if (b > longest)
-            longest = b;
-    }
-    scratch = malloc(longest + 1);
-    if (!scratch)
+    if (!v || !list || (filter && !ffilter))
         goto out;
     for (size_t i = 0; i < n; i++) {
         const struct project *p = &l->v[i];
         if (p->held) /* presumed gone: its removal is only held back */
             continue;
-        if (ffilter) {
-            int hit = 0;
-            if (p->name) {
-                fold_into(scratch, p->name);
-                hit = strstr(scratch, ffilter) != NULL;
-            }
-            if (!hit && p->short_name) {
-                fold_into(scratch, p->short_name);
-                hit = strstr(scratch, ffilter) != NULL;
-            }
-            if (!hit)
-                continue;
-        }
-        list[m++] = p;
+        if (ffilter && !field_matches(p->name, ffilter, &oom) &&
+            !field_matches(p->short_name, ffilter, &oom))
+            continue;
+        v[m].p = p;
+        v[m].key = fold_dup(shown_name(p));
+        if (!v[m++].key || oom)
+            goto out;
     }
+    if (oom)
+        goto out;
 
     struct doc d = {.ctx = ctx, .head = projects_head, .item = projects_item};
     d.n_total = m;
     d.n_items = m < PROJECTS_LIST_MAX ? m : PROJECTS_LIST_MAX;
-    select_first(list, m, d.n_items);
+    select_first(v, m, d.n_items);
+    for (size_t i = 0; i < d.n_items; i++)
+        list[i] = v[i].p;
     d.more_hint = " " MDASH " narrow it with a filter";
     d.arg = filter;
     d.list = list;
     r = layout(&d, pf, out);
 out:
-    free(scratch);
+    for (size_t i = 0; v && i < m; i++)
+        free(v[i].key);
+    free(v);
     free(ffilter);
     free(list);
     return r;
@@ -711,21 +621,52 @@ out:
 
 /* ---- project KEY ---- */
 
-/* The listed project whose short name or id is key: exactly first, then case-insensitively. */
-static const struct project *find_project(const struct project_list *l, const char *key)
+/* Whether field (NULL: never) has the fold key fkey; sets *oom on ENOMEM. */
+static int field_is(const char *field, const char *fkey, int *oom)
 {
-    const struct project *folded = NULL;
+    char *key;
+    int same;
+
+    if (!field)
+        return 0;
+    key = fold_dup(field);
+    if (!key) {
+        *oom = 1;
+        return 0;
+    }
+    same = strcmp(key, fkey) == 0;
+    free(key);
+    return same;
+}
+
+/*
+ * The listed project whose short name or id is key: exactly first, then case-insensitively
+ * (the first in the list's order). Sets *oom on ENOMEM.
+ */
+static const struct project *find_project(const struct project_list *l, const char *key, int *oom)
+{
+    char *fkey;
 
     for (size_t i = 0; l && i < l->n; i++) {
         const struct project *p = &l->v[i];
-        if (p->held)
-            continue;
-        if ((p->short_name && strcmp(p->short_name, key) == 0) || strcmp(p->id, key) == 0)
+        if (!p->held &&
+            ((p->short_name && strcmp(p->short_name, key) == 0) || strcmp(p->id, key) == 0))
             return p;
-        if (!folded && ((p->short_name && !fold_cmp(p->short_name, key)) || !fold_cmp(p->id, key)))
-            folded = p;
     }
-    return folded;
+    fkey = fold_dup(key);
+    if (!fkey) {
+        *oom = 1;
+        return NULL;
+    }
+    for (size_t i = 0; l && i < l->n; i++) {
+        const struct project *p = &l->v[i];
+        if (!p->held && (field_is(p->short_name, fkey, oom) || field_is(p->id, fkey, oom))) {
+            free(fkey);
+            return p;
+        }
+    }
+    free(fkey);
+    return NULL;
 }
 
 static void put_field(struct strbuf *b, enum fmt f, const char *label)
@@ -813,8 +754,9 @@ static int run_project(const struct command_context *ctx, enum command_platform 
                        char **out)
 {
     struct doc d = {.ctx = ctx, .head = project_head, .arg = key};
-    d.proj = find_project(ctx->projects, key);
-    return layout(&d, pf, out);
+    int oom = 0;
+    d.proj = find_project(ctx->projects, key, &oom);
+    return oom ? -ENOMEM : layout(&d, pf, out);
 }
 
 /* ---- changes [N] ---- */

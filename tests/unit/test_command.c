@@ -448,6 +448,90 @@ static void test_projects_filter(void)
     free(a);
 }
 
+/* The filter matches in every cased script, with Unicode's full case folding and NFKC. */
+static void test_projects_filter_unicode(void)
+{
+    reset();
+    add("0-1", "UEB", "Über Project", TRI_NO);
+    add("0-2", "UEB2", "ÜBERBLICK", TRI_NO);
+    add("0-3", "UBR", "Uber rides", TRI_NO);
+    add("0-4", "SIS", "ΣΊΣΥΦΟΣ", TRI_NO); /* Greek, with tonos and final sigma */
+    add("0-5", "ARM", "ԱՐԵՎ", TRI_NO);    /* Armenian */
+    add("0-6", "GEO", "ᲡᲐᲥᲐᲠᲗᲕᲔᲚᲝ", TRI_NO);   /* Georgian Mtavruli */
+    add("0-7", "DES", "\xf0\x90\x90\x80\xf0\x90\x90\x81", TRI_NO); /* Deseret 𐐀𐐁 */
+    add("0-8", "STR", "Straße", TRI_NO);
+    add("0-9", "CHR", "ᏣᎳᎩ", TRI_NO); /* Cherokee */
+    add("0-10", "IST2", "İstanbul", TRI_NO);
+    add("0-11", "IST", "ISTANBUL", TRI_NO);
+    add("0-12", "LIG", "ﬁle store", TRI_NO); /* the fi ligature */
+    add("0-13", "ЇЖАК", "Hedgehog", TRI_NO); /* by short name: Ukrainian Ї */
+    project_list_finish(&plist);
+    const struct {
+        const char *cmd, *hit, *miss;
+    } cases[] = {
+        {"projects über", "Über Project", "Uber rides"},
+        {"projects ÜBER", "ÜBERBLICK", "Uber rides"},
+        {"projects Über", "Über Project", "Uber rides"},
+        {"projects U\xcc\x88"
+         "ber",
+         "ÜBERBLICK", "Uber rides"},             /* decomposed ü */
+        {"projects uber", "Uber rides", "Über"}, /* accents still count */
+        {"projects σίσυφος", "ΣΊΣΥΦΟΣ", "Über"},
+        {"projects արեվ", "ԱՐԵՎ", "Über"},
+        {"projects საქართველო", "ᲡᲐᲥᲐᲠᲗᲕᲔᲚᲝ", "Über"},
+        {"projects \xf0\x90\x90\xa8", "\xf0\x90\x90\x80", "Über"}, /* 𐐨 */
+        {"projects STRASSE", "Straße", "Über"},
+        {"projects straße", "Straße", "Über"},
+        {"projects ꮳꮃꭹ", "ᏣᎳᎩ", "Über"},
+        {"projects İSTANBUL", "İstanbul", "ISTANBUL"},
+        {"projects i\xcc\x87stanbul", "İstanbul", "ISTANBUL"}, /* i + U+0307 is İ folded */
+        {"projects istanbul", "ISTANBUL", "İstanbul"},
+        {"projects FILE", "ﬁle store", "Über"},
+        {"projects ＦＩＬＥ", "ﬁle store", "Über"}, /* full-width letters */
+        {"projects їжак", "Hedgehog", "Über"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *a = answer(cases[i].cmd, all_pf[k]);
+            CHECK_HAS(a, cases[i].hit);
+            CHECK_NOT(a, cases[i].miss);
+            free(a);
+        }
+    }
+    /* Unicode's default folding is not Turkish: dotless ı is not i, İ is i + U+0307. */
+    char *a = answer("projects ıstanbul", COMMAND_TEXT);
+    CHECK_HAS(a, "No project matches");
+    free(a);
+    a = answer("projects über", COMMAND_TEXT);
+    CHECK_HAS(a, "2 projects match");
+    free(a);
+}
+
+/* The listing order is by folded name in every script, and ß sorts as "ss". */
+static void test_projects_order_unicode(void)
+{
+    reset();
+    add("0-1", "B", "Բարև", TRI_NO); /* Armenian capital ben: after lower-case ayb */
+    add("0-2", "A", "ապրիլ", TRI_NO);
+    add("0-3", "S2", "STRASSE B", TRI_NO);
+    add("0-4", "S1", "straße a", TRI_NO);
+    add("0-5", "S3", "Strasse C", TRI_NO);
+    add("0-6", "G2", "Ბათუმი", TRI_NO); /* Georgian Mtavruli ban, after Mkhedruli an */
+    add("0-7", "G1", "ანა", TRI_NO);
+    project_list_finish(&plist);
+    char *a = answer("projects", COMMAND_TEXT);
+    const char *order[] = {"S1: straße a", "S2: STRASSE B", "S3: Strasse C",         "A: ապրիլ",
+                           "B: Բարև",      "G1: ანა",       "G2: Ბათუმი"};
+    const char *prev = a;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *at = strstr(a, order[i]);
+        CHECK_HAS(a, order[i]);
+        CHECK(at && at > prev);
+        prev = at ? at : prev;
+    }
+    free(a);
+}
+
 /*
  * A short name longer than every name before it, right after a name that set a new maximum:
  * the filter's scratch buffer must fit it (it once did not: a heap overflow from chat).
@@ -678,6 +762,28 @@ static void test_project(void)
     free(a);
 }
 
+/* `project KEY` finds a short name case-insensitively in any script, exact matches first. */
+static void test_project_unicode(void)
+{
+    reset();
+    add("0-1", "STRASSE", "Street", TRI_NO);
+    add("0-2", "ԱՐԵՎ", "Sun", TRI_NO);
+    add("0-3", "straße", "Exact", TRI_NO);
+    project_list_finish(&plist);
+    char *a = answer("project արեվ", COMMAND_TEXT);
+    CHECK_HAS(a, "Sun");
+    free(a);
+    a = answer("project straße", COMMAND_TEXT); /* the exact match wins */
+    CHECK_HAS(a, "Exact");
+    free(a);
+    a = answer("project Strasse", COMMAND_TEXT); /* else the first in the list (by id) */
+    CHECK_HAS(a, "Street");
+    free(a);
+    a = answer("project STRAẞE", COMMAND_TEXT);
+    CHECK_HAS(a, "Street");
+    free(a);
+}
+
 /* ---- changes [N] ---- */
 
 static char hnames[60][32];
@@ -838,6 +944,9 @@ int main(void)
     RUN(test_projects_order_prefix);
     RUN(test_projects_filter);
     RUN(test_projects_filter_long_short_name);
+    RUN(test_projects_filter_unicode);
+    RUN(test_projects_order_unicode);
+    RUN(test_project_unicode);
     RUN(test_projects_many);
     RUN(test_projects_huge);
     RUN(test_hostile_names);
