@@ -14,7 +14,9 @@
  *
  * Case-insensitive matching and the name order use utf8_fold(): Unicode full case folding with
  * NFKC normalization, in every script ("Über" = "ÜBER", "Straße" contains "SS"). Names sort by
- * their folded code points (so "ёж" after "Яблоко": no locale collation).
+ * their folded code points (so "ёж" after "Яблоко": no locale collation). Both come from the
+ * snapshot's index (command_index.h), built once per snapshot: a command neither sorts nor folds
+ * the snapshot (a context without one gets one built for the command).
  */
 #include "command.h"
 
@@ -26,6 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "command_index.h"
 #include "render.h"
 #include "strbuf.h"
 #include "utf8.h"
@@ -166,18 +169,6 @@ static void put_duration(struct strbuf *b, int64_t secs)
         strbuf_printf(b, "%lld h %lld min", s / 3600, s % 3600 / 60);
     else
         strbuf_printf(b, "%lld d %lld h", s / 86400, s % 86400 / 3600);
-}
-
-/* ---- case folding (see the top of the file) ---- */
-
-/* The fold key of s (utf8_fold(); NULL folds as ""): NUL-terminated, caller frees; NULL on
- * ENOMEM. */
-static char *fold_dup(const char *s)
-{
-    struct strbuf b = {0};
-    if (s)
-        utf8_fold(&b, s, strlen(s));
-    return strbuf_take(&b);
 }
 
 /* ---- what to show of a project (as render.c shows it) ---- */
@@ -445,66 +436,6 @@ int command_say(enum command_platform platform, const char *literal, char **out)
 
 /* ---- projects [filter] ---- */
 
-/* A project to list and the fold key of its shown name. */
-struct listed {
-    const struct project *p;
-    char *key;
-};
-
-/* The listing order: folded shown name, then the name as it is, then the id (a total order). */
-static int project_order(const struct listed *x, const struct listed *y)
-{
-    int c = strcmp(x->key, y->key);
-    if (!c)
-        c = strcmp(shown_name(x->p), shown_name(y->p));
-    return c ? c : project_id_cmp(x->p->id, y->p->id);
-}
-
-static int project_order_q(const void *a, const void *b)
-{
-    return project_order(a, b);
-}
-
-/* Restores the max-heap property below h[i] (the heap's root is the last in listing order). */
-static void heap_down(struct listed *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, top = i;
-        if (l < n && project_order(&h[l], &h[top]) > 0)
-            top = l;
-        if (r < n && project_order(&h[r], &h[top]) > 0)
-            top = r;
-        if (top == i)
-            return;
-        struct listed t = h[i];
-        h[i] = h[top];
-        h[top] = t;
-        i = top;
-    }
-}
-
-/*
- * Moves the first k of v[0..n) in listing order to v[0..k), sorted. With a 10,000-project
- * snapshot a full sort costs more than the rest of the answer, so only k are kept in a heap.
- */
-static void select_first(struct listed *v, size_t n, size_t k)
-{
-    if (n > k) {
-        for (size_t i = k / 2; i-- > 0;)
-            heap_down(v, k, i);
-        for (size_t i = k; i < n; i++) {
-            if (project_order(&v[i], &v[0]) < 0) {
-                struct listed t = v[0];
-                v[0] = v[i];
-                v[i] = t;
-                heap_down(v, k, 0);
-            }
-        }
-        n = k;
-    }
-    qsort(v, n, sizeof(*v), project_order_q);
-}
-
 static void projects_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)i;
@@ -555,119 +486,29 @@ static void projects_item(struct strbuf *b, enum fmt f, const struct doc *d, siz
     project_line(b, f, d->ctx, d->list[i]);
 }
 
-/* Whether the fold key of field (NULL: never) contains ffilter; sets *oom on ENOMEM. */
-static int field_matches(const char *field, const char *ffilter, int *oom)
-{
-    char *key;
-    int hit;
-
-    if (!field)
-        return 0;
-    key = fold_dup(field);
-    if (!key) {
-        *oom = 1;
-        return 0;
-    }
-    hit = strstr(key, ffilter) != NULL;
-    free(key);
-    return hit;
-}
-
 static int run_projects(const struct command_context *ctx, enum command_platform pf,
                         const char *filter, char **out)
 {
-    const struct project_list *l = ctx->projects;
-    size_t n = l ? l->n : 0, m = 0;
-    struct listed *v = calloc(n ? n : 1, sizeof(*v));
-    const struct project **list = calloc(n ? n : 1, sizeof(*list));
-    char *ffilter = filter ? fold_dup(filter) : NULL;
-    int r = -ENOMEM, oom = 0;
-
-    if (!v || !list || (filter && !ffilter))
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        const struct project *p = &l->v[i];
-        if (p->held) /* presumed gone: its removal is only held back */
-            continue;
-        if (ffilter && !field_matches(p->name, ffilter, &oom) &&
-            !field_matches(p->short_name, ffilter, &oom))
-            continue;
-        v[m].p = p;
-        v[m].key = fold_dup(shown_name(p));
-        if (!v[m++].key || oom)
-            goto out;
-    }
-    if (oom)
-        goto out;
-
+    const struct command_index *ix = ctx->index;
+    const struct project *list[PROJECTS_LIST_MAX];
     struct doc d = {.ctx = ctx, .head = projects_head, .item = projects_item};
-    d.n_total = m;
-    d.n_items = m < PROJECTS_LIST_MAX ? m : PROJECTS_LIST_MAX;
-    select_first(v, m, d.n_items);
-    for (size_t i = 0; i < d.n_items; i++)
-        list[i] = v[i].p;
+
+    if (filter) {
+        if (command_index_match(ix, filter, list, PROJECTS_LIST_MAX, &d.n_total) != 0)
+            return -ENOMEM;
+    } else {
+        d.n_total = command_index_count(ix);
+        for (size_t i = 0; i < d.n_total && i < PROJECTS_LIST_MAX; i++)
+            list[i] = command_index_at(ix, i);
+    }
+    d.n_items = d.n_total < PROJECTS_LIST_MAX ? d.n_total : PROJECTS_LIST_MAX;
     d.more_hint = " " MDASH " narrow it with a filter";
     d.arg = filter;
     d.list = list;
-    r = layout(&d, pf, out);
-out:
-    for (size_t i = 0; v && i < m; i++)
-        free(v[i].key);
-    free(v);
-    free(ffilter);
-    free(list);
-    return r;
+    return layout(&d, pf, out);
 }
 
 /* ---- project KEY ---- */
-
-/* Whether field (NULL: never) has the fold key fkey; sets *oom on ENOMEM. */
-static int field_is(const char *field, const char *fkey, int *oom)
-{
-    char *key;
-    int same;
-
-    if (!field)
-        return 0;
-    key = fold_dup(field);
-    if (!key) {
-        *oom = 1;
-        return 0;
-    }
-    same = strcmp(key, fkey) == 0;
-    free(key);
-    return same;
-}
-
-/*
- * The listed project whose short name or id is key: exactly first, then case-insensitively
- * (the first in the list's order). Sets *oom on ENOMEM.
- */
-static const struct project *find_project(const struct project_list *l, const char *key, int *oom)
-{
-    char *fkey;
-
-    for (size_t i = 0; l && i < l->n; i++) {
-        const struct project *p = &l->v[i];
-        if (!p->held &&
-            ((p->short_name && strcmp(p->short_name, key) == 0) || strcmp(p->id, key) == 0))
-            return p;
-    }
-    fkey = fold_dup(key);
-    if (!fkey) {
-        *oom = 1;
-        return NULL;
-    }
-    for (size_t i = 0; l && i < l->n; i++) {
-        const struct project *p = &l->v[i];
-        if (!p->held && (field_is(p->short_name, fkey, oom) || field_is(p->id, fkey, oom))) {
-            free(fkey);
-            return p;
-        }
-    }
-    free(fkey);
-    return NULL;
-}
 
 static void put_field(struct strbuf *b, enum fmt f, const char *label)
 {
@@ -754,9 +595,9 @@ static int run_project(const struct command_context *ctx, enum command_platform 
                        char **out)
 {
     struct doc d = {.ctx = ctx, .head = project_head, .arg = key};
-    int oom = 0;
-    d.proj = find_project(ctx->projects, key, &oom);
-    return oom ? -ENOMEM : layout(&d, pf, out);
+    if (command_index_find(ctx->index, key, &d.proj) != 0)
+        return -ENOMEM;
+    return layout(&d, pf, out);
 }
 
 /* ---- changes [N] ---- */
@@ -837,14 +678,6 @@ static int run_changes(const struct command_context *ctx, enum command_platform 
 
 /* ---- status ---- */
 
-static size_t count_projects(const struct project_list *l)
-{
-    size_t n = 0;
-    for (size_t i = 0; l && i < l->n; i++)
-        n += !l->v[i].held;
-    return n;
-}
-
 static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct command_context *ctx = d->ctx;
@@ -883,7 +716,7 @@ static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_
         put_esc(b, f, ctx->last_error, ERROR_MAX);
     }
     put_field(b, f, "Projects");
-    strbuf_printf(b, "%zu", count_projects(ctx->projects));
+    strbuf_printf(b, "%zu", command_index_count(ctx->index));
     put_field(b, f, "Uptime");
     if (ctx->started_at > 0)
         put_duration(b, ctx->now - ctx->started_at);
@@ -1020,15 +853,24 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
             out->cmd = (enum cmd)i;
 }
 
-int command_run(const char *text, size_t len, const struct command_context *ctx,
+int command_run(const char *text, size_t len, const struct command_context *context,
                 enum command_platform platform, char **out)
 {
+    struct command_context c = *context, *ctx = &c;
+    struct command_index *own = NULL;
     struct parsed ps;
     const char *arg;
     int r;
 
     parse(text ? text : "", text ? len : 0, platform == COMMAND_SLACK, &ps);
     arg = ps.args[0] ? ps.args : NULL;
+    if ((ps.cmd == CMD_PROJECTS || ps.cmd == CMD_PROJECT || ps.cmd == CMD_STATUS) &&
+        (!c.index || !command_index_of(c.index, c.projects))) {
+        r = command_index_new(&own, c.projects);
+        if (r)
+            return r;
+        c.index = own;
+    }
     switch (ps.cmd) {
     case CMD_PROJECTS:
         r = run_projects(ctx, platform, arg, out);
@@ -1061,6 +903,7 @@ int command_run(const char *text, size_t len, const struct command_context *ctx,
         r = run_help(ctx, platform, NULL, out);
         break;
     }
+    command_index_free(own);
     return r;
 }
 

@@ -29,8 +29,13 @@ struct command_sink {
     const char *reason; /* "" when fine */
 };
 
+struct command_index;
+
 struct command_context {
     const struct project_list *projects; /* the snapshot: finished, may be empty */
+    /* The snapshot's index (command_index_new() of projects), or NULL: then each command that
+     * needs one builds its own, which costs what the index saves (tests, one-off answers). */
+    const struct command_index *index;
     const struct history_entry *history; /* oldest first (the snapshot's) */
     size_t n_history;
     const char *service_url;
