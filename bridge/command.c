@@ -774,14 +774,22 @@ struct parsed {
     char args[COMMAND_MAX_INPUT + 1]; /* the rest, whitespace runs as one space; "" if none */
 };
 
-/* Whitespace between words: ASCII spaces and U+00A0 (some clients type it). Returns its bytes. */
-static size_t space_len(const char *s)
+size_t command_space_len(const char *s, size_t n)
 {
+    uint32_t cp;
+
+    if (n == 0)
+        return 0;
     if (*s == ' ' || (*s >= '\t' && *s <= '\r'))
         return 1;
-    if ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xa0)
-        return 2;
-    return 0;
+    size_t l = utf8_decode(s, n, &cp);
+    return cp == 0xa0 ? l : 0;
+}
+
+/* command_space_len() of p, up to end. */
+static size_t space_len(const char *p, const char *end)
+{
+    return command_space_len(p, (size_t)(end - p));
 }
 
 /* Slack sends & < > of slash-command text as entities (reference/slack.md §4); undo that. */
@@ -810,7 +818,7 @@ static void slack_unescape(char *s)
 static void parse(const char *text, size_t len, int slack, struct parsed *out)
 {
     char in[COMMAND_MAX_INPUT + 1];
-    const char *p;
+    const char *p, *end;
     size_t n, o = 0;
 
     out->word[0] = out->args[0] = '\0';
@@ -827,20 +835,21 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
     }
     if (slack)
         slack_unescape(in);
+    end = in + strlen(in);
 
-    for (p = in; (n = space_len(p)) > 0;)
+    for (p = in; (n = space_len(p, end)) > 0;)
         p += n;
-    while (*p && !space_len(p))
+    while (*p && !space_len(p, end))
         out->word[o++] = *p++;
     out->word[o] = '\0';
     o = 0;
     while (*p) {
-        n = space_len(p);
+        n = space_len(p, end);
         if (!n) {
             out->args[o++] = *p++;
             continue;
         }
-        while ((n = space_len(p)) > 0)
+        while ((n = space_len(p, end)) > 0)
             p += n;
         if (*p && o)
             out->args[o++] = ' ';

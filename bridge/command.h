@@ -63,6 +63,13 @@ int command_run(const char *text, size_t len, const struct command_context *ctx,
  */
 int command_say(enum command_platform platform, const char *literal, char **out);
 
+/*
+ * Bytes of the whitespace between command words at s (n bytes left): ASCII whitespace, or
+ * U+00A0 (some clients type it); 0 when s starts with anything else or n is 0. The chat clients
+ * use it too, to find the command after "!youtrack".
+ */
+size_t command_space_len(const char *s, size_t n);
+
 /* The command's name for metrics ("projects", "project", "changes", "status", "help"). */
 const char *command_name(const char *text, size_t len);
 
