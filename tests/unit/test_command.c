@@ -316,6 +316,18 @@ static void test_names(void)
 
 /* ---- projects ---- */
 
+/* Each of order[0..n) is in a, one after the other. */
+static void check_in_order(const char *a, const char *const *order, size_t n)
+{
+    const char *prev = a;
+    for (size_t i = 0; i < n; i++) {
+        const char *at = strstr(a, order[i]);
+        CHECK_HAS(a, order[i]);
+        CHECK(at && at > prev);
+        prev = at ? at : prev;
+    }
+}
+
 static void test_projects_sorted(void)
 {
     demo_projects();
@@ -367,13 +379,7 @@ static void test_projects_order_prefix(void)
     char *a = answer("projects", COMMAND_TEXT);
     const char *order[] = {"A: project A",     "G: project a", "B: Project b", "C: PROJECT c",
                            "D: Project \\xff", "F: ПРОЕКТ А",  "E: Проект б"};
-    const char *prev = a;
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        const char *at = strstr(a, order[i]);
-        CHECK_HAS(a, order[i]);
-        CHECK(at && at > prev);
-        prev = at ? at : prev;
-    }
+    check_in_order(a, order, sizeof(order) / sizeof(order[0]));
     free(a);
 }
 
@@ -524,13 +530,7 @@ static void test_projects_order_unicode(void)
     char *a = answer("projects", COMMAND_TEXT);
     const char *order[] = {"S1: straße a", "S2: STRASSE B", "S3: Strasse C",         "A: ապրիլ",
                            "B: Բարև",      "G1: ანა",       "G2: Ბათუმი"};
-    const char *prev = a;
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        const char *at = strstr(a, order[i]);
-        CHECK_HAS(a, order[i]);
-        CHECK(at && at > prev);
-        prev = at ? at : prev;
-    }
+    check_in_order(a, order, sizeof(order) / sizeof(order[0]));
     free(a);
 }
 
