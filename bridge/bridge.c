@@ -84,8 +84,9 @@ static void on_sink_alert(void *userdata, const char *sink, int broken, const ch
 
 /*
  * Builds the chat commands' index of b->snap anew, whenever b->snap changes (load, commit): it
- * is never patched, so it cannot disagree with the snapshot. Without one (ENOMEM) each command
- * builds its own: slower, same answer.
+ * is never patched, so it cannot disagree with the snapshot. Only a daemon that answers chat
+ * needs one (about 90 bytes per project). Without one (ENOMEM) each command builds its own:
+ * slower, same answer.
  */
 static void index_snapshot(struct bridge *b)
 {
@@ -93,6 +94,8 @@ static void index_snapshot(struct bridge *b)
 
     command_index_free(b->index);
     b->index = NULL;
+    if (b->opts.once || (!b->conf->chat.slack.enabled && !b->conf->chat.matrix.enabled))
+        return; /* as start_chat(): nobody asks */
     if (command_index_new(&b->index, &b->snap.projects) != 0) {
         log_warn("bridge", "out of memory indexing %zu projects for chat commands",
                  b->snap.projects.n);
