@@ -133,9 +133,14 @@ static void test_clean_repairs(void)
     /* A sequence an earlier byte cut left behind is dropped, not shown as "??". */
     utf8_clean(out, sizeof(out), "ok \xe2\x82", 5, 31);
     CHECK_STR(out, "ok ");
-    /* ...but a lead byte followed by something else is just invalid. */
+    /* ...but a lead byte followed by something else is just invalid, and so are two bytes
+     * that no further byte could complete: an overlong form, a code point past U+10FFFF. */
     utf8_clean(out, sizeof(out), "\xe2x", 2, 31);
     CHECK_STR(out, "?x");
+    utf8_clean(out, sizeof(out), "ok \xe0\x80", 5, 31);
+    CHECK_STR(out, "ok ??");
+    utf8_clean(out, sizeof(out), "ok \xf4\x90", 5, 31);
+    CHECK_STR(out, "ok ??");
     CHECK_INT(utf8_clean(out, 0, "x", 1, 5), 0);
 }
 
