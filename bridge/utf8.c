@@ -131,9 +131,10 @@ size_t utf8_clean(char *dst, size_t dstlen, const char *src, size_t n, size_t ma
 /*
  * ASCII text folds to its lower case under NFKC case folding (no ASCII character has a
  * compatibility mapping or folds outside ASCII), so it skips libunistring: u8_casefold() with
- * UNINORM_NFKC took 1.76 us for "Project 1234" (0.30 us without the normalization), this loop
- * about 0.02 us. Project names are mostly ASCII, and the command index folds every name and
- * short name of a snapshot (10,000 names: 18 ms instead of well under 1 ms).
+ * UNINORM_NFKC took 1.76 us for "Project 1234" (0.30 us without the normalization). Project
+ * names are mostly ASCII, and the command index folds every name, short name and id of a
+ * snapshot: its whole build for 10,000 ASCII projects took 8.4 ms with this path and 42.7 ms
+ * without.
  */
 static void fold_ascii(struct strbuf *b, const char *s, size_t n)
 {
