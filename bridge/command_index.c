@@ -9,9 +9,10 @@
  *
  * Invariants: built in full and published at the end, never changed afterwards; every pointer
  * points into the index's own buffers or into the list it was built from. Its size is linear
- * in the list's: per listed project two pointers and an offset, three table rows of three
- * pointers at most, and the fold keys (as long as the text, for text that folding does not
- * expand; NFKC can expand a character up to 18-fold, so hostile names could grow by that much).
+ * in the list's: per listed project an entry (a pointer and an offset), at most two table rows
+ * of three pointers, and the fold keys of three strings: as long as the strings for most text
+ * (about 90 bytes per project in all for "Project 1234"-like names), at most 18 characters for
+ * one under NFKC (U+FDFA), so hostile names could grow by that much.
  */
 #include "command_index.h"
 
