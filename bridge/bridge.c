@@ -30,6 +30,7 @@
 #include "announce.h"
 #include "backoff.h"
 #include "command.h"
+#include "command_index.h"
 #include "metrics.h"
 #include "http.h"
 #include "log.h"
@@ -55,7 +56,8 @@ struct bridge {
     int stopping;
     int exit_code;
     struct snapshot snap;
-    int have_snapshot;  /* a usable snapshot was loaded or committed */
+    struct command_index *index; /* snap's, for chat commands (index_snapshot()); NULL: none */
+    int have_snapshot;           /* a usable snapshot was loaded or committed */
     int force_baseline; /* the snapshot was corrupt: never flood, whatever first_run says */
     unsigned failures;  /* consecutive failed attempts (poll or commit): the back-off's step */
     uint64_t next_gen;  /* the next commit attempt's generation; only ever grows */
@@ -81,6 +83,31 @@ static int64_t now_s(void)
 }
 
 static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason);
+
+/*
+ * Builds the chat commands' index of b->snap anew, whenever b->snap changes (load, commit): it
+ * is never patched, so it cannot disagree with the snapshot. Only a daemon that answers chat
+ * needs one (about 90 bytes per project). Without one (ENOMEM) each command builds its own:
+ * slower, same answer.
+ */
+static void index_snapshot(struct bridge *b)
+{
+    uint64_t t0 = uv_hrtime();
+
+    command_index_free(b->index);
+    b->index = NULL;
+    if (b->opts.once || (!b->conf->chat.slack.enabled && !b->conf->chat.matrix.enabled))
+        return; /* as start_chat(): nobody asks */
+    if (command_index_new(&b->index, &b->snap.projects) != 0) {
+        log_warn("bridge", "out of memory indexing %zu projects for chat commands",
+                 b->snap.projects.n);
+        return;
+    }
+    size_t n = command_index_count(b->index);
+    log_debug("bridge", "chat command index: %zu project%s, %zu KiB, built in %.1f ms", n,
+              n == 1 ? "" : "s", command_index_bytes(b->index) / 1024,
+              (double)(uv_hrtime() - t0) / 1e6);
+}
 static int start_chat(struct bridge *b, char *err, size_t errlen);
 static void enqueue(struct bridge *b, struct announce_batch *batch);
 
@@ -113,6 +140,7 @@ static int load_snapshot(struct bridge *b, char *err, size_t errlen)
                  b->snap.projects.n == 1 ? "" : "s",
                  b->snap.youtrack ? b->snap.youtrack : "(unknown)");
     metrics_projects(b->snap.projects.n);
+    index_snapshot(b);
     err[0] = '\0';
     return 0;
 }
@@ -477,6 +505,7 @@ static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
     b->snap = s;
     project_list_init(next);
     b->have_snapshot = 1;
+    index_snapshot(b); /* before *old, which the previous index points into, is freed */
     return 0;
 fail:
     project_list_init(&s.projects); /* next's, not ours to free */
@@ -918,6 +947,7 @@ void bridge_free(struct bridge *b)
     matrix_sync_free(b->matrix);
     youtrack_free(b->yt);
     http_free(b->http);
+    command_index_free(b->index);
     snapshot_fini(&b->snap);
     state_close(b->state);
     free(b);
@@ -942,6 +972,7 @@ int bridge_command(const struct bridge *b, const char *text, size_t len,
     }
     struct command_context ctx = {
         .projects = &b->snap.projects,
+        .index = b->index,
         .history = b->snap.history,
         .n_history = b->snap.n_history,
         .service_url = b->conf->youtrack.url,

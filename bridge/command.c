@@ -12,9 +12,11 @@
  * the limits are enforced in one place: Slack <= 50 blocks of <= 3000 visible code points,
  * Matrix content <= 61440 bytes. Input is bounded (COMMAND_MAX_INPUT) and must be valid UTF-8.
  *
- * Case-insensitive matching and the name order use simple case folding on code points for ASCII,
- * Latin-1, Latin Extended-A, Greek and Cyrillic (fold_cp()); other scripts compare as they are.
- * Names sort by folded code point (so "ёж" after "Яблоко": no locale collation).
+ * Case-insensitive matching and the name order use utf8_fold(): Unicode full case folding with
+ * NFKC normalization, in every script ("Über" = "ÜBER", "Straße" contains "SS"). Names sort by
+ * their folded code points (so "ёж" after "Яблоко": no locale collation). Both come from the
+ * snapshot's index (command_index.h), built once per snapshot: a command neither sorts nor folds
+ * the snapshot (a context without one gets one built for the command).
  */
 #include "command.h"
 
@@ -26,8 +28,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "command_index.h"
 #include "render.h"
 #include "strbuf.h"
+#include "utf8.h"
 
 #define PROJECTS_LIST_MAX 100 /* projects listed in one answer; the rest is "N more" */
 #define CHANGES_DEFAULT   10
@@ -165,145 +169,6 @@ static void put_duration(struct strbuf *b, int64_t secs)
         strbuf_printf(b, "%lld h %lld min", s / 3600, s % 3600 / 60);
     else
         strbuf_printf(b, "%lld d %lld h", s / 86400, s % 86400 / 3600);
-}
-
-/* ---- case folding (see the top of the file) ---- */
-
-static uint32_t fold_cp(uint32_t c)
-{
-    if (c < 0x80)
-        return c >= 'A' && c <= 'Z' ? c + 0x20 : c;
-    if (c >= 0xc0 && c <= 0xde && c != 0xd7)
-        return c + 0x20;
-    /* Latin Extended-A: upper/lower pairs, except the dotted/dotless i (0x130, 0x131). */
-    if ((c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x14a && c <= 0x177))
-        return c | 1;
-    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e))
-        return c & 1 ? c + 1 : c;
-    if (c == 0x178)
-        return 0xff;
-    if (c == 0x17f) /* long s */
-        return 's';
-    /* Greek capitals (0x3a2 is unassigned); final sigma folds to sigma. */
-    if (c >= 0x391 && c <= 0x3ab && c != 0x3a2)
-        return c + 0x20;
-    if (c == 0x3c2)
-        return 0x3c3;
-    /* Cyrillic: Ѐ-Џ, А-Я, then the pairs of the extended blocks. */
-    if (c >= 0x400 && c <= 0x40f)
-        return c + 0x50;
-    if (c >= 0x410 && c <= 0x42f)
-        return c + 0x20;
-    if ((c >= 0x460 && c <= 0x481) || (c >= 0x48a && c <= 0x4bf) || (c >= 0x4d0 && c <= 0x52f))
-        return c | 1;
-    if (c == 0x4c0)
-        return 0x4cf;
-    if (c >= 0x4c1 && c <= 0x4ce)
-        return c & 1 ? c + 1 : c;
-    return c;
-}
-
-static size_t utf8_encode(uint32_t c, char *out)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xc0 | c >> 6);
-        out[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xe0 | c >> 12);
-        out[1] = (char)(0x80 | (c >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | c >> 18);
-    out[1] = (char)(0x80 | (c >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (c >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
-/* The next code point of *s, folded; advances *s. */
-static uint32_t next_folded(const char **s)
-{
-    const unsigned char *p = (const unsigned char *)*s;
-    uint32_t cp;
-    if (p[0] < 0x80) { /* the common cases without a call: ASCII, Latin and Cyrillic */
-        (*s)++;
-        return fold_cp(p[0]);
-    }
-    if (p[0] >= 0xc2 && p[0] <= 0xdf && (p[1] & 0xc0) == 0x80) {
-        *s += 2;
-        return fold_cp((uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f));
-    }
-    *s += render_utf8_decode(*s, &cp);
-    return fold_cp(cp);
-}
-
-/*
- * Writes the folded copy of s to out, NUL-terminated; never more bytes than s has (every
- * mapping above keeps or shrinks the encoded length; anything else is copied as it is), so out
- * needs strlen(s) + 1 bytes. Returns the bytes written, without the NUL.
- */
-static size_t fold_into(char *out, const char *s)
-{
-    size_t o = 0;
-    char enc[4];
-
-    for (const char *p = s; *p;) {
-        const char *at = p;
-        if ((unsigned char)*p < 0x80) { /* the common case */
-            out[o++] = (char)fold_cp((unsigned char)*p++);
-            continue;
-        }
-        uint32_t cp = next_folded(&p);
-        size_t n = (size_t)(p - at);
-        size_t k = cp == RENDER_UTF8_INVALID ? 0 : utf8_encode(cp, enc);
-        if (k && k <= n) {
-            memcpy(out + o, enc, k);
-            o += k;
-        } else {
-            memcpy(out + o, at, n);
-            o += n;
-        }
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* A folded copy of s (caller frees), or NULL on ENOMEM. */
-static char *fold_dup(const char *s)
-{
-    char *out = malloc(strlen(s) + 1);
-    if (out)
-        fold_into(out, s);
-    return out;
-}
-
-/* a and b compared by their folded code points (invalid bytes sort last). */
-static int fold_cmp(const char *a, const char *b)
-{
-    const char *a0 = a, *same;
-
-    /* Skip the bytes they share, back to just after an ASCII byte: a character boundary even
-     * in invalid UTF-8, so the comparison is the same as from the start (and stays a total
-     * order for qsort). */
-    while (*a && *a == *b)
-        a++, b++;
-    same = a;
-    while (a > a0 && (unsigned char)a[-1] >= 0x80)
-        a--;
-    b -= same - a;
-    while (*a && *b) {
-        uint32_t x = next_folded(&a), y = next_folded(&b);
-        if (x != y)
-            return x < y ? -1 : 1;
-    }
-    return (*a != '\0') - (*b != '\0');
 }
 
 /* ---- what to show of a project (as render.c shows it) ---- */
@@ -571,59 +436,6 @@ int command_say(enum command_platform platform, const char *literal, char **out)
 
 /* ---- projects [filter] ---- */
 
-/* The listing order: folded shown name, then the name as it is, then the id (a total order). */
-static int project_order(const struct project *x, const struct project *y)
-{
-    const char *a = shown_name(x), *b = shown_name(y);
-    int c = fold_cmp(a, b);
-    if (!c)
-        c = strcmp(a, b);
-    return c ? c : project_id_cmp(x->id, y->id);
-}
-
-static int project_order_q(const void *a, const void *b)
-{
-    return project_order(*(const struct project *const *)a, *(const struct project *const *)b);
-}
-
-/* Restores the max-heap property below h[i] (the heap's root is the last in listing order). */
-static void heap_down(const struct project **h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, top = i;
-        if (l < n && project_order(h[l], h[top]) > 0)
-            top = l;
-        if (r < n && project_order(h[r], h[top]) > 0)
-            top = r;
-        if (top == i)
-            return;
-        const struct project *t = h[i];
-        h[i] = h[top];
-        h[top] = t;
-        i = top;
-    }
-}
-
-/*
- * Moves the first k of v[0..n) in listing order to v[0..k), sorted. With a 10,000-project
- * snapshot a full sort costs more than the rest of the answer, so only k are kept in a heap.
- */
-static void select_first(const struct project **v, size_t n, size_t k)
-{
-    if (n > k) {
-        for (size_t i = k / 2; i-- > 0;)
-            heap_down(v, k, i);
-        for (size_t i = k; i < n; i++) {
-            if (project_order(v[i], v[0]) < 0) {
-                v[0] = v[i];
-                heap_down(v, k, 0);
-            }
-        }
-        n = k;
-    }
-    qsort(v, n, sizeof(*v), project_order_q);
-}
-
 static void projects_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     (void)i;
@@ -677,79 +489,26 @@ static void projects_item(struct strbuf *b, enum fmt f, const struct doc *d, siz
 static int run_projects(const struct command_context *ctx, enum command_platform pf,
                         const char *filter, char **out)
 {
-    const struct project_list *l = ctx->projects;
-    size_t n = l ? l->n : 0, m = 0, longest = 0;
-    const struct project **list = calloc(n ? n : 1, sizeof(*list));
-    char *ffilter = filter ? fold_dup(filter) : NULL, *scratch = NULL;
-    int r = -ENOMEM;
-
-    if (!list || (filter && !ffilter))
-        goto out;
-    for (size_t i = 0; filter && i < n; i++) {
-        const struct project *p = &l->v[i];
-        size_t a = p->name ? strlen(p->name) : 0, b = p->short_name ? strlen(p->short_name) : 0;
-        /* The scratch buffer holds either field folded (never longer than the field). */
-        if (a > longest)
-            longest = a;
-        if (b > longest)
-            longest = b;
-    }
-    scratch = malloc(longest + 1);
-    if (!scratch)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        const struct project *p = &l->v[i];
-        if (p->held) /* presumed gone: its removal is only held back */
-            continue;
-        if (ffilter) {
-            int hit = 0;
-            if (p->name) {
-                fold_into(scratch, p->name);
-                hit = strstr(scratch, ffilter) != NULL;
-            }
-            if (!hit && p->short_name) {
-                fold_into(scratch, p->short_name);
-                hit = strstr(scratch, ffilter) != NULL;
-            }
-            if (!hit)
-                continue;
-        }
-        list[m++] = p;
-    }
-
+    const struct command_index *ix = ctx->index;
+    const struct project *list[PROJECTS_LIST_MAX];
     struct doc d = {.ctx = ctx, .head = projects_head, .item = projects_item};
-    d.n_total = m;
-    d.n_items = m < PROJECTS_LIST_MAX ? m : PROJECTS_LIST_MAX;
-    select_first(list, m, d.n_items);
+
+    if (filter) {
+        if (command_index_match(ix, filter, list, PROJECTS_LIST_MAX, &d.n_total) != 0)
+            return -ENOMEM;
+    } else {
+        d.n_total = command_index_count(ix);
+        for (size_t i = 0; i < d.n_total && i < PROJECTS_LIST_MAX; i++)
+            list[i] = command_index_at(ix, i);
+    }
+    d.n_items = d.n_total < PROJECTS_LIST_MAX ? d.n_total : PROJECTS_LIST_MAX;
     d.more_hint = " " MDASH " narrow it with a filter";
     d.arg = filter;
     d.list = list;
-    r = layout(&d, pf, out);
-out:
-    free(scratch);
-    free(ffilter);
-    free(list);
-    return r;
+    return layout(&d, pf, out);
 }
 
 /* ---- project KEY ---- */
-
-/* The listed project whose short name or id is key: exactly first, then case-insensitively. */
-static const struct project *find_project(const struct project_list *l, const char *key)
-{
-    const struct project *folded = NULL;
-
-    for (size_t i = 0; l && i < l->n; i++) {
-        const struct project *p = &l->v[i];
-        if (p->held)
-            continue;
-        if ((p->short_name && strcmp(p->short_name, key) == 0) || strcmp(p->id, key) == 0)
-            return p;
-        if (!folded && ((p->short_name && !fold_cmp(p->short_name, key)) || !fold_cmp(p->id, key)))
-            folded = p;
-    }
-    return folded;
-}
 
 static void put_field(struct strbuf *b, enum fmt f, const char *label)
 {
@@ -836,7 +595,8 @@ static int run_project(const struct command_context *ctx, enum command_platform 
                        char **out)
 {
     struct doc d = {.ctx = ctx, .head = project_head, .arg = key};
-    d.proj = find_project(ctx->projects, key);
+    if (command_index_find(ctx->index, key, &d.proj) != 0)
+        return -ENOMEM;
     return layout(&d, pf, out);
 }
 
@@ -918,14 +678,6 @@ static int run_changes(const struct command_context *ctx, enum command_platform 
 
 /* ---- status ---- */
 
-static size_t count_projects(const struct project_list *l)
-{
-    size_t n = 0;
-    for (size_t i = 0; l && i < l->n; i++)
-        n += !l->v[i].held;
-    return n;
-}
-
 static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
     const struct command_context *ctx = d->ctx;
@@ -964,7 +716,7 @@ static void status_head(struct strbuf *b, enum fmt f, const struct doc *d, size_
         put_esc(b, f, ctx->last_error, ERROR_MAX);
     }
     put_field(b, f, "Projects");
-    strbuf_printf(b, "%zu", count_projects(ctx->projects));
+    strbuf_printf(b, "%zu", command_index_count(ctx->index));
     put_field(b, f, "Uptime");
     if (ctx->started_at > 0)
         put_duration(b, ctx->now - ctx->started_at);
@@ -1022,14 +774,22 @@ struct parsed {
     char args[COMMAND_MAX_INPUT + 1]; /* the rest, whitespace runs as one space; "" if none */
 };
 
-/* Whitespace between words: ASCII spaces and U+00A0 (some clients type it). Returns its bytes. */
-static size_t space_len(const char *s)
+size_t command_space_len(const char *s, size_t n)
 {
+    uint32_t cp;
+
+    if (n == 0)
+        return 0;
     if (*s == ' ' || (*s >= '\t' && *s <= '\r'))
         return 1;
-    if ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xa0)
-        return 2;
-    return 0;
+    size_t l = utf8_decode(s, n, &cp);
+    return cp == 0xa0 ? l : 0;
+}
+
+/* command_space_len() of p, up to end. */
+static size_t space_len(const char *p, const char *end)
+{
+    return command_space_len(p, (size_t)(end - p));
 }
 
 /* Slack sends & < > of slash-command text as entities (reference/slack.md §4); undo that. */
@@ -1058,8 +818,7 @@ static void slack_unescape(char *s)
 static void parse(const char *text, size_t len, int slack, struct parsed *out)
 {
     char in[COMMAND_MAX_INPUT + 1];
-    uint32_t cp;
-    const char *p;
+    const char *p, *end;
     size_t n, o = 0;
 
     out->word[0] = out->args[0] = '\0';
@@ -1070,29 +829,27 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
     if (len)
         memcpy(in, text, len);
     in[len] = '\0';
-    for (size_t i = 0; i < len; i += n) {
-        n = render_utf8_decode(in + i, &cp);
-        if (cp == RENDER_UTF8_INVALID || cp == 0) { /* NUL: the text stops early */
-            out->cmd = CMD_INVALID;
-            return;
-        }
+    if (!utf8_valid(in, len) || memchr(in, '\0', len)) { /* NUL: the text stops early */
+        out->cmd = CMD_INVALID;
+        return;
     }
     if (slack)
         slack_unescape(in);
+    end = in + strlen(in);
 
-    for (p = in; (n = space_len(p)) > 0;)
+    for (p = in; (n = space_len(p, end)) > 0;)
         p += n;
-    while (*p && !space_len(p))
+    while (*p && !space_len(p, end))
         out->word[o++] = *p++;
     out->word[o] = '\0';
     o = 0;
     while (*p) {
-        n = space_len(p);
+        n = space_len(p, end);
         if (!n) {
             out->args[o++] = *p++;
             continue;
         }
-        while ((n = space_len(p)) > 0)
+        while ((n = space_len(p, end)) > 0)
             p += n;
         if (*p && o)
             out->args[o++] = ' ';
@@ -1105,15 +862,24 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
             out->cmd = (enum cmd)i;
 }
 
-int command_run(const char *text, size_t len, const struct command_context *ctx,
+int command_run(const char *text, size_t len, const struct command_context *context,
                 enum command_platform platform, char **out)
 {
+    struct command_context c = *context, *ctx = &c;
+    struct command_index *own = NULL;
     struct parsed ps;
     const char *arg;
     int r;
 
     parse(text ? text : "", text ? len : 0, platform == COMMAND_SLACK, &ps);
     arg = ps.args[0] ? ps.args : NULL;
+    if ((ps.cmd == CMD_PROJECTS || ps.cmd == CMD_PROJECT || ps.cmd == CMD_STATUS) &&
+        (!c.index || !command_index_of(c.index, c.projects))) {
+        r = command_index_new(&own, c.projects);
+        if (r)
+            return r;
+        c.index = own;
+    }
     switch (ps.cmd) {
     case CMD_PROJECTS:
         r = run_projects(ctx, platform, arg, out);
@@ -1146,6 +912,7 @@ int command_run(const char *text, size_t len, const struct command_context *ctx,
         r = run_help(ctx, platform, NULL, out);
         break;
     }
+    command_index_free(own);
     return r;
 }
 

@@ -27,8 +27,13 @@ struct command_sink {
     const char *reason; /* "" when fine */
 };
 
+struct command_index;
+
 struct command_context {
     const struct project_list *projects; /* the snapshot: finished, may be empty */
+    /* The snapshot's index (command_index_new() of projects), or NULL: then each command that
+     * needs one builds its own, which costs what the index saves (tests, one-off answers). */
+    const struct command_index *index;
     const struct history_entry *history; /* oldest first (the snapshot's) */
     size_t n_history;
     const char *service_url;
@@ -55,6 +60,13 @@ int command_run(const char *text, size_t len, const struct command_context *ctx,
  * out for platform like every answer. 0 and *out (caller frees), or -ENOMEM.
  */
 int command_say(enum command_platform platform, const char *literal, char **out);
+
+/*
+ * Bytes of the whitespace between command words at s (n bytes left): ASCII whitespace, or
+ * U+00A0 (some clients type it); 0 when s starts with anything else or n is 0. The chat clients
+ * use it too, to find the command after "!youtrack".
+ */
+size_t command_space_len(const char *s, size_t n);
 
 /* The command's name for metrics ("projects", "project", "changes", "status", "help"). */
 const char *command_name(const char *text, size_t len);

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 void jscan_init(struct jscan *js, const char *buf, size_t len)
 {
     memset(js, 0, sizeof(*js));
@@ -188,56 +190,6 @@ static int hex4(const char *p, unsigned *out)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 (RFC 3629, no surrogates). */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-            return 0;
-        if (p[0] == 0xe0 && p[1] < 0xa0)
-            return 0; /* overlong */
-        if (p[0] == 0xed && p[1] >= 0xa0)
-            return 0; /* UTF-16 surrogate */
-        return 3;
-    }
-    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-            return 0;
-        if ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
-            return 0; /* overlong, or past U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /*
  * Reads the string at pos (which is '"'). Without escapes the result points into the buffer;
  * with escapes it is decoded into scratch. Either way it is not NUL-terminated.
@@ -269,7 +221,8 @@ static int read_string(struct jscan *js, const char **s, size_t *len)
             p += b[p + 1] == 'u' ? 6 : 2;
             continue;
         }
-        size_t l = utf8_len(b + p, js->len - p);
+        /* The common case, ASCII, without a call. */
+        size_t l = c < 0x80 ? 1 : utf8_seq_len((const char *)b + p, js->len - p);
         if (!l) {
             js->pos = p;
             return fail(js, "invalid UTF-8 in a string");
@@ -312,7 +265,7 @@ static int read_string(struct jscan *js, const char **s, size_t *len)
         } else if (cp >= 0xdc00 && cp <= 0xdfff) {
             return fail(js, "unpaired UTF-16 surrogate in a string");
         }
-        o += put_utf8(js->scratch + o, cp);
+        o += utf8_encode(cp, js->scratch + o); /* a scalar value: surrogates are paired above */
     }
     js->pos = p + 1;
     *s = js->scratch;

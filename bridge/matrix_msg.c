@@ -193,14 +193,10 @@ static const char *strip_fallback(const char *p, const char *end)
     return p;
 }
 
-/* Bytes of whitespace at p: ASCII, or U+00A0 (some clients type it). */
+/* Bytes of whitespace at p, as between command words (command_space_len()). */
 static size_t space_at(const char *p, const char *end)
 {
-    if (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
-        return 1;
-    if (end - p >= 2 && (unsigned char)p[0] == 0xc2 && (unsigned char)p[1] == 0xa0)
-        return 2;
-    return 0;
+    return command_space_len(p, (size_t)(end - p));
 }
 
 /*

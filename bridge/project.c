@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "url.h"
+#include "utf8.h"
 
 #define POOL_CHUNK_MIN (64 * 1024)
 
@@ -268,12 +269,7 @@ int project_read_string(struct jscan *js, struct project_list *l, size_t max, co
     }
     if (jscan_string(js, &s, &n))
         return -EPROTO;
-    n = strnlen(s, n);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    n = utf8_cut(s, strnlen(s, n), max);
     *out = project_list_strdup(l, s, n);
     return *out ? 0 : -ENOMEM;
 }

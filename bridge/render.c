@@ -29,6 +29,7 @@
 
 #include "strbuf.h"
 #include "url.h"
+#include "utf8.h"
 
 /* doc/slack.md, "Limits": counted in code points, after escaping. */
 #define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* visible text per block */
@@ -47,60 +48,10 @@
  * mass change (a million projects) from becoming one line of hundreds of MB: at most ~300 KB. */
 #define JSON_DIGEST_MAX 1000
 
-#define ELLIPSIS "\xe2\x80\xa6"      /* U+2026 */
-#define INVALID  RENDER_UTF8_INVALID /* utf8_decode(): not a valid sequence; one byte consumed */
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
+#define INVALID  UTF8_INVALID   /* utf8_decode(): not a valid sequence; one byte consumed */
 
 /* ---- a growing string ---- */
-
-/* ---- UTF-8 ---- */
-
-/*
- * Decodes the code point at s (NUL-terminated). An invalid, overlong or truncated sequence, a
- * surrogate or a value past U+10FFFF gives INVALID and consumes one byte. Returns bytes consumed.
- */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
-{
-    unsigned c = s[0];
-    size_t n;
-    uint32_t v, min;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, v = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, v = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        *cp = INVALID;
-        return 1;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) { /* also stops at the NUL */
-            *cp = INVALID;
-            return 1;
-        }
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-        *cp = INVALID;
-        return 1;
-    }
-    *cp = v;
-    return n;
-}
-
-/* Code points in s[0..n), n on a character boundary (text this module built: valid UTF-8). */
-static size_t utf8_count(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)s[i] & 0xc0) != 0x80;
-    return k;
-}
 
 /*
  * Characters a name must not carry into a message: C0 controls (a newline would forge a line),
@@ -128,13 +79,14 @@ _Static_assert((int)ESC_TEXT == RENDER_ESC_TEXT && (int)ESC_PLAIN == RENDER_ESC_
                "enum esc mirrors enum render_esc");
 
 /*
- * The escaped form of the character at s into out (>= 12 bytes). Returns its length in bytes;
- * *in gets the bytes consumed, *cps the code points written.
+ * The escaped form of the character at s (avail > 0 bytes left) into out (>= 12 bytes). Returns
+ * its length in bytes; *in gets the bytes consumed, *cps the code points written.
  */
-static size_t esc_one(enum esc e, const unsigned char *s, char *out, size_t *in, size_t *cps)
+static size_t esc_one(enum esc e, const unsigned char *s, size_t avail, char *out, size_t *in,
+                      size_t *cps)
 {
     uint32_t cp;
-    size_t n = utf8_decode(s, &cp);
+    size_t n = utf8_decode((const char *)s, avail, &cp);
     const char *ent = NULL;
 
     *in = n;
@@ -181,18 +133,19 @@ static void put_esc(struct strbuf *b, const char *s, enum esc e, size_t max)
 {
     const unsigned char *p = (const unsigned char *)s;
     char out[12];
-    size_t in, cps, total = 0, used = 0;
+    size_t in, cps, total = 0, used = 0, n;
 
     if (!s)
         return;
+    n = strlen(s);
     if (max) {
-        for (size_t i = 0; p[i]; i += in) {
-            esc_one(e, p + i, out, &in, &cps);
+        for (size_t i = 0; i < n; i += in) {
+            esc_one(e, p + i, n - i, out, &in, &cps);
             total += e == ESC_SLACK ? cps : 1;
         }
     }
-    for (size_t i = 0; p[i]; i += in) {
-        size_t len = esc_one(e, p + i, out, &in, &cps);
+    for (size_t i = 0; i < n; i += in) {
+        size_t len = esc_one(e, p + i, n - i, out, &in, &cps);
         size_t w = e == ESC_SLACK ? cps : 1;
         if (max && total > max && used + w > max - 1) {
             strbuf_puts(b, ELLIPSIS);
@@ -219,22 +172,6 @@ static void put_esc_lines(struct strbuf *b, const char *s, enum esc e, const cha
             return;
         strbuf_puts(b, sep);
     }
-}
-
-/* A valid-UTF-8 copy of s for jansson (invalid bytes -> U+FFFD); caller frees. */
-static char *utf8_repair(const char *s)
-{
-    struct strbuf b = {0};
-    uint32_t cp;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_decode(p, &cp);
-        if (cp == INVALID)
-            strbuf_puts(&b, "\xef\xbf\xbd");
-        else
-            strbuf_putn(&b, (const char *)p, n);
-        p += n;
-    }
-    return strbuf_take(&b);
 }
 
 /* ---- what to show of a project ---- */
@@ -517,7 +454,7 @@ static json_t *jstr(const char *s)
     if (j)
         return j;
     /* jansson refuses invalid UTF-8: keep what can be kept. */
-    char *fixed = utf8_repair(s);
+    char *fixed = utf8_repair(s, strlen(s));
     if (!fixed)
         return NULL;
     j = json_string(fixed);
@@ -717,7 +654,7 @@ static void slack_fit(struct strbuf *b, size_t max)
         return;
     for (size_t i = 0; i < b->n; i++) {
         unsigned char c = (unsigned char)b->p[i];
-        if ((c & 0xc0) == 0x80)
+        if (utf8_is_cont(c))
             continue;
         if (!in_ent) {
             if (cps + 1 > max) /* room for the "…" */
@@ -755,7 +692,7 @@ static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
 
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
-        if (((unsigned char)c & 0xc0) == 0x80)
+        if (utf8_is_cont((unsigned char)c))
             continue;
         if (max && !in_link && !in_emoji && cps + 1 <= max)
             *cut = i;
@@ -1166,7 +1103,7 @@ static int chat_cut(int hookshot, struct strbuf *plain, struct strbuf *html, siz
 
     while (i < plain->n) {
         size_t n = 1;
-        while (i + n < plain->n && ((unsigned char)plain->p[i + n] & 0xc0) == 0x80)
+        while (i + n < plain->n && utf8_is_cont((unsigned char)plain->p[i + n]))
             n++;
         size_t c = chat_cost(plain->p + i, n, hookshot);
         if (used + c > budget)
@@ -1319,16 +1256,6 @@ int render_safe_url(const char *url, char **out)
     struct strbuf oom = {0};
     *out = safe_url(&oom, url);
     return oom.oom ? -ENOMEM : 0;
-}
-
-size_t render_utf8_decode(const char *s, uint32_t *cp)
-{
-    return utf8_decode((const unsigned char *)s, cp);
-}
-
-size_t render_utf8_count(const char *s, size_t n)
-{
-    return utf8_count(s, n);
 }
 
 size_t render_slack_count(const char *s, size_t n)

@@ -61,7 +61,6 @@ char *render(enum render_target t, const struct message *m);
 #define RENDER_MATRIX_CONTENT_MAX 61440 /* bytes of content JSON (doc/matrix.md §3) */
 #define RENDER_CHAT_NAME_MAX      250   /* code points of a name in chat */
 #define RENDER_CHAT_KEY_MAX       50    /* code points of a short name in chat */
-#define RENDER_UTF8_INVALID       0x110000
 
 /*
  * Slack blocks are Block Kit rich_text (doc/slack.md): their text is shown literally, so the
@@ -98,16 +97,6 @@ char *render_escape(enum render_esc e, const char *s, size_t max);
  * url is not linkable), or -ENOMEM.
  */
 int render_safe_url(const char *url, char **out);
-
-/*
- * Decodes the code point at s (NUL-terminated): an invalid, overlong or truncated sequence, a
- * surrogate or a value past U+10FFFF gives RENDER_UTF8_INVALID and consumes one byte. Returns
- * the bytes consumed.
- */
-size_t render_utf8_decode(const char *s, uint32_t *cp);
-
-/* Code points in s[0..n) (valid UTF-8, n on a character boundary). */
-size_t render_utf8_count(const char *s, size_t n);
 
 /* Visible code points of marked Slack text s[0..n) (valid UTF-8): what one block shows. */
 size_t render_slack_count(const char *s, size_t n);

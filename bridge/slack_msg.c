@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "utf8.h"
+
 static const char *jstr(const json_t *o, const char *key)
 {
     const char *v = json_string_value(json_object_get(o, key));
@@ -22,12 +24,7 @@ static const char *jstr(const json_t *o, const char *key)
 /* Copies v into buf, cut to fit (on a UTF-8 boundary). */
 static void copy_cut(char *buf, size_t size, const char *v)
 {
-    size_t n = strlen(v);
-    if (n >= size) {
-        n = size - 1;
-        while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
-            n--;
-    }
+    size_t n = utf8_cut(v, strlen(v), size - 1);
     memcpy(buf, v, n);
     buf[n] = '\0';
 }

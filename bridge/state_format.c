@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "utf8.h"
 
 /* ---- the change history ---- */
 
@@ -50,12 +51,7 @@ static int dup_bounded(char **out, const char *s, size_t len, size_t max)
     *out = NULL;
     if (!s)
         return 0;
-    len = strnlen(s, len);
-    if (len > max) {
-        len = max;
-        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
-            len--;
-    }
+    len = utf8_cut(s, strnlen(s, len), max);
     *out = strndup(s, len);
     return *out ? 0 : -ENOMEM;
 }

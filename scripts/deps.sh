@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config clang clang-format
   libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libconfig-dev
-  libuv1-dev libmicrohttpd-dev libssl-dev python3 ca-certificates valgrind
+  libuv1-dev libmicrohttpd-dev libssl-dev libunistring-dev python3 ca-certificates valgrind
   prometheus
 )
 # libssl-dev: libcrypto for HMAC-SHA256 (bridge/hmac.c). libcurl4-openssl-dev pulls it in

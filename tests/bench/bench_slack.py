@@ -11,8 +11,18 @@ connection: a rotating mix of `projects`, `projects <filter>`, `project KEY`,
 `changes 10`, `status` and `help`. The time of each is measured by the fake
 from the envelope's last byte written to the ack's arrival (its own asyncio
 overhead included). Prints p50/p90/p99/max overall and per command, and the
-daemon's peak RSS (VmHWM) and RSS at the end. Exits 1 if any envelope got no
-ack or an ack without an answer.
+daemon's peak RSS (VmHWM) and RSS at the end.
+
+Then the daemon's CPU per command: for each kind, --cpu-commands envelopes
+one after another, and the daemon's user + system CPU over them (from
+/proc/<pid>/stat, in clock ticks: 10 ms here, so the block is long enough for
+a tick to be a few percent) divided by their number. That is everything the
+daemon does for a command (the websocket frame, the JSON, the answer, the
+ack), with its idle wake-ups in between (none between polls).
+
+The rate limits are raised out of the way (commands_per_user = 10000,
+commands_per_second = 1000), as a flood is bench_flood.py's job. Exits 1 if
+any envelope got no ack, an ack without an answer, or a "slow down".
 """
 
 import argparse
@@ -40,6 +50,19 @@ def status_kib(pid, field):
     return 0
 
 
+def cpu_ticks(pid):
+    """(utime, stime) of the process, in clock ticks (fields 14 and 15 of stat)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def answered(r):
+    """An ack that carries an answer, and not the rate limit's."""
+    payload = r['ack'] and r['ack'].get('payload')
+    return bool(payload) and 'Slow down' not in str(payload)
+
+
 def pct(sorted_values, p):
     if not sorted_values:
         return float('nan')
@@ -51,6 +74,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--commands', type=int, default=1000)
     ap.add_argument('--projects', type=int, default=10000)
+    ap.add_argument('--cpu-commands', type=int, default=1000,
+                    help='envelopes per command kind in the CPU phase (0: skip it)')
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix='ytbridge-bench-')
@@ -61,7 +86,8 @@ def main():
         bridge = Bridge(tmp, yt.url, page_size=1000, first_run='baseline',
                         log_level='warning')
         bridge.write_config(bridge.config_text()
-                            + 'chat: { slack: { app_token = "%s"; api_url = "%s/api"; }; };\n'
+                            + 'chat: { slack: { app_token = "%s"; api_url = "%s/api"; '
+                            'commands_per_user = 10000; commands_per_second = 1000; }; };\n'
                             % (APP_TOKEN, slack.url))
         daemon = bridge.start()
         deadline_wait(lambda: bridge.snapshot() is not None, 120, what='the first poll')
@@ -81,7 +107,7 @@ def main():
         for i in range(args.commands):
             text = mix[i % len(mix)](i)
             r = slack.envelope(text=text, wait_ack=5)
-            if not r['ack'] or not r['ack'].get('payload'):
+            if not answered(r):
                 bad += 1
                 continue
             lat.setdefault(text.split()[0] + (' <arg>' if ' ' in text else ''), []).append(
@@ -100,6 +126,22 @@ def main():
                   % (name, len(v), pct(v, 50), pct(v, 99), v[-1]))
         print('daemon RSS: peak %.1f MiB; %.1f MiB connected and idle before the commands, '
               '%.1f MiB after them' % (hwm / 1024, rss_idle / 1024, rss / 1024))
+        if args.cpu_commands > 0:
+            tick = os.sysconf('SC_CLK_TCK')
+            print('daemon CPU per command (user + system, %d envelopes each, tick %.0f ms):'
+                  % (args.cpu_commands, 1000 / tick))
+            for kind, make in (('projects', mix[0]), ('projects <arg>', mix[1]),
+                               ('project <arg>', mix[2]), ('changes <arg>', mix[3]),
+                               ('status', mix[4]), ('help', mix[5])):
+                before = cpu_ticks(daemon.proc.pid)
+                for i in range(args.cpu_commands):
+                    if not answered(slack.envelope(text=make(i), wait_ack=5)):
+                        bad += 1
+                after = cpu_ticks(daemon.proc.pid)
+                user, system = [(a - b) * 1000 / tick / args.cpu_commands
+                                for a, b in zip(after, before)]
+                print('  %-16s %.3f ms (user %.3f, system %.3f)'
+                      % (kind, user + system, user, system))
         if bad:
             print('%d envelopes without an answer' % bad)
             return 1

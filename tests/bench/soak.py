@@ -12,8 +12,9 @@ still polls) in which context switches are counted.
 
 Reports RSS (VmRSS) after the first poll, at the end of minute 1 and at the
 end, the peak (VmHWM), CPU time (utime+stime), idle wake-ups per second
-(voluntary + involuntary context switches of all the daemon's threads), and
-the number of polls, changes and scrapes. Exits 1 if RSS grew by more than
+(voluntary + involuntary context switches of all the daemon's threads), the
+number of polls, changes and scrapes, and the mean poll duration (20 pages;
+ytbridge_poll_duration_seconds). Exits 1 if RSS grew by more than
 10% + 2 MiB between the end of minute 1 and the end, or if anything failed
 (the daemon died, polls failed, scrapes failed, changes went unannounced).
 Bounded: it stops by itself after --minutes (plus start-up).
@@ -299,7 +300,10 @@ class Soak:
               'context switches in %.0f s, %d threads)' % (
                   ((v1 - v0) + (i1 - i0)) / window, v1 - v0, i1 - i0,
                   window, threads_n))
-        print('  polls            %d ok, %d total' % (polls_ok, polls_all))
+        print('  polls            %d ok, %d total; %.3f s each on average' % (
+            polls_ok, polls_all,
+            sample(m, 'ytbridge_poll_duration_seconds_sum')
+            / max(1.0, sample(m, 'ytbridge_poll_duration_seconds_count'))))
         print('  changes          %d made, %d counted, %d announced' % (
             self.changes_made, changes, announced))
         print('  scrapes          %d (%d failed)' % (self.scrapes,

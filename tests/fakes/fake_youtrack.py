@@ -262,6 +262,13 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     server_version = 'YouTrack'
     sys_version = ''
+    # One write per answer (the handler flushes after each request; a fault that cuts
+    # an answer flushes first, see drop_connection()), and TCP_NODELAY: unbuffered,
+    # an answer went out as headers, chunks and the last chunk in separate small
+    # writes, and on a kept-alive connection Nagle's algorithm held the last one back
+    # until the client's delayed ACK, about 40 ms on every page after the first.
+    wbufsize = 1 << 20
+    disable_nagle_algorithm = True
 
     # -- plumbing -----------------------------------------------------------
 

@@ -9,10 +9,12 @@
 
 #include "answer_check.h"
 #include "command.h"
+#include "command_index.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct project_list plist;
+static struct command_index *pindex; /* plist's, as the bridge keeps one per snapshot */
 static int ready;
 
 static const struct history_entry hist[] = {
@@ -59,6 +61,8 @@ static void setup(void)
         if (project_list_add(&plist, &ps[i]) != 0)
             abort();
     project_list_finish(&plist);
+    if (command_index_new(&pindex, &plist) != 0)
+        abort();
     ready = 1;
 }
 
@@ -82,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!ready)
         setup();
+    ctx.index = pindex;
     if (strcmp(name, "projects") && strcmp(name, "project") && strcmp(name, "changes") &&
         strcmp(name, "status") && strcmp(name, "help"))
         abort();

@@ -7,7 +7,8 @@
  *     description, leader name, flags), so names carry any bytes at all, invalid UTF-8 included
  *     (a snapshot read from a hostile disk).
  * Every answer is checked as answer_check.h says; the command fuzzer alone, on a fixed list,
- * could not reach a short name longer than every name before it.
+ * could not reach a short name longer than every name before it. The commands answer from the
+ * list's index (command_index.h), built once as the bridge builds it per snapshot.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "answer_check.h"
 #include "command.h"
+#include "command_index.h"
 #include "project.h"
 #include "youtrack.h"
 
@@ -96,7 +98,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         raw_projects(&l, list, end);
     }
     project_list_finish(&l);
+    struct command_index *ix = NULL;
+    if (command_index_new(&ix, &l) == 0) /* else (ENOMEM) each command builds its own */
+        ctx.index = ix;
     answer_check_all(in, cmd_len, &ctx);
+    command_index_free(ix);
     project_list_fini(&l);
     return 0;
 }

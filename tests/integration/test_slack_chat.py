@@ -145,6 +145,28 @@ class TestCommands(SlackTest):
         self.check(lat[-1] <= ACK_BOUND_MS, 'slowest ack %.1f ms' % lat[-1])
         self.stop_clean(daemon)
 
+    def test_answers_follow_each_snapshot(self):
+        # Answers come from an index of the snapshot that is built anew at each
+        # commit (never patched): a project created or renamed in YouTrack is in
+        # the answers once the poll that saw it has been committed (its message
+        # is delivered after the commit), found by a filter in any case.
+        daemon = self.start()
+        self.assert_answer(self.slack.envelope(text='projects'), '3 projects', 'Website')
+        self.assert_answer(self.slack.envelope(text='projects über'), 'No project matches')
+        self.fake.set_projects(PROJECTS[:2] + [project('0-3', 'WEB', 'ÜBERBLICK'),
+                                               project('0-4', 'STR', 'Straße')])
+        deadline_wait(lambda: len(daemon.result().events) >= len(PROJECTS) + 2,
+                      30 * SCALE, what='the second poll announced')
+        payload = self.assert_answer(self.slack.envelope(text='projects'), '4 projects',
+                                     'ÜBERBLICK', 'Straße')
+        self.check('Website' not in json.dumps(payload, ensure_ascii=False), payload)
+        self.assert_answer(self.slack.envelope(text='projects über'), '1 project',
+                           'ÜBERBLICK')
+        self.assert_answer(self.slack.envelope(text='projects STRASSE'), 'Straße')
+        self.assert_answer(self.slack.envelope(text='project str'), 'Straße')
+        self.assert_answer(self.slack.envelope(text='status'), '4')
+        self.stop_clean(daemon)
+
     def test_retries_are_acked_but_answered_once(self):
         daemon = self.start()
         for attempt in range(3):

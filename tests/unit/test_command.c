@@ -4,9 +4,11 @@
 #include <stdint.h>
 
 #include "command.h"
+#include "command_index.h"
 #include "render.h"
 #include "slack_check.h"
 #include "test.h"
+#include "utf8.h"
 
 #define NOW 1717243200 /* 2024-06-01 12:00:00 UTC */
 
@@ -314,6 +316,18 @@ static void test_names(void)
 
 /* ---- projects ---- */
 
+/* Each of order[0..n) is in a, one after the other. */
+static void check_in_order(const char *a, const char *const *order, size_t n)
+{
+    const char *prev = a;
+    for (size_t i = 0; i < n; i++) {
+        const char *at = strstr(a, order[i]);
+        CHECK_HAS(a, order[i]);
+        CHECK(at && at > prev);
+        prev = at ? at : prev;
+    }
+}
+
 static void test_projects_sorted(void)
 {
     demo_projects();
@@ -365,13 +379,7 @@ static void test_projects_order_prefix(void)
     char *a = answer("projects", COMMAND_TEXT);
     const char *order[] = {"A: project A",     "G: project a", "B: Project b", "C: PROJECT c",
                            "D: Project \\xff", "F: ПРОЕКТ А",  "E: Проект б"};
-    const char *prev = a;
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        const char *at = strstr(a, order[i]);
-        CHECK_HAS(a, order[i]);
-        CHECK(at && at > prev);
-        prev = at ? at : prev;
-    }
+    check_in_order(a, order, sizeof(order) / sizeof(order[0]));
     free(a);
 }
 
@@ -445,6 +453,84 @@ static void test_projects_filter(void)
     project_list_finish(&plist);
     a = answer("projects", COMMAND_MATRIX);
     CHECK_HAS(a, "No projects known yet.");
+    free(a);
+}
+
+/* The filter matches in every cased script, with Unicode's full case folding and NFKC. */
+static void test_projects_filter_unicode(void)
+{
+    reset();
+    add("0-1", "UEB", "Über Project", TRI_NO);
+    add("0-2", "UEB2", "ÜBERBLICK", TRI_NO);
+    add("0-3", "UBR", "Uber rides", TRI_NO);
+    add("0-4", "SIS", "ΣΊΣΥΦΟΣ", TRI_NO); /* Greek, with tonos and final sigma */
+    add("0-5", "ARM", "ԱՐԵՎ", TRI_NO);    /* Armenian */
+    add("0-6", "GEO", "ᲡᲐᲥᲐᲠᲗᲕᲔᲚᲝ", TRI_NO);   /* Georgian Mtavruli */
+    add("0-7", "DES", "\xf0\x90\x90\x80\xf0\x90\x90\x81", TRI_NO); /* Deseret 𐐀𐐁 */
+    add("0-8", "STR", "Straße", TRI_NO);
+    add("0-9", "CHR", "ᏣᎳᎩ", TRI_NO); /* Cherokee */
+    add("0-10", "IST2", "İstanbul", TRI_NO);
+    add("0-11", "IST", "ISTANBUL", TRI_NO);
+    add("0-12", "LIG", "ﬁle store", TRI_NO); /* the fi ligature */
+    add("0-13", "ЇЖАК", "Hedgehog", TRI_NO); /* by short name: Ukrainian Ї */
+    project_list_finish(&plist);
+    const struct {
+        const char *cmd, *hit, *miss;
+    } cases[] = {
+        {"projects über", "Über Project", "Uber rides"},
+        {"projects ÜBER", "ÜBERBLICK", "Uber rides"},
+        {"projects Über", "Über Project", "Uber rides"},
+        {"projects U\xcc\x88"
+         "ber",
+         "ÜBERBLICK", "Uber rides"},             /* decomposed ü */
+        {"projects uber", "Uber rides", "Über"}, /* accents still count */
+        {"projects σίσυφος", "ΣΊΣΥΦΟΣ", "Über"},
+        {"projects արեվ", "ԱՐԵՎ", "Über"},
+        {"projects საქართველო", "ᲡᲐᲥᲐᲠᲗᲕᲔᲚᲝ", "Über"},
+        {"projects \xf0\x90\x90\xa8", "\xf0\x90\x90\x80", "Über"}, /* 𐐨 */
+        {"projects STRASSE", "Straße", "Über"},
+        {"projects straße", "Straße", "Über"},
+        {"projects ꮳꮃꭹ", "ᏣᎳᎩ", "Über"},
+        {"projects İSTANBUL", "İstanbul", "ISTANBUL"},
+        {"projects i\xcc\x87stanbul", "İstanbul", "ISTANBUL"}, /* i + U+0307 is İ folded */
+        {"projects istanbul", "ISTANBUL", "İstanbul"},
+        {"projects FILE", "ﬁle store", "Über"},
+        {"projects ＦＩＬＥ", "ﬁle store", "Über"}, /* full-width letters */
+        {"projects їжак", "Hedgehog", "Über"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char *a = answer(cases[i].cmd, all_pf[k]);
+            CHECK_HAS(a, cases[i].hit);
+            CHECK_NOT(a, cases[i].miss);
+            free(a);
+        }
+    }
+    /* Unicode's default folding is not Turkish: dotless ı is not i, İ is i + U+0307. */
+    char *a = answer("projects ıstanbul", COMMAND_TEXT);
+    CHECK_HAS(a, "No project matches");
+    free(a);
+    a = answer("projects über", COMMAND_TEXT);
+    CHECK_HAS(a, "2 projects match");
+    free(a);
+}
+
+/* The listing order is by folded name in every script, and ß sorts as "ss". */
+static void test_projects_order_unicode(void)
+{
+    reset();
+    add("0-1", "B", "Բարև", TRI_NO); /* Armenian capital ben: after lower-case ayb */
+    add("0-2", "A", "ապրիլ", TRI_NO);
+    add("0-3", "S2", "STRASSE B", TRI_NO);
+    add("0-4", "S1", "straße a", TRI_NO);
+    add("0-5", "S3", "Strasse C", TRI_NO);
+    add("0-6", "G2", "Ბათუმი", TRI_NO); /* Georgian Mtavruli ban, after Mkhedruli an */
+    add("0-7", "G1", "ანა", TRI_NO);
+    project_list_finish(&plist);
+    char *a = answer("projects", COMMAND_TEXT);
+    const char *order[] = {"S1: straße a", "S2: STRASSE B", "S3: Strasse C",         "A: ապրիլ",
+                           "B: Բարև",      "G1: ანა",       "G2: Ბათუმი"};
+    check_in_order(a, order, sizeof(order) / sizeof(order[0]));
     free(a);
 }
 
@@ -678,6 +764,28 @@ static void test_project(void)
     free(a);
 }
 
+/* `project KEY` finds a short name case-insensitively in any script, exact matches first. */
+static void test_project_unicode(void)
+{
+    reset();
+    add("0-1", "STRASSE", "Street", TRI_NO);
+    add("0-2", "ԱՐԵՎ", "Sun", TRI_NO);
+    add("0-3", "straße", "Exact", TRI_NO);
+    project_list_finish(&plist);
+    char *a = answer("project արեվ", COMMAND_TEXT);
+    CHECK_HAS(a, "Sun");
+    free(a);
+    a = answer("project straße", COMMAND_TEXT); /* the exact match wins */
+    CHECK_HAS(a, "Exact");
+    free(a);
+    a = answer("project Strasse", COMMAND_TEXT); /* else the first in the list (by id) */
+    CHECK_HAS(a, "Street");
+    free(a);
+    a = answer("project STRAẞE", COMMAND_TEXT);
+    CHECK_HAS(a, "Street");
+    free(a);
+}
+
 /* ---- changes [N] ---- */
 
 static char hnames[60][32];
@@ -827,6 +935,263 @@ static void test_empty_context(void)
     }
 }
 
+/* ---- the index (command_index.h) against a model ---- */
+
+static uint32_t rnd_state;
+
+static uint32_t rnd(void)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return rnd_state >> 8;
+}
+
+/* Pieces of names: cases, scripts, folding that changes lengths, invalid bytes. */
+static const char *const pieces[] = {"a",
+                                     "A",
+                                     "b",
+                                     "B",
+                                     "z",
+                                     " ",
+                                     "-",
+                                     "1",
+                                     "2",
+                                     "ä",
+                                     "Ä",
+                                     "ß",
+                                     "SS",
+                                     "ẞ",
+                                     "ё",
+                                     "Ё",
+                                     "σ",
+                                     "Σ",
+                                     "ς",
+                                     "Ί",
+                                     "İ",
+                                     "ı",
+                                     "i",
+                                     "I",
+                                     "ﬁ",
+                                     "ＡＢ",
+                                     "e\xcc\x81",
+                                     "é",
+                                     "ա",
+                                     "Ա",
+                                     "Ა",
+                                     "ა",
+                                     "\xf0\x90\x90\x80",
+                                     "\xf0\x90\x90\xa8",
+                                     "\xff",
+                                     "\xc3",
+                                     "\xe2\x82",
+                                     "\x80",
+                                     "<",
+                                     "&",
+                                     "日",
+                                     "\xcc\x88",
+                                     "u",
+                                     "U",
+                                     "abcdefghijklmnopqrstu",
+                                     "ABCDEFGHIJKLMNOPQRSTU"};
+
+static void random_text(char *out, size_t cap, unsigned max_pieces)
+{
+    size_t o = 0;
+    for (unsigned i = 0, n = rnd() % (max_pieces + 1); i < n; i++) {
+        const char *p = pieces[rnd() % (sizeof(pieces) / sizeof(pieces[0]))];
+        size_t l = strlen(p);
+        if (o + l >= cap)
+            break;
+        memcpy(out + o, p, l);
+        o += l;
+    }
+    out[o] = '\0';
+}
+
+static char *key_of(const char *s)
+{
+    struct strbuf b = {0};
+    if (s)
+        utf8_fold(&b, s, strlen(s));
+    return strbuf_take(&b);
+}
+
+struct model {
+    const struct project *p;
+    char *key; /* of the shown name */
+};
+
+static const char *shown(const struct project *p)
+{
+    return p->name && *p->name ? p->name : p->short_name && *p->short_name ? p->short_name : p->id;
+}
+
+static int model_order(const void *pa, const void *pb)
+{
+    const struct model *a = pa, *b = pb;
+    int c = strcmp(a->key, b->key);
+    if (!c)
+        c = strcmp(shown(a->p), shown(b->p));
+    return c ? c : project_id_cmp(a->p->id, b->p->id);
+}
+
+/* Whether field's fold key (NULL: none) contains the key fk. */
+static int model_contains(const char *field, const char *fk)
+{
+    char *k = field ? key_of(field) : NULL;
+    int hit = k && strstr(k, fk) != NULL;
+    free(k);
+    return hit;
+}
+
+static int model_is(const char *field, const char *fk)
+{
+    char *k = field ? key_of(field) : NULL;
+    int hit = k && strcmp(k, fk) == 0;
+    free(k);
+    return hit;
+}
+
+/* Checks every listing, filter and lookup of an index of plist against the model. */
+static void check_index_model(const struct command_index *ix, size_t n_filters)
+{
+    struct model *m = calloc(plist.n + 1, sizeof(*m));
+    const struct project *want[5], *got[5], *found;
+    size_t n = 0, total, expect;
+    char text[256];
+
+    for (size_t i = 0; i < plist.n; i++) {
+        if (!plist.v[i].held) {
+            m[n].p = &plist.v[i];
+            m[n++].key = key_of(shown(&plist.v[i]));
+        }
+    }
+    qsort(m, n, sizeof(*m), model_order);
+    CHECK_INT(command_index_count(ix), n);
+    for (size_t i = 0; i < n && i < command_index_count(ix); i++)
+        CHECK(command_index_at(ix, i) == m[i].p);
+
+    for (size_t f = 0; f < n_filters; f++) {
+        /* A piece of a name now and then, else random text. */
+        if (n && rnd() % 2) {
+            const char *src = shown(m[rnd() % n].p);
+            size_t len = strlen(src), a = len ? rnd() % len : 0;
+            size_t b = a + 1 + rnd() % 24 > len ? len : a + 1 + rnd() % 24;
+            a = utf8_cut(src, len, a);
+            b = utf8_cut(src, len, b);
+            memcpy(text, src + a, b - a);
+            text[b - a] = '\0';
+        } else {
+            random_text(text, sizeof(text), 3);
+        }
+        if (!text[0] || !utf8_valid(text, strlen(text)))
+            continue; /* the commands pass valid, non-empty filters only */
+        char *fk = key_of(text);
+        expect = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (model_contains(m[i].p->name, fk) || model_contains(m[i].p->short_name, fk)) {
+                if (expect < 5)
+                    want[expect] = m[i].p;
+                expect++;
+            }
+        }
+        CHECK_INT(command_index_match(ix, text, got, 5, &total), 0);
+        CHECK_INT(total, expect);
+        for (size_t i = 0; i < expect && i < 5 && i < total; i++)
+            CHECK(got[i] == want[i]);
+
+        /* `project KEY`: exact first, else folded, the first in the list's order. */
+        const struct project *exact = NULL, *folded = NULL;
+        for (size_t i = 0; i < plist.n; i++) {
+            const struct project *p = &plist.v[i];
+            if (p->held)
+                continue;
+            if (!exact &&
+                ((p->short_name && strcmp(p->short_name, text) == 0) || strcmp(p->id, text) == 0))
+                exact = p;
+            if (!folded && (model_is(p->short_name, fk) || model_is(p->id, fk)))
+                folded = p;
+        }
+        CHECK_INT(command_index_find(ix, text, &found), 0);
+        CHECK(found == (exact ? exact : folded));
+        free(fk);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(m[i].key);
+    free(m);
+}
+
+static void test_index_model(void)
+{
+    char names[300][3][128];
+    for (uint32_t round = 0; round < 150; round++) {
+        rnd_state = round + 1;
+        reset();
+        size_t n = round % 10 == 0 ? 300 : rnd() % 40;
+        for (size_t i = 0; i < n; i++) {
+            struct project p = {.id = names[i][2], .archived = TRI_NO};
+            random_text(names[i][0], sizeof(names[i][0]), 6);
+            random_text(names[i][1], sizeof(names[i][1]), 3);
+            /* Some ids fold to others' ("A-1", "a-1"), some short names are ids. */
+            snprintf(names[i][2], sizeof(names[i][2]), "%s-%u", rnd() % 2 ? "a" : "A",
+                     (unsigned)(rnd() % (n + 1)));
+            p.name = rnd() % 8 ? names[i][0] : NULL;
+            p.short_name = rnd() % 8 ? rnd() % 10 ? names[i][1] : names[rnd() % (i + 1)][2] : NULL;
+            p.held = rnd() % 7 == 0;
+            add_full(&p);
+        }
+        project_list_finish(&plist);
+        struct command_index *ix = NULL;
+        CHECK_INT(command_index_new(&ix, &plist), 0);
+        if (ix)
+            check_index_model(ix, 30);
+        command_index_free(ix);
+    }
+}
+
+/* The context's index is used when it is the list's; an index of another list is not. */
+static void test_index_in_context(void)
+{
+    struct project_list other;
+    struct command_index *ix = NULL, *stale = NULL;
+    struct project p = {.id = "0-9", .short_name = "OLD", .name = "Old list", .archived = TRI_NO};
+
+    project_list_init(&other);
+    CHECK_INT(project_list_add(&other, &p), 0);
+    project_list_finish(&other);
+    demo_projects();
+    CHECK_INT(command_index_new(&ix, &plist), 0);
+    CHECK_INT(command_index_new(&stale, &other), 0);
+    CHECK(command_index_of(ix, &plist));
+    CHECK(!command_index_of(stale, &plist));
+
+    struct command_context c = ctx();
+    const char *cmds[] = {"projects", "projects ё", "project yolka", "status", "projects old"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        for (size_t k = 0; k < 3; k++) {
+            c.index = NULL;
+            char *want = run_ctx(&c, cmds[i], all_pf[k]);
+            c.index = ix;
+            char *got = run_ctx(&c, cmds[i], all_pf[k]);
+            CHECK_STR(got, want);
+            free(got);
+            c.index = stale; /* never answers from another list */
+            got = run_ctx(&c, cmds[i], all_pf[k]);
+            CHECK_STR(got, want);
+            CHECK_NOT(got, "Old list");
+            free(got);
+            free(want);
+        }
+    }
+    command_index_free(ix);
+    command_index_free(stale);
+    project_list_fini(&other);
+
+    /* An empty list and no list at all index as empty. */
+    CHECK_INT(command_index_new(&ix, NULL), 0);
+    CHECK_INT(command_index_count(ix), 0);
+    command_index_free(ix);
+}
+
 int main(void)
 {
     project_list_init(&plist);
@@ -838,6 +1203,9 @@ int main(void)
     RUN(test_projects_order_prefix);
     RUN(test_projects_filter);
     RUN(test_projects_filter_long_short_name);
+    RUN(test_projects_filter_unicode);
+    RUN(test_projects_order_unicode);
+    RUN(test_project_unicode);
     RUN(test_projects_many);
     RUN(test_projects_huge);
     RUN(test_hostile_names);
@@ -846,6 +1214,8 @@ int main(void)
     RUN(test_changes);
     RUN(test_status);
     RUN(test_empty_context);
+    RUN(test_index_model);
+    RUN(test_index_in_context);
     project_list_fini(&plist);
     free(last_html);
     free(last_fallback);
