@@ -792,7 +792,8 @@ static size_t space_len(const char *p, const char *end)
     return command_space_len(p, (size_t)(end - p));
 }
 
-/* Slack sends & < > of slash-command text as entities (reference/slack.md §4); undo that. */
+/* Slack sends & < > of slash-command text as entities (doc/slack.md, "Envelopes, acks and
+ * answers"); undo that. */
 static void slack_unescape(char *s)
 {
     static const struct {

@@ -1,7 +1,7 @@
 /*
  * Rendering: a message -> the bytes one target receives. Every piece of YouTrack text (names,
  * short names, ids, the URLs built from them) is hostile input, and this is the only module that
- * escapes it (DESIGN.md, "Safety"):
+ * escapes it (README.md, "What it announces"):
  *
  * - stdout text: control characters, invalid UTF-8 and bidi overrides are shown as \xNN / \uNNNN,
  *   so a name can neither drive a terminal nor forge a second line;
@@ -14,8 +14,8 @@
  *   URLs; Matrix always sends "m.mentions": {} and m.notice. Names are shortened for chat
  *   (CHAT_NAME_MAX) and every target limit is enforced after escaping, cutting visibly on a
  *   character boundary;
- * - JSON (stdout json, webhook): jansson escapes; invalid UTF-8 (which jansson refuses) becomes
- *   U+FFFD, valid text passes through unchanged.
+ * - JSON (stdout json, webhook; render_json.c): jansson escapes; invalid UTF-8 (which jansson
+ *   refuses) becomes U+FFFD, valid text passes through unchanged.
  */
 #include "render.h"
 
@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "render_json.h"
 #include "strbuf.h"
 #include "url.h"
 #include "utf8.h"
@@ -35,7 +35,7 @@
 #define SLACK_TEXT_MAX     RENDER_SLACK_TEXT_MAX     /* visible text per block */
 #define SLACK_FALLBACK_MAX RENDER_SLACK_FALLBACK_MAX /* top-level "text" */
 #define SLACK_BLOCKS_MAX   RENDER_SLACK_BLOCKS_MAX
-/* reference/matrix.md §6: hookshot's budget under the 64 KiB event limit, in bytes of JSON. */
+/* doc/matrix.md §3: hookshot's budget under the 64 KiB event limit, in bytes of JSON. */
 #define MATRIX_CONTENT_MAX RENDER_MATRIX_CONTENT_MAX
 
 /* Code points of a name / a short name in chat (Slack fallback: after escaping). */
@@ -44,9 +44,6 @@
 #define CHAT_URL_MAX    1000 /* bytes; a longer project URL is not linked */
 #define DIGEST_LIST_MAX 100  /* changes listed in a chat digest; the rest is "… and N more" */
 #define TEXT_DIGEST_MAX 2000 /* bytes of a stdout text digest before "and N more" */
-/* Changes a JSON digest (stdout json, webhook) lists; "omitted" counts the rest. A bound keeps a
- * mass change (a million projects) from becoming one line of hundreds of MB: at most ~300 KB. */
-#define JSON_DIGEST_MAX 1000
 
 #define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
 #define INVALID  UTF8_INVALID   /* utf8_decode(): not a valid sequence; one byte consumed */
@@ -443,201 +440,6 @@ static char *render_text(const struct message *m)
     return strbuf_take(&b);
 }
 
-/* ---- JSON helpers ---- */
-
-/* A JSON string of untrusted text, null for NULL; NULL on ENOMEM. */
-static json_t *jstr(const char *s)
-{
-    if (!s)
-        return json_null();
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    /* jansson refuses invalid UTF-8: keep what can be kept. */
-    char *fixed = utf8_repair(s, strlen(s));
-    if (!fixed)
-        return NULL;
-    j = json_string(fixed);
-    free(fixed);
-    return j;
-}
-
-/* Sets o[key] = v, stealing v; a NULL v or o records ENOMEM in *err. */
-static void jset(int *err, json_t *o, const char *key, json_t *v)
-{
-    if (!v || !o || json_object_set_new(o, key, v) != 0)
-        *err = 1;
-}
-
-static json_t *jtri(signed char t)
-{
-    return t == TRI_UNKNOWN ? json_null() : json_boolean(t == TRI_YES);
-}
-
-/* Serialises and frees o; NULL on ENOMEM (or when o is NULL or err is set). */
-static char *jdump(json_t *o, int err)
-{
-    char *s = NULL;
-    if (o && !err)
-        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return s;
-}
-
-/* ---- RENDER_JSON (stdout) ---- */
-
-/* {"id","shortName","name","archived","url"}: the stdout shape integration tests read. */
-static json_t *stdout_project(int *err, const struct message *m, const struct project *p)
-{
-    json_t *o = json_object();
-    char *url = project_page_url(m->service_url, m->flavour, p);
-    jset(err, o, "id", jstr(p->id));
-    jset(err, o, "shortName", jstr(p->short_name));
-    jset(err, o, "name", jstr(p->name));
-    jset(err, o, "archived", jtri(p->archived));
-    jset(err, o, "url", url ? jstr(url) : NULL);
-    free(url);
-    return o;
-}
-
-/* How many changes a JSON digest lists (JSON_DIGEST_MAX). */
-static size_t digest_listed_json(const struct message *m)
-{
-    return m->n_changes < JSON_DIGEST_MAX ? m->n_changes : JSON_DIGEST_MAX;
-}
-
-static json_t *stdout_change(int *err, const struct message *m, const struct change *c)
-{
-    json_t *o = json_object();
-    jset(err, o, "event", json_string(render_event_name(&(struct message){.change = c})));
-    jset(err, o, "project", stdout_project(err, m, c->after ? c->after : c->before));
-    if (c->before)
-        jset(err, o, "previous", stdout_project(err, m, c->before));
-    return o;
-}
-
-static char *render_json(const struct message *m)
-{
-    json_t *o = json_object();
-    int err = 0;
-
-    switch (m->kind) {
-    case MESSAGE_BASELINE:
-        jset(&err, o, "event", json_string("baseline"));
-        jset(&err, o, "count", json_integer((json_int_t)m->count));
-        jset(&err, o, "youtrack", jstr(m->service_url));
-        break;
-    case MESSAGE_ALERT:
-        jset(&err, o, "event", json_string("alert"));
-        jset(&err, o, "kind", jstr(m->alert));
-        jset(&err, o, "count", json_integer((json_int_t)m->count));
-        jset(&err, o, "message", jstr(m->text));
-        break;
-    case MESSAGE_CHANGE:
-        json_decref(o);
-        o = stdout_change(&err, m, m->change);
-        break;
-    case MESSAGE_DIGEST: {
-        json_t *a = json_array();
-        size_t listed = digest_listed_json(m);
-        jset(&err, o, "event", json_string("digest"));
-        jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
-        for (size_t i = 0; i < listed && !err; i++)
-            if (json_array_append_new(a, stdout_change(&err, m, m->digest[i])) != 0)
-                err = 1;
-        jset(&err, o, "changes", a);
-        jset(&err, o, "omitted", json_integer((json_int_t)(m->n_changes - listed)));
-        break;
-    }
-    }
-    return jdump(o, err);
-}
-
-/* ---- RENDER_WEBHOOK ---- */
-
-static json_t *webhook_project(int *err, const struct message *m, const struct project *p)
-{
-    json_t *o = json_object();
-    char *url = project_page_url(m->service_url, m->flavour, p);
-    jset(err, o, "id", jstr(p->id));
-    jset(err, o, "shortName", jstr(p->short_name));
-    jset(err, o, "name", jstr(p->name));
-    jset(err, o, "archived", jtri(p->archived));
-    jset(err, o, "description", jstr(p->description));
-    if (p->leader_login || p->leader_name) {
-        json_t *l = json_object();
-        jset(err, l, "login", jstr(p->leader_login));
-        jset(err, l, "name", jstr(p->leader_name));
-        jset(err, o, "leader", l);
-    } else {
-        jset(err, o, "leader", json_null());
-    }
-    jset(err, o, "url", url ? jstr(url) : NULL);
-    free(url);
-    return o;
-}
-
-/* Into o: "project" (the current values; the last known ones for a removal) and "previous"
- * (the values before a rename, archive or unarchive). */
-static void webhook_change(int *err, json_t *o, const struct message *m, const struct change *c)
-{
-    if (c->after) {
-        jset(err, o, "project", webhook_project(err, m, c->after));
-        if (c->before)
-            jset(err, o, "previous", webhook_project(err, m, c->before));
-    } else if (c->before) {
-        jset(err, o, "project", webhook_project(err, m, c->before));
-    }
-}
-
-static char *render_webhook(const struct message *m)
-{
-    json_t *o = json_object();
-    int err = 0;
-    char when[32];
-    struct tm tm;
-    time_t t = (time_t)m->occurred_at;
-
-    jset(&err, o, "id", jstr(m->id));
-    jset(&err, o, "event", json_string(render_event_name(m)));
-    if (gmtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
-        jset(&err, o, "occurred_at", json_string(when));
-    else
-        jset(&err, o, "occurred_at", json_null());
-    jset(&err, o, "youtrack", jstr(m->service_url));
-
-    switch (m->kind) {
-    case MESSAGE_CHANGE:
-        webhook_change(&err, o, m, m->change);
-        break;
-    case MESSAGE_DIGEST: {
-        json_t *a = json_array();
-        size_t listed = digest_listed_json(m);
-        jset(&err, o, "count", json_integer((json_int_t)m->n_changes));
-        jset(&err, o, "omitted", json_integer((json_int_t)(m->n_changes - listed)));
-        for (size_t i = 0; i < listed && !err; i++) {
-            const struct change *c = m->digest[i];
-            json_t *e = json_object();
-            jset(&err, e, "event", json_string(render_event_name(&(struct message){.change = c})));
-            webhook_change(&err, e, m, c);
-            if (json_array_append_new(a, e) != 0)
-                err = 1;
-        }
-        jset(&err, o, "changes", a);
-        break;
-    }
-    case MESSAGE_BASELINE:
-        jset(&err, o, "count", json_integer((json_int_t)m->count));
-        break;
-    case MESSAGE_ALERT:
-        jset(&err, o, "kind", jstr(m->alert));
-        jset(&err, o, "count", json_integer((json_int_t)m->count));
-        jset(&err, o, "message", jstr(m->text));
-        break;
-    }
-    return jdump(o, err);
-}
-
 /* ---- RENDER_SLACK ---- */
 
 /*
@@ -974,7 +776,7 @@ static char *render_slack(const struct message *m)
     json_decref(blocks);
     strbuf_fini(&text);
     strbuf_fini(&fb);
-    return jdump(o, err);
+    return render_json_dump(o, err);
 }
 
 /* ---- RENDER_MATRIX, RENDER_HOOKSHOT ---- */
@@ -1093,7 +895,7 @@ static int chat_cut(int hookshot, struct strbuf *plain, struct strbuf *html, siz
     const size_t mark_len = sizeof(truncated_mark) - 1;
     struct strbuf empty = {0};
     json_t *o = chat_json(hookshot, &empty, hookshot ? &empty : NULL);
-    char *skel = jdump(o, !o);
+    char *skel = render_json_dump(o, !o);
     if (!skel)
         return -ENOMEM;
     /* The mark has no character either escaping changes. */
@@ -1124,7 +926,7 @@ static int chat_cut(int hookshot, struct strbuf *plain, struct strbuf *html, siz
 static char *chat_dump(int hookshot, const struct strbuf *plain, const struct strbuf *html)
 {
     json_t *o = chat_json(hookshot, plain, html);
-    return jdump(o, !o);
+    return render_json_dump(o, !o);
 }
 
 /*
@@ -1167,7 +969,7 @@ static char *chat_shrink(int hookshot, struct strbuf *plain, struct strbuf *html
 }
 
 /*
- * Builds the content and shrinks it to MATRIX_CONTENT_MAX bytes of JSON (reference/matrix.md §6).
+ * Builds the content and shrinks it to MATRIX_CONTENT_MAX bytes of JSON (doc/matrix.md §3).
  * A digest first lists fewer changes ("… and N more" grows), keeping the HTML. Then, as hookshot
  * does: the HTML goes, then the plain text is cut. For hookshot, a body without "html" would be
  * rendered as Markdown (a name like [x](https://evil) would become a link), so there the HTML is
@@ -1229,13 +1031,13 @@ char *render(enum render_target t, const struct message *m)
     case RENDER_TEXT:
         return render_text(m);
     case RENDER_JSON:
-        return render_json(m);
+        return render_json_stdout(m);
     case RENDER_SLACK:
         return render_slack(m);
     case RENDER_MATRIX:
         return render_matrix_like(m, 0);
     case RENDER_WEBHOOK:
-        return render_webhook(m);
+        return render_json_webhook(m);
     case RENDER_HOOKSHOT:
         return render_matrix_like(m, 1);
     }
@@ -1284,7 +1086,7 @@ char *render_slack_answer(const char *fallback, const char *const *sections, siz
     }
     json_decref(blocks);
     strbuf_fini(&fb);
-    return jdump(o, err || fb.oom);
+    return render_json_dump(o, err || fb.oom);
 }
 
 char *render_matrix_answer(const char *body, const char *html, int *cut)

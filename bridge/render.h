@@ -1,7 +1,7 @@
 /*
- * Messages -> the bytes each target receives. All escaping lives here (DESIGN.md, "Safety"):
- * project names are hostile input and are shown literally everywhere, ping nobody, and never
- * break the target's size limits (long text is cut visibly, on a character boundary).
+ * Messages -> the bytes each target receives. All escaping lives here (README.md, "What it
+ * announces"): project names are hostile input and are shown literally everywhere, ping nobody,
+ * and never break the target's size limits (long text is cut visibly, on a character boundary).
  */
 #ifndef YTB_RENDER_H
 #define YTB_RENDER_H
