@@ -94,7 +94,7 @@ static int add(struct announce *a, const struct conf_sink *s, struct message *m,
         out->v = v;
         out->cap = cap;
     }
-    out->v[out->n] = outbox_entry_new(id, s->name, render_event_name(m), body, a->now, a->gen);
+    out->v[out->n] = outbox_entry_new(id, s->name, message_event_name(m), body, a->now, a->gen);
     if (out->v[out->n]) {
         out->n++;
         r = 0;

@@ -1008,23 +1008,6 @@ out:
 
 /* ---- entry points ---- */
 
-const char *render_event_name(const struct message *m)
-{
-    static const char *const changes[] = {"project.created", "project.renamed", "project.archived",
-                                          "project.unarchived", "project.removed"};
-    switch (m->kind) {
-    case MESSAGE_CHANGE:
-        return changes[m->change->kind];
-    case MESSAGE_DIGEST:
-        return "digest";
-    case MESSAGE_BASELINE:
-        return "baseline";
-    case MESSAGE_ALERT:
-        return "alert";
-    }
-    return "unknown";
-}
-
 char *render(enum render_target t, const struct message *m)
 {
     switch (t) {

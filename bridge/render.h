@@ -9,28 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "message.h"
 #include "project.h"
-
-enum message_kind {
-    MESSAGE_CHANGE = 0, /* one change */
-    MESSAGE_DIGEST,     /* several changes of one poll in one message */
-    MESSAGE_BASELINE,   /* first run: "now tracking N projects" */
-    MESSAGE_ALERT,      /* something the operator must know: held removals, auth, broken sink */
-};
-
-struct message {
-    enum message_kind kind;
-    const struct change *change;        /* MESSAGE_CHANGE */
-    const struct change *const *digest; /* MESSAGE_DIGEST: n_changes, in announcement order */
-    size_t n_changes;
-    size_t count;      /* MESSAGE_BASELINE: projects tracked; MESSAGE_ALERT: how many (or 0) */
-    const char *alert; /* MESSAGE_ALERT: machine-readable kind, e.g. "removals_held" */
-    const char *text;  /* MESSAGE_ALERT: the human sentence (trusted: written by the bridge) */
-    const char *service_url; /* for links and the webhook's "youtrack" */
-    enum youtrack_flavour flavour;
-    const char *id;      /* delivery id (webhook "id"); may be NULL for stdout */
-    int64_t occurred_at; /* unix seconds (webhook "occurred_at", RFC 3339 UTC) */
-};
 
 enum render_target {
     RENDER_TEXT = 0, /* stdout, text: one line */
@@ -40,10 +20,6 @@ enum render_target {
     RENDER_WEBHOOK,  /* generic webhook body (documented in the README) */
     RENDER_HOOKSHOT, /* matrix-hookshot generic webhook: {"text", "html"} */
 };
-
-/* The event name of a message for webhooks: "project.created", ..., "digest", "baseline",
- * "alert". */
-const char *render_event_name(const struct message *m);
 
 /*
  * Renders m for target t. Returns a NUL-terminated string the caller frees (a JSON document

@@ -82,7 +82,7 @@ static size_t digest_listed_json(const struct message *m)
 static json_t *stdout_change(int *err, const struct message *m, const struct change *c)
 {
     json_t *o = json_object();
-    jset(err, o, "event", json_string(render_event_name(&(struct message){.change = c})));
+    jset(err, o, "event", json_string(message_event_name(&(struct message){.change = c})));
     jset(err, o, "project", stdout_project(err, m, c->after ? c->after : c->before));
     if (c->before)
         jset(err, o, "previous", stdout_project(err, m, c->before));
@@ -172,7 +172,7 @@ char *render_json_webhook(const struct message *m)
     time_t t = (time_t)m->occurred_at;
 
     jset(&err, o, "id", jstr(m->id));
-    jset(&err, o, "event", json_string(render_event_name(m)));
+    jset(&err, o, "event", json_string(message_event_name(m)));
     if (gmtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
         jset(&err, o, "occurred_at", json_string(when));
     else
@@ -191,7 +191,7 @@ char *render_json_webhook(const struct message *m)
         for (size_t i = 0; i < listed && !err; i++) {
             const struct change *c = m->digest[i];
             json_t *e = json_object();
-            jset(&err, e, "event", json_string(render_event_name(&(struct message){.change = c})));
+            jset(&err, e, "event", json_string(message_event_name(&(struct message){.change = c})));
             webhook_change(&err, e, m, c);
             if (json_array_append_new(a, e) != 0)
                 err = 1;

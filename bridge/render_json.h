@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "render.h"
+#include "message.h"
 
 /* RENDER_JSON: one stdout line. NULL on ENOMEM. */
 char *render_json_stdout(const struct message *m);
