@@ -178,12 +178,6 @@ static int nonempty(const char *s)
     return s && *s;
 }
 
-/* The name, else the short name, else the id. */
-static const char *shown_name(const struct project *p)
-{
-    return nonempty(p->name) ? p->name : nonempty(p->short_name) ? p->short_name : p->id;
-}
-
 /* The project's page, safe for links (NULL: not linkable); sets b->oom on ENOMEM. */
 static char *project_url(struct strbuf *b, const struct command_context *ctx,
                          const struct project *p)
@@ -471,7 +465,7 @@ static void project_line(struct strbuf *b, enum fmt f, const struct command_cont
         put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
         strbuf_puts(b, f == F_SLACK || f == F_HTML ? " " : ": ");
     }
-    put_link(b, f, url, shown_name(p), named ? RENDER_CHAT_NAME_MAX : RENDER_CHAT_KEY_MAX);
+    put_link(b, f, url, project_shown_name(p), named ? RENDER_CHAT_NAME_MAX : RENDER_CHAT_KEY_MAX);
     if (p->archived == TRI_YES)
         strbuf_puts(b, f == F_HTML ? " <i>(archived)</i>" : " (archived)");
     if (url && (f == F_TEXT || f == F_PLAIN)) {

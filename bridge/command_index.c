@@ -49,11 +49,6 @@ struct command_index {
     size_t n_look;
 };
 
-static int nonempty(const char *s)
-{
-    return s && *s;
-}
-
 /* ---- building ---- */
 
 /* A project while the index is built: its three fold keys (offsets in one scratch buffer). */
@@ -69,15 +64,9 @@ static int pending_order(const void *pa, const void *pb)
     int c = strcmp(a->shown, b->shown);
     if (c)
         return c;
-    /* The shown name as it is: the name, else the short name, else the id. */
-    const struct project *x = a->p, *y = b->p;
-    c = strcmp(nonempty(x->name)         ? x->name
-               : nonempty(x->short_name) ? x->short_name
-                                         : x->id,
-               nonempty(y->name)         ? y->name
-               : nonempty(y->short_name) ? y->short_name
-                                         : y->id);
-    return c ? c : project_id_cmp(x->id, y->id);
+    /* Then the shown name as it is, then the id. */
+    c = strcmp(project_shown_name(a->p), project_shown_name(b->p));
+    return c ? c : project_id_cmp(a->p->id, b->p->id);
 }
 
 static int lookup_order(const void *pa, const void *pb)
@@ -124,9 +113,10 @@ static int fold_all(const struct project_list *l, struct strbuf *scratch, struct
     }
     for (size_t i = 0; i < m; i++) {
         const struct project *p = v[i].p;
-        v[i].shown = scratch->p + (nonempty(p->name)         ? v[i].name
-                                   : nonempty(p->short_name) ? v[i].short_name
-                                                             : v[i].id);
+        const char *shown = project_shown_name(p); /* the fold key of the same string */
+        v[i].shown = scratch->p + (shown == p->name         ? v[i].name
+                                   : shown == p->short_name ? v[i].short_name
+                                                            : v[i].id);
     }
     *out = v;
     *n = m;

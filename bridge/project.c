@@ -607,6 +607,11 @@ static int diff_changes(struct differ *x)
     return 0;
 }
 
+const char *project_shown_name(const struct project *p)
+{
+    return p->name && *p->name ? p->name : p->short_name && *p->short_name ? p->short_name : p->id;
+}
+
 /* The steps: walk both sorted lists by id, decide the removals, close the list, the changes. */
 int project_diff(const struct project_list *saved, struct project_list *fetched,
                  const struct diff_opts *opts, struct diff *out)

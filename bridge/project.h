@@ -182,6 +182,13 @@ int project_diff(const struct project_list *saved, struct project_list *fetched,
 void diff_fini(struct diff *d);
 
 /*
+ * What a list, a message or an answer shows for p: its name, else its short name, else its id
+ * (never NULL for a project of a list). The one rule render.c, command.c and the command index
+ * share, so an answer lists projects in the order of the names it shows.
+ */
+const char *project_shown_name(const struct project *p);
+
+/*
  * p's page in the YouTrack UI at service_url (NULL: a relative link), the id percent-encoded
  * as one path segment. Caller frees; NULL on ENOMEM.
  */

@@ -178,12 +178,6 @@ static int nonempty(const char *s)
     return s && *s;
 }
 
-/* The name, else the short name, else the id: never NULL in a list. */
-static const char *shown_name(const struct project *p)
-{
-    return nonempty(p->name) ? p->name : nonempty(p->short_name) ? p->short_name : p->id;
-}
-
 /* The short name to show after the name, or NULL when unknown or already shown as the name. */
 static const char *shown_key(const struct project *p)
 {
@@ -269,16 +263,16 @@ static void put_project(struct strbuf *b, enum style st, const struct project *p
         strbuf_puts(b, RENDER_RT_LINK);
         strbuf_puts(b, url);
         strbuf_puts(b, RENDER_RT_LABEL);
-        put_esc(b, shown_name(p), e, name_max);
+        put_esc(b, project_shown_name(p), e, name_max);
         strbuf_puts(b, RENDER_RT_END);
     } else if (url && st == ST_HTML) {
         strbuf_puts(b, "<a href=\"");
         put_esc(b, url, ESC_HTML, 0);
         strbuf_puts(b, "\">");
-        put_esc(b, shown_name(p), e, name_max);
+        put_esc(b, project_shown_name(p), e, name_max);
         strbuf_puts(b, "</a>");
     } else {
-        put_esc(b, shown_name(p), e, name_max);
+        put_esc(b, project_shown_name(p), e, name_max);
     }
     if (!key)
         return;
