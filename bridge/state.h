@@ -45,6 +45,30 @@ struct state;
  * the holder's pid when known), or another -errno (err says what).
  */
 int state_open(struct state **out, const char *dir, char *err, size_t errlen);
+
+struct etcd;
+
+/*
+ * What fences the etcd backend's writes; cluster.c fills it for the replica that leads. Every
+ * write is one etcd transaction that compares leader_key's lease with lease, so a replica that
+ * lost leadership can change nothing; valid() is asked before every write and by state_check()
+ * and answers from the monotonic clock alone (0 while the lease cannot have expired, else
+ * -ENOLCK with err saying why), so a paused leader notices before it sends anything.
+ */
+struct state_lease {
+    const char *leader_key; /* "<prefix>/leader" */
+    int64_t lease;          /* the lease leader_key is attached to */
+    int (*valid)(void *userdata, char *err, size_t errlen);
+    void *userdata;
+};
+
+/*
+ * Opens the etcd backend (state_etcd.c) on the keys under prefix, through e, fenced by l
+ * (copied; l->userdata must outlive the state). With STATE_OPEN_READONLY (l may be NULL) only
+ * state_load() may be called. Returns 0 or -errno (err says what).
+ */
+int state_open_etcd(struct state **out, struct etcd *e, const char *prefix,
+                    const struct state_lease *l, unsigned flags, char *err, size_t errlen);
 void state_close(struct state *st);
 
 /*
