@@ -38,6 +38,8 @@
 
 struct state;
 
+#define STATE_OPEN_READONLY 1u /* look only: take no lock, create and move nothing */
+
 /*
  * Opens the directory backend on dir: creates it if needed (mode 0700) and takes its lock, a
  * flock() on the directory itself, so deleting the "lock" file (which names the holder's pid)

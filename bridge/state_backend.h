@@ -14,9 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state.h"
 #include "state_format.h"
-
-#define STATE_OPEN_READONLY 1u /* look only: take no lock, create and move nothing */
 
 struct state_backend_ops {
     const char *name; /* for messages: "directory" */
