@@ -52,6 +52,8 @@ static struct {
         matrix_sync[N_OF(matrix_sync)];
     int slack_enabled, slack_sockets, slack_connected, matrix_enabled;
     int64_t matrix_last_sync;
+    uint64_t commits;
+    double commit_seconds;
 } m;
 
 /* The index of v in names; unknown values map to the last one. */
@@ -306,7 +308,38 @@ static void render_matrix(FILE *f)
     fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n", (long long)m.matrix_last_sync);
 }
 
-char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at)
+void metrics_commit(double seconds)
+{
+    m.commits++;
+    m.commit_seconds += seconds;
+}
+
+/* The state commits, and the election when the cluster block is set. */
+static void render_state(FILE *f, const struct metrics_cluster *c)
+{
+    family(f, "ytbridge_state_commit_seconds", "summary",
+           "Time spent committing polls to the state (directory or etcd).");
+    fprintf(f, "ytbridge_state_commit_seconds_sum %.6f\n", m.commit_seconds);
+    fprintf(f, "ytbridge_state_commit_seconds_count %llu\n", (unsigned long long)m.commits);
+    if (!c)
+        return;
+    family(f, "ytbridge_cluster_leader", "gauge", "1 while this replica leads its group.");
+    fprintf(f, "ytbridge_cluster_leader %d\n", c->leader ? 1 : 0);
+    family(f, "ytbridge_cluster_leader_changes_total", "counter",
+           "Leaders this replica has seen take over (itself included).");
+    fprintf(f, "ytbridge_cluster_leader_changes_total %llu\n",
+            (unsigned long long)c->leader_changes);
+    family(f, "ytbridge_cluster_etcd_requests_total", "counter", "Calls to etcd, by result.");
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"ok\"} %llu\n",
+            (unsigned long long)c->etcd_ok);
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"error\"} %llu\n",
+            (unsigned long long)c->etcd_error);
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"unreachable\"} %llu\n",
+            (unsigned long long)c->etcd_unreachable);
+}
+
+char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at,
+                     const struct metrics_cluster *cluster)
 {
     char *out = NULL;
     size_t len = 0;
@@ -322,6 +355,7 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
     render_polls(f);
     render_sinks(f, sinks, n_sinks);
     render_commands(f);
+    render_state(f, cluster);
     if (m.slack_enabled)
         render_slack(f);
     if (m.matrix_enabled)
