@@ -544,6 +544,13 @@ static void on_old_cluster_stopped(void *userdata)
  */
 static void swap_cluster(struct run *run, struct conf *old)
 {
+    if (run->stopping) { /* a SIGTERM came during the reload: the election stops too */
+        cluster_set_conf(run->cluster, old);
+        run->pending = run->conf;
+        run->conf = old;
+        stop_cluster(run);
+        return;
+    }
     swap_listener(run, old->http.listen);
     if (conf_cluster_same(old, run->conf)) {
         cluster_set_conf(run->cluster, run->conf);
