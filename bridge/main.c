@@ -545,7 +545,6 @@ static void on_old_cluster_stopped(void *userdata)
 static void swap_cluster(struct run *run, struct conf *old)
 {
     if (run->stopping) { /* a SIGTERM came during the reload: the election stops too */
-        cluster_set_conf(run->cluster, old);
         run->pending = run->conf;
         run->conf = old;
         stop_cluster(run);
