@@ -132,14 +132,30 @@ void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpat
 const config_setting_t *get_strings(struct loader *ld, const config_setting_t *grp,
                                     const char *gpath, const char *key, const char *what);
 char *path_resolve(struct loader *ld, const char *p);
+/*
+ * A file named by the setting label (line) with the value written: *out gets its path (against
+ * the configuration's directory) and conf_resolve() checks that it can be read. what names the
+ * kind of file ("a CA bundle"); secret: a private key (a warning when others can read it).
+ */
+void file_take(struct loader *ld, const char *label, int line, const char *written,
+               const char *what, int secret, char **out);
 
 /* conf.c: URLs. */
 enum {
     URL_ENDPOINT = 1,    /* posted to as given: a query is allowed, a trailing '/' kept */
     URL_INSECURE_OK = 2, /* allow_insecure: plain http:// to any host */
+    URL_ORIGIN = 4,      /* scheme://host[:port] alone: no path but "/"; stored as
+                            "scheme://host:port", the port filled in */
 };
 void url_check(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
                const char *cred, char **out);
+/*
+ * url_check() with the two things its messages name given apart: use, the setting to use
+ * instead of credentials in the URL (NULL: none), and exposed, what plain http:// would send
+ * in clear text.
+ */
+void url_check_as(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
+                  const char *use, const char *exposed, char **out);
 
 /*
  * conf_walk.c: the walk of a text. Returns the configuration built from it, diagnostics or not
@@ -153,9 +169,11 @@ int prescan(struct loader *ld, const char *s, size_t len);
 
 /* conf_secret.c: secrets. */
 enum secret_kind {
-    SECRET_TOKEN, /* sent in an HTTP header: token_ok() */
-    SECRET_URL,   /* url_check() by the caller */
-    SECRET_KEY,   /* any bytes but NUL (an HMAC key) */
+    SECRET_TOKEN,    /* sent in an HTTP header: token_ok() */
+    SECRET_URL,      /* url_check() by the caller */
+    SECRET_KEY,      /* any bytes but NUL (an HMAC key) */
+    SECRET_PASSWORD, /* any bytes but NUL; chosen by a person, so a *_file or *_env value that
+                        names nothing is never quoted: it may be the password itself */
 };
 
 /*
@@ -190,6 +208,17 @@ struct secret_use {
     void *dest; /* inside the configuration, which never moves (its sinks are allocated once) */
 };
 
+/* A file a setting names, for conf_resolve() to check (file_take()). */
+struct file_use {
+    char *label;      /* the setting: "youtrack.ca_file" */
+    char *written;    /* its value as written */
+    char *path;       /* against the configuration's directory */
+    const char *what; /* "a CA bundle": "name a CA bundle file here" */
+    int line;
+    unsigned slot;
+    int secret; /* a private key: a warning when group or others can read it */
+};
+
 /* The part of a configuration that conf_resolve() still has to act on. */
 struct conf_pending {
     struct secret_use *uses; /* the secrets in files and variables, in file order */
@@ -199,9 +228,8 @@ struct conf_pending {
     char **env_names; /* every KEY_env variable named: its value is a secret wherever it shows */
     size_t n_env_names;
     unsigned url_slot, token_slot; /* where YTBRIDGE_YOUTRACK_URL/TOKEN's messages sort */
-    char *ca_file;                 /* youtrack.ca_file as written; NULL when unset */
-    int ca_line;
-    unsigned ca_slot;
+    struct file_use *files;        /* the files settings name, in file order */
+    size_t n_files;
 };
 
 int token_ok(const char *t);

@@ -301,6 +301,11 @@ void conf_pending_free(struct conf_pending *p)
         secret_free(p->noted[i]);
     free(p->noted);
     strv_free(p->env_names, p->n_env_names);
-    free(p->ca_file);
+    for (size_t i = 0; i < p->n_files; i++) {
+        free(p->files[i].label);
+        free(p->files[i].written);
+        free(p->files[i].path);
+    }
+    free(p->files);
     free(p);
 }

@@ -90,13 +90,9 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
     c->youtrack.max_body = (long)v;
 
     ca = get_string(ld, yt, "youtrack", "ca_file");
-    if (ca && *ca) {
-        /* Whether the file can be read is for conf_resolve() to find out. */
-        c->youtrack.ca_file = path_resolve(ld, ca);
-        c->pending->ca_file = str_dup(ld, ca);
-        c->pending->ca_line = line_of(config_setting_get_member(yt, "ca_file"));
-        c->pending->ca_slot = diag_slot(ld);
-    }
+    if (ca && *ca) /* whether the file can be read is for conf_resolve() to find out */
+        file_take(ld, "youtrack.ca_file", line_of(config_setting_get_member(yt, "ca_file")), ca,
+                  "a CA bundle", 0, &c->youtrack.ca_file);
 }
 
 static void load_notify(struct loader *ld, const config_setting_t *root, struct conf *c)
