@@ -8,7 +8,7 @@
  * - conf_lex.c: the pre-scan of the text before libconfig sees it;
  * - conf_secret.c: where each secret comes from (inline, KEY_file, KEY_env), and the checks of
  *   a secret's value;
- * - conf_sink.c: sinks; conf_chat.c: chat.slack and chat.matrix;
+ * - conf_sink.c: sinks; conf_chat.c: chat.slack and chat.matrix; conf_cluster.c: cluster;
  * - conf_walk.c: the walk of a text (load_text()): the root and the youtrack, notify, log and
  *   http groups; conf_load_buffer(), conf_free();
  * - conf_resolve.c: conf_resolve(), conf_load(), conf_load_text(): the only conf*.c file that
@@ -230,6 +230,10 @@ struct conf_pending {
     unsigned url_slot, token_slot; /* where YTBRIDGE_YOUTRACK_URL/TOKEN's messages sort */
     struct file_use *files;        /* the files settings name, in file order */
     size_t n_files;
+    /* cluster.member left to YTBRIDGE_MEMBER or the host name: where, for messages. */
+    int member_open;
+    int member_line;
+    unsigned member_slot;
 };
 
 int token_ok(const char *t);
@@ -259,5 +263,11 @@ void load_chat(struct loader *ld, const config_setting_t *root, struct conf *c);
 /* The chat.matrix reply sinks, once its access token is known (conf_resolve()). */
 void chat_reply_sinks(struct loader *ld, struct conf *c);
 void chat_free(struct conf *c);
+
+/* conf_cluster.c */
+void load_cluster(struct loader *ld, const config_setting_t *root, struct conf *c);
+/* Whether v is a valid cluster.member: 1..63 of A-Z a-z 0-9 . _ - */
+int cluster_member_ok(const char *v);
+void cluster_free(struct conf_cluster *cl);
 
 #endif

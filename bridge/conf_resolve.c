@@ -1,8 +1,8 @@
 /*
  * The configuration's second step and the entry points that run both: conf_resolve() reads the
  * secret files and variables conf_load_buffer() recorded, applies YTBRIDGE_YOUTRACK_URL and
- * YTBRIDGE_YOUTRACK_TOKEN, checks the files settings name (youtrack.ca_file) and registers
- * every secret with the logger;
+ * YTBRIDGE_YOUTRACK_TOKEN, checks the files settings name (youtrack.ca_file, the cluster's TLS
+ * files), names this replica (cluster.member) and registers every secret with the logger;
  * conf_load() and conf_load_text() walk a text and resolve it in one pass, so every problem of
  * both is reported in file order and an override makes the text's own url or token moot.
  *
@@ -305,6 +305,36 @@ static void check_file(struct loader *ld, const struct file_use *f)
     }
 }
 
+/* cluster.member when the text left it open: YTBRIDGE_MEMBER, else the host name. */
+static void resolve_member(struct loader *ld, struct conf *c, const struct conf_env *env)
+{
+    const char *v = env_get(env, "YTBRIDGE_MEMBER"), *from = "YTBRIDGE_MEMBER";
+    int line = c->pending->member_line;
+    char host[256], shown[80];
+
+    ld->at = c->pending->member_slot;
+    if (!v || !*v) {
+        if (gethostname(host, sizeof(host)) != 0) {
+            diag_add(ld, line,
+                     "cluster.member: unset, and the host name cannot be read (%s); set member "
+                     "or YTBRIDGE_MEMBER",
+                     strerror(errno));
+            return;
+        }
+        host[sizeof(host) - 1] = '\0'; /* gethostname() need not terminate a cut name */
+        v = host;
+        from = "the host name";
+    }
+    if (!cluster_member_ok(v)) {
+        diag_add(ld, line,
+                 "cluster.member (from %s): must be 1 to %d of A-Z a-z 0-9 . _ - (got \"%s\"); "
+                 "set member or YTBRIDGE_MEMBER",
+                 from, CONF_CLUSTER_MEMBER_MAX, printable(ld, v, shown, sizeof(shown)));
+        return;
+    }
+    c->cluster.member = str_dup(ld, v);
+}
+
 /* Everything c->pending asks for; c->pending is gone afterwards. */
 static void resolve(struct loader *ld, struct conf *c, const struct conf_env *env)
 {
@@ -326,6 +356,8 @@ static void resolve(struct loader *ld, struct conf *c, const struct conf_env *en
     token_overridden = resolve_token(ld, c, env);
     for (size_t i = 0; i < p->n_files; i++)
         check_file(ld, &p->files[i]);
+    if (p->member_open)
+        resolve_member(ld, c, env);
     for (size_t i = 0; i < p->n_uses; i++) {
         if (!(token_overridden && p->uses[i].dest == &c->youtrack.token))
             secret_resolve(ld, c, &p->uses[i], env);
