@@ -379,6 +379,34 @@ static void test_no_password_in_messages(void)
     log_clear_secrets();
 }
 
+/* The example configuration's commented cluster block, uncommented, is valid (files aside). */
+static void test_example(void)
+{
+    FILE *f = fopen(TEST_DATA_DIR "/../../config/ytbridge.conf.example", "r");
+    char line[512], text[4096] = YT_OK;
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    int inside = 0;
+
+    CHECK(f != NULL);
+    while (f && fgets(line, sizeof(line), f)) {
+        inside |= strcmp(line, "# cluster: {\n") == 0;
+        if (inside && strncmp(line, "# ", 2) == 0)
+            strncat(text, line + 2, sizeof(text) - strlen(text) - 1);
+        if (inside && strcmp(line, "# };\n") == 0)
+            break;
+    }
+    if (f)
+        fclose(f);
+    CHECK(strstr(text, "cluster: {") && strstr(text, "password_file"));
+    /* Pure: the example's CA and password files do not exist here. */
+    CHECK_INT(conf_load_buffer(text, strlen(text), "example", &c, &d), 0);
+    diags_print(&d);
+    CHECK(c && c->cluster.enabled && c->cluster.n_etcd == 3);
+    conf_free(c);
+    conf_diags_fini(&d);
+}
+
 int main(void)
 {
     log_setup(LOGL_INFO, LOG_FORMAT_TEXT);
@@ -388,5 +416,6 @@ int main(void)
     RUN(test_prefix);
     RUN(test_same);
     RUN(test_no_password_in_messages);
+    RUN(test_example);
     return test_done();
 }
