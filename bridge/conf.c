@@ -475,6 +475,23 @@ char *path_resolve(struct loader *ld, const char *p)
     return out;
 }
 
+char **strv_alloc(struct loader *ld, int n)
+{
+    char **v = calloc((size_t)n, sizeof(*v));
+
+    if (!v)
+        ld->nomem = 1;
+    return v;
+}
+
+const char *elem_string(const config_setting_t *s, int i, int *line)
+{
+    const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+    *line = line_of(e) > 0 ? line_of(e) : line_of(s);
+    return config_setting_get_string(e);
+}
+
 void file_take(struct loader *ld, const char *label, int line, const char *written,
                const char *what, int secret, char **out)
 {

@@ -74,15 +74,12 @@ static void load_endpoints(struct loader *ld, const config_setting_t *g, struct 
     }
     if (n <= 0)
         return;
-    cl->etcd = calloc((size_t)n, sizeof(*cl->etcd));
-    if (!cl->etcd) {
-        ld->nomem = 1;
+    cl->etcd = strv_alloc(ld, n);
+    if (!cl->etcd)
         return;
-    }
     for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        const char *v = config_setting_get_string(e);
-        int line = line_of(e) > 0 ? line_of(e) : line_of(s);
+        int line;
+        const char *v = elem_string(s, i, &line);
         char label[64], *url = NULL;
         size_t k;
 

@@ -132,6 +132,13 @@ void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpat
 const config_setting_t *get_strings(struct loader *ld, const config_setting_t *grp,
                                     const char *gpath, const char *key, const char *what);
 char *path_resolve(struct loader *ld, const char *p);
+/* A zeroed array for the n (> 0) strings of a list; NULL when out of memory (recorded). */
+char **strv_alloc(struct loader *ld, int n);
+/*
+ * Element i of the list s: its string, or NULL when it is not one (get_strings() reports that),
+ * and in *line where it is (the list's line when libconfig has none for the element).
+ */
+const char *elem_string(const config_setting_t *s, int i, int *line);
 /*
  * A file named by the setting label (line) with the value written: *out gets its path (against
  * the configuration's directory) and conf_resolve() checks that it can be read. what names the
