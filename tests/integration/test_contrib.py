@@ -748,15 +748,13 @@ class ContainerBuild(unittest.TestCase):
 
 class Kubernetes(unittest.TestCase):
 
-    def test_deployment(self):
-        if yaml is None:
-            return self.text_checks()
-        with open(DEPLOYMENT, encoding='utf-8') as f:
-            dep = yaml.safe_load(f)
+    def sidecar(self, path, configmap, secret_path):
+        """The checks both sidecar Deployments pass: annotations, the bridge container's
+        probes, port, security context and mounts, the ConfigMap and Secret it mounts.
+        Returns (spec, pod, bridge container, mounts, volumes)."""
+        dep = load_yaml(path)
         self.assertEqual(dep['kind'], 'Deployment')
         spec = dep['spec']
-        self.assertEqual(spec['replicas'], 1)
-        self.assertEqual(spec['strategy'], {'type': 'Recreate'})
         pod = spec['template']
         ann = pod['metadata']['annotations']
         self.assertEqual(ann['prometheus.io/scrape'], 'true')
@@ -789,21 +787,25 @@ class Kubernetes(unittest.TestCase):
         self.assertEqual(mode & 0o7, 0, 'secrets readable by others: %o' % mode)
         self.assertEqual(mode, 0o440, '%o' % mode)
         self.assertEqual(volumes['config']['configMap']['defaultMode'], 0o444)
-        with open(CONFIGMAP, encoding='utf-8') as f:
-            cm = yaml.safe_load(f)
-        with open(SECRET, encoding='utf-8') as f:
-            secret = yaml.safe_load(f)
-        with open(PVC, encoding='utf-8') as f:
-            pvc = yaml.safe_load(f)
+        cm, secret = load_yaml(configmap), load_yaml(secret_path)
         self.assertEqual(volumes['config']['configMap']['name'], cm['metadata']['name'])
         self.assertIn('ytbridge.conf', cm['data'])
-        self.assertEqual(cm['data']['ytbridge.conf'].strip(), configmap_conf().strip())
+        self.assertEqual(cm['data']['ytbridge.conf'].strip(), configmap_conf(configmap).strip())
         self.assertEqual(volumes['secrets']['secret']['secretName'],
                          secret['metadata']['name'])
+        self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
+        return spec, pod, yb, mounts, volumes
+
+    def test_deployment(self):
+        if yaml is None:
+            return self.text_checks()
+        spec, _, _, _, volumes = self.sidecar(DEPLOYMENT, CONFIGMAP, SECRET)
+        self.assertEqual(spec['replicas'], 1)
+        self.assertEqual(spec['strategy'], {'type': 'Recreate'})
+        pvc = load_yaml(PVC)
         self.assertEqual(volumes['state']['persistentVolumeClaim']['claimName'],
                          pvc['metadata']['name'])
         self.assertEqual(pvc['spec']['accessModes'], ['ReadWriteOnce'])
-        self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
 
     def test_no_implicit_octal(self):
         # YAML 1.1 (PyYAML, Kubernetes' own decoder) reads 0444 as octal 292, YAML 1.2
@@ -834,42 +836,15 @@ class Kubernetes(unittest.TestCase):
     def test_replicated_deployment(self):
         if yaml is None:
             return self.replicated_text_checks()
-        with open(REP_DEPLOYMENT, encoding='utf-8') as f:
-            dep = yaml.safe_load(f)
-        self.assertEqual(dep['kind'], 'Deployment')
-        spec = dep['spec']
+        spec, _, yb, mounts, volumes = self.sidecar(REP_DEPLOYMENT, REP_CONFIGMAP, REP_SECRET)
         self.assertGreaterEqual(spec['replicas'], 2)
         self.assertEqual(spec['strategy'], {'type': 'RollingUpdate', 'rollingUpdate':
                                             {'maxSurge': 1, 'maxUnavailable': 0}})
-        pod = spec['template']
-        containers = {c['name']: c for c in pod['spec']['containers']}
-        self.assertGreaterEqual(len(containers), 2, 'an app container and ytbridge')
-        yb = containers['ytbridge']
         env = {e['name']: e for e in yb['env']}
         self.assertEqual(env['YTBRIDGE_MEMBER']['valueFrom'],
                          {'fieldRef': {'fieldPath': 'metadata.name'}})
-        self.assertEqual(yb['livenessProbe']['httpGet'], {'path': '/healthz', 'port': 9464})
-        self.assertEqual(yb['readinessProbe']['httpGet'], {'path': '/readyz', 'port': 9464})
-        sc = yb['securityContext']
-        self.assertIs(sc['runAsNonRoot'], True)
-        self.assertEqual(sc['runAsUser'], 10001)
-        self.assertIs(sc['readOnlyRootFilesystem'], True)
-        mounts = {m['name']: m for m in yb['volumeMounts']}
-        volumes = {v['name']: v for v in pod['spec']['volumes']}
-        self.assertEqual(mounts['secrets']['mountPath'], '/run/secrets/ytbridge')
-        self.assertTrue(mounts['secrets'].get('readOnly'))
-        self.assertEqual(mounts['config']['mountPath'], '/etc/ytbridge')
         # No claim: the state is in etcd, and a ReadWriteOnce volume would pin the replicas.
         self.assertNotIn('persistentVolumeClaim', volumes[mounts['state']['name']])
-        with open(REP_CONFIGMAP, encoding='utf-8') as f:
-            cm = yaml.safe_load(f)
-        with open(REP_SECRET, encoding='utf-8') as f:
-            secret = yaml.safe_load(f)
-        self.assertEqual(volumes['config']['configMap']['name'], cm['metadata']['name'])
-        self.assertEqual(cm['data']['ytbridge.conf'].strip(),
-                         configmap_conf(REP_CONFIGMAP).strip())
-        self.assertEqual(volumes['secrets']['secret']['secretName'], secret['metadata']['name'])
-        self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
 
     def replicated_text_checks(self):
         body = '\n'.join(strip_yaml_comment(ln) for ln in read(REP_DEPLOYMENT).splitlines())
@@ -938,6 +913,11 @@ class Kubernetes(unittest.TestCase):
                      'claimName: ytbridge-state', 'secretName: ytbridge-secrets',
                      'name: ytbridge-config', 'mountPath: /var/lib/ytbridge'):
             self.assertIn(line, body)
+
+
+def load_yaml(path):
+    with open(path, encoding='utf-8') as f:
+        return yaml.safe_load(f)
 
 
 def yaml_files():
