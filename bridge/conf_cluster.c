@@ -128,8 +128,7 @@ static void load_member(struct loader *ld, const config_setting_t *g, struct con
             c->cluster.member = str_dup(ld, v);
         else
             diag_add(ld, line_of(s),
-                     "cluster.member: must be 1 to %d of A-Z a-z 0-9 . _ - (got "
-                     "\"%s\")",
+                     "cluster.member: must be 1 to %d of A-Z a-z 0-9 . _ - (got \"%s\")",
                      CONF_CLUSTER_MEMBER_MAX, printable(ld, v, shown, sizeof(shown)));
         return;
     }
@@ -189,8 +188,7 @@ static void load_auth(struct loader *ld, const config_setting_t *g, struct conf_
         cl->user = str_dup(ld, user);
     if (user && found == 0)
         diag_add(ld, line_of(config_setting_get_member(g, "user")),
-                 "cluster.user: needs a password (set password, password_file or "
-                 "password_env)");
+                 "cluster.user: needs a password (set password, password_file or password_env)");
     else if (!user && found == 1)
         diag_add(ld, src.line, "%s: needs user (set user, or remove the password)", src.label);
     else if (found == 1)
