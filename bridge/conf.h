@@ -167,19 +167,6 @@ struct conf_cluster {
 
 struct conf_pending;
 
-/* The cluster block (conf_cluster.c): replicas of one group share state in etcd. */
-struct conf_cluster {
-    int enabled; /* the block is present */
-    char **etcd; /* endpoints "http(s)://host:port" without path; 1..16, unique */
-    size_t n_etcd;
-    char *prefix;  /* every key of the group lives under it; default "/ytbridge" */
-    int lease_ttl; /* seconds 2..60, default 10 */
-    char *member;  /* this replica's name (resolved: $YTBRIDGE_MEMBER, host name) */
-    char *ca_file, *cert_file, *key_file; /* NULL when unset */
-    char *user;                           /* NULL when unset */
-    char *password;                       /* secret; set iff user is */
-};
-
 struct conf {
     char *path; /* the file it came from */
     struct {
@@ -211,7 +198,6 @@ struct conf {
         char *listen; /* "IPV4:PORT" / "[IPV6]:PORT" for /healthz, /readyz, /metrics; "" disables it
                        */
     } http;
-    struct conf_cluster cluster;
     struct {
         struct conf_chat_slack slack;
         struct conf_chat_matrix matrix;
@@ -227,9 +213,6 @@ struct conf {
     size_t n_secrets;
     struct conf_pending *pending; /* what conf_resolve() has left to do; private to conf*.c */
 };
-
-/* Whether a and b have the same cluster settings (a reload keeps the election then). */
-int conf_cluster_same(const struct conf *a, const struct conf *b);
 
 /*
  * The sink called name: a configured one or a chat reply sink. NULL when there is none.
