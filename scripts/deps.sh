@@ -7,12 +7,14 @@ packages=(
   build-essential meson ninja-build pkg-config clang clang-format
   libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libconfig-dev
   libuv1-dev libmicrohttpd-dev libssl-dev libunistring-dev python3 ca-certificates valgrind
-  prometheus
+  prometheus etcd-server
 )
 # libssl-dev: libcrypto for HMAC-SHA256 (bridge/hmac.c). libcurl4-openssl-dev pulls it in
 # today, but the build needs it in its own right.
 # prometheus: only for promtool (tests/integration/test_prometheus.py checks and unit-tests
 # contrib/prometheus/ytbridge-rules.yml); its service is not used.
+# etcd-server: the etcd the etcd tests start themselves (tests/etcd_server.h); its service is
+# not used.
 
 missing=()
 for p in "${packages[@]}"; do
