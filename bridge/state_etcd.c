@@ -253,23 +253,24 @@ static int pointer_names(struct est *s, uint64_t gen)
 
 /*
  * Steps 2 to 4 of a commit (state_etcd.c's header): the chunks of snap, the pointer, the older
- * chunks gone. *chunks_written tells the caller whether there is something to take back.
+ * chunks gone. *written tells the caller what to take back on failure: 0 nothing of the
+ * snapshot, 1 its chunks, -1 nothing at all (the commit may have happened: etcd did not say).
  */
-static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t now,
-                          int *chunks_written, char *err, size_t errlen)
+static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t now, int *written,
+                          char *err, size_t errlen)
 {
     struct pointer p = {.generation = snap->generation};
     char *text = NULL, *ptext = NULL, *key = state_etcd_key(s, "/snapshot");
     int r = key ? snapshot_text(snap, now, &text, &p.bytes) : -ENOMEM;
 
-    *chunks_written = 0;
+    *written = 0;
     if (r) {
         state_etcd_say(err, errlen, r, key ? key : s->prefix, "out of memory");
         goto out;
     }
     sha256_hex(text, p.bytes, p.sha256);
     r = put_chunks(s, p.generation, text, p.bytes, &p.chunks, err, errlen);
-    *chunks_written = 1;
+    *written = 1;
     if (r)
         goto out;
     ptext = pointer_text(&p);
@@ -283,7 +284,13 @@ static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t no
                      key, p.generation);
             r = 0;
         } else if (named < 0) {
-            *chunks_written = 0; /* unknown: leave it; a load reads whichever is current */
+            /*
+             * Leave it all: a load reads whichever is current. Until then this replica must
+             * not go on from a snapshot that may be stale (a next commit would announce the
+             * same changes again under new ids): it stops as if it had lost the lease.
+             */
+            *written = -1;
+            s->lost = STATE_ETCD_UNSURE;
         }
     }
     if (!r)
@@ -471,7 +478,7 @@ static int est_save(struct state *st, const struct snapshot *snap, int64_t now, 
     if (r)
         return r;
     r = write_snapshot(s, snap, now, &chunks, err, errlen);
-    if (r && chunks)
+    if (r && chunks > 0)
         state_etcd_take_back(s, snap->generation, 1, 0, 0);
     return r;
 }
@@ -491,7 +498,8 @@ static int est_commit(struct state *st, const struct snapshot *snap, const struc
     if (!r)
         r = write_snapshot(s, snap, now, &chunks, err, errlen);
     if (r) {
-        state_etcd_take_back(s, snap->generation, chunks, first, s->journal_next);
+        if (chunks >= 0)
+            state_etcd_take_back(s, snap->generation, chunks, first, s->journal_next);
         return r;
     }
     state_etcd_map_records(s, v, n, first);

@@ -30,6 +30,9 @@ struct idmap {
     size_t cap, n; /* cap: 0 or a power of two */
 };
 
+#define STATE_ETCD_LOST   1 /* a fenced txn failed: another replica leads */
+#define STATE_ETCD_UNSURE 2 /* a commit's outcome is unknown: what we hold may be stale */
+
 struct est {
     struct state base; /* first: the interface's pointer is ours */
     struct etcd *e;
@@ -39,7 +42,7 @@ struct est {
     int (*valid)(void *userdata, char *err, size_t errlen);
     void *userdata;
     int readonly;
-    int lost;              /* a fenced txn failed: another replica leads */
+    int lost; /* STATE_ETCD_LOST or _UNSURE: every write and state_check() say -ENOLCK */
     uint64_t journal_next; /* the next record's seq */
     uint64_t dead_next;    /* the next dead letter's seq */
     struct idmap ids;

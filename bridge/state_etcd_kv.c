@@ -280,8 +280,14 @@ int state_etcd_get(struct est *s, const char *key, struct one *o, int64_t *revis
 
 static int lost(struct est *s, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "leadership lost: %s is no longer held by this replica's lease",
-             s->leader_key);
+    if (s->lost == STATE_ETCD_UNSURE)
+        snprintf(err, errlen,
+                 "etcd never said whether the last commit under %s happened: the state must be "
+                 "loaded again before anything else is written",
+                 s->prefix);
+    else
+        snprintf(err, errlen, "leadership lost: %s is no longer held by this replica's lease",
+                 s->leader_key);
     return -ENOLCK;
 }
 
@@ -324,7 +330,7 @@ int state_etcd_fenced(struct est *s, json_t *ops, const char *what, char *err, s
         if (!s->lost)
             log_warn("state", "leadership lost: %s is no longer held by this replica's lease",
                      s->leader_key);
-        s->lost = 1;
+        s->lost = STATE_ETCD_LOST;
         r = lost(s, err, errlen);
     }
     etcd_reply_fini(&rep);
