@@ -167,9 +167,7 @@ static int put_chunks(struct est *s, uint64_t gen, const char *text, size_t len,
                                  errlen);
         free(key);
     }
-    if (!r)
-        r = state_etcd_batch_flush(&b, err, errlen);
-    state_etcd_batch_fini(&b);
+    r = state_etcd_batch_end(&b, r, err, errlen);
     free(what);
     *chunks = n;
     return r;

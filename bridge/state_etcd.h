@@ -114,6 +114,8 @@ int state_etcd_delete_range(struct est *s, const char *key, const char *end, cha
 int state_etcd_batch_add(struct batch *b, json_t *op, size_t bytes, char *err, size_t errlen);
 int state_etcd_batch_flush(struct batch *b, char *err, size_t errlen);
 void state_etcd_batch_fini(struct batch *b);
+/* Ends a batch begun with r (0 so far): flushes it unless r says otherwise, then frees it. */
+int state_etcd_batch_end(struct batch *b, int r, char *err, size_t errlen);
 
 /* Takes back a failed commit's chunks of gen and journal seqs [first, next): best effort. */
 void state_etcd_take_back(struct est *s, uint64_t gen, int chunks, uint64_t first, uint64_t next);

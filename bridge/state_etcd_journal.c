@@ -35,9 +35,7 @@ int state_etcd_put_records(struct est *s, const struct journal_record *v, size_t
         free(line);
         free(key);
     }
-    if (!r)
-        r = state_etcd_batch_flush(&b, err, errlen);
-    state_etcd_batch_fini(&b);
+    r = state_etcd_batch_end(&b, r, err, errlen);
     free(what);
     return r;
 }
@@ -141,9 +139,7 @@ static int drop_keys(struct est *s, char **keys, size_t n, char *err, size_t err
         b.what = keys[i];
         r = state_etcd_batch_add(&b, etcd_op_delete(keys[i], NULL), 0, err, errlen);
     }
-    if (!r)
-        r = state_etcd_batch_flush(&b, err, errlen);
-    state_etcd_batch_fini(&b);
+    r = state_etcd_batch_end(&b, r, err, errlen);
     return r;
 }
 

@@ -368,6 +368,14 @@ int state_etcd_batch_add(struct batch *b, json_t *op, size_t bytes, char *err, s
     return 0;
 }
 
+int state_etcd_batch_end(struct batch *b, int r, char *err, size_t errlen)
+{
+    if (!r)
+        r = state_etcd_batch_flush(b, err, errlen);
+    state_etcd_batch_fini(b);
+    return r;
+}
+
 void state_etcd_batch_fini(struct batch *b)
 {
     json_decref(b->ops);
