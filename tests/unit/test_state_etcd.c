@@ -6,6 +6,7 @@
  * read-only look, damaged chunks, the dead letters' bound.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,40 @@ static void test_journal_keys(void)
     state_close(st);
 }
 
+/* etcd stops answering in the middle: the commit fails in time, and nothing of it counts. */
+static void test_etcd_unreachable_mid_commit(void)
+{
+    const char *eps[] = {srv.url};
+    struct etcd_opts o = {.endpoints = eps, .n_endpoints = 1, .timeout_ms = 300};
+    struct state_lease l = {LEADER, lease, valid, NULL};
+    struct etcd *quick = NULL;
+    struct state *st = NULL;
+    struct snapshot s;
+    struct journal_record rec = contract_rec("g-2-0", "team", "project.created", "{}", 1, 2);
+    char err[512];
+
+    CHECK_INT(fresh(&st), 0);
+    commit_gen(st, 1, 3, 0);
+    state_close(st);
+    CHECK_INT(etcd_new(&quick, NULL, &o, err, sizeof(err)), 0);
+    CHECK_INT(state_open_etcd(&st, quick, PREFIX, &l, 0, err, sizeof(err)), 0);
+    contract_snapshot(&s, 3, 2);
+    kill(srv.pid, SIGSTOP);
+    double t0 = etcd_server_now();
+    CHECK_INT(state_commit(st, &s, &rec, 1, 100, err, sizeof(err)), -EHOSTUNREACH);
+    CHECK(etcd_server_now() - t0 < 5);
+    CHECK(strstr(err, PREFIX "/journal/") != NULL);
+    kill(srv.pid, SIGCONT);
+    snapshot_fini(&s);
+    state_close(st);
+    etcd_free(quick);
+    /* What etcd applied once it woke up is above the committed generation: dropped. */
+    CHECK_INT(reopen(&st), 0);
+    CHECK_INT(loaded_gen(st), 1);
+    contract_check_records(st, 1, (const char *const[]){"f-1-0"}, 1);
+    state_close(st);
+}
+
 int main(void)
 {
     char err[256];
@@ -386,6 +421,7 @@ int main(void)
     RUN(test_corrupt_chunks);
     RUN(test_deadletter_bound);
     RUN(test_journal_keys);
+    RUN(test_etcd_unreachable_mid_commit);
     etcd_free(admin);
     etcd_server_stop(&srv);
     http_global_cleanup();
