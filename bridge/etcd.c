@@ -602,6 +602,15 @@ static void next_endpoint(struct call *c, const char *why)
         fail(c, r, "cannot start a request to %s: %s", e->endpoints[c->ep], strerror(-r));
 }
 
+static void drop_token(struct etcd *e)
+{
+    if (e->token) {
+        explicit_bzero(e->token, strlen(e->token));
+        free(e->token);
+        e->token = NULL;
+    }
+}
+
 /* The answer to /v3/auth/authenticate: the token, then the call itself. */
 static void on_auth(struct call *c, const struct http_response *res)
 {
@@ -626,6 +635,7 @@ static void on_auth(struct call *c, const struct http_response *res)
              r.error ? r.message : "no token in the answer");
         return;
     } else {
+        drop_token(e); /* another call may have logged in meanwhile */
         e->token = strdup(token);
         json_decref(r.body);
         if (!e->token) {
@@ -636,15 +646,6 @@ static void on_auth(struct call *c, const struct http_response *res)
     rc = attempt(c);
     if (rc)
         fail(c, rc, "cannot start a request to %s: %s", e->endpoints[c->ep], strerror(-rc));
-}
-
-static void drop_token(struct etcd *e)
-{
-    if (e->token) {
-        explicit_bzero(e->token, strlen(e->token));
-        free(e->token);
-        e->token = NULL;
-    }
 }
 
 static void on_http(void *userdata, const struct http_response *res)

@@ -323,6 +323,11 @@ static int take_chunk(void *ctx, const struct etcd_kv *kv)
     free(want);
     if (c->why[0])
         return -EPROTO;
+    /* Grown as the chunks come, so a damaged pointer's size costs nothing until it is true. */
+    char *buf = realloc(c->buf, c->len + kv->value_len + 1);
+    if (!buf)
+        return -ENOMEM;
+    c->buf = buf;
     memcpy(c->buf + c->len, kv->value, kv->value_len);
     c->len += kv->value_len;
     c->next++;
@@ -333,7 +338,7 @@ static int take_chunk(void *ctx, const struct etcd_kv *kv)
 static int read_chunks(struct est *s, const struct pointer *p, int64_t revision, char **out,
                        char *why, size_t whylen, char *err, size_t errlen)
 {
-    struct chunks c = {.s = s, .p = p, .buf = malloc(p->bytes + 1)};
+    struct chunks c = {.s = s, .p = p, .buf = malloc(1)};
     char *key = chunk_key(s, p->generation, 0), *end = chunk_key(s, p->generation, p->chunks);
     struct range q = {.key = key, .end = end, .revision = revision, .page = CHUNK_PAGE};
     int r = c.buf && key && end ? state_etcd_range(s, &q, take_chunk, &c, err, errlen) : -ENOMEM;
