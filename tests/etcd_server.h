@@ -28,6 +28,7 @@
 
 struct etcd_server {
     pid_t pid;
+    const char *tls; /* NULL, or a directory with ca.crt, server.crt and server.key */
     int client_port, peer_port;
     char url[64]; /* the client URL */
     char dir[64]; /* temporary: the data directory and the log */
@@ -105,7 +106,7 @@ static inline void etcd_server_exec(struct etcd_server *s, const char *const *ex
     const char *argv[40];
     int n = 0;
 
-    snprintf(client, sizeof(client), "http://127.0.0.1:%d", s->client_port);
+    snprintf(client, sizeof(client), "%s", s->url);
     snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", s->peer_port);
     snprintf(cluster, sizeof(cluster), "t=%s", peer);
     snprintf(data, sizeof(data), "%s/data", s->dir);
@@ -138,17 +139,48 @@ static inline void etcd_server_exec(struct etcd_server *s, const char *const *ex
                           NULL};
     for (int i = 0; base[i]; i++)
         argv[n++] = base[i];
-    for (int i = 0; extra && extra[i] && n < 38; i++)
+    for (int i = 0; extra && extra[i] && n < 30; i++)
         argv[n++] = extra[i];
+    static char ca[160], cert[160], key[160];
+    if (s->tls) {
+        /* Clients must show a certificate of the same CA (etcd's --client-cert-auth). */
+        snprintf(ca, sizeof(ca), "%s/ca.crt", s->tls);
+        snprintf(cert, sizeof(cert), "%s/server.crt", s->tls);
+        snprintf(key, sizeof(key), "%s/server.key", s->tls);
+        const char *t[] = {"--cert-file",       cert, "--key-file",        key,
+                           "--trusted-ca-file", ca,   "--client-cert-auth"};
+        for (int i = 0; i < 7; i++)
+            argv[n++] = t[i];
+    }
     argv[n] = NULL;
     execvp(argv[0], (char *const *)argv);
     _exit(127);
 }
 
-/* Starts etcd with extra arguments (NULL-terminated, or NULL). Exits 77/1 as said above. */
-static inline void etcd_server_start(struct etcd_server *s, const char *const *extra)
+/* Whether something accepts connections on port (a TLS member's /health needs a client). */
+static inline int etcd_server_listening(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/*
+ * Starts etcd with extra arguments (NULL-terminated, or NULL), serving clients over TLS when
+ * tls names a directory of certificates (then only its port is waited for: the caller retries
+ * its first call). Exits 77/1 as said above.
+ */
+static inline void etcd_server_start_tls(struct etcd_server *s, const char *const *extra,
+                                         const char *tls)
 {
     memset(s, 0, sizeof(*s));
+    s->tls = tls;
     if (!etcd_server_available()) {
         fprintf(stderr, "no etcd binary (%s): skipped\n", etcd_server_bin());
         exit(77);
@@ -161,13 +193,14 @@ static inline void etcd_server_start(struct etcd_server *s, const char *const *e
     for (int attempt = 0; attempt < 3; attempt++) {
         s->client_port = etcd_server_free_port();
         s->peer_port = etcd_server_free_port();
-        snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->client_port);
+        snprintf(s->url, sizeof(s->url), "%s://127.0.0.1:%d", tls ? "https" : "http",
+                 s->client_port);
         s->pid = fork();
         if (s->pid == 0)
             etcd_server_exec(s, extra);
         double deadline = etcd_server_now() + 20;
         while (etcd_server_now() < deadline) {
-            if (etcd_server_healthy(s->client_port))
+            if (tls ? etcd_server_listening(s->client_port) : etcd_server_healthy(s->client_port))
                 return;
             if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
                 break; /* it died: a port taken in between, most likely; try others */
@@ -178,6 +211,11 @@ static inline void etcd_server_start(struct etcd_server *s, const char *const *e
     }
     fprintf(stderr, "etcd did not come up (see %s/etcd.log)\n", s->dir);
     exit(1);
+}
+
+static inline void etcd_server_start(struct etcd_server *s, const char *const *extra)
+{
+    etcd_server_start_tls(s, extra, NULL);
 }
 
 /* Stops etcd (SIGTERM, then SIGKILL after 5 s) and removes its directory. */

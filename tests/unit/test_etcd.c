@@ -494,6 +494,79 @@ static void test_auth(void)
     etcd_free(wrong);
 }
 
+/* Client certificates and a private CA (openssl makes them; without openssl: not tested). */
+static int make_certs(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "(cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+             "openssl req -x509 $K -keyout ca.key -out ca.crt -days 1 -subj /CN=ca && "
+             "openssl req $K -keyout server.key -out server.csr -subj /CN=127.0.0.1 && "
+             "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
+             "> s.ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+             "-CAcreateserial -out server.crt -days 1 -extfile s.ext && "
+             "openssl req $K -keyout client.key -out client.csr -subj /CN=client && "
+             "printf 'extendedKeyUsage=clientAuth\\n' > c.ext && openssl x509 -req -in client.csr "
+             "-CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 -extfile c.ext) "
+             ">/dev/null 2>&1",
+             dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int tls_call(const char *url, const char *ca, const char *cert, const char *key, char *msg,
+                    size_t msglen)
+{
+    const char *eps[] = {url};
+    struct etcd_opts o = {
+        .endpoints = eps, .n_endpoints = 1, .ca_file = ca, .cert_file = cert, .key_file = key};
+    struct etcd *e = NULL;
+    struct etcd_reply r;
+    char err[256];
+    int rc = etcd_new(&e, NULL, &o, err, sizeof(err));
+
+    if (rc)
+        return rc;
+    rc = etcd_call_sync(e, "/v3/kv/range", range_body("/t/x"), &r);
+    snprintf(msg, msglen, "%s", r.message);
+    etcd_reply_fini(&r);
+    etcd_free(e);
+    return rc;
+}
+
+static void test_tls_client_certificate(void)
+{
+    char dir[] = "/tmp/ytbridge-etcd-tls-XXXXXX", ca[96], cert[96], key[96], msg[256] = "";
+    struct etcd_server tls;
+    int rc = -1;
+
+    if (!mkdtemp(dir) || make_certs(dir) != 0) {
+        fprintf(stderr, "openssl could not make certificates: TLS not tested\n");
+        return;
+    }
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    snprintf(cert, sizeof(cert), "%s/client.crt", dir);
+    snprintf(key, sizeof(key), "%s/client.key", dir);
+    etcd_server_start_tls(&tls, NULL, dir);
+    for (double end = etcd_server_now() + 15; rc != 0 && etcd_server_now() < end;) {
+        rc = tls_call(tls.url, ca, cert, key, msg, sizeof(msg));
+        if (rc)
+            usleep(100 * 1000);
+    }
+    CHECK_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", msg);
+    /* Without the client certificate, or without the CA: refused, and said so. */
+    CHECK_INT(tls_call(tls.url, ca, NULL, NULL, msg, sizeof(msg)), -EHOSTUNREACH);
+    CHECK_INT(tls_call(tls.url, NULL, cert, key, msg, sizeof(msg)), -EHOSTUNREACH);
+    CHECK(strstr(msg, "certificate") != NULL || strstr(msg, "SSL") != NULL);
+    fprintf(stderr, "  without the CA: %s\n", msg);
+    etcd_server_stop(&tls);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 int main(void)
 {
     static const char *const extra[] = {"--auth-token-ttl", "1", "--bcrypt-cost", "4", NULL};
@@ -515,6 +588,7 @@ int main(void)
     RUN(test_leases);
     RUN(test_limits);
     RUN(test_auth);
+    RUN(test_tls_client_certificate);
     etcd_server_stop(&srv);
     http_global_cleanup();
     return test_done();
