@@ -225,7 +225,7 @@ void load_cluster(struct loader *ld, const config_setting_t *root, struct conf *
     load_auth(ld, g, cl);
 }
 
-void cluster_free(struct conf_cluster *cl)
+void conf_cluster_fini(struct conf_cluster *cl)
 {
     strv_free(cl->etcd, cl->n_etcd);
     free(cl->prefix);

@@ -275,6 +275,6 @@ void chat_free(struct conf *c);
 void load_cluster(struct loader *ld, const config_setting_t *root, struct conf *c);
 /* Whether v is a valid cluster.member: 1..63 of A-Z a-z 0-9 . _ - */
 int cluster_member_ok(const char *v);
-void cluster_free(struct conf_cluster *cl);
+void conf_cluster_fini(struct conf_cluster *cl);
 
 #endif

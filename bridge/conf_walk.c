@@ -237,7 +237,7 @@ void conf_free(struct conf *conf)
     free(conf->state_dir);
     sinks_free(conf->sinks, conf->n_sinks);
     chat_free(conf);
-    cluster_free(&conf->cluster);
+    conf_cluster_fini(&conf->cluster);
     for (size_t i = 0; i < conf->n_secrets; i++) {
         free(conf->secrets[i].setting);
         free(conf->secrets[i].source);
