@@ -344,10 +344,9 @@ static void on_campaign(void *userdata, const struct etcd_reply *r)
 static void campaign(struct cluster *c)
 {
     json_t *cmp = json_pack("[o]", etcd_cmp_create(c->leader_key, 0));
-    json_t *ok =
-        json_pack("[{s:o}]", "request_put",
-                  etcd_op_put(c->leader_key, c->cc->member, strlen(c->cc->member), c->lease));
-    json_t *fail = json_pack("[{s:o}]", "request_range", etcd_op_range(c->leader_key, NULL));
+    json_t *ok = json_pack(
+        "[o]", etcd_op_put(c->leader_key, c->cc->member, strlen(c->cc->member), c->lease));
+    json_t *fail = json_pack("[o]", etcd_op_range(c->leader_key, NULL));
     json_t *body = etcd_txn(cmp, ok, fail);
 
     if (!body || etcd_call(c->etcd, "/v3/kv/txn", body, on_campaign, c) != 0) {
@@ -429,7 +428,7 @@ static void on_observe(void *userdata, const struct etcd_reply *r)
 
 static void observe(struct cluster *c)
 {
-    json_t *body = etcd_op_range(c->leader_key, NULL);
+    json_t *body = etcd_op_body(etcd_op_range(c->leader_key, NULL));
 
     if (!body || etcd_call(c->etcd, "/v3/kv/range", body, on_observe, c) != 0) {
         schedule(c, observe_ms(c));

@@ -504,7 +504,7 @@ static void check_cluster(struct doctor *d)
         return;
     }
     snprintf(key, sizeof(key), "%s/leader", cc->prefix);
-    if (etcd_call_sync(e, "/v3/kv/range", etcd_op_range(key, NULL), &r) != 0)
+    if (etcd_call_sync(e, "/v3/kv/range", etcd_op_body(etcd_op_range(key, NULL)), &r) != 0)
         report(d, "FAIL", "cluster: reading %s: %s", key, r.message);
     else if (etcd_kvs(r.body, &kv, &n) != 0)
         report(d, "FAIL", "cluster: reading %s: an unreadable answer", key);

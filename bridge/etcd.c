@@ -225,6 +225,20 @@ json_t *etcd_op_range(const char *key, const char *range_end)
     return wrap("request_range", key_range(key, range_end));
 }
 
+json_t *etcd_op_body(json_t *op)
+{
+    const char *name;
+    json_t *value, *body = NULL;
+
+    json_object_foreach(op, name, value)
+    {
+        body = json_incref(value);
+        break;
+    }
+    json_decref(op);
+    return body;
+}
+
 /* {"key", "target": target, "result": "EQUAL", field: value}, stealing value. */
 static json_t *compare(const char *key, const char *target, const char *field, json_t *value)
 {

@@ -107,6 +107,8 @@ char *etcd_prefix_end(const char *prefix);
 json_t *etcd_op_put(const char *key, const void *value, size_t len, int64_t lease);
 json_t *etcd_op_delete(const char *key, const char *range_end); /* range_end NULL: one key */
 json_t *etcd_op_range(const char *key, const char *range_end);
+/* The body of the single call for op: the value of its one member (steals op; NULL on NULL). */
+json_t *etcd_op_body(json_t *op);
 json_t *etcd_cmp_lease(const char *key, int64_t lease);     /* key's lease == lease */
 json_t *etcd_cmp_create(const char *key, int64_t revision); /* create_revision == (0: absent) */
 json_t *etcd_cmp_value(const char *key, const void *value, size_t len); /* value == */

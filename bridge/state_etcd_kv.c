@@ -152,11 +152,9 @@ uint64_t state_etcd_seq(const struct est *s, const char *dir, const char *key, s
 
 static json_t *range_request(const struct range *q, const char *from)
 {
-    json_t *op = etcd_op_range(from, q->end);
-    json_t *body = json_incref(json_object_get(op, "request_range"));
+    json_t *body = etcd_op_body(etcd_op_range(from, q->end));
     int bad = !body;
 
-    json_decref(op);
     if (!bad && q->page)
         bad |= json_object_set_new(body, "limit", json_integer(q->page));
     if (!bad && q->revision)
