@@ -66,15 +66,15 @@ static uint64_t ttl_ms(const struct cluster *c)
 }
 
 /*
- * How much earlier than etcd the leader gives up: a fifth of the TTL, at least a second. It
- * covers the keep-alive's own travel time (the deadline counts from its sending, not from
- * etcd's renewal) and the clock rates of two machines (etcd's lease checks run on the etcd
- * leader's clock).
+ * How much earlier than etcd the leader gives up: a tenth of the TTL, at least half a second.
+ * The deadline already counts from the sending of the keep-alive (etcd renews no earlier than
+ * it receives it), so the margin covers only the difference between our clock's rate and the
+ * etcd leader's over one TTL, and a delivery that is started just before the deadline.
  */
 static uint64_t margin_ms(const struct cluster *c)
 {
-    uint64_t m = ttl_ms(c) / 5;
-    return m < 1000 ? 1000 : m;
+    uint64_t m = ttl_ms(c) / 10;
+    return m < 500 ? 500 : m;
 }
 
 /* A standby reads the leader key this often; a leader keeps its lease alive this often. */
