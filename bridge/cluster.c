@@ -271,13 +271,29 @@ static void lose(struct cluster *c, const char *why, uint64_t pause_ms)
     schedule(c, pause_ms);
 }
 
+static void arm_expiry(struct cluster *c);
+
 static void on_expiry(uv_timer_t *t)
 {
     struct cluster *c = t->data;
     char why[256];
 
-    lease_valid(c, why, sizeof(why));
+    /* A renewal during a blocking state call may have moved the deadline since this was set. */
+    if (lease_valid(c, why, sizeof(why)) == 0) {
+        arm_expiry(c);
+        return;
+    }
     lose(c, why, 0);
+}
+
+/* The expiry timer at the deadline. The loop's clock stood still while a blocking state call
+ * ran, so it is read again first, or the timer would fire that much early. */
+static void arm_expiry(struct cluster *c)
+{
+    uint64_t now = boot_ms();
+
+    uv_update_time(c->loop);
+    uv_timer_start(&c->expiry, on_expiry, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
 }
 
 /* A renewal (a grant or a keep-alive sent at c->sent_ms) for ttl seconds: the new deadline. */
@@ -291,8 +307,7 @@ static void trust_until(struct cluster *c, int64_t ttl_s)
     /* An answer to an older keep-alive arriving after a newer one's moves nothing back. */
     if (until > c->deadline_ms)
         c->deadline_ms = until;
-    uint64_t now = boot_ms();
-    uv_timer_start(&c->expiry, on_expiry, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
+    arm_expiry(c);
 }
 
 static void on_keepalive(void *userdata, const struct etcd_reply *r)

@@ -404,6 +404,29 @@ static int move_aside(struct est *s, const char *key, const struct one *o, char 
     return r;
 }
 
+/*
+ * No pointer: STATE_NONE. Whether a commit ever happened is known here, unlike in a directory
+ * whose snapshot file may have been deleted: without a pointer moved aside as corrupt, none did,
+ * and the journal's records above generation 0 are a first commit that never completed
+ * (state_etcd_journal_load() drops them).
+ */
+static int nothing_committed(struct est *s, const char *key, char *err, size_t errlen)
+{
+    char *aside = state_etcd_key(s, "/snapshot.corrupt");
+    struct one o;
+    int r = aside ? state_etcd_get(s, aside, &o, NULL, err, errlen)
+                  : state_etcd_say(err, errlen, -ENOMEM, key, "out of memory");
+
+    free(aside);
+    if (!r)
+        s->never_committed = !o.found;
+    state_etcd_one_fini(&o);
+    if (r)
+        return r;
+    err[0] = '\0';
+    return STATE_NONE;
+}
+
 /* One attempt at a load; -EAGAIN when etcd compacted the revision away meanwhile. */
 static int load_once(struct est *s, const char *key, struct snapshot *out, char *err, size_t errlen)
 {
@@ -419,7 +442,7 @@ static int load_once(struct est *s, const char *key, struct snapshot *out, char 
     if (r)
         return r;
     if (!o.found)
-        return STATE_NONE;
+        return nothing_committed(s, key, err, errlen);
     r = pointer_parse(o.kv.value, o.kv.value_len, &p, why, sizeof(why));
     if (!r)
         r = read_chunks(s, &p, rev, &text, why, sizeof(why), err, errlen);

@@ -161,7 +161,9 @@ int state_etcd_journal_load(struct state *st, uint64_t committed_gen, struct jou
 {
     struct est *s = est_of(st);
     char *key = state_etcd_key(s, "/journal/"), *end = key ? etcd_prefix_end(key) : NULL;
-    struct replay p = {.s = s, .committed = committed_gen};
+    /* "Unknown" (no usable snapshot) is 0 when nothing was ever committed (est_load()). */
+    struct replay p = {
+        .s = s, .committed = committed_gen == UINT64_MAX && s->never_committed ? 0 : committed_gen};
     struct range q = {.key = key, .end = end, .page = RECORD_PAGE};
     int r = state_etcd_guard(s, err, errlen);
 

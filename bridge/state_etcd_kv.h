@@ -46,6 +46,9 @@ struct est {
     int lost; /* STATE_ETCD_LOST or _UNSURE: every write and state_check() say -ENOLCK */
     uint64_t journal_next; /* the next record's seq */
     uint64_t dead_next;    /* the next dead letter's seq */
+    /* The last load found no pointer and none moved aside: no commit ever happened, so every
+     * record of a generation above 0 is of a first commit that never completed. */
+    int never_committed;
     struct idmap ids;
 };
 
