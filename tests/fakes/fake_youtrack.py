@@ -15,7 +15,8 @@ Tests steer it through an unauthenticated control API:
                                (echo_* modes also take "forms", see echo_forms())
   DELETE /_control/fault      clear the fault
   PUT    /_control/user       {"login": "...", "fullName": "..."}
-  GET    /_control/requests   requests seen so far (method, path, query, headers)
+  GET    /_control/requests   requests seen so far (method, path, query, headers,
+                               t: time.monotonic() at arrival)
   DELETE /_control/requests   forget them
 
 A project is a dict {id, shortName, name, archived, description,
@@ -393,7 +394,8 @@ class Handler(BaseHTTPRequestHandler):
             headers[name] = value
         with self.state.lock:
             self.state.requests.append({'method': self.command, 'path': path,
-                                        'query': query, 'headers': headers})
+                                        'query': query, 'headers': headers,
+                                        't': time.monotonic()})
 
     # -- the control API ----------------------------------------------------
 
