@@ -76,23 +76,17 @@ Control API (unauthenticated):
   GET    /_control/matrix_sync {"head": newest token, "queued": n,
                               "served": [tokens in order]}
   PUT    /_control/hook      {"name": ..., "secret": "..." | null}
-  POST   /_control/listen    opens one more listening port on the same address
-                             and state -> {"port": n}; records say which port
-                             a request came in on ("port"), so tests can tell
-                             replicas that share the receivers apart
   GET    /_control/settle?timeout=s  wait (up to s, default 5) until every
                              connection accepted before this one has been
-                             handled and closed -> {"ok": bool, "busy": n}
-                             (on every listening port).
+                             handled and closed -> {"ok": bool, "busy": n}.
                              Once the daemon has exited, its connections were
                              all accepted before the caller's (one listen
                              queue, in order), so ok means every request it
                              sent is recorded: nothing more can show up.
 
 Every record has seq (global arrival order), t (time.monotonic() at arrival,
-comparable with the test process on Linux), wall (time.time()), port (the
-listening port it came in on), method, path (decoded), raw_path, headers, body
-(text) and json (parsed or null).
+comparable with the test process on Linux), wall (time.time()), method, path
+(decoded), raw_path, headers, body (text) and json (parsed or null).
 """
 
 import argparse
@@ -533,8 +527,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         return {'seq': self.state.next_seq(), 't': self.t_arrival,
-                'wall': self.wall_arrival, 'port': self.server.server_address[1],
-                'method': self.command,
+                'wall': self.wall_arrival, 'method': self.command,
                 'path': path, 'raw_path': self.raw_path,
                 'headers': dict(self.headers.items()),
                 'body': body.decode('utf-8', 'replace'), 'json': parsed}
@@ -1035,19 +1028,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, out)
         elif path == '/_control/settle' and m == 'GET':
             timeout = float(q.get('timeout', ['5'])[-1])
-            busy = self.server.busy
-            with busy.cond:
+            srv = self.server
+            with srv.busy_cond:
                 # This connection counts itself until its handler returns.
-                ok = busy.cond.wait_for(lambda: busy.n <= 1, timeout)
-                left = busy.n - 1
-            self.send_json(200, {'ok': bool(ok), 'busy': left})
-        elif path == '/_control/listen' and m == 'POST':
-            srv = Server((self.server.server_address[0], 0), Handler, busy=self.server.busy)
-            srv.state = self.state
-            threading.Thread(target=srv.serve_forever, kwargs={'poll_interval': 0.2},
-                             daemon=True).start()
-            log('also listening on port %d' % srv.server_address[1])
-            self.send_json(200, {'port': srv.server_address[1]})
+                ok = srv.busy_cond.wait_for(lambda: srv.busy <= 1, timeout)
+                busy = srv.busy - 1
+            self.send_json(200, {'ok': bool(ok), 'busy': busy})
         elif path == '/_control/hook' and m == 'PUT':
             if not isinstance(data, dict) or not isinstance(data.get('name'), str):
                 self.send_json(400, {'error': 'want {"name":..., "secret":...}'})
@@ -1062,27 +1048,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {'error': 'no such control resource'})
 
 
-class Busy:
-    def __init__(self):
-        self.n = 0
-        self.cond = threading.Condition()
-
-
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, *args, busy=None, **kw):
+    def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         # Connections accepted and not yet closed (for /_control/settle): counted in the
-        # accepting thread, so a connection is busy from its accept on. Every listening
-        # port of the process shares one count.
-        self.busy = busy or Busy()
+        # accepting thread, so a connection is busy from its accept on.
+        self.busy = 0
+        self.busy_cond = threading.Condition()
 
     def process_request(self, request, client_address):
-        with self.busy.cond:
-            self.busy.n += 1
+        with self.busy_cond:
+            self.busy += 1
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -1096,9 +1076,9 @@ class Server(ThreadingHTTPServer):
             self._done()
 
     def _done(self):
-        with self.busy.cond:
-            self.busy.n -= 1
-            self.busy.cond.notify_all()
+        with self.busy_cond:
+            self.busy -= 1
+            self.busy_cond.notify_all()
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
