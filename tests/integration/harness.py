@@ -213,38 +213,27 @@ class Receivers(_FakeProcess):
 
     # -- sink configurations (dicts for Bridge(sinks=[...])) ---------------
 
-    # base: another listening port of these receivers (listen()), so that
-    # what a bridge sent can be told from what another one sent.
-
-    def slack_sink(self, name='team', hook=SLACK_HOOK, base=None, **opts):
+    def slack_sink(self, name='team', hook=SLACK_HOOK, **opts):
         return dict(name=name, type='slack',
-                    webhook_url='%s/slack/%s' % (base or self.url, hook), **opts)
+                    webhook_url='%s/slack/%s' % (self.url, hook), **opts)
 
-    def matrix_sink(self, name='room', room='#yt:localhost', base=None, **opts):
-        return dict(name=name, type='matrix', homeserver=base or self.url, room=room,
+    def matrix_sink(self, name='room', room='#yt:localhost', **opts):
+        return dict(name=name, type='matrix', homeserver=self.url, room=room,
                     access_token=MATRIX_TOKEN, **opts)
 
-    def webhook_sink(self, name='ci', hook='ci', secret=WEBHOOK_SECRET, base=None,
-                     **opts):
+    def webhook_sink(self, name='ci', hook='ci', secret=WEBHOOK_SECRET, **opts):
         sink = dict(name=name, type='webhook',
-                    url='%s/hook/%s' % (base or self.url, hook), **opts)
+                    url='%s/hook/%s' % (self.url, hook), **opts)
         if secret is not None:
             sink['secret'] = secret
             self.set_hook_secret(hook, secret)
         return sink
 
-    def hookshot_sink(self, name='hs', hook=HOOKSHOT_NAME, base=None, **opts):
+    def hookshot_sink(self, name='hs', hook=HOOKSHOT_NAME, **opts):
         return dict(name=name, type='hookshot',
-                    url='%s/hookshot/%s' % (base or self.url, hook), **opts)
+                    url='%s/hookshot/%s' % (self.url, hook), **opts)
 
     # -- control API --------------------------------------------------------
-
-    def listen(self):
-        """One more listening port on the same receivers (same state, same
-        dedup); returns its base URL. Records carry the "port" they came in
-        on."""
-        port = self._call('POST', '/_control/listen', {})['port']
-        return 'http://127.0.0.1:%d' % port
 
     def fault(self, receiver, mode, count=None, path=None, **kw):
         """count=None: until cleared. path: a request-path prefix."""
