@@ -208,8 +208,9 @@ class Receivers(_FakeProcess):
     signed webhooks and hookshot, plus helpers that build sink configs
     pointing at it (see Bridge: sinks=[...])."""
 
-    def __init__(self):
-        self._spawn([sys.executable, FAKE_RECEIVERS, '--port', '0'])
+    def __init__(self, *args):
+        """args: extra options, e.g. '--peer-pids' (records name the sender)."""
+        self._spawn([sys.executable, FAKE_RECEIVERS, '--port', '0'] + list(args))
 
     # -- sink configurations (dicts for Bridge(sinks=[...])) ---------------
 
