@@ -46,7 +46,9 @@ import test_ops
 # the daemon is merely slow, so it grows with the scale (the range is 2..60).
 LEASE_TTL = max(2, min(60, int(round(2 * SCALE))))
 POLL_INTERVAL = 10   # the configuration's minimum
-NAMES = ('a', 'b', 'c')
+# Member names no log line would contain by chance.
+NAMES = ('alpha', 'bravo', 'charlie')
+PAIR = NAMES[:2]
 LISTEN_RE = re.compile(r'httpd: listening on 127\.0\.0\.1:(\d+) \(/healthz')
 LEADS_RE = re.compile(r'^\S+ \w+ cluster: .*\bleads now\b.*$', re.M)
 LOST_RE = re.compile(r'^\S+ \w+ cluster: .*\bleadership lost\b.*$', re.M)

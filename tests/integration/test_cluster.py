@@ -27,8 +27,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cluster_harness import (LEADS_RE, LOST_RE, NAMES, POLL_INTERVAL,  # noqa: E402
-                             PROJECT_PATHS, ClusterTest, Projects)
+from cluster_harness import (LEADS_RE, LOST_RE, NAMES, PAIR,  # noqa: E402
+                             POLL_INTERVAL, PROJECT_PATHS, ClusterTest, Projects)
 from etcd_cluster import EtcdCluster, EtcdError, main, need_etcd  # noqa: E402
 from harness import BridgeTest  # noqa: E402
 import test_ops  # noqa: E402
@@ -111,8 +111,8 @@ class OneLeader(ClusterTest):
 
     def test_one_leader_standbys_ready_only_the_leader_polls(self):
         p = Projects()
-        # c takes its name from $YTBRIDGE_MEMBER, a and b from cluster.member
-        g = self.group(projects=p, member_from_env=('c',))
+        # the third takes its name from $YTBRIDGE_MEMBER, the others from cluster.member
+        g = self.group(projects=p, member_from_env=(NAMES[2],))
         t_start = time.monotonic()
         g.start()
         lead = self.wait_leader(g)
@@ -150,39 +150,46 @@ class OneLeader(ClusterTest):
         self.check(not posts, 'something was posted or asked at the receivers with nothing '
                    'changed: %r' % [(who, rcv, kind) for _, who, rcv, kind, _ in posts])
 
-        # The same from the metrics and the logs.
+        # The same from the metrics and the logs (every difference listed at once).
+        problems = []
+
+        def want(cond, msg):
+            if not cond:
+                problems.append(msg)
         for name in NAMES:
             m = g[name].metrics()
-            leader = test_ops.value_of(m, 'ytbridge_cluster_leader')
-            self.check(leader == (1 if name == lead else 0),
-                       'replica %s: ytbridge_cluster_leader %r' % (name, leader))
-            changes = test_ops.value_of(m, 'ytbridge_cluster_leader_changes_total')
-            self.check(changes is not None, 'replica %s: no leader_changes_total' % name)
-            if name == lead:
-                self.check(changes >= 1, 'the leader counts no leadership change')
-            ok = test_ops.value_of(m, 'ytbridge_cluster_etcd_requests_total', result='ok')
-            self.check(ok is not None and ok > 0,
-                       'replica %s: etcd_requests_total{result="ok"} %r' % (name, ok))
+            value = test_ops.value_of
+            leader = value(m, 'ytbridge_cluster_leader')
+            want(leader == (1 if name == lead else 0),
+                 '%s: ytbridge_cluster_leader %r' % (name, leader))
+            changes = value(m, 'ytbridge_cluster_leader_changes_total')
+            want(changes is not None and changes >= 1,
+                 '%s: ytbridge_cluster_leader_changes_total %r (a leader was seen)'
+                 % (name, changes))
+            ok = value(m, 'ytbridge_cluster_etcd_requests_total', result='ok')
+            want(ok is not None and ok > 0,
+                 '%s: ytbridge_cluster_etcd_requests_total{result="ok"} %r' % (name, ok))
             for res in ('error', 'unreachable'):
-                self.check(test_ops.value_of(m, 'ytbridge_cluster_etcd_requests_total',
-                                             result=res) is not None,
-                           'replica %s: no etcd_requests_total{result="%s"}' % (name, res))
+                want(value(m, 'ytbridge_cluster_etcd_requests_total', result=res) is not None,
+                     '%s: no ytbridge_cluster_etcd_requests_total{result="%s"}' % (name, res))
             fam = m.get('ytbridge_cluster_commit_seconds')
-            self.check(fam is not None and fam['type'] == 'summary',
-                       'replica %s: ytbridge_cluster_commit_seconds is not a summary' % name)
-            count = test_ops.value_of(m, 'ytbridge_cluster_commit_seconds_count')
-            if name == lead:
-                self.check(count is not None and count >= 1,
-                           'the leader committed its baseline, commit_seconds_count %r' % count)
+            want(fam is not None and fam['type'] == 'summary',
+                 '%s: no summary ytbridge_cluster_commit_seconds (families named *commit*: %r)'
+                 % (name, sorted(f for f in m if 'commit' in f)))
+            if name == lead and fam is not None:
+                count = value(m, 'ytbridge_cluster_commit_seconds_count')
+                want(count is not None and count >= 1,
+                     'the leader committed its baseline; commit_seconds_count %r' % count)
             log = g[name].stderr()
-            wins = LEADS_RE.findall(log)
-            self.check(len(wins) == (1 if name == lead else 0),
-                       'replica %s logged "leads now" %d times' % (name, len(wins)))
-            if name == lead:
-                self.check(re.search(r'\b%s\b' % lead, wins[0]),
-                           'the "leads now" line does not name the member: %r' % wins[0])
-            self.check(not LOST_RE.search(log), 'replica %s logged "leadership lost"' % name)
+            seen = LEADS_RE.findall(log)
+            mine = [ln for ln in seen if name in ln]
+            want(len(mine) == (1 if name == lead else 0),
+                 '%s: %d "leads now" lines naming itself: %r' % (name, len(mine), mine))
+            want(all(lead in ln for ln in seen) and len(seen) <= 1,
+                 '%s: "leads now" lines other than one naming %s: %r' % (name, lead, seen))
+            want(not LOST_RE.search(log), '%s logged "leadership lost"' % name)
             self.assert_no_token(g[name].daemon.result())
+        self.check(not problems, 'metrics and log lines:\n  ' + '\n  '.join(problems))
         sys.stderr.write('\nleader %s elected and polling; %d YouTrack requests in %.1f s\n'
                          % (lead, len(reqs), time.monotonic() - t_start))
 
@@ -213,11 +220,11 @@ class Settings(ClusterTest):
         the cluster settings, afterwards exactly one replica leads, and a change
         is posted exactly once, by one replica."""
         p = Projects()
-        g = self.group(names=('a', 'b'), projects=p)
+        g = self.group(names=PAIR, projects=p)
         g.start()
         lead = self.wait_leader(g)
         g.wait_baseline(lead)
-        other = 'b' if lead == 'a' else 'a'
+        other = PAIR[1] if lead == PAIR[0] else PAIR[0]
         moved = g.prefix + '-moved'
         t_hup = time.monotonic()
         outcome = {}
@@ -271,35 +278,39 @@ class Settings(ClusterTest):
         leader and keys alone. (It then announces changes a second time: two
         groups are two bridges; documented, not asserted.)"""
         p = Projects()
-        g = self.group(names=('a', 'b'), projects=p)
+        g = self.group(names=PAIR, projects=p)
         g.start()
         lead = self.wait_leader(g)
         g.wait_baseline(lead)
         kv = self.etcd.get_kv(g.prefix + '/leader')
-        wrong = self.group(names=('c',), prefix=g.prefix + '-typo')
+        stray = NAMES[2]
+        wrong = self.group(names=(stray,), prefix=g.prefix + '-typo')
         t_wrong = time.monotonic()
         wrong.start()
-        self.check(self.wait_leader(wrong) == 'c', 'c does not lead its own group')
-        wrong.wait_baseline('c')
+        self.check(self.wait_leader(wrong) == stray, '%s does not lead its own group' % stray)
+        wrong.wait_baseline(stray)
         self.check(self.wait_leader(g) == lead, 'the real group changed leader')
         kv_after = self.etcd.get_kv(g.prefix + '/leader')
         self.check(kv_after and (kv_after['create_revision'], kv_after['lease'])
                    == (kv['create_revision'], kv['lease']),
                    'the real group\'s leader key changed: %r -> %r' % (kv, kv_after))
         for key in self.etcd.keys(g.prefix + '-typo'):
-            self.check(key.startswith(g.prefix + '-typo/'), 'c wrote %r' % key)
+            self.check(key.startswith(g.prefix + '-typo/'), '%s wrote %r' % (stray, key))
         self.check(not g.posts(), 'something was posted before any change')
-        self.check(not [x for x in wrong.posts() if x[1] == 'c'],
+        self.check(not [x for x in wrong.posts() if x[1] == stray],
                    'the wrong-prefix replica posted before any change')
         # the real group works as before
         self.fake.set_projects(p.create(1).list())
         self.wait_delivered(g, p.expected, timeout=POLL_INTERVAL + 20)
         self.check(self.wait_leader(g) == lead, 'the real group changed leader')
         rep = g.delivery_report(p.expected)
-        c_posts = [x for x in wrong.posts(since=t_wrong) if x[1] == 'c' and x[3] == 'accepted']
-        sys.stderr.write('\nwrong prefix: c leads its own group; it announced %d message(s) of '
-                         'the change the real group announced too; real group: %r\n'
-                         % (len(c_posts), {r: dict(v['keys']) for r, v in rep.items()}))
+        stray_posts = [x for x in wrong.posts(since=t_wrong)
+                       if x[1] == stray and x[3] == 'accepted']
+        sys.stderr.write('\nwrong prefix: %s leads its own group; it announced %d message(s) '
+                         'of the change the real group announced too; real group: %r\n'
+                         % (stray, len(stray_posts),
+                            {r: {'+'.join(sorted(k)): n for k, n in v['keys'].items()}
+                             for r, v in rep.items()}))
 
     def test_wrong_etcd_password_is_a_clear_error(self):
         right, wrong_pw = 'right-etcd-pass-4711', 'wrong-etcd-pass-0815'
@@ -312,14 +323,15 @@ class Settings(ClusterTest):
                 f.write(pw + '\n')
             os.chmod(files[name], 0o600)
         p = Projects()
-        g = self.group(names=('a',), projects=p,
+        good, wrong = NAMES[0], NAMES[1]
+        g = self.group(names=(good,), projects=p,
                        cluster_extra={'user': 'ytbridge', 'password_file': files['right']})
         g.start()
-        self.check(self.wait_leader(g) == 'a', 'a replica with the right password does not lead')
-        g.wait_baseline('a')
-        bad = self.group(names=('b',), prefix=g.prefix,
+        self.check(self.wait_leader(g) == good, 'a replica with the right password does not lead')
+        g.wait_baseline(good)
+        bad = self.group(names=(wrong,), prefix=g.prefix,
                          cluster_extra={'user': 'ytbridge', 'password_file': files['wrong']})
-        r = bad['b']
+        r = bad[wrong]
         r.start()
         pattern = re.compile(r'^.*(etcd.*\bauth|auth\w*.*\betcd).*$', re.I | re.M)
         self.wait(lambda: pattern.search(r.stderr()), 15,
@@ -333,9 +345,9 @@ class Settings(ClusterTest):
         else:
             self.check(r.daemon.proc.returncode in (1, 2),
                        'exit code %r' % r.daemon.proc.returncode, r.daemon.result())
-        self.check(self.wait_leader(g) == 'a', 'the good replica lost its leadership')
-        self.check(not [x for x in bad.polls() if x[1] == 'b'], 'b polled YouTrack')
-        self.check(not [x for x in bad.posts() if x[1] == 'b'], 'b posted')
+        self.check(self.wait_leader(g) == good, 'the good replica lost its leadership')
+        self.check(not [x for x in bad.polls() if x[1] == wrong], 'the refused replica polled')
+        self.check(not [x for x in bad.posts() if x[1] == wrong], 'the refused replica posted')
         out = r.daemon.result()
         for pw in self.secrets:
             self.check(pw not in out.stdout and pw not in out.stderr,

@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster_harness import (LEADS_RE, LEASE_TTL, LOST_RE, NAMES,  # noqa: E402
-                             POLL_INTERVAL, ClusterTest, Projects, rec_key)
+                             PAIR, POLL_INTERVAL, ClusterTest, Projects, rec_key)
 from etcd_cluster import main  # noqa: E402
 from harness import SCALE  # noqa: E402
 
@@ -128,9 +128,16 @@ class Failover(ClusterTest):
         rep = self.assert_exactly_once(g, p.expected, slack_duplicates=2)
         self.check_timeline(g, [(t0, t_kill1, l1), (t_kill1, t_kill2, l2),
                                 (t_kill2, float('inf'), l3)])
-        for name, wins in ((l1, 1), (l2, 1), (l3, 1)):
-            n = len(LEADS_RE.findall(g[name].stderr()))
-            self.check(n == wins, '%s logged "leads now" %d times' % (name, n))
+        for name in (l1, l2, l3):
+            seen = LEADS_RE.findall(g[name].stderr())
+            mine = [ln for ln in seen if name in ln]
+            self.check(len(mine) == 1, '%s: %d "leads now" lines naming itself: %r'
+                       % (name, len(mine), mine))
+            named = [[n for n in NAMES if n in ln] for ln in seen]
+            self.check(all(len(x) == 1 for x in named)
+                       and all(a != b for a, b in zip(named, named[1:])),
+                       '%s: each leadership change is not logged once with the member name: '
+                       '%r' % (name, seen))
         sys.stderr.write('leaders %s -> %s -> %s; new leader agreed %.2f s after the first '
                          'kill; %d changes; slack duplicates %d, webhook re-sends %d\n'
                          % (l1, l2, l3, t_l2 - t_kill1, len(p.expected),
@@ -140,11 +147,11 @@ class Failover(ClusterTest):
     def test_paused_leader_neither_posts_nor_polls_after_it_resumes(self):
         rx = self.rx
         p = Projects()
-        g = self.group(names=('a', 'b'), projects=p)
+        g = self.group(names=PAIR, projects=p)
         t0 = time.monotonic()
         g.start()
         lead = self.wait_leader(g)
-        other = 'b' if lead == 'a' else 'a'
+        other = PAIR[1] if lead == PAIR[0] else PAIR[0]
         g.wait_baseline(lead)
 
         rx.fault('hook', '500')
