@@ -45,6 +45,8 @@ import test_ops
 # of it. Under valgrind (YTBRIDGE_TIME_SCALE=10) a 2 s lease would expire while
 # the daemon is merely slow, so it grows with the scale (the range is 2..60).
 LEASE_TTL = max(2, min(60, int(round(2 * SCALE))))
+# The same for waits, which deadline_wait() scales itself.
+TTL_WAIT = LEASE_TTL / SCALE
 POLL_INTERVAL = 10   # the configuration's minimum
 # Member names no log line would contain by chance.
 NAMES = ('alpha', 'bravo', 'charlie')

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cluster_harness import (LEASE_TTL, PAIR, POLL_INTERVAL,  # noqa: E402
+from cluster_harness import (LEASE_TTL, PAIR, POLL_INTERVAL, TTL_WAIT,  # noqa: E402
                              ClusterTest, Projects, rec_key)
 from etcd_cluster import main  # noqa: E402
 from harness import SCALE  # noqa: E402
@@ -69,7 +69,7 @@ class MemberLoss(ClusterTest):
             views = g.views()
             return all(c and c.get('role') != 'leader' and c.get('etcd') != 'ok'
                        for status, c in views.values()) and views
-        self.wait(nobody_leads, LEASE_TTL + 5 * SCALE + 5,
+        self.wait(nobody_leads, TTL_WAIT + 10,
                   'every replica to give up leading and report etcd trouble')
         t_nobody = time.monotonic()
         metrics = {n: g[n].metrics() for n in g.names()}
@@ -148,15 +148,13 @@ class ManyProjects(ClusterTest):
         n_base, s_base = self.commit_figures(g[lead])
         self.check(n_base >= 1, 'no commit counted')
 
-        # The chunks: no value near etcd's request limit, and several of them.
+        # What is stored: no value over etcd's request limit (which it would refuse).
         keys = self.etcd.keys(g.prefix + '/')
         sizes = {k: len(self.etcd.get(k) or b'') for k in keys}
         self.check(max(sizes.values()) < MAX_REQUEST,
                    'a value of %d bytes (etcd refuses requests over %d)'
                    % (max(sizes.values()), MAX_REQUEST))
         stored = sum(sizes.values())
-        self.check(stored > 10 * 1024 * 1024, 'only %d bytes stored for 100,000 projects'
-                   % stored)
 
         # An unchanged poll: between two poll starts of the leader.
         t = time.monotonic()
