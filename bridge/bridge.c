@@ -119,12 +119,19 @@ static int load_snapshot(struct bridge *b, char *err, size_t errlen)
 {
     int r;
 
-    if (!b->opts.dry_run) {
+    if (b->opts.etcd) {
+        /* A dry run reads the state the leader committed, without the lead. */
+        r = state_open_etcd(&b->state, b->opts.etcd, b->opts.etcd_prefix, b->opts.lease,
+                            b->opts.dry_run ? STATE_OPEN_READONLY : 0, err, errlen);
+        if (r)
+            return r;
+    } else if (!b->opts.dry_run) {
         r = state_open(&b->state, b->conf->state_dir, err, errlen);
         if (r)
             return r;
     }
-    r = state_load(b->state, b->conf->state_dir, &b->snap, err, errlen);
+    r = state_load(b->state, b->opts.etcd ? b->opts.etcd_prefix : b->conf->state_dir, &b->snap, err,
+                   errlen);
     if (r < 0)
         return r;
     b->force_baseline = r == STATE_CORRUPT;
@@ -496,8 +503,12 @@ static int commit(struct bridge *b, uint64_t gen, struct project_list *next,
     r = outbox_records(batch->v, batch->n, &recs);
     if (r)
         snprintf(err, errlen, "out of memory");
-    else
+    else {
+        uint64_t t0 = uv_hrtime();
         r = state_commit(b->state, &s, recs, batch->n, now, err, errlen);
+        if (!r)
+            metrics_commit((double)(uv_hrtime() - t0) / 1e9);
+    }
     free(recs);
     if (r)
         goto fail;
@@ -720,11 +731,15 @@ retry:
 /*
  * The state directory was deleted or replaced: nothing written from now on would be read by
  * the next start. Say it once, turn /readyz red and stop; main exits non-zero so the
- * supervisor restarts us onto a fresh directory.
+ * supervisor restarts us onto a fresh directory. In etcd: the lease is lost or may be, and main
+ * hands the lead back to the election (cluster.h).
  */
 static void state_lost(struct bridge *b, const char *why)
 {
-    log_err("state", "%s; stopping: nothing written from now on would survive a restart", why);
+    if (b->opts.etcd)
+        log_warn("state", "%s; this replica stops leading", why);
+    else
+        log_err("state", "%s; stopping: nothing written from now on would survive a restart", why);
     snprintf(b->last_error, sizeof(b->last_error), "%s", why);
     b->state_lost = 1;
     b->exit_code = 1;
@@ -813,17 +828,17 @@ void bridge_on_stopped(struct bridge *b, void (*cb)(void *userdata), void *userd
     b->stopped_ud = userdata;
 }
 
-int bridge_readiness(const struct bridge *b, int64_t now, char **json)
+int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc)
 {
     struct outbox_sink_status st[64];
     size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
-    json_t *checks = json_object(), *doc;
+    json_t *checks = json_object();
     int64_t window = 2 * (int64_t)b->conf->youtrack.poll_interval;
     int ready = 1;
     char text[700];
 
     if (!checks)
-        return *json = NULL, 0;
+        return *doc = NULL, 0;
     if (b->state_lost) {
         ready = 0;
         json_object_set_new(checks, "state", json_string(b->last_error));
@@ -866,13 +881,11 @@ int bridge_readiness(const struct bridge *b, int64_t now, char **json)
             ready = 0;
         json_object_set_new(checks, "matrix", json_string(text));
     }
-    doc = json_pack("{s:b, s:o}", "ready", ready, "checks", checks);
-    *json = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(doc);
+    *doc = json_pack("{s:b, s:o}", "ready", ready, "checks", checks);
     return ready;
 }
 
-char *bridge_metrics(const struct bridge *b)
+char *bridge_metrics(const struct bridge *b, const struct metrics_cluster *cluster)
 {
     struct outbox_sink_status st[64];
     struct metrics_sink ms[64];
@@ -887,7 +900,7 @@ char *bridge_metrics(const struct bridge *b)
                                       .depth = st[i].depth,
                                       .broken = st[i].broken};
     }
-    return metrics_render(ms, n, b->started_at);
+    return metrics_render(ms, n, b->started_at, cluster);
 }
 
 /* One part of the bridge has stopped; the last one starts the teardown. */

@@ -5,16 +5,26 @@
 #ifndef YTB_BRIDGE_H
 #define YTB_BRIDGE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <uv.h>
 
 #include "command.h"
 #include "conf.h"
 
+struct etcd;
+struct state_lease;
+struct metrics_cluster;
+
 struct bridge_opts {
     int once;            /* one poll, then stop the loop */
     int dry_run;         /* print, do not commit; implies once */
     int accept_removals; /* the operator confirms held removals (first complete poll) */
+    /* With the cluster block: the state lives in etcd under etcd_prefix, fenced by lease (the
+     * leader's; NULL in a dry run, which only reads). NULL etcd: the state directory. */
+    struct etcd *etcd;
+    const char *etcd_prefix;
+    const struct state_lease *lease;
 };
 
 struct bridge;
@@ -37,13 +47,14 @@ void bridge_stop(struct bridge *b);
 void bridge_on_stopped(struct bridge *b, void (*cb)(void *userdata), void *userdata);
 
 /*
- * The readiness answer for /readyz: returns 1 when ready, and a JSON document naming each check
- * and its state in *json (caller frees; NULL on ENOMEM). No secrets.
+ * The readiness answer for /readyz: returns 1 when ready, and the JSON document naming each
+ * check and its state in *doc (a new reference; NULL on ENOMEM). No secrets.
  */
-int bridge_readiness(const struct bridge *b, int64_t now, char **json);
+int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc);
 
-/* The metrics exposition (caller frees), with the bridge's per-sink gauges. */
-char *bridge_metrics(const struct bridge *b);
+/* The metrics exposition (caller frees), with the bridge's per-sink gauges; cluster as in
+ * metrics_render(). */
+char *bridge_metrics(const struct bridge *b, const struct metrics_cluster *cluster);
 
 /* With once/dry_run: 0 when the poll succeeded and its changes were committed, else 1. */
 int bridge_exit_code(const struct bridge *b);

@@ -475,6 +475,49 @@ char *path_resolve(struct loader *ld, const char *p)
     return out;
 }
 
+char **strv_alloc(struct loader *ld, int n)
+{
+    char **v = calloc((size_t)n, sizeof(*v));
+
+    if (!v)
+        ld->nomem = 1;
+    return v;
+}
+
+const char *elem_string(const config_setting_t *s, int i, int *line)
+{
+    const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+    *line = line_of(e) > 0 ? line_of(e) : line_of(s);
+    return config_setting_get_string(e);
+}
+
+void file_take(struct loader *ld, const char *label, int line, const char *written,
+               const char *what, int secret, char **out)
+{
+    struct conf_pending *p = ld->conf->pending;
+    struct file_use *v = realloc(p->files, (p->n_files + 1) * sizeof(*v));
+
+    if (!v) {
+        ld->nomem = 1;
+        return;
+    }
+    p->files = v;
+    v += p->n_files;
+    *v = (struct file_use){.what = what, .line = line, .slot = diag_slot(ld), .secret = secret};
+    v->label = str_dup(ld, label);
+    v->written = str_dup(ld, written);
+    v->path = path_resolve(ld, written);
+    *out = v->path ? str_dup(ld, v->path) : NULL;
+    if (!v->label || !v->written || !v->path) {
+        free(v->label);
+        free(v->written);
+        free(v->path);
+        return;
+    }
+    p->n_files++;
+}
+
 /*
  * Checks url (label names it in messages; the URL itself never appears there, it may be a
  * secret) and stores a copy in *out, without trailing '/' unless URL_ENDPOINT. cred names the
@@ -484,9 +527,31 @@ char *path_resolve(struct loader *ld, const char *p)
 void url_check(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
                const char *cred, char **out)
 {
+    url_check_as(ld, line, label, url, flags, cred, cred ? cred : "secret URL", out);
+}
+
+/* What url_check_as() stores of u (text as written): see URL_ENDPOINT and URL_ORIGIN. */
+static char *url_kept(const struct url *u, const char *text, unsigned flags)
+{
+    size_t len = strlen(text);
+    char *out;
+
+    if (flags & URL_ORIGIN) {
+        if (asprintf(&out, "%s://%s:%d", u->scheme, u->host, u->port) < 0)
+            out = NULL;
+        return out;
+    }
+    /* Only a path can end in '/' here (no query, no fragment). */
+    while (!(flags & URL_ENDPOINT) && text[len - 1] == '/')
+        len--;
+    return strndup(text, len);
+}
+
+void url_check_as(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
+                  const char *use, const char *exposed, char **out)
+{
     struct url u;
     enum url_error e = url_parse(url, URL_HTTP, &u);
-    size_t len;
 
     if (e == URL_ERR_NOMEM) {
         ld->nomem = 1;
@@ -499,24 +564,22 @@ void url_check(struct loader *ld, int line, const char *label, const char *url, 
     }
     if (u.userinfo) {
         note_secret(ld, u.userinfo);
-        if (cred)
-            diag_add(ld, line, "%s: credentials in the URL are not allowed; use %s", label, cred);
+        if (use)
+            diag_add(ld, line, "%s: credentials in the URL are not allowed; use %s", label, use);
         else
             diag_add(ld, line, "%s: credentials in the URL are not allowed", label);
     } else if (flags & URL_ENDPOINT ? u.fragment : u.query || u.fragment) {
         diag_add(ld, line, "%s: must not contain a %s", label,
                  flags & URL_ENDPOINT ? "fragment" : "query or fragment");
+    } else if (flags & URL_ORIGIN && strcmp(u.path, "/") != 0) {
+        diag_add(ld, line, "%s: must not have a path (an endpoint is scheme://host:port)", label);
     } else if (!u.tls && !(flags & URL_INSECURE_OK) && !url_is_loopback(&u)) {
         diag_add(ld, line,
                  "%s: plain http:// to a non-loopback host sends the %s in clear text; use "
                  "https:// or set allow_insecure = true",
-                 label, cred ? cred : "secret URL");
+                 label, exposed);
     } else {
-        /* Only a path can end in '/' here (no query, no fragment). */
-        len = strlen(url);
-        while (!(flags & URL_ENDPOINT) && url[len - 1] == '/')
-            len--;
-        *out = strndup(url, len);
+        *out = url_kept(&u, url, flags);
         if (!*out)
             ld->nomem = 1;
     }

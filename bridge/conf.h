@@ -6,7 +6,8 @@
  * Secrets may be inline, in a file (KEY_file, trailing newline trimmed) or in the environment
  * (KEY_env = "NAME"); it records where each one comes from (struct conf_secret). conf_resolve()
  * then reads the files and variables, applies YTBRIDGE_YOUTRACK_URL and YTBRIDGE_YOUTRACK_TOKEN
- * (they override the file), checks youtrack.ca_file and registers every secret with
+ * (they override the file), checks youtrack.ca_file and the cluster's TLS files, names this
+ * replica (cluster.member: YTBRIDGE_MEMBER or the host name) and registers every secret with
  * log_add_secret(). conf_load() (a file) and conf_load_text() do both in one pass, which is what
  * the daemon runs.
  *
@@ -130,6 +131,40 @@ struct conf_secret {
     char *source; /* FILE: the path as written; ENV: the variable's name; INLINE: NULL */
 };
 
+/*
+ * cluster: replicas sharing their state in etcd (one leads, the others stand by). enabled is 0
+ * when the configuration has no cluster block; then nothing below is set.
+ */
+#define CONF_CLUSTER_MAX_ENDPOINTS 16
+#define CONF_CLUSTER_PREFIX_MAX    200
+#define CONF_CLUSTER_MEMBER_MAX    63
+
+struct conf_cluster {
+    int enabled; /* the block is present */
+    /*
+     * The etcd endpoints, 1..16, each "http(s)://host:port" (no path; the port filled in when
+     * the URL left it out), no two the same origin, in the order given.
+     */
+    char **etcd;
+    size_t n_etcd;
+    char *prefix;  /* every key lives under it: starts with '/', no trailing '/', no "//",
+                      printable ASCII without spaces, <= 200 bytes; default "/ytbridge" */
+    int lease_ttl; /* seconds 2..60, default 10 */
+    char *member;  /* this replica's name, 1..63 of A-Z a-z 0-9 . _ -: as configured, else
+                      (unset or "") $YTBRIDGE_MEMBER, else gethostname(); set by
+                      conf_resolve(), NULL after conf_load_buffer() alone when it was not
+                      configured */
+    /*
+     * TLS to etcd: a CA bundle, a client certificate and its key; NULL when unset or "". Paths
+     * against the configuration file's directory; cert_file and key_file together or neither;
+     * conf_resolve() checks that each is a file it can read.
+     */
+    char *ca_file, *cert_file, *key_file;
+    char *user;         /* etcd authentication; NULL when unset or "" */
+    char *password;     /* a secret (password, password_file or password_env); set iff user is */
+    int allow_insecure; /* plain http:// to a non-loopback endpoint */
+};
+
 struct conf_pending;
 
 struct conf {
@@ -173,6 +208,7 @@ struct conf {
         int format_set;
         enum log_format format;
     } log;
+    struct conf_cluster cluster;
     struct conf_secret *secrets; /* every secret setting, in file order */
     size_t n_secrets;
     struct conf_pending *pending; /* what conf_resolve() has left to do; private to conf*.c */
@@ -182,6 +218,12 @@ struct conf {
  * The sink called name: a configured one or a chat reply sink. NULL when there is none.
  */
 const struct conf_sink *conf_find_sink(const struct conf *conf, const char *name);
+
+/*
+ * 1 when a and b have the same cluster settings (both without a cluster block counts), else 0:
+ * a SIGHUP reload that changes them is more than a reload.
+ */
+int conf_cluster_same(const struct conf *a, const struct conf *b);
 
 /* One problem found in a configuration. */
 struct conf_diag {
@@ -235,10 +277,11 @@ int conf_load_buffer(const char *text, size_t len, const char *name, struct conf
 /*
  * The second step, once, on what conf_load_buffer() returned: reads each *_file (permissions
  * checked: readable by others is a warning on the log) and *_env secret with env (NULL: the
- * process's environment), applies YTBRIDGE_YOUTRACK_URL and _TOKEN, checks youtrack.ca_file,
- * builds the chat.matrix reply sinks and registers every secret with log_add_secret(). Returns
- * 0, or -EINVAL with diagnostics added to diags (conf is then unfit for use; free it), or
- * -ENOMEM.
+ * process's environment), applies YTBRIDGE_YOUTRACK_URL and _TOKEN, checks youtrack.ca_file and
+ * cluster.ca_file, cert_file and key_file, sets cluster.member when the text left it to
+ * YTBRIDGE_MEMBER or the host name, builds the chat.matrix reply sinks and registers every secret
+ * with log_add_secret(). Returns 0, or -EINVAL with diagnostics added to diags (conf is then unfit
+ * for use; free it), or -ENOMEM.
  */
 int conf_resolve(struct conf *conf, const struct conf_env *env, struct conf_diags *diags);
 

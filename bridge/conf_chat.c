@@ -48,19 +48,16 @@ static void load_id_list(struct loader *ld, const config_setting_t *g, const cha
     if (n <= 0)
         return;
     key_path(path, sizeof(path), gpath, key);
-    *out = calloc((size_t)n, sizeof(**out));
-    if (!*out) {
-        ld->nomem = 1;
+    *out = strv_alloc(ld, n);
+    if (!*out)
         return;
-    }
     for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        const char *v = config_setting_get_string(e);
-        int line = line_of(e) > 0 ? line_of(e) : line_of(s);
+        int line;
+        const char *v = elem_string(s, i, &line);
 
         if (!v)
             diag_add(ld, line, "%s[%d]: expected a string, got %s", path, i,
-                     type_name(config_setting_type(e)));
+                     type_name(config_setting_type(config_setting_get_elem(s, (unsigned)i))));
         else if (!ok(v))
             diag_add(ld, line, "%s[%d]: \"%s\" is not %s", path, i,
                      printable(ld, v, shown, sizeof(shown)), hint);

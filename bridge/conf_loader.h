@@ -8,7 +8,7 @@
  * - conf_lex.c: the pre-scan of the text before libconfig sees it;
  * - conf_secret.c: where each secret comes from (inline, KEY_file, KEY_env), and the checks of
  *   a secret's value;
- * - conf_sink.c: sinks; conf_chat.c: chat.slack and chat.matrix;
+ * - conf_sink.c: sinks; conf_chat.c: chat.slack and chat.matrix; conf_cluster.c: cluster;
  * - conf_walk.c: the walk of a text (load_text()): the root and the youtrack, notify, log and
  *   http groups; conf_load_buffer(), conf_free();
  * - conf_resolve.c: conf_resolve(), conf_load(), conf_load_text(): the only conf*.c file that
@@ -132,14 +132,37 @@ void get_choice(struct loader *ld, const config_setting_t *grp, const char *gpat
 const config_setting_t *get_strings(struct loader *ld, const config_setting_t *grp,
                                     const char *gpath, const char *key, const char *what);
 char *path_resolve(struct loader *ld, const char *p);
+/* A zeroed array for the n (> 0) strings of a list; NULL when out of memory (recorded). */
+char **strv_alloc(struct loader *ld, int n);
+/*
+ * Element i of the list s: its string, or NULL when it is not one (get_strings() reports that),
+ * and in *line where it is (the list's line when libconfig has none for the element).
+ */
+const char *elem_string(const config_setting_t *s, int i, int *line);
+/*
+ * A file named by the setting label (line) with the value written: *out gets its path (against
+ * the configuration's directory) and conf_resolve() checks that it can be read. what names the
+ * kind of file ("a CA bundle"); secret: a private key (a warning when others can read it).
+ */
+void file_take(struct loader *ld, const char *label, int line, const char *written,
+               const char *what, int secret, char **out);
 
 /* conf.c: URLs. */
 enum {
     URL_ENDPOINT = 1,    /* posted to as given: a query is allowed, a trailing '/' kept */
     URL_INSECURE_OK = 2, /* allow_insecure: plain http:// to any host */
+    URL_ORIGIN = 4,      /* scheme://host[:port] alone: no path but "/"; stored as
+                            "scheme://host:port", the port filled in */
 };
 void url_check(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
                const char *cred, char **out);
+/*
+ * url_check() with the two things its messages name given apart: use, the setting to use
+ * instead of credentials in the URL (NULL: none), and exposed, what plain http:// would send
+ * in clear text.
+ */
+void url_check_as(struct loader *ld, int line, const char *label, const char *url, unsigned flags,
+                  const char *use, const char *exposed, char **out);
 
 /*
  * conf_walk.c: the walk of a text. Returns the configuration built from it, diagnostics or not
@@ -153,9 +176,11 @@ int prescan(struct loader *ld, const char *s, size_t len);
 
 /* conf_secret.c: secrets. */
 enum secret_kind {
-    SECRET_TOKEN, /* sent in an HTTP header: token_ok() */
-    SECRET_URL,   /* url_check() by the caller */
-    SECRET_KEY,   /* any bytes but NUL (an HMAC key) */
+    SECRET_TOKEN,    /* sent in an HTTP header: token_ok() */
+    SECRET_URL,      /* url_check() by the caller */
+    SECRET_KEY,      /* any bytes but NUL (an HMAC key) */
+    SECRET_PASSWORD, /* any bytes but NUL; chosen by a person, so a *_file or *_env value that
+                        names nothing is never quoted: it may be the password itself */
 };
 
 /*
@@ -190,6 +215,17 @@ struct secret_use {
     void *dest; /* inside the configuration, which never moves (its sinks are allocated once) */
 };
 
+/* A file a setting names, for conf_resolve() to check (file_take()). */
+struct file_use {
+    char *label;      /* the setting: "youtrack.ca_file" */
+    char *written;    /* its value as written */
+    char *path;       /* against the configuration's directory */
+    const char *what; /* "a CA bundle": "name a CA bundle file here" */
+    int line;
+    unsigned slot;
+    int secret; /* a private key: a warning when group or others can read it */
+};
+
 /* The part of a configuration that conf_resolve() still has to act on. */
 struct conf_pending {
     struct secret_use *uses; /* the secrets in files and variables, in file order */
@@ -199,9 +235,12 @@ struct conf_pending {
     char **env_names; /* every KEY_env variable named: its value is a secret wherever it shows */
     size_t n_env_names;
     unsigned url_slot, token_slot; /* where YTBRIDGE_YOUTRACK_URL/TOKEN's messages sort */
-    char *ca_file;                 /* youtrack.ca_file as written; NULL when unset */
-    int ca_line;
-    unsigned ca_slot;
+    struct file_use *files;        /* the files settings name, in file order */
+    size_t n_files;
+    /* cluster.member left to YTBRIDGE_MEMBER or the host name: where, for messages. */
+    int member_open;
+    int member_line;
+    unsigned member_slot;
 };
 
 int token_ok(const char *t);
@@ -231,5 +270,11 @@ void load_chat(struct loader *ld, const config_setting_t *root, struct conf *c);
 /* The chat.matrix reply sinks, once its access token is known (conf_resolve()). */
 void chat_reply_sinks(struct loader *ld, struct conf *c);
 void chat_free(struct conf *c);
+
+/* conf_cluster.c */
+void load_cluster(struct loader *ld, const config_setting_t *root, struct conf *c);
+/* Whether v is a valid cluster.member: 1..63 of A-Z a-z 0-9 . _ - */
+int cluster_member_ok(const char *v);
+void conf_cluster_fini(struct conf_cluster *cl);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * The configuration's second step and the entry points that run both: conf_resolve() reads the
  * secret files and variables conf_load_buffer() recorded, applies YTBRIDGE_YOUTRACK_URL and
- * YTBRIDGE_YOUTRACK_TOKEN, checks youtrack.ca_file and registers every secret with the logger;
+ * YTBRIDGE_YOUTRACK_TOKEN, checks the files settings name (youtrack.ca_file, the cluster's TLS
+ * files), names this replica (cluster.member) and registers every secret with the logger;
  * conf_load() and conf_load_text() walk a text and resolve it in one pass, so every problem of
  * both is reported in file order and an override makes the text's own url or token moot.
  *
@@ -100,12 +101,19 @@ static int secret_file_read(struct loader *ld, const struct secret_src *src, con
     printable(ld, path, shown, sizeof(shown));
     /* stat before open: opening a device node (a FIFO, /dev/watchdog) can block or act. */
     if (stat(path, &st) != 0) {
+        err = errno;
         if (looks_like_secret(setting)) {
             char fix[96];
             snprintf(fix, sizeof(fix), "put the %s in a file and name the file here", src->noun);
             secret_misplaced(ld, src, setting, "path", fix);
+        } else if (src->kind == SECRET_PASSWORD) {
+            note_secret(ld, setting);
+            diag_add(ld, line,
+                     "%s: cannot read the file named there: %s (not shown: it may be "
+                     "the %s itself)",
+                     label, strerror(err), src->noun);
         } else {
-            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(errno));
+            diag_add(ld, line, "%s: cannot read %s: %s", label, shown, strerror(err));
         }
         goto out;
     }
@@ -185,11 +193,18 @@ static int secret_fetch(struct loader *ld, const struct secret_src *src,
         char fix[96];
         snprintf(fix, sizeof(fix), "put the %s in a variable and name the variable here",
                  src->noun);
-        if (looks_like_secret(v))
+        if (looks_like_secret(v)) {
             secret_misplaced(ld, src, v, "variable name", fix);
-        else
+        } else if (src->kind == SECRET_PASSWORD) {
+            note_secret(ld, v);
+            diag_add(ld, src->line,
+                     "%s: the environment variable named there is not set or "
+                     "empty (not shown: it may be the %s itself)",
+                     src->label, src->noun);
+        } else {
             diag_add(ld, src->line, "%s: environment variable %s is not set or empty", src->label,
                      shown);
+        }
         return -1;
     }
     note_secret(ld, t);
@@ -255,30 +270,69 @@ static int resolve_token(struct loader *ld, struct conf *c, const struct conf_en
     return 1;
 }
 
-static void check_ca_file(struct loader *ld, struct conf *c)
+/*
+ * A file a setting names (a CA bundle, a certificate, a key): it must be a regular file this
+ * process can read. A value that is no file and looks like a token or PEM text pasted there is
+ * not printed.
+ */
+static void check_file(struct loader *ld, const struct file_use *f)
 {
-    const char *ca = c->pending->ca_file;
-    int line = c->pending->ca_line;
+    const char *pasted = strstr(f->written, "-----BEGIN") ? "PEM text"
+                         : looks_like_secret(f->written)  ? "a token"
+                                                          : NULL;
     char shown[300];
     struct stat st;
 
-    ld->at = c->pending->ca_slot;
-    if (!c->youtrack.ca_file) /* out of memory when it was recorded */
-        return;
-    printable(ld, c->youtrack.ca_file, shown, sizeof(shown));
-    int missing = stat(c->youtrack.ca_file, &st) != 0, err = errno;
-    if (missing && looks_like_secret(ca)) {
-        /* The token pasted one line too low: do not print it. */
-        note_secret(ld, ca);
-        diag_add(ld, line,
-                 "youtrack.ca_file: the value looks like a token, not a path; name "
-                 "a CA bundle file here");
-    } else if (missing || access(c->youtrack.ca_file, R_OK) != 0) {
-        diag_add(ld, line, "youtrack.ca_file: cannot read %s: %s", shown,
+    ld->at = f->slot;
+    printable(ld, f->path, shown, sizeof(shown));
+    int missing = stat(f->path, &st) != 0, err = errno;
+    if (missing && pasted) {
+        /* The secret pasted one line too low: do not print it. */
+        note_secret(ld, f->written);
+        diag_add(ld, f->line, "%s: the value looks like %s, not a path; name %s file here",
+                 f->label, pasted, f->what);
+    } else if (missing || access(f->path, R_OK) != 0) {
+        diag_add(ld, f->line, "%s: cannot read %s: %s", f->label, shown,
                  strerror(missing ? err : errno));
     } else if (!S_ISREG(st.st_mode)) {
-        diag_add(ld, line, "youtrack.ca_file: %s is not a regular file", shown);
+        diag_add(ld, f->line, "%s: %s is not a regular file", f->label, shown);
+    } else if (f->secret && exposed(&st)) {
+        char now[300];
+        secrets_register(ld);
+        printable_now(f->path, now, sizeof(now), redact_logged, NULL);
+        log_warn("conf", "%s:%d: %s: key file %s is readable by group or others (chmod 600)",
+                 ld->file, f->line, f->label, now);
     }
+}
+
+/* cluster.member when the text left it open: YTBRIDGE_MEMBER, else the host name. */
+static void resolve_member(struct loader *ld, struct conf *c, const struct conf_env *env)
+{
+    const char *v = env_get(env, "YTBRIDGE_MEMBER"), *from = "YTBRIDGE_MEMBER";
+    int line = c->pending->member_line;
+    char host[256], shown[80];
+
+    ld->at = c->pending->member_slot;
+    if (!v || !*v) {
+        if (gethostname(host, sizeof(host)) != 0) {
+            diag_add(ld, line,
+                     "cluster.member: unset, and the host name cannot be read (%s); set member "
+                     "or YTBRIDGE_MEMBER",
+                     strerror(errno));
+            return;
+        }
+        host[sizeof(host) - 1] = '\0'; /* gethostname() need not terminate a cut name */
+        v = host;
+        from = "the host name";
+    }
+    if (!cluster_member_ok(v)) {
+        diag_add(ld, line,
+                 "cluster.member (from %s): must be 1 to %d of A-Z a-z 0-9 . _ - (got \"%s\"); "
+                 "set member or YTBRIDGE_MEMBER",
+                 from, CONF_CLUSTER_MEMBER_MAX, printable(ld, v, shown, sizeof(shown)));
+        return;
+    }
+    c->cluster.member = str_dup(ld, v);
 }
 
 /* Everything c->pending asks for; c->pending is gone afterwards. */
@@ -300,8 +354,10 @@ static void resolve(struct loader *ld, struct conf *c, const struct conf_env *en
     }
     resolve_url(ld, c, env);
     token_overridden = resolve_token(ld, c, env);
-    if (p->ca_file)
-        check_ca_file(ld, c);
+    for (size_t i = 0; i < p->n_files; i++)
+        check_file(ld, &p->files[i]);
+    if (p->member_open)
+        resolve_member(ld, c, env);
     for (size_t i = 0; i < p->n_uses; i++) {
         if (!(token_overridden && p->uses[i].dest == &c->youtrack.token))
             secret_resolve(ld, c, &p->uses[i], env);

@@ -205,6 +205,7 @@ void note_secrets_early(struct loader *ld, const config_setting_t *root)
     int n = list && config_setting_is_list(list) ? config_setting_length(list) : 0;
 
     const config_setting_t *chat = config_setting_get_member(root, "chat");
+    const config_setting_t *cluster = config_setting_get_member(root, "cluster");
     const config_setting_t *cs;
 
     if (yt && config_setting_is_group(yt))
@@ -215,6 +216,8 @@ void note_secrets_early(struct loader *ld, const config_setting_t *root)
     cs = chat && config_setting_is_group(chat) ? config_setting_get_member(chat, "matrix") : NULL;
     if (cs && config_setting_is_group(cs))
         note_secret_early(ld, cs, "access_token");
+    if (cluster && config_setting_is_group(cluster))
+        note_secret_early(ld, cluster, "password");
     for (int i = 0; i < n && i < CONF_MAX_SINKS; i++) {
         const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
         if (!config_setting_is_group(g))
@@ -301,6 +304,11 @@ void conf_pending_free(struct conf_pending *p)
         secret_free(p->noted[i]);
     free(p->noted);
     strv_free(p->env_names, p->n_env_names);
-    free(p->ca_file);
+    for (size_t i = 0; i < p->n_files; i++) {
+        free(p->files[i].label);
+        free(p->files[i].written);
+        free(p->files[i].path);
+    }
+    free(p->files);
     free(p);
 }

@@ -186,15 +186,12 @@ static void load_sink_projects(struct loader *ld, const config_setting_t *g, con
     n = s ? config_setting_length(s) : 0;
     if (!s)
         return;
-    sink->projects = calloc((size_t)n, sizeof(*sink->projects));
-    if (!sink->projects) {
-        ld->nomem = 1;
+    sink->projects = strv_alloc(ld, n);
+    if (!sink->projects)
         return;
-    }
     for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        const char *v = config_setting_get_string(e);
-        int line = line_of(e) > 0 ? line_of(e) : line_of(s);
+        int line;
+        const char *v = elem_string(s, i, &line);
 
         if (!v)
             continue;

@@ -1,6 +1,7 @@
 /*
  * The walk of a configuration text (load_text()): the pre-scan, libconfig, then the root and its
- * youtrack, notify, log and http groups here, the sinks and chat groups in their own files; and
+ * youtrack, notify, log and http groups here, the sinks, chat and cluster groups in their own
+ * files; and
  * conf_load_buffer(), the walk alone, and conf_free().
  *
  * Pure: a function of the text. A secret in a file or a variable is recorded, not read; the
@@ -90,13 +91,9 @@ static void load_youtrack(struct loader *ld, const config_setting_t *root, struc
     c->youtrack.max_body = (long)v;
 
     ca = get_string(ld, yt, "youtrack", "ca_file");
-    if (ca && *ca) {
-        /* Whether the file can be read is for conf_resolve() to find out. */
-        c->youtrack.ca_file = path_resolve(ld, ca);
-        c->pending->ca_file = str_dup(ld, ca);
-        c->pending->ca_line = line_of(config_setting_get_member(yt, "ca_file"));
-        c->pending->ca_slot = diag_slot(ld);
-    }
+    if (ca && *ca) /* whether the file can be read is for conf_resolve() to find out */
+        file_take(ld, "youtrack.ca_file", line_of(config_setting_get_member(yt, "ca_file")), ca,
+                  "a CA bundle", 0, &c->youtrack.ca_file);
 }
 
 static void load_notify(struct loader *ld, const config_setting_t *root, struct conf *c)
@@ -205,7 +202,7 @@ static void load_http(struct loader *ld, const config_setting_t *root, struct co
 static void load_root(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
     static const char *const keys[] = {"youtrack", "state_dir", "notify", "sinks",
-                                       "http",     "log",       "chat"};
+                                       "http",     "log",       "chat",   "cluster"};
     const char *state_dir;
 
     note_secrets_early(ld, root);
@@ -225,6 +222,7 @@ static void load_root(struct loader *ld, const config_setting_t *root, struct co
     load_http(ld, root, c);
     load_log(ld, root, c);
     load_chat(ld, root, c);
+    load_cluster(ld, root, c);
 }
 
 void conf_free(struct conf *conf)
@@ -239,6 +237,7 @@ void conf_free(struct conf *conf)
     free(conf->state_dir);
     sinks_free(conf->sinks, conf->n_sinks);
     chat_free(conf);
+    conf_cluster_fini(&conf->cluster);
     for (size_t i = 0; i < conf->n_secrets; i++) {
         free(conf->secrets[i].setting);
         free(conf->secrets[i].source);

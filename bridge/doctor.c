@@ -2,7 +2,9 @@
  * --doctor: a fixed sequence of checks, each one request on the shared loop; a check's answer
  * starts the next. Lines go to stdout. No message is ever posted: Slack webhooks are probed
  * with an empty body (a valid URL answers no_text), Matrix with whoami and the room's member
- * list; generic webhooks and hookshot cannot be probed without posting and are skipped.
+ * list; generic webhooks and hookshot cannot be probed without posting and are skipped. With
+ * the cluster block, etcd comes first: each endpoint's status, then the credentials and the
+ * group's leader through all of them (blocking calls: nothing else runs yet).
  * No secret is printed: sinks are named by their configured names.
  */
 #include "doctor.h"
@@ -14,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
+#include "etcd.h"
 #include "http.h"
 #include "log.h"
 #include "sink.h"
@@ -450,6 +454,72 @@ static void next(struct doctor *d)
     free(url);
 }
 
+/* One etcd endpoint on its own: does it answer, which version, is the cluster led. */
+static void check_etcd_endpoint(struct doctor *d, size_t i)
+{
+    struct conf_cluster one = d->conf->cluster;
+    struct etcd_reply r = {0};
+    struct etcd *e = NULL;
+    char err[512];
+    json_t *body = json_object();
+
+    one.etcd = &d->conf->cluster.etcd[i];
+    one.n_etcd = 1;
+    if (!body || cluster_etcd_new(&e, d->loop, &one, err, sizeof(err)) != 0) {
+        json_decref(body);
+        report(d, "FAIL", "cluster: %s: %s", one.etcd[0], body ? err : "out of memory");
+        return;
+    }
+    if (etcd_call_sync(e, "/v3/maintenance/status", body, &r) != 0)
+        report(d, "FAIL", "cluster: %s: %s", one.etcd[0], r.message);
+    else if (etcd_int(r.body, "leader") == 0)
+        report(d, "FAIL",
+               "cluster: %s answers (etcd %s) but its cluster has no leader (quorum "
+               "lost?)",
+               one.etcd[0], json_string_value(json_object_get(r.body, "version")));
+    else
+        report(d, "OK", "cluster: %s answers (etcd %s)", one.etcd[0],
+               json_string_value(json_object_get(r.body, "version")));
+    etcd_reply_fini(&r);
+    etcd_free(e);
+}
+
+/*
+ * The cluster block: every endpoint on its own, then through all of them the credentials (a
+ * read of the leader key needs them when etcd's authentication is on) and who leads.
+ */
+static void check_cluster(struct doctor *d)
+{
+    const struct conf_cluster *cc = &d->conf->cluster;
+    struct etcd_reply r = {0};
+    struct etcd_kv *kv = NULL;
+    struct etcd *e = NULL;
+    size_t n = 0;
+    char err[512], key[300];
+
+    for (size_t i = 0; i < cc->n_etcd; i++)
+        check_etcd_endpoint(d, i);
+    if (cluster_etcd_new(&e, d->loop, cc, err, sizeof(err)) != 0) {
+        report(d, "FAIL", "cluster: %s", err);
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/leader", cc->prefix);
+    if (etcd_call_sync(e, "/v3/kv/range", etcd_op_body(etcd_op_range(key, NULL)), &r) != 0)
+        report(d, "FAIL", "cluster: reading %s: %s", key, r.message);
+    else if (etcd_kvs(r.body, &kv, &n) != 0)
+        report(d, "FAIL", "cluster: reading %s: an unreadable answer", key);
+    else if (n == 0)
+        report(d, "WARN", "cluster: no replica of the group %s leads now%s", cc->prefix,
+               cc->user ? " (the credentials work)" : "");
+    else
+        report(d, "OK", "cluster: \"%s\" leads the group %s%s (this replica is \"%s\")",
+               kv[0].value, cc->prefix, cc->user ? "; the credentials work" : "", cc->member);
+    etcd_kvs_free(kv, n);
+    etcd_reply_fini(&r);
+    etcd_free(e);
+    uv_run(d->loop, UV_RUN_DEFAULT); /* the clients' handles close */
+}
+
 int doctor_run(uv_loop_t *loop, const struct conf *conf)
 {
     struct doctor d = {.loop = loop, .conf = conf};
@@ -461,6 +531,8 @@ int doctor_run(uv_loop_t *loop, const struct conf *conf)
         uv_run(loop, UV_RUN_DEFAULT);
         return 1;
     }
+    if (conf->cluster.enabled)
+        check_cluster(&d);
     next(&d);
     uv_run(loop, UV_RUN_DEFAULT);
     /* Every check has answered when the loop runs dry. */

@@ -1,7 +1,7 @@
 /*
  * HMAC-SHA256 (RFC 2104, RFC 4231), for signing generic webhook bodies and deriving Matrix reply
- * transaction ids. The one boundary of OpenSSL's libcrypto: no other module includes its
- * headers.
+ * transaction ids. With OpenSSL's libcrypto behind it; the only other modules that include
+ * libcrypto's headers are etcd.c (base64) and state_etcd.c (SHA-256), under the same defines.
  */
 #ifndef YTB_HMAC_H
 #define YTB_HMAC_H

@@ -370,6 +370,10 @@ int http_start(struct http *h, const struct http_request *req, http_cb cb, void 
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (req->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+    if (req->cert_file)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, req->cert_file);
+    if (req->key_file)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, req->key_file);
     if (req->method && strcmp(req->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);

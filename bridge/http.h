@@ -32,10 +32,12 @@ struct http_request {
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const char *body;           /* for POST/PUT; copied by libcurl */
     size_t body_len;
-    long timeout_ms;     /* whole transfer; 0: 30 s */
-    size_t max_body;     /* 0: 1 MiB */
-    int truncate;        /* keep the first max_body bytes of a longer body instead of failing */
-    const char *ca_file; /* extra CA bundle, or NULL */
+    long timeout_ms;       /* whole transfer; 0: 30 s */
+    size_t max_body;       /* 0: 1 MiB */
+    int truncate;          /* keep the first max_body bytes of a longer body instead of failing */
+    const char *ca_file;   /* extra CA bundle, or NULL */
+    const char *cert_file; /* TLS client certificate (PEM), or NULL */
+    const char *key_file;  /* its private key (PEM), or NULL */
 };
 
 struct http_response {

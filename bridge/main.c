@@ -14,12 +14,15 @@
 #include <uv.h>
 
 #include "bridge.h"
+#include "cluster.h"
 #include "conf.h"
 #include "config.h"
 #include "doctor.h"
+#include "etcd.h"
 #include "http.h"
 #include "httpd.h"
 #include "lwsctx.h"
+#include "metrics.h"
 #include "slack_socket.h"
 #include "log.h"
 
@@ -37,20 +40,22 @@ static const char usage_text[] =
     "                        \"configuration OK\" or each problem as FILE:LINE: message\n"
     "      --once            poll once, announce what changed, exit (1 if the poll failed)\n"
     "      --dry-run         poll once and print what would be announced; post nothing and\n"
-    "                        leave the state directory untouched\n"
+    "                        leave the state (directory or etcd) untouched\n"
     "      --accept-removals confirm removals held back by the mass-removal guard: the next\n"
     "                        complete poll announces them\n"
     "      --log-level LEVEL error, warn, info (default) or debug\n"
     "      --log-format FMT  text (default) or json (one JSON object per line)\n"
     "      --doctor          check the YouTrack URL, the token (whose it is, whether it is an\n"
     "                        administrator's), the visible projects and each sink's\n"
-    "                        credentials, without posting anything; exit 0 when all pass\n"
+    "                        credentials, and each etcd endpoint and the group's leader\n"
+    "                        (cluster block), without posting anything; exit 0 when all pass\n"
     "      --allow-root      run even as root (it refuses otherwise)\n"
     "  -V, --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
     "\n"
     "Environment: YTBRIDGE_CONFIG, YTBRIDGE_YOUTRACK_URL, YTBRIDGE_YOUTRACK_TOKEN (the URL and\n"
-    "the token override the file's, and are enough to run without one).\n"
+    "the token override the file's, and are enough to run without one), YTBRIDGE_MEMBER (this\n"
+    "replica's name in a cluster).\n"
     "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP re-reads the configuration.\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage or configuration error.\n"
     "See ytbridge(8).\n";
@@ -203,6 +208,10 @@ struct run {
     struct conf *conf;    /* the running configuration */
     struct conf *pending; /* a validated configuration waiting for the bridge to stop */
     struct bridge *bridge;
+    /* With the cluster block: the election; the bridge exists only while this replica leads. */
+    struct cluster *cluster;
+    struct cluster *old_cluster; /* being stopped by a reload that changed the cluster block */
+    struct conf *old_conf;       /* what old_cluster points into, freed with it */
     struct httpd *httpd;
     struct httpd *next_httpd; /* bound for the pending configuration, swapped in with it */
     int rebind; /* the pending http.listen needs the port the running listener holds */
@@ -211,6 +220,9 @@ struct run {
     int signals;
     int stopping;
     int failed;
+    int lead_lost;      /* the election took the lead away: the bridge is stopping for it */
+    int64_t started_at; /* for /metrics while no bridge runs */
+    struct etcd *etcd;  /* a dry run's read-only client, with the cluster block */
 };
 
 static void apply_log_settings(const struct args *a, const struct conf *conf)
@@ -224,6 +236,38 @@ static void apply_log_settings(const struct args *a, const struct conf *conf)
                                      : LOG_FORMAT_TEXT);
 }
 
+/*
+ * /readyz: the bridge's checks; with the cluster block also the election's ("cluster"), and a
+ * standby (no bridge) is ready while it sees a live leader. Returns 1 when ready.
+ */
+static int readiness(const struct run *run, char **body)
+{
+    json_t *doc = NULL, *cl = NULL;
+    int ready = 0;
+
+    if (run->bridge)
+        ready = bridge_readiness(run->bridge, (int64_t)time(NULL), &doc);
+    else if (!run->cluster)
+        doc = json_pack("{s:b, s:{s:s}}", "ready", 0, "checks", "bridge", "reloading");
+    if (run->cluster) {
+        int standby_ready = cluster_readiness(run->cluster, &cl);
+        if (!run->bridge) {
+            /* A standby's own checks: leading needs YouTrack, standing by needs etcd. */
+            ready = standby_ready && cluster_role(run->cluster) != CLUSTER_LEADER;
+            doc = json_pack("{s:b, s:{}}", "ready", ready, "checks");
+        }
+        if (doc && cl) {
+            json_object_set_new(doc, "ready", json_boolean(ready));
+            json_object_set_new(doc, "cluster", cl);
+        } else {
+            json_decref(cl);
+        }
+    }
+    *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    return ready;
+}
+
 static int on_http_request(void *userdata, const char *path, int *status, const char **content_type,
                            char **body)
 {
@@ -234,16 +278,15 @@ static int on_http_request(void *userdata, const char *path, int *status, const 
         *body = strdup("ok\n");
     } else if (strcmp(path, "/readyz") == 0) {
         *content_type = "application/json";
-        if (run->bridge) {
-            *status = bridge_readiness(run->bridge, (int64_t)time(NULL), body) ? 200 : 503;
-        } else {
-            *status = 503;
-            *body = strdup("{\"ready\":false,\"checks\":{\"bridge\":\"reloading\"}}");
-        }
-    } else if (strcmp(path, "/metrics") == 0 && run->bridge) {
+        *status = readiness(run, body) ? 200 : 503;
+    } else if (strcmp(path, "/metrics") == 0 && (run->bridge || run->cluster)) {
+        struct metrics_cluster mc = {0};
+        if (run->cluster)
+            cluster_metrics(run->cluster, &mc);
         *status = 200;
         *content_type = "text/plain; version=0.0.4; charset=utf-8";
-        *body = bridge_metrics(run->bridge);
+        *body = run->bridge ? bridge_metrics(run->bridge, run->cluster ? &mc : NULL)
+                            : metrics_render(NULL, 0, run->started_at, &mc);
     } else {
         *status = 404;
         *body = strdup("not found\n");
@@ -339,6 +382,13 @@ static void unref_signals(struct run *run)
         uv_unref(h[i]);
 }
 
+/* The election stops after the bridge: the lease is given back once nothing more is sent. */
+static void stop_cluster(struct run *run)
+{
+    if (run->cluster)
+        cluster_stop(run->cluster, NULL, NULL);
+}
+
 static void shut_down(struct run *run)
 {
     run->stopping = 1;
@@ -349,6 +399,8 @@ static void shut_down(struct run *run)
     slack_socket_cleanup();
     if (run->bridge)
         bridge_stop(run->bridge);
+    else
+        stop_cluster(run);
     unref_signals(run);
 }
 
@@ -372,17 +424,147 @@ static void on_signal(uv_signal_t *h, int signum)
  * The bridge stopped without being asked: a one-shot run is done, a daemon cannot go on (its
  * state directory is gone, and the bridge said so). Exit non-zero for the supervisor.
  */
+static void on_drop_bridge(uv_timer_t *t);
+
 static void on_bridge_stopped(void *userdata)
 {
     struct run *run = userdata;
 
-    if (run->stopping)
+    if (run->stopping) {
+        stop_cluster(run);
         return;
+    }
+    if (run->cluster) {
+        /* A replica goes on: back to the election (on_drop_bridge). */
+        uv_timer_start(&run->swap, on_drop_bridge, 0, 0);
+        return;
+    }
     if (!(run->args->bridge.once || run->args->bridge.dry_run)) {
         log_err("main", "the bridge stopped; exiting with status %d", EXIT_RUNTIME);
         run->failed = 1;
     }
     shut_down(run);
+}
+
+/* This replica leads: a bridge on the etcd state, fenced by the lease (cluster.h). */
+static void start_leading(struct run *run)
+{
+    char err[1024] = "";
+    struct bridge_opts o = run->args->bridge;
+
+    o.etcd = cluster_etcd(run->cluster);
+    o.etcd_prefix = cluster_prefix(run->cluster);
+    o.lease = cluster_lease(run->cluster);
+    if (bridge_new(&run->bridge, run->loop, run->conf, &o, err, sizeof(err))) {
+        run->bridge = NULL;
+        log_err("main", "cannot lead: %s", err);
+        cluster_step_down(run->cluster, "the bridge could not start");
+        return;
+    }
+    /* The confirmation covers the first poll this process leads, not later ones. */
+    run->args->bridge.accept_removals = 0;
+    bridge_on_stopped(run->bridge, on_bridge_stopped, run);
+    bridge_start(run->bridge);
+}
+
+/* The election's verdict. While a reload is under way, on_swap() looks at the role itself. */
+static void on_role(void *userdata, int leading)
+{
+    struct run *run = userdata;
+
+    if (run->stopping || run->pending)
+        return;
+    if (leading && !run->bridge) {
+        start_leading(run);
+    } else if (!leading && run->bridge) {
+        run->lead_lost = 1;
+        bridge_stop(run->bridge); /* then on_drop_bridge() */
+    }
+}
+
+/*
+ * The bridge of a replica has stopped: because the lead was lost (it may be back by now), or by
+ * itself (its state refused a write: the lease is gone or going), which gives the lead up.
+ */
+static void on_drop_bridge(uv_timer_t *t)
+{
+    struct run *run = t->data;
+    int asked = run->lead_lost;
+
+    bridge_free(run->bridge);
+    run->bridge = NULL;
+    run->lead_lost = 0;
+    if (run->stopping || cluster_role(run->cluster) != CLUSTER_LEADER)
+        return;
+    if (asked)
+        start_leading(run); /* lost and won again while the bridge was stopping */
+    else
+        cluster_step_down(run->cluster, "the bridge stopped (see above)");
+}
+
+static int start_cluster(struct run *run)
+{
+    char err[1024] = "";
+
+    if (cluster_new(&run->cluster, run->loop, run->conf, on_role, run, err, sizeof(err))) {
+        run->cluster = NULL;
+        log_err("main", "cluster: %s", err);
+        return -1;
+    }
+    log_info("main",
+             "ytbridge %s: replica \"%s\" of the group %s; it polls %s every %d s while "
+             "it leads",
+             YTB_VERSION, run->conf->cluster.member, run->conf->cluster.prefix,
+             run->conf->youtrack.url, run->conf->youtrack.poll_interval);
+    cluster_start(run->cluster);
+    return 0;
+}
+
+/* The election under the old cluster settings has ended: join the group under the new ones. */
+static void on_old_cluster_stopped(void *userdata)
+{
+    struct run *run = userdata;
+
+    cluster_free(run->old_cluster);
+    run->old_cluster = NULL;
+    conf_free(run->old_conf);
+    run->old_conf = NULL;
+    if (run->stopping)
+        return;
+    if (start_cluster(run) != 0) {
+        run->failed = 1;
+        shut_down(run);
+    }
+}
+
+/*
+ * A reload with the cluster block, after the bridge (if any) has stopped: the same cluster
+ * settings keep the election and its lease (a leader starts its new bridge at once); changed
+ * ones leave the election, giving the lead back, and join it again under the new settings.
+ */
+static void swap_cluster(struct run *run, struct conf *old)
+{
+    if (run->stopping) { /* a SIGTERM came during the reload: the election stops too */
+        run->pending = run->conf;
+        run->conf = old;
+        stop_cluster(run);
+        return;
+    }
+    swap_listener(run, old->http.listen);
+    if (conf_cluster_same(old, run->conf)) {
+        cluster_set_conf(run->cluster, run->conf);
+        conf_free(old);
+        log_info("main", "reload: new configuration in effect");
+        if (cluster_role(run->cluster) == CLUSTER_LEADER)
+            start_leading(run);
+        return;
+    }
+    log_info("main", "reload: new configuration in effect; the cluster settings changed: leaving "
+                     "the election and joining it again");
+    run->old_cluster = run->cluster;
+    run->old_conf = old;
+    run->cluster = NULL;
+    cluster_stop(run->old_cluster, on_old_cluster_stopped, run);
 }
 
 /* Runs on the loop after the old bridge's handles are closed: swap in the new one. */
@@ -397,6 +579,11 @@ static void on_swap(uv_timer_t *t)
     run->conf = run->pending;
     run->pending = NULL;
     apply_log_settings(run->args, run->conf);
+    run->lead_lost = 0;
+    if (run->cluster) {
+        swap_cluster(run, old);
+        return;
+    }
     if (bridge_new(&run->bridge, run->loop, run->conf, &run->args->bridge, err, sizeof(err))) {
         log_err("main", "reload: %s; going back to the previous configuration", err);
         conf_free(run->conf);
@@ -458,12 +645,24 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     conf_diags_fini(&diags);
+    if (!next->cluster.enabled != !run->conf->cluster.enabled) {
+        log_err("main",
+                "reload: the cluster block was %s: that takes a restart; keeping the "
+                "running configuration",
+                next->cluster.enabled ? "added" : "removed");
+        conf_free(next);
+        return;
+    }
     if (reload_listen(run, next) != 0) {
         conf_free(next);
         return;
     }
     /* Stop the bridge (deliveries in flight get their grace period), then swap. */
     run->pending = next;
+    if (!run->bridge) { /* a standby */
+        uv_timer_start(&run->swap, on_swap, 0, 0);
+        return;
+    }
     bridge_on_stopped(run->bridge, on_bridge_stopped_for_reload, run);
     bridge_stop(run->bridge);
 }
@@ -492,6 +691,7 @@ static int run_bridge(struct run *run, struct args *a)
 {
     char err[1024] = "";
     int oneshot = a->bridge.once || a->bridge.dry_run;
+    int clustered = run->conf->cluster.enabled && !oneshot;
     int rc = EXIT_RUNTIME;
 
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -500,12 +700,24 @@ static int run_bridge(struct run *run, struct args *a)
         return EXIT_RUNTIME;
     }
     run->loop = uv_default_loop();
-    if (bridge_new(&run->bridge, run->loop, run->conf, &a->bridge, err, sizeof(err))) {
-        log_err("main", "%s", err);
-        goto out;
+    run->started_at = (int64_t)time(NULL);
+    if (a->bridge.dry_run && run->conf->cluster.enabled) {
+        /* A dry run looks at what the group's leader committed, and takes no part. */
+        if (cluster_etcd_new(&run->etcd, run->loop, &run->conf->cluster, err, sizeof(err))) {
+            log_err("main", "cluster: %s", err);
+            goto out;
+        }
+        a->bridge.etcd = run->etcd;
+        a->bridge.etcd_prefix = run->conf->cluster.prefix;
     }
-    /* The confirmation covers the first poll only, not the first poll after each reload. */
-    a->bridge.accept_removals = 0;
+    if (!clustered) {
+        if (bridge_new(&run->bridge, run->loop, run->conf, &a->bridge, err, sizeof(err))) {
+            log_err("main", "%s", err);
+            goto out;
+        }
+        /* The confirmation covers the first poll only, not the first poll after each reload. */
+        a->bridge.accept_removals = 0;
+    }
     uv_signal_init(run->loop, &run->sigint);
     uv_signal_init(run->loop, &run->sigterm);
     uv_signal_init(run->loop, &run->sighup);
@@ -532,12 +744,24 @@ static int run_bridge(struct run *run, struct args *a)
                  YTB_VERSION, run->conf->youtrack.url);
     else if (a->bridge.once)
         log_info("main", "ytbridge %s: one poll of %s", YTB_VERSION, run->conf->youtrack.url);
-    else
+    else if (!clustered)
         log_info("main", "ytbridge %s polling %s every %d s", YTB_VERSION, run->conf->youtrack.url,
                  run->conf->youtrack.poll_interval);
-    bridge_on_stopped(run->bridge, on_bridge_stopped, run);
-    bridge_start(run->bridge);
+    if (clustered) {
+        if (start_cluster(run) != 0) {
+            run->failed = 1;
+            shut_down(run);
+        }
+    } else {
+        bridge_on_stopped(run->bridge, on_bridge_stopped, run);
+        bridge_start(run->bridge);
+    }
     uv_run(run->loop, UV_RUN_DEFAULT);
+    /* The election's and the dry run's etcd clients close their handles on this loop. */
+    cluster_free(run->cluster);
+    run->cluster = NULL;
+    etcd_free(run->etcd);
+    run->etcd = NULL;
 
     rc = oneshot && run->bridge ? bridge_exit_code(run->bridge) : run->failed ? EXIT_RUNTIME : 0;
     httpd_free(run->httpd);
@@ -595,6 +819,13 @@ int main(int argc, char **argv)
     }
     if (a.doctor) {
         rc = run_doctor(&a, run.conf);
+        goto out;
+    }
+    if (a.bridge.once && !a.bridge.dry_run && run.conf->cluster.enabled) {
+        /* A one-shot poll would have to win the lead first and give it back after. */
+        fprintf(stderr, "ytbridge: --once cannot run with the cluster block: only the group's "
+                        "leader polls; use --dry-run to see what a poll would announce\n");
+        rc = EXIT_USAGE;
         goto out;
     }
     if (geteuid() == 0 && !a.allow_root) {

@@ -16,9 +16,17 @@
 static const char *const poll_results[] = {"ok", "auth", "network", "server", "protocol"};
 #define N_RESULTS (sizeof(poll_results) / sizeof(poll_results[0]))
 
-/* Poll duration histogram buckets, seconds. */
-static const double buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+/* Histogram buckets, seconds: poll durations, and commits (a directory's fsync to etcd's
+ * chunked transactions of a large snapshot). */
+static const double poll_le[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double commit_le[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30};
+#define MAX_BUCKETS 9
+
+struct histogram {
+    uint64_t bucket[MAX_BUCKETS];
+    uint64_t count;
+    double sum;
+};
 
 /* Chat counters: one label, a fixed set of values (unknown values count under the last). */
 static const char *const cmd_platforms[] = {"slack", "matrix"};
@@ -38,9 +46,7 @@ struct sink_counts {
 
 static struct {
     uint64_t polls[N_RESULTS];
-    uint64_t bucket[N_BUCKETS];
-    uint64_t duration_count;
-    double duration_sum;
+    struct histogram poll_seconds;
     int64_t last_success;
     size_t projects;
     uint64_t changes[5];
@@ -52,6 +58,7 @@ static struct {
         matrix_sync[N_OF(matrix_sync)];
     int slack_enabled, slack_sockets, slack_connected, matrix_enabled;
     int64_t matrix_last_sync;
+    struct histogram commit_seconds;
 } m;
 
 /* The index of v in names; unknown values map to the last one. */
@@ -110,18 +117,23 @@ void metrics_reset(void)
     memset(&m, 0, sizeof(m));
 }
 
+static void observe(struct histogram *h, const double *le, size_t n, double v)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v <= le[i])
+            h->bucket[i]++;
+    }
+    h->count++;
+    h->sum += v;
+}
+
 void metrics_poll(const char *result, double seconds, int64_t now)
 {
     for (size_t i = 0; i < N_RESULTS; i++) {
         if (strcmp(result, poll_results[i]) == 0)
             m.polls[i]++;
     }
-    for (size_t i = 0; i < N_BUCKETS; i++) {
-        if (seconds <= buckets[i])
-            m.bucket[i]++;
-    }
-    m.duration_count++;
-    m.duration_sum += seconds;
+    observe(&m.poll_seconds, poll_le, N_OF(poll_le), seconds);
     if (strcmp(result, "ok") == 0)
         m.last_success = now;
 }
@@ -189,6 +201,17 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void render_histogram(FILE *f, const char *name, const char *help, const struct histogram *h,
+                             const double *le, size_t n)
+{
+    family(f, name, "histogram", help);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)h->bucket[i]);
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    fprintf(f, "%s_sum %.6f\n", name, h->sum);
+    fprintf(f, "%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
 /* The polls, the changes they found, the projects tracked. */
 static void render_polls(FILE *f)
 {
@@ -196,14 +219,8 @@ static void render_polls(FILE *f)
     for (size_t i = 0; i < N_RESULTS; i++)
         fprintf(f, "ytbridge_polls_total{result=\"%s\"} %llu\n", poll_results[i],
                 (unsigned long long)m.polls[i]);
-    family(f, "ytbridge_poll_duration_seconds", "histogram", "Duration of YouTrack polls.");
-    for (size_t i = 0; i < N_BUCKETS; i++)
-        fprintf(f, "ytbridge_poll_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
-                (unsigned long long)m.bucket[i]);
-    fprintf(f, "ytbridge_poll_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-            (unsigned long long)m.duration_count);
-    fprintf(f, "ytbridge_poll_duration_seconds_sum %.6f\n", m.duration_sum);
-    fprintf(f, "ytbridge_poll_duration_seconds_count %llu\n", (unsigned long long)m.duration_count);
+    render_histogram(f, "ytbridge_poll_duration_seconds", "Duration of YouTrack polls.",
+                     &m.poll_seconds, poll_le, N_OF(poll_le));
     family(f, "ytbridge_last_successful_poll_timestamp_seconds", "gauge",
            "Unix time of the last complete poll; 0 before the first.");
     fprintf(f, "ytbridge_last_successful_poll_timestamp_seconds %lld\n", (long long)m.last_success);
@@ -306,7 +323,36 @@ static void render_matrix(FILE *f)
     fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n", (long long)m.matrix_last_sync);
 }
 
-char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at)
+void metrics_commit(double seconds)
+{
+    observe(&m.commit_seconds, commit_le, N_OF(commit_le), seconds);
+}
+
+/* The state commits, and the election when the cluster block is set. */
+static void render_state(FILE *f, const struct metrics_cluster *c)
+{
+    render_histogram(f, "ytbridge_state_commit_seconds",
+                     "Time spent committing polls to the state (directory or etcd).",
+                     &m.commit_seconds, commit_le, N_OF(commit_le));
+    if (!c)
+        return;
+    family(f, "ytbridge_cluster_leader", "gauge", "1 while this replica leads its group.");
+    fprintf(f, "ytbridge_cluster_leader %d\n", c->leader ? 1 : 0);
+    family(f, "ytbridge_cluster_leader_changes_total", "counter",
+           "Leaders this replica has seen take over (itself included).");
+    fprintf(f, "ytbridge_cluster_leader_changes_total %llu\n",
+            (unsigned long long)c->leader_changes);
+    family(f, "ytbridge_cluster_etcd_requests_total", "counter", "Calls to etcd, by result.");
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"ok\"} %llu\n",
+            (unsigned long long)c->etcd_ok);
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"error\"} %llu\n",
+            (unsigned long long)c->etcd_error);
+    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"unreachable\"} %llu\n",
+            (unsigned long long)c->etcd_unreachable);
+}
+
+char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at,
+                     const struct metrics_cluster *cluster)
 {
     char *out = NULL;
     size_t len = 0;
@@ -322,6 +368,7 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
     render_polls(f);
     render_sinks(f, sinks, n_sinks);
     render_commands(f);
+    render_state(f, cluster);
     if (m.slack_enabled)
         render_slack(f);
     if (m.matrix_enabled)

@@ -46,7 +46,19 @@ struct metrics_sink {
 };
 
 /* Appends the exposition to a fresh string (caller frees); NULL on ENOMEM. */
-char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at);
+/* The cluster's figures (cluster.c fills them), when the cluster block is set. */
+struct metrics_cluster {
+    int leader;              /* this replica leads */
+    uint64_t leader_changes; /* leaders this replica has seen take over (itself included) */
+    uint64_t etcd_ok, etcd_error, etcd_unreachable; /* etcd calls by result */
+};
+
+/* How long a commit of the state took (any backend), for ytbridge_state_commit_seconds. */
+void metrics_commit(double seconds);
+
+/* cluster is NULL without the cluster block. */
+char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at,
+                     const struct metrics_cluster *cluster);
 
 /* Forget everything (tests). */
 void metrics_reset(void);

@@ -28,7 +28,8 @@
 #define REQUEST_TIMEOUT_MS 30000L
 #define ANSWER_MAX         (64u * 1024u)
 #define COMPACT_EVERY      256u
-#define REPLY_MAX_AGE_S    600 /* a chat reply later than this answers nobody: dropped */
+#define HOLD_MS            1000u /* a look again at a state that is not ours (state_check) */
+#define REPLY_MAX_AGE_S    600   /* a chat reply later than this answers nobody: dropped */
 
 enum qstate {
     Q_IDLE = 0,
@@ -482,6 +483,14 @@ static void kick(struct queue *q)
 
     while (q->state == Q_IDLE && q->head && !ob->stopping) {
         struct outbox_entry *e = q->head;
+        char held[600];
+        /* Nothing is sent that could not be recorded as done: a leader whose lease may have
+         * run out (a paused process) must not post what the new leader posts too (state.h). */
+        if (ob->st && state_check(ob->st, held, sizeof(held)) != 0) {
+            log_debug("outbox", "sink %s: holding %s: %s", q->sink.conf->name, e->id, held);
+            wait_for(q, Q_BACKOFF, HOLD_MS);
+            return;
+        }
         int64_t age = (int64_t)time(NULL) - e->created;
         if (e->transient && age > REPLY_MAX_AGE_S) {
             log_warn("outbox", "sink %s: reply %s dropped: still undelivered after %lld s",

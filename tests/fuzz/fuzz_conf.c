@@ -28,7 +28,8 @@ static const char *fake_get(void *ctx, const char *name)
 /* Whether conf_resolve() would read a file of this machine. */
 static int names_a_file(const struct conf *conf)
 {
-    if (conf->youtrack.ca_file)
+    if (conf->youtrack.ca_file || conf->cluster.ca_file || conf->cluster.cert_file ||
+        conf->cluster.key_file)
         return 1;
     for (size_t i = 0; i < conf->n_secrets; i++) {
         if (conf->secrets[i].from == CONF_SECRET_FILE)

@@ -100,6 +100,35 @@ class Cli(BridgeTest):
                 self.assert_quiet(result)
         self.assertEqual(self.fake.requests(), [])
 
+    def test_check_config_cluster(self):
+        # A cluster block is checked offline, like the rest: no etcd is asked, and a
+        # password never shows, wherever it was put.
+        password = 'fake-etcd-Pw7x'
+        pw_file = os.path.join(self.tmp, 'etcd-password')
+        with open(pw_file, 'w', encoding='utf-8') as f:
+            f.write(password + '\n')
+        os.chmod(pw_file, 0o600)
+        good = self.bridge.config_text()
+        self.bridge.write_config(good + 'cluster: { etcd = [ "http://127.0.0.1:9" ];\n'
+                                 '  user = "ytbridge"; password_file = "%s"; };\n' % pw_file)
+        result = self.assert_ok(self.bridge.run('-n', env={'YTBRIDGE_MEMBER': 'cli-test'}))
+        self.assertEqual(result.stdout.strip(), 'configuration OK')
+        first = len(good.splitlines()) + 1
+        self.bridge.write_config(
+            good + 'cluster: {\n'
+            '  etcd = [ "http://etcd.example.com:2379/v3" ];\n'
+            '  lease_ttl = 1;\n'
+            '  member = "x %s";\n'
+            '  user = "ytbridge"; password_file = "%s"; };\n' % (password, password))
+        result = self.bridge.run('-n')
+        self.check(result.rc == 2, 'a bad cluster block exits 2', result)
+        out = result.stdout + result.stderr
+        for line, key in ((first + 1, 'etcd[0]'), (first + 2, 'lease_ttl'),
+                          (first + 3, 'member'), (first + 4, 'password_file')):
+            self.assertIn('%s:%d: cluster.%s: ' % (self.bridge.config_path, line, key), out)
+        self.assertNotIn(password, out)
+        self.assertEqual(self.fake.requests(), [])
+
     def test_missing_token_is_a_config_error(self):
         self.bridge.configure(token=None)
         result = self.bridge.run('--check-config')

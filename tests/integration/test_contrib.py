@@ -10,7 +10,10 @@ engine, a cluster or a running systemd.
 - the Containerfile's runtime stage installs packages that cover the binary's shared
   libraries (`ldd` + `dpkg -S`; skipped without dpkg);
 - the Kubernetes Deployment: replicas 1, Recreate, probes on /healthz and /readyz at 9464,
-  a non-root read-only security context (PyYAML if installed, else text checks).
+  a non-root read-only security context (PyYAML if installed, else text checks);
+- the replicated examples (issue 12): the Deployment with RollingUpdate and YTBRIDGE_MEMBER
+  from the pod's name, the etcd StatefulSet (three members, TLS, auto-compaction) whose member
+  names the replicated configuration lists, and the two-host systemd drop-ins.
 """
 
 import os
@@ -42,6 +45,14 @@ DEPLOYMENT = os.path.join(K8S, 'ytbridge-sidecar.yaml')
 CONFIGMAP = os.path.join(K8S, 'ytbridge-configmap.yaml')
 SECRET = os.path.join(K8S, 'ytbridge-secret.yaml')
 PVC = os.path.join(K8S, 'ytbridge-pvc.yaml')
+REPLICATED = os.path.join(K8S, 'replicated')
+REP_DEPLOYMENT = os.path.join(REPLICATED, 'app-with-ytbridge.yaml')
+REP_CONFIGMAP = os.path.join(REPLICATED, 'ytbridge-configmap.yaml')
+REP_SECRET = os.path.join(REPLICATED, 'ytbridge-secret.yaml')
+ETCD_DIR = os.path.join(K8S, 'etcd')
+ETCD = os.path.join(ETCD_DIR, 'etcd.yaml')
+SYSTEMD_CLUSTER_CONF = os.path.join(CONTRIB, 'systemd', 'cluster', 'ytbridge.conf')
+SYSTEMD_DROPINS = os.path.join(CONTRIB, 'systemd', 'cluster', 'ytbridge.service.d')
 
 # KEY_file = "PATH"; on an uncommented line.
 SECRET_FILE_RE = re.compile(r'\b(\w+)_file\s*=\s*"([^"]*)"')
@@ -107,9 +118,9 @@ def fake_secret(key):
     return 'contrib-test-%s\n' % key
 
 
-def configmap_conf():
+def configmap_conf(path=CONFIGMAP):
     """The ytbridge.conf block scalar of the ConfigMap, by text (no YAML needed)."""
-    lines = read(CONFIGMAP).splitlines()
+    lines = read(path).splitlines()
     for i, line in enumerate(lines):
         m = re.match(r'^(\s*)ytbridge\.conf:\s*\|\s*$', line)
         if not m:
@@ -126,7 +137,7 @@ def configmap_conf():
             indent = width if indent is None else min(indent, width)
             body.append(nxt)
         return '\n'.join(x[indent:] for x in body).strip('\n') + '\n'
-    raise AssertionError('%s has no "ytbridge.conf: |" key' % CONFIGMAP)
+    raise AssertionError('%s has no "ytbridge.conf: |" key' % path)
 
 
 def parse_unit(path):
@@ -236,7 +247,7 @@ class ContribConfigs(unittest.TestCase):
         # Bridge only for run(): the wrapper, the clean environment, the deadline.
         self.bridge = Bridge(self.tmp, 'http://127.0.0.1:9')
 
-    def check_config(self, name, text):
+    def check_config(self, name, text, env=None):
         """Point every secret file and state_dir at temporary ones, run -n."""
         work = os.path.join(self.tmp, name)
         os.makedirs(work)
@@ -255,7 +266,7 @@ class ContribConfigs(unittest.TestCase):
         text = STATE_DIR_RE.sub(
             lambda m: '%s"%s"' % (m.group(1), os.path.join(work, 'state')), text)
         self.bridge.write_config(text)
-        result = self.bridge.run('-n')  # the harness adds --allow-root as root
+        result = self.bridge.run('-n', env=env)  # the harness adds --allow-root as root
         if result.rc != 0 or result.stdout.strip() != 'configuration OK':
             self.fail('%s does not pass -n:\n%s\n--- config as checked ---\n%s'
                       % (name, result.describe(), redact(text)))
@@ -276,6 +287,16 @@ class ContribConfigs(unittest.TestCase):
 
     def test_kubernetes_conf(self):
         self.check_config('kubernetes', configmap_conf())
+
+    # The cluster configurations name their member through YTBRIDGE_MEMBER, as deployed (the
+    # host name would do, but need not be a valid member name on every build machine).
+    def test_kubernetes_replicated_conf(self):
+        self.check_config('kubernetes-replicated', configmap_conf(REP_CONFIGMAP),
+                          env={'YTBRIDGE_MEMBER': 'app-with-ytbridge-5d8f7c9b4-x2k4q'})
+
+    def test_systemd_cluster_conf(self):
+        self.check_config('systemd-cluster', read(SYSTEMD_CLUSTER_CONF),
+                          env={'YTBRIDGE_MEMBER': 'bridge-a'})
 
     def test_uncommenting_finds_the_examples(self):
         # Guards the helper above: each file really has commented sink examples.
@@ -336,6 +357,43 @@ class ConfigsMatchDeployments(unittest.TestCase):
         for key, path in files:
             self.assertRegex(secret, r'(?m)^\s+%s:' % re.escape(os.path.basename(path)),
                              'the Secret has no key for %s' % path)
+
+
+    def test_kubernetes_replicated(self):
+        text = configmap_conf(REP_CONFIGMAP)
+        files, state = self.conf_values(text)
+        self.assertEqual(state, '/var/lib/ytbridge')
+        self.assertRegex(text, r'(?m)^\s*listen\s*=\s*"0\.0\.0\.0:9464"')
+        self.assertIn('password', [key for key, _ in files])
+        secret = read(REP_SECRET)
+        for key, path in files:
+            self.assertTrue(path.startswith('/run/secrets/ytbridge/'), path)
+            self.assertRegex(secret, r'(?m)^\s+%s:' % re.escape(os.path.basename(path)),
+                             'the Secret has no key for %s' % path)
+        # Every replica names itself through YTBRIDGE_MEMBER: no member in the file.
+        self.assertNotRegex(text, r'(?m)^\s*member\s*=')
+
+    def test_systemd_cluster(self):
+        creds = {}
+        for path in [UNIT] + sorted(os.path.join(SYSTEMD_DROPINS, n)
+                                    for n in os.listdir(SYSTEMD_DROPINS)):
+            for key, value in parse_unit(path).get('Service', []):
+                if key == 'LoadCredential':
+                    name, _, src = value.partition(':')
+                    creds[name] = src
+        text = read(SYSTEMD_CLUSTER_CONF)
+        files, state = self.conf_values(text)
+        prefix = '/run/credentials/ytbridge.service/'
+        self.assertEqual(state, '/var/lib/' + dict(parse_unit(UNIT)['Service'])['StateDirectory'])
+        for key, path in files:
+            if key == 'ca':  # public: a plain file
+                self.assertTrue(path.startswith('/etc/ytbridge/'), path)
+                continue
+            self.assertTrue(path.startswith(prefix), (key, path))
+            self.assertIn(path[len(prefix):], creds, '%s has no LoadCredential= line' % path)
+        self.assertNotRegex(text, r'(?m)^\s*member\s*=')
+        member = dict(parse_unit(os.path.join(SYSTEMD_DROPINS, 'member.conf'))['Service'])
+        self.assertRegex(member['Environment'], r'^YTBRIDGE_MEMBER=[A-Za-z0-9._-]{1,63}$')
 
 
 class SystemdUnit(unittest.TestCase):
@@ -404,6 +462,12 @@ class SystemdUnit(unittest.TestCase):
         return tool
 
     def test_systemd_analyze_verify(self):
+        self.verify(dropins=False)
+
+    def test_systemd_analyze_verify_cluster_dropins(self):
+        self.verify(dropins=True)
+
+    def verify(self, dropins):
         tool = self.analyze()
         need_binary()
         binary = os.path.abspath(os.environ['YTBRIDGE_BIN'])
@@ -415,6 +479,8 @@ class SystemdUnit(unittest.TestCase):
         unit = os.path.join(tmp, 'ytbridge.service')
         with open(unit, 'w', encoding='utf-8') as f:
             f.write(read(UNIT).replace('/usr/sbin/ytbridge', binary))
+        if dropins:  # verify reads ytbridge.service.d/ beside the unit
+            shutil.copytree(SYSTEMD_DROPINS, os.path.join(tmp, 'ytbridge.service.d'))
         # --man=no: Documentation=man:ytbridge(8) is not installed on a build machine.
         proc = subprocess.run([tool, 'verify', '--man=no', unit],
                               capture_output=True, text=True, timeout=60)
@@ -682,15 +748,13 @@ class ContainerBuild(unittest.TestCase):
 
 class Kubernetes(unittest.TestCase):
 
-    def test_deployment(self):
-        if yaml is None:
-            return self.text_checks()
-        with open(DEPLOYMENT, encoding='utf-8') as f:
-            dep = yaml.safe_load(f)
+    def sidecar(self, path, configmap, secret_path):
+        """The checks both sidecar Deployments pass: annotations, the bridge container's
+        probes, port, security context and mounts, the ConfigMap and Secret it mounts.
+        Returns (spec, pod, bridge container, mounts, volumes)."""
+        dep = load_yaml(path)
         self.assertEqual(dep['kind'], 'Deployment')
         spec = dep['spec']
-        self.assertEqual(spec['replicas'], 1)
-        self.assertEqual(spec['strategy'], {'type': 'Recreate'})
         pod = spec['template']
         ann = pod['metadata']['annotations']
         self.assertEqual(ann['prometheus.io/scrape'], 'true')
@@ -723,21 +787,25 @@ class Kubernetes(unittest.TestCase):
         self.assertEqual(mode & 0o7, 0, 'secrets readable by others: %o' % mode)
         self.assertEqual(mode, 0o440, '%o' % mode)
         self.assertEqual(volumes['config']['configMap']['defaultMode'], 0o444)
-        with open(CONFIGMAP, encoding='utf-8') as f:
-            cm = yaml.safe_load(f)
-        with open(SECRET, encoding='utf-8') as f:
-            secret = yaml.safe_load(f)
-        with open(PVC, encoding='utf-8') as f:
-            pvc = yaml.safe_load(f)
+        cm, secret = load_yaml(configmap), load_yaml(secret_path)
         self.assertEqual(volumes['config']['configMap']['name'], cm['metadata']['name'])
         self.assertIn('ytbridge.conf', cm['data'])
-        self.assertEqual(cm['data']['ytbridge.conf'].strip(), configmap_conf().strip())
+        self.assertEqual(cm['data']['ytbridge.conf'].strip(), configmap_conf(configmap).strip())
         self.assertEqual(volumes['secrets']['secret']['secretName'],
                          secret['metadata']['name'])
+        self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
+        return spec, pod, yb, mounts, volumes
+
+    def test_deployment(self):
+        if yaml is None:
+            return self.text_checks()
+        spec, _, _, _, volumes = self.sidecar(DEPLOYMENT, CONFIGMAP, SECRET)
+        self.assertEqual(spec['replicas'], 1)
+        self.assertEqual(spec['strategy'], {'type': 'Recreate'})
+        pvc = load_yaml(PVC)
         self.assertEqual(volumes['state']['persistentVolumeClaim']['claimName'],
                          pvc['metadata']['name'])
         self.assertEqual(pvc['spec']['accessModes'], ['ReadWriteOnce'])
-        self.assertEqual(pod['spec']['securityContext']['fsGroup'], 10001)
 
     def test_no_implicit_octal(self):
         # YAML 1.1 (PyYAML, Kubernetes' own decoder) reads 0444 as octal 292, YAML 1.2
@@ -745,22 +813,88 @@ class Kubernetes(unittest.TestCase):
         # world-writable. Every integer with a leading zero is ambiguous; write file modes
         # in decimal with the octal in a comment.
         ambiguous = []
-        for name in sorted(os.listdir(K8S)):
-            if not name.endswith(('.yaml', '.yml')):
-                continue
-            for n, line in enumerate(read(os.path.join(K8S, name)).splitlines(), 1):
+        for path in yaml_files():
+            name = os.path.relpath(path, K8S)
+            for n, line in enumerate(read(path).splitlines(), 1):
                 body = strip_yaml_comment(line)
                 if re.search(r'(?::|^\s*-)\s+[-+]?0[0-9_]+\s*$', body):
                     ambiguous.append('%s:%d: %s' % (name, n, line.strip()))
         self.assertFalse(ambiguous, 'leading-zero integers (octal in YAML 1.1, decimal in '
                          'YAML 1.2):\n' + '\n'.join(ambiguous))
-        dep = read(DEPLOYMENT)
-        modes = re.findall(r'(?m)^\s*defaultMode:\s*(\d+)\s*#\s*(0[0-7]{3})\b', dep)
-        self.assertEqual(len(modes), len(re.findall(r'defaultMode:', dep)),
-                         'each defaultMode: decimal, then its octal in a comment')
-        for dec, octal in modes:
-            self.assertEqual(int(dec), int(octal, 8), 'defaultMode: %s  # %s' % (dec, octal))
-        self.assertEqual(sorted(int(o, 8) for _, o in modes), [0o440, 0o444])
+        for path in yaml_files():
+            text = read(path)
+            modes = re.findall(r'(?m)^\s*defaultMode:\s*(\d+)\s*#\s*(0[0-7]{3})\b', text)
+            self.assertEqual(len(modes), len(re.findall(r'defaultMode:', text)),
+                             '%s: each defaultMode: decimal, then its octal in a comment'
+                             % path)
+            for dec, octal in modes:
+                self.assertEqual(int(dec), int(octal, 8),
+                                 '%s: defaultMode: %s  # %s' % (path, dec, octal))
+            if path in (DEPLOYMENT, REP_DEPLOYMENT):
+                self.assertEqual(sorted(int(o, 8) for _, o in modes), [0o440, 0o444])
+
+    def test_replicated_deployment(self):
+        if yaml is None:
+            return self.replicated_text_checks()
+        spec, _, yb, mounts, volumes = self.sidecar(REP_DEPLOYMENT, REP_CONFIGMAP, REP_SECRET)
+        self.assertGreaterEqual(spec['replicas'], 2)
+        self.assertEqual(spec['strategy'], {'type': 'RollingUpdate', 'rollingUpdate':
+                                            {'maxSurge': 1, 'maxUnavailable': 0}})
+        env = {e['name']: e for e in yb['env']}
+        self.assertEqual(env['YTBRIDGE_MEMBER']['valueFrom'],
+                         {'fieldRef': {'fieldPath': 'metadata.name'}})
+        # No claim: the state is in etcd, and a ReadWriteOnce volume would pin the replicas.
+        self.assertNotIn('persistentVolumeClaim', volumes[mounts['state']['name']])
+
+    def replicated_text_checks(self):
+        body = '\n'.join(strip_yaml_comment(ln) for ln in read(REP_DEPLOYMENT).splitlines())
+        self.assertRegex(body, r'(?m)^  replicas: [2-9]$')
+        self.assertRegex(body, r'(?m)^  strategy:\n    type: RollingUpdate$')
+        self.assertRegex(body, r'- name: YTBRIDGE_MEMBER\n\s+valueFrom:\n\s+fieldRef:\n'
+                               r'\s+fieldPath: metadata.name\n')
+        self.assertNotIn('persistentVolumeClaim', body)
+
+    def test_etcd_statefulset(self):
+        text = read(ETCD)
+        args = re.findall(r'(?m)^\s+- (--[a-z-]+=\S+)$', text)
+        flags = dict(a[2:].split('=', 1) for a in args)
+        # Compaction, or the database grows with every snapshot rewrite until etcd's quota.
+        self.assertIn(flags.get('auto-compaction-mode'), ('revision', 'periodic'))
+        self.assertTrue(flags.get('auto-compaction-retention'))
+        for flag in ('cert-file', 'key-file', 'trusted-ca-file', 'peer-cert-file',
+                     'peer-key-file', 'peer-trusted-ca-file'):
+            self.assertIn(flag, flags)
+        self.assertTrue(flags['listen-client-urls'].startswith('https://'))
+        self.assertEqual(flags['peer-client-cert-auth'], 'true')
+        members = re.findall(r'(etcd-\d+)=https://', flags['initial-cluster'])
+        self.assertEqual(members, ['etcd-0', 'etcd-1', 'etcd-2'])
+        namespace = re.search(r'(?m)^namespace: (\S+)$',
+                              read(os.path.join(ETCD_DIR, 'kustomization.yaml'))).group(1)
+        # The replicated example's configuration names exactly these members' client URLs.
+        want = ['https://%s.etcd.%s.svc:2379' % (m, namespace) for m in members]
+        self.assertEqual(re.findall(r'"(https://etcd-[^"]+)"', configmap_conf(REP_CONFIGMAP)),
+                         want)
+        if yaml is None:
+            return
+        with open(ETCD, encoding='utf-8') as f:
+            docs = {d['kind']: d for d in yaml.safe_load_all(f)}
+        sts, svc = docs['StatefulSet'], docs['Service']
+        self.assertEqual(sts['spec']['replicas'], 3)
+        self.assertEqual(sts['spec']['podManagementPolicy'], 'Parallel')
+        self.assertEqual(sts['spec']['serviceName'], svc['metadata']['name'])
+        self.assertEqual(svc['spec']['clusterIP'], 'None')
+        self.assertIs(svc['spec']['publishNotReadyAddresses'], True)
+        self.assertEqual(sts['metadata']['name'], 'etcd')
+
+    def test_kustomize(self):
+        tool = shutil.which('kubectl')
+        if not tool:
+            self.skipTest('kubectl is not installed')
+        for folder in (K8S, REPLICATED, ETCD_DIR):
+            with self.subTest(folder=folder):
+                proc = subprocess.run([tool, 'kustomize', folder], capture_output=True,
+                                      text=True, timeout=120)
+                self.assertEqual(proc.returncode, 0, proc.stderr)
 
     def text_checks(self):
         text = read(DEPLOYMENT)
@@ -779,6 +913,19 @@ class Kubernetes(unittest.TestCase):
                      'claimName: ytbridge-state', 'secretName: ytbridge-secrets',
                      'name: ytbridge-config', 'mountPath: /var/lib/ytbridge'):
             self.assertIn(line, body)
+
+
+def load_yaml(path):
+    with open(path, encoding='utf-8') as f:
+        return yaml.safe_load(f)
+
+
+def yaml_files():
+    """Every .yaml/.yml under contrib/kubernetes, sorted."""
+    found = []
+    for root, _, names in os.walk(K8S):
+        found += [os.path.join(root, n) for n in names if n.endswith(('.yaml', '.yml'))]
+    return sorted(found)
 
 
 def strip_yaml_comment(line):

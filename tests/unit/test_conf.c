@@ -143,6 +143,10 @@ static void test_cases(void)
     /* The data files are committed 0644; token.txt's mode warning is expected noise. */
     chmod("token.txt", 0600);
     chmod("slack-url.txt", 0600);
+    chmod("cluster-key.pem", 0600);
+    chmod("cluster-password.txt", 0600);
+    /* cluster.member left unset: not this machine's host name, which need not be a valid one. */
+    setenv("YTBRIDGE_MEMBER", "data-case", 1);
     n = scandir(".", &names, NULL, alphasort);
     CHECK(n > 0);
     for (int i = 0; i < n; i++) {
