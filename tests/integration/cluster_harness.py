@@ -60,18 +60,35 @@ KEY_RE = re.compile(r'\bK[corx]\d+\b')
 FIRST_PAGE_RE = re.compile(r'(?:^|&)(?:%24|\$)skip=0(?:&|$)')
 
 
+# The notice of a first run (first_run = "baseline": "Now tracking N projects on
+# URL", a webhook event "baseline"): a group posts it once, when it starts; a new
+# leader never again.
+BASELINE = frozenset(['(baseline)'])
+BASELINE_RE = re.compile(r'\b[Nn]ow tracking \d+ project')
+
+
+def is_baseline(receiver, rec):
+    if receiver == 'hook':
+        return rec.get('event') == 'baseline'
+    return bool(BASELINE_RE.search(message_text(rec)))
+
+
 def key_of(text):
     return frozenset(KEY_RE.findall(text or ''))
 
 
 def hook_key(rec):
+    if rec.get('event') == 'baseline':
+        return BASELINE
     j = rec.get('json') or {}
     names = [(j.get('project') or {}).get('name'), (j.get('previous') or {}).get('name')]
     return frozenset(n for n in names if n and KEY_RE.fullmatch(n))
 
 
 def rec_key(receiver, rec):
-    return hook_key(rec) if receiver == 'hook' else key_of(message_text(rec))
+    if receiver == 'hook':
+        return hook_key(rec)
+    return BASELINE if is_baseline(receiver, rec) else key_of(message_text(rec))
 
 
 class Projects:
@@ -389,7 +406,8 @@ class Group:
 
     def delivery_report(self, expected):
         """Per receiver: {'keys': Counter of accepted keys (hook: per delivery
-        id), 'resends': n, 'unexpected': [...], 'missing': [...], ...}."""
+        id; BASELINE for the first-run notice), 'baselines': n, 'resends': n,
+        'unexpected': [...], 'missing': [...], 'duplicated': {...}}."""
         out = {}
         want = set(expected)
         for rcv in RECEIVERS:
@@ -405,10 +423,11 @@ class Group:
             else:
                 counts = collections.Counter(rec_key(rcv, rec) for rec in acc)
                 out[rcv] = {'keys': counts}
-            out[rcv]['unexpected'] = sorted(map(sorted, set(counts) - want))
+            out[rcv]['baselines'] = counts.get(BASELINE, 0)
+            out[rcv]['unexpected'] = sorted(map(sorted, set(counts) - want - {BASELINE}))
             out[rcv]['missing'] = sorted(map(sorted, want - set(counts)))
             out[rcv]['duplicated'] = {'+'.join(sorted(k)): c for k, c in counts.items()
-                                      if c > 1}
+                                      if c > 1 and k != BASELINE}
         return out
 
     # -- diagnostics -----------------------------------------------------
@@ -502,12 +521,18 @@ class ClusterTest(BridgeTest):
         except AssertionError as e:
             self.fail_with(str(e))
 
-    def assert_exactly_once(self, group, expected, slack_duplicates=0):
+    def assert_exactly_once(self, group, expected, slack_duplicates=0, baselines=1):
         """Matrix: every expected change exactly once (txnIds de-duplicated by
         the fake homeserver), webhook: under exactly one delivery id (re-sends
         of an id carry the same body), Slack: at most slack_duplicates
-        duplicates in all; nothing that is not a change."""
+        duplicates in all; nothing that is not a change but the first-run
+        notice, `baselines` of them (a new leader never takes a baseline)."""
         rep = group.delivery_report(expected)
+        for rcv in ('matrix', 'hook'):
+            self.check(rep[rcv]['baselines'] == baselines, '%s: %d first-run notices, not %d'
+                       % (rcv, rep[rcv]['baselines'], baselines))
+        self.check(rep['slack']['baselines'] >= baselines, 'slack: %d first-run notices, not %d'
+                   % (rep['slack']['baselines'], baselines))
         for rcv, r in rep.items():
             self.check(not r['unexpected'], '%s got messages that are no change made: %r'
                        % (rcv, r['unexpected']))
@@ -519,7 +544,8 @@ class ClusterTest(BridgeTest):
         self.check(not rep['hook']['bodies_differ'],
                    'webhook: a delivery id re-sent with another body: %r'
                    % rep['hook']['bodies_differ'])
-        extra = sum(c - 1 for c in rep['slack']['keys'].values())
+        extra = (sum(c - 1 for k, c in rep['slack']['keys'].items() if k != BASELINE)
+                 + rep['slack']['baselines'] - baselines)
         self.check(extra <= slack_duplicates, 'slack: %d duplicates (at most %d allowed): %r'
                    % (extra, slack_duplicates, rep['slack']['duplicated']))
         return rep
