@@ -379,9 +379,13 @@ class Group:
         return found[-1]
 
     def wait_baseline(self, name, timeout=30):
-        """The first poll of the group committed (the leader logged it)."""
+        """The first poll of the group committed (the leader logged it) and its
+        first-run notice delivered everywhere, so that a fault set next hits
+        the messages of a change, not the notice."""
         deadline_wait(lambda: 'first run: now tracking' in self[name].stderr(), timeout,
                       step=0.1, what='the baseline poll of %s' % name)
+        if self.rx is not None:
+            self.wait_delivered([BASELINE], timeout=timeout, what='the first-run notice')
 
     # -- what the receivers got ------------------------------------------
 
@@ -449,8 +453,11 @@ class Group:
         for name, r in self.replicas.items():
             for n, d in enumerate(r.daemons):
                 res = d.result()
+                # the tests' own /readyz and /metrics requests left out
+                text = '\n'.join(ln for ln in res.stderr.splitlines()
+                                 if ' debug httpd: ' not in ln)
                 out.append('--- replica %s run %d (pid %d, rc %s) stderr tail ---\n%s'
-                           % (name, n, d.proc.pid, res.rc, self.redact(res.stderr)[-tail:]))
+                           % (name, n, d.proc.pid, res.rc, self.redact(text)[-tail:]))
         return '\n'.join(out)
 
 
