@@ -95,6 +95,7 @@ class Projects:
     """The fake's project list and the messages its changes must produce."""
 
     def __init__(self, n_base=8):
+        self.n_base = n_base
         self.current = collections.OrderedDict(
             ('0-%d' % i, ('B%d' % i, 'Ko%d' % i)) for i in range(1, n_base + 1))
         self.expected = []      # one key per change, in the order made
@@ -110,7 +111,8 @@ class Projects:
         for _ in range(n):
             i = self.next_new
             self.next_new += 1
-            self.current['0-%d' % (100 + i)] = ('N%d' % i, 'Kc%d' % i)
+            # ids after every base project's (0-1 .. 0-n_base)
+            self.current['0-%d' % (self.n_base + i)] = ('N%d' % i, 'Kc%d' % i)
             self.expected.append(frozenset(['Kc%d' % i]))
         return self
 
