@@ -36,9 +36,10 @@ struct cluster {
     struct state_lease fence;
 
     uv_timer_t tick, expiry;
-    int busy;     /* a call is in flight */
-    int stopping; /* cluster_stop() was called */
-    int handles;  /* open timers, for the close callbacks */
+    uv_timer_t notify; /* the role callback runs from here, never inside an etcd callback */
+    int busy;          /* a call is in flight */
+    int stopping;      /* cluster_stop() was called */
+    int handles;       /* open timers, for the close callbacks */
     void (*done)(void *userdata);
     void *done_userdata;
 
@@ -65,15 +66,15 @@ static uint64_t ttl_ms(const struct cluster *c)
 }
 
 /*
- * How much earlier than etcd the leader gives up: a fifth of the TTL, at least a second. It
- * covers the keep-alive's own travel time (the deadline counts from its sending, not from
- * etcd's renewal) and the clock rates of two machines (etcd's lease checks run on the etcd
- * leader's clock).
+ * How much earlier than etcd the leader gives up: a tenth of the TTL, at least half a second.
+ * The deadline already counts from the sending of the keep-alive (etcd renews no earlier than
+ * it receives it), so the margin covers only the difference between our clock's rate and the
+ * etcd leader's over one TTL, and a delivery that is started just before the deadline.
  */
 static uint64_t margin_ms(const struct cluster *c)
 {
-    uint64_t m = ttl_ms(c) / 5;
-    return m < 1000 ? 1000 : m;
+    uint64_t m = ttl_ms(c) / 10;
+    return m < 500 ? 500 : m;
 }
 
 /* A standby reads the leader key this often; a leader keeps its lease alive this often. */
@@ -124,6 +125,8 @@ static int lease_valid(void *userdata, char *err, size_t errlen)
     return -ENOLCK;
 }
 
+static void lease_renew(void *userdata);
+
 int cluster_new(struct cluster **out, uv_loop_t *loop, const struct conf *conf, cluster_role_cb cb,
                 void *userdata, char *err, size_t errlen)
 {
@@ -154,11 +157,13 @@ int cluster_new(struct cluster **out, uv_loop_t *loop, const struct conf *conf, 
     }
     c->fence.leader_key = c->leader_key;
     c->fence.valid = lease_valid;
+    c->fence.renew = lease_renew;
     c->fence.userdata = c;
     uv_timer_init(loop, &c->tick);
     uv_timer_init(loop, &c->expiry);
-    c->tick.data = c->expiry.data = c;
-    c->handles = 2;
+    uv_timer_init(loop, &c->notify);
+    c->tick.data = c->expiry.data = c->notify.data = c;
+    c->handles = 3;
     *out = c;
     return 0;
 }
@@ -209,6 +214,23 @@ static void set_leader(struct cluster *c, const char *who)
         log_info("cluster", "\"%s\" leads now", who);
 }
 
+static void on_notify(uv_timer_t *t)
+{
+    struct cluster *c = t->data;
+
+    if (!c->stopping && c->cb)
+        c->cb(c->userdata, c->role == CLUSTER_LEADER);
+}
+
+/*
+ * Tells the owner about the role, from the loop: the owner starts or stops a whole bridge, whose
+ * state makes blocking etcd calls, and that must not happen inside an etcd callback (etcd.h).
+ */
+static void notify(struct cluster *c)
+{
+    uv_timer_start(&c->notify, on_notify, 0, 0);
+}
+
 /* Gives a lease back without waiting for the answer (a lease nobody holds any more). */
 static void on_revoked(void *userdata, const struct etcd_reply *r)
 {
@@ -235,6 +257,8 @@ static void lose(struct cluster *c, const char *why, uint64_t pause_ms)
     int was_leader = c->role == CLUSTER_LEADER;
 
     uv_timer_stop(&c->expiry);
+    etcd_cancel_all(c->etcd); /* a keep-alive in flight, answered now, would mean nothing */
+    c->busy = 0;
     c->role = CLUSTER_CANDIDATE;
     c->deadline_ms = 0;
     if (was_leader)
@@ -242,8 +266,8 @@ static void lose(struct cluster *c, const char *why, uint64_t pause_ms)
     free(c->leader);
     c->leader = NULL;
     give_back(c);
-    if (was_leader && c->cb)
-        c->cb(c->userdata, 0);
+    if (was_leader)
+        notify(c);
     schedule(c, pause_ms);
 }
 
@@ -262,7 +286,11 @@ static void trust_until(struct cluster *c, int64_t ttl_s)
     uint64_t ttl = (uint64_t)ttl_s * 1000u;
     uint64_t m = margin_ms(c);
 
-    c->deadline_ms = c->sent_ms + (ttl > m ? ttl - m : 0);
+    uint64_t until = c->sent_ms + (ttl > m ? ttl - m : 0);
+
+    /* An answer to an older keep-alive arriving after a newer one's moves nothing back. */
+    if (until > c->deadline_ms)
+        c->deadline_ms = until;
     uint64_t now = boot_ms();
     uv_timer_start(&c->expiry, on_expiry, c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
 }
@@ -287,7 +315,8 @@ static void on_keepalive(void *userdata, const struct etcd_reply *r)
         lose(c, "etcd says the lease has expired", 0);
         return;
     }
-    c->sent_ms = c->pending_ms;
+    if (c->pending_ms > c->sent_ms) /* not when a blocking renewal came in between */
+        c->sent_ms = c->pending_ms;
     trust_until(c, ttl);
     schedule(c, ttl_ms(c) / 3);
 }
@@ -304,6 +333,38 @@ static void keepalive(struct cluster *c)
     /* The deadline counts from the sending of the last keep-alive that was answered: only a
      * successful answer moves it (on_keepalive), and it reads sent_ms then. */
     c->busy = 1;
+}
+
+/*
+ * state_lease.renew: the state backend is about to block the loop with a request; a keep-alive
+ * that is due is sent first, blocking too, so a long load or commit (a large snapshot in many
+ * chunks) keeps the lease alive. Nothing happens when none is due or the lease is already over.
+ */
+static void lease_renew(void *userdata)
+{
+    struct cluster *c = userdata;
+    struct etcd_reply r;
+    const json_t *result;
+    uint64_t sent = boot_ms();
+    int64_t ttl;
+
+    if (c->role != CLUSTER_LEADER || c->stopping || sent >= c->deadline_ms ||
+        sent - c->sent_ms < ttl_ms(c) / 3)
+        return;
+    if (etcd_call_sync(c->etcd, "/v3/lease/keepalive", id_body(c->lease), &r) == 0) {
+        result = json_object_get(r.body, "result");
+        ttl = etcd_int(result ? result : r.body, "TTL");
+        if (ttl > 0) {
+            c->sent_ms = sent;
+            trust_until(c, ttl);
+        } else {
+            /* Gone: valid() says no from now on, and the loop hears it first thing. */
+            c->deadline_ms = 0;
+            uv_timer_start(&c->expiry, on_expiry, 0, 0);
+        }
+    }
+    note_reply(c, &r);
+    etcd_reply_fini(&r);
 }
 
 /* The campaign's transaction answered: this replica leads, or the key names who does. */
@@ -327,8 +388,7 @@ static void on_campaign(void *userdata, const struct etcd_reply *r)
         trust_until(c, c->cc->lease_ttl);
         set_leader(c, c->cc->member);
         schedule(c, ttl_ms(c) / 3);
-        if (c->cb)
-            c->cb(c->userdata, 1);
+        notify(c);
         return;
     }
     /* Someone was faster: the failure branch read the key. */
@@ -486,6 +546,7 @@ static void close_all(struct cluster *c)
     etcd_cancel_all(c->etcd);
     uv_close((uv_handle_t *)&c->tick, on_closed);
     uv_close((uv_handle_t *)&c->expiry, on_closed);
+    uv_close((uv_handle_t *)&c->notify, on_closed);
 }
 
 static void on_final_revoke(void *userdata, const struct etcd_reply *r)
@@ -511,6 +572,7 @@ void cluster_stop(struct cluster *c, void (*done)(void *userdata), void *userdat
     c->done_userdata = userdata;
     uv_timer_stop(&c->tick);
     uv_timer_stop(&c->expiry);
+    uv_timer_stop(&c->notify);
     etcd_cancel_all(c->etcd);
     c->busy = 0;
     c->role = CLUSTER_CANDIDATE;

@@ -61,6 +61,12 @@ struct state_lease {
     const char *leader_key; /* "<prefix>/leader" */
     int64_t lease;          /* the lease leader_key is attached to */
     int (*valid)(void *userdata, char *err, size_t errlen);
+    /*
+     * Optional: called before every request of the backend (a long load or commit makes many);
+     * renews the lease with a blocking keep-alive when one is due, so an operation that blocks
+     * the loop for longer than the keep-alive interval does not outlive the lease.
+     */
+    void (*renew)(void *userdata);
     void *userdata;
 };
 

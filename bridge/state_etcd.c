@@ -682,6 +682,7 @@ int state_open_etcd(struct state **out, struct etcd *e, const char *prefix,
         s->leader_key = l->leader_key ? strdup(l->leader_key) : NULL;
         s->lease = l->lease;
         s->valid = l->valid;
+        s->renew = l->renew;
         s->userdata = l->userdata;
     }
     if (!s->prefix || !plen || (l && l->leader_key && !s->leader_key)) {

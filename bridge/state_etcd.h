@@ -40,6 +40,7 @@ struct est {
     char *leader_key;
     int64_t lease;
     int (*valid)(void *userdata, char *err, size_t errlen);
+    void (*renew)(void *userdata); /* NULL: nothing to renew (read-only) */
     void *userdata;
     int readonly;
     int lost; /* STATE_ETCD_LOST or _UNSURE: every write and state_check() say -ENOLCK */

@@ -186,8 +186,11 @@ static int range_page(struct est *s, struct range *q, const char *from, kv_fn fn
     struct etcd_reply rep;
     struct etcd_kv *kv = NULL;
     size_t n = 0;
-    int r = etcd_call_sync(s->e, "/v3/kv/range", range_request(q, from), &rep);
+    int r;
 
+    if (s->renew)
+        s->renew(s->userdata);
+    r = etcd_call_sync(s->e, "/v3/kv/range", range_request(q, from), &rep);
     if (r) {
         state_etcd_say(err, errlen, r, q->key, rep.message);
         goto out;
@@ -298,6 +301,8 @@ int state_etcd_guard(struct est *s, char *err, size_t errlen)
     }
     if (s->lost)
         return lost(s, err, errlen);
+    if (s->renew)
+        s->renew(s->userdata);
     if (s->valid(s->userdata, err, errlen) != 0)
         return -ENOLCK;
     return 0;

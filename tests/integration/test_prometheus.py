@@ -40,9 +40,14 @@ def read(path):
 
 
 def exported_names():
-    """Every series name /metrics can carry, from metrics.c's family(f, NAME, TYPE, ...)."""
+    """Every series name /metrics can carry, from metrics.c's family(f, NAME, TYPE, ...) and
+    render_histogram(f, NAME, ...)."""
     names = set()
-    for name, kind in re.findall(r'family\(\s*f,\s*"(\w+)",\s*"(\w+)"', read(METRICS_C)):
+    text = read(METRICS_C)
+    found = re.findall(r'family\(\s*f,\s*"(\w+)",\s*"(\w+)"', text)
+    found += [(name, 'histogram')
+              for name in re.findall(r'render_histogram\(\s*f,\s*"(\w+)"', text)]
+    for name, kind in found:
         names.add(name)
         if kind in ('histogram', 'summary'):
             names |= {name + '_sum', name + '_count'}

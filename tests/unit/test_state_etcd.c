@@ -77,7 +77,7 @@ static void lead(const char *member, int64_t id)
 
 static int open_as(struct state **out, int64_t id, unsigned flags, char *err, size_t errlen)
 {
-    struct state_lease l = {LEADER, id, valid, NULL};
+    struct state_lease l = {.leader_key = LEADER, .lease = id, .valid = valid};
     return state_open_etcd(out, admin, PREFIX, &l, flags, err, errlen);
 }
 
@@ -367,7 +367,7 @@ static void test_etcd_unreachable_mid_commit(void)
 {
     const char *eps[] = {srv.url};
     struct etcd_opts o = {.endpoints = eps, .n_endpoints = 1, .timeout_ms = 300};
-    struct state_lease l = {LEADER, lease, valid, NULL};
+    struct state_lease l = {.leader_key = LEADER, .lease = lease, .valid = valid};
     struct etcd *quick = NULL;
     struct state *st = NULL;
     struct snapshot s;
