@@ -22,8 +22,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cluster_harness import (BASELINE, LEASE_TTL, PAIR, POLL_INTERVAL,  # noqa: E402
-                             RECEIVERS, TTL_WAIT, ClusterTest, Projects, rec_key)
+from cluster_harness import (BASELINE, LEASE_TTL, LOST_RE, PAIR,  # noqa: E402
+                             POLL_INTERVAL, RECEIVERS, TTL_WAIT, ClusterTest, Projects,
+                             rec_key)
 from etcd_cluster import main  # noqa: E402
 from harness import SCALE  # noqa: E402
 from test_ops import value_of  # noqa: E402
@@ -198,6 +199,10 @@ class ManyProjects(ClusterTest):
         after = self.etcd_figures()
         changed = {k: after[k] - before[k] for k in before}
         self.check(n1 > n0, 'the changed poll counted no commit')
+        # Nothing was done to the group: its long commits must not cost the lead.
+        lost = {n: LOST_RE.findall(g[n].stderr()) for n in g.names()}
+        self.check(not any(lost.values()), 'lease_ttl %d: leadership lost with nothing done '
+                   'to the group: %r' % (lease_ttl, {n: v for n, v in lost.items() if v}))
 
         sys.stderr.write(
             '\n100,000 projects through etcd, lease_ttl %d s: baseline polled and committed '
