@@ -380,12 +380,13 @@ class Group:
             raise AssertionError('%s; last views: %r' % (e, last))
         return found[-1]
 
-    def wait_baseline(self, name, timeout=30):
-        """The first poll of the group committed (the leader logged it) and its
-        first-run notice delivered everywhere, so that a fault set next hits
-        the messages of a change, not the notice."""
-        deadline_wait(lambda: 'first run: now tracking' in self[name].stderr(), timeout,
-                      step=0.1, what='the baseline poll of %s' % name)
+    def wait_baseline(self, name=None, timeout=30):
+        """The first poll of the group committed (name, or any replica when
+        None, logged it) and its first-run notice delivered everywhere, so that
+        a fault set next hits the messages of a change, not the notice."""
+        who = [name] if name else self.names()
+        deadline_wait(lambda: any('first run: now tracking' in self[n].stderr() for n in who),
+                      timeout, step=0.1, what='the baseline poll of %s' % '/'.join(who))
         if self.rx is not None:
             self.wait_delivered([BASELINE], timeout=timeout, what='the first-run notice')
 
