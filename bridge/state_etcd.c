@@ -46,7 +46,7 @@
 
 #include "etcd.h"
 #include "log.h"
-#include "state_etcd.h"
+#include "state_etcd_kv.h"
 #include "state_format.h"
 
 #define CHUNK_MAX         (512 * 1024) /* raw bytes of snapshot per chunk */
@@ -223,13 +223,7 @@ void state_etcd_take_back(struct est *s, uint64_t gen, int chunks, uint64_t firs
         log_warn("state", "cannot take back a failed commit's chunks: %s", err);
     free(key);
     free(end);
-    key = next > first ? state_etcd_journal_key(s, first) : NULL;
-    end = key ? state_etcd_journal_key(s, next) : NULL;
-    if (key && end && state_etcd_delete_range(s, key, end, err, sizeof(err)) != 0)
-        log_warn("state",
-                 "cannot take back a failed commit's journal records (a load drops them): %s", err);
-    free(key);
-    free(end);
+    state_etcd_journal_take_back(s, first, next);
 }
 
 /* Whether P/snapshot names gen now: 1, 0, or -errno when that cannot be read. */

@@ -1,10 +1,10 @@
 /*
- * The etcd state backend's outbox journal (state_etcd.h): one key per pending record,
+ * The etcd state backend's outbox journal (state_etcd_kv.h): one key per pending record,
  * P/journal/<seq:020>, holding the record's "add" line exactly as the directory's journal has it.
  * "done" deletes the key; a load drops (and deletes) records of uncommitted generations, damaged
  * values and repeated ids; a compaction leaves every record that is already right where it is.
  */
-#include "state_etcd.h"
+#include "state_etcd_kv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -50,6 +50,19 @@ void state_etcd_map_records(struct est *s, const struct journal_record *v, size_
     }
 }
 
+void state_etcd_journal_take_back(struct est *s, uint64_t first, uint64_t next)
+{
+    char *key = next > first ? state_etcd_journal_key(s, first) : NULL;
+    char *end = key ? state_etcd_journal_key(s, next) : NULL;
+    char err[512];
+
+    if (key && end && state_etcd_delete_range(s, key, end, err, sizeof(err)) != 0)
+        log_warn("state",
+                 "cannot take back a failed commit's journal records (a load drops them): %s", err);
+    free(key);
+    free(end);
+}
+
 int state_etcd_journal_add(struct state *st, const struct journal_record *v, size_t n, char *err,
                            size_t errlen)
 {
@@ -60,7 +73,7 @@ int state_etcd_journal_add(struct state *st, const struct journal_record *v, siz
     if (!r && n)
         r = state_etcd_put_records(s, v, n, &first, err, errlen);
     if (r && s->journal_next > first && first)
-        state_etcd_take_back(s, 0, 0, first, s->journal_next);
+        state_etcd_journal_take_back(s, first, s->journal_next);
     if (!r)
         state_etcd_map_records(s, v, n, first);
     return r;

@@ -1,10 +1,10 @@
 /*
- * The etcd state backend's access layer (state_etcd.h): key names, reads paged at one
+ * The etcd state backend's access layer (state_etcd_kv.h): key names, reads paged at one
  * revision, and the only way it writes: txns fenced on the leader key's lease, gathered into
  * batches that stay within etcd's --max-txn-ops and --max-request-bytes. Plus the id map the
  * journal uses to find a record's key by its id.
  */
-#include "state_etcd.h"
+#include "state_etcd_kv.h"
 
 #include <errno.h>
 #include <inttypes.h>

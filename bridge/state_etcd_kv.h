@@ -4,8 +4,8 @@
  * state_etcd_journal.c (the outbox journal) and state_etcd_kv.c (keys, paged reads, fenced
  * txns). The key layout and the invariants are at the top of state_etcd.c.
  */
-#ifndef YTB_STATE_ETCD_H
-#define YTB_STATE_ETCD_H
+#ifndef YTB_STATE_ETCD_KV_H
+#define YTB_STATE_ETCD_KV_H
 
 #include <jansson.h>
 #include <stddef.h>
@@ -126,6 +126,8 @@ int state_etcd_put_records(struct est *s, const struct journal_record *v, size_t
                            char *err, size_t errlen);
 void state_etcd_map_records(struct est *s, const struct journal_record *v, size_t n,
                             uint64_t first);
+/* Deletes the journal records of seqs [first, next) a failed write left: best effort, logged. */
+void state_etcd_journal_take_back(struct est *s, uint64_t first, uint64_t next);
 int state_etcd_journal_load(struct state *st, uint64_t committed_gen, struct journal_record **out,
                             size_t *n, char *err, size_t errlen);
 int state_etcd_journal_add(struct state *st, const struct journal_record *v, size_t n, char *err,
