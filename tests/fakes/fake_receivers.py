@@ -86,7 +86,8 @@ Control API (unauthenticated):
 
 Every record has seq (global arrival order), t (time.monotonic() at arrival,
 comparable with the test process on Linux), wall (time.time()), method, path
-(decoded), raw_path, headers, body (text) and json (parsed or null).
+(decoded), raw_path, headers, body (text) and json (parsed or null); with
+--peer-pids also pid, the process that sent it (peer_pid.py).
 """
 
 import argparse
@@ -343,6 +344,7 @@ class State:
         self.sync_head = 's0'
         self.sync_n = 0
         self.echo = False
+        self.peer_pids = False
 
     @staticmethod
     def empty_log():
@@ -526,11 +528,21 @@ class Handler(BaseHTTPRequestHandler):
             parsed = json.loads(body) if body else None
         except ValueError:
             parsed = None
-        return {'seq': self.state.next_seq(), 't': self.t_arrival,
-                'wall': self.wall_arrival, 'method': self.command,
-                'path': path, 'raw_path': self.raw_path,
-                'headers': dict(self.headers.items()),
-                'body': body.decode('utf-8', 'replace'), 'json': parsed}
+        rec = {'seq': self.state.next_seq(), 't': self.t_arrival,
+               'wall': self.wall_arrival, 'method': self.command,
+               'path': path, 'raw_path': self.raw_path,
+               'headers': dict(self.headers.items()),
+               'body': body.decode('utf-8', 'replace'), 'json': parsed}
+        if self.state.peer_pids:
+            rec['pid'] = self.peer_pid()
+        return rec
+
+    def peer_pid(self):
+        """The sending process (looked up once per connection)."""
+        if not hasattr(self, '_peer_pid'):
+            from peer_pid import peer_pid
+            self._peer_pid = peer_pid(self.connection)
+        return self._peer_pid
 
     def pre_fault(self, fault):
         """Apply delay/disconnect; True when the request is finished."""
@@ -1091,6 +1103,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description='Fake Slack/Matrix/webhook receivers.')
     ap.add_argument('--port', type=int, default=0)
     ap.add_argument('--bind', default='127.0.0.1')
+    ap.add_argument('--peer-pids', action='store_true',
+                    help='record the pid of the process that sent each request')
     args = ap.parse_args(argv)
 
     def on_signal(signum, frame):
@@ -1100,6 +1114,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
     server = Server((args.bind, args.port), Handler)
     server.state = State()
+    server.state.peer_pids = args.peer_pids
     sys.stdout.write('PORT %d\n' % server.server_address[1])
     sys.stdout.flush()
     log('listening on http://%s:%d/' % (args.bind, server.server_address[1]))

@@ -15,7 +15,9 @@ Tests steer it through an unauthenticated control API:
                                (echo_* modes also take "forms", see echo_forms())
   DELETE /_control/fault      clear the fault
   PUT    /_control/user       {"login": "...", "fullName": "..."}
-  GET    /_control/requests   requests seen so far (method, path, query, headers)
+  GET    /_control/requests   requests seen so far (method, path, query, headers,
+                               t: time.monotonic() at arrival; with --peer-pids
+                               also pid: the process that sent it, peer_pid.py)
   DELETE /_control/requests   forget them
 
 A project is a dict {id, shortName, name, archived, description,
@@ -237,6 +239,7 @@ class State:
         self.legacy = legacy
         self.fault = None
         self.requests = []
+        self.peer_pids = False
 
     def take_fault(self, path, skip):
         """The fault that applies to this request, counting it down."""
@@ -391,9 +394,19 @@ class Handler(BaseHTTPRequestHandler):
         headers = {}
         for name, value in self.headers.items():
             headers[name] = value
+        rec = {'method': self.command, 'path': path, 'query': query,
+               'headers': headers, 't': time.monotonic()}
+        if self.state.peer_pids:
+            rec['pid'] = self.peer_pid()
         with self.state.lock:
-            self.state.requests.append({'method': self.command, 'path': path,
-                                        'query': query, 'headers': headers})
+            self.state.requests.append(rec)
+
+    def peer_pid(self):
+        """The sending process (looked up once per connection)."""
+        if not hasattr(self, '_peer_pid'):
+            from peer_pid import peer_pid
+            self._peer_pid = peer_pid(self.connection)
+        return self._peer_pid
 
     # -- the control API ----------------------------------------------------
 
@@ -787,6 +800,8 @@ def main(argv=None):
                     help='change the project list every --demo-interval s')
     ap.add_argument('--demo-interval', type=float, default=8.0)
     ap.add_argument('--seed', type=int, default=None)
+    ap.add_argument('--peer-pids', action='store_true',
+                    help='record the pid of the process that sent each request')
     args = ap.parse_args(argv)
 
     if args.projects:
@@ -796,6 +811,7 @@ def main(argv=None):
     else:
         projects = [dict(p) for p in DEFAULT_PROJECTS]
     state = State(args.token, projects, args.user, args.legacy)
+    state.peer_pids = args.peer_pids
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt

@@ -208,8 +208,9 @@ class Receivers(_FakeProcess):
     signed webhooks and hookshot, plus helpers that build sink configs
     pointing at it (see Bridge: sinks=[...])."""
 
-    def __init__(self):
-        self._spawn([sys.executable, FAKE_RECEIVERS, '--port', '0'])
+    def __init__(self, *args):
+        """args: extra options, e.g. '--peer-pids' (records name the sender)."""
+        self._spawn([sys.executable, FAKE_RECEIVERS, '--port', '0'] + list(args))
 
     # -- sink configurations (dicts for Bridge(sinks=[...])) ---------------
 
@@ -443,6 +444,10 @@ class Bridge:
         lines.append('log: { level = %s; };' % libconfig_value(s['log_level']))
         if s.get('chat'):
             lines.append(libconfig_group('chat', s['chat']))
+        if s.get('cluster'):
+            # Issue 12: cluster: { etcd = [...]; prefix = "..."; lease_ttl = n;
+            # member = "..."; user = "..."; password_file = "..."; };
+            lines.append(libconfig_group('cluster', s['cluster']))
         return '\n'.join(lines) + '\n'
 
     def write_config(self, text=None):
