@@ -13,8 +13,8 @@ What the tests rely on from the daemon (the interface of issue 12):
     "member", "leader": name or null, "etcd": "ok" or an error text}; a
     standby that is connected to etcd and sees a live leader answers 200;
   - /metrics: ytbridge_cluster_leader (0/1), ytbridge_cluster_leader_changes_total,
-    ytbridge_cluster_etcd_requests_total{result}, ytbridge_cluster_commit_seconds
-    (a summary: _sum and _count);
+    ytbridge_cluster_etcd_requests_total{result}, ytbridge_state_commit_seconds
+    (a histogram);
   - log lines of module "cluster": "... leads now" on winning, "... leadership
     lost" on losing;
   - the leader key "<prefix>/leader" (bridge/state.h), held under a lease.

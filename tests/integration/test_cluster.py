@@ -179,12 +179,12 @@ class OneLeader(ClusterTest):
             for res in ('error', 'unreachable'):
                 want(value(m, 'ytbridge_cluster_etcd_requests_total', result=res) is not None,
                      '%s: no ytbridge_cluster_etcd_requests_total{result="%s"}' % (name, res))
-            fam = m.get('ytbridge_cluster_commit_seconds')
-            want(fam is not None and fam['type'] == 'summary',
-                 '%s: no summary ytbridge_cluster_commit_seconds (families named *commit*: %r)'
+            fam = m.get('ytbridge_state_commit_seconds')
+            want(fam is not None and fam['type'] == 'histogram',
+                 '%s: no histogram ytbridge_state_commit_seconds (families named *commit*: %r)'
                  % (name, sorted(f for f in m if 'commit' in f)))
             if name == lead and fam is not None:
-                count = value(m, 'ytbridge_cluster_commit_seconds_count')
+                count = value(m, 'ytbridge_state_commit_seconds_count')
                 want(count is not None and count >= 1,
                      'the leader committed its baseline; commit_seconds_count %r' % count)
             log = g[name].stderr()

@@ -123,14 +123,13 @@ class ManyProjects(ClusterTest):
                 'revision': e.revision(), 'db': e.db_size()}
 
     def commit_figures(self, r):
-        """(count, sum) of the commit-latency summary. Its name is checked by
-        test_cluster.py OneLeader; for the figures here the state's summary
-        serves when the cluster one is missing."""
+        """(count, sum) of the commit-latency histogram (its name and type are
+        checked by test_cluster.py OneLeader)."""
         m = r.metrics()
-        for name in ('ytbridge_cluster_commit_seconds', 'ytbridge_state_commit_seconds'):
-            if name in m:
-                return (value_of(m, name + '_count') or 0, value_of(m, name + '_sum') or 0)
-        self.fail_with('no commit-latency summary in /metrics of %s' % r.name)
+        name = 'ytbridge_state_commit_seconds'
+        if name in m:
+            return (value_of(m, name + '_count') or 0, value_of(m, name + '_sum') or 0)
+        self.fail_with('no commit-latency histogram in /metrics of %s' % r.name)
 
     def group_commits(self, g):
         """(count, sum) of the commit summaries of every live replica."""
