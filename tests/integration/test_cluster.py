@@ -371,6 +371,34 @@ class Settings(ClusterTest):
         sys.stderr.write('\nwrong password: %s\n' % g.redact(line)[:300])
 
 
+class Doctor(ClusterTest):
+
+    def test_doctor_checks_each_endpoint_and_names_the_leader(self):
+        """--doctor with the cluster block: one line per etcd endpoint, then who
+        leads the group; a dead member fails its line (and the run) but the
+        group's leader is still read through the others."""
+        p = Projects()
+        g = self.group(names=PAIR[:1], projects=p)
+        g.start()
+        lead = self.wait_leader(g)
+        r = g[lead].bridge.run('--doctor', env=g[lead].env, timeout=60)
+        out = r.stdout
+        for ep in self.etcd.endpoints():
+            self.check(re.search(r'^OK +cluster: %s answers \(etcd 3\.' % re.escape(ep), out,
+                                 re.M), 'no OK line for %s' % ep, r)
+        self.check(re.search(r'^OK +cluster: "%s" leads the group %s' % (lead, re.escape(g.prefix)),
+                             out, re.M), 'the leader is not named', r)
+        self.etcd.kill(2)
+        r = g[lead].bridge.run('--doctor', env=g[lead].env, timeout=60)
+        dead = self.etcd.endpoints()[2]
+        self.check(r.rc == 1, '--doctor passed with an etcd member dead', r)
+        self.check(re.search(r'^FAIL +cluster: %s: ' % re.escape(dead), r.stdout, re.M),
+                   'no FAIL line for the dead member %s' % dead, r)
+        self.check(re.search(r'^OK +cluster: "%s" leads' % lead, r.stdout, re.M),
+                   'the leader was not read through the live members', r)
+        self.assert_no_token(r)
+
+
 class Configuration(BridgeTest):
 
     def test_check_config_validates_the_cluster_block(self):
