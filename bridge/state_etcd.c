@@ -130,22 +130,38 @@ static int pointer_parse(const char *text, size_t len, struct pointer *p, char *
     return r;
 }
 
-/* Collects what put gets in a memory stream. */
+/* A memory stream, and the state whose lease a long write must keep alive. */
+struct mem {
+    FILE *f;
+    struct est *s; /* NULL: nothing to renew */
+    size_t since;  /* bytes since the last look at the lease */
+};
+
+/* Collects what put gets; every MiB or so lets the lease be renewed (state.h): writing a large
+ * snapshot out holds the loop for longer than a short lease's keep-alive interval. */
 static int mem_put(void *ctx, const char *p, size_t n)
 {
-    return fwrite(p, 1, n, ctx) == n ? 0 : -ENOMEM;
+    struct mem *m = ctx;
+
+    m->since += n;
+    if (m->s && m->s->renew && m->since >= (1u << 20)) {
+        m->since = 0;
+        m->s->renew(m->s->userdata);
+    }
+    return fwrite(p, 1, n, m->f) == n ? 0 : -ENOMEM;
 }
 
 /* s's document as state_format writes it (caller frees). 0 or -ENOMEM. */
-static int snapshot_text(const struct snapshot *snap, int64_t now, char **out, size_t *len)
+static int snapshot_text(struct est *s, const struct snapshot *snap, int64_t now, char **out,
+                         size_t *len)
 {
-    FILE *mem = open_memstream(out, len);
-    int r = mem ? state_format_snapshot(snap, now, mem_put, mem) : -ENOMEM;
+    struct mem m = {open_memstream(out, len), s, 0};
+    int r = m.f ? state_format_snapshot(snap, now, mem_put, &m) : -ENOMEM;
 
-    if (mem && fclose(mem) != 0 && !r)
+    if (m.f && fclose(m.f) != 0 && !r)
         r = -ENOMEM;
     if (r) {
-        free(mem ? *out : NULL);
+        free(m.f ? *out : NULL);
         *out = NULL;
     }
     return r;
@@ -253,7 +269,7 @@ static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t no
 {
     struct pointer p = {.generation = snap->generation};
     char *text = NULL, *ptext = NULL, *key = state_etcd_key(s, "/snapshot");
-    int r = key ? snapshot_text(snap, now, &text, &p.bytes) : -ENOMEM;
+    int r = key ? snapshot_text(s, snap, now, &text, &p.bytes) : -ENOMEM;
 
     *written = 0;
     if (r) {
