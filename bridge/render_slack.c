@@ -1,0 +1,315 @@
+/*
+ * Slack's Block Kit rich_text, written as JSON text (render_slack.h; doc/slack.md). The render
+ * module's own: render.c marks up notifications and command.c answers with render.h's rich
+ * text marks, and this file turns marked text into blocks. Untrusted text only ever lands in
+ * the "text" of a text element or a link's label, which Slack shows literally; our own bold,
+ * code, links and emoji are the marks, which untrusted text cannot carry (render_escape() turns
+ * every control character into U+FFFD).
+ *
+ * Written straight into a strbuf with jwrite.h rather than built as a jansson tree and
+ * serialised: a 100-project answer is about 20 KB of JSON, and the tree, its serialisation and
+ * its teardown cost most of a `projects` command (README, "Performance"). The bytes are the ones
+ * jansson wrote before (compact, keys in the order below).
+ *
+ * Limits (doc/slack.md, "Limits"): a block shows at most RENDER_SLACK_TEXT_MAX code points, a
+ * message has at most RENDER_SLACK_BLOCKS_MAX blocks, and the top-level "text" at most
+ * RENDER_SLACK_FALLBACK_MAX code points after escaping.
+ */
+#include "render_slack.h"
+
+#include <string.h>
+
+#include "jwrite.h"
+#include "render.h"
+#include "url.h"
+#include "utf8.h"
+
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
+
+/* The marks of render.h as bytes. */
+#define RT_BOLD  RENDER_RT_BOLD[0]
+#define RT_CODE  RENDER_RT_CODE[0]
+#define RT_LINK  RENDER_RT_LINK[0]
+#define RT_LABEL RENDER_RT_LABEL[0]
+#define RT_END   RENDER_RT_END[0]
+#define RT_EMOJI RENDER_RT_EMOJI[0]
+
+/*
+ * The cut never falls inside an entity (&amp;): in our text every '&' starts one, because
+ * YouTrack's own are escaped.
+ */
+void render_slack_fit(struct strbuf *b, size_t max)
+{
+    size_t cps = 0, safe = 0;
+    int in_ent = 0;
+
+    if (!b->p || utf8_count(b->p, b->n) <= max)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        unsigned char c = (unsigned char)b->p[i];
+        if (utf8_is_cont(c))
+            continue;
+        if (!in_ent) {
+            if (cps + 1 > max) /* room for the "…" */
+                break;
+            safe = i;
+        }
+        cps++;
+        if (c == '&')
+            in_ent = 1;
+        else if (c == ';')
+            in_ent = 0;
+    }
+    strbuf_cut(b, safe);
+    strbuf_puts(b, ELLIPSIS);
+}
+
+/*
+ * Walks marked text p[0..n) as render_slack_block() shows it and returns its visible code
+ * points: text, link labels (a link without a label shows its URL), an emoji as ":name:"; marks
+ * show nothing. With max > 0, *cut gets the last offset outside a link and an emoji where the
+ * text before it plus "…" fits in max (meaningful when the result is over max).
+ */
+static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
+{
+    size_t cps = 0, url = 0, label = 0;
+    int in_link = 0, in_emoji = 0; /* in_link: 1 in the URL, 2 in the label */
+
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (utf8_is_cont((unsigned char)c))
+            continue;
+        if (max && !in_link && !in_emoji && cps + 1 <= max)
+            *cut = i;
+        if (in_link) {
+            if (c == RT_LABEL && in_link == 1) {
+                in_link = 2;
+            } else if (c == RT_END) {
+                cps += label ? 0 : url;
+                in_link = 0;
+            } else if ((unsigned char)c >= 0x20 && in_link == 1) {
+                url++;
+            } else if ((unsigned char)c >= 0x20) {
+                label++;
+                cps++;
+            }
+        } else if (in_emoji) {
+            in_emoji = c != RT_EMOJI;
+            cps++;
+        } else if (c == RT_LINK) {
+            in_link = 1;
+            url = label = 0;
+        } else if (c == RT_EMOJI) {
+            in_emoji = 1;
+            cps++;
+        } else if ((unsigned char)c >= 0x20 || c == '\n') {
+            cps++;
+        }
+    }
+    return cps;
+}
+
+size_t render_slack_count(const char *s, size_t n)
+{
+    return rich_scan(s, n, 0, NULL);
+}
+
+/* ---- one block's elements ---- */
+
+enum { STYLE_BOLD = 1, STYLE_CODE = 2 };
+
+/* A block's elements as they are written (one text element may be open, its text unfinished). */
+struct elements {
+    struct strbuf *out;
+    size_t n;       /* elements begun */
+    int open;       /* a text element's "text" is being written */
+    int open_style; /* that element's style */
+};
+
+/* Begins an element of the given type: `{"type":"TYPE"`, after a comma if one came before. */
+static void el_begin(struct elements *w, const char *type)
+{
+    strbuf_puts(w->out, w->n++ ? ",{\"type\":\"" : "{\"type\":\"");
+    strbuf_puts(w->out, type);
+    strbuf_puts(w->out, "\"");
+}
+
+/* Ends the open text element, if any: its style ({"bold":true}, {"code":true} or both). */
+static void text_close(struct elements *w)
+{
+    static const char *const style_json[] = {"\"}", "\",\"style\":{\"bold\":true}}",
+                                             "\",\"style\":{\"code\":true}}",
+                                             "\",\"style\":{\"bold\":true,\"code\":true}}"};
+
+    if (!w->open)
+        return;
+    strbuf_puts(w->out, style_json[w->open_style & 3]);
+    w->open = 0;
+}
+
+/* Text s[0..n) in style: it joins the open text element when that has the same style. */
+static void text_put(struct elements *w, int style, const char *s, size_t n)
+{
+    if (!n)
+        return;
+    if (w->open && w->open_style != style)
+        text_close(w);
+    if (!w->open) {
+        el_begin(w, "text");
+        strbuf_puts(w->out, ",\"text\":\"");
+        w->open = 1;
+        w->open_style = style;
+    }
+    jwrite_chars(w->out, s, n);
+}
+
+/* Writes label[0..n) without its control bytes (marks, '\n'): a link's label shows none. */
+static void label_put(struct elements *w, int style, const char *label, size_t n, int as_text)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        while (k < n && (unsigned char)label[k] >= 0x20)
+            k++;
+        if (as_text)
+            text_put(w, style, label + i, k - i);
+        else
+            jwrite_chars(w->out, label + i, k - i);
+        i = k + 1;
+    }
+}
+
+/*
+ * The link element of url[0..un) labelled label[0..ln) (no label: Slack shows the URL). A URL
+ * render_safe_url() would not have made (never ours) links nothing: its label joins the text,
+ * in the current style.
+ */
+static void link_put(struct elements *w, int style, const char *url, size_t un, const char *label,
+                     size_t ln)
+{
+    size_t shown = 0;
+
+    text_close(w);
+    if (!url_embeddable(url, un)) {
+        label_put(w, style, label, ln, 1);
+        return;
+    }
+    for (size_t i = 0; i < ln; i++)
+        shown += (unsigned char)label[i] >= 0x20;
+    el_begin(w, "link");
+    strbuf_puts(w->out, ",\"url\":");
+    jwrite_string(w->out, url, un);
+    if (shown) {
+        strbuf_puts(w->out, ",\"text\":\"");
+        label_put(w, style, label, ln, 0);
+        strbuf_puts(w->out, "\"");
+    }
+    strbuf_puts(w->out, "}");
+}
+
+/* The emoji element of name[0..n), for a name of [a-z0-9_+-] (ours); else nothing. name[n] is
+ * the closing mark, which strspn() stops at. */
+static void emoji_put(struct elements *w, const char *name, size_t n)
+{
+    text_close(w);
+    if (!n || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_+-") < n)
+        return;
+    el_begin(w, "emoji");
+    strbuf_puts(w->out, ",\"name\":");
+    jwrite_string(w->out, name, n);
+    strbuf_puts(w->out, "}");
+}
+
+/* The elements of marked text p[0..n) (already cut to the limit). */
+static void elements_put(struct elements *w, const char *p, size_t n)
+{
+    const char *end = p + n;
+    int style = 0;
+
+    while (p < end && !w->out->oom) {
+        char c = *p;
+        if (c == RT_BOLD || c == RT_CODE) {
+            style ^= c == RT_BOLD ? STYLE_BOLD : STYLE_CODE;
+            p++;
+        } else if (c == RT_LINK) {
+            const char *url = p + 1, *u_end = url, *label, *l_end;
+            while (u_end < end && *u_end != RT_LABEL && *u_end != RT_END)
+                u_end++;
+            if (u_end == end)
+                break;
+            label = l_end = *u_end == RT_LABEL ? u_end + 1 : u_end;
+            while (l_end < end && *l_end != RT_END)
+                l_end++;
+            link_put(w, style, url, (size_t)(u_end - url), label, (size_t)(l_end - label));
+            p = l_end < end ? l_end + 1 : end;
+        } else if (c == RT_EMOJI) {
+            const char *name = p + 1, *n_end = memchr(name, RT_EMOJI, (size_t)(end - name));
+            if (!n_end)
+                break;
+            emoji_put(w, name, (size_t)(n_end - name));
+            p = n_end + 1;
+        } else if ((unsigned char)c < 0x20 && c != '\n') {
+            p++; /* a stray mark shows nothing */
+        } else {
+            /* A run of text up to the next mark, in one go. */
+            const char *q = p + 1;
+            while (q < end && ((unsigned char)*q >= 0x20 || *q == '\n'))
+                q++;
+            text_put(w, style, p, (size_t)(q - p));
+            p = q;
+        }
+    }
+    text_close(w);
+}
+
+void render_slack_block(struct strbuf *out, size_t *blocks, const char *s, size_t n)
+{
+    struct strbuf cut = {0};
+    struct elements w = {.out = out};
+    size_t at = out->n, end = 0;
+
+    if (rich_scan(s, n, RENDER_SLACK_TEXT_MAX, &end) > RENDER_SLACK_TEXT_MAX) {
+        /* Cut outside a link and an emoji; a style left open ends with the text. */
+        strbuf_putn(&cut, s, end);
+        strbuf_puts(&cut, ELLIPSIS);
+        if (cut.oom) {
+            out->oom = 1;
+            return;
+        }
+        s = cut.p;
+        n = cut.n;
+    }
+    strbuf_puts(out, *blocks ? ",{\"type\":\"rich_text\",\"elements\":[{\"type\":"
+                               "\"rich_text_section\",\"elements\":["
+                             : "{\"type\":\"rich_text\",\"elements\":[{\"type\":"
+                               "\"rich_text_section\",\"elements\":[");
+    elements_put(&w, s, n);
+    if (w.n) {
+        strbuf_puts(out, "]}]}");
+        (*blocks)++;
+    } else {
+        strbuf_cut(out, at); /* shows nothing: no block */
+    }
+    strbuf_fini(&cut);
+}
+
+char *render_slack_answer(const char *fallback, const char *const *sections, size_t n)
+{
+    struct strbuf out = {0}, fb = {0};
+    size_t blocks = 0;
+
+    strbuf_puts(&fb, fallback ? fallback : "");
+    render_slack_fit(&fb, RENDER_SLACK_FALLBACK_MAX);
+    /* Never link_names, and no markup in the fallback (doc/slack.md). */
+    strbuf_puts(&out, "{\"response_type\":\"ephemeral\",\"text\":");
+    jwrite_string(&out, fb.p ? fb.p : "", fb.n);
+    strbuf_puts(&out, ",\"mrkdwn\":false,\"blocks\":[");
+    for (size_t i = 0; i < n && blocks < RENDER_SLACK_BLOCKS_MAX && !out.oom; i++) {
+        const char *s = sections[i] ? sections[i] : "";
+        render_slack_block(&out, &blocks, s, strlen(s)); /* nothing for one that shows nothing */
+    }
+    strbuf_puts(&out, "]}");
+    if (fb.oom)
+        out.oom = 1;
+    strbuf_fini(&fb);
+    return strbuf_take(&out);
+}
