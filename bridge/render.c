@@ -200,17 +200,16 @@ static char *safe_url(struct strbuf *oom, const char *url)
     return out;
 }
 
-/* The project's page as safe_url() makes it, or NULL. */
+/* The project's page as safe_url() makes it (render_link()), or NULL. */
 static char *project_link(struct strbuf *b, const struct message *m, const struct project *p)
 {
-    char *url = project_page_url(m->service_url, m->flavour, p);
-    if (!url) {
+    struct render_links l = {0};
+    char *url = NULL;
+
+    if (render_links_init(&l, m->service_url, m->flavour) != 0 || render_link(&l, p, &url) != 0)
         b->oom = 1;
-        return NULL;
-    }
-    char *safe = safe_url(b, url);
-    free(url);
-    return safe;
+    render_links_fini(&l);
+    return url;
 }
 
 /* ---- one change, in each target's words ---- */
@@ -813,6 +812,45 @@ int render_safe_url(const char *url, char **out)
     struct strbuf oom = {0};
     *out = safe_url(&oom, url);
     return oom.oom ? -ENOMEM : 0;
+}
+
+int render_links_init(struct render_links *l, const char *service_url, enum youtrack_flavour f)
+{
+    char *base = project_page_base(service_url, f);
+    int r;
+
+    *l = (struct render_links){0};
+    if (!base)
+        return -ENOMEM;
+    r = url_embed(base, CHAT_URL_MAX, &l->base);
+    free(base);
+    l->n = l->base ? strlen(l->base) : 0;
+    return r;
+}
+
+int render_link(const struct render_links *l, const struct project *p, char **out)
+{
+    struct strbuf b = {0};
+
+    *out = NULL;
+    if (!l->base)
+        return 0;
+    strbuf_putn(&b, l->base, l->n);
+    /* The encoded id has only bytes url_embed() keeps, and the scheme is in the base: this is
+     * url_embed() of the whole page, the same bytes under the same limit. */
+    url_put_escaped(&b, p->id);
+    if (!b.oom && b.n > CHAT_URL_MAX) {
+        strbuf_fini(&b);
+        return 0;
+    }
+    *out = strbuf_take(&b);
+    return *out ? 0 : -ENOMEM;
+}
+
+void render_links_fini(struct render_links *l)
+{
+    free(l->base);
+    *l = (struct render_links){0};
 }
 
 char *render_matrix_answer(const char *body, const char *html, int *cut)

@@ -1034,6 +1034,45 @@ static void test_random_names(void)
     }
 }
 
+/* render_link() is render_safe_url() of project_page_url(), whatever the service URL and the id:
+ * odd bytes in either, the legacy flavour, no scheme, and lengths about the 1000-byte limit. */
+static void test_links(void)
+{
+    static char long_url[1100], long_id[1100];
+    memcpy(long_url, "https://yt.example.com/", 23);
+    memset(long_url + 23, 'u', 960);
+    memset(long_id, 'i', 1050);
+    const char *const urls[] = {"https://yt.example.com/youtrack",
+                                "http://127.0.0.1:8080/",
+                                "https://yt.example.com/a|b<c>\"d'e{}^`\\",
+                                "ftp://yt.example.com",
+                                "yt.example.com",
+                                "",
+                                NULL,
+                                long_url};
+    const char *const ids[] = {
+        "0-1",  "a b", "\xc3\xbc/|<>%", "", "~._-", long_id + 1050 - 20, long_id + 1050 - 16,
+        long_id};
+    for (size_t u = 0; u < sizeof(urls) / sizeof(urls[0]); u++) {
+        for (int fl = 0; fl < 2; fl++) {
+            enum youtrack_flavour f = fl ? YOUTRACK_LEGACY : YOUTRACK_MODERN;
+            struct render_links l;
+            CHECK(render_links_init(&l, urls[u], f) == 0);
+            for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                struct project p = {.id = ids[i]};
+                char *page = project_page_url(urls[u], f, &p), *want = NULL, *got = NULL;
+                CHECK(page && render_safe_url(page, &want) == 0);
+                CHECK(render_link(&l, &p, &got) == 0);
+                CHECK(want ? got && !strcmp(want, got) : !got);
+                free(page);
+                free(want);
+                free(got);
+            }
+            render_links_fini(&l);
+        }
+    }
+}
+
 /* The exact bytes of an answer: the order of keys, styles, escapes, links with and without a
  * label, an emoji, a link that is not ours (its label stays text), a block that shows nothing. */
 static void test_slack_bytes(void)
@@ -1140,6 +1179,7 @@ int main(void)
     RUN(test_slack_marks);
     RUN(test_slack_fit);
     RUN(test_slack_bytes);
+    RUN(test_links);
     RUN(test_random_names);
     RUN(test_random_marks);
     return test_done();
