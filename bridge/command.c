@@ -48,19 +48,6 @@
 #define ARROW    "\xe2\x86\x92" /* U+2192 */
 #define BULLET   "\xe2\x80\xa2" /* U+2022 */
 
-/* ---- building answers (strbuf.h) ---- */
-
-/* Appends s and frees it; NULL means ENOMEM. */
-static void put_owned(struct strbuf *b, char *s)
-{
-    if (!s) {
-        b->oom = 1;
-        return;
-    }
-    strbuf_puts(b, s);
-    free(s);
-}
-
 /* ---- formats: the markup of each part of an answer ---- */
 
 enum fmt {
@@ -91,7 +78,7 @@ static enum render_esc fmt_esc(enum fmt f)
 /* Untrusted text (YouTrack's, the user's), escaped for f; max code points as render_escape(). */
 static void put_esc(struct strbuf *b, enum fmt f, const char *s, size_t max)
 {
-    put_owned(b, render_escape(fmt_esc(f), s, max));
+    render_escape_put(b, fmt_esc(f), s, max);
 }
 
 /* Trusted text in bold. */

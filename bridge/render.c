@@ -124,6 +124,16 @@ static size_t esc_one(enum esc e, const unsigned char *s, size_t avail, char *ou
     return n;
 }
 
+/* Whether e writes byte c as it is, as one code point: printable ASCII but the entities' bytes. */
+static int esc_plain(enum esc e, unsigned char c)
+{
+    if (c < 0x20 || c >= 0x7f)
+        return 0;
+    if ((e == ESC_SLACK || e == ESC_HTML) && (c == '&' || c == '<' || c == '>'))
+        return 0;
+    return e != ESC_HTML || (c != '"' && c != '\'');
+}
+
 /*
  * Appends s escaped for e. With max > 0, at most max code points are written, counted after
  * escaping for Slack (its limits are) and before escaping otherwise; a longer text is cut
@@ -138,13 +148,26 @@ static void put_esc(struct strbuf *b, const char *s, enum esc e, size_t max)
     if (!s)
         return;
     n = strlen(s);
-    if (max) {
+    /* A character counts one, or up to five as an entity in Slack's text: a text that cannot
+     * reach max is not counted. */
+    if (max && n > (e == ESC_SLACK ? max / 5 : max)) {
         for (size_t i = 0; i < n; i += in) {
             esc_one(e, p + i, n - i, out, &in, &cps);
             total += e == ESC_SLACK ? cps : 1;
         }
     }
     for (size_t i = 0; i < n; i += in) {
+        if (!max || total <= max) {
+            /* Not cut: a run of bytes that stay as they are goes in one piece. */
+            size_t k = i;
+            while (k < n && esc_plain(e, p[k]))
+                k++;
+            if (k > i) {
+                strbuf_putn(b, s + i, k - i);
+                in = k - i;
+                continue;
+            }
+        }
         size_t len = esc_one(e, p + i, n - i, out, &in, &cps);
         size_t w = e == ESC_SLACK ? cps : 1;
         if (max && total > max && used + w > max - 1) {
@@ -805,6 +828,11 @@ char *render_escape(enum render_esc e, const char *s, size_t max)
     struct strbuf b = {0};
     put_esc(&b, s, (enum esc)e, max);
     return strbuf_take(&b);
+}
+
+void render_escape_put(struct strbuf *b, enum render_esc e, const char *s, size_t max)
+{
+    put_esc(b, s, (enum esc)e, max);
 }
 
 int render_safe_url(const char *url, char **out)

@@ -11,6 +11,7 @@
 
 #include "message.h"
 #include "project.h"
+#include "strbuf.h"
 
 enum render_target {
     RENDER_TEXT = 0, /* stdout, text: one line */
@@ -66,6 +67,9 @@ enum render_esc {
  * "…". Returns a string the caller frees, or NULL on ENOMEM.
  */
 char *render_escape(enum render_esc e, const char *s, size_t max);
+
+/* render_escape() appended to b (ENOMEM sets b->oom): for text built of many pieces. */
+void render_escape_put(struct strbuf *b, enum render_esc e, const char *s, size_t max);
 
 /*
  * url made safe for a Slack link element, Slack's <url|text> and an HTML attribute (http(s) only,
