@@ -1114,6 +1114,40 @@ static void test_slack_bytes(void)
     CHECK(render_slack_answer("\xc3", sections, 1) == NULL);
 }
 
+/*
+ * What render_slack_count() must say, one byte at a time as render.h documents it: the code
+ * points of text and link labels, a link without a label shows its URL (once closed), an emoji
+ * counts as ":name:" (an unclosed one to the end), marks show nothing.
+ */
+static size_t model_count(const char *p, size_t n)
+{
+    size_t cps = 0, url = 0, label = 0;
+    int link = 0, emoji = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c & 0xc0) == 0x80)
+            continue;
+        if (link) {
+            if (c == RENDER_RT_LABEL[0] && link == 1)
+                link = 2;
+            else if (c == RENDER_RT_END[0])
+                cps += label ? 0 : url, link = 0;
+            else if (c >= 0x20)
+                *(link == 1 ? &url : &label) += 1, cps += link == 2;
+        } else if (emoji) {
+            emoji = c != RENDER_RT_EMOJI[0];
+            cps++;
+        } else if (c == RENDER_RT_LINK[0]) {
+            link = 1;
+            url = label = 0;
+        } else {
+            emoji = c == RENDER_RT_EMOJI[0];
+            cps += c >= 0x20 || c == '\n' || emoji;
+        }
+    }
+    return cps;
+}
+
 /* Random marked text, marks in any order and cut anywhere: render_slack_answer() still sends only
  * valid blocks within the limits (tests/slack_check.h). */
 static void test_random_marks(void)
@@ -1151,6 +1185,11 @@ static void test_random_marks(void)
             }
             text[k][n] = '\0';
             sections[k] = text[k];
+        }
+        for (size_t k = 0; k < K; k++) {
+            /* Every start and end, so the counter's 8-byte steps meet every alignment. */
+            size_t n = strlen(text[k]), a = rnd() % (n + 1), b = a + rnd() % (n - a + 1);
+            CHECK_INT(render_slack_count(text[k] + a, b - a), model_count(text[k] + a, b - a));
         }
         char *out = render_slack_answer("fb", sections, K);
         const char *err = slack_check(out, SLACK_ANSWER);
