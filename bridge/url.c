@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,25 +361,13 @@ static int is_http(const char *url, size_t n)
 
 /*
  * The bytes url_embed() keeps: printable ASCII but | < > " ' \ ^ ` { }, which could end a
- * <url|text>, an element or an attribute. A switch: it is asked for every byte of every link.
+ * <url|text>, an element or an attribute. A bitmap of the 128 ASCII bytes (bit c of word c / 64),
+ * as it is asked for every byte of every link; test_url checks it against that list.
  */
 static int embed_safe(unsigned char c)
 {
-    switch (c) {
-    case '|':
-    case '<':
-    case '>':
-    case '"':
-    case '\'':
-    case '\\':
-    case '^':
-    case '`':
-    case '{':
-    case '}':
-        return 0;
-    default:
-        return c > 0x20 && c < 0x7f;
-    }
+    static const uint64_t keep[2] = {0xafffff7a00000000ull, 0x47fffffeafffffffull};
+    return c < 128 && (keep[c >> 6] >> (c & 63)) & 1;
 }
 
 int url_embed(const char *url, size_t max, char **out)
