@@ -4,6 +4,7 @@
  */
 #include "jwrite.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -34,18 +35,41 @@ static void put_escape(struct strbuf *b, unsigned char c)
     }
 }
 
+/*
+ * The length of the run at s (at most n bytes) that needs nothing: no control character, '"',
+ * '\\' or non-ASCII byte. Eight bytes at a time (SWAR, portable C; exact, no false hits): most
+ * of an answer is such runs.
+ */
+static size_t plain_run(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, q, bs;
+        memcpy(&x, s + i, sizeof(x));
+        q = x ^ ('"' * ones);
+        bs = x ^ ('\\' * ones);
+        /* x | ...: a byte >= 0x80 counts too; the others are "a byte below 0x20" and "a zero
+         * byte" of q and bs. */
+        if ((x | ((x - 0x20 * ones) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs)
+            break;
+    }
+    while (i < n && byte_class((unsigned char)s[i]) == PLAIN)
+        i++;
+    return i;
+}
+
 void jwrite_chars(struct strbuf *b, const char *s, size_t n)
 {
     size_t i = 0, start = 0;
 
     while (i < n && !b->oom) {
+        i += plain_run(s + i, n - i);
+        if (i == n)
+            break;
         unsigned char c = (unsigned char)s[i];
-        unsigned char k = byte_class(c);
-        if (k == PLAIN) {
-            i++;
-            continue;
-        }
-        if (k == MULTI) {
+        if (byte_class(c) == MULTI) {
             /* Non-ASCII text is written as it is, once it is known to be valid. */
             size_t l = utf8_seq_len(s + i, n - i);
             if (!l) {

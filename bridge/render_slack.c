@@ -125,7 +125,8 @@ static size_t text_run(const char *p, size_t n, size_t *vis)
         memcpy(&x, p + i, sizeof(x));
         if ((x - 0x20 * ones) & ~x & highs) /* a byte below 0x20: exact, no false hit */
             break;
-        v += 8 - (size_t)__builtin_popcountll(x & ~(x << 1) & highs); /* 10xxxxxx continues */
+        /* The bytes 10xxxxxx continue a character: one bit each, summed into the top byte. */
+        v += 8 - (size_t)((((x & ~(x << 1) & highs) >> 7) * ones) >> 56);
     }
     for (; i < n && (unsigned char)p[i] >= 0x20; i++)
         v += !utf8_is_cont((unsigned char)p[i]);
@@ -264,8 +265,10 @@ static void link_put(struct elements *w, int style, const char *url, size_t un, 
     for (size_t i = 0; i < ln; i++)
         shown += (unsigned char)label[i] >= 0x20;
     el_begin(w, "link");
-    strbuf_puts(w->out, ",\"url\":");
-    jwrite_string(w->out, url, un);
+    /* An embeddable URL is printable ASCII without '"' or '\\': JSON as it is. */
+    strbuf_puts(w->out, ",\"url\":\"");
+    strbuf_putn(w->out, url, un);
+    strbuf_puts(w->out, "\"");
     if (shown) {
         strbuf_puts(w->out, ",\"text\":\"");
         label_put(w, style, label, ln, 0);
