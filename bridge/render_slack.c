@@ -112,8 +112,8 @@ static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
 
 /*
  * The length of the run of bytes >= 0x20 at p (at most n), and in *vis its bytes that start a
- * character. Eight bytes at a time (SWAR, portable C): a run of text is most of every block,
- * and rich_count() looks at each answer twice (per line, then per block).
+ * character. Eight bytes at a time (SWAR, portable C): a run of text is most of every line a
+ * command answer counts (render_slack_count()).
  */
 static size_t text_run(const char *p, size_t n, size_t *vis)
 {
@@ -193,6 +193,7 @@ struct elements {
     size_t n;       /* elements begun */
     int open;       /* a text element's "text" is being written */
     int open_style; /* that element's style */
+    size_t cps;     /* visible code points so far, as rich_scan() counts them */
 };
 
 /* Begins an element of the given type: `{"type":"TYPE"`, after a comma if one came before. */
@@ -290,7 +291,19 @@ static void emoji_put(struct elements *w, const char *name, size_t n)
     strbuf_puts(w->out, "}");
 }
 
-/* The elements of marked text p[0..n) (already cut to the limit). */
+/* Bytes of p[0..n) that start a character and are not control bytes: what a link shows. */
+static size_t printable(const char *p, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += (unsigned char)p[i] >= 0x20 && !utf8_is_cont((unsigned char)p[i]);
+    return k;
+}
+
+/*
+ * The elements of marked text p[0..n), counting in w->cps what they show as rich_scan() does
+ * (a closed link without a label shows its URL, an emoji ":name:", an unclosed one the rest).
+ */
 static void elements_put(struct elements *w, const char *p, size_t n)
 {
     const char *end = p + n;
@@ -310,10 +323,15 @@ static void elements_put(struct elements *w, const char *p, size_t n)
             label = l_end = *u_end == RT_LABEL ? u_end + 1 : u_end;
             while (l_end < end && *l_end != RT_END)
                 l_end++;
+            size_t shown = printable(label, (size_t)(l_end - label));
+            if (!shown && l_end < end)
+                shown = printable(url, (size_t)(u_end - url));
+            w->cps += shown;
             link_put(w, style, url, (size_t)(u_end - url), label, (size_t)(l_end - label));
             p = l_end < end ? l_end + 1 : end;
         } else if (c == RT_EMOJI) {
             const char *name = p + 1, *n_end = memchr(name, RT_EMOJI, (size_t)(end - name));
+            w->cps += 1 + utf8_count(name, (size_t)((n_end ? n_end : end) - name)) + !!n_end;
             if (!n_end)
                 break;
             emoji_put(w, name, (size_t)(n_end - name));
@@ -325,6 +343,7 @@ static void elements_put(struct elements *w, const char *p, size_t n)
             const char *q = p + 1;
             while (q < end && ((unsigned char)*q >= 0x20 || *q == '\n'))
                 q++;
+            w->cps += utf8_count(p, (size_t)(q - p));
             text_put(w, style, p, (size_t)(q - p));
             p = q;
         }
@@ -332,30 +351,40 @@ static void elements_put(struct elements *w, const char *p, size_t n)
     text_close(w);
 }
 
+/* Writes the start of a block and the elements of s[0..n) to out; returns what they show. */
+static size_t block_begin(struct strbuf *out, int first, const char *s, size_t n, size_t *els)
+{
+    struct elements w = {.out = out};
+
+    strbuf_puts(out, first ? "{\"type\":\"rich_text\",\"elements\":[{\"type\":"
+                             "\"rich_text_section\",\"elements\":["
+                           : ",{\"type\":\"rich_text\",\"elements\":[{\"type\":"
+                             "\"rich_text_section\",\"elements\":[");
+    elements_put(&w, s, n);
+    *els = w.n;
+    return w.cps;
+}
+
 void render_slack_block(struct strbuf *out, size_t *blocks, const char *s, size_t n)
 {
     struct strbuf cut = {0};
-    struct elements w = {.out = out};
-    size_t at = out->n, end = 0;
+    size_t at = out->n, els = 0, end = 0;
 
-    if (rich_count(s, n) > RENDER_SLACK_TEXT_MAX &&
-        rich_scan(s, n, RENDER_SLACK_TEXT_MAX, &end) > RENDER_SLACK_TEXT_MAX) {
-        /* Cut outside a link and an emoji; a style left open ends with the text. */
+    /* Written at once, and written again when it shows too much (the text is counted as it is
+     * written, not first): cut outside a link and an emoji; a style left open ends with the
+     * text. */
+    if (block_begin(out, !*blocks, s, n, &els) > RENDER_SLACK_TEXT_MAX && !out->oom) {
+        strbuf_cut(out, at);
+        rich_scan(s, n, RENDER_SLACK_TEXT_MAX, &end);
         strbuf_putn(&cut, s, end);
         strbuf_puts(&cut, ELLIPSIS);
         if (cut.oom) {
             out->oom = 1;
             return;
         }
-        s = cut.p;
-        n = cut.n;
+        block_begin(out, !*blocks, cut.p, cut.n, &els);
     }
-    strbuf_puts(out, *blocks ? ",{\"type\":\"rich_text\",\"elements\":[{\"type\":"
-                               "\"rich_text_section\",\"elements\":["
-                             : "{\"type\":\"rich_text\",\"elements\":[{\"type\":"
-                               "\"rich_text_section\",\"elements\":[");
-    elements_put(&w, s, n);
-    if (w.n) {
+    if (els) {
         strbuf_puts(out, "]}]}");
         (*blocks)++;
     } else {
