@@ -109,18 +109,23 @@ void slack_msg_fini(struct slack_msg *m)
 }
 
 /* Written directly (jwrite.h), not through jansson and a format: the payload is a whole
- * answer (about 20 KB for `projects`), copied once. */
+ * answer (about 20 KB for `projects`), copied once, straight into the frame that carries it. */
+void slack_msg_ack_put(struct strbuf *b, const char *id, const char *payload)
+{
+    strbuf_puts(b, "{\"envelope_id\":");
+    jwrite_string(b, id, strlen(id));
+    if (payload) {
+        strbuf_puts(b, ",\"payload\":");
+        strbuf_puts(b, payload);
+    }
+    strbuf_puts(b, "}");
+}
+
 int slack_msg_ack(const char *id, const char *payload, char **out, size_t *len)
 {
     struct strbuf b = {0};
 
-    strbuf_puts(&b, "{\"envelope_id\":");
-    jwrite_string(&b, id, strlen(id));
-    if (payload) {
-        strbuf_puts(&b, ",\"payload\":");
-        strbuf_puts(&b, payload);
-    }
-    strbuf_puts(&b, "}");
+    slack_msg_ack_put(&b, id, payload);
     *len = b.n;
     *out = strbuf_take(&b);
     if (!*out) {

@@ -185,11 +185,14 @@ static void attempt_failed(struct slack_socket *s)
 
 /* ---- writing ---- */
 
-static int queue_text(struct conn *c, const char *text, size_t len)
+/* Queues the text frame in b (wsconn_frame_start()); b is empty afterwards. */
+static int queue_frame(struct conn *c, struct strbuf *b)
 {
-    if (c->state == C_CLOSING || c->dead || !c->ws)
+    if (c->state == C_CLOSING || c->dead || !c->ws) {
+        strbuf_fini(b);
         return -EPIPE; /* nothing may follow our close frame */
-    return wsconn_send(c->ws, text, len);
+    }
+    return wsconn_send_frame(c->ws, b);
 }
 
 /* Asks the socket to go: a close frame (after what is queued), or at once when not up yet. */
@@ -229,12 +232,12 @@ static void drop(struct conn *c, const char *why)
 /* {"envelope_id": id} or {"envelope_id": id, "payload": payload}, queued on c. */
 static void ack(struct conn *c, const char *id, const char *payload)
 {
-    char *text = NULL;
-    size_t n = 0;
+    struct strbuf b = {0};
 
-    if (slack_msg_ack(id, payload, &text, &n) != 0 || queue_text(c, text, n) != 0)
+    wsconn_frame_start(&b);
+    slack_msg_ack_put(&b, id, payload);
+    if (queue_frame(c, &b) != 0)
         log_err("slack", "out of memory acknowledging an envelope");
-    free(text);
 }
 
 static int listed(char *const *v, size_t n, const char *id)
