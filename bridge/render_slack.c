@@ -66,51 +66,6 @@ void render_slack_fit(struct strbuf *b, size_t max)
 }
 
 /*
- * Walks marked text p[0..n) as render_slack_block() shows it and returns its visible code
- * points: text, link labels (a link without a label shows its URL), an emoji as ":name:"; marks
- * show nothing. With max > 0, *cut gets the last offset outside a link and an emoji where the
- * text before it plus "…" fits in max (meaningful when the result is over max).
- */
-static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
-{
-    size_t cps = 0, url = 0, label = 0;
-    int in_link = 0, in_emoji = 0; /* in_link: 1 in the URL, 2 in the label */
-
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (utf8_is_cont((unsigned char)c))
-            continue;
-        if (max && !in_link && !in_emoji && cps + 1 <= max)
-            *cut = i;
-        if (in_link) {
-            if (c == RT_LABEL && in_link == 1) {
-                in_link = 2;
-            } else if (c == RT_END) {
-                cps += label ? 0 : url;
-                in_link = 0;
-            } else if ((unsigned char)c >= 0x20 && in_link == 1) {
-                url++;
-            } else if ((unsigned char)c >= 0x20) {
-                label++;
-                cps++;
-            }
-        } else if (in_emoji) {
-            in_emoji = c != RT_EMOJI;
-            cps++;
-        } else if (c == RT_LINK) {
-            in_link = 1;
-            url = label = 0;
-        } else if (c == RT_EMOJI) {
-            in_emoji = 1;
-            cps++;
-        } else if ((unsigned char)c >= 0x20 || c == '\n') {
-            cps++;
-        }
-    }
-    return cps;
-}
-
-/*
  * The length of the run of bytes >= 0x20 at p (at most n), and in *vis its bytes that start a
  * character. Eight bytes at a time (SWAR, portable C): a run of text is most of every line a
  * command answer counts (render_slack_count()).
@@ -135,10 +90,42 @@ static size_t text_run(const char *p, size_t n, size_t *vis)
 }
 
 /*
- * rich_scan()'s count without a cut (the same states and the same sums), with the runs of text
- * between marks counted by text_run().
+ * Where to cut a run of text p[0..n) that starts with cps code points shown before it: the
+ * offset of its last character whose own code point still fits in max, in *cut (unchanged when
+ * none does). rich_scan() counts the run as a whole; only here is it walked character by
+ * character, and only up to where max is reached.
  */
-static size_t rich_count(const char *p, size_t n)
+static void run_cut(const char *p, size_t n, size_t vis, size_t cps, size_t max, size_t at,
+                    size_t *cut)
+{
+    size_t i = n - 1, k = 0;
+
+    if (!vis || cps + 1 > max)
+        return;
+    if (cps + vis <= max) { /* every character fits: the last one's start */
+        while (i > 0 && utf8_is_cont((unsigned char)p[i]))
+            i--;
+        *cut = at + i;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (utf8_is_cont((unsigned char)p[i]))
+            continue;
+        if (cps + k + 1 > max)
+            return;
+        *cut = at + i;
+        k++;
+    }
+}
+
+/*
+ * Walks marked text p[0..n) as render_slack_block() shows it and returns its visible code
+ * points: text, link labels (a link without a label shows its URL), an emoji as ":name:"; marks
+ * show nothing. With max > 0, *cut gets the last offset outside a link and an emoji where the
+ * text before it plus "…" fits in max (meaningful when the result is over max). Runs of text
+ * between marks are counted by text_run().
+ */
+static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
 {
     size_t cps = 0, url = 0, label = 0, vis;
     int in_link = 0, in_emoji = 0; /* in_link: 1 in the URL, 2 in the label */
@@ -146,6 +133,8 @@ static size_t rich_count(const char *p, size_t n)
     for (size_t i = 0; i < n;) {
         size_t run = text_run(p + i, n - i, &vis);
         if (run) {
+            if (max && !in_link && !in_emoji)
+                run_cut(p + i, run, vis, cps, max, i, cut);
             if (in_link == 1)
                 url += vis;
             else if (in_link == 2)
@@ -154,7 +143,10 @@ static size_t rich_count(const char *p, size_t n)
             i += run;
             continue;
         }
-        char c = p[i++]; /* a control byte: a mark, or '\n' */
+        char c = p[i]; /* a control byte: a mark, or '\n' */
+        if (max && !in_link && !in_emoji && cps + 1 <= max)
+            *cut = i;
+        i++;
         if (in_link) {
             if (c == RT_LABEL && in_link == 1) {
                 in_link = 2;
@@ -180,7 +172,7 @@ static size_t rich_count(const char *p, size_t n)
 
 size_t render_slack_count(const char *s, size_t n)
 {
-    return rich_count(s, n);
+    return rich_scan(s, n, 0, NULL);
 }
 
 /* ---- one block's elements ---- */
