@@ -48,19 +48,6 @@
 #define ARROW    "\xe2\x86\x92" /* U+2192 */
 #define BULLET   "\xe2\x80\xa2" /* U+2022 */
 
-/* ---- building answers (strbuf.h) ---- */
-
-/* Appends s and frees it; NULL means ENOMEM. */
-static void put_owned(struct strbuf *b, char *s)
-{
-    if (!s) {
-        b->oom = 1;
-        return;
-    }
-    strbuf_puts(b, s);
-    free(s);
-}
-
 /* ---- formats: the markup of each part of an answer ---- */
 
 enum fmt {
@@ -91,7 +78,7 @@ static enum render_esc fmt_esc(enum fmt f)
 /* Untrusted text (YouTrack's, the user's), escaped for f; max code points as render_escape(). */
 static void put_esc(struct strbuf *b, enum fmt f, const char *s, size_t max)
 {
-    put_owned(b, render_escape(fmt_esc(f), s, max));
+    render_escape_put(b, fmt_esc(f), s, max);
 }
 
 /* Trusted text in bold. */
@@ -179,14 +166,12 @@ static int nonempty(const char *s)
 }
 
 /* The project's page, safe for links (NULL: not linkable); sets b->oom on ENOMEM. */
-static char *project_url(struct strbuf *b, const struct command_context *ctx,
+static char *project_url(struct strbuf *b, const struct render_links *links,
                          const struct project *p)
 {
-    char *raw = project_page_url(ctx->service_url, ctx->flavour, p);
     char *safe = NULL;
-    if (!raw || render_safe_url(raw, &safe) != 0)
+    if (render_link(links, p, &safe) != 0)
         b->oom = 1;
-    free(raw);
     return safe;
 }
 
@@ -208,6 +193,7 @@ struct doc {
     const struct project *proj;          /* `project` */
     const struct history_entry *history; /* `changes`: the last n_items, oldest first */
     int unknown;                         /* `help`: arg was not a command */
+    struct render_links links;           /* `projects`, `project`: the pages, made safe once */
 };
 
 static void put_more(struct strbuf *b, enum fmt f, const struct doc *d, size_t listed)
@@ -368,6 +354,16 @@ static int layout(const struct doc *d, enum command_platform pf, char **out)
     return layout_text(d, out);
 }
 
+/* layout() of an answer that links projects: their pages' shared part is made safe once. */
+static int layout_linked(struct doc *d, enum command_platform pf, char **out)
+{
+    int r = render_links_init(&d->links, d->ctx->service_url, d->ctx->flavour);
+    if (!r)
+        r = layout(d, pf, out);
+    render_links_fini(&d->links);
+    return r;
+}
+
 /* ---- help, errors ---- */
 
 static const char *const help_lines[][2] = {
@@ -455,10 +451,9 @@ static void projects_head(struct strbuf *b, enum fmt f, const struct doc *d, siz
 /* "`KEY` <url|Name> (archived)": the short name, the linked name, the archived mark; plain and
  * text formats end with the URL instead. Slack shows the mark unstyled: rich text styles are
  * kept to bold and code. */
-static void project_line(struct strbuf *b, enum fmt f, const struct command_context *ctx,
-                         const struct project *p)
+static void project_line(struct strbuf *b, enum fmt f, const struct doc *d, const struct project *p)
 {
-    char *url = project_url(b, ctx, p);
+    char *url = project_url(b, &d->links, p);
     int named = nonempty(p->name);
 
     if (named && nonempty(p->short_name)) {
@@ -477,7 +472,7 @@ static void project_line(struct strbuf *b, enum fmt f, const struct command_cont
 
 static void projects_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
 {
-    project_line(b, f, d->ctx, d->list[i]);
+    project_line(b, f, d, d->list[i]);
 }
 
 static int run_projects(const struct command_context *ctx, enum command_platform pf,
@@ -499,7 +494,7 @@ static int run_projects(const struct command_context *ctx, enum command_platform
     d.more_hint = " " MDASH " narrow it with a filter";
     d.arg = filter;
     d.list = list;
-    return layout(&d, pf, out);
+    return layout_linked(&d, pf, out);
 }
 
 /* ---- project KEY ---- */
@@ -545,7 +540,7 @@ static void project_head(struct strbuf *b, enum fmt f, const struct doc *d, size
         strbuf_puts(b, " to search by name.");
         return;
     }
-    project_line(b, f, d->ctx, p);
+    project_line(b, f, d, p);
     put_field(b, f, "Short name");
     if (p->short_name)
         put_code(b, f, p->short_name, RENDER_CHAT_KEY_MAX);
@@ -591,7 +586,7 @@ static int run_project(const struct command_context *ctx, enum command_platform 
     struct doc d = {.ctx = ctx, .head = project_head, .arg = key};
     if (command_index_find(ctx->index, key, &d.proj) != 0)
         return -ENOMEM;
-    return layout(&d, pf, out);
+    return layout_linked(&d, pf, out);
 }
 
 /* ---- changes [N] ---- */

@@ -14,7 +14,8 @@
  *     projects in 76 MiB could not start in it.
  * The state's small records (journal lines, sync positions) are read with this reader too, so
  * that state_format.c reads one way (see there). Everything else uses jansson, which also
- * writes all JSON.
+ * writes all JSON but Slack's blocks and Socket Mode acks (jwrite.h: written directly, in
+ * jansson's bytes, because they are on the chat commands' hot path).
  *
  * Usage is a cursor: jscan_array_next() / jscan_object_next() walk containers, jscan_string(),
  * jscan_int(), jscan_bool() read scalars, jscan_skip() skips any value. Every function returns

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "command.h"
+#include "hash.h"
 #include "hmac.h"
 
 int matrix_msg_text_ok(const char *s, size_t max)
@@ -57,17 +58,7 @@ static int in_list(char *const *v, size_t n, const char *s)
     return 0;
 }
 
-/* FNV-1a: the dedup ring keeps hashes, not strings. */
-static uint64_t id_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
+/* The dedup ring keeps hashes (hash_str()), not strings. */
 static int seen_has(const struct matrix_msg_seen *seen, uint64_t h)
 {
     for (size_t i = 0; seen && i < seen->n; i++) {
@@ -164,7 +155,7 @@ fail:
 /* A duplicate: answered in an earlier batch or already taken from this one. */
 static int duplicate(const struct builder *bd, const char *event_id)
 {
-    if (seen_has(bd->seen, id_hash(event_id)))
+    if (seen_has(bd->seen, hash_str(event_id)))
         return 1;
     for (size_t i = 0; i < bd->b->n; i++) {
         if (bd->b->v[i].event_id && strcmp(bd->b->v[i].event_id, event_id) == 0)
@@ -468,7 +459,7 @@ int matrix_msg_parse_sync(const char *body, size_t len, const struct matrix_msg_
     }
     for (size_t i = 0; seen && i < out->n; i++) {
         if (out->v[i].event_id)
-            seen_add(seen, id_hash(out->v[i].event_id));
+            seen_add(seen, hash_str(out->v[i].event_id));
     }
     return 0;
 }

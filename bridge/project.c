@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "url.h"
 #include "utf8.h"
 
@@ -679,9 +680,22 @@ void diff_fini(struct diff *d)
     memset(d, 0, sizeof(*d));
 }
 
-char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p)
+char *project_page_base(const char *service_url, enum youtrack_flavour f)
 {
     /* The legacy UI has no project page by id; its issue list filtered by project is stable. */
     return url_build(service_url ? service_url : "",
-                     f == YOUTRACK_LEGACY ? "/issues/%s" : "/projects/%s", p->id);
+                     f == YOUTRACK_LEGACY ? "/issues/" : "/projects/");
+}
+
+char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p)
+{
+    struct strbuf b = {0};
+    char *base = project_page_base(service_url, f);
+
+    if (!base)
+        return NULL;
+    strbuf_puts(&b, base);
+    url_put_escaped(&b, p->id);
+    free(base);
+    return strbuf_take(&b);
 }

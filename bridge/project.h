@@ -189,9 +189,15 @@ void diff_fini(struct diff *d);
 const char *project_shown_name(const struct project *p);
 
 /*
- * p's page in the YouTrack UI at service_url (NULL: a relative link), the id percent-encoded
- * as one path segment. Caller frees; NULL on ENOMEM.
+ * p's page in the YouTrack UI at service_url (NULL: a relative link): project_page_base(), then
+ * the id percent-encoded as one path segment (url_put_escaped()). Caller frees; NULL on ENOMEM.
  */
 char *project_page_url(const char *service_url, enum youtrack_flavour f, const struct project *p);
+
+/*
+ * The part of project_page_url() that every project at service_url shares, so that a list of
+ * links is built on it once. Caller frees; NULL on ENOMEM.
+ */
+char *project_page_base(const char *service_url, enum youtrack_flavour f);
 
 #endif

@@ -8,14 +8,15 @@
  * - chat (Slack, Matrix, hookshot): the same characters become U+FFFD. Slack blocks are Block Kit
  *   rich_text, whose text elements Slack shows literally (no mrkdwn, no <!channel>, no entities;
  *   doc/slack.md): our own bold, code, links and emoji are marks (render.h RENDER_RT_*) that
- *   rich_block() turns into elements, and untrusted text can never carry a mark. Slack's
+ *   render_slack.c turns into elements, and untrusted text can never carry a mark. Slack's
  *   top-level "text" fallback is entity-escaped (& first, then < >) and sent with
  *   "mrkdwn": false; never link_names. Matrix HTML escapes & < > " ' and links only http(s)
  *   URLs; Matrix always sends "m.mentions": {} and m.notice. Names are shortened for chat
  *   (CHAT_NAME_MAX) and every target limit is enforced after escaping, cutting visibly on a
  *   character boundary;
  * - JSON (stdout json, webhook; render_json.c): jansson escapes; invalid UTF-8 (which jansson
- *   refuses) becomes U+FFFD, valid text passes through unchanged.
+ *   refuses) becomes U+FFFD, valid text passes through unchanged. Slack's JSON is written
+ *   directly (render_slack.c, jwrite.h) in the bytes jansson would write.
  */
 #include "render.h"
 
@@ -26,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwrite.h"
 #include "render_json.h"
+#include "render_slack.h"
 #include "strbuf.h"
 #include "url.h"
 #include "utf8.h"
@@ -121,6 +124,16 @@ static size_t esc_one(enum esc e, const unsigned char *s, size_t avail, char *ou
     return n;
 }
 
+/* Whether e writes byte c as it is, as one code point: printable ASCII but the entities' bytes. */
+static int esc_plain(enum esc e, unsigned char c)
+{
+    if (c < 0x20 || c >= 0x7f)
+        return 0;
+    if ((e == ESC_SLACK || e == ESC_HTML) && (c == '&' || c == '<' || c == '>'))
+        return 0;
+    return e != ESC_HTML || (c != '"' && c != '\'');
+}
+
 /*
  * Appends s escaped for e. With max > 0, at most max code points are written, counted after
  * escaping for Slack (its limits are) and before escaping otherwise; a longer text is cut
@@ -135,13 +148,26 @@ static void put_esc(struct strbuf *b, const char *s, enum esc e, size_t max)
     if (!s)
         return;
     n = strlen(s);
-    if (max) {
+    /* A character counts one, or up to five as an entity in Slack's text: a text that cannot
+     * reach max is not counted. */
+    if (max && n > (e == ESC_SLACK ? max / 5 : max)) {
         for (size_t i = 0; i < n; i += in) {
             esc_one(e, p + i, n - i, out, &in, &cps);
             total += e == ESC_SLACK ? cps : 1;
         }
     }
     for (size_t i = 0; i < n; i += in) {
+        if (!max || total <= max) {
+            /* Not cut: a run of bytes that stay as they are goes in one piece. */
+            size_t k = i;
+            while (k < n && esc_plain(e, p[k]))
+                k++;
+            if (k > i) {
+                strbuf_putn(b, s + i, k - i);
+                in = k - i;
+                continue;
+            }
+        }
         size_t len = esc_one(e, p + i, n - i, out, &in, &cps);
         size_t w = e == ESC_SLACK ? cps : 1;
         if (max && total > max && used + w > max - 1) {
@@ -197,17 +223,16 @@ static char *safe_url(struct strbuf *oom, const char *url)
     return out;
 }
 
-/* The project's page as safe_url() makes it, or NULL. */
+/* The project's page as safe_url() makes it (render_link()), or NULL. */
 static char *project_link(struct strbuf *b, const struct message *m, const struct project *p)
 {
-    char *url = project_page_url(m->service_url, m->flavour, p);
-    if (!url) {
+    struct render_links l = {0};
+    char *url = NULL;
+
+    if (render_links_init(&l, m->service_url, m->flavour) != 0 || render_link(&l, p, &url) != 0)
         b->oom = 1;
-        return NULL;
-    }
-    char *safe = safe_url(b, url);
-    free(url);
-    return safe;
+    render_links_fini(&l);
+    return url;
 }
 
 /* ---- one change, in each target's words ---- */
@@ -436,252 +461,24 @@ static char *render_text(const struct message *m)
 
 /* ---- RENDER_SLACK ---- */
 
-/*
- * Cuts the top-level "text" (entity-escaped, no marks) to at most max code points, ending in
- * "…". The cut never falls inside an entity (&amp;): in our text every '&' starts one, because
- * YouTrack's own are escaped.
- */
-static void slack_fit(struct strbuf *b, size_t max)
+/* Appends the rich_text block of marked text to blocks (render_slack.h); text's ENOMEM fails it. */
+static void put_block(struct strbuf *blocks, size_t *n, const struct strbuf *text)
 {
-    size_t cps = 0, safe = 0;
-    int in_ent = 0;
-
-    if (!b->p || utf8_count(b->p, b->n) <= max)
-        return;
-    for (size_t i = 0; i < b->n; i++) {
-        unsigned char c = (unsigned char)b->p[i];
-        if (utf8_is_cont(c))
-            continue;
-        if (!in_ent) {
-            if (cps + 1 > max) /* room for the "…" */
-                break;
-            safe = i;
-        }
-        cps++;
-        if (c == '&')
-            in_ent = 1;
-        else if (c == ';')
-            in_ent = 0;
-    }
-    strbuf_cut(b, safe);
-    strbuf_puts(b, ELLIPSIS);
-}
-
-/* The marks of render.h as bytes. */
-#define RT_BOLD  RENDER_RT_BOLD[0]
-#define RT_CODE  RENDER_RT_CODE[0]
-#define RT_LINK  RENDER_RT_LINK[0]
-#define RT_LABEL RENDER_RT_LABEL[0]
-#define RT_END   RENDER_RT_END[0]
-#define RT_EMOJI RENDER_RT_EMOJI[0]
-
-/*
- * Walks marked text p[0..n) as rich_block() shows it and returns its visible code points: text,
- * link labels (a link without a label shows its URL), an emoji as ":name:"; marks show nothing.
- * With max > 0, *cut gets the last offset outside a link and an emoji where the text before it
- * plus "…" fits in max (meaningful when the result is over max).
- */
-static size_t rich_scan(const char *p, size_t n, size_t max, size_t *cut)
-{
-    size_t cps = 0, url = 0, label = 0;
-    int in_link = 0, in_emoji = 0; /* in_link: 1 in the URL, 2 in the label */
-
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (utf8_is_cont((unsigned char)c))
-            continue;
-        if (max && !in_link && !in_emoji && cps + 1 <= max)
-            *cut = i;
-        if (in_link) {
-            if (c == RT_LABEL && in_link == 1) {
-                in_link = 2;
-            } else if (c == RT_END) {
-                cps += label ? 0 : url;
-                in_link = 0;
-            } else if ((unsigned char)c >= 0x20 && in_link == 1) {
-                url++;
-            } else if ((unsigned char)c >= 0x20) {
-                label++;
-                cps++;
-            }
-        } else if (in_emoji) {
-            in_emoji = c != RT_EMOJI;
-            cps++;
-        } else if (c == RT_LINK) {
-            in_link = 1;
-            url = label = 0;
-        } else if (c == RT_EMOJI) {
-            in_emoji = 1;
-            cps++;
-        } else if ((unsigned char)c >= 0x20 || c == '\n') {
-            cps++;
-        }
-    }
-    return cps;
-}
-
-static size_t rich_count(const char *p, size_t n)
-{
-    return rich_scan(p, n, 0, NULL);
-}
-
-/* Cuts marked text to at most max visible code points, ending in "…", never inside a link or an
- * emoji. A style left open ends with the text (rich_block() does not mind). */
-static void rich_fit(struct strbuf *b, size_t max)
-{
-    size_t cut = 0;
-    if (!b->p || rich_scan(b->p, b->n, max, &cut) <= max)
-        return;
-    strbuf_cut(b, cut);
-    strbuf_puts(b, ELLIPSIS);
-}
-
-enum { STYLE_BOLD = 1, STYLE_CODE = 2 };
-
-/* Appends to els {"type":"text","text":run[,"style":{"bold":true,"code":true}]}, empties run. */
-static void rich_text_el(int *err, json_t *els, struct strbuf *run, int style)
-{
-    json_t *el, *st;
-
-    if (!run->n)
-        return;
-    el = json_pack("{s:s, s:s%}", "type", "text", "text", run->p, run->n);
-    if (el && style) {
-        st = style == STYLE_BOLD   ? json_pack("{s:b}", "bold", 1)
-             : style == STYLE_CODE ? json_pack("{s:b}", "code", 1)
-                                   : json_pack("{s:b, s:b}", "bold", 1, "code", 1);
-        if (json_object_set_new(el, "style", st) != 0) { /* a NULL st fails too */
-            json_decref(el);
-            el = NULL;
-        }
-    }
-    if (!el || json_array_append_new(els, el) != 0)
-        *err = 1;
-    strbuf_cut(run, 0);
-}
-
-/*
- * Appends to els the link element of url[0..un) labelled label[0..ln) (control bytes dropped;
- * no label: Slack shows the URL). A URL safe_url() would not have made (never ours) links
- * nothing: its label is added to run as text instead.
- */
-static void rich_link_el(int *err, json_t *els, struct strbuf *run, const char *url, size_t un,
-                         const char *label, size_t ln)
-{
-    struct strbuf text = {0};
-    int linkable = url_embeddable(url, un);
-    json_t *el = NULL;
-
-    for (size_t i = 0; i < ln; i++)
-        if ((unsigned char)label[i] >= 0x20)
-            strbuf_putn(linkable ? &text : run, label + i, 1);
-    if (!linkable)
-        return;
-    if (text.oom)
-        *err = 1;
-    else if (text.n)
-        el = json_pack("{s:s, s:s%, s:s%}", "type", "link", "url", url, un, "text", text.p, text.n);
+    if (text->oom)
+        blocks->oom = 1;
     else
-        el = json_pack("{s:s, s:s%}", "type", "link", "url", url, un);
-    if (!el || json_array_append_new(els, el) != 0)
-        *err = 1;
-    strbuf_fini(&text);
-}
-
-/*
- * Appends to els {"type":"emoji","name":name[0..n)} for a name of [a-z0-9_+-] (ours); else
- * nothing. name[n] is the closing mark, which strspn() stops at.
- */
-static void rich_emoji_el(int *err, json_t *els, const char *name, size_t n)
-{
-    if (!n || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_+-") < n)
-        return;
-    json_t *el = json_pack("{s:s, s:s%}", "type", "emoji", "name", name, n);
-    if (!el || json_array_append_new(els, el) != 0)
-        *err = 1;
-}
-
-/*
- * Appends to blocks the rich_text block of marked text b, cut first to SLACK_TEXT_MAX visible
- * code points: {"type":"rich_text","elements":[{"type":"rich_text_section","elements":[…]}]}
- * with one text element per run of one style, a link element per link and an emoji element per
- * emoji (doc/slack.md). Any marked text gives a valid block: a style left open ends with the
- * text, a link cut in its URL and an emoji cut in its name are dropped, a link cut in its label
- * keeps the label so far, a stray mark is skipped. Text that shows nothing adds no block (Slack
- * refuses an empty one). Sets *err on ENOMEM.
- */
-static void rich_block(int *err, json_t *blocks, struct strbuf *b)
-{
-    json_t *els = json_array();
-    struct strbuf run = {0};
-    int style = 0, run_style = 0;
-
-    if (b->oom || !els) {
-        *err = 1;
-        goto out;
-    }
-    rich_fit(b, SLACK_TEXT_MAX);
-    const char *p = b->p ? b->p : "", *end = p + (b->p ? b->n : 0);
-    while (p < end && !*err) {
-        char c = *p;
-        if (c == RT_BOLD || c == RT_CODE) {
-            style ^= c == RT_BOLD ? STYLE_BOLD : STYLE_CODE;
-            p++;
-        } else if (c == RT_LINK) {
-            const char *url = p + 1, *u_end = url, *label, *l_end;
-            while (u_end < end && *u_end != RT_LABEL && *u_end != RT_END)
-                u_end++;
-            if (u_end == end)
-                break;
-            label = l_end = *u_end == RT_LABEL ? u_end + 1 : u_end;
-            while (l_end < end && *l_end != RT_END)
-                l_end++;
-            rich_text_el(err, els, &run, run_style);
-            rich_link_el(err, els, &run, url, (size_t)(u_end - url), label,
-                         (size_t)(l_end - label));
-            run_style = style; /* an unlinked label joins the run in the current style */
-            p = l_end < end ? l_end + 1 : end;
-        } else if (c == RT_EMOJI) {
-            const char *name = p + 1, *n_end = memchr(name, RT_EMOJI, (size_t)(end - name));
-            if (!n_end)
-                break;
-            rich_text_el(err, els, &run, run_style);
-            rich_emoji_el(err, els, name, (size_t)(n_end - name));
-            p = n_end + 1;
-        } else if ((unsigned char)c < 0x20 && c != '\n') {
-            p++; /* a stray mark shows nothing */
-        } else {
-            if (run.n && run_style != style)
-                rich_text_el(err, els, &run, run_style);
-            run_style = style;
-            strbuf_putn(&run, p, 1);
-            p++;
-        }
-    }
-    rich_text_el(err, els, &run, run_style);
-    if (run.oom)
-        *err = 1;
-    if (!*err && json_array_size(els)) {
-        json_t *blk = json_pack("{s:s, s:[{s:s, s:O}]}", "type", "rich_text", "elements", "type",
-                                "rich_text_section", "elements", els);
-        if (!blk || json_array_append_new(blocks, blk) != 0)
-            *err = 1;
-    }
-out:
-    json_decref(els);
-    strbuf_fini(&run);
+        render_slack_block(blocks, n, text->p ? text->p : "", text->n);
 }
 
 static char *render_slack(const struct message *m)
 {
-    struct strbuf text = {0}, fb = {0};
-    json_t *blocks = json_array();
-    int err = !blocks;
+    struct strbuf text = {0}, fb = {0}, blocks = {0}, out = {0};
+    size_t nb = 0; /* blocks written */
 
     switch (m->kind) {
     case MESSAGE_CHANGE:
         put_change(&text, m, m->change, ST_SLACK, 0);
-        rich_block(&err, blocks, &text);
+        put_block(&blocks, &nb, &text);
         put_change(&fb, m, m->change, ST_SLACK_FALLBACK, 0);
         break;
     case MESSAGE_DIGEST: {
@@ -690,7 +487,7 @@ static char *render_slack(const struct message *m)
         put_digest_title(&text, m);
         strbuf_puts(&text, RENDER_RT_BOLD ": ");
         put_counts(&text, m);
-        rich_block(&err, blocks, &text);
+        put_block(&blocks, &nb, &text);
         put_digest_title(&fb, m);
         strbuf_puts(&fb, ": ");
         put_counts(&fb, m);
@@ -698,18 +495,19 @@ static char *render_slack(const struct message *m)
         /* Lines packed into blocks of <= SLACK_TEXT_MAX visible code points; one block is kept
          * for "… and N more". A line itself stays far below the limit (names are capped). */
         strbuf_cut(&text, 0);
-        for (i = 0; i < listed && !err; i++) {
+        for (i = 0; i < listed && !blocks.oom; i++) {
             struct strbuf line = {0};
             put_change(&line, m, m->digest[i], ST_SLACK, 1);
             if (line.oom) {
-                err = 1;
-            } else if (text.n && rich_count(text.p, text.n) + 1 + rich_count(line.p, line.n) >
-                                     SLACK_TEXT_MAX) {
+                blocks.oom = 1;
+            } else if (text.n &&
+                       render_slack_count(text.p, text.n) + 1 + render_slack_count(line.p, line.n) >
+                           SLACK_TEXT_MAX) {
                 if (nblocks + 1 >= SLACK_BLOCKS_MAX - 1) {
                     strbuf_fini(&line);
                     break;
                 }
-                rich_block(&err, blocks, &text);
+                put_block(&blocks, &nb, &text);
                 nblocks++;
                 strbuf_cut(&text, 0);
             }
@@ -719,7 +517,7 @@ static char *render_slack(const struct message *m)
             strbuf_fini(&line);
         }
         if (text.n) {
-            rich_block(&err, blocks, &text);
+            put_block(&blocks, &nb, &text);
             nblocks++;
         }
         if (i < m->n_changes) {
@@ -727,7 +525,7 @@ static char *render_slack(const struct message *m)
             strbuf_puts(&text, ELLIPSIS " and ");
             strbuf_printf(&text, "%zu", m->n_changes - i);
             strbuf_puts(&text, " more");
-            rich_block(&err, blocks, &text);
+            put_block(&blocks, &nb, &text);
         }
         break;
     }
@@ -743,7 +541,7 @@ static char *render_slack(const struct message *m)
         put_esc(&text, m->service_url, ESC_RICH, CHAT_NAME_MAX);
         if (url)
             strbuf_puts(&text, RENDER_RT_END);
-        rich_block(&err, blocks, &text);
+        put_block(&blocks, &nb, &text);
         put_tracking(&fb, m, "Now", "", "");
         put_esc(&fb, m->service_url, ESC_SLACK, CHAT_NAME_MAX);
         free(url);
@@ -753,24 +551,26 @@ static char *render_slack(const struct message *m)
         put_emoji(&text, "warning");
         strbuf_puts(&text, " ");
         put_esc_lines(&text, m->text, ESC_RICH, "\n");
-        rich_block(&err, blocks, &text);
+        put_block(&blocks, &nb, &text);
         strbuf_puts(&fb, "Alert: ");
         put_esc_lines(&fb, m->text, ESC_SLACK, "\n");
         break;
     }
 
-    json_t *o = NULL;
-    if (!err && !fb.oom) {
-        slack_fit(&fb, SLACK_FALLBACK_MAX);
-        /* Never link_names, and no markup in the fallback: "@here", "#general" and "*x*" stay
-         * text (doc/slack.md). */
-        o = json_pack("{s:s%, s:b, s:O, s:b, s:b}", "text", fb.p ? fb.p : "", fb.n, "mrkdwn", 0,
-                      "blocks", blocks, "unfurl_links", 0, "unfurl_media", 0);
-    }
-    json_decref(blocks);
+    render_slack_fit(&fb, SLACK_FALLBACK_MAX);
+    /* Never link_names, and no markup in the fallback: "@here", "#general" and "*x*" stay text
+     * (doc/slack.md). */
+    strbuf_puts(&out, "{\"text\":");
+    jwrite_string(&out, fb.p ? fb.p : "", fb.n);
+    strbuf_puts(&out, ",\"mrkdwn\":false,\"blocks\":[");
+    strbuf_putn(&out, blocks.p ? blocks.p : "", blocks.n);
+    strbuf_puts(&out, "],\"unfurl_links\":false,\"unfurl_media\":false}");
+    if (blocks.oom || fb.oom)
+        out.oom = 1;
+    strbuf_fini(&blocks);
     strbuf_fini(&text);
     strbuf_fini(&fb);
-    return render_json_dump(o, err);
+    return strbuf_take(&out);
 }
 
 /* ---- RENDER_MATRIX, RENDER_HOOKSHOT ---- */
@@ -1030,6 +830,11 @@ char *render_escape(enum render_esc e, const char *s, size_t max)
     return strbuf_take(&b);
 }
 
+void render_escape_put(struct strbuf *b, enum render_esc e, const char *s, size_t max)
+{
+    put_esc(b, s, (enum esc)e, max);
+}
+
 int render_safe_url(const char *url, char **out)
 {
     struct strbuf oom = {0};
@@ -1037,33 +842,43 @@ int render_safe_url(const char *url, char **out)
     return oom.oom ? -ENOMEM : 0;
 }
 
-size_t render_slack_count(const char *s, size_t n)
+int render_links_init(struct render_links *l, const char *service_url, enum youtrack_flavour f)
 {
-    return rich_count(s, n);
+    char *base = project_page_base(service_url, f);
+    int r;
+
+    *l = (struct render_links){0};
+    if (!base)
+        return -ENOMEM;
+    r = url_embed(base, CHAT_URL_MAX, &l->base);
+    free(base);
+    l->n = l->base ? strlen(l->base) : 0;
+    return r;
 }
 
-char *render_slack_answer(const char *fallback, const char *const *sections, size_t n)
+int render_link(const struct render_links *l, const struct project *p, char **out)
 {
-    struct strbuf fb = {0};
-    json_t *blocks = json_array(), *o = NULL;
-    int err = !blocks;
+    struct strbuf b = {0};
 
-    for (size_t i = 0; i < n && json_array_size(blocks) < SLACK_BLOCKS_MAX && !err; i++) {
-        struct strbuf text = {0};
-        strbuf_puts(&text, sections[i] ? sections[i] : "");
-        rich_block(&err, blocks, &text); /* nothing for a section that shows nothing */
-        strbuf_fini(&text);
+    *out = NULL;
+    if (!l->base)
+        return 0;
+    strbuf_putn(&b, l->base, l->n);
+    /* The encoded id has only bytes url_embed() keeps, and the scheme is in the base: this is
+     * url_embed() of the whole page, the same bytes under the same limit. */
+    url_put_escaped(&b, p->id);
+    if (!b.oom && b.n > CHAT_URL_MAX) {
+        strbuf_fini(&b);
+        return 0;
     }
-    strbuf_puts(&fb, fallback ? fallback : "");
-    if (!err && !fb.oom) {
-        slack_fit(&fb, SLACK_FALLBACK_MAX);
-        /* Never link_names, and no markup in the fallback (doc/slack.md). */
-        o = json_pack("{s:s, s:s%, s:b, s:O}", "response_type", "ephemeral", "text",
-                      fb.p ? fb.p : "", fb.n, "mrkdwn", 0, "blocks", blocks);
-    }
-    json_decref(blocks);
-    strbuf_fini(&fb);
-    return render_json_dump(o, err || fb.oom);
+    *out = strbuf_take(&b);
+    return *out ? 0 : -ENOMEM;
+}
+
+void render_links_fini(struct render_links *l)
+{
+    free(l->base);
+    *l = (struct render_links){0};
 }
 
 char *render_matrix_answer(const char *body, const char *html, int *cut)

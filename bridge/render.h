@@ -11,6 +11,7 @@
 
 #include "message.h"
 #include "project.h"
+#include "strbuf.h"
 
 enum render_target {
     RENDER_TEXT = 0, /* stdout, text: one line */
@@ -67,12 +68,29 @@ enum render_esc {
  */
 char *render_escape(enum render_esc e, const char *s, size_t max);
 
+/* render_escape() appended to b (ENOMEM sets b->oom): for text built of many pieces. */
+void render_escape_put(struct strbuf *b, enum render_esc e, const char *s, size_t max);
+
 /*
  * url made safe for a Slack link element, Slack's <url|text> and an HTML attribute (http(s) only,
  * unsafe bytes percent-encoded, at most 1000 bytes). Returns 0 and *out (caller frees; NULL when
  * url is not linkable), or -ENOMEM.
  */
 int render_safe_url(const char *url, char **out);
+
+/*
+ * The links of many projects at one service (a command's answer): render_safe_url() of each
+ * one's page, with the part the pages share (project_page_base()) made safe once. After
+ * render_links_init() (0, or -ENOMEM), render_link() gives p's link: 0 and *out (caller frees;
+ * NULL when it does not link), or -ENOMEM. render_links_fini() on a zeroed one is fine.
+ */
+struct render_links {
+    char *base; /* the shared part, made safe; NULL: no page links */
+    size_t n;
+};
+int render_links_init(struct render_links *l, const char *service_url, enum youtrack_flavour f);
+int render_link(const struct render_links *l, const struct project *p, char **out);
+void render_links_fini(struct render_links *l);
 
 /* Visible code points of marked Slack text s[0..n) (valid UTF-8): what one block shows. */
 size_t render_slack_count(const char *s, size_t n);

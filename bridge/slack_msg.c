@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "jwrite.h"
+#include "strbuf.h"
 #include "utf8.h"
 
 static const char *jstr(const json_t *o, const char *key)
@@ -106,27 +108,30 @@ void slack_msg_fini(struct slack_msg *m)
     m->is_slash_command = 0;
 }
 
+/* Written directly (jwrite.h), not through jansson and a format: the payload is a whole
+ * answer (about 20 KB for `projects`), copied once, straight into the frame that carries it. */
+void slack_msg_ack_put(struct strbuf *b, const char *id, const char *payload)
+{
+    strbuf_puts(b, "{\"envelope_id\":");
+    jwrite_string(b, id, strlen(id));
+    if (payload) {
+        strbuf_puts(b, ",\"payload\":");
+        strbuf_puts(b, payload);
+    }
+    strbuf_puts(b, "}");
+}
+
 int slack_msg_ack(const char *id, const char *payload, char **out, size_t *len)
 {
-    json_t *j = json_string(id);
-    char *esc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    int n;
+    struct strbuf b = {0};
 
-    json_decref(j);
-    *out = NULL;
-    *len = 0;
-    if (!esc)
-        return -ENOMEM;
-    if (payload)
-        n = asprintf(out, "{\"envelope_id\":%s,\"payload\":%s}", esc, payload);
-    else
-        n = asprintf(out, "{\"envelope_id\":%s}", esc);
-    free(esc);
-    if (n < 0) {
-        *out = NULL;
+    slack_msg_ack_put(&b, id, payload);
+    *len = b.n;
+    *out = strbuf_take(&b);
+    if (!*out) {
+        *len = 0;
         return -ENOMEM;
     }
-    *len = (size_t)n;
     return 0;
 }
 

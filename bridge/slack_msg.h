@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+struct strbuf;
+
 /* One Socket Mode message, as slack_msg_parse() understood it. */
 enum slack_msg_kind {
     SLACK_MSG_OTHER = 0, /* valid JSON object of no interest (unknown type, no envelope id) */
@@ -46,6 +48,9 @@ void slack_msg_fini(struct slack_msg *m);
  * and *out (caller frees) of *len bytes, or -ENOMEM.
  */
 int slack_msg_ack(const char *id, const char *payload, char **out, size_t *len);
+
+/* The same acknowledgement appended to b (ENOMEM sets b->oom): for a frame built in place. */
+void slack_msg_ack_put(struct strbuf *b, const char *id, const char *payload);
 
 /* What an apps.connections.open answer (HTTP 200) says. */
 enum slack_open_kind {

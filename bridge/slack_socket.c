@@ -29,6 +29,7 @@
 #include "lwsctx.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "recent_ids.h"
 #include "slack_msg.h"
 #include "url.h"
 #include "wsconn.h"
@@ -79,11 +80,6 @@ struct conn {
     int port, tls;
 };
 
-struct dedup {
-    char *id;
-    uint64_t at_ms;
-};
-
 struct slack_socket {
     uv_loop_t *loop;
     const struct conf_chat_slack *conf;
@@ -107,9 +103,8 @@ struct slack_socket {
     void (*stopped_cb)(void *);
     void *stopped_ud;
     char last_error[256];
-    struct dedup dedup[DEDUP_SLOTS];
-    unsigned dedup_next;
-    struct ratelimit limits; /* per user and overall; a flood gets "slow down", not a backlog */
+    struct recent_ids *answered; /* slash commands' envelope ids, DEDUP_SLOTS for DEDUP_TTL_MS */
+    struct ratelimit limits;     /* per user and overall; a flood gets "slow down", not a backlog */
 };
 
 static uint64_t now_ms(const struct slack_socket *s)
@@ -190,11 +185,14 @@ static void attempt_failed(struct slack_socket *s)
 
 /* ---- writing ---- */
 
-static int queue_text(struct conn *c, const char *text, size_t len)
+/* Queues the text frame in b (wsconn_frame_start()); b is empty afterwards. */
+static int queue_frame(struct conn *c, struct strbuf *b)
 {
-    if (c->state == C_CLOSING || c->dead || !c->ws)
+    if (c->state == C_CLOSING || c->dead || !c->ws) {
+        strbuf_fini(b);
         return -EPIPE; /* nothing may follow our close frame */
-    return wsconn_send(c->ws, text, len);
+    }
+    return wsconn_send_frame(c->ws, b);
 }
 
 /* Asks the socket to go: a close frame (after what is queued), or at once when not up yet. */
@@ -231,34 +229,15 @@ static void drop(struct conn *c, const char *why)
 
 /* ---- envelopes ---- */
 
-static struct dedup *dedup_find(struct slack_socket *s, const char *id)
-{
-    uint64_t now = now_ms(s);
-    for (size_t i = 0; i < DEDUP_SLOTS; i++) {
-        struct dedup *d = &s->dedup[i];
-        if (d->id && now - d->at_ms < DEDUP_TTL_MS && strcmp(d->id, id) == 0)
-            return d;
-    }
-    return NULL;
-}
-
-static void dedup_add(struct slack_socket *s, const char *id)
-{
-    struct dedup *d = &s->dedup[s->dedup_next++ % DEDUP_SLOTS];
-    free(d->id);
-    d->id = strdup(id);
-    d->at_ms = now_ms(s);
-}
-
 /* {"envelope_id": id} or {"envelope_id": id, "payload": payload}, queued on c. */
 static void ack(struct conn *c, const char *id, const char *payload)
 {
-    char *text = NULL;
-    size_t n = 0;
+    struct strbuf b = {0};
 
-    if (slack_msg_ack(id, payload, &text, &n) != 0 || queue_text(c, text, n) != 0)
+    wsconn_frame_start(&b);
+    slack_msg_ack_put(&b, id, payload);
+    if (queue_frame(c, &b) != 0)
         log_err("slack", "out of memory acknowledging an envelope");
-    free(text);
 }
 
 static int listed(char *const *v, size_t n, const char *id)
@@ -374,7 +353,7 @@ static void on_envelope(struct conn *c, const struct slack_msg *m)
                  c->id);
         return;
     }
-    if (dedup_find(s, id)) {
+    if (recent_ids_has(s->answered, id, now_ms(s))) {
         /* Slack did not see our ack, or retries anyway: ack again, never answer twice. */
         log_info("slack", "envelope %s delivered again (retry_attempt %lld); acknowledged only", id,
                  m->retry_attempt);
@@ -383,7 +362,10 @@ static void on_envelope(struct conn *c, const struct slack_msg *m)
         return;
     }
     if (m->is_slash_command) {
-        dedup_add(s, id); /* only answers need remembering; other envelopes are just acked */
+        /* Only answers need remembering; other envelopes are just acked. Out of memory, a
+         * retry may be answered twice, which is better than not at all. */
+        if (recent_ids_add(s->answered, id, now_ms(s)) != 0)
+            log_err("slack", "out of memory remembering envelope %s", id);
         on_slash_command(c, m);
         return;
     }
@@ -1021,8 +1003,13 @@ int slack_socket_new(struct slack_socket **out, uv_loop_t *loop, const struct co
     s->conf = conf;
     s->hooks = *hooks;
     ratelimit_init(&s->limits, s->conf->rate.per_user, s->conf->rate.per_second);
+    if (recent_ids_new(&s->answered, DEDUP_SLOTS, DEDUP_TTL_MS) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
     if (http_new(&s->http, loop) != 0) {
         snprintf(err, errlen, "cannot start an HTTP client for Slack");
+        recent_ids_free(s->answered);
         free(s);
         return -EIO;
     }
@@ -1082,8 +1069,7 @@ void slack_socket_free(struct slack_socket *s)
         }
         free_conn(c);
     }
-    for (size_t i = 0; i < DEDUP_SLOTS; i++)
-        free(s->dedup[i].id);
+    recent_ids_free(s->answered);
     s->closing_handles = 2;
     uv_close((uv_handle_t *)&s->tick, on_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void strbuf_putn(struct strbuf *b, const char *s, size_t n)
+void strbuf_grow_put(struct strbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
@@ -25,11 +25,6 @@ void strbuf_putn(struct strbuf *b, const char *s, size_t n)
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
-}
-
-void strbuf_puts(struct strbuf *b, const char *s)
-{
-    strbuf_putn(b, s, strlen(s));
 }
 
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)

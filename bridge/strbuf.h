@@ -7,6 +7,7 @@
 #define YTB_STRBUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct strbuf {
     char *p; /* NUL-terminated once anything was appended; NULL before */
@@ -14,8 +15,25 @@ struct strbuf {
     int oom;
 };
 
-void strbuf_putn(struct strbuf *b, const char *s, size_t n);
-void strbuf_puts(struct strbuf *b, const char *s);
+/* Appends s[0..n) when it fits (the slow path grows the buffer): inline, because answers are
+ * built of many short pieces, most of them literals whose length the compiler knows. */
+void strbuf_grow_put(struct strbuf *b, const char *s, size_t n);
+
+static inline void strbuf_putn(struct strbuf *b, const char *s, size_t n)
+{
+    if (!b->oom && n < b->cap - b->n) {
+        memcpy(b->p + b->n, s, n);
+        b->n += n;
+        b->p[b->n] = '\0';
+    } else {
+        strbuf_grow_put(b, s, n);
+    }
+}
+
+static inline void strbuf_puts(struct strbuf *b, const char *s)
+{
+    strbuf_putn(b, s, strlen(s));
+}
 /* Formatted output of up to 127 bytes (numbers, short fields); longer output is cut. */
 void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -24,15 +24,13 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "strbuf.h"
-
-/* Bytes url_embed() encodes: they could end a <url|text>, an element or an attribute. */
-#define EMBED_UNSAFE "|<>\"'\\^`{}"
 
 static const struct {
     const char *name;
@@ -300,7 +298,6 @@ char *url_build(const char *base, const char *tmpl, ...)
     size_t n = strlen(base);
     const char *p, *arg;
     va_list ap;
-    char *esc;
 
     while (n > 0 && base[n - 1] == '/')
         n--;
@@ -319,18 +316,40 @@ char *url_build(const char *base, const char *tmpl, ...)
             continue;
         }
         arg = p[1] == 's' ? va_arg(ap, const char *) : NULL;
-        n = arg ? strlen(arg) : 0;
-        esc = arg && n <= INT_MAX ? curl_easy_escape(NULL, arg, (int)n) : NULL;
-        if (!esc) {
-            b.oom = 1;
+        url_put_escaped(&b, arg);
+        if (b.oom)
             break;
-        }
-        strbuf_puts(&b, esc);
-        curl_free(esc);
         p++;
     }
     va_end(ap);
     return strbuf_take(&b);
+}
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+void url_put_escaped(struct strbuf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0, k = 0;
+    char *esc;
+
+    /* Most ids and names need no encoding: then libcurl's encoder would copy them as they are. */
+    while (k < n && unreserved((unsigned char)s[k]))
+        k++;
+    if (s && k == n) {
+        strbuf_putn(b, s, n);
+        return;
+    }
+    esc = s && n <= INT_MAX ? curl_easy_escape(NULL, s, (int)n) : NULL;
+    if (!esc) {
+        b->oom = 1;
+        return;
+    }
+    strbuf_puts(b, esc);
+    curl_free(esc);
 }
 
 /* "http://" or "https://" and something after it: the scheme url_parse() would accept. */
@@ -340,9 +359,15 @@ static int is_http(const char *url, size_t n)
            (n > 8 && strncasecmp(url, "https://", 8) == 0);
 }
 
+/*
+ * The bytes url_embed() keeps: printable ASCII but | < > " ' \ ^ ` { }, which could end a
+ * <url|text>, an element or an attribute. A bitmap of the 128 ASCII bytes (bit c of word c / 64),
+ * as it is asked for every byte of every link; test_url checks it against that list.
+ */
 static int embed_safe(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && !strchr(EMBED_UNSAFE, c);
+    static const uint64_t keep[2] = {0xafffff7a00000000ull, 0x47fffffeafffffffull};
+    return c < 128 && (keep[c >> 6] >> (c & 63)) & 1;
 }
 
 int url_embed(const char *url, size_t max, char **out)
@@ -353,13 +378,16 @@ int url_embed(const char *url, size_t max, char **out)
     *out = NULL;
     if (!url || !is_http(url, strlen(url)))
         return 0;
-    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
-        if (embed_safe(*p)) {
-            strbuf_putn(&b, (const char *)p, 1);
-        } else {
-            char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            strbuf_putn(&b, enc, 3);
-        }
+    for (const unsigned char *p = (const unsigned char *)url; *p;) {
+        const unsigned char *q = p;
+        while (*q && embed_safe(*q))
+            q++;
+        strbuf_putn(&b, (const char *)p, (size_t)(q - p));
+        if (!*q)
+            break;
+        char enc[3] = {'%', hex[*q >> 4], hex[*q & 15]};
+        strbuf_putn(&b, enc, 3);
+        p = q + 1;
     }
     if (!b.oom && b.n > max) {
         strbuf_fini(&b);

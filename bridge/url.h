@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+struct strbuf;
+
 /* The schemes url_parse() accepts, a set; URL_ANY_SCHEME accepts every scheme. */
 #define URL_HTTP       0x1u /* http://, https:// */
 #define URL_WS         0x2u /* ws://, wss:// (libwebsockets connects; libcurl only parses) */
@@ -83,6 +85,12 @@ int url_same_origin(const char *a, const char *b);
  * NULL on ENOMEM, a NULL argument or a directive other than %s and %%.
  */
 char *url_build(const char *base, const char *tmpl, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Appends s percent-encoded as url_build() encodes a "%s" argument; a NULL s, like ENOMEM, fails
+ * b (b->oom).
+ */
+void url_put_escaped(struct strbuf *b, const char *s);
 
 /*
  * url made safe to embed in a Slack link element, Slack's <url|text> and an HTML attribute:

@@ -20,8 +20,8 @@
 
 struct frame {
     struct frame *next;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE bytes, then the text */
+    size_t len;          /* of the text */
+    unsigned char *data; /* LWS_PRE bytes, then the text (a strbuf's buffer, taken over) */
 };
 
 struct wsconn {
@@ -67,18 +67,29 @@ int wsconn_live(const struct wsconn *w)
     return w && w->wsi;
 }
 
-int wsconn_send(struct wsconn *w, const char *text, size_t len)
+void wsconn_frame_start(struct strbuf *b)
 {
-    struct frame *f;
+    static const char room[LWS_PRE];
+    strbuf_putn(b, room, sizeof(room));
+}
 
-    if (w->close_sent || w->ended)
-        return -EPIPE; /* nothing may follow our close frame */
-    f = malloc(sizeof(*f) + LWS_PRE + len);
+int wsconn_send_frame(struct wsconn *w, struct strbuf *b)
+{
+    struct frame *f = NULL;
+    int r = -ENOMEM;
+
+    if (w->close_sent || w->ended) {
+        r = -EPIPE; /* nothing may follow our close frame */
+        goto fail;
+    }
+    if (b->oom || b->n < LWS_PRE)
+        goto fail;
+    f = malloc(sizeof(*f));
     if (!f)
-        return -ENOMEM;
+        goto fail;
     f->next = NULL;
-    f->len = len;
-    memcpy(f->data + LWS_PRE, text, len);
+    f->len = b->n - LWS_PRE;
+    f->data = (unsigned char *)strbuf_take(b);
     if (w->txt)
         w->txt->next = f;
     else
@@ -87,6 +98,15 @@ int wsconn_send(struct wsconn *w, const char *text, size_t len)
     if (w->wsi)
         lws_callback_on_writable(w->wsi);
     return 0;
+fail:
+    strbuf_fini(b);
+    return r;
+}
+
+static void frame_free(struct frame *f)
+{
+    free(f->data);
+    free(f);
 }
 
 void wsconn_ping(struct wsconn *w)
@@ -125,7 +145,7 @@ void wsconn_free(struct wsconn *w)
     while (w->txh) {
         struct frame *f = w->txh;
         w->txh = f->next;
-        free(f);
+        frame_free(f);
     }
     free(w->rx);
     free(w);
@@ -142,7 +162,7 @@ static int on_writable(struct wsconn *w)
         w->txh = f->next;
         if (!w->txh)
             w->txt = NULL;
-        free(f);
+        frame_free(f);
         if (w->txh || w->want_ping || w->want_close)
             lws_callback_on_writable(w->wsi);
         return 0;

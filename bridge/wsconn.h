@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "strbuf.h"
+
 struct lws_context;
 struct wsconn;
 
@@ -55,8 +57,15 @@ int wsconn_open(struct wsconn **out, uv_loop_t *loop, struct lws_context *ctx,
 /* 1 while lws holds the socket (from wsconn_open() until ended()). */
 int wsconn_live(const struct wsconn *w);
 
-/* Queues a text frame. 0, -EPIPE after the close frame was sent, or -ENOMEM. */
-int wsconn_send(struct wsconn *w, const char *text, size_t len);
+/*
+ * Text frames are built in a strbuf that starts with the room lws needs before a frame's text
+ * (its header goes there): wsconn_frame_start() appends that room to an empty b, the caller
+ * appends the text, and wsconn_send_frame() queues it and takes b's buffer, so the text (a
+ * whole command answer) is not copied again. b is empty afterwards, whatever the result: 0,
+ * -EPIPE after the close frame was sent, or -ENOMEM (also when b ran out of memory).
+ */
+void wsconn_frame_start(struct strbuf *b);
+int wsconn_send_frame(struct wsconn *w, struct strbuf *b);
 
 /* Sends a ping when the socket is next writable (after queued frames). */
 void wsconn_ping(struct wsconn *w);

@@ -123,12 +123,30 @@ static json_t *slack_elements(const char *out)
 }
 
 /* The strict shape of tests/slack_check.h: rich_text blocks only, literal text, the limits. */
+/*
+ * Whether out is byte for byte what jansson writes for the same document (compact, keys in
+ * order): Slack's JSON is written without jansson (render_slack.c) and must not differ from it.
+ */
+static int as_jansson_writes(const char *out)
+{
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL;
+    char *again = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int same = again && strcmp(again, out) == 0;
+    if (!same)
+        fprintf(stderr, "not as jansson writes it:\n  %.2000s\n  %.2000s\n", out ? out : "(null)",
+                again ? again : "(null)");
+    free(again);
+    json_decref(o);
+    return same;
+}
+
 static void check_slack(const char *out)
 {
     const char *err = slack_check(out, SLACK_NOTIFICATION);
     if (err)
         fprintf(stderr, "slack: %s in %.3000s\n", err, out);
     CHECK(err == NULL);
+    CHECK(as_jansson_writes(out));
 }
 
 static void check_matrix(const char *out)
@@ -866,6 +884,7 @@ static void test_slack_marks(void)
     char *out = render_slack_answer("fallback", sections, sizeof(sections) / sizeof(*sections));
     const char *err = slack_check(out, SLACK_ANSWER);
     CHECK(err == NULL);
+    CHECK(as_jansson_writes(out));
     char *view = slack_view(out, 1);
     CHECK_STR(view, "*open bold*\nx\ny<https://a.example/|lab>\nz\nstray\njs\nlt\nw\n"
                     "<https://b.example/|>\na*bc*d");
@@ -1015,6 +1034,120 @@ static void test_random_names(void)
     }
 }
 
+/* render_link() is render_safe_url() of project_page_url(), whatever the service URL and the id:
+ * odd bytes in either, the legacy flavour, no scheme, and lengths about the 1000-byte limit. */
+static void test_links(void)
+{
+    static char long_url[1100], long_id[1100];
+    memcpy(long_url, "https://yt.example.com/", 23);
+    memset(long_url + 23, 'u', 960);
+    memset(long_id, 'i', 1050);
+    const char *const urls[] = {"https://yt.example.com/youtrack",
+                                "http://127.0.0.1:8080/",
+                                "https://yt.example.com/a|b<c>\"d'e{}^`\\",
+                                "ftp://yt.example.com",
+                                "yt.example.com",
+                                "",
+                                NULL,
+                                long_url};
+    const char *const ids[] = {
+        "0-1",  "a b", "\xc3\xbc/|<>%", "", "~._-", long_id + 1050 - 20, long_id + 1050 - 16,
+        long_id};
+    for (size_t u = 0; u < sizeof(urls) / sizeof(urls[0]); u++) {
+        for (int fl = 0; fl < 2; fl++) {
+            enum youtrack_flavour f = fl ? YOUTRACK_LEGACY : YOUTRACK_MODERN;
+            struct render_links l;
+            CHECK(render_links_init(&l, urls[u], f) == 0);
+            for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                struct project p = {.id = ids[i]};
+                char *page = project_page_url(urls[u], f, &p), *want = NULL, *got = NULL;
+                CHECK(page && render_safe_url(page, &want) == 0);
+                CHECK(render_link(&l, &p, &got) == 0);
+                CHECK(want ? got && !strcmp(want, got) : !got);
+                free(page);
+                free(want);
+                free(got);
+            }
+            render_links_fini(&l);
+        }
+    }
+}
+
+/* The exact bytes of an answer: the order of keys, styles, escapes, links with and without a
+ * label, an emoji, a link that is not ours (its label stays text), a block that shows nothing. */
+static void test_slack_bytes(void)
+{
+    const char *const sections[] = {
+        RENDER_RT_BOLD "5 projects" RENDER_RT_BOLD " match \"a\\b\"",
+        "\xe2\x80\xa2 " RENDER_RT_CODE "K" RENDER_RT_BOLD "B" RENDER_RT_CODE "b" RENDER_RT_BOLD
+        " " RENDER_RT_LINK "https://y.example/projects/0-1" RENDER_RT_LABEL
+        "N\xc3\xa9" RENDER_RT_END "\n" RENDER_RT_LINK
+        "https://y.example/p" RENDER_RT_END RENDER_RT_EMOJI "eyes" RENDER_RT_EMOJI RENDER_RT_LINK
+        "ftp://y" RENDER_RT_LABEL "L" RENDER_RT_END "x",
+        RENDER_RT_BOLD RENDER_RT_BOLD,
+    };
+    char *out = render_slack_answer("5 projects &amp; \"x\"", sections, 3);
+    CHECK_STR(
+        out,
+        "{\"response_type\":\"ephemeral\",\"text\":\"5 projects &amp; \\\"x\\\"\","
+        "\"mrkdwn\":false,\"blocks\":["
+        "{\"type\":\"rich_text\",\"elements\":[{\"type\":\"rich_text_section\",\"elements\":["
+        "{\"type\":\"text\",\"text\":\"5 projects\",\"style\":{\"bold\":true}},"
+        "{\"type\":\"text\",\"text\":\" match \\\"a\\\\b\\\"\"}]}]},"
+        "{\"type\":\"rich_text\",\"elements\":[{\"type\":\"rich_text_section\",\"elements\":["
+        "{\"type\":\"text\",\"text\":\"\xe2\x80\xa2 \"},"
+        "{\"type\":\"text\",\"text\":\"K\",\"style\":{\"code\":true}},"
+        "{\"type\":\"text\",\"text\":\"B\",\"style\":{\"bold\":true,\"code\":true}},"
+        "{\"type\":\"text\",\"text\":\"b\",\"style\":{\"bold\":true}},"
+        "{\"type\":\"text\",\"text\":\" \"},"
+        "{\"type\":\"link\",\"url\":\"https://y.example/projects/0-1\",\"text\":\"N\xc3\xa9\"},"
+        "{\"type\":\"text\",\"text\":\"\\n\"},"
+        "{\"type\":\"link\",\"url\":\"https://y.example/p\"},"
+        "{\"type\":\"emoji\",\"name\":\"eyes\"},"
+        "{\"type\":\"text\",\"text\":\"Lx\"}]}]}]}");
+    CHECK(as_jansson_writes(out));
+    free(out);
+
+    /* Invalid UTF-8 makes no answer rather than an invalid document (as with jansson). */
+    const char *bad[] = {"ok \xff"};
+    CHECK(render_slack_answer("fb", bad, 1) == NULL);
+    CHECK(render_slack_answer("\xc3", sections, 1) == NULL);
+}
+
+/*
+ * What render_slack_count() must say, one byte at a time as render.h documents it: the code
+ * points of text and link labels, a link without a label shows its URL (once closed), an emoji
+ * counts as ":name:" (an unclosed one to the end), marks show nothing.
+ */
+static size_t model_count(const char *p, size_t n)
+{
+    size_t cps = 0, url = 0, label = 0;
+    int link = 0, emoji = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c & 0xc0) == 0x80)
+            continue;
+        if (link) {
+            if (c == RENDER_RT_LABEL[0] && link == 1)
+                link = 2;
+            else if (c == RENDER_RT_END[0])
+                cps += label ? 0 : url, link = 0;
+            else if (c >= 0x20)
+                *(link == 1 ? &url : &label) += 1, cps += link == 2;
+        } else if (emoji) {
+            emoji = c != RENDER_RT_EMOJI[0];
+            cps++;
+        } else if (c == RENDER_RT_LINK[0]) {
+            link = 1;
+            url = label = 0;
+        } else {
+            emoji = c == RENDER_RT_EMOJI[0];
+            cps += c >= 0x20 || c == '\n' || emoji;
+        }
+    }
+    return cps;
+}
+
 /* Random marked text, marks in any order and cut anywhere: render_slack_answer() still sends only
  * valid blocks within the limits (tests/slack_check.h). */
 static void test_random_marks(void)
@@ -1053,11 +1186,17 @@ static void test_random_marks(void)
             text[k][n] = '\0';
             sections[k] = text[k];
         }
+        for (size_t k = 0; k < K; k++) {
+            /* Every start and end, so the counter's 8-byte steps meet every alignment. */
+            size_t n = strlen(text[k]), a = rnd() % (n + 1), b = a + rnd() % (n - a + 1);
+            CHECK_INT(render_slack_count(text[k] + a, b - a), model_count(text[k] + a, b - a));
+        }
         char *out = render_slack_answer("fb", sections, K);
         const char *err = slack_check(out, SLACK_ANSWER);
         if (err)
             fprintf(stderr, "round %d: %s\n", round, err);
         CHECK(err == NULL);
+        CHECK(as_jansson_writes(out));
         free(out);
     }
 }
@@ -1078,6 +1217,8 @@ int main(void)
     RUN(test_slack_literal_names);
     RUN(test_slack_marks);
     RUN(test_slack_fit);
+    RUN(test_slack_bytes);
+    RUN(test_links);
     RUN(test_random_names);
     RUN(test_random_marks);
     return test_done();

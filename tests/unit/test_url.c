@@ -3,10 +3,12 @@
  * included), loopback decided by address and never by a prefix, same-origin, building request
  * URLs, and making a URL safe to embed.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "test.h"
 #include "url.h"
 
@@ -349,6 +351,37 @@ static void test_embed(void)
     CHECK_INT(url_embeddable("javascript:alert(1)", 19), 0);
     CHECK_INT(url_embeddable("http://", 7), 0);
     CHECK_INT(url_embeddable("https://a.example/", 5), 0);
+
+    /* Every byte: kept exactly when it is printable ASCII and none of | < > " ' \\ ^ ` { }. */
+    for (int c = 0; c < 256; c++) {
+        char url[16] = "https://h/";
+        url[10] = (char)c;
+        int keep = c > 0x20 && c < 0x7f && !strchr("|<>\"'\\^`{}", c);
+        CHECK_INT(url_embeddable(url, 11), keep);
+        if (c == 0)
+            continue;
+        CHECK_INT(url_embed(url, 1000, &s), 0);
+        CHECK_INT(strlen(s), keep ? 11 : 13);
+        free(s);
+    }
+}
+
+/* url_put_escaped() writes what libcurl's encoder writes, with or without its shortcut. */
+static void test_escaped(void)
+{
+    static const char *const args[] = {"0-1", "", "~._-AZaz09", "a b", "\xc3\xa9/|%", "x?y&z=1#f"};
+    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++) {
+        struct strbuf b = {0};
+        char *want = curl_easy_escape(NULL, args[i], (int)strlen(args[i]));
+        url_put_escaped(&b, args[i]);
+        CHECK(!b.oom && want && strcmp(b.p ? b.p : "", want) == 0);
+        curl_free(want);
+        strbuf_fini(&b);
+    }
+    struct strbuf b = {0};
+    url_put_escaped(&b, NULL);
+    CHECK(b.oom);
+    strbuf_fini(&b);
 }
 
 static void test_strerror(void)
@@ -372,6 +405,7 @@ int main(void)
     RUN(test_build);
     RUN(test_build_refused);
     RUN(test_embed);
+    RUN(test_escaped);
     RUN(test_strerror);
     return test_done();
 }
