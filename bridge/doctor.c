@@ -454,6 +454,20 @@ static void next(struct doctor *d)
     free(url);
 }
 
+/*
+ * Whether a /v3/maintenance/status answer names a raft leader. The leader is a member id, an
+ * unsigned 64-bit number (a string in JSON, absent when zero) that etcd_int() cannot hold when
+ * it is above INT64_MAX, so only its presence and its digits are looked at.
+ */
+static int has_leader(const json_t *status)
+{
+    const char *id = json_string_value(json_object_get(status, "leader"));
+
+    return id ? strspn(id, "0123456789") == strlen(id) && strspn(id, "0") != strlen(id)
+              : json_is_integer(json_object_get(status, "leader")) &&
+                    json_integer_value(json_object_get(status, "leader")) != 0;
+}
+
 /* One etcd endpoint on its own: does it answer, which version, is the cluster led. */
 static void check_etcd_endpoint(struct doctor *d, size_t i)
 {
@@ -472,7 +486,7 @@ static void check_etcd_endpoint(struct doctor *d, size_t i)
     }
     if (etcd_call_sync(e, "/v3/maintenance/status", body, &r) != 0)
         report(d, "FAIL", "cluster: %s: %s", one.etcd[0], r.message);
-    else if (etcd_int(r.body, "leader") == 0)
+    else if (!has_leader(r.body))
         report(d, "FAIL",
                "cluster: %s answers (etcd %s) but its cluster has no leader (quorum "
                "lost?)",
