@@ -310,10 +310,18 @@ static void trust_until(struct cluster *c, int64_t ttl_s)
     arm_expiry(c);
 }
 
+/* The TTL a keep-alive's answer grants ({"result": {..., "TTL": "10"}}); 0 when the lease is
+ * gone (etcd then leaves the TTL out; doc/etcd.md). */
+static int64_t keepalive_ttl(const json_t *body)
+{
+    const json_t *result = json_object_get(body, "result");
+
+    return etcd_int(result ? result : body, "TTL");
+}
+
 static void on_keepalive(void *userdata, const struct etcd_reply *r)
 {
     struct cluster *c = userdata;
-    const json_t *result;
     int64_t ttl;
 
     c->busy = 0;
@@ -324,8 +332,7 @@ static void on_keepalive(void *userdata, const struct etcd_reply *r)
         schedule(c, observe_ms(c) / 2);
         return;
     }
-    result = json_object_get(r->body, "result");
-    ttl = etcd_int(result ? result : r->body, "TTL");
+    ttl = keepalive_ttl(r->body);
     if (ttl <= 0) {
         lose(c, "etcd says the lease has expired", 0);
         return;
@@ -359,7 +366,6 @@ static void lease_renew(void *userdata)
 {
     struct cluster *c = userdata;
     struct etcd_reply r;
-    const json_t *result;
     uint64_t sent = boot_ms();
     int64_t ttl;
 
@@ -367,8 +373,7 @@ static void lease_renew(void *userdata)
         sent - c->sent_ms < ttl_ms(c) / 3)
         return;
     if (etcd_call_sync(c->etcd, "/v3/lease/keepalive", id_body(c->lease), &r) == 0) {
-        result = json_object_get(r.body, "result");
-        ttl = etcd_int(result ? result : r.body, "TTL");
+        ttl = keepalive_ttl(r.body);
         if (ttl > 0) {
             c->sent_ms = sent;
             trust_until(c, ttl);
@@ -399,6 +404,7 @@ static void on_campaign(void *userdata, const struct etcd_reply *r)
     }
     if (etcd_txn_succeeded(r->body)) {
         c->role = CLUSTER_LEADER;
+        c->fence.lease = c->lease;
         c->sent_ms = c->pending_ms; /* the grant was sent before the key was created */
         trust_until(c, c->cc->lease_ttl);
         set_leader(c, c->cc->member);
@@ -622,7 +628,6 @@ const char *cluster_prefix(const struct cluster *c)
 
 const struct state_lease *cluster_lease(const struct cluster *c)
 {
-    ((struct cluster *)c)->fence.lease = c->lease;
     return &c->fence;
 }
 

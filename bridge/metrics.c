@@ -269,6 +269,15 @@ static void render_sinks(FILE *f, const struct metrics_sink *sinks, size_t n_sin
     }
 }
 
+/* A counter family with one series per value of one label: name{label="names[i]"} values[i]. */
+static void render_counters(FILE *f, const char *name, const char *help, const char *label,
+                            const char *const *names, const uint64_t *values, size_t n)
+{
+    family(f, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)values[i]);
+}
+
 /* Chat commands, by platform. */
 static void render_commands(FILE *f)
 {
@@ -279,11 +288,10 @@ static void render_commands(FILE *f)
             fprintf(f, "ytbridge_commands_total{platform=\"%s\",command=\"%s\"} %llu\n",
                     cmd_platforms[i], cmd_names[k], (unsigned long long)m.commands[i][k]);
     }
-    family(f, "ytbridge_commands_limited_total", "counter",
-           "Chat commands refused by the rate limits (answered \"slow down\" or not at all).");
-    for (size_t i = 0; i < N_OF(cmd_platforms); i++)
-        fprintf(f, "ytbridge_commands_limited_total{platform=\"%s\"} %llu\n", cmd_platforms[i],
-                (unsigned long long)m.commands_limited[i]);
+    render_counters(
+        f, "ytbridge_commands_limited_total",
+        "Chat commands refused by the rate limits (answered \"slow down\" or not at all).",
+        "platform", cmd_platforms, m.commands_limited, N_OF(cmd_platforms));
 }
 
 /* The Socket Mode client, when Slack commands are configured. */
@@ -294,30 +302,22 @@ static void render_slack(FILE *f)
     family(f, "ytbridge_slack_connected", "gauge",
            "1 while a Socket Mode connection has said hello.");
     fprintf(f, "ytbridge_slack_connected %d\n", m.slack_connected);
-    family(f, "ytbridge_slack_disconnects_total", "counter",
-           "Socket Mode connections ended, by reason.");
-    for (size_t i = 0; i < N_OF(slack_disc); i++)
-        fprintf(f, "ytbridge_slack_disconnects_total{reason=\"%s\"} %llu\n", slack_disc[i],
-                (unsigned long long)m.slack_disc[i]);
-    family(f, "ytbridge_slack_envelopes_total", "counter",
-           "Socket Mode envelopes received, by what became of them.");
-    for (size_t i = 0; i < N_OF(slack_env); i++)
-        fprintf(f, "ytbridge_slack_envelopes_total{result=\"%s\"} %llu\n", slack_env[i],
-                (unsigned long long)m.slack_env[i]);
-    family(f, "ytbridge_slack_connection_opens_total", "counter",
-           "apps.connections.open calls, by result.");
-    for (size_t i = 0; i < N_OF(slack_open); i++)
-        fprintf(f, "ytbridge_slack_connection_opens_total{result=\"%s\"} %llu\n", slack_open[i],
-                (unsigned long long)m.slack_open[i]);
+    render_counters(f, "ytbridge_slack_disconnects_total",
+                    "Socket Mode connections ended, by reason.", "reason", slack_disc, m.slack_disc,
+                    N_OF(slack_disc));
+    render_counters(f, "ytbridge_slack_envelopes_total",
+                    "Socket Mode envelopes received, by what became of them.", "result", slack_env,
+                    m.slack_env, N_OF(slack_env));
+    render_counters(f, "ytbridge_slack_connection_opens_total",
+                    "apps.connections.open calls, by result.", "result", slack_open, m.slack_open,
+                    N_OF(slack_open));
 }
 
 /* The /sync client, when Matrix commands are configured. */
 static void render_matrix(FILE *f)
 {
-    family(f, "ytbridge_matrix_syncs_total", "counter", "Matrix /sync requests, by result.");
-    for (size_t i = 0; i < N_OF(matrix_sync); i++)
-        fprintf(f, "ytbridge_matrix_syncs_total{result=\"%s\"} %llu\n", matrix_sync[i],
-                (unsigned long long)m.matrix_sync[i]);
+    render_counters(f, "ytbridge_matrix_syncs_total", "Matrix /sync requests, by result.", "result",
+                    matrix_sync, m.matrix_sync, N_OF(matrix_sync));
     family(f, "ytbridge_matrix_last_sync_timestamp_seconds", "gauge",
            "Unix time of the last successful Matrix /sync; 0 before the first.");
     fprintf(f, "ytbridge_matrix_last_sync_timestamp_seconds %lld\n", (long long)m.matrix_last_sync);
@@ -342,13 +342,10 @@ static void render_state(FILE *f, const struct metrics_cluster *c)
            "Leaders this replica has seen take over (itself included).");
     fprintf(f, "ytbridge_cluster_leader_changes_total %llu\n",
             (unsigned long long)c->leader_changes);
-    family(f, "ytbridge_cluster_etcd_requests_total", "counter", "Calls to etcd, by result.");
-    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"ok\"} %llu\n",
-            (unsigned long long)c->etcd_ok);
-    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"error\"} %llu\n",
-            (unsigned long long)c->etcd_error);
-    fprintf(f, "ytbridge_cluster_etcd_requests_total{result=\"unreachable\"} %llu\n",
-            (unsigned long long)c->etcd_unreachable);
+    static const char *const etcd_results[] = {"ok", "error", "unreachable"};
+    const uint64_t etcd_calls[] = {c->etcd_ok, c->etcd_error, c->etcd_unreachable};
+    render_counters(f, "ytbridge_cluster_etcd_requests_total", "Calls to etcd, by result.",
+                    "result", etcd_results, etcd_calls, N_OF(etcd_results));
 }
 
 char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t started_at,

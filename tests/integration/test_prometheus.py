@@ -40,13 +40,15 @@ def read(path):
 
 
 def exported_names():
-    """Every series name /metrics can carry, from metrics.c's family(f, NAME, TYPE, ...) and
-    render_histogram(f, NAME, ...)."""
+    """Every series name /metrics can carry, from metrics.c's family(f, NAME, TYPE, ...),
+    render_histogram(f, NAME, ...) and render_counters(f, NAME, ...)."""
     names = set()
     text = read(METRICS_C)
     found = re.findall(r'family\(\s*f,\s*"(\w+)",\s*"(\w+)"', text)
     found += [(name, 'histogram')
               for name in re.findall(r'render_histogram\(\s*f,\s*"(\w+)"', text)]
+    found += [(name, 'counter')
+              for name in re.findall(r'render_counters\(\s*f,\s*"(\w+)"', text)]
     for name, kind in found:
         names.add(name)
         if kind in ('histogram', 'summary'):
