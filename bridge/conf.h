@@ -41,6 +41,8 @@ enum conf_sink_type {
     CONF_SINK_MATRIX,   /* Matrix room, client-server API */
     CONF_SINK_WEBHOOK,  /* generic signed webhook */
     CONF_SINK_HOOKSHOT, /* matrix-hookshot generic webhook */
+    CONF_SINK_SLACK_BOT, /* a subscribed Slack channel: chat.postMessage with the bot token
+                            (subscription.h; never in a configuration file) */
 };
 
 /* "stdout", "slack", ... */
@@ -70,6 +72,19 @@ struct conf_sink {
     char *access_token; /* a secret */
     int allow_insecure; /* plain http:// to a non-loopback host */
     int chat_reply;     /* a chat.matrix reply sink (not configured under sinks) */
+    /*
+     * A chat subscription's sink (subscription.h: sub_sink_new()), never configured: its
+     * target going away (channel archived, bot removed, room left) is SINK_SUSPEND, not
+     * SINK_BROKEN. slack_bot: url is chat.slack.api_url, access_token the bot token, room the
+     * channel id.
+     */
+    int subscription;
+    /*
+     * Sinks that share one credential (the Slack bot token, the Matrix chat account), or NULL:
+     * when the credential is refused, every sink of the group is held with one alert named after
+     * the group, and one of them probes hourly for all (outbox.c).
+     */
+    const char *group;
 };
 
 /* The chat commands' rate limits (ratelimit.h), per platform. */
@@ -91,6 +106,11 @@ struct conf_chat_slack {
     char **allowed_users; /* user ids; none: everyone in the workspace */
     size_t n_allowed_users;
     char *api_url;      /* Web API base, default "https://slack.com/api"; no trailing '/' */
+    /* xoxb-...: posts to subscribed channels (chat.postMessage, conversations.info, auth.test);
+     * a secret (bot_token, bot_token_file, bot_token_env); NULL: no subscriptions in Slack */
+    char *bot_token;
+    char **manage_users; /* user ids who may subscribe and unsubscribe; none: everyone who may */
+    size_t n_manage_users; /* use the command (allowed_users) */
     int allow_insecure; /* plain http:// / ws:// to a non-loopback host */
     struct conf_chat_rate rate;
 };
@@ -105,6 +125,8 @@ struct conf_chat_matrix {
     char *prefix; /* "!youtrack" */
     char **allowed_users;
     size_t n_allowed_users;
+    char **manage_users; /* "@user:server" ids who may subscribe and unsubscribe; none: */
+    size_t n_manage_users; /* everyone who may use the command */
     int allow_insecure;
     struct conf_chat_rate rate;
     /*

@@ -18,6 +18,8 @@ static const char *const sink_types[] = {"stdout", "slack", "matrix", "webhook",
 
 const char *conf_sink_type_name(enum conf_sink_type t)
 {
+    if (t == CONF_SINK_SLACK_BOT)
+        return "slack_bot"; /* a subscription's sink: no configuration file names it */
     if ((unsigned)t >= sizeof(sink_types) / sizeof(sink_types[0]))
         return "unknown";
     return sink_types[t];
@@ -326,6 +328,8 @@ static void load_sink(struct loader *ld, const config_setting_t *g, const char *
     }
     case CONF_SINK_HOOKSHOT:
         load_sink_url(ld, g, path, "url", sink);
+        break;
+    case CONF_SINK_SLACK_BOT: /* not a choice of "type" (sink_types ends before it) */
         break;
     }
 }

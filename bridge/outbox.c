@@ -421,6 +421,7 @@ static void on_answer(void *userdata, const struct http_response *res)
     case SINK_DEAD:
         dead_letter(q, why);
         break;
+    case SINK_SUSPEND: /* only subscription sinks answer this; they arrive with issue 13 */
     case SINK_BROKEN:
         snprintf(q->reason, sizeof(q->reason), "%s", why);
         log_err("outbox",

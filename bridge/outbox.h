@@ -50,6 +50,34 @@ void outbox_free(struct outbox *ob);
 void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata);
 
 /*
+ * For a sink with a group (conf_sink.group), the alert is raised once for the whole group, with
+ * sink = the group's name: when its credential is refused every queue of the group is held
+ * (one of them probes hourly for all), and when it works again all of them resume.
+ */
+
+/*
+ * Called when a subscription's sink answered SINK_SUSPEND (its target is gone): by then its
+ * queue is removed and what was queued is dead-lettered with reason; the caller suspends the
+ * subscription (and may free the conf_sink).
+ */
+typedef void (*outbox_gone_cb)(void *userdata, const char *sink, const char *reason);
+void outbox_set_gone_cb(struct outbox *ob, outbox_gone_cb cb, void *userdata);
+
+/*
+ * Adds a queue for s at run time (a chat subscription's sink); s must stay valid until
+ * outbox_remove_sink() of it or outbox_free(). Returns 0, -EEXIST when a queue of that name
+ * exists, or -ENOMEM.
+ */
+int outbox_add_sink(struct outbox *ob, const struct conf_sink *s);
+
+/*
+ * Removes the queue named name (a subscription ended or was suspended): a request in flight is
+ * cancelled, the queued entries are dead-lettered with reason (their journal records done), and
+ * the queue's conf_sink is not used again once this returns. Returns 0 or -ENOENT.
+ */
+int outbox_remove_sink(struct outbox *ob, const char *name, const char *reason);
+
+/*
  * Queues the n entries (already durable) at the end of their sinks' queues, then starts
  * delivering: all are queued before any is sent, so the journal is never emptied while one of
  * them is still unqueued. Takes ownership of the entries (not of v). An entry for a sink that
@@ -71,13 +99,14 @@ void outbox_shutdown(struct outbox *ob, uint64_t grace_ms, outbox_settled_cb cb,
 
 struct outbox_sink_status {
     const char *name;
+    const struct conf_sink *conf;
     size_t depth;
     int broken;
     const char *reason; /* why it is broken, or the last failure; "" if none */
     uint64_t delivered, retried, dead;
 };
 
-/* Number of sinks; fills up to max statuses. */
+/* Number of sinks (configured, chat reply and subscription sinks); fills up to max statuses. */
 size_t outbox_status(const struct outbox *ob, struct outbox_sink_status *v, size_t max);
 
 #endif

@@ -23,7 +23,7 @@
 
 const char *sink_verdict_name(enum sink_verdict v)
 {
-    static const char *const names[] = {"delivered", "again", "retry", "dead", "broken"};
+    static const char *const names[] = {"delivered", "again", "retry", "dead", "broken", "suspend"};
     return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "unknown";
 }
 

@@ -18,9 +18,12 @@ enum sink_verdict {
     SINK_RETRY,  /* transient: try the same entry again later */
     SINK_DEAD,   /* this entry can never be delivered: dead-letter it, go on */
     SINK_BROKEN, /* the sink itself is unusable (credentials, target gone): stop sending */
+    SINK_SUSPEND, /* a subscription's target is gone (Slack: is_archived, not_in_channel,
+                     channel_not_found; Matrix: M_FORBIDDEN, the bot is not in the room): its
+                     subscription is suspended, nothing more is sent to it */
 };
 
-/* "delivered", "again", "retry", "dead", "broken". */
+/* "delivered", "again", "retry", "dead", "broken", "suspend". */
 const char *sink_verdict_name(enum sink_verdict v);
 
 struct sink {

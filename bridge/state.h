@@ -80,6 +80,13 @@ int state_open_etcd(struct state **out, struct etcd *e, const char *prefix,
 void state_close(struct state *st);
 
 /*
+ * Opens the directory backend on dir only to look (--doctor, --dry-run): no lock taken, nothing
+ * created or moved. Only state_load() and state_subscriptions_load() may be called on it.
+ * Returns 0, -ENOENT when there is no state directory there, or another -errno (err says what).
+ */
+int state_open_readonly(struct state **out, const char *dir, char *err, size_t errlen);
+
+/*
  * Whether the state opened by state_open() is still ours: -ENOENT when the directory was
  * deleted or its path no longer exists, -ESTALE when the path names another directory now (err
  * says which, for the operator), 0 when all is well. Nothing written after such a change would
@@ -158,5 +165,30 @@ int state_sync_position_get(struct state *st, const char *key, struct state_sync
  */
 int state_sync_position_put(struct state *st, const char *key, const struct state_sync_position *p,
                             char *err, size_t errlen);
+
+struct subscription;
+struct subscription_list;
+
+/*
+ * Every subscription saved (subscription.h), sorted by platform then channel, into *out
+ * (subscription_list_fini() it); none saved is an empty list. A record that cannot be read
+ * (damaged, an unusable channel or pattern) is skipped with a warning on the log and left where
+ * it is. With STATE_OPEN_READONLY too (--doctor, --dry-run). 0 or -errno (err says what).
+ */
+int state_subscriptions_load(struct state *st, struct subscription_list *out, char *err,
+                             size_t errlen);
+
+/*
+ * Saves s as its channel's subscription, replacing the one saved before, atomically and
+ * durably (the directory: one file per channel under subscriptions/, temp file, fsync, rename,
+ * fsync of the directory, mode 0600; etcd: one key per channel, a fenced put). Returns 0 only
+ * once it would survive a crash. 0 or -errno (err says what failed).
+ */
+int state_subscription_put(struct state *st, const struct subscription *s, char *err,
+                           size_t errlen);
+
+/* Deletes the subscription of (platform, channel), durably; none saved is fine. 0 or -errno. */
+int state_subscription_delete(struct state *st, int platform, const char *channel, char *err,
+                              size_t errlen);
 
 #endif
