@@ -58,6 +58,7 @@ static enum render_target target_of(const struct conf_sink *s)
 {
     switch (s->type) {
     case CONF_SINK_SLACK:
+    case CONF_SINK_SLACK_BOT: /* chat.postMessage takes the webhook's body, plus "channel" */
         return RENDER_SLACK;
     case CONF_SINK_MATRIX:
         return RENDER_MATRIX;
@@ -112,8 +113,9 @@ int announce_changes(struct announce *a, const struct change *v, size_t n,
 
     if (!routed)
         return -ENOMEM;
-    for (size_t i = 0; i < a->conf->n_sinks && !r; i++) {
-        const struct conf_sink *s = &a->conf->sinks[i];
+    for (size_t i = 0; i < a->conf->n_sinks + a->n_extra && !r; i++) {
+        const struct conf_sink *s =
+            i < a->conf->n_sinks ? &a->conf->sinks[i] : a->extra[i - a->conf->n_sinks];
         size_t k = 0;
         for (size_t j = 0; j < n; j++) {
             if (announce_wants(s, &v[j]))

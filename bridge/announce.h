@@ -23,6 +23,10 @@ struct announce {
     uint64_t gen;
     const char *tag; /* "" for a poll's commit, e.g. "a1795830000123." for runtime alerts */
     unsigned k;      /* next entry number; advanced by each call */
+    /* Sinks besides the configured ones that changes are routed to: the chat subscriptions'
+     * (subscription.h). Never alerted, no baseline. */
+    const struct conf_sink *const *extra;
+    size_t n_extra;
 };
 
 struct announce_batch {
@@ -38,9 +42,9 @@ void announce_batch_fini(struct announce_batch *b);
 int announce_wants(const struct conf_sink *s, const struct change *c);
 
 /*
- * Appends entries for one poll's changes: per sink, the routed changes one message each, or
- * one digest when there are more than notify.digest_threshold (webhooks always get one message
- * per change). 0 or -ENOMEM.
+ * Appends entries for one poll's changes: per sink (the configured ones, then a->extra), the
+ * routed changes one message each, or one digest when there are more than
+ * notify.digest_threshold (webhooks always get one message per change). 0 or -ENOMEM.
  */
 int announce_changes(struct announce *a, const struct change *v, size_t n,
                      struct announce_batch *out);

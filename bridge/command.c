@@ -29,8 +29,10 @@
 #include <time.h>
 
 #include "command_index.h"
+#include "project.h"
 #include "render.h"
 #include "strbuf.h"
+#include "subscription.h"
 #include "utf8.h"
 
 #define PROJECTS_LIST_MAX 100 /* projects listed in one answer; the rest is "N more" */
@@ -193,6 +195,9 @@ struct doc {
     const struct project *proj;          /* `project` */
     const struct history_entry *history; /* `changes`: the last n_items, oldest first */
     int unknown;                         /* `help`: arg was not a command */
+    const char *quote;                   /* subscription answers: untrusted, after the head */
+    const struct subscription *const *subs; /* ... and the subscriptions listed */
+    int show_channel;
     struct render_links links;           /* `projects`, `project`: the pages, made safe once */
 };
 
@@ -371,6 +376,11 @@ static const char *const help_lines[][2] = {
     {"project KEY", "one project, by short name or id"},
     {"changes [N]", "the last N changes detected (default 10, at most 50)"},
     {"status", "the bridge's health"},
+    {"subscribe [PATTERN ...] [events=KIND,...]",
+     "send this channel the changes of the projects matching PATTERN (default every project; "
+     "!PATTERN excludes); KIND: created, removed, renamed, archived, unarchived"},
+    {"unsubscribe [PATTERN ...]", "stop those patterns, or with none the channel's subscription"},
+    {"subscriptions [all]", "this channel's subscription (all: every channel's, for managers)"},
     {"help", "this list"},
 };
 
@@ -422,6 +432,64 @@ int command_say(enum command_platform platform, const char *literal, char **out)
 {
     static const struct command_context none;
     return run_line(&none, platform, literal, out);
+}
+
+/* ---- subscription answers ---- */
+
+static void subs_head(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    (void)i;
+    strbuf_puts(b, d->arg);
+    if (d->quote) {
+        strbuf_puts(b, " ");
+        put_quoted(b, f, d->quote);
+    }
+}
+
+static void subs_item(struct strbuf *b, enum fmt f, const struct doc *d, size_t i)
+{
+    const struct subscription *s = d->subs[i];
+    const char *sep = "";
+
+    if (d->show_channel) {
+        put_code(b, f, s->channel, 0);
+        strbuf_puts(b, " " MDASH " ");
+    }
+    strbuf_puts(b, "events: ");
+    for (unsigned k = CHANGE_CREATED; k <= CHANGE_REMOVED; k++) {
+        if (s->events & (1u << k)) {
+            strbuf_puts(b, sep);
+            strbuf_puts(b, change_kind_name((enum change_kind)k));
+            sep = ", ";
+        }
+    }
+    strbuf_puts(b, "; projects: ");
+    for (size_t k = 0; k < s->n_patterns; k++) {
+        if (k)
+            strbuf_puts(b, ", ");
+        put_code(b, f, s->patterns[k], 0);
+    }
+    if (s->suspended) {
+        strbuf_puts(b, "; suspended: ");
+        put_esc(b, f, s->suspended, 0);
+    }
+}
+
+int command_subscriptions(enum command_platform platform, const char *head, const char *quote,
+                          const struct subscription *const *v, size_t n, int show_channel,
+                          char **out)
+{
+    static const struct command_context none;
+    struct doc d = {.ctx = &none,
+                    .head = subs_head,
+                    .item = subs_item,
+                    .n_items = n,
+                    .n_total = n,
+                    .arg = head,
+                    .quote = quote,
+                    .subs = v,
+                    .show_channel = show_channel};
+    return layout(&d, platform, out);
 }
 
 /* ---- projects [filter] ---- */
@@ -750,12 +818,16 @@ enum cmd {
     CMD_PROJECT,
     CMD_CHANGES,
     CMD_STATUS,
+    CMD_SUBSCRIBE, /* subscription commands: bridge.c runs them (subscription.h) */
+    CMD_UNSUBSCRIBE,
+    CMD_SUBSCRIPTIONS,
     CMD_UNKNOWN,
     CMD_TOO_LONG,
     CMD_INVALID,
 };
 
-static const char *const cmd_names[] = {"help", "projects", "project", "changes", "status"};
+static const char *const cmd_names[] = {"help",      "projects",    "project",      "changes",
+                                        "status",    "subscribe",   "unsubscribe", "subscriptions"};
 
 struct parsed {
     enum cmd cmd;
@@ -805,24 +877,20 @@ static void slack_unescape(char *s)
     *o = '\0';
 }
 
-static void parse(const char *text, size_t len, int slack, struct parsed *out)
+int command_words(const char *text, size_t len, int slack, char *word, char *args)
 {
     char in[COMMAND_MAX_INPUT + 1];
     const char *p, *end;
     size_t n, o = 0;
 
-    out->word[0] = out->args[0] = '\0';
-    if (len > COMMAND_MAX_INPUT) {
-        out->cmd = CMD_TOO_LONG;
-        return;
-    }
+    word[0] = args[0] = '\0';
+    if (len > COMMAND_MAX_INPUT)
+        return -E2BIG;
     if (len)
         memcpy(in, text, len);
     in[len] = '\0';
-    if (!utf8_valid(in, len) || memchr(in, '\0', len)) { /* NUL: the text stops early */
-        out->cmd = CMD_INVALID;
-        return;
-    }
+    if (!utf8_valid(in, len) || memchr(in, '\0', len)) /* NUL: the text stops early */
+        return -EILSEQ;
     if (slack)
         slack_unescape(in);
     end = in + strlen(in);
@@ -830,22 +898,32 @@ static void parse(const char *text, size_t len, int slack, struct parsed *out)
     for (p = in; (n = space_len(p, end)) > 0;)
         p += n;
     while (*p && !space_len(p, end))
-        out->word[o++] = *p++;
-    out->word[o] = '\0';
+        word[o++] = *p++;
+    word[o] = '\0';
     o = 0;
     while (*p) {
         n = space_len(p, end);
         if (!n) {
-            out->args[o++] = *p++;
+            args[o++] = *p++;
             continue;
         }
         while ((n = space_len(p, end)) > 0)
             p += n;
         if (*p && o)
-            out->args[o++] = ' ';
+            args[o++] = ' ';
     }
-    out->args[o] = '\0';
+    args[o] = '\0';
+    return 0;
+}
 
+static void parse(const char *text, size_t len, int slack, struct parsed *out)
+{
+    int r = command_words(text, len, slack, out->word, out->args);
+
+    if (r) {
+        out->cmd = r == -E2BIG ? CMD_TOO_LONG : CMD_INVALID;
+        return;
+    }
     out->cmd = out->word[0] ? CMD_UNKNOWN : CMD_HELP;
     for (size_t i = 0; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
         if (strcasecmp(out->word, cmd_names[i]) == 0)
@@ -883,6 +961,12 @@ int command_run(const char *text, size_t len, const struct command_context *cont
         break;
     case CMD_STATUS:
         r = run_status(ctx, platform, out);
+        break;
+    case CMD_SUBSCRIBE:
+    case CMD_UNSUBSCRIBE:
+    case CMD_SUBSCRIPTIONS:
+        /* bridge.c answers these in a channel; here (the command line, tests) there is none. */
+        r = run_line(ctx, platform, "Subscriptions are managed in a chat channel or room.", out);
         break;
     case CMD_UNKNOWN:
         r = run_help(ctx, platform, ps.word, out);

@@ -68,7 +68,29 @@ int command_say(enum command_platform platform, const char *literal, char **out)
  */
 size_t command_space_len(const char *s, size_t n);
 
-/* The command's name for metrics ("projects", "project", "changes", "status", "help"). */
+/*
+ * The words of a command as every command reads them: the first word as typed into word, the
+ * rest into args with each run of whitespace as one space and none at either end; Slack's
+ * &amp; &lt; &gt; undone when slack is set. Both buffers hold COMMAND_MAX_INPUT + 1 bytes.
+ * Returns 0, -E2BIG when text is longer than COMMAND_MAX_INPUT, or -EILSEQ when it is not
+ * UTF-8 or holds a NUL.
+ */
+int command_words(const char *text, size_t len, int slack, char *word, char *args);
+
+struct subscription;
+
+/*
+ * The answer to a subscription command (subscription.h; bridge.c runs them): head, one line of
+ * trusted text, then quote (untrusted: shown escaped and quoted; NULL for none), then one line
+ * per subscription of v (n of them; the channel named when show_channel): its event kinds, its
+ * patterns (escaped) and, when suspended, why. 0 and *out (caller frees), or -ENOMEM.
+ */
+int command_subscriptions(enum command_platform platform, const char *head, const char *quote,
+                          const struct subscription *const *v, size_t n, int show_channel,
+                          char **out);
+
+/* The command's name for metrics ("projects", "project", "changes", "status", "subscribe",
+ * "unsubscribe", "subscriptions", "help"). */
 const char *command_name(const char *text, size_t len);
 
 #endif

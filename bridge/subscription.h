@@ -89,6 +89,8 @@ enum sub_verb {
 
 struct sub_request {
     enum sub_verb verb;
+    char bad[SUB_PATTERN_MAX + 1]; /* -EINVAL: the word at fault, cut ("" when none); as
+                                      typed, untrusted: escape it to show it */
     char **patterns; /* as typed (Slack's &lt; &gt; &amp; undone), duplicates dropped */
     size_t n_patterns;
     unsigned events; /* SUB_SUBSCRIBE with events=: the kinds named; else 0 */
@@ -99,11 +101,13 @@ void sub_request_fini(struct sub_request *r);
 /*
  * Reads the words of a chat command (the text after "/youtrack" or "!youtrack", len bytes,
  * words separated as command_space_len() says; the verb ASCII case-insensitive). Returns 0 with
- * out->verb SUB_NONE when the first word is none of ours; 0 and the request; -EINVAL when it is
- * ours but wrong (an unknown event kind, an empty or unusable pattern, more than
- * SUB_MAX_PATTERNS patterns, an argument to `subscriptions` other than `all`, input over
- * COMMAND_MAX_INPUT bytes or not UTF-8) with err holding one line that explains it (it may
- * quote the user's input: untrusted, escape it to show it); or -ENOMEM.
+ * out->verb SUB_NONE when the first word is none of ours (or the text is over
+ * COMMAND_MAX_INPUT bytes or not UTF-8: command_run() explains those); 0 and the request;
+ * -EINVAL when it is ours but wrong (an unknown event kind, an empty events=, an unusable
+ * pattern, more than SUB_MAX_PATTERNS patterns, events= with unsubscribe, an argument to
+ * `subscriptions` other than `all`) with err holding one line of trusted text that
+ * explains it and out->bad the word at fault; or -ENOMEM. out is always safe to
+ * sub_request_fini().
  */
 int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, char *err,
               size_t errlen);
@@ -117,11 +121,12 @@ int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, 
  * channel copied from cur or given), 0 when the channel is left without a subscription (*next
  * zeroed), -EINVAL with err when the request cannot be applied (more than SUB_MAX_PATTERNS
  * patterns after adding; unsubscribing a pattern the channel does not have; unsubscribing a
- * channel that has no subscription), or -ENOMEM.
+ * channel that has no subscription; bad then gets the pattern at fault, untrusted, or ""), or
+ * -ENOMEM.
  */
 int sub_apply(const struct subscription *cur, enum sub_platform p, const char *channel,
               const struct sub_request *req, const char *by, int64_t now,
-              struct subscription *next, char *err, size_t errlen);
+              struct subscription *next, char *err, size_t errlen, char *bad, size_t badlen);
 
 /* ---- delivery ---- */
 
