@@ -29,6 +29,7 @@
 
 #include "announce.h"
 #include "backoff.h"
+#include "chat_subs.h"
 #include "command.h"
 #include "command_index.h"
 #include "metrics.h"
@@ -72,6 +73,7 @@ struct bridge {
     int64_t last_poll_ok;       /* unix seconds of the last complete poll; 0: none yet */
     struct slack_socket *slack; /* chat.slack, when configured (not in one-shot runs) */
     struct matrix_sync *matrix; /* chat.matrix, likewise */
+    struct chat_subs *subs;     /* the chat subscriptions and their sinks */
     int stop_waits;             /* parts still stopping before the teardown */
     void (*stopped_cb)(void *);
     void *stopped_ud;
@@ -83,6 +85,9 @@ static int64_t now_s(void)
 }
 
 static void on_sink_alert(void *userdata, const char *sink, int broken, const char *reason);
+static void on_sink_gone(void *userdata, const char *sink, const char *reason);
+static void chat_alert(void *userdata, const char *kind, const char *text);
+static void answer_later(void *userdata, uint64_t ticket, const char *payload);
 
 /*
  * Builds the chat commands' index of b->snap anew, whenever b->snap changes (load, commit): it
@@ -274,6 +279,12 @@ int bridge_new(struct bridge **out, uv_loop_t *loop, const struct conf *conf,
         goto fail;
     }
     outbox_set_alert_cb(b->outbox, on_sink_alert, b);
+    outbox_set_gone_cb(b->outbox, on_sink_gone, b);
+    /* Before the journal's entries are queued: those for a subscribed channel need its queue. */
+    struct chat_subs_hooks sh = {.alert = chat_alert, .answer_later = answer_later, .userdata = b};
+    r = chat_subs_new(&b->subs, conf, b->state, b->outbox, b->http, &sh, err, errlen);
+    if (r)
+        goto fail;
     if (b->state) {
         r = requeue_journal(b, err, errlen);
         if (r)
@@ -362,6 +373,19 @@ static void on_sink_alert(void *userdata, const char *sink, int broken, const ch
     struct bridge *b = userdata;
     char text[512];
 
+    if (chat_subs_is_group(sink)) {
+        /* Every subscribed channel of a platform at once: its credential is refused. */
+        if (broken)
+            snprintf(text, sizeof(text),
+                     "the %s is refused (%s): every subscribed channel it posts to is held, its "
+                     "messages are kept and it is retried hourly",
+                     sink, reason);
+        else
+            snprintf(text, sizeof(text), "the %s works again: subscribed channels get messages",
+                     sink);
+        raise_alert(b, broken ? "subscriptions_broken" : "subscriptions_recovered", text, NULL);
+        return;
+    }
     if (broken)
         snprintf(text, sizeof(text),
                  "sink %s stopped accepting messages (%s); its messages are kept and it is "
@@ -370,6 +394,12 @@ static void on_sink_alert(void *userdata, const char *sink, int broken, const ch
     else
         snprintf(text, sizeof(text), "sink %s accepts messages again", sink);
     raise_alert(b, broken ? "sink_broken" : "sink_recovered", text, sink);
+}
+
+static void on_sink_gone(void *userdata, const char *sink, const char *reason)
+{
+    struct bridge *b = userdata;
+    chat_subs_gone(b->subs, sink, reason);
 }
 
 static void schedule(struct bridge *b, uint64_t delay_ms);
@@ -690,6 +720,8 @@ static void poll_succeeded(struct bridge *b, struct youtrack_result *res)
     };
     int commit_failed = 0;
 
+    a.extra = chat_subs_sinks(b->subs, &a.n_extra);
+
     metrics_poll("ok", res->seconds, o.now);
     log_debug("youtrack", "poll complete: %zu project%s, %zu request%s, %.2f s%s", res->projects.n,
               res->projects.n == 1 ? "" : "s", res->pages, res->pages == 1 ? "" : "s", res->seconds,
@@ -788,6 +820,7 @@ static void schedule(struct bridge *b, uint64_t delay_ms)
 int bridge_start(struct bridge *b)
 {
     schedule(b, 0);
+    chat_subs_start(b->subs);
     if (b->slack)
         slack_socket_start(b->slack);
     if (b->matrix)
@@ -810,6 +843,8 @@ static void on_teardown(uv_timer_t *t)
 
     outbox_free(b->outbox);
     b->outbox = NULL;
+    chat_subs_free(b->subs); /* its calls cancelled before the HTTP client goes */
+    b->subs = NULL;
     slack_socket_free(b->slack);
     b->slack = NULL;
     matrix_sync_free(b->matrix);
@@ -828,17 +863,33 @@ void bridge_on_stopped(struct bridge *b, void (*cb)(void *userdata), void *userd
     b->stopped_ud = userdata;
 }
 
+/*
+ * The outbox's sinks (configured, chat reply and subscription ones) in *st (caller frees); their
+ * number, 0 with *st NULL when there are none or memory ran out.
+ */
+static size_t sink_statuses(const struct bridge *b, struct outbox_sink_status **st)
+{
+    size_t n = b->outbox ? outbox_status(b->outbox, NULL, 0) : 0;
+
+    *st = n ? calloc(n, sizeof(**st)) : NULL;
+    if (!*st)
+        return 0;
+    return outbox_status(b->outbox, *st, n);
+}
+
 int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc)
 {
-    struct outbox_sink_status st[64];
-    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+    struct outbox_sink_status *st;
+    size_t n = sink_statuses(b, &st);
     json_t *checks = json_object();
     int64_t window = 2 * (int64_t)b->conf->youtrack.poll_interval;
     int ready = 1;
     char text[700];
 
-    if (!checks)
+    if (!checks) {
+        free(st);
         return *doc = NULL, 0;
+    }
     if (b->state_lost) {
         ready = 0;
         json_object_set_new(checks, "state", json_string(b->last_error));
@@ -857,8 +908,10 @@ int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc)
             snprintf(text, sizeof(text), "no complete poll yet");
     }
     json_object_set_new(checks, "youtrack", json_string(text));
-    for (size_t i = 0; i < n && i < 64; i++) {
+    for (size_t i = 0; i < n; i++) {
         char key[96];
+        if (st[i].conf && st[i].conf->subscription)
+            continue; /* counted below: a channel gone is its users' news, not the operator's */
         snprintf(key, sizeof(key), "sink:%s", st[i].name);
         if (st[i].broken) {
             /* A chat room that refuses replies is alerted, but announcements still flow. */
@@ -871,6 +924,21 @@ int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc)
         }
         json_object_set_new(checks, key, json_string(text));
     }
+    for (int p = SUB_SLACK; p < SUB_PLATFORMS; p++) {
+        struct chat_subs_count c = chat_subs_count(b->subs, (enum sub_platform)p);
+        size_t held = 0;
+        char key[48];
+        if (!c.active && !c.suspended)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            held += st[i].conf && st[i].conf->subscription && st[i].broken &&
+                    (st[i].conf->type == CONF_SINK_SLACK_BOT) == (p == SUB_SLACK);
+        snprintf(key, sizeof(key), "subscriptions:%s", sub_platform_name((enum sub_platform)p));
+        snprintf(text, sizeof(text), "%zu active, %zu suspended%s", c.active, c.suspended,
+                 held ? ", held: the credential is refused" : "");
+        json_object_set_new(checks, key, json_string(text));
+    }
+    free(st);
     if (b->slack) {
         if (!slack_socket_ready(b->slack, text, sizeof(text)))
             ready = 0;
@@ -887,20 +955,33 @@ int bridge_readiness(const struct bridge *b, int64_t now, json_t **doc)
 
 char *bridge_metrics(const struct bridge *b, const struct metrics_cluster *cluster)
 {
-    struct outbox_sink_status st[64];
-    struct metrics_sink ms[64];
-    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+    struct outbox_sink_status *st;
+    size_t n = sink_statuses(b, &st), k = 0, queued[SUB_PLATFORMS] = {0};
+    struct metrics_sink *ms = calloc(n ? n : 1, sizeof(*ms));
+    char *out = NULL;
 
-    if (n > 64)
-        n = 64;
-    for (size_t i = 0; i < n; i++) {
-        const struct conf_sink *cs = conf_find_sink(b->conf, st[i].name);
-        ms[i] = (struct metrics_sink){.name = st[i].name,
-                                      .type = cs ? conf_sink_type_name(cs->type) : "unknown",
-                                      .depth = st[i].depth,
-                                      .broken = st[i].broken};
+    for (size_t i = 0; ms && i < n; i++) {
+        const struct conf_sink *cs = st[i].conf;
+        if (cs && cs->subscription) {
+            /* One series per platform, not per channel: the cardinality stays bounded. */
+            queued[cs->type == CONF_SINK_SLACK_BOT ? SUB_SLACK : SUB_MATRIX] += st[i].depth;
+            continue;
+        }
+        ms[k++] = (struct metrics_sink){.name = st[i].name,
+                                        .type = cs ? conf_sink_type_name(cs->type) : "unknown",
+                                        .depth = st[i].depth,
+                                        .broken = st[i].broken};
     }
-    return metrics_render(ms, n, b->started_at, cluster);
+    for (int p = SUB_SLACK; p < SUB_PLATFORMS; p++) {
+        struct chat_subs_count c = chat_subs_count(b->subs, (enum sub_platform)p);
+        metrics_subscriptions(sub_platform_name((enum sub_platform)p), c.active, c.suspended,
+                              queued[p]);
+    }
+    if (ms)
+        out = metrics_render(ms, k, b->started_at, cluster);
+    free(ms);
+    free(st);
+    return out;
 }
 
 /* One part of the bridge has stopped; the last one starts the teardown. */
@@ -956,6 +1037,7 @@ void bridge_free(struct bridge *b)
     if (!b)
         return;
     outbox_free(b->outbox);
+    chat_subs_free(b->subs);
     slack_socket_free(b->slack);
     matrix_sync_free(b->matrix);
     youtrack_free(b->yt);
@@ -969,19 +1051,24 @@ void bridge_free(struct bridge *b)
 int bridge_command(const struct bridge *b, const char *text, size_t len,
                    enum command_platform platform, char **out)
 {
-    struct outbox_sink_status st[64];
-    struct command_sink cs[64];
-    size_t n = b->outbox ? outbox_status(b->outbox, st, 64) : 0;
+    struct outbox_sink_status *st;
+    size_t n = sink_statuses(b, &st), k = 0;
+    struct command_sink *cs = calloc(n ? n : 1, sizeof(*cs));
+    int r;
 
-    if (n > 64)
-        n = 64;
+    if (!cs) {
+        free(st);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
-        const struct conf_sink *c = conf_find_sink(b->conf, st[i].name);
-        cs[i] = (struct command_sink){.name = st[i].name,
-                                      .type = c ? conf_sink_type_name(c->type) : "unknown",
-                                      .depth = st[i].depth,
-                                      .broken = st[i].broken,
-                                      .reason = st[i].reason};
+        const struct conf_sink *c = st[i].conf;
+        if (c && c->subscription)
+            continue; /* `subscriptions all` shows those */
+        cs[k++] = (struct command_sink){.name = st[i].name,
+                                        .type = c ? conf_sink_type_name(c->type) : "unknown",
+                                        .depth = st[i].depth,
+                                        .broken = st[i].broken,
+                                        .reason = st[i].reason};
     }
     struct command_context ctx = {
         .projects = &b->snap.projects,
@@ -996,10 +1083,13 @@ int bridge_command(const struct bridge *b, const char *text, size_t len,
         .last_poll_ok = b->last_poll_ok,
         .last_error = b->last_error,
         .sinks = cs,
-        .n_sinks = n,
+        .n_sinks = k,
     };
     metrics_command(platform == COMMAND_MATRIX ? "matrix" : "slack", command_name(text, len));
-    return command_run(text, len, &ctx, platform, out);
+    r = command_run(text, len, &ctx, platform, out);
+    free(cs);
+    free(st);
+    return r;
 }
 
 void bridge_reply(struct bridge *b, struct outbox_entry *e)
@@ -1011,9 +1101,19 @@ void bridge_reply(struct bridge *b, struct outbox_entry *e)
         outbox_entry_free(e);
 }
 
-static int slack_answer(void *userdata, const char *text, size_t len, char **payload)
+static int slack_answer(void *userdata, const struct slack_command *cmd, char **payload)
 {
-    return bridge_command(userdata, text, len, COMMAND_SLACK, payload);
+    struct bridge *b = userdata;
+    int r = chat_subs_command(b->subs, SUB_SLACK, cmd->channel_id, cmd->user_id, cmd->text,
+                              cmd->len, cmd->ticket, payload);
+    return r == 1 ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload) : r;
+}
+
+static void answer_later(void *userdata, uint64_t ticket, const char *payload)
+{
+    struct bridge *b = userdata;
+    if (b->slack)
+        slack_socket_answer(b->slack, ticket, payload);
 }
 
 static void chat_alert(void *userdata, const char *kind, const char *text)
@@ -1021,9 +1121,18 @@ static void chat_alert(void *userdata, const char *kind, const char *text)
     raise_alert(userdata, kind, text, NULL);
 }
 
-static int matrix_answer(void *userdata, const char *text, size_t len, char **content)
+static int matrix_answer(void *userdata, const char *room_id, const char *sender,
+                         const char *text, size_t len, char **content)
 {
-    return bridge_command(userdata, text, len, COMMAND_MATRIX, content);
+    struct bridge *b = userdata;
+    int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content);
+    return r == 1 ? bridge_command(b, text, len, COMMAND_MATRIX, content) : r;
+}
+
+static void matrix_left(void *userdata, const char *room_id, const char *by)
+{
+    struct bridge *b = userdata;
+    chat_subs_left(b->subs, SUB_MATRIX, room_id, by);
 }
 
 /* A Matrix reply goes to the room's reply sink (conf_chat_matrix), not journaled. */
@@ -1054,8 +1163,11 @@ static int start_chat(struct bridge *b, char *err, size_t errlen)
             return r;
     }
     if (b->conf->chat.matrix.enabled) {
-        struct matrix_sync_hooks h = {
-            .answer = matrix_answer, .reply = matrix_reply, .alert = chat_alert, .userdata = b};
+        struct matrix_sync_hooks h = {.answer = matrix_answer,
+                                      .reply = matrix_reply,
+                                      .left = matrix_left,
+                                      .alert = chat_alert,
+                                      .userdata = b};
         int r =
             matrix_sync_new(&b->matrix, b->loop, &b->conf->chat.matrix, b->state, &h, err, errlen);
         if (r)

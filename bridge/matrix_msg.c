@@ -402,6 +402,28 @@ static int invited_room(struct builder *bd, const char *room, json_t *r)
                     0);
 }
 
+/*
+ * A configured room under rooms.leave (doc/matrix.md, "Leaving a room"): the bot is out of it.
+ * Who put it out is the sender of its own m.room.member leave or ban in the timeline, if there.
+ */
+static int left_room(struct builder *bd, const char *room, json_t *r)
+{
+    json_t *events = json_object_get(json_object_get(r, "timeline"), "events"), *ev;
+    const char *by = NULL;
+    size_t i;
+
+    json_array_foreach(events, i, ev)
+    {
+        const char *key = json_string_value(json_object_get(ev, "state_key"));
+        const char *ms =
+            json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+        if (is_type(ev, "m.room.member") && key && ms && strcmp(key, bd->rules->user_id) == 0 &&
+            (strcmp(ms, "leave") == 0 || strcmp(ms, "ban") == 0))
+            by = id_value(json_object_get(ev, "sender"));
+    }
+    return add_item(bd, MATRIX_MSG_LEFT, room, NULL, by, NULL, NULL, 0);
+}
+
 static int walk(struct builder *bd, json_t *rooms)
 {
     const struct matrix_msg_rules *rules = bd->rules;
@@ -416,6 +438,14 @@ static int walk(struct builder *bd, json_t *rooms)
         if (!json_is_object(r) || !in_list(rules->rooms, rules->n_rooms, key))
             continue;
         rc = joined_room(bd, key, r);
+        if (rc)
+            return rc;
+    }
+    json_object_foreach(json_object_get(rooms, "leave"), key, r)
+    {
+        if (!json_is_object(r) || !in_list(rules->rooms, rules->n_rooms, key))
+            continue;
+        rc = left_room(bd, key, r);
         if (rc)
             return rc;
     }

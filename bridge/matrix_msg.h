@@ -45,6 +45,9 @@ enum matrix_msg_kind {
     MATRIX_MSG_JOIN,        /* an invite to accept (sender: the inviter) */
     MATRIX_MSG_REJECT,      /* an invite to refuse (leave the room) */
     MATRIX_MSG_ENCRYPTED,   /* a configured room is encrypted: commands there are unreadable */
+    MATRIX_MSG_LEFT,        /* the bot is no longer in a configured room (rooms.leave: it left,
+                               was kicked or banned; sender: who removed it, when the batch
+                               shows it, else NULL) */
 };
 
 struct matrix_msg_item {

@@ -510,7 +510,8 @@ static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int 
         } else {
             log_info("matrix", "%s: %s from %s (%s)", it->room_id,
                      command_name(it->text, it->text_len), it->sender, it->event_id);
-            if (m->hooks.answer(m->hooks.userdata, it->text, it->text_len, &answer) != 0)
+            if (m->hooks.answer(m->hooks.userdata, it->room_id, it->sender, it->text,
+                                it->text_len, &answer) != 0)
                 answer = NULL;
         }
         if (answer)
@@ -530,6 +531,12 @@ static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int 
                  "allowed_users)",
                  it->room_id, it->sender ? it->sender : "(unknown)");
         queue_member(m, 0, it->room_id);
+        return;
+    case MATRIX_MSG_LEFT:
+        log_info("matrix", "no longer in %s%s%s", it->room_id, it->sender ? ": removed by " : "",
+                 it->sender ? it->sender : "");
+        if (m->hooks.left)
+            m->hooks.left(m->hooks.userdata, it->room_id, it->sender);
         return;
     case MATRIX_MSG_ENCRYPTED:
         if (!encrypted_said) {

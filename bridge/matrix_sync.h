@@ -25,8 +25,13 @@ struct state;
 struct matrix_sync;
 
 struct matrix_sync_hooks {
-    /* Answers command text for Matrix: m.room.message content JSON in *content (caller frees). */
-    int (*answer)(void *userdata, const char *text, size_t len, char **content);
+    /* Answers command text that sender typed in room_id, for Matrix: m.room.message content
+     * JSON in *content (caller frees). */
+    int (*answer)(void *userdata, const char *room_id, const char *sender, const char *text,
+                  size_t len, char **content);
+    /* The bot is no longer in room_id (left, kicked or banned; by: who did it, or NULL).
+     * Optional. */
+    void (*left)(void *userdata, const char *room_id, const char *by);
     /* Queues a reply (content JSON) for room_id under transaction id txn_id. Strings borrowed. */
     void (*reply)(void *userdata, const char *room_id, const char *txn_id, const char *content);
     /* Something an operator must hear about (kind "matrix_auth"). */

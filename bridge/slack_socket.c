@@ -61,6 +61,16 @@ enum cstate {
 
 struct slack_socket;
 
+/* A command whose answer comes later (SLACK_ANSWER_LATER): what its acknowledgement needs. */
+struct later {
+    struct later *next;
+    uint64_t ticket;
+    unsigned conn_id; /* the socket it came by */
+    int accepts_response_payload;
+    char envelope_id[SLACK_ENVELOPE_ID_MAX + 1];
+    char *response_url; /* "" when none */
+};
+
 struct conn {
     struct slack_socket *s;
     struct wsconn *ws; /* from the connect on (live until lws is done with it) */
@@ -105,6 +115,8 @@ struct slack_socket {
     char last_error[256];
     struct recent_ids *answered; /* slash commands' envelope ids, DEDUP_SLOTS for DEDUP_TTL_MS */
     struct ratelimit limits;     /* per user and overall; a flood gets "slow down", not a backlog */
+    struct later *later;         /* commands waiting for their answer, oldest first */
+    uint64_t next_ticket;
 };
 
 static uint64_t now_ms(const struct slack_socket *s)
@@ -286,6 +298,72 @@ static void post_response_url(struct slack_socket *s, const char *url, const cha
         log_err("slack", "cannot post an answer to response_url");
 }
 
+/* Keeps what the acknowledgement of m needs until slack_socket_answer() brings the answer. */
+static void wait_for_answer(struct conn *c, const struct slack_msg *m, uint64_t ticket)
+{
+    struct slack_socket *s = c->s;
+    struct later *l = calloc(1, sizeof(*l)), **tail = &s->later;
+
+    if (!l || !(l->response_url = strdup(m->response_url))) {
+        free(l);
+        log_err("slack", "out of memory: envelope %s acknowledged without its answer",
+                m->envelope_id);
+        ack(c, m->envelope_id, NULL);
+        return;
+    }
+    l->ticket = ticket;
+    l->conn_id = c->id;
+    l->accepts_response_payload = m->accepts_response_payload;
+    snprintf(l->envelope_id, sizeof(l->envelope_id), "%s", m->envelope_id);
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = l;
+}
+
+static struct conn *conn_by_id(struct slack_socket *s, unsigned id)
+{
+    for (size_t i = 0; i < MAX_SOCKETS; i++) {
+        struct conn *c = s->conns[i];
+        if (c && c->id == id && !c->dead && !c->kill && c->state != C_CLOSING)
+            return c;
+    }
+    return NULL;
+}
+
+void slack_socket_answer(struct slack_socket *s, uint64_t ticket, const char *payload)
+{
+    struct later **pp = &s->later, *l;
+
+    while (*pp && (*pp)->ticket != ticket)
+        pp = &(*pp)->next;
+    if (!(l = *pp))
+        return;
+    *pp = l->next;
+    struct conn *c = conn_by_id(s, l->conn_id);
+    if (c && l->accepts_response_payload && payload) {
+        ack(c, l->envelope_id, payload);
+    } else {
+        /* Its socket went away meanwhile: Slack redelivers the envelope on another one, and the
+         * de-duplication acknowledges it there; the answer goes by response_url. */
+        if (c)
+            ack(c, l->envelope_id, NULL);
+        if (payload && *l->response_url)
+            post_response_url(s, l->response_url, payload);
+    }
+    free(l->response_url);
+    free(l);
+}
+
+static void later_free_all(struct slack_socket *s)
+{
+    while (s->later) {
+        struct later *l = s->later;
+        s->later = l->next;
+        free(l->response_url);
+        free(l);
+    }
+}
+
 static void on_slash_command(struct conn *c, const struct slack_msg *m)
 {
     struct slack_socket *s = c->s;
@@ -324,8 +402,17 @@ static void on_slash_command(struct conn *c, const struct slack_msg *m)
         ratelimit_message(line, sizeof(line), retry_s);
         r = command_say(COMMAND_SLACK, line, &answer);
     } else {
-        r = s->hooks.answer(s->hooks.userdata, m->text, strlen(m->text), &answer);
+        struct slack_command cmd = {.text = m->text,
+                                    .len = strlen(m->text),
+                                    .user_id = m->user_id,
+                                    .channel_id = m->channel_id,
+                                    .ticket = ++s->next_ticket};
+        r = s->hooks.answer(s->hooks.userdata, &cmd, &answer);
         metrics_slack_envelope("answered");
+        if (r == SLACK_ANSWER_LATER) {
+            wait_for_answer(c, m, cmd.ticket);
+            return;
+        }
     }
     if (r != 0 || !answer) {
         log_err("slack", "out of memory answering envelope %s", id);
@@ -1070,6 +1157,7 @@ void slack_socket_free(struct slack_socket *s)
         free_conn(c);
     }
     recent_ids_free(s->answered);
+    later_free_all(s);
     s->closing_handles = 2;
     uv_close((uv_handle_t *)&s->tick, on_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed);

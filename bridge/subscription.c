@@ -76,7 +76,8 @@ int sub_channel_ok(enum sub_platform p, const char *channel)
         return 0;
     n = strlen(channel);
     if (p == SUB_SLACK) {
-        if (n < 2 || n > 32 || !strchr("CGD", channel[0]))
+        /* Public (C) and private (G, and C on newer workspaces) channels; not direct messages. */
+        if (n < 2 || n > 32 || (channel[0] != 'C' && channel[0] != 'G'))
             return 0;
         for (size_t i = 1; i < n; i++) {
             char c = channel[i];
@@ -90,12 +91,14 @@ int sub_channel_ok(enum sub_platform p, const char *channel)
     const char *colon = strchr(channel + 1, ':');
     if (!colon || colon == channel + 1 || !colon[1])
         return 0;
+    /* Room ids are opaque but ASCII (a localpart of letters, ":", a server name); nothing that
+     * HTML, a path or a log line would read as more than text. */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)channel[i];
-        if (c <= 0x20 || c == 0x7f || c == '/')
+        if (c <= 0x20 || c >= 0x7f || strchr("/<>&\"'\\", c))
             return 0;
     }
-    return utf8_valid(channel, n);
+    return 1;
 }
 
 int sub_pattern_ok(const char *pattern)

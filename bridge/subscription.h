@@ -56,10 +56,11 @@ void subscription_list_fini(struct subscription_list *l);
 const char *sub_platform_name(enum sub_platform p);
 
 /*
- * Whether channel is usable as a subscription's channel: a Slack channel id (C, G or D then
- * upper-case letters and digits, at most 32) or a Matrix room id ("!" localpart ":" server, no
- * control character, space or '/', at most SUB_CHANNEL_MAX bytes). Storage and the state's
- * readers check it too: it becomes part of a sink name and of a request's path.
+ * Whether channel is usable as a subscription's channel: a Slack channel id (C or G then
+ * upper-case letters and digits, at most 32 bytes; direct messages cannot subscribe) or a
+ * Matrix room id ("!" localpart ":" server, printable ASCII without space, '/', '<', '>', '&',
+ * quotes or backslash, at most SUB_CHANNEL_MAX bytes). The state's readers check it too: it
+ * becomes part of a sink name, an alert and a request's path.
  */
 int sub_channel_ok(enum sub_platform p, const char *channel);
 

@@ -84,6 +84,12 @@ static void check(const struct matrix_msg_batch *b, const struct matrix_msg_rule
             if (!configured(it->room_id))
                 abort();
             break;
+        case MATRIX_MSG_LEFT:
+            if (!configured(it->room_id) || it->event_id || it->text)
+                abort();
+            if (it->sender)
+                check_id(it->sender);
+            break;
         default:
             abort();
         }
