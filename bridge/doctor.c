@@ -21,6 +21,9 @@
 #include "http.h"
 #include "log.h"
 #include "sink.h"
+#include "slack_api.h"
+#include "state.h"
+#include "subscription.h"
 #include "url.h"
 #include "youtrack.h"
 
@@ -30,6 +33,7 @@ enum step {
     STEP_PROJECTS,
     STEP_SINKS,
     STEP_CHAT_SLACK,
+    STEP_CHAT_SLACK_BOT,
     STEP_CHAT_MATRIX,
     STEP_DONE,
 };
@@ -357,6 +361,24 @@ static void on_chat_slack(void *userdata, const struct http_response *res)
     else
         report(d, "FAIL", "chat.slack: apps.connections.open refused the app token: %s",
                json_str(res, "error", err, sizeof(err)) ? err : "no reason given");
+    d->step = STEP_CHAT_SLACK_BOT;
+    next(d);
+}
+
+/* chat.slack.bot_token: auth.test says whose it is (subscriptions post with it). */
+static void on_chat_slack_bot(void *userdata, const struct slack_api_answer *a)
+{
+    struct doctor *d = userdata;
+
+    if (a->result == SLACK_API_OK)
+        report(d, "OK", "chat.slack: the bot token is bot user %s (%s) in %s; invite it into "
+                        "channels before they subscribe",
+               a->user, a->user_id, a->team);
+    else if (a->result == SLACK_API_RETRY)
+        report(d, "WARN", "chat.slack: auth.test of the bot token: %s; try again later",
+               a->error);
+    else
+        report(d, "FAIL", "chat.slack: auth.test refused the bot token: %s", a->error);
     d->step = STEP_CHAT_MATRIX;
     next(d);
 }
@@ -436,6 +458,20 @@ static void next(struct doctor *d)
             return;
         }
         break;
+    case STEP_CHAT_SLACK_BOT:
+        if (!d->conf->chat.slack.bot_token) {
+            d->step = STEP_CHAT_MATRIX;
+            next(d);
+            return;
+        }
+        if (slack_api_call(d->http, SLACK_API_AUTH_TEST, d->conf->chat.slack.api_url,
+                           d->conf->chat.slack.bot_token, NULL, 30000, on_chat_slack_bot, d,
+                           NULL) != 0) {
+            report(d, "FAIL", "chat.slack: cannot start auth.test");
+            d->step = STEP_CHAT_MATRIX;
+            next(d);
+        }
+        return;
     case STEP_CHAT_MATRIX:
         if (!d->conf->chat.matrix.enabled) {
             d->step = STEP_DONE;
@@ -534,6 +570,66 @@ static void check_cluster(struct doctor *d)
     uv_run(d->loop, UV_RUN_DEFAULT); /* the clients' handles close */
 }
 
+/* The chat subscriptions in the state, read without taking it (a running bridge holds it). */
+static void list_subscriptions(struct doctor *d, struct state *st)
+{
+    struct subscription_list l = {0};
+    char err[512];
+
+    if (state_subscriptions_load(st, &l, err, sizeof(err)) != 0) {
+        report(d, "FAIL", "subscriptions: %s", err);
+        return;
+    }
+    if (l.n == 0)
+        report(d, "OK", "subscriptions: no channel is subscribed");
+    for (size_t i = 0; i < l.n; i++) {
+        const struct subscription *s = &l.v[i];
+        char line[1024];
+        size_t o = (size_t)snprintf(line, sizeof(line), "subscription %s:%s: events",
+                                    sub_platform_name(s->platform), s->channel);
+        for (unsigned k = CHANGE_CREATED; k <= CHANGE_REMOVED && o < sizeof(line); k++)
+            if (s->events & (1u << k))
+                o += (size_t)snprintf(line + o, sizeof(line) - o, " %s",
+                                      change_kind_name((enum change_kind)k));
+        for (size_t k = 0; k < s->n_patterns && o < sizeof(line); k++)
+            o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", k ? " " : "; projects ",
+                                  s->patterns[k]);
+        if (s->suspended)
+            report(d, "WARN", "%s; suspended: %s", line, s->suspended);
+        else
+            report(d, "OK", "%s", line);
+    }
+    subscription_list_fini(&l);
+}
+
+static void check_subscriptions(struct doctor *d)
+{
+    struct state *st = NULL;
+    struct etcd *e = NULL;
+    char err[512];
+    int r;
+
+    if (d->conf->cluster.enabled) {
+        r = cluster_etcd_new(&e, d->loop, &d->conf->cluster, err, sizeof(err));
+        if (!r)
+            r = state_open_etcd(&st, e, d->conf->cluster.prefix, NULL, STATE_OPEN_READONLY, err,
+                                sizeof(err));
+    } else {
+        r = state_open_readonly(&st, d->conf->state_dir, err, sizeof(err));
+        if (r == -ENOENT) {
+            report(d, "OK", "subscriptions: none (no state directory yet)");
+            return;
+        }
+    }
+    if (r)
+        report(d, "FAIL", "subscriptions: %s", err);
+    else
+        list_subscriptions(d, st);
+    state_close(st);
+    etcd_free(e);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+}
+
 int doctor_run(uv_loop_t *loop, const struct conf *conf)
 {
     struct doctor d = {.loop = loop, .conf = conf};
@@ -550,6 +646,8 @@ int doctor_run(uv_loop_t *loop, const struct conf *conf)
     next(&d);
     uv_run(loop, UV_RUN_DEFAULT);
     /* Every check has answered when the loop runs dry. */
+    if (conf->chat.matrix.enabled || (conf->chat.slack.enabled && conf->chat.slack.bot_token))
+        check_subscriptions(&d);
     youtrack_free(d.yt);
     http_free(d.http);
     uv_run(loop, UV_RUN_DEFAULT);
