@@ -20,6 +20,9 @@ void metrics_change(enum change_kind kind);
 /* A delivery attempt ended: result "delivered", "retried", "dead". */
 void metrics_delivery(const char *sink, const char *result);
 
+/* The chat subscriptions of platform ("slack"/"matrix"), refreshed before each render. */
+void metrics_subscriptions(const char *platform, size_t active, size_t suspended, size_t queued);
+
 /* A chat command was answered: platform "slack"/"matrix", command as command_name(). */
 void metrics_command(const char *platform, const char *command);
 /* A chat command refused by the rate limits (ratelimit.h). */

@@ -294,14 +294,17 @@ static void test_own_and_rooms(void)
     CHECK_STR(b.next_batch, "s2");
     matrix_msg_batch_fini(&b);
     free(body);
-    /* The same room under "leave" or "invite" is no place for commands either. */
+    /* The same room under "leave" or "invite" is no place for commands either: a room left
+     * says only that the bot is out of it. */
     if (asprintf(&body,
                  "{\"next_batch\":\"s\",\"rooms\":{\"leave\":{\"!room1:localhost\":"
                  "{\"timeline\":{\"events\":[%s]}}}}}",
                  ev) < 0)
         exit(1);
     CHECK_INT(parse(body, &rules, NULL, &b), 0);
-    CHECK_INT(b.n, 0);
+    CHECK_INT(b.n, 1);
+    CHECK_INT(b.v[0].kind, MATRIX_MSG_LEFT);
+    CHECK(b.v[0].event_id == NULL && b.v[0].text == NULL && b.v[0].sender == NULL);
     matrix_msg_batch_fini(&b);
     free(body);
     free(ev);
@@ -984,6 +987,29 @@ static void test_text_value(void)
     CHECK(matrix_msg_text_value(NULL, 10) == NULL);
 }
 
+/* The bot kicked, banned or gone from rooms: one item per configured room, naming who did it. */
+static void test_left(void)
+{
+    struct matrix_msg_batch b;
+    const char *body =
+        "{\"next_batch\":\"s9\",\"rooms\":{\"leave\":{"
+        "\"!room1:localhost\":{\"timeline\":{\"events\":[{\"type\":\"m.room.member\","
+        "\"state_key\":\"@bot:localhost\",\"sender\":\"@mod:localhost\",\"event_id\":\"$k\","
+        "\"content\":{\"membership\":\"ban\"}}]}},"
+        "\"!room2:localhost\":{},"
+        "\"!elsewhere:localhost\":{\"timeline\":{\"events\":[]}}}}}";
+
+    CHECK_INT(parse(body, &rules, NULL, &b), 0);
+    CHECK_INT(b.n, 2); /* not the room the bot does not answer in */
+    CHECK_INT(b.v[0].kind, MATRIX_MSG_LEFT);
+    CHECK_STR(b.v[0].room_id, "!room1:localhost");
+    CHECK_STR(b.v[0].sender, "@mod:localhost");
+    CHECK_INT(b.v[1].kind, MATRIX_MSG_LEFT);
+    CHECK_STR(b.v[1].room_id, "!room2:localhost");
+    CHECK(b.v[1].sender == NULL); /* it left, or the batch does not say who removed it */
+    matrix_msg_batch_fini(&b);
+}
+
 int main(void)
 {
     RUN(test_fixture_nio_sync);
@@ -1005,5 +1031,6 @@ int main(void)
     RUN(test_whoami);
     RUN(test_filter);
     RUN(test_text_value);
+    RUN(test_left);
     return test_done();
 }
