@@ -27,16 +27,31 @@ static enum sink_verdict classify(struct sink *s, long status, const char *body,
     return sink_classify(s, &res, delay, why, sizeof(why));
 }
 
+/* One answer and the verdict it must get. */
+struct verdict_case {
+    long status;
+    const char *body;
+    enum sink_verdict want;
+};
+
+static void check_verdicts(struct sink *s, const struct verdict_case *cases, size_t n)
+{
+    long d;
+    for (size_t i = 0; i < n; i++) {
+        enum sink_verdict v = classify(s, cases[i].status, cases[i].body, -1, &d);
+        if (v != cases[i].want)
+            fprintf(stderr, "%s %ld %s: got %s\n", s->conf->name, cases[i].status, cases[i].body,
+                    sink_verdict_name(v));
+        CHECK(v == cases[i].want);
+    }
+}
+
 static void test_slack_verdicts(void)
 {
     struct conf_sink c = {.name = "team", .type = CONF_SINK_SLACK, .url = "http://x/slack"};
     struct sink s;
     long d;
-    static const struct {
-        long status;
-        const char *body;
-        enum sink_verdict want;
-    } cases[] = {
+    static const struct verdict_case cases[] = {
         {200, "ok", SINK_DELIVERED},
         {400, "invalid_payload", SINK_DEAD},
         {400, "invalid_blocks", SINK_DEAD},
@@ -57,13 +72,7 @@ static void test_slack_verdicts(void)
     };
     CHECK_INT(sink_init(&s, &c), 0);
     CHECK_INT(sink_pace_ms(&s), 1000);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum sink_verdict v = classify(&s, cases[i].status, cases[i].body, -1, &d);
-        if (v != cases[i].want)
-            fprintf(stderr, "slack %ld %s: got %s\n", cases[i].status, cases[i].body,
-                    sink_verdict_name(v));
-        CHECK(v == cases[i].want);
-    }
+    check_verdicts(&s, cases, sizeof(cases) / sizeof(cases[0]));
     CHECK_INT(classify(&s, 429, "rate_limited", 30, &d), SINK_RETRY);
     CHECK_INT(d, 30);
     sink_fini(&s);
@@ -282,11 +291,7 @@ static void test_slack_bot_verdicts(void)
     struct sink s;
     char why[128];
     long d;
-    static const struct {
-        long status;
-        const char *body;
-        enum sink_verdict want;
-    } cases[] = {
+    static const struct verdict_case cases[] = {
         {200, "{\"ok\":true,\"channel\":\"C0123\",\"ts\":\"1.2\",\"message\":{}}", SINK_DELIVERED},
         {200, "{\"ok\":true,\"warning\":\"missing_charset\"}", SINK_DELIVERED},
         {200, "{\"ok\":false,\"error\":\"not_in_channel\"}", SINK_SUSPEND},
@@ -316,13 +321,7 @@ static void test_slack_bot_verdicts(void)
         {404, "", SINK_DEAD},
     };
     CHECK_INT(sink_init(&s, &c), 0);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum sink_verdict v = classify(&s, cases[i].status, cases[i].body, -1, &d);
-        if (v != cases[i].want)
-            fprintf(stderr, "slack_bot %ld %s: got %s\n", cases[i].status, cases[i].body,
-                    sink_verdict_name(v));
-        CHECK(v == cases[i].want);
-    }
+    check_verdicts(&s, cases, sizeof(cases) / sizeof(cases[0]));
     CHECK_INT(classify(&s, 429, "{\"ok\":false,\"error\":\"ratelimited\"}", 30, &d), SINK_RETRY);
     CHECK_INT(d, 30);
     CHECK_INT(classify(&s, 429, "", 12, &d), SINK_RETRY);
