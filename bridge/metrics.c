@@ -37,6 +37,7 @@ static const char *const slack_disc[] = {
 static const char *const slack_env[] = {"answered", "duplicate", "refused", "limited", "ignored"};
 static const char *const slack_open[] = {"ok", "error"};
 static const char *const matrix_sync[] = {"ok", "error"};
+static const char *const delivery_results[] = {"delivered", "retried", "dead"};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 struct sink_counts {
@@ -58,6 +59,10 @@ static struct {
         matrix_sync[N_OF(matrix_sync)];
     int slack_enabled, slack_sockets, slack_connected, matrix_enabled;
     int64_t matrix_last_sync;
+    /* Subscriptions, by platform (cmd_platforms). */
+    uint64_t sub_deliveries[N_OF(cmd_platforms)][N_OF(delivery_results)];
+    size_t sub_active[N_OF(cmd_platforms)], sub_suspended[N_OF(cmd_platforms)],
+        sub_queued[N_OF(cmd_platforms)];
     struct histogram commit_seconds;
 } m;
 
@@ -80,6 +85,20 @@ void metrics_command(const char *platform, const char *command)
 void metrics_command_limited(const char *platform)
 {
     m.commands_limited[index_of(cmd_platforms, N_OF(cmd_platforms), platform)]++;
+}
+
+void metrics_subscription_delivery(const char *platform, const char *result)
+{
+    m.sub_deliveries[index_of(cmd_platforms, N_OF(cmd_platforms), platform)]
+                    [index_of(delivery_results, N_OF(delivery_results), result)]++;
+}
+
+void metrics_subscriptions(const char *platform, size_t active, size_t suspended, size_t queued)
+{
+    size_t i = index_of(cmd_platforms, N_OF(cmd_platforms), platform);
+    m.sub_active[i] = active;
+    m.sub_suspended[i] = suspended;
+    m.sub_queued[i] = queued;
 }
 
 void metrics_slack_sockets(int open, int connected)
@@ -239,12 +258,11 @@ static void render_sinks(FILE *f, const struct metrics_sink *sinks, size_t n_sin
     family(f, "ytbridge_deliveries_total", "counter",
            "Delivery attempts by sink and result (delivered, retried, dead).");
     for (size_t i = 0; i < m.n_sinks; i++) {
-        static const char *const results[] = {"delivered", "retried", "dead"};
         const uint64_t v[] = {m.sinks[i].delivered, m.sinks[i].retried, m.sinks[i].dead};
-        for (size_t k = 0; k < 3; k++) {
+        for (size_t k = 0; k < N_OF(delivery_results); k++) {
             fputs("ytbridge_deliveries_total{sink=\"", f);
             put_label(f, m.sinks[i].name);
-            fprintf(f, "\",result=\"%s\"} %llu\n", results[k], (unsigned long long)v[k]);
+            fprintf(f, "\",result=\"%s\"} %llu\n", delivery_results[k], (unsigned long long)v[k]);
         }
     }
     family(f, "ytbridge_dead_letters_total", "counter", "Messages dead-lettered, by sink.");
@@ -292,6 +310,32 @@ static void render_commands(FILE *f)
         f, "ytbridge_commands_limited_total",
         "Chat commands refused by the rate limits (answered \"slow down\" or not at all).",
         "platform", cmd_platforms, m.commands_limited, N_OF(cmd_platforms));
+}
+
+/* Chat subscriptions, by platform: both platforms always, 0 without subscriptions. */
+static void render_subscriptions(FILE *f)
+{
+    family(f, "ytbridge_subscription_deliveries_total", "counter",
+           "Delivery attempts to chat subscriptions, by platform and result.");
+    for (size_t i = 0; i < N_OF(cmd_platforms); i++) {
+        for (size_t k = 0; k < N_OF(delivery_results); k++)
+            fprintf(
+                f, "ytbridge_subscription_deliveries_total{platform=\"%s\",result=\"%s\"} %llu\n",
+                cmd_platforms[i], delivery_results[k], (unsigned long long)m.sub_deliveries[i][k]);
+    }
+    family(f, "ytbridge_subscriptions", "gauge",
+           "Chat subscriptions, by platform and state (active, suspended).");
+    for (size_t i = 0; i < N_OF(cmd_platforms); i++) {
+        fprintf(f, "ytbridge_subscriptions{platform=\"%s\",state=\"active\"} %zu\n",
+                cmd_platforms[i], m.sub_active[i]);
+        fprintf(f, "ytbridge_subscriptions{platform=\"%s\",state=\"suspended\"} %zu\n",
+                cmd_platforms[i], m.sub_suspended[i]);
+    }
+    family(f, "ytbridge_subscription_queue_depth", "gauge",
+           "Messages queued for chat subscriptions, by platform.");
+    for (size_t i = 0; i < N_OF(cmd_platforms); i++)
+        fprintf(f, "ytbridge_subscription_queue_depth{platform=\"%s\"} %zu\n", cmd_platforms[i],
+                m.sub_queued[i]);
 }
 
 /* The Socket Mode client, when Slack commands are configured. */
@@ -365,6 +409,7 @@ char *metrics_render(const struct metrics_sink *sinks, size_t n_sinks, int64_t s
     render_polls(f);
     render_sinks(f, sinks, n_sinks);
     render_commands(f);
+    render_subscriptions(f);
     render_state(f, cluster);
     if (m.slack_enabled)
         render_slack(f);

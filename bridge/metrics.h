@@ -20,7 +20,17 @@ void metrics_change(enum change_kind kind);
 /* A delivery attempt ended: result "delivered", "retried", "dead". */
 void metrics_delivery(const char *sink, const char *result);
 
-/* The chat subscriptions of platform ("slack"/"matrix"), refreshed before each render. */
+/*
+ * A delivery attempt to a chat subscription's sink ended (outbox.c counts those here, not per
+ * sink: subscriptions come and go at run time): platform "slack"/"matrix", result as
+ * metrics_delivery()'s.
+ */
+void metrics_subscription_delivery(const char *platform, const char *result);
+
+/*
+ * The subscriptions of platform ("slack"/"matrix") right now, set by the bridge: active,
+ * suspended, and the messages queued for them.
+ */
 void metrics_subscriptions(const char *platform, size_t active, size_t suspended, size_t queued);
 
 /* A chat command was answered: platform "slack"/"matrix", command as command_name(). */

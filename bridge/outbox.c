@@ -4,8 +4,14 @@
  * Invariants: a queue has at most one request in flight, and only its head is ever sent, so
  * order per sink is the journal's order; an entry leaves its queue only after its "done" line
  * is durable (the one duplicate window: a crash between the target's answer and that fsync);
- * queues never wait on one another; every timer belongs to one queue and is closed, never
- * freed, when the outbox goes away.
+ * queues never wait on one another, except the members of a broken group, which wait on the
+ * group's one prober; every queue is its own allocation that never moves, because its timer is
+ * the loop's, and it is freed only from that timer's close callback (when it is removed or the
+ * outbox goes away), so a callback that removes a queue never frees it under its caller.
+ *
+ * Groups (conf_sink.group): the members share a credential. While the group is broken every
+ * member is held (Q_HELD, no timer) but one, the prober, which waits an hour in Q_BROKEN and
+ * sends its head; a delivery by any member means the credential works again.
  */
 #include "outbox.h"
 
@@ -37,10 +43,23 @@ enum qstate {
     Q_PACING,  /* waiting out the sink's minimum interval: due soon */
     Q_BACKOFF, /* waiting to retry the head */
     Q_BROKEN,  /* waiting for the hourly probe */
+    Q_HELD,    /* a member of a broken group that is not its prober: waiting for the group */
+};
+
+/* The sinks that share one credential; kept until outbox_free() (there are few names). */
+struct group {
+    struct group *next;
+    char *name;
+    int broken;             /* the alert was raised: the members are held */
+    struct queue *prober;   /* the one member that probes, while broken; may be NULL */
+    uint64_t next_probe_ms; /* loop time of the group's next probe */
+    char reason[256];
 };
 
 struct queue {
     struct outbox *ob;
+    struct group *grp; /* NULL: not in a group */
+    int removed;       /* out of ob->q; the memory goes in its timer's close callback */
     struct sink sink;
     struct outbox_entry *head, *tail;
     size_t depth;
@@ -60,13 +79,16 @@ struct outbox {
     struct http *http;
     struct state *st;
     const struct conf *conf;
-    struct queue *q;
-    size_t n;
+    struct queue **q; /* pointers: a queue never moves (its timer is the loop's) */
+    size_t n, cap;
+    struct group *groups;
     size_t open_handles;
     int stopping, freeing;
     unsigned done_since_compact;
     outbox_alert_cb alert_cb;
     void *alert_ud;
+    outbox_gone_cb gone_cb;
+    void *gone_ud;
     outbox_settled_cb settled_cb;
     void *settled_ud;
     uv_timer_t grace;
@@ -143,13 +165,106 @@ int outbox_journal_load(struct state *st, uint64_t committed_gen, struct outbox_
 
 static void kick(struct queue *q);
 
+static void release(struct outbox *ob)
+{
+    while (ob->groups) {
+        struct group *g = ob->groups;
+        ob->groups = g->next;
+        free(g->name);
+        free(g);
+    }
+    free(ob->q);
+    free(ob);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct outbox *ob = h->data;
-    if (--ob->open_handles == 0 && ob->freeing) {
-        free(ob->q);
-        free(ob);
+    if (--ob->open_handles == 0 && ob->freeing)
+        release(ob);
+}
+
+static void on_queue_closed(uv_handle_t *h)
+{
+    struct queue *q = h->data;
+    struct outbox *ob = q->ob;
+    free(q);
+    if (--ob->open_handles == 0 && ob->freeing)
+        release(ob);
+}
+
+/* The group named name, created when new; NULL on ENOMEM. */
+static struct group *group_get(struct outbox *ob, const char *name)
+{
+    struct group *g;
+    for (g = ob->groups; g; g = g->next) {
+        if (strcmp(g->name, name) == 0)
+            return g;
     }
+    g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->name = strdup(name);
+    if (!g->name) {
+        free(g);
+        return NULL;
+    }
+    g->next = ob->groups;
+    ob->groups = g;
+    return g;
+}
+
+/* Holds q for its broken group: no timer, no sending until the group works again. */
+static void hold(struct queue *q)
+{
+    uv_timer_stop(&q->timer);
+    q->state = Q_HELD;
+    snprintf(q->reason, sizeof(q->reason), "%s", q->grp->reason);
+}
+
+/*
+ * A queue for cs, appended to ob->q with its timer started on the loop. 0, -EEXIST or -ENOMEM
+ * (then nothing of it is left).
+ */
+static int queue_add(struct outbox *ob, const struct conf_sink *cs)
+{
+    struct queue *q;
+
+    for (size_t i = 0; i < ob->n; i++) {
+        if (strcmp(ob->q[i]->sink.conf->name, cs->name) == 0)
+            return -EEXIST;
+    }
+    if (ob->n == ob->cap) {
+        size_t cap = ob->cap ? 2 * ob->cap : 8;
+        struct queue **v = realloc(ob->q, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        ob->q = v;
+        ob->cap = cap;
+    }
+    q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->ob = ob;
+    if (cs->group) {
+        q->grp = group_get(ob, cs->group);
+        if (!q->grp) {
+            free(q);
+            return -ENOMEM;
+        }
+    }
+    if (sink_init(&q->sink, cs) != 0) {
+        free(q);
+        return -ENOMEM;
+    }
+    uv_timer_init(ob->loop, &q->timer);
+    q->timer.data = q;
+    ob->open_handles++;
+    ob->q[ob->n++] = q;
+    /* A credential already refused is refused for this sink too: it waits with the others. */
+    if (q->grp && q->grp->broken)
+        hold(q);
+    return 0;
 }
 
 int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct state *st,
@@ -163,50 +278,48 @@ int outbox_new(struct outbox **out, uv_loop_t *loop, struct http *http, struct s
     ob->st = st;
     ob->conf = conf;
     size_t n_all = conf->n_sinks + conf->chat.matrix.n_reply_sinks;
-    ob->q = calloc(n_all ? n_all : 1, sizeof(*ob->q));
-    if (!ob->q) {
-        free(ob);
-        return -ENOMEM;
-    }
     for (size_t i = 0; i < n_all; i++) {
-        struct queue *q = &ob->q[i];
         const struct conf_sink *cs =
             i < conf->n_sinks ? &conf->sinks[i] : &conf->chat.matrix.reply_sinks[i - conf->n_sinks];
-        q->ob = ob;
-        if (sink_init(&q->sink, cs) != 0) {
-            /* The timers of queues 0..i-1 are the loop's until closed: outbox_free() closes
-             * them and frees ob from their close callbacks (ob->n counts just those queues). */
+        int r = queue_add(ob, cs);
+        if (r == -EEXIST)
+            continue; /* conf.c refuses repeated names: not reached */
+        if (r) {
+            /* The timers of the queues added are the loop's until closed: outbox_free() closes
+             * them and frees ob from their close callbacks. */
             outbox_free(ob);
-            return -ENOMEM;
+            return r;
         }
-        uv_timer_init(loop, &q->timer);
-        q->timer.data = q;
-        ob->open_handles++;
-        ob->n++;
     }
     *out = ob;
     return 0;
+}
+
+/* Releases what q holds but its timer, which is closed: q is freed by on_queue_closed(). */
+static void queue_close(struct queue *q)
+{
+    if (q->xfer)
+        http_cancel(q->xfer);
+    q->xfer = NULL;
+    sink_request_fini(&q->req);
+    sink_fini(&q->sink);
+    while (q->head) {
+        struct outbox_entry *e = q->head;
+        q->head = e->next;
+        outbox_entry_free(e);
+    }
+    q->removed = 1;
+    uv_timer_stop(&q->timer);
+    uv_close((uv_handle_t *)&q->timer, on_queue_closed);
 }
 
 void outbox_free(struct outbox *ob)
 {
     if (!ob)
         return;
-    for (size_t i = 0; i < ob->n; i++) {
-        struct queue *q = &ob->q[i];
-        if (q->xfer)
-            http_cancel(q->xfer);
-        sink_request_fini(&q->req);
-        sink_fini(&q->sink);
-        while (q->head) {
-            struct outbox_entry *e = q->head;
-            q->head = e->next;
-            outbox_entry_free(e);
-        }
-        uv_timer_stop(&q->timer);
-        q->timer.data = ob;
-        uv_close((uv_handle_t *)&q->timer, on_handle_closed);
-    }
+    for (size_t i = 0; i < ob->n; i++)
+        queue_close(ob->q[i]);
+    ob->n = 0;
     if (ob->grace_live) {
         uv_timer_stop(&ob->grace);
         ob->grace.data = ob;
@@ -214,10 +327,8 @@ void outbox_free(struct outbox *ob)
         ob->grace_live = 0;
     }
     ob->freeing = 1;
-    if (ob->open_handles == 0) {
-        free(ob->q);
-        free(ob);
-    }
+    if (ob->open_handles == 0)
+        release(ob);
 }
 
 void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata)
@@ -226,11 +337,17 @@ void outbox_set_alert_cb(struct outbox *ob, outbox_alert_cb cb, void *userdata)
     ob->alert_ud = userdata;
 }
 
+void outbox_set_gone_cb(struct outbox *ob, outbox_gone_cb cb, void *userdata)
+{
+    ob->gone_cb = cb;
+    ob->gone_ud = userdata;
+}
+
 static struct queue *find_queue(struct outbox *ob, const char *name)
 {
     for (size_t i = 0; i < ob->n; i++) {
-        if (strcmp(ob->q[i].sink.conf->name, name) == 0)
-            return &ob->q[i];
+        if (strcmp(ob->q[i]->sink.conf->name, name) == 0)
+            return ob->q[i];
     }
     return NULL;
 }
@@ -238,7 +355,7 @@ static struct queue *find_queue(struct outbox *ob, const char *name)
 static int settled(const struct outbox *ob)
 {
     for (size_t i = 0; i < ob->n; i++) {
-        const struct queue *q = &ob->q[i];
+        const struct queue *q = ob->q[i];
         if (q->state == Q_INFLIGHT || q->state == Q_PACING)
             return 0;
         if (q->state == Q_IDLE && q->head && !ob->stopping)
@@ -256,7 +373,7 @@ static void check_settled(struct outbox *ob)
     }
     if (ob->stopping && ob->shutdown_cb) {
         for (size_t i = 0; i < ob->n; i++) {
-            if (ob->q[i].state == Q_INFLIGHT)
+            if (ob->q[i]->state == Q_INFLIGHT)
                 return;
         }
         outbox_settled_cb cb = ob->shutdown_cb;
@@ -298,7 +415,7 @@ static void pop(struct queue *q, const char *result)
         return;
     size_t pending = 0;
     for (size_t i = 0; i < ob->n; i++) {
-        for (struct outbox_entry *x = ob->q[i].head; x; x = x->next)
+        for (struct outbox_entry *x = ob->q[i]->head; x; x = x->next)
             pending += !x->transient;
     }
     if (pending == 0) {
@@ -312,7 +429,7 @@ static void pop(struct queue *q, const char *result)
         struct journal_record *v = calloc(pending, sizeof(*v));
         if (v) {
             for (size_t i = 0; i < ob->n; i++) {
-                for (struct outbox_entry *x = ob->q[i].head; x; x = x->next) {
+                for (struct outbox_entry *x = ob->q[i]->head; x; x = x->next) {
                     if (!x->transient)
                         v[k++] = record_of(x);
                 }
@@ -322,6 +439,26 @@ static void pop(struct queue *q, const char *result)
             free(v);
         }
     }
+}
+
+/*
+ * Counts one delivery attempt's result: a subscription's under its platform (a bounded
+ * family, since subscriptions come and go at run time), any other sink's under its name.
+ */
+static void count(struct queue *q, const char *result)
+{
+    const struct conf_sink *cs = q->sink.conf;
+
+    if (strcmp(result, "delivered") == 0)
+        q->delivered++;
+    else if (strcmp(result, "retried") == 0)
+        q->retried++;
+    else
+        q->dead++;
+    if (cs->subscription)
+        metrics_subscription_delivery(cs->type == CONF_SINK_SLACK_BOT ? "slack" : "matrix", result);
+    else
+        metrics_delivery(cs->name, result);
 }
 
 static void dead_letter(struct queue *q, const char *why)
@@ -335,8 +472,7 @@ static void dead_letter(struct queue *q, const char *why)
         if (r)
             log_err("outbox", "cannot write the dead-letter file: %s", strerror(-r));
     }
-    q->dead++;
-    metrics_delivery(q->sink.conf->name, "dead");
+    count(q, "dead");
     pop(q, "dead");
 }
 
@@ -368,6 +504,99 @@ static uint64_t backoff_ms(unsigned failures, long retry_after)
     return backoff_delay(&delivery_backoff, failures, retry_after);
 }
 
+/*
+ * Takes q out of ob->q for good: a request in flight is cancelled, what is queued is
+ * dead-lettered with reason, and its timer is closed (the memory goes in on_queue_closed()).
+ * Its conf_sink is not used once this returns. A group it probed for gets another prober.
+ */
+static void remove_queue(struct outbox *ob, struct queue *q, const char *reason)
+{
+    struct group *g = q->grp;
+    size_t i = 0;
+
+    if (q->xfer)
+        http_cancel(q->xfer);
+    q->xfer = NULL;
+    sink_request_fini(&q->req);
+    while (q->head)
+        dead_letter(q, reason);
+    while (i < ob->n && ob->q[i] != q)
+        i++;
+    memmove(&ob->q[i], &ob->q[i + 1], (ob->n - i - 1) * sizeof(ob->q[0]));
+    ob->n--;
+    queue_close(q);
+    if (g && g->prober == q) {
+        /* Another member with something queued takes over, on the same schedule. */
+        g->prober = NULL;
+        for (size_t k = 0; k < ob->n && !g->prober; k++) {
+            if (ob->q[k]->grp == g)
+                kick(ob->q[k]);
+        }
+    }
+}
+
+/* q's credential is refused: hold the whole group, q probing for it unless one already does. */
+static void group_break(struct outbox *ob, struct queue *q, const char *why)
+{
+    struct group *g = q->grp;
+    int first = !g->broken;
+    size_t held = 0;
+
+    snprintf(g->reason, sizeof(g->reason), "%s", why);
+    g->broken = 1;
+    if (!g->prober || g->prober == q) {
+        g->prober = q;
+        g->next_probe_ms = uv_now(ob->loop) + BROKEN_PROBE_MS;
+        snprintf(q->reason, sizeof(q->reason), "%s", why);
+        if (!ob->stopping)
+            wait_for(q, Q_BROKEN, BROKEN_PROBE_MS);
+        else
+            q->state = Q_BROKEN;
+    } else {
+        hold(q);
+    }
+    for (size_t i = 0; i < ob->n; i++) {
+        struct queue *m = ob->q[i];
+        if (m->grp != g)
+            continue;
+        held += m->depth;
+        /* A member in flight is held by kick() once its answer is in. */
+        if (m != g->prober && m->state != Q_INFLIGHT)
+            hold(m);
+    }
+    if (!first)
+        return;
+    log_err("outbox",
+            "sink group %s is broken (%s): holding its %zu queued message%s, next try in an "
+            "hour",
+            g->name, why, held, held == 1 ? "" : "s");
+    if (ob->alert_cb)
+        ob->alert_cb(ob->alert_ud, g->name, 1, why);
+}
+
+/* A member of the broken group g delivered: the credential works, every member resumes. */
+static void group_recover(struct outbox *ob, struct group *g)
+{
+    g->broken = 0;
+    g->prober = NULL;
+    for (size_t i = 0; i < ob->n; i++) {
+        struct queue *m = ob->q[i];
+        if (m->grp == g && (m->state == Q_HELD || m->state == Q_BROKEN)) {
+            uv_timer_stop(&m->timer);
+            m->state = Q_IDLE;
+            m->reason[0] = '\0';
+        }
+    }
+    log_info("outbox", "sink group %s: works again", g->name);
+    if (ob->alert_cb)
+        ob->alert_cb(ob->alert_ud, g->name, 0, "");
+    /* The alert may have added or removed queues: ob->q is read again. */
+    for (size_t i = 0; i < ob->n; i++) {
+        if (ob->q[i]->grp == g)
+            kick(ob->q[i]);
+    }
+}
+
 static void on_answer(void *userdata, const struct http_response *res)
 {
     struct queue *q = userdata;
@@ -383,16 +612,20 @@ static void on_answer(void *userdata, const struct http_response *res)
     q->last_done_ms = uv_now(ob->loop);
     sink_request_fini(&q->req);
     v = sink_classify(&q->sink, res, &retry_after, why, sizeof(why));
+    /* Only subscriptions are suspended; anything else that says so is broken (sink.h). */
+    if (v == SINK_SUSPEND && !q->sink.conf->subscription)
+        v = SINK_BROKEN;
     switch (v) {
     case SINK_DELIVERED:
         log_debug("outbox", "sink %s: delivered %s (%s)", q->sink.conf->name, q->head->id,
                   q->head->event);
-        q->delivered++;
-        metrics_delivery(q->sink.conf->name, "delivered");
+        count(q, "delivered");
         q->failures = 0;
         q->reason[0] = '\0';
         pop(q, "delivered");
-        if (q->broken_announced) {
+        if (q->grp && q->grp->broken) {
+            group_recover(ob, q->grp);
+        } else if (q->broken_announced) {
             q->broken_announced = 0;
             log_info("outbox", "sink %s: works again", q->sink.conf->name);
             if (ob->alert_cb)
@@ -403,8 +636,7 @@ static void on_answer(void *userdata, const struct http_response *res)
         break;
     case SINK_RETRY: {
         uint64_t d = backoff_ms(++q->failures, retry_after);
-        q->retried++;
-        metrics_delivery(q->sink.conf->name, "retried");
+        count(q, "retried");
         snprintf(q->reason, sizeof(q->reason), "%s", why);
         if (q->failures == 1)
             log_warn("outbox", "sink %s: %s; retrying in %.1f s", q->sink.conf->name, why,
@@ -421,8 +653,24 @@ static void on_answer(void *userdata, const struct http_response *res)
     case SINK_DEAD:
         dead_letter(q, why);
         break;
-    case SINK_SUSPEND: /* only subscription sinks answer this; they arrive with issue 13 */
+    case SINK_SUSPEND: {
+        const struct conf_sink *cs = q->sink.conf;
+        log_warn("outbox",
+                 "sink %s: its target is gone (%s): removed, %zu queued message%s "
+                 "dead-lettered",
+                 cs->name, why, q->depth, q->depth == 1 ? "" : "s");
+        remove_queue(ob, q, why);
+        /* q is gone; cs is the caller's until its callback frees it. */
+        if (ob->gone_cb)
+            ob->gone_cb(ob->gone_ud, cs->name, why);
+        check_settled(ob);
+        return;
+    }
     case SINK_BROKEN:
+        if (q->grp) {
+            group_break(ob, q, why);
+            break;
+        }
         snprintf(q->reason, sizeof(q->reason), "%s", why);
         log_err("outbox",
                 "sink %s is broken (%s): holding its %zu queued message%s, next try "
@@ -440,7 +688,9 @@ static void on_answer(void *userdata, const struct http_response *res)
         }
         break;
     }
-    kick(q);
+    /* An alert callback may have removed q (its memory lasts until the loop closes it). */
+    if (!q->removed)
+        kick(q);
     check_settled(ob);
 }
 
@@ -478,10 +728,37 @@ static void send_head(struct queue *q)
     q->state = Q_INFLIGHT;
 }
 
+/*
+ * A member of a broken group that is not its prober: held, or the prober when there is none
+ * and it has something to send (on the group's schedule: a probe at most hourly).
+ */
+static void kick_held(struct queue *q)
+{
+    struct outbox *ob = q->ob;
+    struct group *g = q->grp;
+
+    if (q->state == Q_INFLIGHT)
+        return; /* its answer decides */
+    if (!g->prober && q->head && !ob->stopping) {
+        uint64_t now = uv_now(ob->loop);
+        g->prober = q;
+        snprintf(q->reason, sizeof(q->reason), "%s", g->reason);
+        wait_for(q, Q_BROKEN, g->next_probe_ms > now ? g->next_probe_ms - now : 0);
+        return;
+    }
+    if (q->state != Q_HELD)
+        hold(q);
+}
+
 static void kick(struct queue *q)
 {
     struct outbox *ob = q->ob;
+    struct group *g = q->grp;
 
+    if (g && g->broken && g->prober != q) {
+        kick_held(q);
+        return;
+    }
     while (q->state == Q_IDLE && q->head && !ob->stopping) {
         struct outbox_entry *e = q->head;
         char held[600];
@@ -509,8 +786,7 @@ static void kick(struct queue *q)
             fputs(e->body, stdout);
             fputc('\n', stdout);
             fflush(stdout);
-            q->delivered++;
-            metrics_delivery(q->sink.conf->name, "delivered");
+            count(q, "delivered");
             pop(q, "delivered");
             continue;
         }
@@ -520,6 +796,16 @@ static void kick(struct queue *q)
             return;
         }
         send_head(q);
+    }
+    if (g && g->broken && g->prober == q && !q->head) {
+        /* The prober ran out of messages before an answer said anything about the credential:
+         * it waits with the others, and a member with something queued probes instead. */
+        g->prober = NULL;
+        hold(q);
+        for (size_t i = 0; i < ob->n && !g->prober; i++) {
+            if (ob->q[i]->grp == g && ob->q[i] != q)
+                kick(ob->q[i]);
+        }
     }
 }
 
@@ -551,7 +837,7 @@ void outbox_push(struct outbox *ob, struct outbox_entry *const *v, size_t n)
         q->depth++;
     }
     for (size_t i = 0; i < ob->n; i++)
-        kick(&ob->q[i]);
+        kick(ob->q[i]);
     check_settled(ob);
 }
 
@@ -559,7 +845,7 @@ static void on_grace_over(uv_timer_t *t)
 {
     struct outbox *ob = t->data;
     for (size_t i = 0; i < ob->n; i++) {
-        struct queue *q = &ob->q[i];
+        struct queue *q = ob->q[i];
         if (q->xfer) {
             log_warn("outbox",
                      "sink %s: giving up on a request in flight at shutdown; the "
@@ -580,7 +866,7 @@ void outbox_shutdown(struct outbox *ob, uint64_t grace_ms, outbox_settled_cb cb,
     ob->shutdown_cb = cb;
     ob->shutdown_ud = userdata;
     for (size_t i = 0; i < ob->n; i++) {
-        struct queue *q = &ob->q[i];
+        struct queue *q = ob->q[i];
         if (q->state != Q_INFLIGHT) {
             uv_timer_stop(&q->timer);
             if (q->state == Q_PACING)
@@ -595,14 +881,37 @@ void outbox_shutdown(struct outbox *ob, uint64_t grace_ms, outbox_settled_cb cb,
     check_settled(ob);
 }
 
+int outbox_add_sink(struct outbox *ob, const struct conf_sink *s)
+{
+    int r = queue_add(ob, s);
+    if (r)
+        return r;
+    kick(ob->q[ob->n - 1]);
+    return 0;
+}
+
+int outbox_remove_sink(struct outbox *ob, const char *name, const char *reason)
+{
+    struct queue *q = find_queue(ob, name);
+    if (!q)
+        return -ENOENT;
+    log_info("outbox", "sink %s: removed (%s), %zu queued message%s dead-lettered", name, reason,
+             q->depth, q->depth == 1 ? "" : "s");
+    remove_queue(ob, q, reason);
+    check_settled(ob);
+    return 0;
+}
+
 size_t outbox_status(const struct outbox *ob, struct outbox_sink_status *v, size_t max)
 {
     for (size_t i = 0; i < ob->n && i < max; i++) {
-        const struct queue *q = &ob->q[i];
+        const struct queue *q = ob->q[i];
         v[i] = (struct outbox_sink_status){
             .name = q->sink.conf->name,
+            .conf = q->sink.conf,
             .depth = q->depth,
-            .broken = q->state == Q_BROKEN || q->broken_announced,
+            .broken = q->state == Q_BROKEN || q->state == Q_HELD || q->broken_announced ||
+                      (q->grp && q->grp->broken),
             .reason = q->reason,
             .delivered = q->delivered,
             .retried = q->retried,

@@ -1,8 +1,10 @@
 /*
- * Sink requests and verdicts (doc/slack.md, "Incoming webhooks: answers and pacing";
- * doc/matrix.md §1-3).
+ * Sink requests and verdicts (doc/slack.md, "Incoming webhooks: answers and pacing" and "Web API
+ * with the bot token"; doc/matrix.md §1-3).
  *
- * Slack answers bare strings: classify by body first, status second. Matrix answers
+ * Slack webhooks answer bare strings: classify by body first, status second. Slack's Web API
+ * (slack_bot) answers {"ok": ..., "error": ...}: classify by error first, status second. Matrix
+ * answers
  * {"errcode": ...}: classify by errcode first, status second. Generic webhooks and hookshot
  * have only the status. URLs of Slack, webhooks and hookshot are secrets: they are never put in
  * a reason string; Matrix's homeserver is not.
@@ -16,8 +18,10 @@
 #include <string.h>
 
 #include "hmac.h"
+#include "jwrite.h"
 #include "log.h"
 #include "outbox_entry.h"
+#include "strbuf.h"
 #include "url.h"
 #include "utf8.h"
 
@@ -49,8 +53,10 @@ unsigned sink_pace_ms(const struct sink *s)
 {
     /* Slack: one message per second per webhook (doc/slack.md, "Incoming webhooks"); hookshot posts
      * into a Matrix room, whose default rate limit is a burst of 10 then one per 5 s: Matrix pacing
-     * comes from its 429 answers, which name the delay. */
-    return s->conf->type == CONF_SINK_SLACK ? 1000u : 0u;
+     * comes from its 429 answers, which name the delay. chat.postMessage: one message per second
+     * per channel (doc/slack.md, "Web API with the bot token"), and a slack_bot sink is one
+     * channel. */
+    return s->conf->type == CONF_SINK_SLACK || s->conf->type == CONF_SINK_SLACK_BOT ? 1000u : 0u;
 }
 
 void sink_request_fini(struct sink_request *req)
@@ -111,6 +117,50 @@ static int matrix_request(struct sink *s, const struct outbox_entry *e, struct s
     return set_body(req, "PUT", e->body);
 }
 
+/*
+ * chat.postMessage takes what an incoming webhook takes plus "channel" (doc/slack.md, "Web API
+ * with the bot token"). The rendered body is an object, so "channel" is spliced in as its first
+ * member right after the opening brace: every other member keeps its bytes, and no second
+ * serialiser can change how a string or number is written. NULL when body is not an object, or
+ * on ENOMEM.
+ */
+static char *with_channel(const char *body, const char *channel)
+{
+    struct strbuf b = {0};
+    const char *p = body + strspn(body, " \t\r\n");
+    const char *rest;
+
+    if (*p != '{')
+        return NULL;
+    rest = p + 1;
+    strbuf_puts(&b, "{\"channel\":");
+    jwrite_string(&b, channel, strlen(channel));
+    /* "{}" (and "{ }") has no member to separate from. */
+    if (rest[strspn(rest, " \t\r\n")] != '}')
+        strbuf_puts(&b, ",");
+    strbuf_puts(&b, rest);
+    return strbuf_take(&b);
+}
+
+static int slack_bot_request(const struct conf_sink *c, const struct outbox_entry *e,
+                             struct sink_request *req)
+{
+    const char *p = e->body + strspn(e->body, " \t\r\n");
+
+    if (*p != '{' || !c->room)
+        return -EINVAL;
+    if (add_header(req, "Content-Type", "application/json; charset=utf-8") ||
+        add_header_bearer(req, c->access_token))
+        return -ENOMEM;
+    req->url = url_build(c->url, "/chat.postMessage");
+    req->method = strdup("POST");
+    req->body = with_channel(e->body, c->room);
+    if (!req->url || !req->method || !req->body)
+        return -ENOMEM;
+    req->body_len = strlen(req->body);
+    return 0;
+}
+
 int sink_request(struct sink *s, const struct outbox_entry *e, struct sink_request *req)
 {
     const struct conf_sink *c = s->conf;
@@ -145,6 +195,9 @@ int sink_request(struct sink *s, const struct outbox_entry *e, struct sink_reque
             r = set_body(req, "POST", e->body);
         if (!r)
             r = (req->url = strdup(c->url)) ? 0 : -ENOMEM;
+        break;
+    case CONF_SINK_SLACK_BOT:
+        r = slack_bot_request(c, e, req);
         break;
     default:
         r = -EINVAL; /* stdout never goes through HTTP */
@@ -225,6 +278,69 @@ static enum sink_verdict slack_classify(const struct http_response *res, long *r
     return SINK_DEAD;
 }
 
+/* One of the words in list, a NULL-terminated array. */
+static int word_in(const char *w, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++) {
+        if (strcmp(w, list[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* chat.postMessage's answers (doc/slack.md, "Web API with the bot token"). */
+static enum sink_verdict slack_bot_classify(const struct http_response *res, long *retry_after,
+                                            char *why, size_t whylen)
+{
+    static const char *const suspend[] = {"not_in_channel", "channel_not_found", "is_archived",
+                                          NULL};
+    static const char *const broken[] = {
+        "invalid_auth",     "not_authed",    "token_revoked", "token_expired",
+        "account_inactive", "team_disabled", "missing_scope", NULL};
+    json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+    json_t *ok = json_object_get(j, "ok");
+    const char *error = json_string_value(json_object_get(j, "error"));
+    enum sink_verdict v = SINK_DEAD;
+
+    if (json_is_true(ok) && res->status >= 200 && res->status < 300) {
+        v = SINK_DELIVERED;
+        goto out;
+    }
+    if (json_is_false(ok)) {
+        /* Slack's error words are short snake_case: cut, and cleaned by sink_classify(). */
+        snprintf(why, whylen, "chat.postMessage: HTTP %ld %.40s", res->status,
+                 error ? error : "(no error)");
+        if (error && strcmp(error, "ratelimited") == 0) {
+            *retry_after = res->retry_after;
+            v = SINK_RETRY;
+        } else if (error && word_in(error, suspend)) {
+            v = SINK_SUSPEND;
+        } else if (error && word_in(error, broken)) {
+            v = SINK_BROKEN;
+        } else if (res->status == 429 || res->status == 408 || res->status >= 500) {
+            *retry_after = res->retry_after;
+            v = SINK_RETRY;
+        } else if (res->status == 401 || res->status == 403) {
+            v = SINK_BROKEN;
+        } else {
+            v = SINK_DEAD; /* msg_too_long, no_text, invalid_blocks, ...: this message only */
+        }
+        goto out;
+    }
+    if (retry_status(res, retry_after, &v, why, whylen))
+        goto out;
+    snprintf(why, whylen, "chat.postMessage: HTTP %ld", res->status);
+    if (res->status == 401 || res->status == 403)
+        v = SINK_BROKEN;
+    else if (res->status >= 200 && res->status < 300)
+        v = SINK_RETRY; /* 2xx without Slack's JSON: an unknown answer, try again later */
+    else
+        v = SINK_DEAD;
+out:
+    json_decref(j);
+    return v;
+}
+
 static enum sink_verdict matrix_classify(struct sink *s, const struct http_response *res,
                                          long *retry_after, char *why, size_t whylen)
 {
@@ -261,6 +377,10 @@ static enum sink_verdict matrix_classify(struct sink *s, const struct http_respo
             *retry_after = (long)((v_ms + 999) / 1000);
         }
         v = SINK_RETRY;
+    } else if (errcode && strcmp(errcode, "M_FORBIDDEN") == 0 && s->conf->subscription) {
+        /* The bot is not in the room (never joined, left, kicked, banned): doc/matrix.md §3.
+         * A subscription ends there; a configured room is an operator's to fix. */
+        v = SINK_SUSPEND;
     } else if (errcode &&
                (strcmp(errcode, "M_FORBIDDEN") == 0 || strcmp(errcode, "M_UNKNOWN_TOKEN") == 0 ||
                 strcmp(errcode, "M_MISSING_TOKEN") == 0 || strcmp(errcode, "M_USER_LOCKED") == 0 ||
@@ -311,6 +431,8 @@ static enum sink_verdict classify(struct sink *s, const struct http_response *re
     switch (s->conf->type) {
     case CONF_SINK_SLACK:
         return slack_classify(res, retry_after, why, whylen);
+    case CONF_SINK_SLACK_BOT:
+        return slack_bot_classify(res, retry_after, why, whylen);
     case CONF_SINK_MATRIX:
         return matrix_classify(s, res, retry_after, why, whylen);
     default:
