@@ -31,7 +31,7 @@ struct check {
     uint64_t ticket;
     char *channel, *user;
     struct sub_request req;
-    struct http_xfer *xfer;
+    struct slack_api_call *call;
 };
 
 struct chat_subs {
@@ -45,7 +45,7 @@ struct chat_subs {
     const struct conf_sink **active; /* chat_subs_sinks()' answer, rebuilt on every change */
     size_t n_active;
     struct check *checks;
-    struct http_xfer *auth_xfer;
+    struct slack_api_call *auth_call;
     char bot_name[SLACK_API_NAME_MAX + 1]; /* from auth.test; "" until known */
     int token_alerted;
 };
@@ -184,12 +184,10 @@ void chat_subs_free(struct chat_subs *cs)
     while (cs->checks) {
         struct check *c = cs->checks;
         cs->checks = c->next;
-        if (c->xfer)
-            http_cancel(c->xfer);
+        slack_api_cancel(c->call);
         check_free(c);
     }
-    if (cs->auth_xfer)
-        http_cancel(cs->auth_xfer);
+    slack_api_cancel(cs->auth_call);
     /* The queues are the outbox's; it goes with the bridge. */
     for (size_t i = 0; i < cs->subs.n && cs->sinks; i++)
         sub_sink_free(cs->sinks[i]);
@@ -245,7 +243,7 @@ static void on_auth(void *userdata, const struct slack_api_answer *a)
 {
     struct chat_subs *cs = userdata;
 
-    cs->auth_xfer = NULL;
+    cs->auth_call = NULL;
     if (a->result == SLACK_API_OK) {
         snprintf(cs->bot_name, sizeof(cs->bot_name), "%s", a->user);
         log_info("subscriptions", "Slack bot token works: bot user %s (%s) in %s", a->user,
@@ -262,10 +260,10 @@ void chat_subs_start(struct chat_subs *cs)
 {
     const struct conf_chat_slack *sl = &cs->conf->chat.slack;
 
-    if (!sl->enabled || !sl->bot_token || cs->auth_xfer)
+    if (!sl->enabled || !sl->bot_token || cs->auth_call)
         return;
     if (slack_api_call(cs->http, SLACK_API_AUTH_TEST, sl->api_url, sl->bot_token, NULL,
-                       AUTH_TIMEOUT_MS, on_auth, cs, &cs->auth_xfer) != 0)
+                       AUTH_TIMEOUT_MS, on_auth, cs, &cs->auth_call) != 0)
         log_warn("subscriptions", "cannot start Slack's auth.test");
 }
 
@@ -459,7 +457,7 @@ static void on_check(void *userdata, const struct slack_api_answer *a)
     char *answer = NULL, head[400];
     int r;
 
-    c->xfer = NULL;
+    c->call = NULL;
     for (pp = &cs->checks; *pp != c; pp = &(*pp)->next)
         ;
     *pp = c->next;
@@ -518,7 +516,7 @@ static int check_then_change(struct chat_subs *cs, const char *channel, const ch
     c->req = *req;
     memset(req, 0, sizeof(*req));
     if (slack_api_call(cs->http, SLACK_API_CONVERSATIONS_INFO, sl->api_url, sl->bot_token,
-                       channel, CHECK_TIMEOUT_MS, on_check, c, &c->xfer) != 0) {
+                       channel, CHECK_TIMEOUT_MS, on_check, c, &c->call) != 0) {
         check_free(c);
         return say(SUB_SLACK, "Sorry, I cannot reach Slack right now; nothing changed.", NULL,
                    out);

@@ -120,15 +120,16 @@ void slack_api_parse(enum slack_api_method method, const struct http_response *r
     json_decref(j);
 }
 
-struct call {
+struct slack_api_call {
     enum slack_api_method method;
     slack_api_cb cb;
     void *userdata;
+    struct http_xfer *xfer;
 };
 
 static void on_answer(void *userdata, const struct http_response *res)
 {
-    struct call *c = userdata;
+    struct slack_api_call *c = userdata;
     struct slack_api_answer a;
 
     slack_api_parse(c->method, res, &a);
@@ -138,10 +139,10 @@ static void on_answer(void *userdata, const struct http_response *res)
 
 int slack_api_call(struct http *h, enum slack_api_method method, const char *api_url,
                    const char *token, const char *channel, long timeout_ms, slack_api_cb cb,
-                   void *userdata, struct http_xfer **xfer)
+                   void *userdata, struct slack_api_call **out)
 {
     struct strbuf body = {0}, auth = {0};
-    struct call *c = NULL;
+    struct slack_api_call *c = NULL;
     char *url = NULL, *form = NULL, *bearer = NULL;
     const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL, NULL};
     struct http_request req = {0};
@@ -172,9 +173,12 @@ int slack_api_call(struct http *h, enum slack_api_method method, const char *api
     req.timeout_ms = timeout_ms;
     req.max_body = ANSWER_MAX;
     req.truncate = 1; /* an answer cut short fails as JSON: a retry, not a failed transfer */
-    r = http_start(h, &req, on_answer, c, xfer);
-    if (r == 0)
-        c = NULL; /* on_answer() frees it */
+    r = http_start(h, &req, on_answer, c, &c->xfer);
+    if (r == 0) {
+        if (out)
+            *out = c;
+        c = NULL; /* on_answer() or slack_api_cancel() frees it */
+    }
 out:
     free(c);
     free(url);
@@ -187,4 +191,12 @@ out:
     strbuf_fini(&body);
     strbuf_fini(&auth);
     return r;
+}
+
+void slack_api_cancel(struct slack_api_call *c)
+{
+    if (!c)
+        return;
+    http_cancel(c->xfer);
+    free(c);
 }

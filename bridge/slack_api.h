@@ -52,14 +52,20 @@ void slack_api_parse(enum slack_api_method method, const struct http_response *r
 
 typedef void (*slack_api_cb)(void *userdata, const struct slack_api_answer *a);
 
+struct slack_api_call;
+
 /*
- * Starts a call against api_url (chat.slack.api_url) with token (Authorization: Bearer):
- * auth.test (channel NULL) or conversations.info?channel=<channel>, at most timeout_ms. cb runs
- * once, from the loop, unless the call is cancelled through *xfer (http_cancel()) first; xfer
- * may be NULL. Returns 0 or -errno (then cb never runs).
+ * Starts a call against api_url (chat.slack.api_url) with token (Authorization: Bearer): a POST
+ * of auth.test (channel NULL) or of conversations.info with the form field channel, at most
+ * timeout_ms. cb runs once, from the loop, unless the call is cancelled with slack_api_cancel()
+ * first; *out (out may be NULL) names the call until cb runs. Returns 0 or -errno (then cb never
+ * runs).
  */
 int slack_api_call(struct http *h, enum slack_api_method method, const char *api_url,
                    const char *token, const char *channel, long timeout_ms, slack_api_cb cb,
-                   void *userdata, struct http_xfer **xfer);
+                   void *userdata, struct slack_api_call **out);
+
+/* Cancels a call whose cb has not run yet (it never will). NULL is fine. */
+void slack_api_cancel(struct slack_api_call *c);
 
 #endif
