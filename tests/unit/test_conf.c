@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1165,6 +1166,33 @@ static int resolve_str(const char *text, struct fake_env *fake, struct conf **c,
     return conf_resolve(*c, &env, d);
 }
 
+/*
+ * resolve_str() of text must fail with exactly one diagnostic, formatted "FILE:LINE: message",
+ * equal to fmt's expansion.
+ */
+static void resolve_refused(const char *text, struct fake_env *fake, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void resolve_refused(const char *text, struct fake_env *fake, const char *fmt, ...)
+{
+    char want[600], line[1200];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    CHECK_INT(resolve_str(text, fake, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1);
+    if (d.n >= 1) {
+        conf_diag_format(&d.v[0], line, sizeof(line));
+        CHECK_STR(line, want);
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+}
+
 static void capture_resolve(void *arg);
 
 struct resolve_args {
@@ -1186,7 +1214,7 @@ static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg)
 /* conf_resolve() alone, on what conf_load_buffer() recorded, with a fake environment. */
 static void test_resolve(void)
 {
-    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096], line[1200];
+    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096];
     struct fake_env none = {{NULL}, {NULL}, 0};
     struct conf_diags d = {0};
     struct conf *c = NULL;
@@ -1213,33 +1241,18 @@ static void test_resolve(void)
 
     /* A missing file. */
     unlink(tok);
-    CHECK_INT(resolve_str(text, &none, &c, &d), -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        char want[300];
-        snprintf(want, sizeof(want),
-                 "t.conf:1: youtrack.token_file: cannot read %s: No such file or directory", tok);
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, want);
-    }
-    conf_free(c);
-    conf_diags_fini(&d);
+    resolve_refused(text, &none,
+                    "t.conf:1: youtrack.token_file: cannot read %s: No such file or directory",
+                    tok);
 
     /* A token pasted where the file's path belongs: named, never shown, registered. */
     log_clear_secrets();
-    CHECK_INT(resolve_str("youtrack: { url = \"https://yt.example.com\";\n"
-                          "  token_file = \"perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted\"; };",
-                          &none, &c, &d),
-              -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, "t.conf:2: youtrack.token_file: the value looks like a token, not a "
-                        "path; put the token in a file and name the file here");
-    }
+    resolve_refused("youtrack: { url = \"https://yt.example.com\";\n"
+                    "  token_file = \"perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted\"; };",
+                    &none,
+                    "t.conf:2: youtrack.token_file: the value looks like a token, not a path; put "
+                    "the token in a file and name the file here");
     CHECK(registered("perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted"));
-    conf_free(c);
-    conf_diags_fini(&d);
 
     /* A variable, set and unset. */
     struct fake_env set = {{"YTB_FAKE_TOKEN"}, {"perm:from-the-fake-env-1"}, 0};
@@ -1305,7 +1318,7 @@ static void test_resolve(void)
  */
 static void test_slack_bot_token(void)
 {
-    char dir[] = "/tmp/ytb-bot-XXXXXX", tok[128], text[1024], err[4096], line[1200];
+    char dir[] = "/tmp/ytb-bot-XXXXXX", tok[128], text[1024], err[4096];
     const char *bot = "xoxb-1111-2222-test-only-not-real";
     struct fake_env none = {{NULL}, {NULL}, 0};
     struct conf_diags d = {0};
@@ -1339,33 +1352,17 @@ static void test_slack_bot_token(void)
     /* The app token in the bot token's file: which token goes where, and never the value. */
     log_clear_secrets();
     file_write(tok, "xapp-1-A0000-test-only-not-real\n", 32, 0600);
-    CHECK_INT(resolve_str(text, &none, &c, &d), -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, "t.conf:3: chat.slack.bot_token_file: this is an app-level token "
-                        "(\"xapp-...\"), which belongs in app_token; bot_token takes the Bot "
-                        "User OAuth Token (\"xoxb-...\", scopes chat:write, channels:read, "
-                        "groups:read)");
-    }
+    resolve_refused(text, &none,
+                    "t.conf:3: chat.slack.bot_token_file: this is an app-level token "
+                    "(\"xapp-...\"), which belongs in app_token; bot_token takes the Bot User "
+                    "OAuth Token (\"xoxb-...\", scopes chat:write, channels:read, groups:read)");
     CHECK(registered("xapp-1-A0000-test-only-not-real"));
-    conf_free(c);
-    conf_diags_fini(&d);
 
     /* A missing file. */
     unlink(tok);
-    CHECK_INT(resolve_str(text, &none, &c, &d), -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        char want[300];
-        snprintf(want, sizeof(want),
-                 "t.conf:3: chat.slack.bot_token_file: cannot read %s: No such file or directory",
-                 tok);
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, want);
-    }
-    conf_free(c);
-    conf_diags_fini(&d);
+    resolve_refused(
+        text, &none,
+        "t.conf:3: chat.slack.bot_token_file: cannot read %s: No such file or directory", tok);
     rmdir(dir);
 
     /* A variable: set, set to a user token, unset. */
