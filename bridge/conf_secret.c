@@ -211,8 +211,10 @@ void note_secrets_early(struct loader *ld, const config_setting_t *root)
     if (yt && config_setting_is_group(yt))
         note_secret_early(ld, yt, "token");
     cs = chat && config_setting_is_group(chat) ? config_setting_get_member(chat, "slack") : NULL;
-    if (cs && config_setting_is_group(cs))
+    if (cs && config_setting_is_group(cs)) {
         note_secret_early(ld, cs, "app_token");
+        note_secret_early(ld, cs, "bot_token");
+    }
     cs = chat && config_setting_is_group(chat) ? config_setting_get_member(chat, "matrix") : NULL;
     if (cs && config_setting_is_group(cs))
         note_secret_early(ld, cs, "access_token");

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -143,6 +144,7 @@ static void test_cases(void)
     /* The data files are committed 0644; token.txt's mode warning is expected noise. */
     chmod("token.txt", 0600);
     chmod("slack-url.txt", 0600);
+    chmod("slack-bot-token.txt", 0600);
     chmod("cluster-key.pem", 0600);
     chmod("cluster-password.txt", 0600);
     /* cluster.member left unset: not this machine's host name, which need not be a valid one. */
@@ -348,6 +350,8 @@ out:
     log_clear_secrets();
 }
 
+static int registered(const char *secret);
+
 static void test_chat(void)
 {
     struct conf *c = NULL;
@@ -373,6 +377,10 @@ static void test_chat(void)
     CHECK_INT((int)sl->n_allowed_users, 0); /* [] is everyone */
     CHECK_INT(sl->rate.per_user, 30);
     CHECK_INT(sl->rate.per_second, 2);
+    /* No bot token: no subscriptions in Slack; no managers: everyone who may use the command. */
+    CHECK(sl->bot_token == NULL);
+    CHECK_INT((int)sl->n_manage_users, 0);
+    CHECK_INT((int)c->chat.matrix.n_manage_users, 0);
     const struct conf_chat_matrix *mx = &c->chat.matrix;
     CHECK_INT(mx->rate.per_user, CONF_CHAT_PER_USER_DEFAULT);
     CHECK_INT(mx->rate.per_second, CONF_CHAT_PER_SECOND_DEFAULT);
@@ -398,6 +406,34 @@ static void test_chat(void)
     CHECK(conf_find_sink(c, "chat:!nope:example.org") == NULL);
     conf_free(c);
     conf_diags_fini(&d);
+
+    /* The bot token from a file (newline trimmed), and the managers of subscriptions. */
+    chmod("slack-bot-token.txt", 0600);
+    CHECK_INT(conf_load("chat-bot-ok.conf", &c, &d), 0);
+    diags_print(&d);
+    if (c) {
+        sl = &c->chat.slack;
+        CHECK_STR(sl->app_token, "xapp-1-A111-222-abc");
+        CHECK_STR(sl->bot_token, "xoxb-0000-not-a-real-bot-token");
+        CHECK_INT((int)sl->n_allowed_users, 3);
+        CHECK_INT((int)sl->n_manage_users, 2);
+        if (sl->n_manage_users == 2) {
+            CHECK_STR(sl->manage_users[0], "W0456EFGH");
+            CHECK_STR(sl->manage_users[1], "U0123ABCD");
+        }
+        /* allowed_users empty: any user id may manage. */
+        CHECK_INT((int)c->chat.matrix.n_allowed_users, 0);
+        CHECK_INT((int)c->chat.matrix.n_manage_users, 1);
+        if (c->chat.matrix.n_manage_users == 1)
+            CHECK_STR(c->chat.matrix.manage_users[0], "@alice:example.org");
+        CHECK(registered("xoxb-0000-not-a-real-bot-token"));
+        CHECK_INT((int)c->n_secrets, 4);
+        if (c->n_secrets == 4)
+            CHECK_STR(c->secrets[2].setting, "chat.slack.bot_token_file");
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+    log_clear_secrets();
 
     /* Without a chat group nothing listens. */
     CHECK_INT(conf_load("ok-minimal.conf", &c, &d), 0);
@@ -729,6 +765,31 @@ static void test_no_secret_in_messages(void)
         {YT_OK " chat = { matrix = { homeserver = \"https://m.example\"; access_token ="
                " \"syt-distinct-SECRET-42\"; rooms = [\"syt-distinct-SECRET-42\"]; }; };",
          "syt-distinct-SECRET-42"},
+        /* The bot token: the wrong kind of token, inline or from a variable, and quoted. */
+        {YT_OK " chat = { slack = { app_token = \"xapp-1-x\"; bot_token ="
+               " \"xapp-distinct-SECRET-42\"; }; };",
+         "xapp-distinct-SECRET-42"},
+        {YT_OK " chat = { slack = { app_token = \"xapp-1-x\"; bot_token ="
+               " \"xoxp-distinct-SECRET-42\"; }; };",
+         "xoxp-distinct-SECRET-42"},
+        {YT_OK " chat = { slack = { app_token = \"xapp-1-x\"; bot_token ="
+               " \"xoxb-distinct-SECRET-42 x\"; }; };",
+         "xoxb-distinct-SECRET-42 x"},
+        {YT_OK " chat = { slack = { app_token = \"xapp-1-x\"; bot_token_env ="
+               " \"YTB_TEST_USER_TOKEN\"; }; };",
+         "xoxp-distinct-SECRET-42"},
+        {YT_OK
+         " chat = { slack = { app_token = \"xapp-1-x\"; bot_token = \"xoxb-distinct-SECRET-42\";"
+         " bot_token_file = \"/nonexistent\"; }; };",
+         "xoxb-distinct-SECRET-42"},
+        {YT_OK
+         " chat = { slack = { app_token = \"xapp-1-x\"; bot_token = \"xoxb-distinct-SECRET-42\";"
+         " allowed_users = [\"U1\"]; manage_users = [\"xoxb-distinct-SECRET-42\"]; }; };",
+         "xoxb-distinct-SECRET-42"},
+        /* Quoted before the walk reaches the token. */
+        {YT_OK " chat = { slack = { manage_users = [\"xoxb-distinct-SECRET-42\"];"
+               " app_token = \"xapp-1-x\"; bot_token = \"xoxb-distinct-SECRET-42\"; }; };",
+         "xoxb-distinct-SECRET-42"},
         /* A secret pasted into a setting that is quoted (and cut short) in messages. */
         {YT_OK " sinks = ( { name = \"" SLACK_SECRET
                "\"; type = \"slack\"; webhook_url = \"" SLACK_SECRET "\"; } );",
@@ -771,6 +832,7 @@ static void test_no_secret_in_messages(void)
     env_reset();
     setenv("YTB_TEST_SECRET_URL", "ftp://x.example/NOTAREALSECRET0000", 1);
     setenv("YTB_TEST_BAD_TOKEN", "syt_not_a_real_secret x", 1);
+    setenv("YTB_TEST_USER_TOKEN", "xoxp-distinct-SECRET-42", 1);
     file_write(url_file, url_text, strlen(url_text), 0600);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct conf_diags d = {0};
@@ -795,6 +857,7 @@ static void test_no_secret_in_messages(void)
     unlink(url_file);
     unsetenv("YTB_TEST_SECRET_URL");
     unsetenv("YTB_TEST_BAD_TOKEN");
+    unsetenv("YTB_TEST_USER_TOKEN");
     log_clear_secrets();
 }
 
@@ -914,6 +977,10 @@ static void test_secret_pasted_as_a_path(void)
          "sinks = ( { name = \"m\"; type = \"matrix\"; homeserver = \"https://m.example\"; "
          "room = \"!r:m.example\"; access_token_file = \"%s\"; } );",
          "syt_test_only_not_a_real_matrix_token", "access_token_file"},
+        {YT_OK "\nchat = { slack = { app_token = \"xapp-1-x\"; bot_token_file = \"%s\"; }; };",
+         "xoxb-0000-0000-test-only-not-a-real-bot-token", "chat.slack.bot_token_file"},
+        {YT_OK "\nchat = { slack = { app_token = \"xapp-1-x\"; bot_token_env = \"%s\"; }; };",
+         "xoxb-0000-0000-test-only-not-a-real-bot-token", "chat.slack.bot_token_env"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct conf_diags d = {0};
@@ -1099,6 +1166,33 @@ static int resolve_str(const char *text, struct fake_env *fake, struct conf **c,
     return conf_resolve(*c, &env, d);
 }
 
+/*
+ * resolve_str() of text must fail with exactly one diagnostic, formatted "FILE:LINE: message",
+ * equal to fmt's expansion.
+ */
+static void resolve_refused(const char *text, struct fake_env *fake, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void resolve_refused(const char *text, struct fake_env *fake, const char *fmt, ...)
+{
+    char want[600], line[1200];
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    CHECK_INT(resolve_str(text, fake, &c, &d), -EINVAL);
+    CHECK_INT(d.n, 1);
+    if (d.n >= 1) {
+        conf_diag_format(&d.v[0], line, sizeof(line));
+        CHECK_STR(line, want);
+    }
+    conf_free(c);
+    conf_diags_fini(&d);
+}
+
 static void capture_resolve(void *arg);
 
 struct resolve_args {
@@ -1120,7 +1214,7 @@ static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg)
 /* conf_resolve() alone, on what conf_load_buffer() recorded, with a fake environment. */
 static void test_resolve(void)
 {
-    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096], line[1200];
+    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096];
     struct fake_env none = {{NULL}, {NULL}, 0};
     struct conf_diags d = {0};
     struct conf *c = NULL;
@@ -1147,33 +1241,18 @@ static void test_resolve(void)
 
     /* A missing file. */
     unlink(tok);
-    CHECK_INT(resolve_str(text, &none, &c, &d), -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        char want[300];
-        snprintf(want, sizeof(want),
-                 "t.conf:1: youtrack.token_file: cannot read %s: No such file or directory", tok);
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, want);
-    }
-    conf_free(c);
-    conf_diags_fini(&d);
+    resolve_refused(text, &none,
+                    "t.conf:1: youtrack.token_file: cannot read %s: No such file or directory",
+                    tok);
 
     /* A token pasted where the file's path belongs: named, never shown, registered. */
     log_clear_secrets();
-    CHECK_INT(resolve_str("youtrack: { url = \"https://yt.example.com\";\n"
-                          "  token_file = \"perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted\"; };",
-                          &none, &c, &d),
-              -EINVAL);
-    CHECK_INT(d.n, 1);
-    if (d.n == 1) {
-        conf_diag_format(&d.v[0], line, sizeof(line));
-        CHECK_STR(line, "t.conf:2: youtrack.token_file: the value looks like a token, not a "
-                        "path; put the token in a file and name the file here");
-    }
+    resolve_refused("youtrack: { url = \"https://yt.example.com\";\n"
+                    "  token_file = \"perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted\"; };",
+                    &none,
+                    "t.conf:2: youtrack.token_file: the value looks like a token, not a path; put "
+                    "the token in a file and name the file here");
     CHECK(registered("perm:ZmFrZQ==.Tk9UUkVBTA==.resolve-pasted"));
-    conf_free(c);
-    conf_diags_fini(&d);
 
     /* A variable, set and unset. */
     struct fake_env set = {{"YTB_FAKE_TOKEN"}, {"perm:from-the-fake-env-1"}, 0};
@@ -1229,6 +1308,100 @@ static void test_resolve(void)
     conf_diags_fini(&d);
 
     rmdir(dir);
+    log_clear_secrets();
+    env_reset();
+}
+
+/*
+ * chat.slack.bot_token from a file and from the environment, as app_token and the other secrets
+ * are: read by conf_resolve(), trimmed, checked for its kind, registered, never shown.
+ */
+static void test_slack_bot_token(void)
+{
+    char dir[] = "/tmp/ytb-bot-XXXXXX", tok[128], text[1024], err[4096];
+    const char *bot = "xoxb-1111-2222-test-only-not-real";
+    struct fake_env none = {{NULL}, {NULL}, 0};
+    struct conf_diags d = {0};
+    struct conf *c = NULL;
+
+    env_reset();
+    log_clear_secrets();
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(tok, sizeof(tok), "%s/bot", dir);
+
+    /* A file: trailing newline trimmed, recorded, registered; readable by others: a warning. */
+    file_write(tok, "xoxb-1111-2222-test-only-not-real\r\n", strlen(bot) + 2, 0644);
+    snprintf(text, sizeof(text),
+             YT_OK "\nchat = { slack = { app_token = \"xapp-1-x\";\n"
+                   "  bot_token_file = \"%s\"; }; };",
+             tok);
+    struct resolve_args a = {.text = text, .fake = &none};
+    capture_stderr(err, sizeof(err), capture_resolve, &a);
+    CHECK_INT(a.r, 0);
+    CHECK(a.c && a.c->chat.slack.bot_token && strcmp(a.c->chat.slack.bot_token, bot) == 0);
+    CHECK(strstr(err, "t.conf:3: chat.slack.bot_token_file: bot token file") != NULL);
+    CHECK(strstr(err, bot) == NULL);
+    CHECK(registered(bot));
+    if (a.c && a.c->n_secrets == 3)
+        CHECK(secret_is(&a.c->secrets[2], "chat.slack.bot_token_file", 3, CONF_SECRET_FILE, tok));
+    else
+        CHECK(0);
+    conf_free(a.c);
+    conf_diags_fini(&a.d);
+
+    /* The app token in the bot token's file: which token goes where, and never the value. */
+    log_clear_secrets();
+    file_write(tok, "xapp-1-A0000-test-only-not-real\n", 32, 0600);
+    resolve_refused(text, &none,
+                    "t.conf:3: chat.slack.bot_token_file: this is an app-level token "
+                    "(\"xapp-...\"), which belongs in app_token; bot_token takes the Bot User "
+                    "OAuth Token (\"xoxb-...\", scopes chat:write, channels:read, groups:read)");
+    CHECK(registered("xapp-1-A0000-test-only-not-real"));
+
+    /* A missing file. */
+    unlink(tok);
+    resolve_refused(
+        text, &none,
+        "t.conf:3: chat.slack.bot_token_file: cannot read %s: No such file or directory", tok);
+    rmdir(dir);
+
+    /* A variable: set, set to a user token, unset. */
+    const char *by_env = YT_OK " chat = { slack = { app_token = \"xapp-1-x\";"
+                               " bot_token_env = \"YTB_FAKE_BOT\"; }; };";
+    struct fake_env set = {{"YTB_FAKE_BOT"}, {"xoxb-from-the-fake-env-1"}, 0};
+    log_clear_secrets();
+    CHECK_INT(resolve_str(by_env, &set, &c, &d), 0);
+    CHECK(c && c->chat.slack.bot_token &&
+          strcmp(c->chat.slack.bot_token, "xoxb-from-the-fake-env-1") == 0);
+    CHECK(registered("xoxb-from-the-fake-env-1"));
+    conf_free(c);
+    set.values[0] = "xoxp-from-the-fake-env-2";
+    CHECK_INT(resolve_str(by_env, &set, &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strcmp(d.v[0].msg, "chat.slack.bot_token_env: this is a user token "
+                                         "(\"xoxp-...\"), which would post as that person; "
+                                         "bot_token takes the Bot User OAuth Token (\"xoxb-...\", "
+                                         "scopes chat:write, channels:read, groups:read)") == 0);
+    CHECK(!diags_contain(&d, "from-the-fake-env"));
+    CHECK(registered("xoxp-from-the-fake-env-2"));
+    conf_free(c);
+    conf_diags_fini(&d);
+    CHECK_INT(resolve_str(by_env, &none, &c, &d), -EINVAL);
+    CHECK(d.n == 1 && strcmp(d.v[0].msg, "chat.slack.bot_token_env: environment variable "
+                                         "YTB_FAKE_BOT is not set or empty") == 0);
+    conf_free(c);
+    conf_diags_fini(&d);
+
+    /* Empty inline, and bot_token without the rest of chat.slack is still chat.slack. */
+    CHECK_INT(load_str(YT_OK " chat = { slack = { app_token = \"xapp-1-x\"; bot_token = \"\"; };"
+                             " };",
+                       &c, &d),
+              -EINVAL);
+    CHECK(d.n == 1 && strcmp(d.v[0].msg, "chat.slack.bot_token: must not be empty") == 0);
+    conf_diags_fini(&d);
+    CHECK_INT(load_str(YT_OK " chat = { slack = { bot_token = \"xoxb-1-x\"; }; };", &c, &d),
+              -EINVAL);
+    CHECK(d.n == 1 && strstr(d.v[0].msg, "chat.slack: missing app_token") != NULL);
+    conf_diags_fini(&d);
     log_clear_secrets();
     env_reset();
 }
@@ -1296,6 +1469,7 @@ int main(void)
     RUN(test_secret_pasted_as_a_path);
     RUN(test_buffer_is_pure);
     RUN(test_resolve);
+    RUN(test_slack_bot_token);
     RUN(test_secret_read_late);
     return test_done();
 }
