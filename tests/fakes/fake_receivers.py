@@ -69,6 +69,25 @@ Control API (unauthenticated):
                               "forget_txns": true, "echo": bool (accepted
                               messages come back in the next /sync, sent by
                               user_id, with unsigned.transaction_id)}
+  POST   /_control/matrix_membership {"room": id, "membership": "leave"|
+                              "ban"|"invite"|"join", "sender": the admin
+                              (default @admin:localhost), "reason": text,
+                              "sync": true}
+                             The bot's membership changes as a room admin
+                             would change it: leave (a kick when sender is not
+                             the bot) and ban take the room out of the joined
+                             rooms (its /send then answers 403 M_FORBIDDEN
+                             "User @bot:localhost not in room !x", as Synapse
+                             does; a ban also makes /join answer 403) and queue
+                             a /sync batch with rooms.leave.{room}.timeline
+                             holding the m.room.member event (state_key the
+                             bot); invite lifts a ban and queues rooms.invite
+                             (the bot joins with POST /join); join puts the bot
+                             back at once and queues its join event. "sync":
+                             false changes the membership without telling /sync
+                             (the bot finds out from a refused /send). Answers
+                             {"event_id"}; recorded in "memberships" with action
+                             "control_<membership>".
   PUT    /_control/matrix_sync {"batches": [sync bodies], "reset": bool}
                              Appends batches (after dropping the queue and
                              the served history with "reset"); a batch
@@ -287,6 +306,7 @@ class State:
         self.matrix_token = 'syt_fake_token_not_real'
         self.matrix_user = '@bot:localhost'
         self.rooms = {'!room1:localhost'}
+        self.banned = set()  # rooms the bot is banned from: /join answers 403
         self.aliases = {'#yt:localhost': '!room1:localhost'}
         self.txns = {}  # (room, txnId) -> event_id, successes only
         self.ratelimit = None  # {"per_second": r, "burst": n}
@@ -826,6 +846,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         with st.lock:
             room_id = st.aliases.get(room, room) if join else room
+            banned = join and room_id in st.banned
+        if banned:
+            rec['status'] = 403
+            st.add('matrix', 'memberships', rec)
+            self.matrix_error(403, 'M_FORBIDDEN', 'You are banned from this room')
+            return
+        with st.lock:
             if join:
                 st.rooms.add(room_id)
             else:
@@ -896,6 +923,54 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(status, {'ok': status < 300}, extra)
 
     # -- control --------------------------------------------------------------
+
+    def control_membership(self, data):
+        """POST /_control/matrix_membership: the bot's membership of a room
+        changes as a room admin would change it (doc/matrix.md §9, §11)."""
+        if not isinstance(data, dict) or not isinstance(data.get('room'), str) or \
+                data.get('membership') not in ('leave', 'ban', 'invite', 'join'):
+            self.send_json(400, {'error': 'want {"room": id, "membership": '
+                                          '"leave"|"ban"|"invite"|"join"}'})
+            return
+        st = self.state
+        room = data['room']
+        membership = data['membership']
+        sender = data.get('sender') or '@admin:localhost'
+        with st.lock:
+            st.sync_n += 1
+            event_id = '$membership%d' % st.sync_n
+            content = {'membership': membership}
+            if data.get('reason'):
+                content['reason'] = str(data['reason'])
+            event = {'type': 'm.room.member', 'event_id': event_id, 'sender': sender,
+                     'state_key': st.matrix_user, 'content': content,
+                     'origin_server_ts': int(time.time() * 1000),
+                     'unsigned': {'age': 10}}
+            if membership in ('leave', 'ban'):
+                st.rooms.discard(room)
+                if membership == 'ban':
+                    st.banned.add(room)
+                section = {'leave': {room: {'state': {'events': []}, 'timeline': {
+                    'events': [event], 'limited': False}}}}
+            elif membership == 'invite':
+                st.banned.discard(room)  # an unban, then the invite
+                section = {'invite': {room: {'invite_state': {'events': [
+                    {'type': 'm.room.name', 'sender': sender, 'state_key': '',
+                     'content': {'name': data.get('name') or room}},
+                    dict(event, unsigned={'age': 10})]}}}}
+            else:
+                st.banned.discard(room)
+                st.rooms.add(room)
+                event['sender'] = st.matrix_user  # a join is sent by the joiner
+                section = {'join': {room: {'timeline': {'events': [event],
+                                                        'limited': False}}}}
+            rec = {'seq': 0, 't': time.monotonic(), 'wall': time.time(),
+                   'action': 'control_' + membership, 'room': room, 'sender': sender,
+                   'status': None, 'event_id': event_id}
+            st.received['matrix']['memberships'].append(rec)
+            if data.get('sync', True):
+                st.queue_sync([{'rooms': section}])
+        self.send_json(200, {'event_id': event_id})
 
     def control(self, path, query):
         body = self.read_body()
@@ -988,6 +1063,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.sync_served = []
                 st.queue_sync(data.get('batches', []))
             self.send_fixed(204, b'', None)
+        elif path == '/_control/matrix_membership' and m == 'POST':
+            self.control_membership(data)
         elif path == '/_control/matrix_sync' and m == 'GET':
             with st.lock:
                 out = {'head': st.sync_head, 'queued': len(st.sync_queue),
