@@ -69,6 +69,25 @@ Control API (unauthenticated):
                               "forget_txns": true, "echo": bool (accepted
                               messages come back in the next /sync, sent by
                               user_id, with unsigned.transaction_id)}
+  POST   /_control/matrix_membership {"room": id, "membership": "leave"|
+                              "ban"|"invite"|"join", "sender": the admin
+                              (default @admin:localhost), "reason": text,
+                              "sync": true}
+                             The bot's membership changes as a room admin
+                             would change it: leave (a kick when sender is not
+                             the bot) and ban take the room out of the joined
+                             rooms (its /send then answers 403 M_FORBIDDEN
+                             "User @bot:localhost not in room !x", as Synapse
+                             does; a ban also makes /join answer 403) and queue
+                             a /sync batch with rooms.leave.{room}.timeline
+                             holding the m.room.member event (state_key the
+                             bot); invite lifts a ban and queues rooms.invite
+                             (the bot joins with POST /join); join puts the bot
+                             back at once and queues its join event. "sync":
+                             false changes the membership without telling /sync
+                             (the bot finds out from a refused /send). Answers
+                             {"event_id"}; recorded in "memberships" with action
+                             "control_<membership>".
   PUT    /_control/matrix_sync {"batches": [sync bodies], "reset": bool}
                              Appends batches (after dropping the queue and
                              the served history with "reset"); a batch
@@ -104,6 +123,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from slack_blocks import slack_blocks_ok  # shared with fake_slack.py (chat.postMessage)
 
 RECEIVERS = ('slack', 'matrix', 'hook', 'hookshot')
 
@@ -196,53 +217,6 @@ def dumps(value):
                       separators=(',', ':')).encode('utf-8')
 
 
-RICH_TEXT_PARTS = {'rich_text_section', 'rich_text_list', 'rich_text_preformatted',
-                   'rich_text_quote'}
-RICH_TEXT_REQUIRED = {'text': 'text', 'link': 'url', 'emoji': 'name', 'user': 'user_id',
-                      'channel': 'channel_id', 'usergroup': 'usergroup_id',
-                      'broadcast': 'range'}
-
-
-def slack_blocks_ok(blocks):
-    """Block Kit's documented rules for what a webhook accepts (doc/slack.md):
-    at most 50 blocks; a text object's text is 1..3000 characters; a rich_text
-    block has a non-empty list of sections, lists, preformatted or quote parts,
-    each with its elements, and every element its required field. Slack answers
-    anything else with 400 invalid_blocks."""
-    if blocks is None:
-        return True
-    if not isinstance(blocks, list) or len(blocks) > 50:
-        return False
-    for block in blocks:
-        if not isinstance(block, dict) or not isinstance(block.get('type'), str):
-            return False
-        texts = [block['text']] if 'text' in block else []
-        texts += block.get('fields') or []
-        for obj in texts:
-            if (not isinstance(obj, dict) or obj.get('type') not in ('mrkdwn', 'plain_text')
-                    or not isinstance(obj.get('text'), str)
-                    or not 1 <= len(obj['text']) <= 3000):
-                return False
-        if block['type'] == 'rich_text':
-            parts = block.get('elements')
-            if not isinstance(parts, list) or not parts:
-                return False
-            for part in parts:
-                if (not isinstance(part, dict) or part.get('type') not in RICH_TEXT_PARTS
-                        or not isinstance(part.get('elements'), list)):
-                    return False
-                items = part['elements']
-                if part['type'] == 'rich_text_list':  # a list holds sections
-                    items = [el for sec in items if isinstance(sec, dict)
-                             for el in sec.get('elements') or []]
-                for el in items:
-                    need = RICH_TEXT_REQUIRED.get(el.get('type')) if isinstance(el, dict) \
-                        else None
-                    if not need or not isinstance(el.get(need), str):
-                        return False
-    return True
-
-
 def valid_mode(receiver, mode):
     if receiver == 'slack':
         return mode in SLACK_MODES
@@ -332,6 +306,7 @@ class State:
         self.matrix_token = 'syt_fake_token_not_real'
         self.matrix_user = '@bot:localhost'
         self.rooms = {'!room1:localhost'}
+        self.banned = set()  # rooms the bot is banned from: /join answers 403
         self.aliases = {'#yt:localhost': '!room1:localhost'}
         self.txns = {}  # (room, txnId) -> event_id, successes only
         self.ratelimit = None  # {"per_second": r, "burst": n}
@@ -871,6 +846,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         with st.lock:
             room_id = st.aliases.get(room, room) if join else room
+            banned = join and room_id in st.banned
+        if banned:
+            rec['status'] = 403
+            st.add('matrix', 'memberships', rec)
+            self.matrix_error(403, 'M_FORBIDDEN', 'You are banned from this room')
+            return
+        with st.lock:
             if join:
                 st.rooms.add(room_id)
             else:
@@ -941,6 +923,54 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(status, {'ok': status < 300}, extra)
 
     # -- control --------------------------------------------------------------
+
+    def control_membership(self, data):
+        """POST /_control/matrix_membership: the bot's membership of a room
+        changes as a room admin would change it (doc/matrix.md §9, §11)."""
+        if not isinstance(data, dict) or not isinstance(data.get('room'), str) or \
+                data.get('membership') not in ('leave', 'ban', 'invite', 'join'):
+            self.send_json(400, {'error': 'want {"room": id, "membership": '
+                                          '"leave"|"ban"|"invite"|"join"}'})
+            return
+        st = self.state
+        room = data['room']
+        membership = data['membership']
+        sender = data.get('sender') or '@admin:localhost'
+        with st.lock:
+            st.sync_n += 1
+            event_id = '$membership%d' % st.sync_n
+            content = {'membership': membership}
+            if data.get('reason'):
+                content['reason'] = str(data['reason'])
+            event = {'type': 'm.room.member', 'event_id': event_id, 'sender': sender,
+                     'state_key': st.matrix_user, 'content': content,
+                     'origin_server_ts': int(time.time() * 1000),
+                     'unsigned': {'age': 10}}
+            if membership in ('leave', 'ban'):
+                st.rooms.discard(room)
+                if membership == 'ban':
+                    st.banned.add(room)
+                section = {'leave': {room: {'state': {'events': []}, 'timeline': {
+                    'events': [event], 'limited': False}}}}
+            elif membership == 'invite':
+                st.banned.discard(room)  # an unban, then the invite
+                section = {'invite': {room: {'invite_state': {'events': [
+                    {'type': 'm.room.name', 'sender': sender, 'state_key': '',
+                     'content': {'name': data.get('name') or room}},
+                    dict(event, unsigned={'age': 10})]}}}}
+            else:
+                st.banned.discard(room)
+                st.rooms.add(room)
+                event['sender'] = st.matrix_user  # a join is sent by the joiner
+                section = {'join': {room: {'timeline': {'events': [event],
+                                                        'limited': False}}}}
+            rec = {'seq': 0, 't': time.monotonic(), 'wall': time.time(),
+                   'action': 'control_' + membership, 'room': room, 'sender': sender,
+                   'status': None, 'event_id': event_id}
+            st.received['matrix']['memberships'].append(rec)
+            if data.get('sync', True):
+                st.queue_sync([{'rooms': section}])
+        self.send_json(200, {'event_id': event_id})
 
     def control(self, path, query):
         body = self.read_body()
@@ -1033,6 +1063,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.sync_served = []
                 st.queue_sync(data.get('batches', []))
             self.send_fixed(204, b'', None)
+        elif path == '/_control/matrix_membership' and m == 'POST':
+            self.control_membership(data)
         elif path == '/_control/matrix_sync' and m == 'GET':
             with st.lock:
                 out = {'head': st.sync_head, 'queued': len(st.sync_queue),

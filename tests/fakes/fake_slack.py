@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fake Slack for ytbridge's Socket Mode tests: the Web API method
-apps.connections.open, the Socket Mode websocket and a response_url
-receiver, all on ONE port (standard library only: asyncio streams and a
+apps.connections.open, the Socket Mode websocket, a response_url
+receiver and the bot-token Web API (chat.postMessage, auth.test,
+conversations.info), all on ONE port (standard library only: asyncio streams and a
 hand-written RFC 6455 server side).
 
 Wire formats follow doc/slack.md ("Socket Mode") and the recorded shapes in
@@ -28,6 +29,24 @@ command envelope: the Socket Mode docs; disconnect: the docs, host
         Client frames must be masked, RSV bits 0, control frames <= 125 bytes
         and unfragmented, text valid UTF-8: a violation is recorded in
         protocol_errors and the fake closes with 1002 (1007 for bad UTF-8).
+  POST /api/chat.postMessage | auth.test | conversations.info
+        the bot-token Web API (Authorization: Bearer <bot token>, default
+        xoxb-test-fake-bot-token, --bot-token); arguments from the query, a
+        form or a JSON body; errors are HTTP 200 {"ok":false,"error":E}:
+        not_authed / invalid_auth (token), channel_not_found (channel absent,
+        exists false, or private and the bot no member), is_archived,
+        not_in_channel, no_text, invalid_blocks (slack_blocks.py, the rules
+        fake_receivers.py applies to webhooks). chat.postMessage answers
+        {"ok":true,"channel","ts","message"} and is paced per channel: a token
+        bucket of web_api.burst posts (default 1) refilled one per min_gap s
+        (default 1.0); an empty bucket -> 429 + Retry-After (web_api.
+        retry_after, 1) + {"ok":false,"error":"ratelimited"}. Any post less
+        than min_gap s after the channel's previous accepted post is recorded
+        in pacing_violations (rejected or not). auth.test -> {"ok":true,"url":
+        "https://fake.slack.com/","team":"Fake Team","user":"ytbridge",
+        "team_id":"T0FAKE","user_id":"U0BOT","bot_id":"B0BOT"};
+        conversations.info -> {"ok":true,"channel":{"id","name","is_channel":
+        true,"is_private","is_archived","is_member"}}.
   POST /commands/<anything>
         the default response_url of the envelopes sent by the fake; records the
         JSON, answers 200 {"ok":true}; from the 6th post to one URL 404
@@ -43,7 +62,14 @@ atomically, as Slack sends to whichever of an app's sockets is open):
                           {"delay": s}, "autopong": true, "answer_close": true,
                           "server_ping_interval": s|null, "token": "xapp-...",
                           "max_connections": 10, "escape_slashes": true,
-                          "ensure_ascii": true}.
+                          "ensure_ascii": true, "redeliver": true}.
+                          redeliver: an envelope sent by POST /_control/envelope
+                          (not binary) that was not acked when its socket went
+                          away is sent again, right after the next hello (or at
+                          once to another open socket), with retry_attempt + 1
+                          and retry_reason "timeout", at most 3 times, as
+                          Slack retries; such sends are in "envelopes" with
+                          "redelivered": true.
                           Sockets read autopong/answer_close/server_ping_interval
                           live (a change applies to open sockets at once); hello
                           and max_connections are looked at on upgrade.
@@ -67,6 +93,22 @@ atomically, as Slack sends to whichever of an app's sockets is open):
   PUT  /_control/refuse_upgrade  {"count": n, "status": 409}: the next n
                           upgrade requests get that status instead of 101 (a
                           valid ticket is consumed all the same).
+  GET|PUT /_control/channels  {"C0123": {"exists": true, "member": true,
+                          "archived": false, "name": "...", "private": false}
+                          | null (forget it), ...} merged; a channel never
+                          named takes web_api.unknown_channel.
+  GET|PUT|DELETE /_control/api_faults  [{"method": "chat.postMessage"|
+                          "auth.test"|"conversations.info", "channel": id
+                          (optional), "status": 200, "error": "...", "retry_after":
+                          n, "count": n (omit: until cleared), "delay": s,
+                          "body": {...}|"html"}] replaces the list (PUT) or
+                          clears it (DELETE); a call takes the first match
+                          before any other check (auth included). Status 429 ->
+                          Retry-After (default 1), error "ratelimited".
+  PUT  /_control/bot_token {"token": "xoxb-..."} the token the Web API accepts.
+  GET|PUT /_control/web_api {"min_gap": 1.0, "burst": 1, "retry_after": 1,
+                          "unknown_channel": {"exists": true, "member": true,
+                          "archived": false}} merged.
   GET  /_control/state    {"open_calls": [{t, result, status, ticket, scripted,
                           auth}], "connections": [records], "open": [ids],
                           "max_open": n, "rejected_upgrades": [{t, reason
@@ -74,18 +116,27 @@ atomically, as Slack sends to whichever of an app's sockets is open):
                           "bad_path"), status, ticket, ticket_known, path,
                           detail}], "envelopes":
                           [{envelope_id, conn, type, sent_at}], "acks": [...],
-                          "responses": [response_url posts], "behaviour": {...},
+                          "responses": [response_url posts], "posts": [accepted
+                          chat.postMessage: {t, wall, channel, ts, peer,
+                          content_type, body, json}], "api_calls": [every Web API
+                          call but apps.connections.open: {t, wall, method,
+                          http_method, channel, auth, auth_ok, peer, status,
+                          result, scripted}], "pacing_violations": [{channel, t,
+                          gap, rejected}], "channels", "api_faults", "web_api",
+                          "behaviour": {...},
                           "now": monotonic}
   DELETE /_control/state  forget open_calls, closed sockets' records, rejected
-                          upgrades, envelopes, acks, responses; max_open := the
-                          number open now. Open sockets keep their records; ids
+                          upgrades, envelopes (and what awaits redelivery),
+                          acks, responses, posts, api_calls,
+                          pacing_violations; max_open := the number open now. Open sockets keep their records; ids
                           and tickets keep counting.
   POST /_control/envelope {"conn", "type": "slash_commands", "payload": {...}
                           (default: the docs' slash command with command
                           "/youtrack", overridable by top-level "text",
                           "user_id", "channel_id", "command", "response_url"),
                           "envelope_id" (default uuid4), "retry_attempt",
-                          "retry_reason" (sent only when given),
+                          "retry_reason" (sent only when given), "user_name",
+                          "channel_name",
                           "accepts_response_payload": true, "wait_ack": 5 (s; 0 =
                           do not wait), "fragment": 1 (number of frames),
                           "interleave_ping": false (a ping between fragments),
@@ -150,7 +201,10 @@ import traceback
 import urllib.parse
 import uuid
 
+from slack_blocks import slack_blocks_ok  # shared with fake_receivers.py (webhooks)
+
 DEFAULT_TOKEN = 'xapp-test-fake-app-token'
+DEFAULT_BOT_TOKEN = 'xoxb-test-fake-bot-token'
 WS_GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -163,6 +217,7 @@ DISCONNECT_HOST = 'wss-111.slack.com'
 CLOSE_WAIT = 2.0   # s to wait for the client's close reply to a server close
 TEXT_RECORD_MAX = 2000
 RESPONSE_URL_USES = 5
+REDELIVERIES = 3    # Slack retries an unacknowledged delivery three times
 
 DEFAULT_BEHAVIOUR = {
     'hello': 'immediate',
@@ -173,6 +228,7 @@ DEFAULT_BEHAVIOUR = {
     'max_connections': 10,
     'escape_slashes': True,
     'ensure_ascii': True,
+    'redeliver': True,
 }
 LIVE_SETTINGS = ('autopong', 'answer_close', 'server_ping_interval')
 
@@ -233,6 +289,7 @@ class Request:
         self.version = version
         self.headers = headers
         self.body = body
+        self.peer = None
         split = urllib.parse.urlsplit(target)
         self.path = split.path
         self.query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
@@ -280,6 +337,8 @@ async def read_request(reader, writer):
         value = value.strip()
         headers[name] = headers[name] + ', ' + value if name in headers else value
     req = Request(parts[0], parts[1], parts[2], headers)
+    peer = writer.get_extra_info('peername')
+    req.peer = '%s:%s' % peer[:2] if peer else None
     if req.header('expect').lower() == '100-continue':
         writer.write(b'HTTP/1.1 100 Continue\r\n\r\n')
     if 'chunked' in req.tokens('transfer-encoding'):
@@ -531,6 +590,7 @@ class Conn:
             self.rec['hello_sent'] = True
             self.rec['hello_at'] = now()
             self.fake.changed()
+            self.fake.redeliver(self)
         if too_many and self.open and not self.closing:
             self.fake.send_disconnect(self, 'too_many_websockets')
 
@@ -565,20 +625,263 @@ class Conn:
             self.abort()
 
 
+# -- Web API with the bot token ------------------------------------------------------
+
+# chat.postMessage / auth.test / conversations.info as docs.slack.dev documents them
+# (reference/methods/*): errors are HTTP 200 {"ok": false, "error": ...}, a rate limit is
+# HTTP 429 + Retry-After + {"ok": false, "error": "ratelimited"}.
+DEFAULT_WEB_API = {
+    'min_gap': 1.0,        # s: Slack's "1 message per second per channel"
+    'burst': 1,            # posts a channel may take back to back (a token bucket)
+    'retry_after': 1,      # the Retry-After of a pacing 429
+    'unknown_channel': {'exists': True, 'member': True, 'archived': False},
+}
+AUTH_TEST_BODY = {'ok': True, 'url': 'https://fake.slack.com/', 'team': 'Fake Team',
+                  'user': 'ytbridge', 'team_id': 'T0FAKE', 'user_id': 'U0BOT',
+                  'bot_id': 'B0BOT'}
+WEB_METHODS = ('chat.postMessage', 'auth.test', 'conversations.info')
+
+
+class WebApiMixin:
+    """The bot-token Web API (part of FakeSlack: same loop, no locking)."""
+
+    def web_init(self, bot_token):
+        self.bot_token = bot_token
+        self.web = copy.deepcopy(DEFAULT_WEB_API)
+        self.channels = {}           # id -> {"exists", "member", "archived", "name", "private"}
+        self.api_faults = []
+        self.posts = []
+        self.api_calls = []
+        self.pacing_violations = []
+        self.buckets = {}            # channel -> [level, t of the last update, t of last accepted]
+        self.ts_seq = 0
+
+    def web_reset(self):
+        self.posts.clear()
+        self.api_calls.clear()
+        self.pacing_violations.clear()
+
+    def web_state(self):
+        return {'posts': list(self.posts), 'api_calls': list(self.api_calls),
+                'pacing_violations': list(self.pacing_violations),
+                'channels': copy.deepcopy(self.channels), 'api_faults': list(self.api_faults),
+                'web_api': copy.deepcopy(self.web)}
+
+    def channel(self, cid):
+        info = dict(self.web['unknown_channel'])
+        info.update(self.channels.get(cid, {}))
+        info.setdefault('name', 'chan-' + cid.lower())
+        info.setdefault('private', False)
+        return info
+
+    @staticmethod
+    def web_args(req):
+        """The call's arguments: query string, then a form or JSON body."""
+        args = {k: v[-1] for k, v in req.query.items()}
+        ctype = req.header('content-type').split(';')[0].strip().lower()
+        if req.body:
+            if ctype == 'application/json':
+                try:
+                    parsed = json.loads(req.body.decode('utf-8'))
+                except (ValueError, UnicodeDecodeError):
+                    return args, 'invalid_json'
+                if not isinstance(parsed, dict):
+                    return args, 'json_not_object'
+                args.update(parsed)
+            elif ctype in ('application/x-www-form-urlencoded', ''):
+                form = urllib.parse.parse_qs(req.body.decode('utf-8', 'replace'),
+                                             keep_blank_values=True)
+                args.update({k: v[-1] for k, v in form.items()})
+            else:
+                return args, 'invalid_form_data'
+        return args, None
+
+    def take_api_fault(self, method, channel):
+        for fault in self.api_faults:
+            if fault.get('method', method) != method:
+                continue
+            if fault.get('channel') is not None and fault['channel'] != channel:
+                continue
+            if fault.get('count') is not None:
+                fault['count'] -= 1
+                if fault['count'] <= 0:
+                    self.api_faults.remove(fault)
+            return dict(fault)
+        return None
+
+    async def web_api(self, req, method):
+        t = now()
+        auth = req.header('authorization')
+        if not auth:
+            auth_state = 'missing'
+        elif auth == 'Bearer ' + self.bot_token:
+            auth_state = 'ok'
+        else:
+            auth_state = 'wrong'
+        args, bad_body = self.web_args(req)
+        channel = args.get('channel')
+        channel = channel if isinstance(channel, str) else None
+        peer = req.peer
+        call = {'t': t, 'wall': time.time(), 'method': method, 'http_method': req.method,
+                'channel': channel, 'auth': auth_state, 'auth_ok': auth_state == 'ok',
+                'peer': peer, 'status': 200, 'result': None, 'scripted': False}
+        self.api_calls.append(call)
+
+        def answer(status, body, headers=()):
+            call['status'] = status
+            call['result'] = 'ok' if isinstance(body, dict) and body.get('ok') else (
+                body.get('error') if isinstance(body, dict) else 'http_%d' % status)
+            if isinstance(body, str):
+                return Reply(status, body, headers, ctype='text/html; charset=utf-8')
+            return Reply(status, body, headers)
+
+        fault = self.take_api_fault(method, channel)
+        if fault is not None:
+            call['scripted'] = True
+            if fault.get('delay'):
+                await asyncio.sleep(float(fault['delay']))
+            status = int(fault.get('status') or (429 if fault.get('error') == 'ratelimited'
+                                                 else 200))
+            headers = []
+            if status == 429 or fault.get('retry_after') is not None:
+                headers.append(('Retry-After', str(fault.get('retry_after', 1))))
+            body = fault.get('body')
+            if body is None:
+                error = fault.get('error') or ('ratelimited' if status == 429 else
+                                               'internal_error' if status >= 500 else
+                                               'fatal_error')
+                body = {'ok': False, 'error': error}
+                if error == 'missing_scope':
+                    body.update(needed='chat:write', provided='commands')
+            return answer(status, body, headers)
+        if auth_state != 'ok':
+            return answer(200, {'ok': False, 'error': 'not_authed' if auth_state == 'missing'
+                                else 'invalid_auth'})
+        if bad_body:
+            return answer(200, {'ok': False, 'error': bad_body})
+        if method == 'auth.test':
+            return answer(200, dict(AUTH_TEST_BODY))
+        if method == 'conversations.info':
+            if req.method not in ('GET', 'POST'):
+                return answer(200, {'ok': False, 'error': 'method_not_supported'})
+            info = self.channel(channel) if channel else None
+            if info is None or not info['exists'] or (info['private'] and not info['member']):
+                return answer(200, {'ok': False, 'error': 'channel_not_found'})
+            return answer(200, {'ok': True, 'channel': {
+                'id': channel, 'name': info['name'], 'is_channel': True,
+                'is_private': bool(info['private']), 'is_archived': bool(info['archived']),
+                'is_member': bool(info['member'])}})
+        # chat.postMessage
+        if req.method != 'POST':
+            return answer(200, {'ok': False, 'error': 'invalid_request_data'})
+        info = self.channel(channel) if channel else None
+        if info is None or not info['exists'] or (info['private'] and not info['member']):
+            return answer(200, {'ok': False, 'error': 'channel_not_found'})
+        if info['archived']:
+            return answer(200, {'ok': False, 'error': 'is_archived'})
+        if not info['member']:
+            return answer(200, {'ok': False, 'error': 'not_in_channel'})
+        blocks = args.get('blocks')
+        if isinstance(blocks, str):   # a form post carries blocks as JSON text
+            try:
+                blocks = json.loads(blocks)
+            except ValueError:
+                return answer(200, {'ok': False, 'error': 'invalid_blocks_format'})
+        if not args.get('text') and not blocks:
+            return answer(200, {'ok': False, 'error': 'no_text'})
+        if not slack_blocks_ok(blocks):
+            return answer(200, {'ok': False, 'error': 'invalid_blocks'})
+        # Per-channel pacing: a token bucket of `burst` posts refilled one per min_gap s.
+        gap = float(self.web['min_gap'])
+        burst = max(1, int(self.web['burst']))
+        level, last, last_ok = self.buckets.get(channel, [float(burst), t, None])
+        level = min(float(burst), level + ((t - last) / gap if gap > 0 else burst))
+        if last_ok is not None and t - last_ok < gap:
+            self.pacing_violations.append({'channel': channel, 't': t, 'gap': t - last_ok,
+                                           'rejected': level < 1})
+        if level < 1:
+            self.buckets[channel] = [level, t, last_ok]
+            return answer(429, {'ok': False, 'error': 'ratelimited'},
+                          [('Retry-After', str(self.web['retry_after']))])
+        self.buckets[channel] = [level - 1, t, t]
+        self.ts_seq += 1
+        ts = '%d.%06d' % (1700000000 + self.ts_seq // 1000000, self.ts_seq % 1000000)
+        message = {'type': 'message', 'subtype': 'bot_message', 'text': args.get('text', ''),
+                   'user': AUTH_TEST_BODY['user_id'], 'bot_id': AUTH_TEST_BODY['bot_id'],
+                   'ts': ts}
+        if blocks:
+            message['blocks'] = blocks
+        self.posts.append({'t': t, 'wall': call['wall'], 'channel': channel, 'ts': ts,
+                           'peer': peer, 'content_type': req.header('content-type'),
+                           'body': req.body.decode('utf-8', 'replace'), 'json': args})
+        return answer(200, {'ok': True, 'channel': channel, 'ts': ts, 'message': message})
+
+    def web_control(self, name, m, body):
+        """PUT /_control/channels, api_faults, bot_token, web_api; None if not ours."""
+        if name == 'channels':
+            if m == 'PUT':
+                for cid, info in body.items():
+                    if info is None:
+                        self.channels.pop(cid, None)
+                        continue
+                    if not isinstance(info, dict) or not set(info) <= {
+                            'exists', 'member', 'archived', 'name', 'private'}:
+                        raise ControlError(400, 'channel %s: exists, member, archived, name, '
+                                           'private' % cid)
+                    self.channels.setdefault(cid, {}).update(info)
+            elif m != 'GET':
+                raise ControlError(405, 'GET or PUT')
+            return json_reply(200, self.channels)
+        if name == 'api_faults':
+            if m == 'PUT':
+                faults = body.get('faults') if isinstance(body, dict) else body
+                if not isinstance(faults, list) or not all(
+                        isinstance(f, dict) and f.get('method', 'chat.postMessage')
+                        in WEB_METHODS for f in faults):
+                    raise ControlError(400, 'a list of {"method": %s, ...}'
+                                       % '|'.join(WEB_METHODS))
+                self.api_faults = [dict(f) for f in faults]
+            elif m == 'DELETE':
+                self.api_faults = []
+            elif m != 'GET':
+                raise ControlError(405, 'GET, PUT or DELETE')
+            return json_reply(200, self.api_faults)
+        if name == 'bot_token':
+            if m == 'PUT':
+                if not isinstance(body.get('token'), str):
+                    raise ControlError(400, '{"token": "xoxb-..."}')
+                self.bot_token = body['token']
+            return json_reply(200, {'ok': True})
+        if name == 'web_api':
+            if m == 'PUT':
+                for key, value in body.items():
+                    if key not in DEFAULT_WEB_API:
+                        raise ControlError(400, 'web_api keys: %s' % ', '.join(DEFAULT_WEB_API))
+                    if key == 'unknown_channel':
+                        if not isinstance(value, dict):
+                            raise ControlError(400, 'unknown_channel: an object')
+                        self.web[key].update(value)
+                    else:
+                        self.web[key] = value
+            return json_reply(200, self.web)
+        return None
+
+
 # -- the fake ---------------------------------------------------------------------------
 
-class FakeSlack:
+class FakeSlack(WebApiMixin):
     """The whole fake: HTTP routing, tickets, sockets, records, control API.
 
     Everything runs on one asyncio loop, so no locking is needed; a control
     call may act on any socket because all writers live on that loop."""
 
-    def __init__(self, bind, token):
+    def __init__(self, bind, token, bot_token=None):
         self.bind = bind
         # the host put in URLs handed out (ws:// and response_url)
         self.host = '127.0.0.1' if bind in ('0.0.0.0', '', '::') else bind
         self.port = None
         self.behaviour = dict(DEFAULT_BEHAVIOUR, token=token)
+        self.web_init(bot_token or DEFAULT_BOT_TOKEN)
         self.next_conn = 1
         self.next_ticket = 1
         self.tickets = {}            # ticket -> used?
@@ -593,6 +896,7 @@ class FakeSlack:
         self.envelope_log = []
         self.acks = []
         self.ack_waiters = {}        # envelope_id -> [(sent_at, future)]
+        self.pending = {}            # envelope_id -> unacked envelope (for redelivery)
         self.responses = []
         self.response_uses = {}
         self.response_seq = 0
@@ -641,11 +945,14 @@ class FakeSlack:
             'envelopes': list(self.envelope_log),
             'acks': list(self.acks),
             'responses': list(self.responses),
+            **self.web_state(),
             'behaviour': dict(self.behaviour),
             'now': now(),
         }
 
     def reset(self):
+        self.web_reset()
+        self.pending.clear()
         self.open_calls.clear()
         self.rejected.clear()
         self.envelope_log.clear()
@@ -739,9 +1046,12 @@ class FakeSlack:
                     body = req.json() if req.method in ('PUT', 'POST') else {}
                 except ValueError:
                     return error_reply(400, 'body is not JSON')
-                if not isinstance(body, dict):
+                if not isinstance(body, dict) and not (
+                        isinstance(body, list) and path == '/_control/api_faults'):
                     return error_reply(400, 'body must be a JSON object')
                 return await self.control(req, path[len('/_control/'):], body)
+            if path[len('/api/'):] in WEB_METHODS:
+                return await self.web_api(req, path[len('/api/'):])
             if path == '/api/apps.connections.open':
                 return await self.apps_connections_open(req)
             if path.startswith('/commands/'):
@@ -917,6 +1227,10 @@ class FakeSlack:
             log('socket %d closed by %s (%d open)' % (cid, conn.rec['closed_by'],
                                                         len(self.open_ids)))
             self.changed()
+            if not self.stopping:
+                target = self.newest_ready()
+                if target is not None:
+                    self.redeliver(target)
 
     async def serve_socket(self, conn, reader):
         """Read client frames until the socket is gone."""
@@ -1043,6 +1357,7 @@ class FakeSlack:
                    'known': sent is not None,
                    'latency_ms': (t - sent['sent_at']) * 1000.0 if sent else None}
             self.acks.append(ack)
+            self.pending.pop(eid, None)
             for sent_at, fut in self.ack_waiters.pop(eid, []):
                 if not fut.done():
                     fut.set_result(ack)
@@ -1051,6 +1366,8 @@ class FakeSlack:
 
     async def control(self, req, name, body):
         m = req.method
+        if name in ('channels', 'api_faults', 'bot_token', 'web_api'):
+            return self.web_control(name, m, body)
         if name == 'behaviour':
             if m == 'PUT':
                 self.put_behaviour(body)
@@ -1126,7 +1443,7 @@ class FakeSlack:
             if isinstance(value, dict) and isinstance(value.get('delay'), (int, float)):
                 return {'delay': float(value['delay'])}
             raise ControlError(400, 'hello: "immediate", "never" or {"delay": s}')
-        if key in ('autopong', 'answer_close', 'escape_slashes', 'ensure_ascii'):
+        if key in ('autopong', 'answer_close', 'escape_slashes', 'ensure_ascii', 'redeliver'):
             if not isinstance(value, bool):
                 raise ControlError(400, '%s must be true or false' % key)
             return value
@@ -1223,7 +1540,8 @@ class FakeSlack:
         elif etype == 'slash_commands':
             payload = copy.deepcopy(SLASH_PAYLOAD)
             payload['response_url'] = self.response_url()
-            for key in ('text', 'user_id', 'channel_id', 'command', 'response_url'):
+            for key in ('text', 'user_id', 'channel_id', 'command', 'response_url',
+                        'user_name', 'channel_name'):
                 if key in body:
                     payload[key] = body[key]
         else:
@@ -1235,7 +1553,38 @@ class FakeSlack:
         for key in ('retry_attempt', 'retry_reason'):
             if key in body:
                 envelope[key] = body[key]
+        if not body.get('binary'):
+            self.pending[envelope['envelope_id']] = {'envelope': envelope, 'conn': conn.id,
+                                                     'redeliveries': 0}
         return await self.send_envelope(conn, envelope, body)
+
+    def redeliver(self, conn):
+        """Send conn every envelope not acked whose socket is gone, as Slack does
+        (retry_attempt + 1, retry_reason "timeout"; at most REDELIVERIES times)."""
+        if not self.behaviour['redeliver'] or not conn.open or conn.closing:
+            return
+        for eid, item in list(self.pending.items()):
+            old = self.conns.get(item['conn'])
+            if old is not None and old.open:
+                continue
+            if item['redeliveries'] >= REDELIVERIES:
+                del self.pending[eid]
+                continue
+            item['redeliveries'] += 1
+            envelope = dict(item['envelope'])
+            envelope['retry_attempt'] = int(envelope.get('retry_attempt') or 0) + 1
+            envelope['retry_reason'] = 'timeout'
+            item['envelope'] = envelope
+            item['conn'] = conn.id
+            data = self.encode_json(envelope)
+            sent = {'envelope_id': eid, 'conn': conn.id, 'type': envelope.get('type'),
+                    'sent_at': now(), 'size': len(data), 'redelivered': True,
+                    'retry_attempt': envelope['retry_attempt']}
+            self.envelopes[eid] = sent
+            self.envelope_log.append(sent)
+            conn.send(OP_TEXT, data)
+            log('socket %d: envelope %s redelivered (retry_attempt %d)'
+                % (conn.id, eid, envelope['retry_attempt']))
 
     async def post_flood(self, body):
         """`count` slash commands written back to back on one socket (users
@@ -1368,7 +1717,7 @@ async def amain(args):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    fake = FakeSlack(args.bind, args.token)
+    fake = FakeSlack(args.bind, args.token, args.bot_token)
     await fake.serve(args.port, stop)
 
 
@@ -1376,6 +1725,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description='Fake Slack Socket Mode server.')
     ap.add_argument('--port', type=int, default=0)
     ap.add_argument('--bind', default='127.0.0.1')
+    ap.add_argument('--bot-token', default=DEFAULT_BOT_TOKEN,
+                    help='bot token the Web API methods accept')
     ap.add_argument('--token', default=DEFAULT_TOKEN,
                     help='app-level token apps.connections.open accepts')
     args = ap.parse_args(argv)

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -717,17 +718,190 @@ def t_control_errors(f):
     assert st == 404
 
 
+BOT = 'xoxb-test-fake-bot-token'
+BLOCKS = [{'type': 'rich_text', 'elements': [{'type': 'rich_text_section',
+                                              'elements': [{'type': 'text', 'text': 'hi'}]}]}]
+
+
+def api(f, method, data=None, token=BOT, form=None, query='', http='POST'):
+    """(status, headers, parsed body) of a Web API call."""
+    headers = {}
+    if token is not None:
+        headers['Authorization'] = 'Bearer ' + token
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form).encode()
+        headers['Content-Type'] = 'application/x-www-form-urlencoded'
+    elif data is not None:
+        body = json.dumps(data).encode()
+        headers['Content-Type'] = 'application/json; charset=utf-8'
+    req = urllib.request.Request(f.url + '/api/' + method + query, data=body, method=http,
+                                 headers=headers)
+    try:
+        with NO_PROXY.open(req, timeout=15) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def t_web_api_auth_and_info(f):
+    f.call('DELETE', '/_control/state')
+    st, _, got = api(f, 'auth.test')
+    assert st == 200 and got == {'ok': True, 'url': 'https://fake.slack.com/',
+                                 'team': 'Fake Team', 'user': 'ytbridge', 'team_id': 'T0FAKE',
+                                 'user_id': 'U0BOT', 'bot_id': 'B0BOT'}, got
+    assert api(f, 'auth.test', token=None)[2] == {'ok': False, 'error': 'not_authed'}
+    assert api(f, 'auth.test', token='xoxb-wrong')[2] == {'ok': False, 'error': 'invalid_auth'}
+    f.call('PUT', '/_control/channels', {'C0GONE': {'exists': False},
+                                         'C0OLD': {'archived': True, 'name': 'old'},
+                                         'C0OUT': {'member': False},
+                                         'G0PRIV': {'private': True, 'member': False}})
+    st, _, got = api(f, 'conversations.info', query='?channel=C0NEW', http='GET')
+    assert got == {'ok': True, 'channel': {'id': 'C0NEW', 'name': 'chan-c0new', 'is_channel': True,
+                                           'is_private': False, 'is_archived': False,
+                                           'is_member': True}}, got
+    got = api(f, 'conversations.info', form={'channel': 'C0OLD'})[2]
+    assert got['channel']['is_archived'] is True and got['channel']['name'] == 'old', got
+    assert api(f, 'conversations.info', form={'channel': 'C0OUT'})[2]['channel']['is_member'] is False
+    for cid in ('C0GONE', 'G0PRIV'):
+        assert api(f, 'conversations.info', form={'channel': cid})[2] == {
+            'ok': False, 'error': 'channel_not_found'}, cid
+    assert api(f, 'conversations.info', form={'channel': 'C0NEW'}, token='x')[2]['error'] == \
+        'invalid_auth'
+    f.call('PUT', '/_control/api_faults', [{'method': 'conversations.info', 'channel': 'C0NEW',
+                                            'error': 'missing_scope', 'count': 1}])
+    got = api(f, 'conversations.info', form={'channel': 'C0NEW'})[2]
+    assert got['ok'] is False and got['error'] == 'missing_scope', got
+    assert api(f, 'conversations.info', form={'channel': 'C0NEW'})[2]['ok'] is True
+    f.call('PUT', '/_control/web_api', {'unknown_channel': {'member': False}})
+    assert api(f, 'conversations.info', form={'channel': 'C0ELSE'})[2]['channel']['is_member'] \
+        is False
+    f.call('PUT', '/_control/web_api', {'unknown_channel': {'member': True}})
+    calls = f.state()['api_calls']
+    assert [c['method'] for c in calls[:4]] == ['auth.test'] * 3 + ['conversations.info'], calls
+    assert [c['auth_ok'] for c in calls[:3]] == [True, False, False], calls
+    assert calls[3]['channel'] == 'C0NEW' and calls[3]['result'] == 'ok', calls[3]
+
+
+def t_web_api_post_message(f):
+    f.call('DELETE', '/_control/state')
+    f.call('PUT', '/_control/channels', {'C0GONE': {'exists': False}, 'C0OLD': {'archived': True},
+                                         'C0OUT': {'member': False}})
+    st, hdrs, got = api(f, 'chat.postMessage', {'channel': 'C0A', 'text': 'hi', 'blocks': BLOCKS})
+    assert st == 200 and got['ok'] is True and got['channel'] == 'C0A', got
+    assert isinstance(got['ts'], str) and got['message']['blocks'] == BLOCKS, got
+    for channel, error in (('C0GONE', 'channel_not_found'), ('C0OLD', 'is_archived'),
+                           ('C0OUT', 'not_in_channel')):
+        st, _, got = api(f, 'chat.postMessage', {'channel': channel, 'text': 'x'})
+        assert st == 200 and got == {'ok': False, 'error': error}, (channel, got)
+    assert api(f, 'chat.postMessage', {'channel': 'C0B', 'text': 'x'}, token='xoxb-no')[2] == {
+        'ok': False, 'error': 'invalid_auth'}
+    assert api(f, 'chat.postMessage', {'channel': 'C0B', 'text': 'x'}, token=None)[2] == {
+        'ok': False, 'error': 'not_authed'}
+    assert api(f, 'chat.postMessage', {'channel': 'C0B'})[2]['error'] == 'no_text'
+    bad = [{'type': 'section', 'text': {'type': 'mrkdwn', 'text': ''}}]
+    assert api(f, 'chat.postMessage', {'channel': 'C0B', 'text': 'x', 'blocks': bad})[2][
+        'error'] == 'invalid_blocks'
+    # Pacing: the second post to C0A within a second is refused, another channel is not.
+    st, hdrs, got = api(f, 'chat.postMessage', {'channel': 'C0A', 'text': 'again'})
+    assert st == 429 and hdrs['Retry-After'] == '1' and got == {'ok': False,
+                                                              'error': 'ratelimited'}, got
+    assert api(f, 'chat.postMessage', {'channel': 'C0C', 'text': 'other'})[2]['ok'] is True
+    state = f.state()
+    assert [p['channel'] for p in state['posts']] == ['C0A', 'C0C'], state['posts']
+    post = state['posts'][0]
+    assert post['json']['text'] == 'hi' and post['peer'].startswith('127.0.0.1:'), post
+    assert len(state['pacing_violations']) == 1 and \
+        state['pacing_violations'][0]['channel'] == 'C0A', state['pacing_violations']
+    time.sleep(1.05)
+    assert api(f, 'chat.postMessage', {'channel': 'C0A', 'text': 'later'})[2]['ok'] is True
+    # A form post (blocks as JSON text) works as well.
+    got = api(f, 'chat.postMessage', form={'channel': 'C0D', 'text': 'f',
+                                           'blocks': json.dumps(BLOCKS)})[2]
+    assert got['ok'] is True, got
+    # Scripted faults: per channel, counted, with Retry-After and a delay.
+    f.call('PUT', '/_control/api_faults', [{'method': 'chat.postMessage', 'channel': 'C0E',
+                                            'status': 429, 'retry_after': 7, 'count': 1,
+                                            'delay': 0.2}])
+    t0 = time.monotonic()
+    st, hdrs, got = api(f, 'chat.postMessage', {'channel': 'C0E', 'text': 'x'})
+    assert st == 429 and hdrs['Retry-After'] == '7' and got['error'] == 'ratelimited'
+    assert time.monotonic() - t0 >= 0.2
+    assert api(f, 'chat.postMessage', {'channel': 'C0E', 'text': 'x'})[2]['ok'] is True
+    f.call('PUT', '/_control/api_faults', [{'method': 'chat.postMessage',
+                                            'error': 'token_revoked'}])
+    assert api(f, 'chat.postMessage', {'channel': 'C0F', 'text': 'x'})[2]['error'] == 'token_revoked'
+    assert api(f, 'chat.postMessage', {'channel': 'C0G', 'text': 'x'})[2]['error'] == 'token_revoked'
+    f.call('DELETE', '/_control/api_faults')
+    # Another bot token; burst allowance.
+    f.call('PUT', '/_control/bot_token', {'token': 'xoxb-rotated'})
+    assert api(f, 'chat.postMessage', {'channel': 'C0H', 'text': 'x'})[2]['error'] == 'invalid_auth'
+    assert api(f, 'chat.postMessage', {'channel': 'C0H', 'text': 'x'}, token='xoxb-rotated')[2][
+        'ok'] is True
+    f.call('PUT', '/_control/bot_token', {'token': BOT})
+    f.call('PUT', '/_control/web_api', {'burst': 3})
+    oks = [api(f, 'chat.postMessage', {'channel': 'C0I', 'text': 'b'})[0] for _ in range(4)]
+    assert oks == [200, 200, 200, 429], oks
+    f.call('PUT', '/_control/web_api', {'burst': 1})
+    st, _, _ = f.call('PUT', '/_control/web_api', {'nonsense': 1}, raw=True)
+    assert st == 400
+    st, _, _ = f.call('PUT', '/_control/api_faults', [{'method': 'chat.delete'}], raw=True)
+    assert st == 400
+    f.call('DELETE', '/_control/state')
+    st = f.state()
+    assert st['posts'] == [] and st['api_calls'] == [] and st['pacing_violations'] == []
+
+
+def t_redelivery(f):
+    f.behaviour(redeliver=True)
+    try:
+        f.call('DELETE', '/_control/state')
+        ws = f.connect()
+        r = f.call('POST', '/_control/envelope', {'text': 'subscribe', 'user_id': 'U0X',
+                                                  'channel_id': 'C0X', 'wait_ack': 0,
+                                                  'envelope_id': 'env-redeliver'})
+        first = ws.recv_json()[0]
+        assert first['envelope_id'] == 'env-redeliver' and 'retry_attempt' not in first, first
+        assert first['payload']['user_id'] == 'U0X' and first['payload']['channel_id'] == 'C0X'
+        ws.close()                       # never acked
+        wait_for(lambda: f.state()['open'] == [])
+        ws2 = f.connect()                # hello, then the same envelope again
+        again = ws2.recv_json()[0]
+        assert again['envelope_id'] == 'env-redeliver' and again['retry_attempt'] == 1, again
+        assert again['retry_reason'] == 'timeout' and again['payload'] == first['payload']
+        ws2.send_text(json.dumps({'envelope_id': 'env-redeliver'}))
+        wait_for(lambda: f.call('GET', '/_control/acks?envelope_id=env-redeliver'))
+        ws2.close()
+        wait_for(lambda: f.state()['open'] == [])
+        ws3 = f.connect()                # acked: nothing more
+        try:
+            extra = ws3.recv_message(timeout=0.3)
+            raise AssertionError('redelivered after the ack: %r' % (extra,))
+        except (socket.timeout, TimeoutError):
+            pass
+        ws3.close()
+        log = f.state()['envelopes']
+        assert [e.get('redelivered', False) for e in log] == [False, True], log
+        assert r['envelope_id'] == 'env-redeliver'
+    finally:
+        f.behaviour(redeliver=False)
+        wait_for(lambda: f.state()['open'] == [])
+
+
 CHECKS = [t_connections_open, t_keepalive, t_hello, t_envelope_ack,
           t_client_fragments_and_ping, t_server_fragments_binary_oversize,
           t_ping_pong, t_close_unanswered, t_server_close_and_kill,
           t_unmasked_is_protocol_error, t_more_protocol_errors, t_json_style,
           t_bad_upgrades, t_ticket_reuse, t_open_script_and_refusal,
           t_disconnect, t_hello_modes_and_max, t_many_reconnects, t_state_reset,
-          t_control_errors]
+          t_control_errors, t_web_api_auth_and_info, t_web_api_post_message,
+          t_redelivery]
 
 
 def main():
     fake = Fake()
+    # The hand-written client acks nothing: no redelivery but in t_redelivery.
+    fake.behaviour(redeliver=False)
     failed = 0
     try:
         for check in CHECKS:

@@ -281,6 +281,14 @@ class Receivers(_FakeProcess):
         self._call('PUT', '/_control/matrix_sync',
                    {'batches': list(batches), 'reset': reset})
 
+    def matrix_membership(self, room, membership, sender='@admin:localhost', sync=True,
+                          **kw):
+        """The bot kicked ("leave"), banned, invited or put back ("join") in
+        room, as a room admin would; sync=False: /sync does not tell."""
+        return self._call('POST', '/_control/matrix_membership',
+                          dict(kw, room=room, membership=membership, sender=sender,
+                               sync=sync))
+
     def sync_stream(self):
         """{"head", "queued", "served"} of the fake /sync."""
         return self._call('GET', '/_control/matrix_sync')
