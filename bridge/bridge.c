@@ -1122,10 +1122,12 @@ static void chat_alert(void *userdata, const char *kind, const char *text)
 }
 
 static int matrix_answer(void *userdata, const char *room_id, const char *sender,
-                         const char *text, size_t len, char **content)
+                         const char *text, size_t len, char **content, int *durable)
 {
     struct bridge *b = userdata;
     int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content);
+    /* A subscription command's answer reports a change of the state: journaled (below). */
+    *durable = r == 0;
     return r == 1 ? bridge_command(b, text, len, COMMAND_MATRIX, content) : r;
 }
 
@@ -1135,20 +1137,42 @@ static void matrix_left(void *userdata, const char *room_id, const char *by)
     chat_subs_left(b->subs, SUB_MATRIX, room_id, by);
 }
 
-/* A Matrix reply goes to the room's reply sink (conf_chat_matrix), not journaled. */
+/*
+ * A Matrix reply goes to the room's reply sink (conf_chat_matrix), not journaled; unless it is
+ * durable (the answer to a subscription command): then it is journaled like an alert, under the
+ * generation already committed, before the /sync position moves past its command, so a crash
+ * neither loses it nor, thanks to its txnId, doubles it.
+ */
 static void matrix_reply(void *userdata, const char *room_id, const char *txn_id,
-                         const char *content)
+                         const char *content, int durable)
 {
+    struct bridge *b = userdata;
     struct outbox_entry *e;
-    char sink[300];
+    char sink[300], err[256];
 
     snprintf(sink, sizeof(sink), "chat:%s", room_id);
-    e = outbox_entry_new(txn_id, sink, "reply", content, now_s(), 0);
+    e = outbox_entry_new(txn_id, sink, "reply", content, now_s(), b->snap.generation);
     if (!e) {
         log_err("bridge", "out of memory queueing a reply in %s", room_id);
         return;
     }
-    bridge_reply(userdata, e);
+    if (durable && b->state && !b->stopping) {
+        struct journal_record *rec = NULL;
+        int r = outbox_records(&e, 1, &rec);
+        if (!r)
+            r = state_journal_add(b->state, rec, 1, err, sizeof(err));
+        else
+            snprintf(err, sizeof(err), "out of memory");
+        free(rec);
+        if (!r) {
+            outbox_push(b->outbox, &e, 1);
+            return;
+        }
+        log_err("bridge", "%s: the answer to a subscription command is not journaled (%s); it is "
+                          "lost if the bridge stops before it is sent",
+                room_id, err);
+    }
+    bridge_reply(b, e);
 }
 
 /* The chat listeners, for a daemon (one-shot runs answer nobody). */

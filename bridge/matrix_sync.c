@@ -8,7 +8,9 @@
  * batch that was acted
  * on: a crash in between repeats that batch's commands (same txnIds: the homeserver drops the
  * duplicates it still remembers), it never skips one. Replies are not journaled: a reply still
- * queued when the process ends is lost, and its command is not replayed either (README).
+ * queued when the process ends is lost, and its command is not replayed either (README); but
+ * the reply to a command that changed the state (a subscription) is journaled before the
+ * position moves on, so it is sent after a crash too.
  *
  * The first sync of a new bot (no saved token) reads history, not commands: it answers nothing.
  * Nor is history answered when the bot joins a room later: Synapse then sends the room's recent
@@ -437,7 +439,8 @@ static void do_whoami(struct matrix_sync *m)
 }
 
 /* Sends the answer (content JSON) to item's command, through the outbox. */
-static void send_reply(struct matrix_sync *m, const struct matrix_msg_item *it, const char *answer)
+static void send_reply(struct matrix_sync *m, const struct matrix_msg_item *it, const char *answer,
+                       int durable)
 {
     char txn[MATRIX_MSG_TXN_ID_SIZE];
     char *content = NULL;
@@ -448,7 +451,7 @@ static void send_reply(struct matrix_sync *m, const struct matrix_msg_item *it, 
         free(content);
         return;
     }
-    m->hooks.reply(m->hooks.userdata, it->room_id, txn, content);
+    m->hooks.reply(m->hooks.userdata, it->room_id, txn, content, durable);
     free(content);
 }
 
@@ -475,6 +478,7 @@ static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int 
     char *answer = NULL, line[128];
     enum ratelimit_verdict verdict;
     unsigned retry_s = 0;
+    int durable = 0;
 
     switch (it->kind) {
     case MATRIX_MSG_COMMAND:
@@ -511,11 +515,11 @@ static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int 
             log_info("matrix", "%s: %s from %s (%s)", it->room_id,
                      command_name(it->text, it->text_len), it->sender, it->event_id);
             if (m->hooks.answer(m->hooks.userdata, it->room_id, it->sender, it->text,
-                                it->text_len, &answer) != 0)
+                                it->text_len, &answer, &durable) != 0)
                 answer = NULL;
         }
         if (answer)
-            send_reply(m, it, answer);
+            send_reply(m, it, answer, durable);
         else
             log_err("matrix", "%s: out of memory answering %s", it->room_id, it->event_id);
         free(answer);

@@ -26,14 +26,16 @@ struct matrix_sync;
 
 struct matrix_sync_hooks {
     /* Answers command text that sender typed in room_id, for Matrix: m.room.message content
-     * JSON in *content (caller frees). */
+     * JSON in *content (caller frees); *durable set when the command changed the state (a
+     * subscription), so that its reply must survive a crash. */
     int (*answer)(void *userdata, const char *room_id, const char *sender, const char *text,
-                  size_t len, char **content);
+                  size_t len, char **content, int *durable);
     /* The bot is no longer in room_id (left, kicked or banned; by: who did it, or NULL).
      * Optional. */
     void (*left)(void *userdata, const char *room_id, const char *by);
     /* Queues a reply (content JSON) for room_id under transaction id txn_id. Strings borrowed. */
-    void (*reply)(void *userdata, const char *room_id, const char *txn_id, const char *content);
+    void (*reply)(void *userdata, const char *room_id, const char *txn_id, const char *content,
+                  int durable);
     /* Something an operator must hear about (kind "matrix_auth"). */
     void (*alert)(void *userdata, const char *kind, const char *text);
     void *userdata;
