@@ -30,9 +30,6 @@
  *   - Every write is idempotent (puts of fixed values, deletes), because etcd.c may repeat a
  *     call on another endpoint after a timeout.
  */
-#define OPENSSL_API_COMPAT 30000
-#define OPENSSL_NO_DEPRECATED
-
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -42,9 +39,9 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "etcd.h"
+#include "hmac.h"
 #include "log.h"
 #include "state_etcd_kv.h"
 #include "state_format.h"
@@ -71,22 +68,6 @@ struct pointer {
     size_t bytes;
     char sha256[65];
 };
-
-static void sha256_hex(const char *p, size_t n, char hex[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
-    hex[0] = '\0';
-    if (!EVP_Digest(n ? p : "", n, md, &len, EVP_sha256(), NULL) || len != 32)
-        return;
-    for (unsigned int i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
 
 /* The pointer's JSON (caller frees), or NULL on ENOMEM. */
 static char *pointer_text(const struct pointer *p)
@@ -272,11 +253,12 @@ static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t no
     int r = key ? snapshot_text(s, snap, now, &text, &p.bytes) : -ENOMEM;
 
     *written = 0;
+    if (!r)
+        r = hmac_sha256_digest_hex(text, p.bytes, p.sha256);
     if (r) {
         state_etcd_say(err, errlen, r, key ? key : s->prefix, "out of memory");
         goto out;
     }
-    sha256_hex(text, p.bytes, p.sha256);
     r = put_chunks(s, p.generation, text, p.bytes, &p.chunks, err, errlen);
     *written = 1;
     if (r)
@@ -380,7 +362,11 @@ static int parse_document(const struct pointer *p, const char *text, struct snap
     char sum[65];
     int r;
 
-    sha256_hex(text, p->bytes, sum);
+    r = hmac_sha256_digest_hex(text, p->bytes, sum);
+    if (r) {
+        snprintf(why, whylen, "out of memory");
+        return r;
+    }
     if (strcmp(sum, p->sha256) != 0) {
         snprintf(why, whylen, "the chunks' SHA-256 is %s, the pointer says %s", sum, p->sha256);
         return -EPROTO;
@@ -470,8 +456,8 @@ static int load_once(struct est *s, const char *key, struct snapshot *out, char 
         r = parse_document(&p, text, out, why, sizeof(why));
     if (r == 0) {
         r = STATE_LOADED;
-    } else if (r == -EPROTONOSUPPORT) {
-        state_etcd_say(err, errlen, r, key, why);
+    } else if (r == -EPROTONOSUPPORT || (r == -ENOMEM && !err[0])) {
+        state_etcd_say(err, errlen, r, key, r == -ENOMEM ? "out of memory" : why);
     } else if (r == -EPROTO && why[0]) {
         snprintf(err, errlen, "etcd key %s (generation %" PRIu64 ") is corrupt: %s", key,
                  p.generation, why);
