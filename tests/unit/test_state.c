@@ -1002,6 +1002,159 @@ static void test_subscription_set(void)
     state_subscription_set_fini(&set);
 }
 
+/* ---- subscriptions in the directory: subscriptions/<key>.json ---- */
+
+static void remove_subscriptions(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/subscriptions", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+/* The path of (p, channel)'s record into path. */
+static void sub_path(enum sub_platform p, const char *channel, char *path, size_t len)
+{
+    char key[STATE_SUBSCRIPTION_KEY];
+
+    CHECK_INT(state_subscription_key(p, channel, key), 0);
+    snprintf(path, len, "%s/subscriptions/%s.json", dir, key);
+}
+
+static size_t load_subs(struct state *st, struct subscription_list *l)
+{
+    char err[256];
+
+    CHECK_INT(state_subscriptions_load(st, l, err, sizeof(err)), 0);
+    return l->n;
+}
+
+/* Files 0600 in a 0700 directory; damaged ones, misplaced ones and temp files are skipped and
+ * left where they are; a record bigger than the cap is damaged. */
+static void test_subscription_files(void)
+{
+    char *all[] = {"*"};
+    struct subscription a = {.platform = SUB_SLACK,
+                             .channel = "C0A",
+                             .patterns = all,
+                             .n_patterns = 1,
+                             .events = CONF_EVENTS_ALL,
+                             .by = "U1"};
+    struct subscription b = a;
+    struct subscription_list l;
+    struct state *st = NULL;
+    struct stat sb;
+    char err[256], path[512], other[512], name[300];
+
+    b.channel = "C0B";
+    remove_subscriptions();
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(st, &l), 0); /* no subscriptions/ yet */
+    subscription_list_fini(&l);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    sub_path(SUB_SLACK, "C0A", path, sizeof(path));
+    CHECK_INT(stat(path, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0600);
+    snprintf(name, sizeof(name), "%s/subscriptions", dir);
+    CHECK_INT(stat(name, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0700);
+
+    /* C0B's record under C0A's name (and C0A's under C0B's): neither is read. */
+    char *text_b = state_format_subscription(&b);
+    write_file("subscriptions/not-a-key.json", text_b);
+    sub_path(SUB_SLACK, "C0B", other, sizeof(other));
+    snprintf(name, sizeof(name), "subscriptions/%s", strrchr(other, '/') + 1);
+    char *text_a = state_format_subscription(&a);
+    write_file(name, text_a); /* C0B's file holds C0A: misplaced */
+    CHECK_INT(load_subs(st, &l), 1);
+    CHECK_STR(l.n ? l.v[0].channel : NULL, "C0A");
+    subscription_list_fini(&l);
+    CHECK_INT(stat(other, &sb), 0); /* left in place */
+
+    /* Damaged, too big, a directory, a temp file of a put that never finished: skipped. */
+    write_file(name, "{\"format\":1,");
+    write_file("subscriptions/x.json", "");
+    char *big = malloc(STATE_SUBSCRIPTION_MAX + 10);
+    memset(big, ' ', STATE_SUBSCRIPTION_MAX + 9);
+    big[STATE_SUBSCRIPTION_MAX + 9] = '\0';
+    memcpy(big, text_b, strlen(text_b));
+    write_file(name, big);
+    free(big);
+    snprintf(other, sizeof(other), "%s/subscriptions/d.json", dir);
+    CHECK_INT(mkdir(other, 0700), 0);
+    snprintf(other, sizeof(other), "%s.tmp", name);
+    write_file(other, text_b);
+    snprintf(other, sizeof(other), "%s/%s", dir, name);
+    CHECK_INT(load_subs(st, &l), 1);
+    subscription_list_fini(&l);
+    CHECK_INT(stat(other, &sb), 0);
+
+    /* A put replaces the damaged file; deleting leaves the others. */
+    CHECK_INT(state_subscription_put(st, &b, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(st, &l), 2);
+    CHECK_STR(l.n == 2 ? l.v[1].channel : NULL, "C0B");
+    subscription_list_fini(&l);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    CHECK_INT(stat(path, &sb), -1);
+    CHECK_INT(load_subs(st, &l), 1);
+    subscription_list_fini(&l);
+    free(text_a);
+    free(text_b);
+    state_close(st);
+    remove_subscriptions();
+}
+
+/* A read-only look (--doctor, --dry-run): no lock taken, nothing created, writes refused. */
+static void test_subscriptions_read_only(void)
+{
+    char *all[] = {"*"};
+    struct subscription a = {.platform = SUB_MATRIX,
+                             .channel = "!a:hs",
+                             .patterns = all,
+                             .n_patterns = 1,
+                             .events = CONF_EVENTS_ALL,
+                             .by = "@u:hs"};
+    struct state *st = NULL, *ro = NULL, *ro2 = NULL;
+    struct subscription_list l;
+    struct snapshot back;
+    char err[256], missing[128];
+
+    snprintf(missing, sizeof(missing), "%s/nowhere", dir);
+    CHECK_INT(state_open_readonly(&ro, missing, err, sizeof(err)), -ENOENT);
+    CHECK(ro == NULL);
+    CHECK_INT(access(missing, F_OK), -1);
+
+    /* An existing state without subscriptions/: an empty list, and none is created. */
+    CHECK_INT(state_open_readonly(&ro, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro, &l), 0);
+    CHECK_INT(count_prefix("subscriptions"), 0);
+    state_close(ro);
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    /* Beside the writer, which holds the lock. */
+    CHECK_INT(state_open_readonly(&ro, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro, &l), 1);
+    CHECK_STR(l.n ? l.v[0].channel : NULL, "!a:hs");
+    subscription_list_fini(&l);
+    CHECK(state_load(ro, dir, &back, err, sizeof(err)) >= 0);
+    snapshot_fini(&back);
+    CHECK_INT(state_subscription_put(ro, &a, err, sizeof(err)), -EROFS);
+    CHECK_INT(state_subscription_delete(ro, SUB_MATRIX, "!a:hs", err, sizeof(err)), -EROFS);
+    state_close(st);
+
+    /* And it took no lock itself: a writer opens while it looks. */
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_open_readonly(&ro2, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_MATRIX, "!a:hs", err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro2, &l), 0);
+    state_close(ro2);
+    state_close(ro);
+    state_close(st);
+    remove_subscriptions();
+}
+
 /* The contract every backend passes (state_contract.h), on an emptied directory. */
 static int dir_reopen(struct state **out)
 {
@@ -1049,6 +1202,8 @@ int main(void)
     RUN(test_subscription_record_round_trip);
     RUN(test_subscription_record_rejected);
     RUN(test_subscription_set);
+    RUN(test_subscription_files);
+    RUN(test_subscriptions_read_only);
     state_contract_run(&dir_backend);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
