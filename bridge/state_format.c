@@ -599,6 +599,26 @@ static int read_integer(struct jscan *js, int64_t *v, int *have)
     return *have ? jscan_int(js, v) : jscan_skip(js);
 }
 
+/*
+ * Reads buf (len bytes) as one JSON object and nothing after it, fn taking each member (as
+ * jscan_object_each()). 0, or fn's or the reader's error with err saying why (when errlen).
+ */
+static int read_document(const char *buf, size_t len, jscan_member_fn fn, void *ctx, char *err,
+                         size_t errlen)
+{
+    struct jscan js;
+    int r;
+
+    jscan_init(&js, buf, len);
+    r = jscan_object_each(&js, fn, ctx);
+    if (!r)
+        r = jscan_end(&js);
+    if (r && errlen)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
+    jscan_fini(&js);
+    return r;
+}
+
 /* One journal line being read. */
 struct jline {
     char *op;
@@ -642,15 +662,10 @@ enum line_kind { LINE_BAD, LINE_ADD, LINE_DONE };
  */
 static int parse_line(const char *line, size_t len, struct jline *l)
 {
-    struct jscan js;
     int r, kind = LINE_BAD;
 
     memset(l, 0, sizeof(*l));
-    jscan_init(&js, line, len);
-    r = jscan_object_each(&js, on_line_member, l);
-    if (!r)
-        r = jscan_end(&js);
-    jscan_fini(&js);
+    r = read_document(line, len, on_line_member, l, NULL, 0);
     if (r == -ENOMEM)
         return r;
     if (r || !l->op || !l->rec.id)
@@ -765,16 +780,8 @@ int state_parse_sync_position(const char *buf, size_t len, struct state_sync_pos
                               char *err, size_t errlen)
 {
     struct state_sync_position p = {0};
-    struct jscan js;
-    int r;
+    int r = read_document(buf, len, on_position_member, &p, err, errlen);
 
-    jscan_init(&js, buf, len);
-    r = jscan_object_each(&js, on_position_member, &p);
-    if (!r)
-        r = jscan_end(&js);
-    if (r)
-        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
-    jscan_fini(&js);
     if (!r && (!p.server || !p.user || !p.position)) {
         snprintf(err, errlen, "\"%s\" is missing or not a string",
                  !p.server ? "homeserver"
@@ -1039,17 +1046,10 @@ int state_parse_subscription(const char *buf, size_t len, struct subscription *o
                              size_t whylen)
 {
     struct sub_doc d = {0};
-    struct jscan js;
     int r;
 
     memset(out, 0, sizeof(*out));
-    jscan_init(&js, buf, len);
-    r = jscan_object_each(&js, on_subscription_member, &d);
-    if (!r)
-        r = jscan_end(&js);
-    if (r)
-        snprintf(why, whylen, "%s", r == -ENOMEM ? "out of memory" : js.err);
-    jscan_fini(&js);
+    r = read_document(buf, len, on_subscription_member, &d, why, whylen);
     if (!r) {
         const char *missing = !d.have_format     ? "format"
                               : !d.have_platform ? "platform"
