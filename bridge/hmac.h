@@ -1,7 +1,8 @@
 /*
  * HMAC-SHA256 (RFC 2104, RFC 4231), for signing generic webhook bodies and deriving Matrix reply
- * transaction ids. With OpenSSL's libcrypto behind it; the only other modules that include
- * libcrypto's headers are etcd.c (base64) and state_etcd.c (SHA-256), under the same defines.
+ * transaction ids, and plain SHA-256 (the etcd state's snapshot checksum, the names of the
+ * state's subscription records). With OpenSSL's libcrypto behind it; the only other module that
+ * includes libcrypto's headers is etcd.c (base64), under the same defines.
  */
 #ifndef YTB_HMAC_H
 #define YTB_HMAC_H
@@ -25,5 +26,12 @@ hmac_sha256(const void *key, size_t keylen, const void *data, size_t len, uint8_
  */
 __attribute__((warn_unused_result)) int hmac_sha256_hex(const char *key, const void *data,
                                                         size_t len, char hex[2 * SHA256_LEN + 1]);
+
+/*
+ * Writes the 64 lowercase hex digits of SHA-256(data) (no key) and a NUL into hex. Returns 0, or
+ * -ENOMEM when libcrypto fails (hex is then the empty string).
+ */
+__attribute__((warn_unused_result)) int hmac_sha256_digest_hex(const void *data, size_t len,
+                                                               char hex[2 * SHA256_LEN + 1]);
 
 #endif

@@ -2,16 +2,18 @@
  * The state interface (state.h) and its default backend, the state directory: the only code
  * that opens, writes, renames or locks anything in it.
  *
- * The interface only passes each call to the backend's table of operations (state_backend.h);
- * the records' bytes come from state_format.c, so the directory backend below is file handling.
+ * The interface passes each call to the backend's table of operations (state_backend.h); the
+ * records' bytes come from state_format.c, so the directory backend below is file handling. The
+ * subscriptions' calls also format, check, parse and sort the records here (state_format.h), so
+ * a backend only stores and finds bytes under a key, and every backend skips and sorts alike.
  *
  * Invariants: snapshot.json is always either the previous or the next complete snapshot (the
  * new one is written beside it and renamed over it, with fsyncs so a power cut cannot leave an
  * empty file); so is every other file replaced whole (a compacted outbox.jsonl,
- * matrix-sync.json); only the lock holder writes, and the lock is a flock() on the directory
- * itself, which no one can unlink from under us (the "lock" file only names the holder's pid,
- * for people and for older versions that lock it); a corrupt snapshot is moved aside, never
- * overwritten, so an operator can look at it.
+ * matrix-sync.json, subscriptions/<key>.json); only the lock holder writes, and the lock is a
+ * flock() on the directory itself, which no one can unlink from under us (the "lock" file only
+ * names the holder's pid, for people and for older versions that lock it); a corrupt snapshot is
+ * moved aside, never overwritten, so an operator can look at it.
  *
  * The journal and generations (issue "Hostile input and faults"): an "add" line whose generation
  * is at most the snapshot's belongs to a commit that happened. That holds because
@@ -30,6 +32,7 @@
  */
 #include "state.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -153,14 +156,100 @@ int state_sync_position_put(struct state *st, const char *key, const struct stat
     return st->ops->sync_position_put(st, key, p, err, errlen);
 }
 
+int state_open_readonly(struct state **out, const char *dir, char *err, size_t errlen)
+{
+    return state_dir_ops.open(out, dir, STATE_OPEN_READONLY, err, errlen);
+}
+
+/* One record a backend found: kept, or skipped with a warning naming it (state.h). */
+static int on_subscription_record(void *ctx, const char *where, const char *key, const char *buf,
+                                  size_t len, int error)
+{
+    char why[256];
+    int r = error;
+
+    if (!r)
+        r = state_subscription_set_add(ctx, key, buf, len, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "cannot be read: %s", strerror(-error));
+    if (r == -ENOMEM)
+        return r;
+    if (r)
+        log_warn("state", "%s: subscription record skipped: %s", where, why);
+    return 0;
+}
+
+int state_subscriptions_load(struct state *st, struct subscription_list *out, char *err,
+                             size_t errlen)
+{
+    struct state_subscription_set set = {0};
+    int r = st->ops->subscriptions_scan(st, on_subscription_record, &set, err, errlen);
+
+    memset(out, 0, sizeof(*out));
+    if (r) {
+        if (r == -ENOMEM)
+            snprintf(err, errlen, "out of memory loading the subscriptions");
+        state_subscription_set_fini(&set);
+        return r;
+    }
+    state_subscription_set_finish(&set, out);
+    if (set.dropped)
+        log_warn("state",
+                 "%s state: %zu more subscriptions than the %d a state may hold; kept the first "
+                 "%d by platform and channel",
+                 st->ops->name, set.dropped, STATE_SUBSCRIPTIONS_MAX, STATE_SUBSCRIPTIONS_MAX);
+    return 0;
+}
+
+int state_subscription_put(struct state *st, const struct subscription *s, char *err, size_t errlen)
+{
+    char key[STATE_SUBSCRIPTION_KEY], why[128], *text = NULL;
+    int r;
+
+    /* Refused here what a load would skip: the record must come back as it went in. */
+    if (state_subscription_check(s, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "not a subscription that can be saved: %s", why);
+        return -EINVAL;
+    }
+    r = state_subscription_key(s->platform, s->channel, key);
+    if (!r) {
+        text = state_format_subscription(s);
+        r = text ? 0 : -ENOMEM;
+    }
+    if (r)
+        snprintf(err, errlen, "out of memory");
+    else
+        r = st->ops->subscription_put(st, key, text, err, errlen);
+    free(text);
+    return r;
+}
+
+int state_subscription_delete(struct state *st, int platform, const char *channel, char *err,
+                              size_t errlen)
+{
+    char key[STATE_SUBSCRIPTION_KEY];
+
+    if (platform < 0 || platform >= SUB_PLATFORMS || !sub_channel_ok(platform, channel)) {
+        snprintf(err, errlen, "not a channel a subscription can have");
+        return -EINVAL;
+    }
+    if (state_subscription_key(platform, channel, key) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return st->ops->subscription_delete(st, key, err, errlen);
+}
+
 /* ---- the directory backend ---- */
 
 #define SNAPSHOT_NAME     "snapshot.json"
 #define SNAPSHOT_MAX      (1024L * 1024 * 1024)
 #define JOURNAL_NAME      "outbox.jsonl"
 #define DEADLETTER_NAME   "deadletter.jsonl"
-#define SYNC_SUFFIX       "-sync.json" /* "matrix" -> matrix-sync.json */
-#define SYNC_POSITION_MAX (64L * 1024) /* a bigger one is damaged */
+#define SYNC_SUFFIX       "-sync.json"    /* "matrix" -> matrix-sync.json */
+#define SYNC_POSITION_MAX (64L * 1024)    /* a bigger one is damaged */
+#define SUBS_DIR          "subscriptions" /* one <key>.json per subscribed channel */
+#define SUBS_SUFFIX       ".json"
 
 struct dir {
     struct state base; /* first: the interface's pointer is ours */
@@ -344,10 +433,14 @@ static int dir_check(struct state *st, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads all of dir/name into *out (NUL-terminated, caller frees): 0, -EFBIG over max, -errno. */
-static int read_file(struct dir *d, const char *name, long max, char **out, size_t *outlen)
+/*
+ * Reads all of name in the directory at into *out (NUL-terminated, caller frees): 0, -EFBIG
+ * over max, -EISDIR or -EINVAL when it is no regular file, -errno.
+ */
+static int read_file_at(int at, const char *name, long max, char **out, size_t *outlen)
 {
-    int fd = openat(d->dir_fd, name, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put there must not hang the open; no effect on a regular file. */
+    int fd = openat(at, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     char *buf = NULL;
     size_t n = 0;
@@ -357,6 +450,10 @@ static int read_file(struct dir *d, const char *name, long max, char **out, size
         return -errno;
     if (fstat(fd, &st) != 0) {
         r = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
         goto out;
     }
     if (st.st_size > max) {
@@ -389,6 +486,11 @@ out:
     free(buf);
     close(fd);
     return r;
+}
+
+static int read_file(struct dir *d, const char *name, long max, char **out, size_t *outlen)
+{
+    return read_file_at(d->dir_fd, name, max, out, outlen);
 }
 
 /* Buffered writer: one write() per 64 KiB, not per project. */
@@ -424,13 +526,15 @@ static int wb_put(void *ctx, const char *p, size_t n)
 typedef int (*emit_fn)(const void *ctx, state_put_fn put, void *put_ctx);
 
 /*
- * Replaces dir/name atomically: dir/name.tmp (mode 0600), written by emit, fsync, rename over
- * name, fsync of the directory. 0 or -errno, err naming the file and the reason.
+ * Replaces name in the directory at (path: its path, for messages) atomically: name.tmp (mode
+ * 0600), written by emit, fsync, rename over name, fsync of that directory. 0 or -errno, err
+ * naming the file and the reason. A failed directory fsync only warns, unless durable: then it
+ * is the result (the new file is in place but might not survive a power cut).
  */
-static int replace_file(struct dir *d, const char *name, emit_fn emit, const void *ctx, char *err,
-                        size_t errlen)
+static int replace_file_at(int at, const char *path, const char *name, int durable, emit_fn emit,
+                           const void *ctx, char *err, size_t errlen)
 {
-    char tmp[64];
+    char tmp[128];
     struct wbuf *w = malloc(sizeof(*w));
     int r;
 
@@ -440,13 +544,17 @@ static int replace_file(struct dir *d, const char *name, emit_fn emit, const voi
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= sizeof(tmp)) {
+        free(w);
+        snprintf(err, errlen, "file name %s is too long", name);
+        return -ENAMETOOLONG;
+    }
     w->err = 0;
     w->n = 0;
-    w->fd = openat(d->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    w->fd = openat(at, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         r = -errno;
-        snprintf(err, errlen, "cannot create %s/%s: %s", d->dir, tmp, strerror(errno));
+        snprintf(err, errlen, "cannot create %s/%s: %s", path, tmp, strerror(errno));
         goto out;
     }
     r = emit(ctx, wb_put, w);
@@ -459,25 +567,38 @@ static int replace_file(struct dir *d, const char *name, emit_fn emit, const voi
     w->fd = -1;
     if (r)
         goto fail_unlink;
-    if (renameat(d->dir_fd, tmp, d->dir_fd, name) != 0) {
+    if (renameat(at, tmp, at, name) != 0) {
         r = -errno;
-        snprintf(err, errlen, "cannot rename %s/%s: %s", d->dir, tmp, strerror(errno));
+        snprintf(err, errlen, "cannot rename %s/%s: %s", path, tmp, strerror(errno));
         goto fail_unlink;
     }
     /* The rename is the commit: it happened, whatever the directory fsync says next. */
-    if (fsync(d->dir_fd) != 0)
-        log_warn("state", "cannot fsync %s: %s", d->dir, strerror(errno));
     r = 0;
+    if (fsync(at) != 0) {
+        if (durable) {
+            r = -errno;
+            snprintf(err, errlen, "cannot fsync %s after renaming %s into it: %s", path, name,
+                     strerror(errno));
+        } else {
+            log_warn("state", "cannot fsync %s: %s", path, strerror(errno));
+        }
+    }
     goto out;
 fail_unlink:
     if (r == -ENOMEM && !err[0])
         snprintf(err, errlen, "out of memory");
     else if (!err[0])
-        snprintf(err, errlen, "cannot write %s/%s: %s", d->dir, tmp, strerror(-r));
-    unlinkat(d->dir_fd, tmp, 0);
+        snprintf(err, errlen, "cannot write %s/%s: %s", path, tmp, strerror(-r));
+    unlinkat(at, tmp, 0);
 out:
     free(w);
     return r;
+}
+
+static int replace_file(struct dir *d, const char *name, emit_fn emit, const void *ctx, char *err,
+                        size_t errlen)
+{
+    return replace_file_at(d->dir_fd, d->dir, name, 0, emit, ctx, err, errlen);
 }
 
 /* ---- the snapshot ---- */
@@ -831,7 +952,7 @@ static int dir_sync_position_get(struct state *st, const char *key, struct state
 }
 
 struct text {
-    char *p;
+    const char *p;
 };
 
 static int emit_text(const void *ctx, state_put_fn put, void *put_ctx)
@@ -844,17 +965,152 @@ static int emit_text(const void *ctx, state_put_fn put, void *put_ctx)
 static int dir_sync_position_put(struct state *st, const char *key,
                                  const struct state_sync_position *p, char *err, size_t errlen)
 {
-    char name[64];
-    struct text t = {state_format_sync_position(p)};
+    char name[64], *text = state_format_sync_position(p);
+    struct text t = {text};
     int r;
 
-    if (!t.p) {
+    if (!text) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     snprintf(name, sizeof(name), "%s%s", key, SYNC_SUFFIX);
     r = replace_file(dir_of(st), name, emit_text, &t, err, errlen);
-    free(t.p);
+    free(text);
+    return r;
+}
+
+/* ---- subscriptions: subscriptions/<key>.json, one per channel ---- */
+
+static int dir_writable(struct dir *d, char *err, size_t errlen)
+{
+    if (!d->readonly)
+        return 0;
+    snprintf(err, errlen, "state directory %s was opened read-only", d->dir);
+    return -EROFS;
+}
+
+/*
+ * Opens subscriptions/ into *fd and its path into path. With create, makes it first when it is
+ * not there (mode 0700, then an fsync of the state directory, so the new entry is durable
+ * before any file in it is); without, -ENOENT says there is none. 0 or -errno (err).
+ */
+static int subs_open(struct dir *d, int create, int *fd, char *path, size_t pathlen, char *err,
+                     size_t errlen)
+{
+    snprintf(path, pathlen, "%s/%s", d->dir, SUBS_DIR);
+    *fd = openat(d->dir_fd, SUBS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0 && errno == ENOENT && create) {
+        if (mkdirat(d->dir_fd, SUBS_DIR, 0700) != 0 && errno != EEXIST) {
+            int r = -errno;
+            snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            return r;
+        }
+        if (fsync(d->dir_fd) != 0) {
+            int r = -errno;
+            snprintf(err, errlen, "cannot fsync %s: %s", d->dir, strerror(errno));
+            return r;
+        }
+        *fd = openat(d->dir_fd, SUBS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (*fd < 0) {
+        int r = -errno;
+        if (r != -ENOENT || create)
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return r;
+    }
+    return 0;
+}
+
+static int dir_subscriptions_scan(struct state *st, state_record_fn fn, void *ctx, char *err,
+                                  size_t errlen)
+{
+    struct dir *d = dir_of(st);
+    char path[4096];
+    int fd, r = subs_open(d, 0, &fd, path, sizeof(path), err, errlen);
+    DIR *dp;
+
+    if (r == -ENOENT)
+        return 0; /* never subscribed */
+    if (r)
+        return r;
+    dp = fdopendir(fd);
+    if (!dp) {
+        r = -errno;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        close(fd);
+        return r;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dp);
+        if (!e) {
+            if (errno) {
+                r = -errno;
+                snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            }
+            break;
+        }
+        /* Only records: their temporary files (".json.tmp") and anything else are not. */
+        size_t n = strlen(e->d_name), sl = strlen(SUBS_SUFFIX);
+        if (n <= sl || strcmp(e->d_name + n - sl, SUBS_SUFFIX) != 0)
+            continue;
+        char where[4096 + 256], key[256], *buf = NULL;
+        size_t len = 0;
+        snprintf(where, sizeof(where), "%s/%s", path, e->d_name);
+        snprintf(key, sizeof(key), "%.*s", (int)(n - sl), e->d_name);
+        int rr = read_file_at(dirfd(dp), e->d_name, STATE_SUBSCRIPTION_MAX, &buf, &len);
+        if (rr == -ENOMEM) {
+            r = rr;
+            break;
+        }
+        r = fn(ctx, where, key, rr ? NULL : buf, rr ? 0 : len, rr);
+        free(buf);
+        if (r)
+            break;
+    }
+    closedir(dp);
+    return r;
+}
+
+static int dir_subscription_put(struct state *st, const char *key, const char *text, char *err,
+                                size_t errlen)
+{
+    struct dir *d = dir_of(st);
+    struct text t = {text};
+    char path[4096], name[128];
+    int fd, r = dir_writable(d, err, errlen);
+
+    if (!r)
+        r = subs_open(d, 1, &fd, path, sizeof(path), err, errlen);
+    if (r)
+        return r;
+    snprintf(name, sizeof(name), "%s%s", key, SUBS_SUFFIX);
+    r = replace_file_at(fd, path, name, 1, emit_text, &t, err, errlen);
+    close(fd);
+    return r;
+}
+
+static int dir_subscription_delete(struct state *st, const char *key, char *err, size_t errlen)
+{
+    struct dir *d = dir_of(st);
+    char path[4096], name[128];
+    int fd, r = dir_writable(d, err, errlen);
+
+    if (!r)
+        r = subs_open(d, 0, &fd, path, sizeof(path), err, errlen);
+    if (r == -ENOENT)
+        return 0; /* no subscriptions/: nothing to delete */
+    if (r)
+        return r;
+    snprintf(name, sizeof(name), "%s%s", key, SUBS_SUFFIX);
+    if (unlinkat(fd, name, 0) != 0 && errno != ENOENT) {
+        r = -errno;
+        snprintf(err, errlen, "cannot delete %s/%s: %s", path, name, strerror(errno));
+    } else if (fsync(fd) != 0) {
+        r = -errno;
+        snprintf(err, errlen, "cannot fsync %s: %s", path, strerror(errno));
+    }
+    close(fd);
     return r;
 }
 
@@ -874,4 +1130,7 @@ static const struct state_backend_ops state_dir_ops = {
     .deadletter = dir_deadletter,
     .sync_position_get = dir_sync_position_get,
     .sync_position_put = dir_sync_position_put,
+    .subscriptions_scan = dir_subscriptions_scan,
+    .subscription_put = dir_subscription_put,
+    .subscription_delete = dir_subscription_delete,
 };

@@ -12,6 +12,8 @@
  *   P/journal/<seq:020>          one pending journal record ("add" line); seq only grows
  *   P/deadletter/<seq:020>       a dead letter (record, reason, time); the newest 1000 kept
  *   P/sync/<key>                 a chat client's sync position
+ *   P/subscriptions/<key>        one channel's subscription record; key is the hex SHA-256 of
+ *                                "<platform>:<channel>" (state_subscription_key())
  *
  * Invariants:
  *   - Fencing: every write is one txn whose compare is "P/leader is attached to our lease"
@@ -30,9 +32,6 @@
  *   - Every write is idempotent (puts of fixed values, deletes), because etcd.c may repeat a
  *     call on another endpoint after a timeout.
  */
-#define OPENSSL_API_COMPAT 30000
-#define OPENSSL_NO_DEPRECATED
-
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -42,9 +41,9 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "etcd.h"
+#include "hmac.h"
 #include "log.h"
 #include "state_etcd_kv.h"
 #include "state_format.h"
@@ -71,22 +70,6 @@ struct pointer {
     size_t bytes;
     char sha256[65];
 };
-
-static void sha256_hex(const char *p, size_t n, char hex[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
-    hex[0] = '\0';
-    if (!EVP_Digest(n ? p : "", n, md, &len, EVP_sha256(), NULL) || len != 32)
-        return;
-    for (unsigned int i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
 
 /* The pointer's JSON (caller frees), or NULL on ENOMEM. */
 static char *pointer_text(const struct pointer *p)
@@ -272,11 +255,12 @@ static int write_snapshot(struct est *s, const struct snapshot *snap, int64_t no
     int r = key ? snapshot_text(s, snap, now, &text, &p.bytes) : -ENOMEM;
 
     *written = 0;
+    if (!r)
+        r = hmac_sha256_digest_hex(text, p.bytes, p.sha256);
     if (r) {
         state_etcd_say(err, errlen, r, key ? key : s->prefix, "out of memory");
         goto out;
     }
-    sha256_hex(text, p.bytes, p.sha256);
     r = put_chunks(s, p.generation, text, p.bytes, &p.chunks, err, errlen);
     *written = 1;
     if (r)
@@ -380,7 +364,11 @@ static int parse_document(const struct pointer *p, const char *text, struct snap
     char sum[65];
     int r;
 
-    sha256_hex(text, p->bytes, sum);
+    r = hmac_sha256_digest_hex(text, p->bytes, sum);
+    if (r) {
+        snprintf(why, whylen, "out of memory");
+        return r;
+    }
     if (strcmp(sum, p->sha256) != 0) {
         snprintf(why, whylen, "the chunks' SHA-256 is %s, the pointer says %s", sum, p->sha256);
         return -EPROTO;
@@ -470,8 +458,8 @@ static int load_once(struct est *s, const char *key, struct snapshot *out, char 
         r = parse_document(&p, text, out, why, sizeof(why));
     if (r == 0) {
         r = STATE_LOADED;
-    } else if (r == -EPROTONOSUPPORT) {
-        state_etcd_say(err, errlen, r, key, why);
+    } else if (r == -EPROTONOSUPPORT || (r == -ENOMEM && !err[0])) {
+        state_etcd_say(err, errlen, r, key, r == -ENOMEM ? "out of memory" : why);
     } else if (r == -EPROTO && why[0]) {
         snprintf(err, errlen, "etcd key %s (generation %" PRIu64 ") is corrupt: %s", key,
                  p.generation, why);
@@ -607,19 +595,85 @@ static int est_sync_position_get(struct state *st, const char *name,
     return r;
 }
 
-static int est_sync_position_put(struct state *st, const char *name,
-                                 const struct state_sync_position *p, char *err, size_t errlen)
+/* Puts text (NULL: ENOMEM) under key (likewise), one fenced txn. Frees neither. */
+static int put_text(struct est *s, const char *key, const char *text, char *err, size_t errlen)
 {
-    struct est *s = est_of(st);
-    char *key = state_etcd_key(s, "/sync/%s", name), *text = state_format_sync_position(p);
     int r = state_etcd_guard(s, err, errlen);
 
     if (!r && (!key || !text))
         r = state_etcd_say(err, errlen, -ENOMEM, s->prefix, "out of memory");
     if (!r)
         r = state_etcd_fenced_op(s, etcd_op_put(key, text, strlen(text), 0), key, err, errlen);
+    return r;
+}
+
+static int est_sync_position_put(struct state *st, const char *name,
+                                 const struct state_sync_position *p, char *err, size_t errlen)
+{
+    struct est *s = est_of(st);
+    char *key = state_etcd_key(s, "/sync/%s", name), *text = state_format_sync_position(p);
+    int r = put_text(s, key, text, err, errlen);
+
     free(key);
     free(text);
+    return r;
+}
+
+/* ---- subscriptions ---- */
+
+#define SUBSCRIPTION_PAGE 32 /* records per range answer: at most 2 MiB of values */
+
+struct scan {
+    size_t skip; /* bytes of "P/subscriptions/" before a record's key */
+    state_record_fn fn;
+    void *ctx;
+};
+
+static int take_subscription(void *ctx, const struct etcd_kv *kv)
+{
+    struct scan *c = ctx;
+
+    /* A key with a NUL byte is none of ours: cut short there, it could pass for another. */
+    if (strlen(kv->key) != kv->key_len)
+        return c->fn(c->ctx, kv->key, "", NULL, 0, -EINVAL);
+    return c->fn(c->ctx, kv->key, kv->key + c->skip, kv->value, kv->value_len, 0);
+}
+
+static int est_subscriptions_scan(struct state *st, state_record_fn fn, void *ctx, char *err,
+                                  size_t errlen)
+{
+    struct est *s = est_of(st);
+    char *key = state_etcd_key(s, "/subscriptions/"), *end = key ? etcd_prefix_end(key) : NULL;
+    struct range q = {.key = key, .end = end, .page = SUBSCRIPTION_PAGE};
+    struct scan c = {key ? strlen(key) : 0, fn, ctx};
+    int r = key && end ? state_etcd_range(s, &q, take_subscription, &c, err, errlen) : -ENOMEM;
+
+    if (r == -ENOMEM)
+        state_etcd_say(err, errlen, r, key ? key : s->prefix, "out of memory");
+    free(key);
+    free(end);
+    return r;
+}
+
+static int est_subscription_put(struct state *st, const char *name, const char *text, char *err,
+                                size_t errlen)
+{
+    struct est *s = est_of(st);
+    char *key = state_etcd_key(s, "/subscriptions/%s", name);
+    int r = put_text(s, key, text, err, errlen);
+
+    free(key);
+    return r;
+}
+
+static int est_subscription_delete(struct state *st, const char *name, char *err, size_t errlen)
+{
+    struct est *s = est_of(st);
+    char *key = state_etcd_key(s, "/subscriptions/%s", name);
+    int r = key ? state_etcd_fenced_op(s, etcd_op_delete(key, NULL), key, err, errlen)
+                : state_etcd_say(err, errlen, -ENOMEM, s->prefix, "out of memory");
+
+    free(key);
     return r;
 }
 
@@ -756,4 +810,7 @@ static const struct state_backend_ops state_etcd_ops = {
     .deadletter = est_deadletter,
     .sync_position_get = est_sync_position_get,
     .sync_position_put = est_sync_position_put,
+    .subscriptions_scan = est_subscriptions_scan,
+    .subscription_put = est_subscription_put,
+    .subscription_delete = est_subscription_delete,
 };

@@ -1,6 +1,7 @@
 /*
  * The state's records as bytes (see state_format.h): the snapshot document and its change
- * history, journal lines, dead letters, sync positions. Pure: the backends do the I/O.
+ * history, journal lines, dead letters, sync positions, subscriptions. Pure: the backends do the
+ * I/O.
  *
  * One reading decision for the whole file: every document is read with the pull reader
  * (jscan.h). The snapshot has to be: through a jansson DOM a 100,000-project snapshot loads
@@ -18,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "conf.h"
+#include "hmac.h"
 #include "jscan.h"
 #include "utf8.h"
 
@@ -181,6 +185,22 @@ static int read_entry_string(struct jscan *js, char **out, size_t max, int *bad)
     return dup_bounded(out, str, n, max);
 }
 
+/*
+ * The kind change_kind_name() calls str (n bytes): 1 and *kind, or 0 when it names none. The one
+ * reader of kind names in the state: the history and the subscriptions' events.
+ */
+static int kind_of(const char *str, size_t n, enum change_kind *kind)
+{
+    for (int i = CHANGE_CREATED; i <= CHANGE_REMOVED; i++) {
+        const char *name = change_kind_name((enum change_kind)i);
+        if (n == strlen(name) && memcmp(str, name, n) == 0) {
+            *kind = (enum change_kind)i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int on_entry_member(struct jscan *js, const char *k, size_t kl, void *ctx)
 {
     struct entry_ctx *c = ctx;
@@ -206,14 +226,7 @@ static int on_entry_member(struct jscan *js, const char *k, size_t kl, void *ctx
         r = jscan_string(js, &str, &n);
         if (r)
             return r;
-        c->have_kind = 0;
-        for (int i = CHANGE_CREATED; i <= CHANGE_REMOVED; i++) {
-            const char *name = change_kind_name((enum change_kind)i);
-            if (n == strlen(name) && memcmp(str, name, n) == 0) {
-                e->kind = (enum change_kind)i;
-                c->have_kind = 1;
-            }
-        }
+        c->have_kind = kind_of(str, n, &e->kind);
         return 0;
     }
     /* One byte over the bound, so that a longer id is refused below, as a project's is. */
@@ -586,6 +599,26 @@ static int read_integer(struct jscan *js, int64_t *v, int *have)
     return *have ? jscan_int(js, v) : jscan_skip(js);
 }
 
+/*
+ * Reads buf (len bytes) as one JSON object and nothing after it, fn taking each member (as
+ * jscan_object_each()). 0, or fn's or the reader's error with err saying why (when errlen).
+ */
+static int read_document(const char *buf, size_t len, jscan_member_fn fn, void *ctx, char *err,
+                         size_t errlen)
+{
+    struct jscan js;
+    int r;
+
+    jscan_init(&js, buf, len);
+    r = jscan_object_each(&js, fn, ctx);
+    if (!r)
+        r = jscan_end(&js);
+    if (r && errlen)
+        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
+    jscan_fini(&js);
+    return r;
+}
+
 /* One journal line being read. */
 struct jline {
     char *op;
@@ -629,15 +662,10 @@ enum line_kind { LINE_BAD, LINE_ADD, LINE_DONE };
  */
 static int parse_line(const char *line, size_t len, struct jline *l)
 {
-    struct jscan js;
     int r, kind = LINE_BAD;
 
     memset(l, 0, sizeof(*l));
-    jscan_init(&js, line, len);
-    r = jscan_object_each(&js, on_line_member, l);
-    if (!r)
-        r = jscan_end(&js);
-    jscan_fini(&js);
+    r = read_document(line, len, on_line_member, l, NULL, 0);
     if (r == -ENOMEM)
         return r;
     if (r || !l->op || !l->rec.id)
@@ -752,16 +780,8 @@ int state_parse_sync_position(const char *buf, size_t len, struct state_sync_pos
                               char *err, size_t errlen)
 {
     struct state_sync_position p = {0};
-    struct jscan js;
-    int r;
+    int r = read_document(buf, len, on_position_member, &p, err, errlen);
 
-    jscan_init(&js, buf, len);
-    r = jscan_object_each(&js, on_position_member, &p);
-    if (!r)
-        r = jscan_end(&js);
-    if (r)
-        snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : js.err);
-    jscan_fini(&js);
     if (!r && (!p.server || !p.user || !p.position)) {
         snprintf(err, errlen, "\"%s\" is missing or not a string",
                  !p.server ? "homeserver"
@@ -775,4 +795,369 @@ int state_parse_sync_position(const char *buf, size_t len, struct state_sync_pos
     }
     *out = p;
     return 0;
+}
+
+/* ---- subscriptions ---- */
+
+int state_subscription_key(enum sub_platform p, const char *channel,
+                           char out[STATE_SUBSCRIPTION_KEY])
+{
+    char *name = NULL;
+    int r;
+
+    out[0] = '\0';
+    if (asprintf(&name, "%s:%s", sub_platform_name(p), channel) < 0)
+        return -ENOMEM;
+    r = hmac_sha256_digest_hex(name, strlen(name), out);
+    free(name);
+    return r;
+}
+
+/* Whether text is NULL or at most max bytes of valid UTF-8. */
+static int text_ok(const char *text, size_t max)
+{
+    size_t n = text ? strlen(text) : 0;
+
+    return !text || (n <= max && utf8_valid(text, n));
+}
+
+int state_subscription_check(const struct subscription *s, char *why, size_t whylen)
+{
+    if (s->platform != SUB_SLACK && s->platform != SUB_MATRIX) {
+        snprintf(why, whylen, "an unknown platform");
+    } else if (!sub_channel_ok(s->platform, s->channel)) {
+        snprintf(why, whylen, "a channel that is not a %s",
+                 s->platform == SUB_SLACK ? "Slack channel id" : "Matrix room id");
+    } else if (s->n_patterns == 0 || s->n_patterns > SUB_MAX_PATTERNS) {
+        snprintf(why, whylen, "%zu patterns (1 to %d are allowed)", s->n_patterns,
+                 SUB_MAX_PATTERNS);
+    } else if (s->events == 0 || (s->events & ~CONF_EVENTS_ALL)) {
+        snprintf(why, whylen, "%s", s->events == 0 ? "no event kind" : "an unknown event kind");
+    } else if (!s->by || !text_ok(s->by, SUB_USER_MAX)) {
+        snprintf(why, whylen, "a \"by\" missing, over %d bytes or not UTF-8", SUB_USER_MAX);
+    } else if (!text_ok(s->suspended, SUB_REASON_MAX)) {
+        snprintf(why, whylen, "a suspension reason over %d bytes or not UTF-8", SUB_REASON_MAX);
+    } else {
+        for (size_t i = 0; i < s->n_patterns; i++) {
+            if (!sub_pattern_ok(s->patterns[i])) {
+                snprintf(why, whylen, "pattern %zu is not a usable pattern", i + 1);
+                return -EINVAL;
+            }
+            /* Quadratic, but over at most SUB_MAX_PATTERNS short strings; strcasecmp() folds
+             * ASCII only, as the daemon never sets a locale (main.c). */
+            for (size_t j = 0; j < i; j++) {
+                if (strcasecmp(s->patterns[i], s->patterns[j]) == 0) {
+                    snprintf(why, whylen, "patterns %zu and %zu are the same", j + 1, i + 1);
+                    return -EINVAL;
+                }
+            }
+        }
+        return 0;
+    }
+    return -EINVAL;
+}
+
+char *state_format_subscription(const struct subscription *s)
+{
+    char why[128];
+    json_t *o, *patterns, *events;
+
+    if (state_subscription_check(s, why, sizeof(why)) != 0)
+        return NULL;
+    patterns = json_array();
+    events = json_array();
+    for (size_t i = 0; patterns && i < s->n_patterns; i++) {
+        if (json_array_append_new(patterns, json_string(s->patterns[i])) != 0) {
+            json_decref(patterns);
+            patterns = NULL;
+        }
+    }
+    for (int k = CHANGE_CREATED; events && k <= CHANGE_REMOVED; k++) {
+        if ((s->events & (1u << k)) &&
+            json_array_append_new(events, json_string(change_kind_name((enum change_kind)k))) !=
+                0) {
+            json_decref(events);
+            events = NULL;
+        }
+    }
+    /* "o" steals the arrays, also when the pack fails (jansson's json_pack, "o"). */
+    o = json_pack("{s:i, s:s, s:s, s:o, s:o, s:s, s:I, s:I}", "format", STATE_FORMAT, "platform",
+                  sub_platform_name(s->platform), "channel", s->channel, "patterns", patterns,
+                  "events", events, "by", s->by, "created", (json_int_t)s->created, "changed",
+                  (json_int_t)s->changed);
+    if (o && s->suspended && json_object_set_new(o, "suspended", json_string(s->suspended))) {
+        json_decref(o);
+        o = NULL;
+    }
+    return line_of(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+}
+
+/* A subscription record being read; the members are checked once it is whole. */
+struct sub_doc {
+    struct subscription s;
+    size_t cap; /* of s.patterns */
+    int64_t format;
+    int have_format, have_platform, have_patterns, have_created, have_changed;
+};
+
+/*
+ * A string member into *out, replacing an earlier one (the last of duplicate keys wins, as in
+ * read_text()); unlike read_text(), a member of another type or with a NUL byte fails the
+ * record: each of these members is required. null is NULL where null_ok.
+ */
+static int read_required_text(struct jscan *js, char **out, int null_ok, const char *what)
+{
+    const char *str;
+    size_t n;
+    int r;
+
+    free(*out);
+    *out = NULL;
+    if (null_ok && jscan_peek(js) == JSCAN_NULL)
+        return jscan_null(js);
+    if (jscan_peek(js) != JSCAN_STRING)
+        return jscan_fail(js, what);
+    r = jscan_string(js, &str, &n);
+    if (r)
+        return r;
+    if (memchr(str, '\0', n))
+        return jscan_fail(js, what);
+    *out = strndup(str, n);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int read_patterns(struct jscan *js, struct sub_doc *d)
+{
+    struct subscription *s = &d->s;
+    int r;
+
+    for (size_t i = 0; i < s->n_patterns; i++)
+        free(s->patterns[i]);
+    s->n_patterns = 0;
+    d->have_patterns = 1;
+    r = jscan_array_begin(js);
+    while (!r) {
+        r = jscan_array_next(js);
+        if (r <= 0)
+            break;
+        /* One past the bound is enough to know it is too many: a long array costs nothing. */
+        if (s->n_patterns > SUB_MAX_PATTERNS)
+            return jscan_fail(js, "too many patterns");
+        if (s->n_patterns == d->cap) {
+            size_t ncap = d->cap ? d->cap * 2 : 4;
+            char **nv = realloc(s->patterns, ncap * sizeof(*nv));
+            if (!nv)
+                return -ENOMEM;
+            s->patterns = nv;
+            d->cap = ncap;
+        }
+        s->patterns[s->n_patterns] = NULL;
+        r = read_required_text(js, &s->patterns[s->n_patterns], 0, "a pattern that is not text");
+        if (s->patterns[s->n_patterns])
+            s->n_patterns++;
+    }
+    return r < 0 ? r : 0;
+}
+
+static int read_events(struct jscan *js, unsigned *events)
+{
+    const char *str;
+    size_t n;
+    int r;
+
+    *events = 0;
+    r = jscan_array_begin(js);
+    while (!r) {
+        enum change_kind k;
+        r = jscan_array_next(js);
+        if (r <= 0)
+            break;
+        if (jscan_peek(js) != JSCAN_STRING)
+            return jscan_fail(js, "an event kind that is not text");
+        r = jscan_string(js, &str, &n);
+        if (r)
+            return r;
+        if (!kind_of(str, n, &k))
+            return jscan_fail(js, "an unknown event kind");
+        *events |= 1u << k;
+    }
+    return r < 0 ? r : 0;
+}
+
+static int read_number(struct jscan *js, int64_t *v, int *have, const char *what)
+{
+    if (jscan_peek(js) != JSCAN_NUMBER)
+        return jscan_fail(js, what);
+    *have = 1;
+    return jscan_int(js, v);
+}
+
+static int on_subscription_member(struct jscan *js, const char *k, size_t kl, void *ctx)
+{
+    struct sub_doc *d = ctx;
+    const char *str;
+    size_t n;
+    int r;
+
+    if (jscan_key_is(k, kl, "format"))
+        return read_number(js, &d->format, &d->have_format, "a format that is not a number");
+    if (jscan_key_is(k, kl, "platform")) {
+        if (jscan_peek(js) != JSCAN_STRING)
+            return jscan_fail(js, "a platform that is not text");
+        r = jscan_string(js, &str, &n);
+        if (r)
+            return r;
+        d->have_platform = 0;
+        for (int p = 0; p < SUB_PLATFORMS; p++) {
+            const char *name = sub_platform_name((enum sub_platform)p);
+            if (n == strlen(name) && memcmp(str, name, n) == 0) {
+                d->s.platform = (enum sub_platform)p;
+                d->have_platform = 1;
+            }
+        }
+        return d->have_platform ? 0 : jscan_fail(js, "an unknown platform");
+    }
+    if (jscan_key_is(k, kl, "channel"))
+        return read_required_text(js, &d->s.channel, 0, "a channel that is not text");
+    if (jscan_key_is(k, kl, "patterns")) {
+        if (jscan_peek(js) != JSCAN_ARRAY)
+            return jscan_fail(js, "patterns that are not an array");
+        return read_patterns(js, d);
+    }
+    if (jscan_key_is(k, kl, "events")) {
+        if (jscan_peek(js) != JSCAN_ARRAY)
+            return jscan_fail(js, "events that are not an array");
+        return read_events(js, &d->s.events);
+    }
+    if (jscan_key_is(k, kl, "by"))
+        return read_required_text(js, &d->s.by, 0, "a \"by\" that is not text");
+    if (jscan_key_is(k, kl, "suspended"))
+        return read_required_text(js, &d->s.suspended, 1, "a suspension that is not text");
+    if (jscan_key_is(k, kl, "created"))
+        return read_number(js, &d->s.created, &d->have_created,
+                           "a \"created\" that is not a number");
+    if (jscan_key_is(k, kl, "changed"))
+        return read_number(js, &d->s.changed, &d->have_changed,
+                           "a \"changed\" that is not a number");
+    return jscan_skip(js);
+}
+
+int state_parse_subscription(const char *buf, size_t len, struct subscription *out, char *why,
+                             size_t whylen)
+{
+    struct sub_doc d = {0};
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    r = read_document(buf, len, on_subscription_member, &d, why, whylen);
+    if (!r) {
+        const char *missing = !d.have_format     ? "format"
+                              : !d.have_platform ? "platform"
+                              : !d.s.channel     ? "channel"
+                              : !d.have_patterns ? "patterns"
+                              : !d.s.by          ? "by"
+                              : !d.have_created  ? "created"
+                              : !d.have_changed  ? "changed"
+                                                 : NULL;
+        r = -EPROTO;
+        if (missing)
+            snprintf(why, whylen, "no \"%s\" member", missing);
+        else if (d.format > STATE_FORMAT)
+            snprintf(why, whylen, "format %lld is newer than this version's (%d)",
+                     (long long)d.format, STATE_FORMAT);
+        else if (d.format != STATE_FORMAT)
+            snprintf(why, whylen, "unknown format %lld", (long long)d.format);
+        else if (state_subscription_check(&d.s, why, whylen) == 0)
+            r = 0;
+    }
+    if (r) {
+        subscription_fini(&d.s);
+        return r;
+    }
+    *out = d.s;
+    return 0;
+}
+
+static int subscription_cmp(const void *a, const void *b)
+{
+    const struct subscription *x = a, *y = b;
+
+    if (x->platform != y->platform)
+        return x->platform < y->platform ? -1 : 1;
+    return strcmp(x->channel, y->channel);
+}
+
+/* Sorts set's records and lets go of those past keep. */
+static void set_trim(struct state_subscription_set *set, size_t keep)
+{
+    qsort(set->v, set->n, sizeof(*set->v), subscription_cmp);
+    while (set->n > keep) {
+        subscription_fini(&set->v[--set->n]);
+        set->dropped++;
+    }
+}
+
+int state_subscription_set_add(struct state_subscription_set *set, const char *key, const char *buf,
+                               size_t len, char *why, size_t whylen)
+{
+    struct subscription s;
+    char want[STATE_SUBSCRIPTION_KEY];
+    int r;
+
+    if (len > STATE_SUBSCRIPTION_MAX) {
+        snprintf(why, whylen, "over %ld bytes", STATE_SUBSCRIPTION_MAX);
+        return -EPROTO;
+    }
+    r = state_parse_subscription(buf, len, &s, why, whylen);
+    if (r)
+        return r;
+    r = state_subscription_key(s.platform, s.channel, want);
+    if (!r && strcmp(want, key) != 0) {
+        snprintf(why, whylen, "it holds the subscription of a channel stored under another key");
+        r = -EPROTO;
+    }
+    if (!r && set->n == set->cap) {
+        if (set->cap == 2 * STATE_SUBSCRIPTIONS_MAX)
+            set_trim(set, STATE_SUBSCRIPTIONS_MAX);
+        else {
+            size_t ncap = set->cap ? set->cap * 2 : 16;
+            struct subscription *nv;
+            if (ncap > 2 * STATE_SUBSCRIPTIONS_MAX)
+                ncap = 2 * STATE_SUBSCRIPTIONS_MAX;
+            nv = realloc(set->v, ncap * sizeof(*nv));
+            if (!nv)
+                r = -ENOMEM;
+            else {
+                set->v = nv;
+                set->cap = ncap;
+            }
+        }
+    }
+    if (r) {
+        if (r == -ENOMEM)
+            snprintf(why, whylen, "out of memory");
+        subscription_fini(&s);
+        return r;
+    }
+    set->v[set->n++] = s;
+    return 0;
+}
+
+void state_subscription_set_finish(struct state_subscription_set *set,
+                                   struct subscription_list *out)
+{
+    set_trim(set, STATE_SUBSCRIPTIONS_MAX);
+    out->v = set->v;
+    out->n = set->n;
+    set->v = NULL;
+    set->n = set->cap = 0;
+}
+
+void state_subscription_set_fini(struct state_subscription_set *set)
+{
+    struct subscription_list l = {set->v, set->n};
+
+    subscription_list_fini(&l);
+    set->v = NULL;
+    set->n = set->cap = 0;
 }

@@ -1,8 +1,8 @@
 /*
  * The state's records and their bytes (pure: no I/O, no clock): the snapshot with its change
- * history, the journal's records and lines, dead letters, sync positions. Every backend stores
- * these same bytes (state.h says where and with which guarantees), so they are defined once,
- * here.
+ * history, the journal's records and lines, dead letters, sync positions, subscriptions. Every
+ * backend stores these same bytes (state.h says where and with which guarantees), so they are
+ * defined once, here.
  *
  * Reading: everything is read with the pull reader (jscan.h), because the snapshot must be (see
  * jscan.h); writing: everything is written with jansson, which escapes for us.
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "project.h"
+#include "subscription.h"
 
 #define STATE_FORMAT 1
 
@@ -143,5 +144,83 @@ char *state_format_sync_position(const struct state_sync_position *p);
  */
 int state_parse_sync_position(const char *buf, size_t len, struct state_sync_position *out,
                               char *err, size_t errlen);
+
+/* ---- subscriptions (subscription.h): one record per channel ---- */
+
+#define STATE_SUBSCRIPTION_MAX  (64L * 1024)           /* bytes of one record: more is damaged */
+#define STATE_SUBSCRIPTIONS_MAX (2 * SUB_MAX_CHANNELS) /* records a load keeps, all platforms */
+#define STATE_SUBSCRIPTION_KEY  65                     /* a record's key: 64 hex digits, NUL */
+
+/*
+ * The key a channel's record is stored under: the lowercase hex SHA-256 of
+ * "<sub_platform_name(p)>:<channel>" into out (the directory's subscriptions/<key>.json, etcd's
+ * <prefix>/subscriptions/<key>). A hash, so that no channel id ever becomes a path or needs
+ * escaping. 0, or -ENOMEM (out is then "").
+ */
+int state_subscription_key(enum sub_platform p, const char *channel,
+                           char out[STATE_SUBSCRIPTION_KEY]);
+
+/*
+ * Whether s is a record the reader takes back: a known platform, a channel sub_channel_ok()
+ * accepts, 1..SUB_MAX_PATTERNS patterns each sub_pattern_ok() and no two the same (ASCII
+ * case-insensitively), events a non-empty subset of CONF_EVENTS_ALL, a by of at most
+ * SUB_USER_MAX bytes and a suspension reason of at most SUB_REASON_MAX, both valid UTF-8. 0, or
+ * -EINVAL with why saying which rule it breaks (no part of s is quoted).
+ */
+int state_subscription_check(const struct subscription *s, char *why, size_t whylen);
+
+/*
+ * One subscription as its record, a JSON document and a newline:
+ * {"format":1,"platform":"slack"|"matrix","channel":...,"patterns":[...],"events":["created",...],
+ * "by":...,"created":N,"changed":N} plus "suspended":"reason" when it is suspended; event kinds
+ * by change_kind_name(), in enum order. Caller frees; NULL on ENOMEM or for an s that
+ * state_subscription_check() refuses.
+ */
+char *state_format_subscription(const struct subscription *s);
+
+/*
+ * Parses a record (len bytes). 0 with *out filled (subscription_fini() it), -ENOMEM, or -EPROTO
+ * with why saying why it is not a usable record: not such a JSON document (members of the wrong
+ * type, text after it), a format other than STATE_FORMAT (a newer one included), a member
+ * missing (all but "suspended", which may also be null), a string holding a NUL byte, or a
+ * record state_subscription_check() refuses. Members it does not know are ignored.
+ */
+int state_parse_subscription(const char *buf, size_t len, struct subscription *out, char *why,
+                             size_t whylen);
+
+/*
+ * What the backends' records become: every backend hands the records it finds, one at a time
+ * and in any order, to state_subscription_set_add(), and state_subscription_set_finish() makes
+ * the list state_subscriptions_load() returns. So what is skipped, the order and the bound are
+ * the same whatever the backend. Zero it before the first add.
+ */
+struct state_subscription_set {
+    struct subscription *v;
+    size_t n, cap;
+    size_t dropped; /* usable records beyond STATE_SUBSCRIPTIONS_MAX, let go */
+};
+
+/*
+ * Adds the record stored under key (a name of STATE_SUBSCRIPTION_KEY - 1 hex digits, as the
+ * storage holds it; NUL-terminated) holding len bytes at buf. 0 when it is kept; -EPROTO (why
+ * says why; nothing of its content is quoted) when it is skipped: over STATE_SUBSCRIPTION_MAX
+ * bytes, unreadable (state_parse_subscription()), or stored under another key than its
+ * channel's; -ENOMEM. Holds at most 2 * STATE_SUBSCRIPTIONS_MAX records at a time: past that
+ * the last ones in list order are let go (counted in set->dropped), so a hostile store costs
+ * time, not memory.
+ */
+int state_subscription_set_add(struct state_subscription_set *set, const char *key, const char *buf,
+                               size_t len, char *why, size_t whylen);
+
+/*
+ * Moves the records kept into *out, sorted by platform then channel (strcmp), the first
+ * STATE_SUBSCRIPTIONS_MAX of them (the rest counted in set->dropped); set is emptied (but for
+ * dropped), *out is the caller's (subscription_list_fini()). Cannot fail.
+ */
+void state_subscription_set_finish(struct state_subscription_set *set,
+                                   struct subscription_list *out);
+
+/* Frees what set holds; a zeroed or finished set is fine. */
+void state_subscription_set_fini(struct state_subscription_set *set);
 
 #endif

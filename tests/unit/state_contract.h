@@ -15,6 +15,7 @@
 
 #include "state.h"
 #include "state_format.h"
+#include "subscription.h"
 #include "test.h"
 
 struct contract_backend {
@@ -294,6 +295,111 @@ static void contract_big_snapshot(void)
     state_close(st);
 }
 
+/* ---- subscriptions ---- */
+
+/* A subscription of static strings (never subscription_fini() it). */
+static struct subscription contract_sub(enum sub_platform p, const char *channel, char **patterns,
+                                        size_t n, const char *suspended)
+{
+    return (struct subscription){.platform = p,
+                                 .channel = (char *)channel,
+                                 .patterns = patterns,
+                                 .n_patterns = n,
+                                 .events = (1u << CHANGE_CREATED) | (1u << CHANGE_ARCHIVED),
+                                 .by = "U0BY",
+                                 .created = 1700000000,
+                                 .changed = 1700000500,
+                                 .suspended = (char *)suspended};
+}
+
+static void contract_check_sub(const struct subscription *got, const struct subscription *want)
+{
+    CHECK_INT(got->platform, want->platform);
+    CHECK_STR(got->channel, want->channel);
+    CHECK_INT(got->n_patterns, want->n_patterns);
+    for (size_t i = 0; i < got->n_patterns && i < want->n_patterns; i++)
+        CHECK_STR(got->patterns[i], want->patterns[i]);
+    CHECK_INT(got->events, want->events);
+    CHECK_STR(got->by, want->by);
+    CHECK_INT(got->created, want->created);
+    CHECK_INT(got->changed, want->changed);
+    if (want->suspended)
+        CHECK_STR(got->suspended, want->suspended);
+    else
+        CHECK(got->suspended == NULL);
+}
+
+/* Loads the subscriptions and checks them against want, in order. */
+static void contract_check_subs(struct state *st, const struct subscription *const *want, size_t n)
+{
+    struct subscription_list l;
+    char err[512];
+
+    CHECK_INT(state_subscriptions_load(st, &l, err, sizeof(err)), 0);
+    CHECK_INT(l.n, n);
+    for (size_t i = 0; i < l.n && i < n; i++)
+        contract_check_sub(&l.v[i], want[i]);
+    subscription_list_fini(&l);
+}
+
+/*
+ * Put, load, replace, delete, reopen: every backend keeps each channel's subscription whole,
+ * returns them sorted by platform then channel, and skips nothing it wrote itself.
+ */
+static void contract_subscriptions(void)
+{
+    char *web[] = {"WEB*", "!WEB-OLD"}, *all[] = {"*"};
+    char *intl[] = {"\xc3\xa9t\xc3\xa9*", "!\xe6\x97\xa5\xe6\x9c\xac", "ops-?"};
+    struct subscription a = contract_sub(SUB_SLACK, "C0B", web, 2, NULL);
+    struct subscription b = contract_sub(SUB_SLACK, "C0A", all, 1, "HTTP 404: channel_not_found");
+    struct subscription c = contract_sub(SUB_MATRIX, "!r\xc3\xa9:hs.example", intl, 3, NULL);
+    struct subscription d = contract_sub(SUB_MATRIX, "!Abc:hs.example", all, 1, NULL);
+    struct state *st = contract_open(1);
+    char err[512];
+
+    contract_check_subs(st, NULL, 0);
+    /* Put out of order: the load sorts (Slack first, then strcmp of the channels). */
+    CHECK_INT(state_subscription_put(st, &c, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &d, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &b, err, sizeof(err)), 0);
+    contract_check_subs(st, (const struct subscription *const[]){&b, &a, &d, &c}, 4);
+
+    /* A put replaces the channel's subscription whole. */
+    struct subscription a2 = contract_sub(SUB_SLACK, "C0B", intl, 3, "suspended \"by\" the test");
+    a2.events = CONF_EVENTS_ALL;
+    a2.by = "U0OTHER";
+    a2.changed = 1700009999;
+    CHECK_INT(state_subscription_put(st, &a2, err, sizeof(err)), 0);
+    contract_check_subs(st, (const struct subscription *const[]){&b, &a2, &d, &c}, 4);
+
+    /* Delete; again (none saved is fine); of a channel never subscribed. */
+    CHECK_INT(state_subscription_delete(st, SUB_MATRIX, "!Abc:hs.example", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_MATRIX, "!Abc:hs.example", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0NEVER", err, sizeof(err)), 0);
+    contract_check_subs(st, (const struct subscription *const[]){&b, &a2, &c}, 3);
+
+    /* What a load would skip is refused. */
+    struct subscription bad = contract_sub(SUB_SLACK, "#general", all, 1, NULL);
+    CHECK_INT(state_subscription_put(st, &bad, err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "Slack channel id") != NULL);
+    bad = contract_sub(SUB_SLACK, "C0B", all, 0, NULL);
+    CHECK_INT(state_subscription_put(st, &bad, err, sizeof(err)), -EINVAL);
+    CHECK_INT(state_subscription_delete(st, 7, "C0B", err, sizeof(err)), -EINVAL);
+    state_close(st);
+
+    /* Durable: a restart finds the same. */
+    st = contract_open(0);
+    contract_check_subs(st, (const struct subscription *const[]){&b, &a2, &c}, 3);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0B", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_MATRIX, c.channel, err, sizeof(err)), 0);
+    state_close(st);
+    st = contract_open(0);
+    contract_check_subs(st, NULL, 0);
+    state_close(st);
+}
+
 static void state_contract_run(const struct contract_backend *b)
 {
     contract = b;
@@ -305,6 +411,7 @@ static void state_contract_run(const struct contract_backend *b)
     RUN(contract_compact_done_clear);
     RUN(contract_sync_positions);
     RUN(contract_big_snapshot);
+    RUN(contract_subscriptions);
 }
 
 #endif

@@ -91,9 +91,21 @@ static void test_edges(void)
     CHECK_STR(h, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
+/* Plain SHA-256 (FIPS 180-2, appendix B.1, and the empty message). */
+static void test_digest(void)
+{
+    char h[2 * SHA256_LEN + 1];
+
+    CHECK_INT(hmac_sha256_digest_hex("abc", 3, h), 0);
+    CHECK_STR(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK_INT(hmac_sha256_digest_hex(NULL, 0, h), 0);
+    CHECK_STR(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 int main(void)
 {
     RUN(test_hmac_rfc4231);
     RUN(test_edges);
+    RUN(test_digest);
     return test_done();
 }

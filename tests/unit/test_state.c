@@ -777,6 +777,384 @@ static void test_outbox_new_failure_closes_its_timers(void)
     CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---- subscription records (state_format.h) ---- */
+
+static void test_subscription_record_round_trip(void)
+{
+    char *pats[] = {"WEB*", "!WEB-OLD", "\xc3\xa9t\xc3\xa9*"};
+    struct subscription s = {.platform = SUB_MATRIX,
+                             .channel = "!r\xc3\xa9:hs.example",
+                             .patterns = pats,
+                             .n_patterns = 3,
+                             .events = (1u << CHANGE_CREATED) | (1u << CHANGE_REMOVED),
+                             .by = "@ann:hs.example",
+                             .created = 1700000000,
+                             .changed = 1700000100,
+                             .suspended = "HTTP 403: \"not in room\""};
+    struct subscription back;
+    char why[256], key[STATE_SUBSCRIPTION_KEY];
+    char *text = state_format_subscription(&s);
+
+    CHECK_STR(text, "{\"format\":1,\"platform\":\"matrix\",\"channel\":\"!r\xc3\xa9:hs.example\","
+                    "\"patterns\":[\"WEB*\",\"!WEB-OLD\",\"\xc3\xa9t\xc3\xa9*\"],"
+                    "\"events\":[\"created\",\"removed\"],\"by\":\"@ann:hs.example\","
+                    "\"created\":1700000000,\"changed\":1700000100,"
+                    "\"suspended\":\"HTTP 403: \\\"not in room\\\"\"}\n");
+    CHECK_INT(state_parse_subscription(text, strlen(text), &back, why, sizeof(why)), 0);
+    CHECK_INT(back.platform, SUB_MATRIX);
+    CHECK_STR(back.channel, s.channel);
+    CHECK_INT(back.n_patterns, 3);
+    for (size_t i = 0; i < 3 && i < back.n_patterns; i++)
+        CHECK_STR(back.patterns[i], pats[i]);
+    CHECK_INT(back.events, s.events);
+    CHECK_STR(back.by, s.by);
+    CHECK_INT(back.created, s.created);
+    CHECK_INT(back.changed, s.changed);
+    CHECK_STR(back.suspended, s.suspended);
+    subscription_fini(&back);
+    free(text);
+
+    /* Not suspended: no member; written by hand: any order, other members, null suspension. */
+    s.suspended = NULL;
+    text = state_format_subscription(&s);
+    CHECK(text && strstr(text, "suspended") == NULL);
+    free(text);
+    static const char by_hand[] =
+        "{ \"events\": [\"renamed\", \"renamed\"], \"x\": {\"y\": [1]}, \"suspended\": null,\n"
+        "  \"changed\": 2, \"created\": 1, \"by\": \"U1\", \"patterns\": [\"*\"],\n"
+        "  \"channel\": \"C0123ABCD\", \"platform\": \"slack\", \"format\": 1 }\n";
+    CHECK_INT(state_parse_subscription(by_hand, strlen(by_hand), &back, why, sizeof(why)), 0);
+    CHECK_INT(back.platform, SUB_SLACK);
+    CHECK_INT(back.events, 1u << CHANGE_RENAMED);
+    CHECK(back.suspended == NULL);
+    subscription_fini(&back);
+
+    /* The key: SHA-256 of "<platform>:<channel>", in lowercase hex. */
+    CHECK_INT(state_subscription_key(SUB_SLACK, "C0123ABCD", key), 0);
+    CHECK_STR(key, "f5d75ddf76ca59fbc89aea076367d6526f7da0f5023587d09fc6103985a6f76e");
+    CHECK_INT(state_subscription_key(SUB_MATRIX, "!r\xc3\xa9:hs.example", key), 0);
+    CHECK_STR(key, "42fd85a9ace15103569475079186ba78b3b38de24e4374ab1bc14a94b1455279");
+
+    /* The writer refuses what the reader would. */
+    s.n_patterns = 0;
+    CHECK(state_format_subscription(&s) == NULL);
+    CHECK_INT(state_subscription_check(&s, why, sizeof(why)), -EINVAL);
+    CHECK(strstr(why, "0 patterns") != NULL);
+}
+
+/* Each record that is not usable is refused, and the reason says which rule it breaks. */
+static void test_subscription_record_rejected(void)
+{
+#define HEAD "{\"format\":1,\"platform\":\"slack\",\"channel\":\"C0123ABCD\","
+#define TAIL "\"by\":\"U1\",\"created\":1,\"changed\":2}"
+#define PATS "\"patterns\":[\"WEB*\"],"
+#define EVTS "\"events\":[\"created\"],"
+    static const struct {
+        const char *doc, *why;
+    } bad[] = {
+        {"not json", "byte 0"},
+        {"[" HEAD PATS EVTS TAIL "]", "byte 0"},
+        {HEAD PATS EVTS TAIL " {}", "byte"},
+        {"{\"format\":1,\"platform\":\"irc\",\"channel\":\"C0123ABCD\"," PATS EVTS TAIL,
+         "unknown platform"},
+        {"{\"format\":1,\"platform\":7,\"channel\":\"C0123ABCD\"," PATS EVTS TAIL,
+         "platform that is not text"},
+        {"{\"format\":1,\"platform\":\"slack\",\"channel\":\"c0123abcd\"," PATS EVTS TAIL,
+         "not a Slack channel id"},
+        {"{\"format\":1,\"platform\":\"matrix\",\"channel\":\"#room:hs\"," PATS EVTS TAIL,
+         "not a Matrix room id"},
+        {"{\"format\":1,\"platform\":\"slack\",\"channel\":\"C0123\\u0000\"," PATS EVTS TAIL,
+         "channel that is not text"},
+        {HEAD "\"patterns\":[]," EVTS TAIL, "0 patterns (1 to 50 are allowed)"},
+        {HEAD "\"patterns\":\"WEB*\"," EVTS TAIL, "patterns that are not an array"},
+        {HEAD "\"patterns\":[\"WEB*\",\"a b\"]," EVTS TAIL, "pattern 2 is not a usable pattern"},
+        {HEAD "\"patterns\":[\"!\"]," EVTS TAIL, "pattern 1 is not a usable pattern"},
+        {HEAD "\"patterns\":[\"WEB*\",3]," EVTS TAIL, "pattern that is not text"},
+        {HEAD "\"patterns\":[\"web*\",\"x\",\"WEB*\"]," EVTS TAIL, "patterns 1 and 3 are the same"},
+        {HEAD PATS "\"events\":[\"created\",\"exploded\"]," TAIL, "unknown event kind"},
+        {HEAD PATS "\"events\":[]," TAIL, "no event kind"},
+        {HEAD PATS "\"events\":[1]," TAIL, "event kind that is not text"},
+        {HEAD PATS TAIL, "no event kind"},
+        {HEAD PATS EVTS "\"suspended\":5," TAIL, "suspension that is not text"},
+        {"{\"format\":2,\"platform\":\"slack\",\"channel\":\"C0123ABCD\"," PATS EVTS TAIL,
+         "format 2 is newer than this version's (1)"},
+        {"{\"format\":0,\"platform\":\"slack\",\"channel\":\"C0123ABCD\"," PATS EVTS TAIL,
+         "unknown format 0"},
+        {"{\"format\":\"1\",\"platform\":\"slack\",\"channel\":\"C0123ABCD\"," PATS EVTS TAIL,
+         "format that is not a number"},
+        {"{\"platform\":\"slack\",\"channel\":\"C0123ABCD\"," PATS EVTS TAIL, "no \"format\""},
+        {"{\"format\":1,\"channel\":\"C0123ABCD\"," PATS EVTS TAIL, "no \"platform\""},
+        {"{\"format\":1,\"platform\":\"slack\"," PATS EVTS TAIL, "no \"channel\""},
+        {HEAD EVTS TAIL, "no \"patterns\""},
+        {HEAD PATS EVTS "\"created\":1,\"changed\":2}", "no \"by\""},
+        {HEAD PATS EVTS "\"by\":\"U1\",\"changed\":2}", "no \"created\""},
+        {HEAD PATS EVTS "\"by\":\"U1\",\"created\":1}", "no \"changed\""},
+        {HEAD PATS EVTS "\"by\":\"U1\",\"created\":1.5,\"changed\":2}", "byte"},
+    };
+    struct subscription out;
+    char why[256], doc[4096];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        CHECK_INT(state_parse_subscription(bad[i].doc, strlen(bad[i].doc), &out, why, sizeof(why)),
+                  -EPROTO);
+        if (!strstr(why, bad[i].why))
+            fprintf(stderr, "record %zu: \"%s\", wanted \"%s\"\n", i, why, bad[i].why);
+        CHECK(strstr(why, bad[i].why) != NULL);
+        CHECK(out.channel == NULL && out.patterns == NULL);
+    }
+
+    /* The bounds: 50 patterns, 255 bytes of "by", 200 of a reason; one more is refused. */
+    static const struct {
+        int n;
+        const char *what, *why;
+    } bounds[] = {
+        {50, "patterns", NULL},
+        {51, "patterns", "51 patterns (1 to 50 are allowed)"},
+        {80, "patterns", "too many patterns"},
+        {255, "by", NULL},
+        {256, "by", "\"by\" missing, over 255 bytes"},
+        {200, "reason", NULL},
+        {201, "reason", "suspension reason over 200 bytes"},
+    };
+    for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        int n = bounds[i].n, k;
+        char long_text[300];
+        memset(long_text, 'x', (size_t)n);
+        long_text[n] = '\0';
+        if (strcmp(bounds[i].what, "patterns") == 0) {
+            k = snprintf(doc, sizeof(doc), HEAD "\"patterns\":[");
+            for (int j = 0; j < n; j++)
+                k += snprintf(doc + k, sizeof(doc) - (size_t)k, "%s\"P%d\"", j ? "," : "", j);
+            snprintf(doc + k, sizeof(doc) - (size_t)k, "]," EVTS TAIL);
+        } else if (strcmp(bounds[i].what, "by") == 0) {
+            snprintf(doc, sizeof(doc), HEAD PATS EVTS "\"by\":\"%s\",\"created\":1,\"changed\":2}",
+                     long_text);
+        } else {
+            snprintf(doc, sizeof(doc), HEAD PATS EVTS "\"suspended\":\"%s\"," TAIL, long_text);
+        }
+        why[0] = '\0';
+        int r = state_parse_subscription(doc, strlen(doc), &out, why, sizeof(why));
+        CHECK_INT(r, bounds[i].why ? -EPROTO : 0);
+        if (bounds[i].why)
+            CHECK(strstr(why, bounds[i].why) != NULL);
+        subscription_fini(&out);
+    }
+#undef HEAD
+#undef TAIL
+#undef PATS
+#undef EVTS
+}
+
+/* The common step of every backend's load: skipped records, the key check, order and bound. */
+static void test_subscription_set(void)
+{
+    struct state_subscription_set set = {0};
+    struct subscription_list l;
+    char *pats[] = {"*"};
+    struct subscription s = {.platform = SUB_SLACK,
+                             .patterns = pats,
+                             .n_patterns = 1,
+                             .events = CONF_EVENTS_ALL,
+                             .by = "U1"};
+    char why[256], key[STATE_SUBSCRIPTION_KEY], ch[32];
+
+    /* 2 * STATE_SUBSCRIPTIONS_MAX + 500 Slack channels, added from the last one down. */
+    for (int i = 2 * STATE_SUBSCRIPTIONS_MAX + 500; i-- > 0;) {
+        snprintf(ch, sizeof(ch), "C%05d", i);
+        s.channel = ch;
+        s.platform = i % 2 ? SUB_MATRIX : SUB_SLACK;
+        if (s.platform == SUB_MATRIX)
+            snprintf(ch, sizeof(ch), "!%05d:hs", i);
+        char *text = state_format_subscription(&s);
+        CHECK_INT(state_subscription_key(s.platform, ch, key), 0);
+        CHECK_INT(state_subscription_set_add(&set, key, text, strlen(text), why, sizeof(why)), 0);
+        free(text);
+    }
+    /* Damaged, too big, under another channel's key: skipped, each saying why. */
+    CHECK_INT(state_subscription_set_add(&set, key, "{", 1, why, sizeof(why)), -EPROTO);
+    char *big = calloc(1, STATE_SUBSCRIPTION_MAX + 2);
+    memset(big, ' ', STATE_SUBSCRIPTION_MAX + 1);
+    CHECK_INT(
+        state_subscription_set_add(&set, key, big, STATE_SUBSCRIPTION_MAX + 1, why, sizeof(why)),
+        -EPROTO);
+    CHECK(strstr(why, "over 65536 bytes") != NULL);
+    free(big);
+    s.platform = SUB_SLACK;
+    s.channel = "CELSEWHERE";
+    char *text = state_format_subscription(&s);
+    CHECK_INT(state_subscription_set_add(&set, key, text, strlen(text), why, sizeof(why)), -EPROTO);
+    CHECK(strstr(why, "another key") != NULL);
+    CHECK(strstr(why, "CELSEWHERE") == NULL);
+    free(text);
+
+    state_subscription_set_finish(&set, &l);
+    CHECK_INT(l.n, STATE_SUBSCRIPTIONS_MAX);
+    CHECK_INT(set.dropped, STATE_SUBSCRIPTIONS_MAX + 500);
+    /* The first ones by platform, then channel: every Slack channel (even numbers), in order. */
+    CHECK_STR(l.v[0].channel, "C00000");
+    CHECK_STR(l.v[1].channel, "C00002");
+    CHECK_INT(l.v[l.n - 1].platform, SUB_SLACK);
+    CHECK_STR(l.v[l.n - 1].channel, "C01998");
+    for (size_t i = 1; i < l.n; i++)
+        CHECK(strcmp(l.v[i - 1].channel, l.v[i].channel) < 0);
+    subscription_list_fini(&l);
+    state_subscription_set_fini(&set);
+}
+
+/* ---- subscriptions in the directory: subscriptions/<key>.json ---- */
+
+static void remove_subscriptions(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/subscriptions", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+/* The path of (p, channel)'s record into path. */
+static void sub_path(enum sub_platform p, const char *channel, char *path, size_t len)
+{
+    char key[STATE_SUBSCRIPTION_KEY];
+
+    CHECK_INT(state_subscription_key(p, channel, key), 0);
+    snprintf(path, len, "%s/subscriptions/%s.json", dir, key);
+}
+
+static size_t load_subs(struct state *st, struct subscription_list *l)
+{
+    char err[256];
+
+    CHECK_INT(state_subscriptions_load(st, l, err, sizeof(err)), 0);
+    return l->n;
+}
+
+/* Files 0600 in a 0700 directory; damaged ones, misplaced ones and temp files are skipped and
+ * left where they are; a record bigger than the cap is damaged. */
+static void test_subscription_files(void)
+{
+    char *all[] = {"*"};
+    struct subscription a = {.platform = SUB_SLACK,
+                             .channel = "C0A",
+                             .patterns = all,
+                             .n_patterns = 1,
+                             .events = CONF_EVENTS_ALL,
+                             .by = "U1"};
+    struct subscription b = a;
+    struct subscription_list l;
+    struct state *st = NULL;
+    struct stat sb;
+    char err[256], path[512], other[512], name[300];
+
+    b.channel = "C0B";
+    remove_subscriptions();
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(st, &l), 0); /* no subscriptions/ yet */
+    subscription_list_fini(&l);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    sub_path(SUB_SLACK, "C0A", path, sizeof(path));
+    CHECK_INT(stat(path, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0600);
+    snprintf(name, sizeof(name), "%s/subscriptions", dir);
+    CHECK_INT(stat(name, &sb), 0);
+    CHECK_INT(sb.st_mode & 0777, 0700);
+
+    /* C0B's record under C0A's name (and C0A's under C0B's): neither is read. */
+    char *text_b = state_format_subscription(&b);
+    write_file("subscriptions/not-a-key.json", text_b);
+    sub_path(SUB_SLACK, "C0B", other, sizeof(other));
+    snprintf(name, sizeof(name), "subscriptions/%s", strrchr(other, '/') + 1);
+    char *text_a = state_format_subscription(&a);
+    write_file(name, text_a); /* C0B's file holds C0A: misplaced */
+    CHECK_INT(load_subs(st, &l), 1);
+    CHECK_STR(l.n ? l.v[0].channel : NULL, "C0A");
+    subscription_list_fini(&l);
+    CHECK_INT(stat(other, &sb), 0); /* left in place */
+
+    /* Damaged, too big, a directory, a temp file of a put that never finished: skipped. */
+    write_file(name, "{\"format\":1,");
+    write_file("subscriptions/x.json", "");
+    char *big = malloc(STATE_SUBSCRIPTION_MAX + 10);
+    memset(big, ' ', STATE_SUBSCRIPTION_MAX + 9);
+    big[STATE_SUBSCRIPTION_MAX + 9] = '\0';
+    memcpy(big, text_b, strlen(text_b));
+    write_file(name, big);
+    free(big);
+    snprintf(other, sizeof(other), "%s/subscriptions/d.json", dir);
+    CHECK_INT(mkdir(other, 0700), 0);
+    snprintf(other, sizeof(other), "%s.tmp", name);
+    write_file(other, text_b);
+    snprintf(other, sizeof(other), "%s/%s", dir, name);
+    CHECK_INT(load_subs(st, &l), 1);
+    subscription_list_fini(&l);
+    CHECK_INT(stat(other, &sb), 0);
+
+    /* A put replaces the damaged file; deleting leaves the others. */
+    CHECK_INT(state_subscription_put(st, &b, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(st, &l), 2);
+    CHECK_STR(l.n == 2 ? l.v[1].channel : NULL, "C0B");
+    subscription_list_fini(&l);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    CHECK_INT(stat(path, &sb), -1);
+    CHECK_INT(load_subs(st, &l), 1);
+    subscription_list_fini(&l);
+    free(text_a);
+    free(text_b);
+    state_close(st);
+    remove_subscriptions();
+}
+
+/* A read-only look (--doctor, --dry-run): no lock taken, nothing created, writes refused. */
+static void test_subscriptions_read_only(void)
+{
+    char *all[] = {"*"};
+    struct subscription a = {.platform = SUB_MATRIX,
+                             .channel = "!a:hs",
+                             .patterns = all,
+                             .n_patterns = 1,
+                             .events = CONF_EVENTS_ALL,
+                             .by = "@u:hs"};
+    struct state *st = NULL, *ro = NULL, *ro2 = NULL;
+    struct subscription_list l;
+    struct snapshot back;
+    char err[256], missing[128];
+
+    snprintf(missing, sizeof(missing), "%s/nowhere", dir);
+    CHECK_INT(state_open_readonly(&ro, missing, err, sizeof(err)), -ENOENT);
+    CHECK(ro == NULL);
+    CHECK_INT(access(missing, F_OK), -1);
+
+    /* An existing state without subscriptions/: an empty list, and none is created. */
+    CHECK_INT(state_open_readonly(&ro, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro, &l), 0);
+    CHECK_INT(count_prefix("subscriptions"), 0);
+    state_close(ro);
+
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    /* Beside the writer, which holds the lock. */
+    CHECK_INT(state_open_readonly(&ro, dir, err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro, &l), 1);
+    CHECK_STR(l.n ? l.v[0].channel : NULL, "!a:hs");
+    subscription_list_fini(&l);
+    CHECK(state_load(ro, dir, &back, err, sizeof(err)) >= 0);
+    snapshot_fini(&back);
+    CHECK_INT(state_subscription_put(ro, &a, err, sizeof(err)), -EROFS);
+    CHECK_INT(state_subscription_delete(ro, SUB_MATRIX, "!a:hs", err, sizeof(err)), -EROFS);
+    state_close(st);
+
+    /* And it took no lock itself: a writer opens while it looks. */
+    CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_open_readonly(&ro2, dir, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(st, SUB_MATRIX, "!a:hs", err, sizeof(err)), 0);
+    CHECK_INT(load_subs(ro2, &l), 0);
+    state_close(ro2);
+    state_close(ro);
+    state_close(st);
+    remove_subscriptions();
+}
+
 /* The contract every backend passes (state_contract.h), on an emptied directory. */
 static int dir_reopen(struct state **out)
 {
@@ -821,6 +1199,11 @@ int main(void)
     RUN(test_sync_position_put_failure);
     RUN(test_save_failure_names_the_errno);
     RUN(test_outbox_new_failure_closes_its_timers);
+    RUN(test_subscription_record_round_trip);
+    RUN(test_subscription_record_rejected);
+    RUN(test_subscription_set);
+    RUN(test_subscription_files);
+    RUN(test_subscriptions_read_only);
     state_contract_run(&dir_backend);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

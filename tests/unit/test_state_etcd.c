@@ -3,7 +3,7 @@
  * (tests/etcd_server.h; skipped, exit 77, without an etcd binary): the state contract every
  * backend passes (state_contract.h), then what only a shared store has: fencing by the leader
  * key's lease (revoked, deposed, a lease the clock no longer trusts), -EBUSY at open, a
- * read-only look, damaged chunks, the dead letters' bound.
+ * read-only look, damaged chunks, the dead letters' bound, subscriptions fenced and skipped.
  */
 #include <errno.h>
 #include <signal.h>
@@ -396,6 +396,60 @@ static void test_etcd_unreachable_mid_commit(void)
     state_close(st);
 }
 
+/* Subscriptions: fenced like every write, readable without a lease, damaged ones skipped. */
+static void test_subscriptions_fenced(void)
+{
+    char *all[] = {"*"};
+    struct subscription a = contract_sub(SUB_SLACK, "C0A", all, 1, NULL);
+    struct subscription b = contract_sub(SUB_SLACK, "C0B", all, 1, NULL);
+    struct state *st = NULL, *ro = NULL, *other_st = NULL;
+    int64_t other = grant();
+    char err[512], key[STATE_SUBSCRIPTION_KEY], path[256];
+
+    CHECK_INT(fresh(&st), 0);
+    CHECK_INT(state_subscription_put(st, &a, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_key(SUB_SLACK, "C0A", key), 0);
+    snprintf(path, sizeof(path), PREFIX "/subscriptions/%s", key);
+    char *v = get(path, NULL);
+    CHECK(v && strstr(v, "\"channel\":\"C0A\""));
+    free(v);
+
+    /* Damaged, or under another channel's key or a name that is no key: skipped, left there. */
+    CHECK_INT(txn(ops1(etcd_op_put(PREFIX "/subscriptions/junk", "{", 1, 0))), 0);
+    CHECK_INT(state_subscription_key(SUB_SLACK, "C0B", key), 0);
+    snprintf(path, sizeof(path), PREFIX "/subscriptions/%s", key);
+    char *text = state_format_subscription(&a);
+    CHECK_INT(txn(ops1(etcd_op_put(path, text, strlen(text), 0))), 0);
+    CHECK_INT(txn(ops1(etcd_op_put(PREFIX "/subscriptions/a", text, strlen(text), 0))), 0);
+    free(text);
+    contract_check_subs(st, (const struct subscription *const[]){&a}, 1);
+    CHECK(has(PREFIX "/subscriptions/junk"));
+    CHECK_INT(count(PREFIX "/subscriptions/"), 4);
+
+    /* A read-only look loads them too, and cannot write. */
+    CHECK_INT(state_open_etcd(&ro, admin, PREFIX, NULL, STATE_OPEN_READONLY, err, sizeof(err)), 0);
+    contract_check_subs(ro, (const struct subscription *const[]){&a}, 1);
+    CHECK_INT(state_subscription_put(ro, &b, err, sizeof(err)), -EROFS);
+    CHECK_INT(state_subscription_delete(ro, SUB_SLACK, "C0A", err, sizeof(err)), -EROFS);
+
+    /* Another replica leads: this one's put and delete are refused and change nothing. */
+    lead("replica-b", other);
+    CHECK_INT(open_as(&other_st, other, 0, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_put(st, &b, err, sizeof(err)), -ENOLCK);
+    CHECK(strstr(err, "leadership lost") != NULL);
+    CHECK_INT(state_subscription_delete(st, SUB_SLACK, "C0A", err, sizeof(err)), -ENOLCK);
+    CHECK_INT(state_check(st, err, sizeof(err)), -ENOLCK);
+    contract_check_subs(ro, (const struct subscription *const[]){&a}, 1);
+    /* The new leader can. */
+    CHECK_INT(state_subscription_put(other_st, &b, err, sizeof(err)), 0);
+    CHECK_INT(state_subscription_delete(other_st, SUB_SLACK, "C0A", err, sizeof(err)), 0);
+    contract_check_subs(ro, (const struct subscription *const[]){&b}, 1);
+    state_close(ro);
+    state_close(other_st);
+    state_close(st);
+    revoke_lease(other);
+}
+
 int main(void)
 {
     char err[256];
@@ -418,6 +472,7 @@ int main(void)
     RUN(test_untrusted_lease_refuses_writes);
     RUN(test_open_needs_the_leader_key);
     RUN(test_read_only);
+    RUN(test_subscriptions_fenced);
     RUN(test_corrupt_chunks);
     RUN(test_deadletter_bound);
     RUN(test_journal_keys);
