@@ -86,19 +86,17 @@ int sub_channel_ok(enum sub_platform p, const char *channel)
         }
         return 1;
     }
-    if (p != SUB_MATRIX || n < 4 || n > SUB_CHANNEL_MAX || channel[0] != '!')
+    /* As chat.matrix.rooms accepts (conf_chat.c), the only rooms commands come from; valid
+     * UTF-8 too, since it is written in JSON. Wherever it goes it is escaped: a path segment
+     * (url_build()), an alert or an answer (render.c). */
+    if (p != SUB_MATRIX || n < 2 || n > SUB_CHANNEL_MAX || channel[0] != '!')
         return 0;
-    const char *colon = strchr(channel + 1, ':');
-    if (!colon || colon == channel + 1 || !colon[1])
-        return 0;
-    /* Room ids are opaque but ASCII (a localpart of letters, ":", a server name); nothing that
-     * HTML, a path or a log line would read as more than text. */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)channel[i];
-        if (c <= 0x20 || c >= 0x7f || strchr("/<>&\"'\\", c))
+        if (c <= 0x20 || c == 0x7f)
             return 0;
     }
-    return 1;
+    return utf8_valid(channel, n);
 }
 
 int sub_pattern_ok(const char *pattern)

@@ -58,9 +58,8 @@ const char *sub_platform_name(enum sub_platform p);
 /*
  * Whether channel is usable as a subscription's channel: a Slack channel id (C or G then
  * upper-case letters and digits, at most 32 bytes; direct messages cannot subscribe) or a
- * Matrix room id ("!" localpart ":" server, printable ASCII without space, '/', '<', '>', '&',
- * quotes or backslash, at most SUB_CHANNEL_MAX bytes). The state's readers check it too: it
- * becomes part of a sink name, an alert and a request's path.
+ * Matrix room id as chat.matrix.rooms accepts one ("!" and more, no space or control byte, at
+ * most SUB_CHANNEL_MAX bytes) that is valid UTF-8. The state's readers check it too.
  */
 int sub_channel_ok(enum sub_platform p, const char *channel);
 

@@ -218,11 +218,12 @@ static void test_channels_and_patterns(void)
     CHECK(!sub_channel_ok(SUB_SLACK, "C01/../x"));
     CHECK(sub_channel_ok(SUB_MATRIX, "!abc:example.org"));
     CHECK(sub_channel_ok(SUB_MATRIX, "!abc:[::1]:8448"));
+    CHECK(sub_channel_ok(SUB_MATRIX, "!rÃ©/<b>:x")); /* escaped wherever it goes */
     CHECK(!sub_channel_ok(SUB_MATRIX, "#alias:example.org"));
-    CHECK(!sub_channel_ok(SUB_MATRIX, "!abc"));
-    CHECK(!sub_channel_ok(SUB_MATRIX, "!a/b:x"));
-    CHECK(!sub_channel_ok(SUB_MATRIX, "!<b>:x"));
+    CHECK(!sub_channel_ok(SUB_MATRIX, "!"));
     CHECK(!sub_channel_ok(SUB_MATRIX, "!a b:x"));
+    CHECK(!sub_channel_ok(SUB_MATRIX, "!a\x01:x"));
+    CHECK(!sub_channel_ok(SUB_MATRIX, "!\xff:x"));
 
     CHECK(sub_pattern_ok("WEB*"));
     CHECK(sub_pattern_ok("!OLD"));
