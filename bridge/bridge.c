@@ -1106,7 +1106,7 @@ static int slack_answer(void *userdata, const struct slack_command *cmd, char **
     struct bridge *b = userdata;
     int r = chat_subs_command(b->subs, SUB_SLACK, cmd->channel_id, cmd->user_id, cmd->text,
                               cmd->len, cmd->ticket, payload);
-    return r == 1 ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload) : r;
+    return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload) : r;
 }
 
 static void answer_later(void *userdata, uint64_t ticket, const char *payload)
@@ -1128,7 +1128,7 @@ static int matrix_answer(void *userdata, const char *room_id, const char *sender
     int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content);
     /* A subscription command's answer reports a change of the state: journaled (below). */
     *durable = r == 0;
-    return r == 1 ? bridge_command(b, text, len, COMMAND_MATRIX, content) : r;
+    return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, text, len, COMMAND_MATRIX, content) : r;
 }
 
 static void matrix_left(void *userdata, const char *room_id, const char *by)

@@ -536,7 +536,7 @@ int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *cha
     if (r == -ENOMEM)
         return r;
     if (r == 0 && req.verb == SUB_NONE)
-        return 1;
+        return CHAT_SUBS_NOT_OURS;
     metrics_command(sub_platform_name(p), command_name(text, len));
     if (r < 0) {
         snprintf(head, sizeof(head), "Sorry, %s", err);

@@ -54,9 +54,12 @@ void chat_subs_free(struct chat_subs *cs);
 /* The active subscriptions' sinks, for routing a poll's changes (announce.h's extra). */
 const struct conf_sink *const *chat_subs_sinks(const struct chat_subs *cs, size_t *n);
 
+#define CHAT_SUBS_NOT_OURS 2 /* chat_subs_command(): not a subscription command */
+
 /*
  * Runs text (the words after the command) typed by user in channel on platform p if it is a
- * subscription command: returns 1 when it is not one (the caller answers it), 0 and *out (the
+ * subscription command: returns CHAT_SUBS_NOT_OURS when it is not one (the caller answers it),
+ * 0 and *out (the
  * answer for the platform; caller frees), SLACK_ANSWER_LATER for a Slack subscribe that waits
  * for the membership check (the answer then comes through hooks.answer_later with ticket), or
  * -ENOMEM.

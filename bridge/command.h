@@ -11,7 +11,9 @@
 
 #include "project.h"
 
-#define COMMAND_MAX_INPUT 200 /* bytes of command text considered; longer input is refused */
+/* Bytes of command text considered; longer input is refused. Room for one `subscribe` with
+ * SUB_MAX_PATTERNS patterns of a typical length (subscription.h). */
+#define COMMAND_MAX_INPUT 1000
 
 enum command_platform {
     COMMAND_SLACK = 0, /* a Socket Mode ack payload: {"response_type","text","blocks"} */
