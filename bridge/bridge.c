@@ -820,7 +820,8 @@ static void schedule(struct bridge *b, uint64_t delay_ms)
 int bridge_start(struct bridge *b)
 {
     schedule(b, 0);
-    chat_subs_start(b->subs);
+    if (!b->opts.once)
+        chat_subs_start(b->subs); /* the bot token's auth.test: for a daemon that answers */
     if (b->slack)
         slack_socket_start(b->slack);
     if (b->matrix)

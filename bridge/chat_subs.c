@@ -19,6 +19,7 @@
 #include "slack_api.h"
 #include "slack_socket.h"
 #include "state.h"
+#include "utf8.h"
 
 /* conversations.info must answer before Slack's 3 s for the ack run out (slack_socket.h). */
 #define CHECK_TIMEOUT_MS (SLACK_ANSWER_LATER_MS - 500)
@@ -44,6 +45,7 @@ struct chat_subs {
     struct conf_sink **sinks; /* parallel to subs.v */
     const struct conf_sink **active; /* chat_subs_sinks()' answer, rebuilt on every change */
     size_t n_active;
+    size_t cap; /* of subs.v, sinks and active: so that rebuilding never allocates */
     struct check *checks;
     struct slack_api_call *auth_call;
     char bot_name[SLACK_API_NAME_MAX + 1]; /* from auth.test; "" until known */
@@ -65,21 +67,40 @@ static const char *where(enum sub_platform p)
     return p == SUB_SLACK ? "Slack channel" : "Matrix room";
 }
 
-/* Rebuilds the list of active sinks. 0 or -ENOMEM (the old list stays). */
-static int rebuild_active(struct chat_subs *cs)
+/* Room for n subscriptions in subs.v, sinks and active. 0 or -ENOMEM (nothing changed). */
+static int reserve(struct chat_subs *cs, size_t n)
 {
-    const struct conf_sink **v = calloc(cs->subs.n ? cs->subs.n : 1, sizeof(*v));
-    size_t n = 0;
+    size_t cap = cs->cap ? cs->cap : 8;
 
+    if (n <= cs->cap)
+        return 0;
+    while (cap < n)
+        cap *= 2;
+    struct subscription *v = realloc(cs->subs.v, cap * sizeof(*v));
     if (!v)
         return -ENOMEM;
+    cs->subs.v = v;
+    struct conf_sink **k = realloc(cs->sinks, cap * sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    cs->sinks = k;
+    const struct conf_sink **a = realloc(cs->active, cap * sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    cs->active = a;
+    cs->cap = cap;
+    return 0;
+}
+
+/* The list of active sinks, anew (in place: it has room for every subscription). */
+static void rebuild_active(struct chat_subs *cs)
+{
+    size_t n = 0;
+
     for (size_t i = 0; i < cs->subs.n; i++)
         if (cs->sinks[i])
-            v[n++] = cs->sinks[i];
-    free(cs->active);
-    cs->active = v;
+            cs->active[n++] = cs->sinks[i];
     cs->n_active = n;
-    return 0;
 }
 
 /* A sink and its queue for subscription i (active). 0 or -errno. */
@@ -99,14 +120,21 @@ static int open_sink(struct chat_subs *cs, size_t i)
     return 0;
 }
 
-/* Removes subscription i's queue (what it held is dead-lettered with why) and sink. */
-static void close_sink(struct chat_subs *cs, size_t i, const char *why)
+/*
+ * Removes subscription i's queue (what it held is dead-lettered with why; queue_gone: the
+ * outbox has removed it already) and its sink, from the routing first.
+ */
+static void close_sink(struct chat_subs *cs, size_t i, const char *why, int queue_gone)
 {
-    if (!cs->sinks[i])
+    struct conf_sink *k = cs->sinks[i];
+
+    if (!k)
         return;
-    outbox_remove_sink(cs->ob, cs->sinks[i]->name, why);
-    sub_sink_free(cs->sinks[i]);
     cs->sinks[i] = NULL;
+    rebuild_active(cs);
+    if (!queue_gone)
+        outbox_remove_sink(cs->ob, k->name, why);
+    sub_sink_free(k);
 }
 
 int chat_subs_new(struct chat_subs **out, const struct conf *conf, struct state *st,
@@ -131,12 +159,20 @@ int chat_subs_new(struct chat_subs **out, const struct conf *conf, struct state 
         free(cs);
         return r;
     }
-    cs->sinks = calloc(cs->subs.n ? cs->subs.n : 1, sizeof(*cs->sinks));
-    if (!cs->sinks) {
+    /* The list came sized to its n: make it ours, with the sinks' arrays beside it. */
+    struct subscription_list loaded = cs->subs;
+    cs->subs = (struct subscription_list){0};
+    if (reserve(cs, loaded.n) != 0) {
         snprintf(err, errlen, "out of memory");
+        cs->subs = loaded;
         chat_subs_free(cs);
         return -ENOMEM;
     }
+    if (loaded.n)
+        memcpy(cs->subs.v, loaded.v, loaded.n * sizeof(*loaded.v));
+    cs->subs.n = loaded.n;
+    free(loaded.v);
+    memset(cs->sinks, 0, cs->cap * sizeof(*cs->sinks));
     for (size_t i = 0; i < cs->subs.n; i++) {
         const struct subscription *s = &cs->subs.v[i];
         if (s->suspended)
@@ -157,11 +193,7 @@ int chat_subs_new(struct chat_subs **out, const struct conf *conf, struct state 
             return r;
         }
     }
-    if (rebuild_active(cs) != 0) {
-        snprintf(err, errlen, "out of memory");
-        chat_subs_free(cs);
-        return -ENOMEM;
-    }
+    rebuild_active(cs);
     if (cs->subs.n)
         log_info("subscriptions", "%zu channel%s subscribed (%zu active)", cs->subs.n,
                  cs->subs.n == 1 ? "" : "s", cs->n_active);
@@ -330,12 +362,17 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
         snprintf(err, errlen, "this run keeps no state");
         return -EROFS;
     }
+    /* Room first: once the state has it, nothing may fail before memory has it too. */
+    if (i < 0 && reserve(cs, cs->subs.n + 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     r = next ? state_subscription_put(cs->st, next, err, errlen)
              : state_subscription_delete(cs->st, p, channel, err, errlen);
     if (r)
         return r;
     if (!next) {
-        close_sink(cs, (size_t)i, "the channel unsubscribed");
+        close_sink(cs, (size_t)i, "the channel unsubscribed", 0);
         subscription_fini(&cs->subs.v[i]);
         memmove(&cs->subs.v[i], &cs->subs.v[i + 1],
                 (cs->subs.n - (size_t)i - 1) * sizeof(cs->subs.v[0]));
@@ -346,24 +383,14 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
         return 0;
     }
     if (i < 0) {
-        /* A new one, in its sorted place. */
-        struct subscription *v = realloc(cs->subs.v, (cs->subs.n + 1) * sizeof(*v));
-        struct conf_sink **k = v ? realloc(cs->sinks, (cs->subs.n + 1) * sizeof(*k)) : NULL;
-        if (v)
-            cs->subs.v = v;
-        if (k)
-            cs->sinks = k;
-        if (!v || !k) {
-            snprintf(err, errlen, "out of memory (saved; active after a restart)");
-            return -ENOMEM;
-        }
+        /* A new one, in its sorted place (reserve() made room). */
         size_t at = 0;
         while (at < cs->subs.n &&
                (cs->subs.v[at].platform < p ||
                 (cs->subs.v[at].platform == p && strcmp(cs->subs.v[at].channel, channel) < 0)))
             at++;
-        memmove(&cs->subs.v[at + 1], &cs->subs.v[at], (cs->subs.n - at) * sizeof(*v));
-        memmove(&cs->sinks[at + 1], &cs->sinks[at], (cs->subs.n - at) * sizeof(*k));
+        memmove(&cs->subs.v[at + 1], &cs->subs.v[at], (cs->subs.n - at) * sizeof(cs->subs.v[0]));
+        memmove(&cs->sinks[at + 1], &cs->sinks[at], (cs->subs.n - at) * sizeof(cs->sinks[0]));
         cs->subs.n++;
         cs->subs.v[at] = *next;
         cs->sinks[at] = NULL;
@@ -376,7 +403,7 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
     struct subscription *s = &cs->subs.v[i];
     struct conf_sink *k = cs->sinks[i];
     if (s->suspended) {
-        close_sink(cs, (size_t)i, s->suspended);
+        close_sink(cs, (size_t)i, s->suspended, 0);
     } else if (k) {
         /* Same queue (what is queued stays in order), new routing. */
         struct conf_sink *fresh = sub_sink_new(s, cs->conf);
@@ -604,24 +631,35 @@ out:
 
 /* ---- suspension ---- */
 
+/*
+ * Suspends subscription i: the state first, then the queue (what it held dead-lettered), then
+ * the alert. queue_gone: the outbox removed the queue already (SINK_SUSPEND), so a failed
+ * write leaves it suspended in memory only, until a restart (logged).
+ */
 static void suspend(struct chat_subs *cs, size_t i, const char *reason, int queue_gone)
 {
     struct subscription *cur = &cs->subs.v[i], next;
     char err[300], text[600];
     enum sub_platform p = cur->platform;
+    size_t n = utf8_cut(reason, strlen(reason), SUB_REASON_MAX);
+    int saved = 0;
 
     if (cur->suspended)
         return;
-    if (queue_gone) {
-        sub_sink_free(cs->sinks[i]);
-        cs->sinks[i] = NULL;
-    } else {
-        close_sink(cs, i, reason);
-    }
-    rebuild_active(cs);
-    if (subscription_copy(&next, cur) == 0 && (next.suspended = strndup(reason, SUB_REASON_MAX))) {
+    if (subscription_copy(&next, cur) == 0 && (next.suspended = strndup(reason, n))) {
         next.changed = now_s();
-        if (cs->st && state_subscription_put(cs->st, &next, err, sizeof(err)) != 0)
+        if (!cs->st)
+            snprintf(err, sizeof(err), "this run keeps no state");
+        else if (state_subscription_put(cs->st, &next, err, sizeof(err)) == 0)
+            saved = 1;
+        if (!saved && !queue_gone) {
+            /* Still subscribed as far as the state knows: keep delivering, nothing is lost. */
+            log_err("subscriptions", "%s %s: cannot save its suspension (%s); it stays active",
+                    where(p), cur->channel, err);
+            subscription_fini(&next);
+            return;
+        }
+        if (!saved)
             log_err("subscriptions",
                     "%s %s: cannot save its suspension (%s); it is suspended until a restart",
                     where(p), cur->channel, err);
@@ -630,11 +668,14 @@ static void suspend(struct chat_subs *cs, size_t i, const char *reason, int queu
     } else {
         subscription_fini(&next);
         log_err("subscriptions", "out of memory suspending %s", cur->channel);
+        if (!queue_gone)
+            return;
     }
+    close_sink(cs, i, cur->suspended ? cur->suspended : reason, queue_gone);
     snprintf(text, sizeof(text),
-             "the subscription of %s %s is suspended: %s. Its queued messages are dead-lettered; "
-             "subscribe in it again to resume",
-             where(p), cur->channel, reason);
+             "the subscription of %s %s is suspended: %.*s. Its queued messages are "
+             "dead-lettered; subscribe in it again to resume",
+             where(p), cur->channel, (int)n, reason);
     log_warn("subscriptions", "%s", text);
     cs->hooks.alert(cs->hooks.userdata, "subscription_suspended", text);
 }
@@ -661,7 +702,8 @@ void chat_subs_left(struct chat_subs *cs, enum sub_platform p, const char *chann
     if (i < 0)
         return;
     if (by)
-        snprintf(why, sizeof(why), "the bot was removed from the room by %.150s", by);
+        snprintf(why, sizeof(why), "the bot was removed from the room by %.*s",
+                 (int)utf8_cut(by, strlen(by), 150), by);
     else
         snprintf(why, sizeof(why), "the bot left the room");
     suspend(cs, (size_t)i, why, 0);

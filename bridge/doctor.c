@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "command.h"
 #include "etcd.h"
 #include "http.h"
 #include "log.h"
@@ -584,20 +585,21 @@ static void list_subscriptions(struct doctor *d, struct state *st)
         report(d, "OK", "subscriptions: no channel is subscribed");
     for (size_t i = 0; i < l.n; i++) {
         const struct subscription *s = &l.v[i];
-        char line[1024];
-        size_t o = (size_t)snprintf(line, sizeof(line), "subscription %s:%s: events",
-                                    sub_platform_name(s->platform), s->channel);
-        for (unsigned k = CHANGE_CREATED; k <= CHANGE_REMOVED && o < sizeof(line); k++)
-            if (s->events & (1u << k))
-                o += (size_t)snprintf(line + o, sizeof(line) - o, " %s",
-                                      change_kind_name((enum change_kind)k));
-        for (size_t k = 0; k < s->n_patterns && o < sizeof(line); k++)
-            o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", k ? " " : "; projects ",
-                                  s->patterns[k]);
-        if (s->suspended)
-            report(d, "WARN", "%s; suspended: %s", line, s->suspended);
-        else
-            report(d, "OK", "%s", line);
+        const struct subscription *one[1] = {s};
+        char head[32], *out = NULL, *item;
+        /* Written as the `subscriptions all` answer writes it: "<head>\n- <the item>". */
+        snprintf(head, sizeof(head), "subscription %s", sub_platform_name(s->platform));
+        if (command_subscriptions(COMMAND_TEXT, head, NULL, one, 1, 1, &out) != 0) {
+            report(d, "FAIL", "subscriptions: out of memory");
+            break;
+        }
+        item = strstr(out, "\n- ");
+        if (item) {
+            item[0] = ' ';
+            memmove(item + 1, item + 3, strlen(item + 3) + 1);
+        }
+        report(d, s->suspended ? "WARN" : "OK", "%s", out);
+        free(out);
     }
     subscription_list_fini(&l);
 }

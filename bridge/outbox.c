@@ -729,6 +729,30 @@ static void send_head(struct queue *q)
 }
 
 /*
+ * Takes q's head out when it is too old to be sent: a chat reply after REPLY_MAX_AGE_S (dropped),
+ * anything else after notify.max_age (dead-lettered). Returns 1 when it did.
+ */
+static int expire_head(struct queue *q)
+{
+    struct outbox_entry *e = q->head;
+    int64_t age = (int64_t)time(NULL) - e->created;
+
+    if (e->transient && age > REPLY_MAX_AGE_S) {
+        log_warn("outbox", "sink %s: reply %s dropped: still undelivered after %lld s",
+                 q->sink.conf->name, e->id, (long long)age);
+        pop(q, "dead");
+        return 1;
+    }
+    if (age > q->ob->conf->notify.max_age) {
+        char why[96];
+        snprintf(why, sizeof(why), "older than notify.max_age (%lld s)", (long long)age);
+        dead_letter(q, why);
+        return 1;
+    }
+    return 0;
+}
+
+/*
  * A member of a broken group that is not its prober: held, or the prober when there is none
  * and it has something to send (on the group's schedule: a probe at most hourly).
  */
@@ -739,6 +763,9 @@ static void kick_held(struct queue *q)
 
     if (q->state == Q_INFLIGHT)
         return; /* its answer decides */
+    /* Held is no reason to keep what is too old to be sent anyway (the journal would grow). */
+    while (q->head && !ob->stopping && expire_head(q))
+        ;
     if (!g->prober && q->head && !ob->stopping) {
         uint64_t now = uv_now(ob->loop);
         g->prober = q;
@@ -769,19 +796,8 @@ static void kick(struct queue *q)
             wait_for(q, Q_BACKOFF, HOLD_MS);
             return;
         }
-        int64_t age = (int64_t)time(NULL) - e->created;
-        if (e->transient && age > REPLY_MAX_AGE_S) {
-            log_warn("outbox", "sink %s: reply %s dropped: still undelivered after %lld s",
-                     q->sink.conf->name, e->id, (long long)age);
-            pop(q, "dead");
+        if (expire_head(q))
             continue;
-        }
-        if (age > ob->conf->notify.max_age) {
-            char why[96];
-            snprintf(why, sizeof(why), "older than notify.max_age (%lld s)", (long long)age);
-            dead_letter(q, why);
-            continue;
-        }
         if (q->sink.conf->type == CONF_SINK_STDOUT) {
             fputs(e->body, stdout);
             fputc('\n', stdout);

@@ -21,6 +21,7 @@
 #include "jwrite.h"
 #include "log.h"
 #include "outbox_entry.h"
+#include "slack_api.h"
 #include "strbuf.h"
 #include "url.h"
 #include "utf8.h"
@@ -294,9 +295,6 @@ static enum sink_verdict slack_bot_classify(const struct http_response *res, lon
 {
     static const char *const suspend[] = {"not_in_channel", "channel_not_found", "is_archived",
                                           NULL};
-    static const char *const broken[] = {
-        "invalid_auth",     "not_authed",    "token_revoked", "token_expired",
-        "account_inactive", "team_disabled", "missing_scope", NULL};
     json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
     json_t *ok = json_object_get(j, "ok");
     const char *error = json_string_value(json_object_get(j, "error"));
@@ -315,7 +313,8 @@ static enum sink_verdict slack_bot_classify(const struct http_response *res, lon
             v = SINK_RETRY;
         } else if (error && word_in(error, suspend)) {
             v = SINK_SUSPEND;
-        } else if (error && word_in(error, broken)) {
+        } else if (slack_api_token_refused(error) ||
+                   (error && strcmp(error, "missing_scope") == 0)) { /* no chat:write */
             v = SINK_BROKEN;
         } else if (res->status == 429 || res->status == 408 || res->status >= 500) {
             *retry_after = res->retry_after;

@@ -37,12 +37,17 @@ static int word_in(const char *w, const char *const *list)
     return 0;
 }
 
-/* An "ok": false answer: its error word decides. */
-static void parse_error(json_t *j, const struct http_response *res, struct slack_api_answer *out)
+int slack_api_token_refused(const char *error)
 {
     static const char *const refused[] = {
         "invalid_auth",  "not_authed", "token_revoked", "token_expired", "account_inactive",
         "team_disabled", NULL};
+    return error && word_in(error, refused);
+}
+
+/* An "ok": false answer: its error word decides. */
+static void parse_error(json_t *j, const struct http_response *res, struct slack_api_answer *out)
+{
     const char *error = json_string_value(json_object_get(j, "error"));
 
     if (!error)
@@ -51,7 +56,7 @@ static void parse_error(json_t *j, const struct http_response *res, struct slack
     if (strcmp(error, "ratelimited") == 0 || res->status == 429) {
         out->result = SLACK_API_RETRY;
         out->retry_after = res->retry_after;
-    } else if (word_in(error, refused)) {
+    } else if (slack_api_token_refused(error)) {
         out->result = SLACK_API_REFUSED;
     } else if (strcmp(error, "channel_not_found") == 0) {
         out->result = SLACK_API_NOT_FOUND;

@@ -38,6 +38,13 @@ struct slack_api_answer {
     char team[SLACK_API_NAME_MAX + 1];
 };
 
+/*
+ * Whether Slack's error word says the token itself is refused (invalid_auth, not_authed,
+ * token_revoked, token_expired, account_inactive, team_disabled): the one list, for every
+ * method called with the bot token (chat.postMessage's answers too, sink.c). NULL: no.
+ */
+int slack_api_token_refused(const char *error);
+
 enum slack_api_method {
     SLACK_API_AUTH_TEST = 0,
     SLACK_API_CONVERSATIONS_INFO,

@@ -280,13 +280,19 @@ static int add_pattern(struct subscription *next, const char *p)
     return 0;
 }
 
+/* Whether v holds a pattern that includes (one not starting with "!"). */
+static int has_include(char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i][0] != '!')
+            return 1;
+    return 0;
+}
+
 int sub_apply(const struct subscription *cur, enum sub_platform p, const char *channel,
               const struct sub_request *req, const char *by, int64_t now,
               struct subscription *next, char *err, size_t errlen, char *bad, size_t badlen)
 {
-    static const char *const all[] = {"*"};
-    const char *const *add = req->n_patterns ? (const char *const *)req->patterns : all;
-    size_t n_add = req->n_patterns ? req->n_patterns : 1;
     int r = -ENOMEM;
 
     memset(next, 0, sizeof(*next));
@@ -325,7 +331,9 @@ int sub_apply(const struct subscription *cur, enum sub_platform p, const char *c
             goto fail;
     }
     if (req->verb == SUB_UNSUBSCRIBE) {
-        if (next->n_patterns == 0) {
+        /* Exclusions alone would mean every other project (as in a sink's projects): what is
+         * left without an including pattern is no subscription any more. */
+        if (!has_include(next->patterns, next->n_patterns)) {
             subscription_fini(next);
             return 0;
         }
@@ -334,22 +342,33 @@ int sub_apply(const struct subscription *cur, enum sub_platform p, const char *c
             goto fail;
         return 1;
     }
-    for (size_t i = 0; i < n_add; i++) {
-        if (has_pattern(next->patterns, next->n_patterns, add[i]))
+    for (size_t i = 0; i < req->n_patterns; i++) {
+        if (has_pattern(next->patterns, next->n_patterns, req->patterns[i]))
             continue;
-        if (next->n_patterns == SUB_MAX_PATTERNS) {
-            snprintf(err, errlen,
-                     "a channel can have at most %d patterns; unsubscribe some first",
-                     SUB_MAX_PATTERNS);
-            r = -EINVAL;
+        if (next->n_patterns == SUB_MAX_PATTERNS)
+            goto too_many;
+        if (add_pattern(next, req->patterns[i]))
             goto fail;
-        }
-        if (add_pattern(next, add[i]))
+    }
+    /* Without an including pattern (a new subscription, or exclusions alone), "*" is the one:
+     * the list always says what it includes. An existing subscription keeps its patterns when
+     * none is given (subscribe events=..., or a resume). */
+    if (!has_include(next->patterns, next->n_patterns)) {
+        if (next->n_patterns == SUB_MAX_PATTERNS)
+            goto too_many;
+        memmove(next->patterns + 1, next->patterns, next->n_patterns * sizeof(*next->patterns));
+        next->patterns[0] = NULL;
+        next->n_patterns++;
+        if (!(next->patterns[0] = strdup("*")))
             goto fail;
     }
     if (req->events)
         next->events = req->events;
     return 1; /* subscribing resumes a suspended subscription: suspended stays NULL */
+too_many:
+    snprintf(err, errlen, "a channel can have at most %d patterns; unsubscribe some first",
+             SUB_MAX_PATTERNS);
+    r = -EINVAL;
 fail:
     subscription_fini(next);
     return r;

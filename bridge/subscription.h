@@ -114,9 +114,12 @@ int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, 
 
 /*
  * What req (SUB_SUBSCRIBE or SUB_UNSUBSCRIBE) makes of the channel's subscription cur (NULL:
- * none). subscribe adds its patterns (default "*") to cur's, keeps cur's events unless it names
- * some (default for a new one: all five), and resumes a suspended one; unsubscribe removes the
- * patterns named (ASCII case-insensitively), all of them when none is named. Returns 1 and
+ * none). subscribe adds its patterns to cur's, keeps cur's events unless it names some (default
+ * for a new one: all five), and resumes a suspended one; a list without an including pattern
+ * (a new subscription without patterns, or with exclusions only) gets "*" first. unsubscribe
+ * removes the patterns named (ASCII case-insensitively), all of them when none is named, and the
+ * whole subscription when no including pattern is left (exclusions alone would mean every
+ * other project). Returns 1 and
  * *next (subscription_fini() it; by, created, changed filled from by and now; platform and
  * channel copied from cur or given), 0 when the channel is left without a subscription (*next
  * zeroed), -EINVAL with err when the request cannot be applied (more than SUB_MAX_PATTERNS

@@ -328,6 +328,24 @@ static void test_answers(void)
     free(out);
 }
 
+/* help lists the subscription commands; command_run() (no channel) points to a channel. */
+static void test_help_and_no_channel(void)
+{
+    static const struct command_context none;
+    char *out = NULL;
+
+    CHECK_INT(command_run("help", 4, &none, COMMAND_TEXT, &out), 0);
+    CHECK(out && strstr(out, "subscribe [PATTERN ...] [events=KIND,...]") != NULL);
+    CHECK(out && strstr(out, "unsubscribe [PATTERN ...]") != NULL);
+    CHECK(out && strstr(out, "subscriptions [all]") != NULL);
+    free(out);
+    CHECK_INT(command_run("subscribe WEB*", 14, &none, COMMAND_TEXT, &out), 0);
+    CHECK_STR(out, "Subscriptions are managed in a chat channel or room.");
+    free(out);
+    CHECK_STR(command_name("SUBSCRIPTIONS all", 17), "subscriptions");
+    CHECK_STR(command_name("unsubscribe", 11), "unsubscribe");
+}
+
 int main(void)
 {
     RUN(test_parse);
@@ -337,5 +355,6 @@ int main(void)
     RUN(test_channels_and_patterns);
     RUN(test_sink);
     RUN(test_answers);
+    RUN(test_help_and_no_channel);
     return test_done();
 }
