@@ -60,6 +60,7 @@ struct httpd {
     unsigned conns;   /* open connections after the last MHD_run() */
     uint64_t full_at; /* when the cap was last reported (ms, uv_hrtime), 0: never */
     unsigned full_times;
+    int full_said; /* the cap's last reaching was logged: its end is logged once too */
     uint64_t log_window; /* rate limit of MHD's log lines */
     unsigned log_lines, log_dropped;
     char addr[64]; /* "127.0.0.1:9464", "[::1]:9464": names this server in log lines */
@@ -214,9 +215,12 @@ static void note_connections(struct httpd *s, unsigned n)
                      s->addr, HTTPD_MAX_CONNECTIONS, times);
             s->full_at = now;
             s->full_times = 0;
+            s->full_said = 1;
         }
-    } else if (n < HTTPD_MAX_CONNECTIONS && s->conns >= HTTPD_MAX_CONNECTIONS) {
+    } else if (n < HTTPD_MAX_CONNECTIONS && s->conns >= HTTPD_MAX_CONNECTIONS && s->full_said) {
+        /* Once per report: a flood goes over and under the cap with every connection. */
         log_debug("httpd", "%s: below the connection limit again", s->addr);
+        s->full_said = 0;
     }
     s->conns = n;
 }

@@ -46,6 +46,19 @@ static inline void answer_check_text(const char *out)
             abort();
 }
 
+/* out, an answer for pf, checked as that platform's. */
+static inline void answer_check(enum command_platform pf, const char *out)
+{
+    if (!out)
+        abort();
+    if (pf == COMMAND_SLACK)
+        answer_check_slack(out);
+    else if (pf == COMMAND_MATRIX)
+        answer_check_matrix(out);
+    else
+        answer_check_text(out);
+}
+
 /* Runs text on every platform against ctx and checks each answer. */
 static inline void answer_check_all(const char *text, size_t len, const struct command_context *ctx)
 {
@@ -53,14 +66,7 @@ static inline void answer_check_all(const char *text, size_t len, const struct c
         char *out = NULL;
         if (command_run(text, len, ctx, (enum command_platform)pf, &out) != 0)
             continue; /* ENOMEM only */
-        if (!out)
-            abort();
-        if (pf == COMMAND_SLACK)
-            answer_check_slack(out);
-        else if (pf == COMMAND_MATRIX)
-            answer_check_matrix(out);
-        else
-            answer_check_text(out);
+        answer_check((enum command_platform)pf, out);
         free(out);
     }
 }

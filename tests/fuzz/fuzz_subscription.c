@@ -51,12 +51,7 @@ static void check_answers(const struct subscription *s, const char *quote)
         if (command_subscriptions((enum command_platform)pf, "Subscribed:", quote, v, s ? 1 : 0,
                                   pf == COMMAND_MATRIX, &out) != 0)
             continue; /* ENOMEM only */
-        if (pf == COMMAND_SLACK)
-            answer_check_slack(out);
-        else if (pf == COMMAND_MATRIX)
-            answer_check_matrix(out);
-        else
-            answer_check_text(out);
+        answer_check((enum command_platform)pf, out);
         free(out);
     }
 }

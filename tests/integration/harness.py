@@ -262,6 +262,14 @@ class Receivers(_FakeProcess):
     def accepted(self, receiver):
         return self.received(receiver)['accepted']
 
+    def reply_to(self, event_id):
+        """The accepted Matrix message that replies to event_id (m.in_reply_to), or None."""
+        for rec in self.accepted('matrix'):
+            rel = (rec['json'] or {}).get('m.relates_to') or {}
+            if (rel.get('m.in_reply_to') or {}).get('event_id') == event_id:
+                return rec
+        return None
+
     def clear_received(self, receiver=None):
         self._call('DELETE', '/_control/received'
                    + ('?receiver=' + receiver if receiver else ''))

@@ -88,13 +88,7 @@ class SubscriptionFailover(ClusterTest):
         eid = '$clsubcmd%d' % self.n_cmd
         self.rx.queue_sync(joined(room, message(eid, '!youtrack ' + text, sender=MX_MANAGER)))
 
-        def reply():
-            for rec in self.rx.accepted('matrix'):
-                rel = (rec['json'] or {}).get('m.relates_to') or {}
-                if (rel.get('m.in_reply_to') or {}).get('event_id') == eid:
-                    return rec
-            return None
-        rec = self.wait(reply, 20, 'the reply to !youtrack %s' % text)
+        rec = self.wait(lambda: self.rx.reply_to(eid), 20, 'the reply to !youtrack %s' % text)
         self.check(rec['room'] == room, 'the reply went to %s, not %s' % (rec['room'], room))
         return message_text(rec), g.who(rec.get('pid'))
 

@@ -171,13 +171,7 @@ class SubsTest(OpsMixin, DeliveryTest):
         eid = '$subcmd%d' % self.n_cmd
         self.rx.queue_sync(joined(room, message(eid, '!youtrack ' + text, sender=sender)))
 
-        def reply():
-            for rec in self.rx.accepted('matrix'):
-                rel = (rec['json'] or {}).get('m.relates_to') or {}
-                if (rel.get('m.in_reply_to') or {}).get('event_id') == eid:
-                    return rec
-            return None
-        rec = self.wait(reply, 'the reply to !youtrack %s' % text)
+        rec = self.wait(lambda: self.rx.reply_to(eid), 'the reply to !youtrack %s' % text)
         self.assertEqual(rec['room'], room)
         self.assertEqual(rec['json']['msgtype'], 'm.notice')
         return message_text(rec)

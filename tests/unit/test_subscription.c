@@ -165,7 +165,41 @@ static void test_apply(void)
     sub_request_fini(&r);
     subscription_fini(&c);
 
-    /* Subscribing resumes a suspended subscription. */
+    /* Exclusions never stand alone: a new subscription of exclusions includes "*" first, and
+     * unsubscribing the last including pattern removes the subscription. */
+    CHECK_INT(parse("subscribe !DEV-OLD", &r, err, sizeof(err)), 0);
+    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad,
+                        sizeof(bad)),
+              1);
+    sub_request_fini(&r);
+    CHECK_INT(b.n_patterns, 2);
+    CHECK_STR(b.patterns[0], "*");
+    CHECK_STR(b.patterns[1], "!DEV-OLD");
+    subscription_fini(&b);
+    CHECK_INT(parse("subscribe DEV* !DEV-OLD", &r, err, sizeof(err)), 0);
+    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad,
+                        sizeof(bad)),
+              1);
+    sub_request_fini(&r);
+    CHECK_INT(b.n_patterns, 2); /* it includes something: no "*" */
+    CHECK_INT(parse("unsubscribe DEV*", &r, err, sizeof(err)), 0);
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad,
+                        sizeof(bad)),
+              0);
+    sub_request_fini(&r);
+    /* subscribe without patterns in a subscribed channel keeps its patterns: events only. */
+    CHECK_INT(parse("subscribe events=removed", &r, err, sizeof(err)), 0);
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad,
+                        sizeof(bad)),
+              1);
+    sub_request_fini(&r);
+    CHECK_INT(c.n_patterns, 2);
+    CHECK_STR(c.patterns[0], "DEV*");
+    CHECK_INT(c.events, 1u << CHANGE_REMOVED);
+    subscription_fini(&c);
+    subscription_fini(&b);
+
+    /* Subscribing resumes a suspended subscription, with its patterns as they were. */
     a.suspended = strdup("is_archived");
     CHECK_INT(parse("subscribe", &r, err, sizeof(err)), 0);
     CHECK_INT(sub_apply(&a, SUB_SLACK, "C1", &r, "U1", 400, &b, err, sizeof(err), bad,
@@ -173,6 +207,7 @@ static void test_apply(void)
               1);
     sub_request_fini(&r);
     CHECK(b.suspended == NULL);
+    CHECK_INT(b.n_patterns, a.n_patterns);
     subscription_fini(&b);
     subscription_fini(&a);
 }
