@@ -443,7 +443,8 @@ static int change(struct chat_subs *cs, enum sub_platform p, const char *channel
     if (r == -ENOMEM)
         return r;
     if (r < 0) {
-        snprintf(head, sizeof(head), "Sorry, %s.", err);
+        /* "Sorry, ... has no pattern “X”", or a sentence of its own. */
+        snprintf(head, sizeof(head), bad[0] ? "Sorry, %s" : "Sorry, %s.", err);
         return say(p, head, bad[0] ? bad : NULL, out);
     }
     if (!cur && subscription_count(&cs->subs, p) >= SUB_MAX_CHANNELS) {
