@@ -1107,7 +1107,8 @@ static int slack_answer(void *userdata, const struct slack_command *cmd, char **
     struct bridge *b = userdata;
     int r = chat_subs_command(b->subs, SUB_SLACK, cmd->channel_id, cmd->user_id, cmd->text,
                               cmd->len, cmd->ticket, payload);
-    return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload) : r;
+    return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload)
+                                   : r;
 }
 
 static void answer_later(void *userdata, uint64_t ticket, const char *payload)
@@ -1122,8 +1123,8 @@ static void chat_alert(void *userdata, const char *kind, const char *text)
     raise_alert(userdata, kind, text, NULL);
 }
 
-static int matrix_answer(void *userdata, const char *room_id, const char *sender,
-                         const char *text, size_t len, char **content, int *durable)
+static int matrix_answer(void *userdata, const char *room_id, const char *sender, const char *text,
+                         size_t len, char **content, int *durable)
 {
     struct bridge *b = userdata;
     int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content);
@@ -1169,8 +1170,9 @@ static void matrix_reply(void *userdata, const char *room_id, const char *txn_id
             outbox_push(b->outbox, &e, 1);
             return;
         }
-        log_err("bridge", "%s: the answer to a subscription command is not journaled (%s); it is "
-                          "lost if the bridge stops before it is sent",
+        log_err("bridge",
+                "%s: the answer to a subscription command is not journaled (%s); it is "
+                "lost if the bridge stops before it is sent",
                 room_id, err);
     }
     bridge_reply(b, e);

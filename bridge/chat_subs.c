@@ -42,7 +42,7 @@ struct chat_subs {
     struct http *http;
     struct chat_subs_hooks hooks;
     struct subscription_list subs;
-    struct conf_sink **sinks; /* parallel to subs.v */
+    struct conf_sink **sinks;        /* parallel to subs.v */
     const struct conf_sink **active; /* chat_subs_sinks()' answer, rebuilt on every change */
     size_t n_active;
     size_t cap; /* of subs.v, sinks and active: so that rebuilding never allocates */
@@ -187,8 +187,7 @@ int chat_subs_new(struct chat_subs **out, const struct conf *conf, struct state 
             continue;
         }
         if (ob && (r = open_sink(cs, i)) != 0) {
-            snprintf(err, errlen, "cannot queue for subscription %s: %s", s->channel,
-                     strerror(-r));
+            snprintf(err, errlen, "cannot queue for subscription %s: %s", s->channel, strerror(-r));
             chat_subs_free(cs);
             return r;
         }
@@ -314,10 +313,10 @@ static int show(enum sub_platform p, const char *head, const struct subscription
 
 static int manager(const struct chat_subs *cs, enum sub_platform p, const char *user)
 {
-    char *const *v = p == SUB_SLACK ? cs->conf->chat.slack.manage_users
-                                    : cs->conf->chat.matrix.manage_users;
-    size_t n = p == SUB_SLACK ? cs->conf->chat.slack.n_manage_users
-                              : cs->conf->chat.matrix.n_manage_users;
+    char *const *v =
+        p == SUB_SLACK ? cs->conf->chat.slack.manage_users : cs->conf->chat.matrix.manage_users;
+    size_t n =
+        p == SUB_SLACK ? cs->conf->chat.slack.n_manage_users : cs->conf->chat.matrix.n_manage_users;
 
     if (n == 0)
         return 1;
@@ -429,8 +428,8 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
 }
 
 /* subscribe / unsubscribe, once allowed (and for Slack subscribe: the bot is in the channel). */
-static int change(struct chat_subs *cs, enum sub_platform p, const char *channel,
-                  const char *user, const struct sub_request *req, char **out)
+static int change(struct chat_subs *cs, enum sub_platform p, const char *channel, const char *user,
+                  const struct sub_request *req, char **out)
 {
     long i = subscription_find(&cs->subs, p, channel);
     const struct subscription *cur = i >= 0 ? &cs->subs.v[i] : NULL;
@@ -457,10 +456,10 @@ static int change(struct chat_subs *cs, enum sub_platform p, const char *channel
     }
     if (commit(cs, p, channel, r ? &next : NULL, err, sizeof(err)) != 0) {
         subscription_fini(&next);
-        log_err("subscriptions", "%s %s: cannot save the subscription: %s", where(p), channel,
-                err);
-        return say(p, "Sorry, the subscription could not be saved; nothing changed. The "
-                      "operator can see why in the bridge's log.",
+        log_err("subscriptions", "%s %s: cannot save the subscription: %s", where(p), channel, err);
+        return say(p,
+                   "Sorry, the subscription could not be saved; nothing changed. The "
+                   "operator can see why in the bridge's log.",
                    NULL, out);
     }
     log_info("subscriptions", "%s %s: %s by %s", where(p), channel,
@@ -472,8 +471,9 @@ static int change(struct chat_subs *cs, enum sub_platform p, const char *channel
     i = subscription_find(&cs->subs, p, channel);
     return show(p,
                 req->verb == SUB_UNSUBSCRIBE ? "Unsubscribed those patterns. This channel now gets:"
-                : resumed ? "Subscribed again (the subscription was suspended). This channel now gets:"
-                          : "Subscribed. This channel now gets:",
+                : resumed
+                    ? "Subscribed again (the subscription was suspended). This channel now gets:"
+                    : "Subscribed. This channel now gets:",
                 &cs->subs.v[i], out);
 }
 
@@ -543,11 +543,10 @@ static int check_then_change(struct chat_subs *cs, const char *channel, const ch
     c->ticket = ticket;
     c->req = *req;
     memset(req, 0, sizeof(*req));
-    if (slack_api_call(cs->http, SLACK_API_CONVERSATIONS_INFO, sl->api_url, sl->bot_token,
-                       channel, CHECK_TIMEOUT_MS, on_check, c, &c->call) != 0) {
+    if (slack_api_call(cs->http, SLACK_API_CONVERSATIONS_INFO, sl->api_url, sl->bot_token, channel,
+                       CHECK_TIMEOUT_MS, on_check, c, &c->call) != 0) {
         check_free(c);
-        return say(SUB_SLACK, "Sorry, I cannot reach Slack right now; nothing changed.", NULL,
-                   out);
+        return say(SUB_SLACK, "Sorry, I cannot reach Slack right now; nothing changed.", NULL, out);
     }
     c->next = cs->checks;
     cs->checks = c;
@@ -590,18 +589,19 @@ int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *cha
         break;
     }
     case SUB_LIST_ALL:
-        r = manager(cs, p, user)
-                ? list_all(cs, p, out)
-                : say(p, "Sorry, only the bridge's managers can list every channel's "
-                         "subscription; subscriptions shows this channel's.",
-                      NULL, out);
+        r = manager(cs, p, user) ? list_all(cs, p, out)
+                                 : say(p,
+                                       "Sorry, only the bridge's managers can list every channel's "
+                                       "subscription; subscriptions shows this channel's.",
+                                       NULL, out);
         break;
     default:
         if (!manager(cs, p, user)) {
             log_info("subscriptions", "%s %s: %s may not change subscriptions (manage_users)",
                      where(p), channel, user);
-            r = say(p, "Sorry, only the bridge's managers can change subscriptions; nothing "
-                       "changed.",
+            r = say(p,
+                    "Sorry, only the bridge's managers can change subscriptions; nothing "
+                    "changed.",
                     NULL, out);
             break;
         }
@@ -610,8 +610,8 @@ int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *cha
             long i = subscription_find(&cs->subs, p, channel);
             struct subscription probe;
             char bad[SUB_PATTERN_MAX + 1];
-            r = sub_apply(i >= 0 ? &cs->subs.v[i] : NULL, p, channel, &req, user, now_s(),
-                          &probe, err, sizeof(err), bad, sizeof(bad));
+            r = sub_apply(i >= 0 ? &cs->subs.v[i] : NULL, p, channel, &req, user, now_s(), &probe,
+                          err, sizeof(err), bad, sizeof(bad));
             subscription_fini(&probe);
             if (r == -ENOMEM)
                 break;

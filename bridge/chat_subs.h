@@ -71,8 +71,7 @@ int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *cha
 void chat_subs_gone(struct chat_subs *cs, const char *sink, const char *reason);
 
 /* The bot is no longer in channel (Matrix: left, kicked or banned; by may be NULL). */
-void chat_subs_left(struct chat_subs *cs, enum sub_platform p, const char *channel,
-                    const char *by);
+void chat_subs_left(struct chat_subs *cs, enum sub_platform p, const char *channel, const char *by);
 
 struct chat_subs_count {
     size_t active, suspended;

@@ -190,15 +190,15 @@ struct doc {
     size_t n_total;  /* in all: the ones not listed are "N more" */
     const char *more_hint;
     /* the command's data */
-    const char *arg;                     /* the filter, key, word, ... as typed */
-    const struct project *const *list;   /* `projects`: sorted matches */
-    const struct project *proj;          /* `project` */
-    const struct history_entry *history; /* `changes`: the last n_items, oldest first */
-    int unknown;                         /* `help`: arg was not a command */
-    const char *quote;                   /* subscription answers: untrusted, after the head */
+    const char *arg;                        /* the filter, key, word, ... as typed */
+    const struct project *const *list;      /* `projects`: sorted matches */
+    const struct project *proj;             /* `project` */
+    const struct history_entry *history;    /* `changes`: the last n_items, oldest first */
+    int unknown;                            /* `help`: arg was not a command */
+    const char *quote;                      /* subscription answers: untrusted, after the head */
     const struct subscription *const *subs; /* ... and the subscriptions listed */
     int show_channel;
-    struct render_links links;           /* `projects`, `project`: the pages, made safe once */
+    struct render_links links; /* `projects`, `project`: the pages, made safe once */
 };
 
 static void put_more(struct strbuf *b, enum fmt f, const struct doc *d, size_t listed)
@@ -826,8 +826,8 @@ enum cmd {
     CMD_INVALID,
 };
 
-static const char *const cmd_names[] = {"help",      "projects",    "project",      "changes",
-                                        "status",    "subscribe",   "unsubscribe", "subscriptions"};
+static const char *const cmd_names[] = {"help",   "projects",  "project",     "changes",
+                                        "status", "subscribe", "unsubscribe", "subscriptions"};
 
 struct parsed {
     enum cmd cmd;

@@ -37,10 +37,10 @@ enum conf_first_run {
 
 enum conf_sink_type {
     CONF_SINK_STDOUT = 0,
-    CONF_SINK_SLACK,    /* Slack incoming webhook */
-    CONF_SINK_MATRIX,   /* Matrix room, client-server API */
-    CONF_SINK_WEBHOOK,  /* generic signed webhook */
-    CONF_SINK_HOOKSHOT, /* matrix-hookshot generic webhook */
+    CONF_SINK_SLACK,     /* Slack incoming webhook */
+    CONF_SINK_MATRIX,    /* Matrix room, client-server API */
+    CONF_SINK_WEBHOOK,   /* generic signed webhook */
+    CONF_SINK_HOOKSHOT,  /* matrix-hookshot generic webhook */
     CONF_SINK_SLACK_BOT, /* a subscribed Slack channel: chat.postMessage with the bot token
                             (subscription.h; never in a configuration file) */
 };
@@ -105,13 +105,13 @@ struct conf_chat_slack {
     size_t n_allowed_channels;
     char **allowed_users; /* user ids; none: everyone in the workspace */
     size_t n_allowed_users;
-    char *api_url;      /* Web API base, default "https://slack.com/api"; no trailing '/' */
+    char *api_url; /* Web API base, default "https://slack.com/api"; no trailing '/' */
     /* xoxb-...: posts to subscribed channels (chat.postMessage, conversations.info, auth.test);
      * a secret (bot_token, bot_token_file, bot_token_env); NULL: no subscriptions in Slack */
     char *bot_token;
-    char **manage_users; /* user ids who may subscribe and unsubscribe; none: everyone who may */
+    char **manage_users;   /* user ids who may subscribe and unsubscribe; none: everyone who may */
     size_t n_manage_users; /* use the command (allowed_users) */
-    int allow_insecure; /* plain http:// / ws:// to a non-loopback host */
+    int allow_insecure;    /* plain http:// / ws:// to a non-loopback host */
     struct conf_chat_rate rate;
 };
 
@@ -125,7 +125,7 @@ struct conf_chat_matrix {
     char *prefix; /* "!youtrack" */
     char **allowed_users;
     size_t n_allowed_users;
-    char **manage_users; /* "@user:server" ids who may subscribe and unsubscribe; none: */
+    char **manage_users;   /* "@user:server" ids who may subscribe and unsubscribe; none: */
     size_t n_manage_users; /* everyone who may use the command */
     int allow_insecure;
     struct conf_chat_rate rate;

@@ -372,12 +372,12 @@ static void on_chat_slack_bot(void *userdata, const struct slack_api_answer *a)
     struct doctor *d = userdata;
 
     if (a->result == SLACK_API_OK)
-        report(d, "OK", "chat.slack: auth.test: the bot token is bot user %s (%s) in %s; invite "
-                        "it into channels before they subscribe",
+        report(d, "OK",
+               "chat.slack: auth.test: the bot token is bot user %s (%s) in %s; invite "
+               "it into channels before they subscribe",
                a->user, a->user_id, a->team);
     else if (a->result == SLACK_API_RETRY)
-        report(d, "WARN", "chat.slack: auth.test of the bot token: %s; try again later",
-               a->error);
+        report(d, "WARN", "chat.slack: auth.test of the bot token: %s; try again later", a->error);
     else
         report(d, "FAIL", "chat.slack: auth.test refused the bot token: %s", a->error);
     d->step = STEP_CHAT_MATRIX;

@@ -60,7 +60,7 @@ struct httpd {
     unsigned conns;   /* open connections after the last MHD_run() */
     uint64_t full_at; /* when the cap was last reported (ms, uv_hrtime), 0: never */
     unsigned full_times;
-    int full_said; /* the cap's last reaching was logged: its end is logged once too */
+    int full_said;       /* the cap's last reaching was logged: its end is logged once too */
     uint64_t log_window; /* rate limit of MHD's log lines */
     unsigned log_lines, log_dropped;
     char addr[64]; /* "127.0.0.1:9464", "[::1]:9464": names this server in log lines */

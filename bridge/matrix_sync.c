@@ -514,8 +514,8 @@ static void handle(struct matrix_sync *m, const struct matrix_msg_item *it, int 
         } else {
             log_info("matrix", "%s: %s from %s (%s)", it->room_id,
                      command_name(it->text, it->text_len), it->sender, it->event_id);
-            if (m->hooks.answer(m->hooks.userdata, it->room_id, it->sender, it->text,
-                                it->text_len, &answer, &durable) != 0)
+            if (m->hooks.answer(m->hooks.userdata, it->room_id, it->sender, it->text, it->text_len,
+                                &answer, &durable) != 0)
                 answer = NULL;
         }
         if (answer)

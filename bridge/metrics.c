@@ -30,9 +30,8 @@ struct histogram {
 
 /* Chat counters: one label, a fixed set of values (unknown values count under the last). */
 static const char *const cmd_platforms[] = {"slack", "matrix"};
-static const char *const cmd_names[] = {"projects",      "project", "changes", "status",
-                                        "subscribe",     "unsubscribe",
-                                        "subscriptions", "help"};
+static const char *const cmd_names[] = {"projects",  "project",     "changes",       "status",
+                                        "subscribe", "unsubscribe", "subscriptions", "help"};
 static const char *const slack_disc[] = {
     "warning", "refresh_requested", "link_disabled", "too_many_websockets", "silent", "lost",
     "other"};

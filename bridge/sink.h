@@ -14,10 +14,10 @@ struct outbox_entry;
 
 enum sink_verdict {
     SINK_DELIVERED = 0,
-    SINK_AGAIN,  /* a preparatory step succeeded (Matrix alias resolved): send now */
-    SINK_RETRY,  /* transient: try the same entry again later */
-    SINK_DEAD,   /* this entry can never be delivered: dead-letter it, go on */
-    SINK_BROKEN, /* the sink itself is unusable (credentials, target gone): stop sending */
+    SINK_AGAIN,   /* a preparatory step succeeded (Matrix alias resolved): send now */
+    SINK_RETRY,   /* transient: try the same entry again later */
+    SINK_DEAD,    /* this entry can never be delivered: dead-letter it, go on */
+    SINK_BROKEN,  /* the sink itself is unusable (credentials, target gone): stop sending */
     SINK_SUSPEND, /* a subscription's target is gone (Slack: is_archived, not_in_channel,
                      channel_not_found; Matrix: M_FORBIDDEN, the bot is not in the room): its
                      subscription is suspended, nothing more is sent to it */

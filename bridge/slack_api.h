@@ -14,13 +14,13 @@
 
 enum slack_api_result {
     SLACK_API_OK = 0,
-    SLACK_API_REFUSED,   /* the token is refused: invalid_auth, not_authed, token_revoked,
-                            token_expired, account_inactive, team_disabled, HTTP 401/403 */
-    SLACK_API_NOT_FOUND, /* conversations.info: channel_not_found (a private channel the bot
-                            is not in answers this too) */
+    SLACK_API_REFUSED,       /* the token is refused: invalid_auth, not_authed, token_revoked,
+                                token_expired, account_inactive, team_disabled, HTTP 401/403 */
+    SLACK_API_NOT_FOUND,     /* conversations.info: channel_not_found (a private channel the bot
+                                is not in answers this too) */
     SLACK_API_MISSING_SCOPE, /* missing_scope: the app lacks a scope (error names it) */
-    SLACK_API_RETRY,     /* 429 (retry_after), 5xx, a network failure, ratelimited: try later */
-    SLACK_API_ERROR,     /* any other "ok": false, or an answer that is not Slack's JSON */
+    SLACK_API_RETRY,         /* 429 (retry_after), 5xx, a network failure, ratelimited: try later */
+    SLACK_API_ERROR,         /* any other "ok": false, or an answer that is not Slack's JSON */
 };
 
 #define SLACK_API_ID_MAX   64

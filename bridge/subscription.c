@@ -178,8 +178,9 @@ static int parse_events(const char *list, unsigned *events, char *err, size_t er
     const char *p = list;
 
     if (!*p) {
-        snprintf(err, errlen, "events= needs at least one kind: created, removed, renamed, "
-                              "archived or unarchived");
+        snprintf(err, errlen,
+                 "events= needs at least one kind: created, removed, renamed, "
+                 "archived or unarchived");
         return -EINVAL;
     }
     while (*p) {
@@ -191,8 +192,9 @@ static int parse_events(const char *list, unsigned *events, char *err, size_t er
                 break;
         }
         if (k > CHANGE_REMOVED) {
-            snprintf(err, errlen, "unknown event kind; the kinds are created, removed, renamed, "
-                                  "archived and unarchived:");
+            snprintf(err, errlen,
+                     "unknown event kind; the kinds are created, removed, renamed, "
+                     "archived and unarchived:");
             set_bad(bad, badlen, p, n);
             return -EINVAL;
         }
@@ -236,8 +238,9 @@ int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, 
     for (p = strtok_r(args, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
         if (strncasecmp(p, "events=", 7) == 0) {
             if (out->verb != SUB_SUBSCRIBE) {
-                snprintf(err, errlen, "unsubscribe takes patterns only; to change the event "
-                                      "kinds, subscribe with events=");
+                snprintf(err, errlen,
+                         "unsubscribe takes patterns only; to change the event "
+                         "kinds, subscribe with events=");
                 set_bad(out->bad, sizeof(out->bad), p, strlen(p));
                 goto invalid;
             }
@@ -246,8 +249,10 @@ int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, 
             continue;
         }
         if (!sub_pattern_ok(p)) {
-            snprintf(err, errlen, "not a usable pattern (1 to %d bytes, \"!\" followed by a "
-                                  "pattern to exclude):", SUB_PATTERN_MAX);
+            snprintf(err, errlen,
+                     "not a usable pattern (1 to %d bytes, \"!\" followed by a "
+                     "pattern to exclude):",
+                     SUB_PATTERN_MAX);
             set_bad(out->bad, sizeof(out->bad), p, strlen(p));
             goto invalid;
         }
@@ -290,8 +295,8 @@ static int has_include(char *const *v, size_t n)
 }
 
 int sub_apply(const struct subscription *cur, enum sub_platform p, const char *channel,
-              const struct sub_request *req, const char *by, int64_t now,
-              struct subscription *next, char *err, size_t errlen, char *bad, size_t badlen)
+              const struct sub_request *req, const char *by, int64_t now, struct subscription *next,
+              char *err, size_t errlen, char *bad, size_t badlen)
 {
     int r = -ENOMEM;
 

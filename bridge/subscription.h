@@ -29,16 +29,16 @@ enum sub_platform {
 /* One channel's subscription. Strings owned (subscription_fini()). */
 struct subscription {
     enum sub_platform platform;
-    char *channel;    /* Slack channel id ("C0123ABCD"), Matrix room id ("!x:server") */
-    char **patterns;  /* short-name globs as a sink's `projects` ("!" excludes), in the order
-                         added, no two the same (ASCII case-insensitively); at least one */
+    char *channel;   /* Slack channel id ("C0123ABCD"), Matrix room id ("!x:server") */
+    char **patterns; /* short-name globs as a sink's `projects` ("!" excludes), in the order
+                        added, no two the same (ASCII case-insensitively); at least one */
     size_t n_patterns;
-    unsigned events;  /* CONF_EVENTS_ALL bits (1u << enum change_kind); never 0 */
-    char *by;         /* the user id that changed it last */
-    int64_t created;  /* unix seconds: first subscribed */
-    int64_t changed;  /* unix seconds: last changed (subscribe, unsubscribe, suspend) */
-    char *suspended;  /* NULL while active; else why deliveries stopped (written by the bridge:
-                         trusted text, at most SUB_REASON_MAX bytes) */
+    unsigned events; /* CONF_EVENTS_ALL bits (1u << enum change_kind); never 0 */
+    char *by;        /* the user id that changed it last */
+    int64_t created; /* unix seconds: first subscribed */
+    int64_t changed; /* unix seconds: last changed (subscribe, unsubscribe, suspend) */
+    char *suspended; /* NULL while active; else why deliveries stopped (written by the bridge:
+                        trusted text, at most SUB_REASON_MAX bytes) */
 };
 
 /* Every subscription, sorted by platform, then channel (strcmp). */
@@ -71,8 +71,7 @@ int sub_channel_ok(enum sub_platform p, const char *channel);
 int sub_pattern_ok(const char *pattern);
 
 /* Finds the subscription of (p, channel) in l: its index, or -1. */
-long subscription_find(const struct subscription_list *l, enum sub_platform p,
-                       const char *channel);
+long subscription_find(const struct subscription_list *l, enum sub_platform p, const char *channel);
 
 /* Subscriptions of platform p in l (active and suspended). */
 size_t subscription_count(const struct subscription_list *l, enum sub_platform p);
@@ -128,8 +127,8 @@ int sub_parse(const char *text, size_t len, int slack, struct sub_request *out, 
  * -ENOMEM.
  */
 int sub_apply(const struct subscription *cur, enum sub_platform p, const char *channel,
-              const struct sub_request *req, const char *by, int64_t now,
-              struct subscription *next, char *err, size_t errlen, char *bad, size_t badlen);
+              const struct sub_request *req, const char *by, int64_t now, struct subscription *next,
+              char *err, size_t errlen, char *bad, size_t badlen);
 
 /* ---- delivery ---- */
 

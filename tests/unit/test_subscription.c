@@ -64,7 +64,8 @@ static void test_parse_refusals(void)
         {"subscribe events=", "events= needs at least one kind", ""},
         {"subscribe !", "not a usable pattern", "!"},
         {"subscribe AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-         "not a usable pattern", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+         "not a usable pattern",
+         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
         {"unsubscribe events=created", "unsubscribe takes patterns only", "events=created"},
         {"subscriptions everything", "subscriptions takes nothing, or all", "everything"},
     };
@@ -104,9 +105,8 @@ static void test_apply(void)
 
     /* A new subscription: every project, every kind by default. */
     CHECK_INT(parse("subscribe", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C1", &r, "U1", 100, &a, err, sizeof(err), bad,
-                        sizeof(bad)),
-              1);
+    CHECK_INT(
+        sub_apply(NULL, SUB_SLACK, "C1", &r, "U1", 100, &a, err, sizeof(err), bad, sizeof(bad)), 1);
     sub_request_fini(&r);
     CHECK_INT(a.n_patterns, 1);
     CHECK_STR(a.patterns[0], "*");
@@ -117,8 +117,7 @@ static void test_apply(void)
 
     /* Again with other patterns: added; events= replaces the kinds. */
     CHECK_INT(parse("subscribe WEB* * events=archived", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&a, SUB_SLACK, "C1", &r, "U2", 200, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&a, SUB_SLACK, "C1", &r, "U2", 200, &b, err, sizeof(err), bad, sizeof(bad)),
               1);
     sub_request_fini(&r);
     CHECK_INT(b.n_patterns, 2);
@@ -130,16 +129,14 @@ static void test_apply(void)
 
     /* Unsubscribing a pattern it does not have changes nothing and names it. */
     CHECK_INT(parse("unsubscribe APP*", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&b, SUB_SLACK, "C1", &r, "U2", 300, &c, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C1", &r, "U2", 300, &c, err, sizeof(err), bad, sizeof(bad)),
               -EINVAL);
     CHECK_STR(bad, "APP*");
     sub_request_fini(&r);
 
     /* Removing one pattern keeps the rest; removing the last removes the subscription. */
     CHECK_INT(parse("unsubscribe web*", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&b, SUB_SLACK, "C1", &r, "U2", 300, &c, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C1", &r, "U2", 300, &c, err, sizeof(err), bad, sizeof(bad)),
               1);
     sub_request_fini(&r);
     CHECK_INT(c.n_patterns, 1);
@@ -147,20 +144,18 @@ static void test_apply(void)
     CHECK_INT(c.events, 1u << CHANGE_ARCHIVED);
     subscription_fini(&b);
     CHECK_INT(parse("unsubscribe *", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&c, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&c, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad, sizeof(bad)),
               0);
     sub_request_fini(&r);
     CHECK(b.channel == NULL);
 
     /* unsubscribe with no subscription is refused; without patterns it removes the lot. */
     CHECK_INT(parse("unsubscribe", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
-              -EINVAL);
+    CHECK_INT(
+        sub_apply(NULL, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad, sizeof(bad)),
+        -EINVAL);
     CHECK(strstr(err, "not subscribed") != NULL);
-    CHECK_INT(sub_apply(&c, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&c, SUB_SLACK, "C1", &r, "U2", 300, &b, err, sizeof(err), bad, sizeof(bad)),
               0);
     sub_request_fini(&r);
     subscription_fini(&c);
@@ -168,29 +163,25 @@ static void test_apply(void)
     /* Exclusions never stand alone: a new subscription of exclusions includes "*" first, and
      * unsubscribing the last including pattern removes the subscription. */
     CHECK_INT(parse("subscribe !DEV-OLD", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
-              1);
+    CHECK_INT(
+        sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad, sizeof(bad)), 1);
     sub_request_fini(&r);
     CHECK_INT(b.n_patterns, 2);
     CHECK_STR(b.patterns[0], "*");
     CHECK_STR(b.patterns[1], "!DEV-OLD");
     subscription_fini(&b);
     CHECK_INT(parse("subscribe DEV* !DEV-OLD", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
-              1);
+    CHECK_INT(
+        sub_apply(NULL, SUB_SLACK, "C2", &r, "U1", 100, &b, err, sizeof(err), bad, sizeof(bad)), 1);
     sub_request_fini(&r);
     CHECK_INT(b.n_patterns, 2); /* it includes something: no "*" */
     CHECK_INT(parse("unsubscribe DEV*", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad, sizeof(bad)),
               0);
     sub_request_fini(&r);
     /* subscribe without patterns in a subscribed channel keeps its patterns: events only. */
     CHECK_INT(parse("subscribe events=removed", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&b, SUB_SLACK, "C2", &r, "U1", 200, &c, err, sizeof(err), bad, sizeof(bad)),
               1);
     sub_request_fini(&r);
     CHECK_INT(c.n_patterns, 2);
@@ -202,8 +193,7 @@ static void test_apply(void)
     /* Subscribing resumes a suspended subscription, with its patterns as they were. */
     a.suspended = strdup("is_archived");
     CHECK_INT(parse("subscribe", &r, err, sizeof(err)), 0);
-    CHECK_INT(sub_apply(&a, SUB_SLACK, "C1", &r, "U1", 400, &b, err, sizeof(err), bad,
-                        sizeof(bad)),
+    CHECK_INT(sub_apply(&a, SUB_SLACK, "C1", &r, "U1", 400, &b, err, sizeof(err), bad, sizeof(bad)),
               1);
     sub_request_fini(&r);
     CHECK(b.suspended == NULL);
@@ -266,7 +256,8 @@ static void test_channels_and_patterns(void)
     CHECK(!sub_pattern_ok(""));
     CHECK(!sub_pattern_ok("!"));
     CHECK(!sub_pattern_ok("a b"));
-    CHECK(!sub_pattern_ok("a\xc2\xa0" "b")); /* U+00A0 */
+    CHECK(!sub_pattern_ok("a\xc2\xa0"
+                          "b"));         /* U+00A0 */
     CHECK(!sub_pattern_ok("a\xc2\x85")); /* U+0085, a C1 control */
     CHECK(!sub_pattern_ok("\xff"));
 }
