@@ -608,7 +608,9 @@ static void on_answer(void *userdata, const struct http_response *res)
     q->xfer = NULL;
     q->state = Q_IDLE;
     /* Counting from the answer, not the request, keeps arrivals a full interval apart even
-     * when a request is slow to connect. */
+     * when a request is slow to connect; from the time it really is, not the loop's cached
+     * time, which lags behind on a busy loop and would let two posts come closer. */
+    uv_update_time(ob->loop);
     q->last_done_ms = uv_now(ob->loop);
     sink_request_fini(&q->req);
     v = sink_classify(&q->sink, res, &retry_after, why, sizeof(why));

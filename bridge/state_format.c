@@ -1090,7 +1090,8 @@ static int subscription_cmp(const void *a, const void *b)
 /* Sorts set's records and lets go of those past keep. */
 static void set_trim(struct state_subscription_set *set, size_t keep)
 {
-    qsort(set->v, set->n, sizeof(*set->v), subscription_cmp);
+    if (set->n > 1) /* qsort() of NULL, even for none, is undefined */
+        qsort(set->v, set->n, sizeof(*set->v), subscription_cmp);
     while (set->n > keep) {
         subscription_fini(&set->v[--set->n]);
         set->dropped++;

@@ -339,9 +339,12 @@ class Durability(SubsTest):
         self.start()
         self.assert_kept()
         before = self.daemon.result().stderr.count('reload: new configuration in effect')
+        old = self.slack.open_ids()
         self.daemon.proc.send_signal(signal.SIGHUP)
         self.wait(lambda: self.daemon.result().stderr.count(
             'reload: new configuration in effect') > before, 'the reload')
+        # A reload makes a new bridge, with a Socket Mode socket of its own.
+        self.wait(lambda: self.slack.replaced(old), 'the new bridge\'s Socket Mode socket')
         self.assert_kept()
         # and they still deliver
         self.change(BASE + [project('0-7', 'DEV7', 'Reloaded seven')], 'Reloaded seven')
