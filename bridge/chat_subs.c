@@ -162,7 +162,7 @@ int chat_subs_new(struct chat_subs **out, const struct conf *conf, struct state 
     /* The list came sized to its n: make it ours, with the sinks' arrays beside it. */
     struct subscription_list loaded = cs->subs;
     cs->subs = (struct subscription_list){0};
-    if (reserve(cs, loaded.n) != 0) {
+    if (reserve(cs, loaded.n ? loaded.n : 1) != 0) {
         snprintf(err, errlen, "out of memory");
         cs->subs = loaded;
         chat_subs_free(cs);
