@@ -26,12 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
+
 struct etcd_server {
     pid_t pid;
     const char *tls; /* NULL, or a directory with ca.crt, server.crt and server.key */
     int client_port, peer_port;
-    char url[64]; /* the client URL */
-    char dir[64]; /* temporary: the data directory and the log */
+    char url[64];            /* the client URL */
+    char dir[TEST_PATH_MAX]; /* temporary: the data directory and the log */
 };
 
 /* A port nobody listens on right now (bound to 0 and released): 0 on failure. */
@@ -102,7 +104,7 @@ static inline int etcd_server_available(void)
 
 static inline void etcd_server_exec(struct etcd_server *s, const char *const *extra)
 {
-    char client[64], peer[64], cluster[96], data[96], log[96];
+    char client[64], peer[64], cluster[96], data[TEST_PATH_MAX + 32], log[TEST_PATH_MAX + 32];
     const char *argv[40];
     int n = 0;
 
@@ -141,7 +143,7 @@ static inline void etcd_server_exec(struct etcd_server *s, const char *const *ex
         argv[n++] = base[i];
     for (int i = 0; extra && extra[i] && n < 30; i++)
         argv[n++] = extra[i];
-    static char ca[160], cert[160], key[160];
+    static char ca[TEST_PATH_MAX + 32], cert[TEST_PATH_MAX + 32], key[TEST_PATH_MAX + 32];
     if (s->tls) {
         /* Clients must show a certificate of the same CA (etcd's --client-cert-auth). */
         snprintf(ca, sizeof(ca), "%s/ca.crt", s->tls);
@@ -185,8 +187,7 @@ static inline void etcd_server_start_tls(struct etcd_server *s, const char *cons
         fprintf(stderr, "no etcd binary (%s): skipped\n", etcd_server_bin());
         exit(77);
     }
-    snprintf(s->dir, sizeof(s->dir), "/tmp/ytbridge-etcd-XXXXXX");
-    if (!mkdtemp(s->dir)) {
+    if (!mkdtemp(test_tmp_template(s->dir, sizeof(s->dir), "ytbridge-etcd"))) {
         perror("mkdtemp");
         exit(1);
     }
@@ -221,8 +222,6 @@ static inline void etcd_server_start(struct etcd_server *s, const char *const *e
 /* Stops etcd (SIGTERM, then SIGKILL after 5 s) and removes its directory. */
 static inline void etcd_server_stop(struct etcd_server *s)
 {
-    char cmd[128];
-
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
         double deadline = etcd_server_now() + 5;
@@ -237,8 +236,7 @@ static inline void etcd_server_stop(struct etcd_server *s)
         s->pid = 0;
     }
     if (s->dir[0]) {
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
-        if (system(cmd) != 0)
+        if (test_rmtree(s->dir) != 0)
             fprintf(stderr, "cannot remove %s\n", s->dir);
         s->dir[0] = '\0';
     }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tmpdir.h"
+
 static int test_failures;
 static int test_checks;
 

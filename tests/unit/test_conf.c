@@ -593,8 +593,8 @@ static void test_env_override(void)
 /* Runs fn with stderr captured into buf (the mode warning goes through log_warn). */
 static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg)
 {
-    char tmpl[] = "/tmp/ytb-stderr-XXXXXX";
-    int fd = mkstemp(tmpl), saved = dup(2);
+    char tmpl[TEST_PATH_MAX];
+    int fd = mkstemp(test_tmp_template(tmpl, sizeof(tmpl), "ytb-stderr")), saved = dup(2);
     ssize_t n;
 
     fflush(stderr);
@@ -624,13 +624,13 @@ static void load_path(void *arg)
 
 static void test_token_file(void)
 {
-    char dir[] = "/tmp/ytb-conf-XXXXXX", conf_path[128], tok[128], err[4096];
+    char dir[TEST_PATH_MAX], conf_path[TEST_PATH_MAX + 32], tok[TEST_PATH_MAX + 32], err[4096];
     const char *text = "youtrack: { url = \"https://yt.example.com\"; token_file = \"tok\"; };\n";
     struct load_args a = {0};
     char *big;
 
     env_reset();
-    CHECK(mkdtemp(dir) != NULL);
+    test_tmpdir(dir, sizeof(dir), "ytb-conf");
     snprintf(conf_path, sizeof(conf_path), "%s/y.conf", dir);
     snprintf(tok, sizeof(tok), "%s/tok", dir);
     file_write(conf_path, text, strlen(text), 0600);
@@ -1214,14 +1214,14 @@ static void capture_stderr(char *buf, size_t len, void (*fn)(void *), void *arg)
 /* conf_resolve() alone, on what conf_load_buffer() recorded, with a fake environment. */
 static void test_resolve(void)
 {
-    char dir[] = "/tmp/ytb-resolve-XXXXXX", tok[128], text[1024], err[4096];
+    char dir[TEST_PATH_MAX], tok[TEST_PATH_MAX + 32], text[1024], err[4096];
     struct fake_env none = {{NULL}, {NULL}, 0};
     struct conf_diags d = {0};
     struct conf *c = NULL;
 
     env_reset();
     log_clear_secrets();
-    CHECK(mkdtemp(dir) != NULL);
+    test_tmpdir(dir, sizeof(dir), "ytb-resolve");
     snprintf(tok, sizeof(tok), "%s/tok", dir);
 
     /* A token file readable by others: read, with a warning that names the file. */
@@ -1318,7 +1318,7 @@ static void test_resolve(void)
  */
 static void test_slack_bot_token(void)
 {
-    char dir[] = "/tmp/ytb-bot-XXXXXX", tok[128], text[1024], err[4096];
+    char dir[TEST_PATH_MAX], tok[TEST_PATH_MAX + 32], text[1024], err[4096];
     const char *bot = "xoxb-1111-2222-test-only-not-real";
     struct fake_env none = {{NULL}, {NULL}, 0};
     struct conf_diags d = {0};
@@ -1326,7 +1326,7 @@ static void test_slack_bot_token(void)
 
     env_reset();
     log_clear_secrets();
-    CHECK(mkdtemp(dir) != NULL);
+    test_tmpdir(dir, sizeof(dir), "ytb-bot");
     snprintf(tok, sizeof(tok), "%s/bot", dir);
 
     /* A file: trailing newline trimmed, recorded, registered; readable by others: a warning. */

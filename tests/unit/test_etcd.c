@@ -499,7 +499,7 @@ static int make_certs(const char *dir)
 {
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "(cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+             "(cd '%s' && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
              "openssl req -x509 $K -keyout ca.key -out ca.crt -days 1 -subj /CN=ca && "
              "openssl req $K -keyout server.key -out server.csr -subj /CN=127.0.0.1 && "
              "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
@@ -535,11 +535,13 @@ static int tls_call(const char *url, const char *ca, const char *cert, const cha
 
 static void test_tls_client_certificate(void)
 {
-    char dir[] = "/tmp/ytbridge-etcd-tls-XXXXXX", ca[96], cert[96], key[96], msg[256] = "";
+    char dir[TEST_PATH_MAX], ca[TEST_PATH_MAX + 32], cert[TEST_PATH_MAX + 32],
+        key[TEST_PATH_MAX + 32], msg[256] = "";
     struct etcd_server tls;
     int rc = -1;
 
-    if (!mkdtemp(dir) || make_certs(dir) != 0) {
+    /* The shell quotes the path for openssl: one with a quote in it is not tested. */
+    if (strchr(test_tmpdir(dir, sizeof(dir), "ytbridge-etcd-tls"), '\'') || make_certs(dir) != 0) {
         fprintf(stderr, "openssl could not make certificates: TLS not tested\n");
         return;
     }
@@ -561,9 +563,7 @@ static void test_tls_client_certificate(void)
     CHECK(strstr(msg, "certificate") != NULL || strstr(msg, "SSL") != NULL);
     fprintf(stderr, "  without the CA: %s\n", msg);
     etcd_server_stop(&tls);
-    char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (test_rmtree(dir) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
 }
 

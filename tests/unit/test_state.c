@@ -20,7 +20,7 @@
 #include "state_format.h"
 #include "test.h"
 
-static char dir[64];
+static char dir[TEST_PATH_MAX];
 
 /*
  * Allocation failure on demand: the nth strdup() from now on fails (0: none does). The static
@@ -43,7 +43,7 @@ char *strdup(const char *s)
 
 static void write_file(const char *name, const char *text)
 {
-    char path[256];
+    char path[TEST_PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     fputs(text, f);
@@ -114,7 +114,7 @@ static void test_round_trip(void)
     CHECK_INT(back.projects.v[1].first_seen, 42);
     CHECK_INT(back.projects.v[1].missing, 1);
     CHECK_INT(count_prefix("snapshot.json.tmp"), 0);
-    char path[256];
+    char path[TEST_PATH_MAX + 64];
     struct stat sb;
     snprintf(path, sizeof(path), "%s/snapshot.json", dir);
     CHECK_INT(stat(path, &sb), 0);
@@ -214,7 +214,7 @@ static void test_history_round_trip(void)
         CHECK_INT(h[4].at, 200);
     }
     /* The file itself: kinds by name, old names only for the rename. */
-    char path[256], text[8192];
+    char path[TEST_PATH_MAX + 64], text[8192];
     snprintf(path, sizeof(path), "%s/snapshot.json", dir);
     FILE *f = fopen(path, "r");
     size_t len = fread(text, 1, sizeof(text) - 1, f);
@@ -447,7 +447,7 @@ static void test_journal(void)
     struct state *st = NULL;
     struct journal_record v[3], *got = NULL;
     size_t n = 0;
-    char err[256], path[256];
+    char err[256], path[TEST_PATH_MAX + 64];
 
     CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
     v[0] = rec("e-1-0", "team", "project.created", "{\"a\":\"\u00e9\"}", 10, 1);
@@ -563,7 +563,7 @@ static void test_journal_short_write(void)
     struct state *st = NULL;
     struct journal_record v[2], *got = NULL;
     size_t n = 0;
-    char err[256], path[256], big[4096];
+    char err[256], path[TEST_PATH_MAX + 64], big[4096];
     struct rlimit old, lim;
     struct stat sb;
 
@@ -606,7 +606,7 @@ static void test_sync_position_round_trip(void)
     struct state *st = NULL;
     struct state_sync_position p = {"https://hs.example", "@bot:hs.example", "s72_\"x\"_\xc3\xa9"};
     struct state_sync_position got;
-    char err[256], path[256];
+    char err[256], path[TEST_PATH_MAX + 64];
     struct stat sb;
 
     CHECK_INT(state_open(&st, dir, err, sizeof(err)), 0);
@@ -1006,10 +1006,10 @@ static void test_subscription_set(void)
 
 static void remove_subscriptions(void)
 {
-    char cmd[128];
+    char path[TEST_PATH_MAX + 32];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/subscriptions", dir);
-    CHECK_INT(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/subscriptions", dir);
+    CHECK(test_rmtree(path) == 0 || errno == ENOENT);
 }
 
 /* The path of (p, channel)'s record into path. */
@@ -1044,7 +1044,7 @@ static void test_subscription_files(void)
     struct subscription_list l;
     struct state *st = NULL;
     struct stat sb;
-    char err[256], path[512], other[512], name[300];
+    char err[256], path[512], other[TEST_PATH_MAX + 512], name[300];
 
     b.channel = "C0B";
     remove_subscriptions();
@@ -1118,7 +1118,7 @@ static void test_subscriptions_read_only(void)
     struct state *st = NULL, *ro = NULL, *ro2 = NULL;
     struct subscription_list l;
     struct snapshot back;
-    char err[256], missing[128];
+    char err[256], missing[TEST_PATH_MAX + 16];
 
     snprintf(missing, sizeof(missing), "%s/nowhere", dir);
     CHECK_INT(state_open_readonly(&ro, missing, err, sizeof(err)), -ENOENT);
@@ -1167,9 +1167,8 @@ static int dir_reopen(struct state **out)
 
 static int dir_fresh(struct state **out)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/*", dir);
-    if (system(cmd) != 0)
+    /* Gone whole; the state makes the directory again (0700). */
+    if (test_rmtree(dir) != 0)
         return -EIO;
     return dir_reopen(out);
 }
@@ -1178,9 +1177,7 @@ int main(void)
 {
     static const struct contract_backend dir_backend = {"directory", dir_fresh, dir_reopen};
 
-    snprintf(dir, sizeof(dir), "/tmp/ytbridge-test-state-XXXXXX");
-    if (!mkdtemp(dir))
-        return 1;
+    test_tmpdir(dir, sizeof(dir), "ytbridge-test-state");
     RUN(test_lock_is_exclusive);
     RUN(test_round_trip);
     RUN(test_corrupt_snapshot_is_moved_aside);
@@ -1205,9 +1202,7 @@ int main(void)
     RUN(test_subscription_files);
     RUN(test_subscriptions_read_only);
     state_contract_run(&dir_backend);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (test_rmtree(dir) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
     return test_done();
 }
