@@ -279,65 +279,36 @@ static enum sink_verdict slack_classify(const struct http_response *res, long *r
     return SINK_DEAD;
 }
 
-/* One of the words in list, a NULL-terminated array. */
-static int word_in(const char *w, const char *const *list)
-{
-    for (size_t i = 0; list[i]; i++) {
-        if (strcmp(w, list[i]) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* chat.postMessage's answers (doc/slack.md, "Web API with the bot token"). */
+/*
+ * chat.postMessage's answers (doc/slack.md, "Web API with the bot token"), read by the Web API's
+ * one reader (slack_api_parse()): what it says about the token and the rate limits holds for
+ * this method too; only the channel going away is a verdict of its own here.
+ */
 static enum sink_verdict slack_bot_classify(const struct http_response *res, long *retry_after,
                                             char *why, size_t whylen)
 {
-    static const char *const suspend[] = {"not_in_channel", "channel_not_found", "is_archived",
-                                          NULL};
-    json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-    json_t *ok = json_object_get(j, "ok");
-    const char *error = json_string_value(json_object_get(j, "error"));
-    enum sink_verdict v = SINK_DEAD;
+    struct slack_api_answer a;
 
-    if (json_is_true(ok) && res->status >= 200 && res->status < 300) {
-        v = SINK_DELIVERED;
-        goto out;
+    slack_api_parse(SLACK_API_CHAT_POST_MESSAGE, res, &a);
+    /* Slack's error words are short snake_case, cleaned by sink_classify(). */
+    snprintf(why, whylen, "chat.postMessage: HTTP %ld %s", res->status, a.error);
+    switch (a.result) {
+    case SLACK_API_OK:
+        return res->status >= 200 && res->status < 300 ? SINK_DELIVERED : SINK_RETRY;
+    case SLACK_API_RETRY:
+        *retry_after = a.retry_after;
+        return SINK_RETRY;
+    case SLACK_API_REFUSED:
+    case SLACK_API_MISSING_SCOPE: /* no chat:write: no channel can be posted to */
+        return SINK_BROKEN;
+    case SLACK_API_NOT_FOUND:
+        return SINK_SUSPEND;
+    case SLACK_API_ERROR:
+        break;
     }
-    if (json_is_false(ok)) {
-        /* Slack's error words are short snake_case: cut, and cleaned by sink_classify(). */
-        snprintf(why, whylen, "chat.postMessage: HTTP %ld %.40s", res->status,
-                 error ? error : "(no error)");
-        if (error && strcmp(error, "ratelimited") == 0) {
-            *retry_after = res->retry_after;
-            v = SINK_RETRY;
-        } else if (error && word_in(error, suspend)) {
-            v = SINK_SUSPEND;
-        } else if (slack_api_token_refused(error) ||
-                   (error && strcmp(error, "missing_scope") == 0)) { /* no chat:write */
-            v = SINK_BROKEN;
-        } else if (res->status == 429 || res->status == 408 || res->status >= 500) {
-            *retry_after = res->retry_after;
-            v = SINK_RETRY;
-        } else if (res->status == 401 || res->status == 403) {
-            v = SINK_BROKEN;
-        } else {
-            v = SINK_DEAD; /* msg_too_long, no_text, invalid_blocks, ...: this message only */
-        }
-        goto out;
-    }
-    if (retry_status(res, retry_after, &v, why, whylen))
-        goto out;
-    snprintf(why, whylen, "chat.postMessage: HTTP %ld", res->status);
-    if (res->status == 401 || res->status == 403)
-        v = SINK_BROKEN;
-    else if (res->status >= 200 && res->status < 300)
-        v = SINK_RETRY; /* 2xx without Slack's JSON: an unknown answer, try again later */
-    else
-        v = SINK_DEAD;
-out:
-    json_decref(j);
-    return v;
+    if (strcmp(a.error, "not_in_channel") == 0 || strcmp(a.error, "is_archived") == 0)
+        return SINK_SUSPEND;
+    return SINK_DEAD; /* msg_too_long, no_text, invalid_blocks, ...: this message only */
 }
 
 static enum sink_verdict matrix_classify(struct sink *s, const struct http_response *res,

@@ -98,7 +98,7 @@ void slack_api_parse(enum slack_api_method method, const struct http_response *r
             json_t *ch = json_object_get(j, "channel");
             out->is_member = json_is_true(json_object_get(ch, "is_member"));
             out->is_archived = json_is_true(json_object_get(ch, "is_archived"));
-        } else {
+        } else if (method == SLACK_API_AUTH_TEST) {
             copy_printable(out->user_id, sizeof(out->user_id),
                            json_string_value(json_object_get(j, "user_id")));
             copy_printable(out->user, sizeof(out->user),
@@ -153,7 +153,8 @@ int slack_api_call(struct http *h, enum slack_api_method method, const char *api
     struct http_request req = {0};
     int r = -ENOMEM;
 
-    if (method == SLACK_API_CONVERSATIONS_INFO && !channel)
+    if ((method == SLACK_API_CONVERSATIONS_INFO && !channel) ||
+        method == SLACK_API_CHAT_POST_MESSAGE)
         return -EINVAL;
     url = url_build(api_url, method == SLACK_API_AUTH_TEST ? "/auth.test" : "/conversations.info");
     if (method == SLACK_API_CONVERSATIONS_INFO) {

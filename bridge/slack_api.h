@@ -48,6 +48,7 @@ int slack_api_token_refused(const char *error);
 enum slack_api_method {
     SLACK_API_AUTH_TEST = 0,
     SLACK_API_CONVERSATIONS_INFO,
+    SLACK_API_CHAT_POST_MESSAGE, /* read only (the outbox posts, sink.c): no fields of its own */
 };
 
 /*

@@ -1,7 +1,8 @@
 /*
  * Fuzz harness: slack_api_parse() on any answer. The first byte picks the call: bit 0 the
- * method (0 auth.test, 1 conversations.info), bits 1-3 the HTTP status (see status[]), bit 4 a
- * transport failure instead of an answer, bit 5 a Retry-After of 30 s; the rest is the body.
+ * method (0 auth.test, 1 conversations.info; bit 6 set: chat.postMessage), bits 1-3 the HTTP
+ * status (see status[]), bit 4 a transport failure instead of an answer, bit 5 a Retry-After of
+ * 30 s; the rest is the body.
  * The result must be one of the enum's, every string printable ASCII within its field, the
  * fields of another method or of a failure empty, and retry_after set only for a retry;
  * anything else aborts.
@@ -36,7 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size == 0)
         return 0;
-    method = data[0] & 1 ? SLACK_API_CONVERSATIONS_INFO : SLACK_API_AUTH_TEST;
+    method = data[0] & 0x40 ? SLACK_API_CHAT_POST_MESSAGE
+             : data[0] & 1  ? SLACK_API_CONVERSATIONS_INFO
+                            : SLACK_API_AUTH_TEST;
     body = malloc(size);
     if (!body)
         return 0;
