@@ -1106,7 +1106,7 @@ static int slack_answer(void *userdata, const struct slack_command *cmd, char **
 {
     struct bridge *b = userdata;
     int r = chat_subs_command(b->subs, SUB_SLACK, cmd->channel_id, cmd->user_id, cmd->text,
-                              cmd->len, cmd->ticket, payload);
+                              cmd->len, cmd->ticket, payload, NULL);
     return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, cmd->text, cmd->len, COMMAND_SLACK, payload)
                                    : r;
 }
@@ -1127,9 +1127,8 @@ static int matrix_answer(void *userdata, const char *room_id, const char *sender
                          size_t len, char **content, int *durable)
 {
     struct bridge *b = userdata;
-    int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content);
-    /* A subscription command's answer reports a change of the state: journaled (below). */
-    *durable = r == 0;
+    /* The answer to a command that changed the state must outlive a crash (matrix_reply()). */
+    int r = chat_subs_command(b->subs, SUB_MATRIX, room_id, sender, text, len, 0, content, durable);
     return r == CHAT_SUBS_NOT_OURS ? bridge_command(b, text, len, COMMAND_MATRIX, content) : r;
 }
 
@@ -1141,9 +1140,9 @@ static void matrix_left(void *userdata, const char *room_id, const char *by)
 
 /*
  * A Matrix reply goes to the room's reply sink (conf_chat_matrix), not journaled; unless it is
- * durable (the answer to a subscription command): then it is journaled like an alert, under the
- * generation already committed, before the /sync position moves past its command, so a crash
- * neither loses it nor, thanks to its txnId, doubles it.
+ * durable (the answer to a subscription command that changed the state): then it is journaled like
+ * an alert, under the generation already committed, before the /sync position moves past its
+ * command, so a crash neither loses it nor, thanks to its txnId, doubles it.
  */
 static void matrix_reply(void *userdata, const char *room_id, const char *txn_id,
                          const char *content, int durable)

@@ -45,7 +45,8 @@ struct chat_subs {
     struct conf_sink **sinks;        /* parallel to subs.v */
     const struct conf_sink **active; /* chat_subs_sinks()' answer, rebuilt on every change */
     size_t n_active;
-    size_t cap; /* of subs.v, sinks and active: so that rebuilding never allocates */
+    size_t cap;  /* of subs.v, sinks and active: so that rebuilding never allocates */
+    int changed; /* the command being run changed the state (chat_subs_command()) */
     struct check *checks;
     struct slack_api_call *auth_call;
     char bot_name[SLACK_API_NAME_MAX + 1]; /* from auth.test; "" until known */
@@ -370,6 +371,7 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
              : state_subscription_delete(cs->st, p, channel, err, errlen);
     if (r)
         return r;
+    cs->changed = 1;
     if (!next) {
         close_sink(cs, (size_t)i, "the channel unsubscribed", 0);
         subscription_fini(&cs->subs.v[i]);
@@ -553,8 +555,9 @@ static int check_then_change(struct chat_subs *cs, const char *channel, const ch
     return SLACK_ANSWER_LATER;
 }
 
-int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *channel,
-                      const char *user, const char *text, size_t len, uint64_t ticket, char **out)
+/* chat_subs_command() but for telling whether the state changed. */
+static int run_command(struct chat_subs *cs, enum sub_platform p, const char *channel,
+                       const char *user, const char *text, size_t len, uint64_t ticket, char **out)
 {
     struct sub_request req;
     char err[300], head[400];
@@ -627,6 +630,19 @@ int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *cha
     }
 out:
     sub_request_fini(&req);
+    return r;
+}
+
+int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *channel,
+                      const char *user, const char *text, size_t len, uint64_t ticket, char **out,
+                      int *changed)
+{
+    int r;
+
+    cs->changed = 0;
+    r = run_command(cs, p, channel, user, text, len, ticket, out);
+    if (changed)
+        *changed = cs->changed;
     return r;
 }
 

@@ -59,13 +59,14 @@ const struct conf_sink *const *chat_subs_sinks(const struct chat_subs *cs, size_
 /*
  * Runs text (the words after the command) typed by user in channel on platform p if it is a
  * subscription command: returns CHAT_SUBS_NOT_OURS when it is not one (the caller answers it),
- * 0 and *out (the
- * answer for the platform; caller frees), SLACK_ANSWER_LATER for a Slack subscribe that waits
+ * 0 and *out (the answer for the platform; caller frees; *changed, when changed is not NULL,
+ * set when the command changed the state), SLACK_ANSWER_LATER for a Slack subscribe that waits
  * for the membership check (the answer then comes through hooks.answer_later with ticket), or
  * -ENOMEM.
  */
 int chat_subs_command(struct chat_subs *cs, enum sub_platform p, const char *channel,
-                      const char *user, const char *text, size_t len, uint64_t ticket, char **out);
+                      const char *user, const char *text, size_t len, uint64_t ticket, char **out,
+                      int *changed);
 
 /* The outbox removed sink's queue: its target is gone (SINK_SUSPEND). */
 void chat_subs_gone(struct chat_subs *cs, const char *sink, const char *reason);
