@@ -379,17 +379,12 @@ static int commit(struct chat_subs *cs, enum sub_platform p, const char *channel
                 (cs->subs.n - (size_t)i - 1) * sizeof(cs->subs.v[0]));
         memmove(&cs->sinks[i], &cs->sinks[i + 1],
                 (cs->subs.n - (size_t)i - 1) * sizeof(cs->sinks[0]));
-        cs->subs.n--;
-        rebuild_active(cs);
+        cs->subs.n--; /* the routing lost its sink in close_sink() */
         return 0;
     }
     if (i < 0) {
         /* A new one, in its sorted place (reserve() made room). */
-        size_t at = 0;
-        while (at < cs->subs.n &&
-               (cs->subs.v[at].platform < p ||
-                (cs->subs.v[at].platform == p && strcmp(cs->subs.v[at].channel, channel) < 0)))
-            at++;
+        size_t at = subscription_place(&cs->subs, p, channel);
         memmove(&cs->subs.v[at + 1], &cs->subs.v[at], (cs->subs.n - at) * sizeof(cs->subs.v[0]));
         memmove(&cs->sinks[at + 1], &cs->sinks[at], (cs->subs.n - at) * sizeof(cs->sinks[0]));
         cs->subs.n++;

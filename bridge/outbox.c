@@ -226,14 +226,14 @@ static void hold(struct queue *q)
  * A queue for cs, appended to ob->q with its timer started on the loop. 0, -EEXIST or -ENOMEM
  * (then nothing of it is left).
  */
+static struct queue *find_queue(struct outbox *ob, const char *name);
+
 static int queue_add(struct outbox *ob, const struct conf_sink *cs)
 {
     struct queue *q;
 
-    for (size_t i = 0; i < ob->n; i++) {
-        if (strcmp(ob->q[i]->sink.conf->name, cs->name) == 0)
-            return -EEXIST;
-    }
+    if (find_queue(ob, cs->name))
+        return -EEXIST;
     if (ob->n == ob->cap) {
         size_t cap = ob->cap ? 2 * ob->cap : 8;
         struct queue **v = realloc(ob->q, cap * sizeof(*v));

@@ -206,16 +206,14 @@ int state_subscription_put(struct state *st, const struct subscription *s, char 
     char key[STATE_SUBSCRIPTION_KEY], why[128], *text = NULL;
     int r;
 
-    /* Refused here what a load would skip: the record must come back as it went in. */
-    if (state_subscription_check(s, why, sizeof(why)) != 0) {
+    /* Refused here what a load would skip (the formatter checks): the record must come back as
+     * it went in. */
+    text = state_format_subscription(s);
+    if (!text && state_subscription_check(s, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "not a subscription that can be saved: %s", why);
         return -EINVAL;
     }
-    r = state_subscription_key(s->platform, s->channel, key);
-    if (!r) {
-        text = state_format_subscription(s);
-        r = text ? 0 : -ENOMEM;
-    }
+    r = text ? state_subscription_key(s->platform, s->channel, key) : -ENOMEM;
     if (r)
         snprintf(err, errlen, "out of memory");
     else

@@ -1078,15 +1078,6 @@ int state_parse_subscription(const char *buf, size_t len, struct subscription *o
     return 0;
 }
 
-static int subscription_cmp(const void *a, const void *b)
-{
-    const struct subscription *x = a, *y = b;
-
-    if (x->platform != y->platform)
-        return x->platform < y->platform ? -1 : 1;
-    return strcmp(x->channel, y->channel);
-}
-
 /* Sorts set's records and lets go of those past keep. */
 static void set_trim(struct state_subscription_set *set, size_t keep)
 {

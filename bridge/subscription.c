@@ -119,22 +119,37 @@ int sub_pattern_ok(const char *pattern)
     return 1;
 }
 
-long subscription_find(const struct subscription_list *l, enum sub_platform p, const char *channel)
+/* The order of subscription_list: platform, then channel. */
+static int order(const struct subscription *s, enum sub_platform p, const char *channel)
+{
+    return s->platform != p ? (s->platform < p ? -1 : 1) : strcmp(s->channel, channel);
+}
+
+int subscription_cmp(const void *a, const void *b)
+{
+    const struct subscription *y = b;
+    return order(a, y->platform, y->channel);
+}
+
+size_t subscription_place(const struct subscription_list *l, enum sub_platform p,
+                          const char *channel)
 {
     size_t lo = 0, hi = l->n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const struct subscription *s = &l->v[mid];
-        int c = s->platform != p ? (s->platform < p ? -1 : 1) : strcmp(s->channel, channel);
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
+        if (order(&l->v[mid], p, channel) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return -1;
+    return lo;
+}
+
+long subscription_find(const struct subscription_list *l, enum sub_platform p, const char *channel)
+{
+    size_t at = subscription_place(l, p, channel);
+    return at < l->n && order(&l->v[at], p, channel) == 0 ? (long)at : -1;
 }
 
 size_t subscription_count(const struct subscription_list *l, enum sub_platform p)

@@ -70,6 +70,13 @@ int sub_channel_ok(enum sub_platform p, const char *channel);
  */
 int sub_pattern_ok(const char *pattern);
 
+/* The order of a subscription_list (platform, then channel), for qsort(). */
+int subscription_cmp(const void *a, const void *b);
+
+/* Where (p, channel) is or would go in l, kept in order: the first index not before it. */
+size_t subscription_place(const struct subscription_list *l, enum sub_platform p,
+                          const char *channel);
+
 /* Finds the subscription of (p, channel) in l: its index, or -1. */
 long subscription_find(const struct subscription_list *l, enum sub_platform p, const char *channel);
 
