@@ -298,6 +298,23 @@ static void post_response_url(struct slack_socket *s, const char *url, const cha
         log_err("slack", "cannot post an answer to response_url");
 }
 
+/*
+ * Acknowledges envelope id on c (NULL: its socket is gone) with the answer payload when Slack
+ * takes one there, else bare, with payload posted to response_url ("" or payload NULL: none).
+ */
+static void deliver(struct slack_socket *s, struct conn *c, const char *id, int accepts_payload,
+                    const char *response_url, const char *payload)
+{
+    if (c && accepts_payload && payload) {
+        ack(c, id, payload);
+        return;
+    }
+    if (c)
+        ack(c, id, NULL);
+    if (payload && *response_url)
+        post_response_url(s, response_url, payload);
+}
+
 /* Keeps what the acknowledgement of m needs until slack_socket_answer() brings the answer. */
 static void wait_for_answer(struct conn *c, const struct slack_msg *m, uint64_t ticket)
 {
@@ -339,17 +356,10 @@ void slack_socket_answer(struct slack_socket *s, uint64_t ticket, const char *pa
     if (!(l = *pp))
         return;
     *pp = l->next;
-    struct conn *c = conn_by_id(s, l->conn_id);
-    if (c && l->accepts_response_payload && payload) {
-        ack(c, l->envelope_id, payload);
-    } else {
-        /* Its socket went away meanwhile: Slack redelivers the envelope on another one, and the
-         * de-duplication acknowledges it there; the answer goes by response_url. */
-        if (c)
-            ack(c, l->envelope_id, NULL);
-        if (payload && *l->response_url)
-            post_response_url(s, l->response_url, payload);
-    }
+    /* Its socket gone meanwhile: Slack redelivers the envelope on another one, and the
+     * de-duplication acknowledges it there; the answer goes by response_url. */
+    deliver(s, conn_by_id(s, l->conn_id), l->envelope_id, l->accepts_response_payload,
+            l->response_url, payload);
     free(l->response_url);
     free(l);
 }
@@ -419,13 +429,7 @@ static void on_slash_command(struct conn *c, const struct slack_msg *m)
         ack(c, id, NULL);
         return;
     }
-    if (m->accepts_response_payload) {
-        ack(c, id, answer);
-    } else {
-        ack(c, id, NULL);
-        if (*m->response_url)
-            post_response_url(s, m->response_url, answer);
-    }
+    deliver(s, c, id, m->accepts_response_payload, m->response_url, answer);
     free(answer);
 }
 
