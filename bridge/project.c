@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "strbuf.h"
 #include "url.h"
@@ -395,6 +396,18 @@ const char *change_kind_name(enum change_kind k)
 {
     static const char *const names[] = {"created", "renamed", "archived", "unarchived", "removed"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
+}
+
+int change_kind_parse(const char *s, size_t n, int casefold, enum change_kind *kind)
+{
+    for (int k = CHANGE_CREATED; k <= CHANGE_REMOVED; k++) {
+        const char *name = change_kind_name((enum change_kind)k);
+        if (n == strlen(name) && (casefold ? strncasecmp(s, name, n) : memcmp(s, name, n)) == 0) {
+            *kind = (enum change_kind)k;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static int str_changed(const char *before, const char *after)

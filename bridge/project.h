@@ -128,6 +128,10 @@ enum change_kind {
 /* "created", "renamed", ... */
 const char *change_kind_name(enum change_kind k);
 
+/* The kind named by s[0..n) as change_kind_name() writes it (ASCII case-insensitively when
+ * casefold is set): 0 and *kind, or -1 for none. */
+int change_kind_parse(const char *s, size_t n, int casefold, enum change_kind *kind);
+
 struct change {
     enum change_kind kind;
     const struct project *before; /* in the saved list; NULL for CHANGE_CREATED */

@@ -185,22 +185,6 @@ static int read_entry_string(struct jscan *js, char **out, size_t max, int *bad)
     return dup_bounded(out, str, n, max);
 }
 
-/*
- * The kind change_kind_name() calls str (n bytes): 1 and *kind, or 0 when it names none. The one
- * reader of kind names in the state: the history and the subscriptions' events.
- */
-static int kind_of(const char *str, size_t n, enum change_kind *kind)
-{
-    for (int i = CHANGE_CREATED; i <= CHANGE_REMOVED; i++) {
-        const char *name = change_kind_name((enum change_kind)i);
-        if (n == strlen(name) && memcmp(str, name, n) == 0) {
-            *kind = (enum change_kind)i;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int on_entry_member(struct jscan *js, const char *k, size_t kl, void *ctx)
 {
     struct entry_ctx *c = ctx;
@@ -226,7 +210,7 @@ static int on_entry_member(struct jscan *js, const char *k, size_t kl, void *ctx
         r = jscan_string(js, &str, &n);
         if (r)
             return r;
-        c->have_kind = kind_of(str, n, &e->kind);
+        c->have_kind = change_kind_parse(str, n, 0, &e->kind) == 0;
         return 0;
     }
     /* One byte over the bound, so that a longer id is refused below, as a project's is. */
@@ -977,7 +961,7 @@ static int read_events(struct jscan *js, unsigned *events)
         r = jscan_string(js, &str, &n);
         if (r)
             return r;
-        if (!kind_of(str, n, &k))
+        if (change_kind_parse(str, n, 0, &k) != 0)
             return jscan_fail(js, "an unknown event kind");
         *events |= 1u << k;
     }

@@ -200,20 +200,15 @@ static int parse_events(const char *list, unsigned *events, char *err, size_t er
     }
     while (*p) {
         size_t n = strcspn(p, ",");
-        unsigned k;
-        for (k = CHANGE_CREATED; k <= CHANGE_REMOVED; k++) {
-            const char *name = change_kind_name((enum change_kind)k);
-            if (n == strlen(name) && strncasecmp(p, name, n) == 0)
-                break;
-        }
-        if (k > CHANGE_REMOVED) {
+        enum change_kind k;
+        if (change_kind_parse(p, n, 1, &k) != 0) {
             snprintf(err, errlen,
                      "unknown event kind; the kinds are created, removed, renamed, "
                      "archived and unarchived:");
             set_bad(bad, badlen, p, n);
             return -EINVAL;
         }
-        *events |= 1u << k;
+        *events |= 1u << (unsigned)k;
         p += n;
         if (*p == ',')
             p++;
