@@ -270,6 +270,11 @@ class Receivers(_FakeProcess):
                 return rec
         return None
 
+    def notices(self, room):
+        """Accepted Matrix messages in room that reply to nothing: notifications, not answers."""
+        return [r for r in self.accepted('matrix') if r['room'] == room
+                and not (r['json'] or {}).get('m.relates_to')]
+
     def clear_received(self, receiver=None):
         self._call('DELETE', '/_control/received'
                    + ('?receiver=' + receiver if receiver else ''))

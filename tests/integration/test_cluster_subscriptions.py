@@ -98,8 +98,7 @@ class SubscriptionFailover(ClusterTest):
 
     def notices(self, room, key):
         """Notifications (no command replies) the fake homeserver accepted in room."""
-        return [r for r in self.rx.accepted('matrix') if r['room'] == room
-                and not (r['json'] or {}).get('m.relates_to') and key_of(message_text(r)) == key]
+        return [r for r in self.rx.notices(room) if key_of(message_text(r)) == key]
 
     # -- standbys ------------------------------------------------------------
 
@@ -200,9 +199,8 @@ class SubscriptionFailover(ClusterTest):
         self.check(len(mx) == 1, 'matrix: %s got the change %d times' % (ROOM2, len(mx)))
         self.check(g.who(mx[0].get('pid')) == l2, 'matrix: the change was sent by %s, not the '
                    'new leader %s' % (g.who(mx[0].get('pid')), l2))
-        others = [message_text(r)[:80] for r in self.rx.accepted('matrix')
-                  if r['room'] == ROOM2 and not (r['json'] or {}).get('m.relates_to')
-                  and key_of(message_text(r)) != key]
+        others = [message_text(r)[:80] for r in self.rx.notices(ROOM2)
+                  if key_of(message_text(r)) != key]
         self.check(not others, 'matrix: %s got other notices: %r' % (ROOM2, others))
         dups = [r for r in self.rx.received('matrix')['duplicates'] if r.get('room') == ROOM2]
         self.check(not dups, 'matrix: %d re-sends to %s with no crash around the delivery'

@@ -25,11 +25,6 @@ def created(names, start=10):
 
 class Delivery(SubsTest):
 
-    def notices(self, room):
-        """Notifications (not command replies) the fake homeserver accepted in room."""
-        return [r for r in self.rx.accepted('matrix') if r['room'] == room
-                and not (r['json'] or {}).get('m.relates_to')]
-
     def test_same_message_as_a_configured_sink_and_only_later_changes(self):
         self.start()
         # A change seen before the subscription is never sent to it.
@@ -37,7 +32,7 @@ class Delivery(SubsTest):
         self.subscribe_slack(CH1)
         self.assert_has(self.matrix_cmd('subscribe'), 'Subscribed')
         self.change(BASE + created(['Before sub', 'After sub']), 'After sub')
-        self.wait(lambda: self.slack.posts(CH1) and self.notices(ROOM2),
+        self.wait(lambda: self.slack.posts(CH1) and self.rx.notices(ROOM2),
                   'the subscribed channel and room to get the change')
         posts = self.slack.posts(CH1)
         self.assertEqual(len(posts), 1, [message_text(p) for p in posts])
@@ -48,9 +43,9 @@ class Delivery(SubsTest):
         self.assertEqual(got['blocks'], want['blocks'])
         self.assertEqual(got['text'], want['text'])
         self.assertNotIn('Before sub', message_text(posts[0]))
-        mx = self.notices(ROOM2)
+        mx = self.rx.notices(ROOM2)
         self.assertEqual(len(mx), 1, [message_text(r) for r in mx])
-        conf = [r for r in self.notices(ROOM1) if 'After sub' in message_text(r)]
+        conf = [r for r in self.rx.notices(ROOM1) if 'After sub' in message_text(r)]
         self.assertEqual(len(conf), 1)
         self.assertEqual(mx[0]['json'], conf[0]['json'])
         self.assertEqual(mx[0]['json']['msgtype'], 'm.notice')
@@ -82,7 +77,7 @@ class Delivery(SubsTest):
         names = ['Dg%d' % i for i in range(5)]
         self.fake.set_projects(BASE + created(names))
         self.wait(lambda: self.rx.accepted('slack') and self.slack.posts(CH1)
-                  and self.notices(ROOM2), 'the digests')
+                  and self.rx.notices(ROOM2), 'the digests')
         conf = self.rx.accepted('slack')
         self.assertEqual(len(conf), 1, 'the configured sink got one digest')
         posts = self.slack.posts(CH1)
@@ -90,7 +85,7 @@ class Delivery(SubsTest):
         self.assertEqual(posts[0]['json']['blocks'], conf[0]['json']['blocks'])
         for n in names:
             self.assertIn(n, message_text(posts[0]))
-        self.assertEqual(len(self.notices(ROOM2)), 1)
+        self.assertEqual(len(self.rx.notices(ROOM2)), 1)
         self.stop()
 
 
@@ -186,14 +181,10 @@ class Suspension(SubsTest):
                   'the bot to join again')
         self.assert_has(self.matrix_cmd('subscribe'), 'Subscribed')
         self.change(BASE + created(['Kicked one', 'Back two']), 'Back two')
-        self.wait(lambda: [r for r in self.notices(ROOM2) if 'Back two' in message_text(r)],
+        self.wait(lambda: [r for r in self.rx.notices(ROOM2) if 'Back two' in message_text(r)],
                   'the notice after resuming')
-        self.assertEqual(len(self.notices(ROOM2)), 1, 'nothing older was sent on resuming')
+        self.assertEqual(len(self.rx.notices(ROOM2)), 1, 'nothing older was sent on resuming')
         self.stop()
-
-    def notices(self, room):
-        return [r for r in self.rx.accepted('matrix') if r['room'] == room
-                and not (r['json'] or {}).get('m.relates_to')]
 
     def test_matrix_forbidden_on_send_suspends(self):
         self.start()
